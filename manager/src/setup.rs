@@ -1,0 +1,181 @@
+//! The manager's data directory: token, broker credentials, listing, persistence.
+//!
+//! Defaults that just work: anything not given on the command line is created on first start
+//! and reused afterwards, so a second start finds the same identity and the same secrets.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use matching::{Command, Fill, SecurityTable};
+use rand::Rng;
+
+use crate::core::Persist;
+use crate::journal::{JournalConfig, OrderJournal, Recovered, TradeTape};
+
+/// A random 128-bit hex secret.
+pub fn random_secret() -> String {
+    let mut rng = rand::thread_rng();
+    format!("{:032x}", rng.gen::<u128>())
+}
+
+/// Writes `text` to `path` atomically (temporary file + rename).
+pub fn write_atomic(path: &Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// The operator token: given, or `data_dir/token`, created on first start.
+pub fn load_token(data_dir: &Path, given: Option<String>) -> anyhow::Result<String> {
+    if let Some(t) = given {
+        if t.trim().is_empty() {
+            bail!("--token must not be empty");
+        }
+        return Ok(t);
+    }
+    let path = data_dir.join("token");
+    if path.exists() {
+        let t = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        return Ok(t.trim().to_string());
+    }
+    let t = random_secret();
+    write_atomic(&path, &format!("{t}\n"))?;
+    Ok(t)
+}
+
+/// Credentials from `given`, else `data_dir/brokers.csv` (created with B01..B16 on first start).
+pub fn load_credentials(data_dir: &Path, given: Option<&Path>) -> anyhow::Result<BTreeMap<String, String>> {
+    let path = match given {
+        Some(p) => p.to_owned(),
+        None => {
+            let p = data_dir.join("brokers.csv");
+            if !p.exists() {
+                let mut text = String::from("broker,secret\n");
+                for i in 1..=16 {
+                    text.push_str(&format!("B{i:02},{}\n", random_secret()));
+                }
+                write_atomic(&p, &text)?;
+            }
+            p
+        }
+    };
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(proto::credentials::parse(&text, &path.display().to_string())?)
+}
+
+/// Synthetic listing: `n` codes spread over the three HOSE tick regions.
+pub fn synthetic_listing(n: usize) -> SecurityTable {
+    let mut table = SecurityTable::new();
+    for i in 0..n {
+        let a = (i / 676) % 26;
+        let b = (i / 26) % 26;
+        let c = i % 26;
+        let code: String = [a, b, c].iter().map(|x| (b'A' + *x as u8) as char).collect();
+        let reference = match i % 3 {
+            0 => 5_000 + (i as i64 * 37 % 40) * 100,
+            1 => 12_000 + (i as i64 * 53 % 70) * 500,
+            _ => 55_000 + (i as i64 * 71 % 90) * 1_000,
+        };
+        table.add(&code, reference).expect("codes are unique");
+    }
+    table
+}
+
+/// The listing in use: `--securities FILE`, else `data_dir/securities.csv` from an earlier
+/// start, else a synthetic one. It is always written back to the data dir, so a restart (and
+/// `journal export`) sees the same ids.
+pub fn load_securities(data_dir: &Path, given: Option<&Path>, listings: usize) -> anyhow::Result<SecurityTable> {
+    let saved = data_dir.join("securities.csv");
+    let table = if let Some(path) = given {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        SecurityTable::parse_csv(&text).with_context(|| format!("in {}", path.display()))?
+    } else if saved.exists() {
+        let text = std::fs::read_to_string(&saved)?;
+        SecurityTable::parse_csv(&text).with_context(|| format!("in {}", saved.display()))?
+    } else {
+        synthetic_listing(listings)
+    };
+    if table.is_empty() {
+        bail!("the listing has no securities");
+    }
+    if saved.exists() && given.is_some() {
+        let old = SecurityTable::parse_csv(&std::fs::read_to_string(&saved)?)?;
+        let journal_has_data = data_dir.join("journal").read_dir().is_ok_and(|mut d| d.next().is_some());
+        if journal_has_data && old.to_csv() != table.to_csv() {
+            bail!(
+                "{} differs from the listing this data dir was journaled with; use a fresh --data-dir",
+                saved.display()
+            );
+        }
+    }
+    write_atomic(&saved, &table.to_csv())?;
+    Ok(table)
+}
+
+/// The journal and the trade tape on disk.
+pub struct DiskPersist {
+    journal: OrderJournal,
+    tape: TradeTape,
+    tape_dirty: bool,
+}
+
+impl DiskPersist {
+    pub fn open(
+        data_dir: &Path,
+        cfg: &JournalConfig,
+    ) -> anyhow::Result<(DiskPersist, Recovered, Vec<(u64, u32, Fill)>)> {
+        let mut jcfg = cfg.clone();
+        jcfg.dir = data_dir.join("journal");
+        let (journal, recovered) = OrderJournal::open(jcfg)?;
+        let mut tcfg = cfg.clone();
+        tcfg.dir = data_dir.join("tape");
+        let (tape, trades) = TradeTape::open(tcfg)?;
+        Ok((DiskPersist { journal, tape, tape_dirty: false }, recovered, trades))
+    }
+}
+
+impl Persist for DiskPersist {
+    fn append(&mut self, seq: u64, cmd: &Command, broker_name: &str) -> anyhow::Result<()> {
+        Ok(self.journal.append(seq, cmd, broker_name)?)
+    }
+    fn append_trade(&mut self, seq: u64, fill_index: u32, fill: &Fill) -> anyhow::Result<()> {
+        self.tape_dirty = true;
+        Ok(self.tape.append(seq, fill_index, fill)?)
+    }
+    fn commit(&mut self) -> anyhow::Result<()> {
+        self.journal.commit()?;
+        if self.tape_dirty {
+            self.tape.commit()?;
+            self.tape_dirty = false;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_listing_is_on_tick_and_unique() {
+        let t = synthetic_listing(300);
+        assert_eq!(t.len(), 300);
+        let rules = matching::MarketRules::hose();
+        for (_, code, reference) in t.iter() {
+            assert_eq!(code.len(), 3);
+            assert_eq!(reference % rules.tick(reference), 0, "{code} {reference}");
+        }
+    }
+
+    #[test]
+    fn token_is_created_once_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_token(dir.path(), None).unwrap();
+        let b = load_token(dir.path(), None).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 32);
+        assert!(load_token(dir.path(), Some(" ".into())).is_err());
+    }
+}

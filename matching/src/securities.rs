@@ -1,0 +1,152 @@
+//! The security table: code <-> dense [`SecurityId`] (from 0, in listing order) and the
+//! reference price each security's daily band is computed from.
+
+use rustc_hash::FxHashMap;
+
+use crate::stream::StreamError;
+use crate::types::{Price, SecurityId};
+
+/// Listed securities. Ids are dense indexes in the order the securities were added.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecurityTable {
+    codes: Vec<String>,
+    references: Vec<Price>,
+    by_code: FxHashMap<String, u32>,
+}
+
+/// A code must be non-empty and free of characters that would break the CSV formats.
+pub(crate) fn valid_code(code: &str) -> bool {
+    !code.is_empty()
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b',' && b != b'"')
+}
+
+impl SecurityTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Lists a security. Errors on a duplicate or malformed code, or a non-positive reference.
+    pub fn add(&mut self, code: &str, reference: Price) -> Result<SecurityId, StreamError> {
+        if !valid_code(code) {
+            return Err(StreamError::InvalidCode {
+                code: code.to_string(),
+            });
+        }
+        if reference <= 0 {
+            return Err(StreamError::InvalidReference {
+                code: code.to_string(),
+                price: reference,
+            });
+        }
+        if self.by_code.contains_key(code) {
+            return Err(StreamError::DuplicateSecurity {
+                code: code.to_string(),
+            });
+        }
+        // u32::MAX is reserved for SecurityId::UNKNOWN.
+        let id = u32::try_from(self.codes.len())
+            .ok()
+            .filter(|&i| i != u32::MAX)
+            .ok_or(StreamError::TooManySecurities)?;
+        self.codes.push(code.to_string());
+        self.references.push(reference);
+        self.by_code.insert(code.to_string(), id);
+        Ok(SecurityId(id))
+    }
+
+    /// The id of `code`, or [`SecurityId::UNKNOWN`] if it is not listed.
+    pub fn lookup(&self, code: &str) -> SecurityId {
+        self.by_code
+            .get(code)
+            .map_or(SecurityId::UNKNOWN, |&i| SecurityId(i))
+    }
+
+    pub fn code(&self, id: SecurityId) -> Option<&str> {
+        self.codes.get(id.0 as usize).map(String::as_str)
+    }
+
+    pub fn reference(&self, id: SecurityId) -> Option<Price> {
+        self.references.get(id.0 as usize).copied()
+    }
+
+    pub fn len(&self) -> usize {
+        self.codes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+
+    /// `(id, code, reference)` in id order.
+    pub fn iter(&self) -> impl Iterator<Item = (SecurityId, &str, Price)> {
+        self.codes
+            .iter()
+            .zip(&self.references)
+            .enumerate()
+            .map(|(i, (c, &r))| (SecurityId(i as u32), c.as_str(), r))
+    }
+
+    /// Parses `security,reference_price` CSV (header optional, blank lines ignored).
+    pub fn parse_csv(text: &str) -> Result<Self, StreamError> {
+        let mut table = Self::new();
+        let mut first_content = true;
+        for (i, raw) in text.split('\n').enumerate() {
+            let line_no = i + 1;
+            let line = raw.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let is_first = std::mem::replace(&mut first_content, false);
+            let mut fields = line.split(',').map(str::trim);
+            let code = fields.next().unwrap_or("");
+            let price = fields.next();
+            if is_first && code.eq_ignore_ascii_case("security") {
+                match price {
+                    Some(p) if p.eq_ignore_ascii_case("reference_price") => continue,
+                    _ => {
+                        return Err(StreamError::line(
+                            line_no,
+                            "header must be `security,reference_price`",
+                        ))
+                    }
+                }
+            }
+            let Some(price) = price else {
+                return Err(StreamError::line(
+                    line_no,
+                    format!("expected `security,reference_price`, got {line:?}"),
+                ));
+            };
+            if fields.next().is_some() {
+                return Err(StreamError::line(
+                    line_no,
+                    format!("expected 2 fields, got more in {line:?}"),
+                ));
+            }
+            let reference: Price = price.parse().map_err(|_| {
+                StreamError::line(
+                    line_no,
+                    format!("reference_price {price:?} is not an integer"),
+                )
+            })?;
+            table
+                .add(code, reference)
+                .map_err(|e| StreamError::line(line_no, e.to_string()))?;
+        }
+        Ok(table)
+    }
+
+    /// Writes the table as CSV with a header, in id order.
+    pub fn to_csv(&self) -> String {
+        let mut s = String::from("security,reference_price\n");
+        for (_, code, r) in self.iter() {
+            s.push_str(code);
+            s.push(',');
+            s.push_str(&r.to_string());
+            s.push('\n');
+        }
+        s
+    }
+}

@@ -1,0 +1,500 @@
+//! Text formats (no file I/O): securities, orders, trades, totals and rejects CSV, and the
+//! [`ReplayCollector`] that turns per-command events into the output files. Local and grid
+//! replay share the collector, so both write byte-identical files.
+
+use std::fmt::Write as _;
+
+use rustc_hash::FxHashMap;
+
+use crate::exchange::Exchange;
+use crate::rules::MarketRules;
+use crate::securities::SecurityTable;
+use crate::types::{
+    BrokerId, CancelOrder, Command, Event, Fill, NewOrder, OrderId, OrderType, Price, Qty,
+    SecurityId, Side,
+};
+
+/// Errors of the text formats. Parse errors name the 1-based line and the problem.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StreamError {
+    #[error("line {line}: {problem}")]
+    Parse { line: usize, problem: String },
+    #[error("security {code:?} is listed twice")]
+    DuplicateSecurity { code: String },
+    #[error("security {code:?}: reference price {price} must be positive")]
+    InvalidReference { code: String, price: Price },
+    #[error("security code {code:?} is invalid: it must be non-empty printable ASCII without spaces, commas or quotes")]
+    InvalidCode { code: String },
+    #[error("too many securities")]
+    TooManySecurities,
+}
+
+impl StreamError {
+    pub(crate) fn line(line: usize, problem: impl Into<String>) -> Self {
+        StreamError::Parse {
+            line,
+            problem: problem.into(),
+        }
+    }
+}
+
+/// `NEW` or `CANCEL`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Action {
+    New,
+    Cancel,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::New => "NEW",
+            Action::Cancel => "CANCEL",
+        }
+    }
+}
+
+/// One row of an orders CSV. For a CANCEL, `side` and `kind` are `None` and `price`/`qty` 0.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderRow {
+    pub action: Action,
+    pub order_id: u64,
+    pub broker: String,
+    pub security: String,
+    pub side: Option<Side>,
+    pub kind: Option<OrderType>,
+    pub price: Price,
+    pub qty: Qty,
+}
+
+/// Header of the orders CSV.
+pub const ORDERS_HEADER: &str = "action,order_id,broker,security,side,type,price,qty";
+/// Header of the trades CSV.
+pub const TRADES_HEADER: &str = "security,price,qty,buy_order_id,sell_order_id,aggressor";
+/// Header of the totals CSV.
+pub const TOTALS_HEADER: &str = "security,bid_total,ask_total";
+/// Header of the rejects CSV.
+pub const REJECTS_HEADER: &str = "order_id,reason";
+
+fn parse_side(s: &str) -> Option<Side> {
+    match s {
+        "BUY" => Some(Side::Buy),
+        "SELL" => Some(Side::Sell),
+        _ => None,
+    }
+}
+
+fn parse_kind(s: &str) -> Option<OrderType> {
+    match s {
+        "LO" => Some(OrderType::Limit),
+        "MP" => Some(OrderType::Market),
+        "IOC" => Some(OrderType::Ioc),
+        "FOK" => Some(OrderType::Fok),
+        _ => None,
+    }
+}
+
+/// Fast unsigned decimal parse: digits only, no sign, no overflow.
+#[inline]
+fn parse_u64(s: &str) -> Option<u64> {
+    let b = s.as_bytes();
+    if b.is_empty() || b.len() > 20 {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &c in b {
+        let d = c.wrapping_sub(b'0');
+        if d > 9 {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(d as u64)?;
+    }
+    Some(v)
+}
+
+#[inline]
+fn parse_i64(s: &str) -> Option<i64> {
+    match s.strip_prefix('-') {
+        Some(rest) => {
+            let v = parse_u64(rest)?;
+            if v <= i64::MAX as u64 + 1 {
+                Some((v as i64).wrapping_neg())
+            } else {
+                None
+            }
+        }
+        None => i64::try_from(parse_u64(s.strip_prefix('+').unwrap_or(s))?).ok(),
+    }
+}
+
+/// Parses one non-blank line into a row.
+fn parse_order_line(line: &str, n: usize) -> Result<OrderRow, StreamError> {
+    let mut f: [&str; 8] = [""; 8];
+    let mut count = 0;
+    for field in line.split(',') {
+        if count == 8 {
+            return Err(StreamError::line(
+                n,
+                format!("expected 8 fields ({ORDERS_HEADER}), got more"),
+            ));
+        }
+        f[count] = field.trim();
+        count += 1;
+    }
+    let action = match f[0] {
+        "NEW" => Action::New,
+        "CANCEL" => Action::Cancel,
+        other => {
+            return Err(StreamError::line(
+                n,
+                format!("action must be NEW or CANCEL, got {other:?}"),
+            ))
+        }
+    };
+    let needed = if action == Action::New { 8 } else { 4 };
+    if count < needed {
+        return Err(StreamError::line(
+            n,
+            format!(
+                "{} row needs {needed} fields ({ORDERS_HEADER}), got {count}",
+                action.as_str()
+            ),
+        ));
+    }
+    let order_id = parse_u64(f[1]).ok_or_else(|| {
+        StreamError::line(
+            n,
+            format!("order_id {:?} is not a non-negative integer", f[1]),
+        )
+    })?;
+    if f[2].is_empty() {
+        return Err(StreamError::line(n, "broker is empty"));
+    }
+    if f[3].is_empty() {
+        return Err(StreamError::line(n, "security is empty"));
+    }
+    let (side, kind, price, qty) = match action {
+        Action::Cancel => (None, None, 0, 0),
+        Action::New => {
+            let side = parse_side(f[4]).ok_or_else(|| {
+                StreamError::line(n, format!("side must be BUY or SELL, got {:?}", f[4]))
+            })?;
+            let kind = parse_kind(f[5]).ok_or_else(|| {
+                StreamError::line(
+                    n,
+                    format!("type must be LO, MP, IOC or FOK, got {:?}", f[5]),
+                )
+            })?;
+            let price = parse_i64(f[6]).ok_or_else(|| {
+                StreamError::line(n, format!("price {:?} is not an integer", f[6]))
+            })?;
+            let qty = parse_u64(f[7]).ok_or_else(|| {
+                StreamError::line(n, format!("qty {:?} is not a non-negative integer", f[7]))
+            })?;
+            (Some(side), Some(kind), price, qty)
+        }
+    };
+    Ok(OrderRow {
+        action,
+        order_id,
+        broker: f[2].to_string(),
+        security: f[3].to_string(),
+        side,
+        kind,
+        price,
+        qty,
+    })
+}
+
+/// Parses an orders CSV. The header is optional (detected on the first non-blank line); blank
+/// lines are skipped; `\r\n` line ends are accepted.
+pub fn parse_orders(text: &str) -> Result<Vec<OrderRow>, StreamError> {
+    // Rough row count estimate (about 30 bytes a row) avoids repeated regrowth.
+    let mut rows = Vec::with_capacity(text.len() / 30 + 1);
+    let mut first = true;
+    for (i, raw) in text.split('\n').enumerate() {
+        let line = raw.strip_suffix('\r').unwrap_or(raw);
+        if line.trim().is_empty() {
+            continue;
+        }
+        if std::mem::replace(&mut first, false) && line.trim_start().starts_with("action") {
+            let cols: Vec<&str> = line.split(',').map(str::trim).collect();
+            if cols.join(",") != ORDERS_HEADER {
+                return Err(StreamError::line(
+                    i + 1,
+                    format!("header must be `{ORDERS_HEADER}`"),
+                ));
+            }
+            continue;
+        }
+        rows.push(parse_order_line(line, i + 1)?);
+    }
+    Ok(rows)
+}
+
+/// Writes rows as an orders CSV with header. CANCEL rows leave side, type, price, qty empty.
+pub fn write_orders(rows: &[OrderRow]) -> String {
+    let mut s = String::with_capacity(rows.len() * 40 + ORDERS_HEADER.len() + 1);
+    s.push_str(ORDERS_HEADER);
+    s.push('\n');
+    for r in rows {
+        match r.action {
+            Action::New => {
+                let _ = writeln!(
+                    s,
+                    "NEW,{},{},{},{},{},{},{}",
+                    r.order_id,
+                    r.broker,
+                    r.security,
+                    r.side.map_or("", Side::as_str),
+                    r.kind.map_or("", OrderType::as_str),
+                    r.price,
+                    r.qty
+                );
+            }
+            Action::Cancel => {
+                let _ = writeln!(s, "CANCEL,{},{},{},,,,", r.order_id, r.broker, r.security);
+            }
+        }
+    }
+    s
+}
+
+/// Broker name <-> [`BrokerId`], interned in first-seen order.
+#[derive(Clone, Debug, Default)]
+pub struct BrokerRegistry {
+    names: Vec<String>,
+    ids: FxHashMap<String, u32>,
+}
+
+impl BrokerRegistry {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The id of `name`, assigning the next one if it is new.
+    pub fn intern(&mut self, name: &str) -> BrokerId {
+        if let Some(&id) = self.ids.get(name) {
+            return BrokerId(id);
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_string());
+        self.ids.insert(name.to_string(), id);
+        BrokerId(id)
+    }
+
+    /// The id of `name` if it was interned.
+    pub fn get(&self, name: &str) -> Option<BrokerId> {
+        self.ids.get(name).map(|&i| BrokerId(i))
+    }
+
+    pub fn name(&self, id: BrokerId) -> Option<&str> {
+        self.names.get(id.0 as usize).map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
+/// Turns a row into a command. An unlisted code maps to [`SecurityId::UNKNOWN`] (the gateway
+/// rejects it). A NEW row without side/type (impossible from `parse_orders`) becomes a
+/// BUY LO, which the rules then judge like any other order.
+pub fn to_command(
+    row: &OrderRow,
+    securities: &SecurityTable,
+    brokers: &mut BrokerRegistry,
+) -> Command {
+    let id = OrderId(row.order_id);
+    let broker = brokers.intern(&row.broker);
+    let security = securities.lookup(&row.security);
+    match row.action {
+        Action::New => Command::New(NewOrder {
+            id,
+            broker,
+            security,
+            side: row.side.unwrap_or(Side::Buy),
+            kind: row.kind.unwrap_or(OrderType::Limit),
+            price: row.price,
+            qty: row.qty,
+        }),
+        Action::Cancel => Command::Cancel(CancelOrder {
+            id,
+            broker,
+            security,
+        }),
+    }
+}
+
+/// Collects per-command events (in any sequence order) into the trades, totals and rejects
+/// CSV files.
+#[derive(Clone, Debug)]
+pub struct ReplayCollector {
+    codes: Vec<String>,
+    /// Security ids in code byte order, for the totals file.
+    by_code: Vec<u32>,
+    trades: Vec<(u64, Fill)>,
+    trades_sorted: bool,
+    rejects: Vec<(u64, OrderId, &'static str)>,
+    rejects_sorted: bool,
+    /// Per security: (seq, bid_total, ask_total) of the highest seq seen.
+    totals: Vec<Option<(u64, Qty, Qty)>>,
+    commands: u64,
+}
+
+impl ReplayCollector {
+    pub fn new(securities: &SecurityTable) -> Self {
+        let codes: Vec<String> = securities.iter().map(|(_, c, _)| c.to_string()).collect();
+        let mut by_code: Vec<u32> = (0..codes.len() as u32).collect();
+        by_code.sort_by(|&a, &b| {
+            codes[a as usize]
+                .as_bytes()
+                .cmp(codes[b as usize].as_bytes())
+        });
+        Self {
+            totals: vec![None; codes.len()],
+            codes,
+            by_code,
+            trades: Vec::new(),
+            trades_sorted: true,
+            rejects: Vec::new(),
+            rejects_sorted: true,
+            commands: 0,
+        }
+    }
+
+    /// Records ALL events of the command with sequence `seq` (0-based input position).
+    pub fn record(&mut self, seq: u64, events: &[Event]) {
+        self.commands += 1;
+        for ev in events {
+            match *ev {
+                Event::Fill(f) => {
+                    if self.trades.last().is_some_and(|&(s, _)| s > seq) {
+                        self.trades_sorted = false;
+                    }
+                    self.trades.push((seq, f));
+                }
+                Event::Rejected { id, reason } => {
+                    if self.rejects.last().is_some_and(|&(s, _, _)| s > seq) {
+                        self.rejects_sorted = false;
+                    }
+                    self.rejects.push((seq, id, reason.code()));
+                }
+                Event::Totals {
+                    security,
+                    bid_total,
+                    ask_total,
+                } => {
+                    if let Some(t) = self.totals.get_mut(security.0 as usize) {
+                        if t.is_none_or(|(s, _, _)| s < seq) {
+                            *t = Some((seq, bid_total, ask_total));
+                        }
+                    }
+                }
+                Event::Accepted { .. } | Event::Cancelled { .. } => {}
+            }
+        }
+    }
+
+    /// Number of `record` calls so far.
+    pub fn commands(&self) -> u64 {
+        self.commands
+    }
+
+    pub fn trade_count(&self) -> usize {
+        self.trades.len()
+    }
+
+    pub fn reject_count(&self) -> usize {
+        self.rejects.len()
+    }
+
+    /// Trades, in seq order then fill order (stable sort keeps fill order within a seq).
+    pub fn trades(&self) -> Vec<Fill> {
+        let mut t = self.trades.clone();
+        if !self.trades_sorted {
+            t.sort_by_key(|&(s, _)| s);
+        }
+        t.into_iter().map(|(_, f)| f).collect()
+    }
+
+    fn code(&self, id: SecurityId) -> &str {
+        self.codes.get(id.0 as usize).map_or("?", String::as_str)
+    }
+
+    pub fn trades_csv(&self) -> String {
+        let mut s = String::with_capacity(self.trades.len() * 40 + 64);
+        s.push_str(TRADES_HEADER);
+        s.push('\n');
+        let mut write = |f: &Fill| {
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{}",
+                self.code(f.security),
+                f.price,
+                f.qty,
+                f.buy.0,
+                f.sell.0,
+                f.aggressor.as_str()
+            );
+        };
+        if self.trades_sorted {
+            self.trades.iter().for_each(|(_, f)| write(f));
+        } else {
+            let mut order: Vec<usize> = (0..self.trades.len()).collect();
+            order.sort_by_key(|&i| self.trades[i].0);
+            order.into_iter().for_each(|i| write(&self.trades[i].1));
+        }
+        s
+    }
+
+    /// One row per listed security, sorted by code; `(0, 0)` for a security never touched.
+    pub fn totals_csv(&self) -> String {
+        let mut s = String::with_capacity(self.codes.len() * 24 + 32);
+        s.push_str(TOTALS_HEADER);
+        s.push('\n');
+        for &i in &self.by_code {
+            let (_, bid, ask) = self.totals[i as usize].unwrap_or((0, 0, 0));
+            let _ = writeln!(s, "{},{},{}", self.codes[i as usize], bid, ask);
+        }
+        s
+    }
+
+    /// Rejects in input order.
+    pub fn rejects_csv(&self) -> String {
+        let mut r: Vec<&(u64, OrderId, &'static str)> = self.rejects.iter().collect();
+        if !self.rejects_sorted {
+            r.sort_by_key(|x| x.0);
+        }
+        let mut s = String::with_capacity(r.len() * 24 + 32);
+        s.push_str(REJECTS_HEADER);
+        s.push('\n');
+        for (_, id, code) in r {
+            let _ = writeln!(s, "{},{}", id.0, code);
+        }
+        s
+    }
+}
+
+/// Replays rows through a fresh [`Exchange`] in input order (seq = row index).
+pub fn replay_local(
+    rules: MarketRules,
+    securities: &SecurityTable,
+    rows: &[OrderRow],
+) -> ReplayCollector {
+    let mut exchange = Exchange::new(rules, securities.clone());
+    let mut brokers = BrokerRegistry::new();
+    let mut collector = ReplayCollector::new(securities);
+    let mut events = Vec::with_capacity(64);
+    for (seq, row) in rows.iter().enumerate() {
+        events.clear();
+        let cmd = to_command(row, securities, &mut brokers);
+        exchange.process(&cmd, &mut events);
+        collector.record(seq as u64, &events);
+    }
+    collector
+}

@@ -1,0 +1,165 @@
+//! Gateway checks and the Exchange that combines gateway and engine.
+
+mod common;
+
+use common::{cancel, new};
+use matching::{
+    BrokerId, Event, Exchange, Gateway, MarketRules, OrderId, OrderType, RejectReason, SecurityId,
+    SecurityTable, Side,
+};
+
+fn table() -> SecurityTable {
+    let mut t = SecurityTable::new();
+    t.add("VNM", 10_000).unwrap();
+    t.add("FPT", 50_000).unwrap();
+    t
+}
+
+fn gw() -> Gateway {
+    Gateway::new(MarketRules::hose(), table())
+}
+
+#[test]
+fn new_checks_in_order() {
+    let mut g = gw();
+    let lo = OrderType::Limit;
+    // Unknown security first, even before rules.
+    assert_eq!(
+        g.check(&new(1, 0, 7, Side::Buy, lo, 1, 1)),
+        Err(RejectReason::UnknownSecurity)
+    );
+    assert_eq!(
+        g.check(&new(
+            2,
+            0,
+            SecurityId::UNKNOWN.0,
+            Side::Buy,
+            lo,
+            10_000,
+            100
+        )),
+        Err(RejectReason::UnknownSecurity)
+    );
+    // Rule failure burns the id.
+    assert_eq!(
+        g.check(&new(3, 0, 0, Side::Buy, lo, 10_010, 100)),
+        Err(RejectReason::OffTick)
+    );
+    assert_eq!(
+        g.check(&new(3, 0, 0, Side::Buy, lo, 10_000, 100)),
+        Err(RejectReason::DuplicateOrderId)
+    );
+    // An id used by an unknown-security NEW is burnt too.
+    assert_eq!(
+        g.check(&new(1, 0, 0, Side::Buy, lo, 10_000, 100)),
+        Err(RejectReason::DuplicateOrderId)
+    );
+    assert_eq!(g.check(&new(4, 2, 1, Side::Sell, lo, 50_000, 200)), Ok(()));
+    assert_eq!(
+        g.check(&new(4, 2, 1, Side::Sell, lo, 50_000, 200)),
+        Err(RejectReason::DuplicateOrderId)
+    );
+    // A duplicate with an unknown security reports the security.
+    assert_eq!(
+        g.check(&new(4, 2, 9, Side::Sell, lo, 50_000, 200)),
+        Err(RejectReason::UnknownSecurity)
+    );
+    assert_eq!(g.owner(OrderId(4)), Some((BrokerId(2), SecurityId(1))));
+    assert_eq!(g.owner(OrderId(3)), None);
+    assert_eq!(g.rules().name(), "hose");
+    assert_eq!(g.securities().len(), 2);
+}
+
+#[test]
+fn cancel_checks() {
+    let mut g = gw();
+    g.check(&new(1, 5, 0, Side::Buy, OrderType::Limit, 10_000, 100))
+        .unwrap();
+    let _ = g.check(&new(2, 5, 0, Side::Buy, OrderType::Limit, 10_001, 100));
+    assert_eq!(g.check(&cancel(99, 5, 0)), Err(RejectReason::UnknownOrder));
+    assert_eq!(
+        g.check(&cancel(2, 5, 0)),
+        Err(RejectReason::UnknownOrder),
+        "rejected NEW"
+    );
+    assert_eq!(
+        g.check(&cancel(1, 5, 1)),
+        Err(RejectReason::UnknownOrder),
+        "wrong security"
+    );
+    assert_eq!(g.check(&cancel(1, 6, 0)), Err(RejectReason::NotOwner));
+    assert_eq!(g.check(&cancel(1, 5, 0)), Ok(()));
+    // The gateway does not track liveness: a second cancel passes and the engine decides.
+    assert_eq!(g.check(&cancel(1, 5, 0)), Ok(()));
+}
+
+#[test]
+fn restore_records_without_checking() {
+    let mut g = gw();
+    // Off tick, but restored from the journal as accepted.
+    g.restore(&new(8, 3, 1, Side::Sell, OrderType::Limit, 50_001, 100));
+    g.restore(&cancel(8, 3, 1));
+    assert_eq!(g.owner(OrderId(8)), Some((BrokerId(3), SecurityId(1))));
+    assert_eq!(g.check(&cancel(8, 3, 1)), Ok(()));
+    assert_eq!(
+        g.check(&new(8, 3, 1, Side::Sell, OrderType::Limit, 50_000, 100)),
+        Err(RejectReason::DuplicateOrderId)
+    );
+}
+
+#[test]
+fn exchange_rejects_before_engine_and_matches_after() {
+    let mut ex = Exchange::new(MarketRules::hose(), table());
+    assert!(ex.engine().has_book(SecurityId(0)) && ex.engine().has_book(SecurityId(1)));
+    let mut out = Vec::new();
+    ex.process(
+        &new(1, 0, 0, Side::Buy, OrderType::Limit, 10_000, 150),
+        &mut out,
+    );
+    assert_eq!(
+        out,
+        vec![Event::Rejected {
+            id: OrderId(1),
+            reason: RejectReason::OddLot
+        }]
+    );
+    out.clear();
+    ex.process(
+        &new(2, 0, 0, Side::Buy, OrderType::Limit, 10_000, 100),
+        &mut out,
+    );
+    ex.process(
+        &new(3, 1, 0, Side::Sell, OrderType::Market, 0, 300),
+        &mut out,
+    );
+    assert_eq!(out.len(), 2 + 4);
+    assert!(matches!(out[3], Event::Fill(f) if f.price == 10_000 && f.qty == 100));
+    assert_eq!(
+        out[4],
+        Event::Cancelled {
+            id: OrderId(3),
+            qty: 200
+        }
+    );
+    out.clear();
+    // Cancel of a filled order passes the gateway; the engine says it is not live.
+    ex.process(&cancel(2, 0, 0), &mut out);
+    assert_eq!(
+        out,
+        vec![
+            Event::Rejected {
+                id: OrderId(2),
+                reason: RejectReason::OrderNotLive
+            },
+            Event::Totals {
+                security: SecurityId(0),
+                bid_total: 0,
+                ask_total: 0
+            }
+        ]
+    );
+    assert_eq!(
+        ex.gateway().owner(OrderId(2)),
+        Some((BrokerId(0), SecurityId(0)))
+    );
+}

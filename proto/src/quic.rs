@@ -1,0 +1,287 @@
+//! QUIC endpoints with TLS 1.3 (rustls + ring), certificate handling, framed streams and the
+//! handshake, shared by every binary so none repeats this setup.
+//!
+//! Identity: the manager uses a certificate given on the command line, or the one in its data
+//! directory, or creates a self-signed one there on first start (`cert.pem`, `key.pem`). Clients
+//! pin that certificate with `--ca`: it is their only trust root, and they always verify the
+//! name [`SERVER_NAME`], whatever address they dial.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{Connection, Endpoint, RecvStream, SendStream, TransportConfig, VarInt};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde::{de::DeserializeOwned, Serialize};
+
+use crate::codec::{self, CodecError, HEADER_LEN};
+use crate::messages::{Credentials, Hello, HelloReply, Welcome, PROTOCOL_VERSION};
+
+/// DNS name in the manager's certificate; clients verify it.
+pub const SERVER_NAME: &str = "gridmatch";
+/// ALPN protocol id: refuses connections from other QUIC applications early.
+pub const ALPN: &[u8] = b"gridmatch/1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("{0}")]
+    Codec(#[from] CodecError),
+    #[error("connection lost: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    #[error("could not connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    #[error("stream read failed: {0}")]
+    Read(#[from] quinn::ReadExactError),
+    #[error("stream write failed: {0}")]
+    Write(#[from] quinn::WriteError),
+    #[error("stream closed: {0}")]
+    Closed(#[from] quinn::ClosedStream),
+    #[error("the manager refused this client: {0}")]
+    Refused(String),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A certificate chain and its private key.
+pub struct Identity {
+    pub certs: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, WireError> {
+    std::fs::read(path).map_err(|source| WireError::File { path: path.to_owned(), source })
+}
+
+/// Reads every certificate of a PEM file.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, WireError> {
+    let pem = read_file(path)?;
+    let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
+        .collect::<Result<_, _>>()
+        .map_err(|source| WireError::File { path: path.to_owned(), source })?;
+    if certs.is_empty() {
+        return Err(WireError::Tls(format!("{}: no certificate in the file", path.display())));
+    }
+    Ok(certs)
+}
+
+fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, WireError> {
+    let pem = read_file(path)?;
+    rustls_pemfile::private_key(&mut pem.as_slice())
+        .map_err(|source| WireError::File { path: path.to_owned(), source })?
+        .ok_or_else(|| WireError::Tls(format!("{}: no private key in the file", path.display())))
+}
+
+/// The manager's identity: `cert`/`key` if given, else `data_dir/cert.pem` + `key.pem`, created
+/// self-signed on first use. Returns the identity and the path clients should pin.
+pub fn load_or_create_identity(
+    data_dir: &Path,
+    cert: Option<&Path>,
+    key: Option<&Path>,
+) -> Result<(Identity, PathBuf), WireError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => {
+            return Ok((Identity { certs: load_certs(cert)?, key: load_key(key)? }, cert.to_owned()))
+        }
+        (None, None) => {}
+        _ => return Err(WireError::Tls("--cert and --key must be given together".into())),
+    }
+    let cert_path = data_dir.join("cert.pem");
+    let key_path = data_dir.join("key.pem");
+    if !cert_path.exists() || !key_path.exists() {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| WireError::File { path: data_dir.to_owned(), source })?;
+        let generated = rcgen::generate_simple_self_signed(vec![
+            SERVER_NAME.to_string(),
+            "localhost".to_string(),
+        ])
+        .map_err(|e| WireError::Tls(e.to_string()))?;
+        write_private(&key_path, generated.key_pair.serialize_pem().as_bytes())?;
+        std::fs::write(&cert_path, generated.cert.pem())
+            .map_err(|source| WireError::File { path: cert_path.clone(), source })?;
+        tracing::info!(cert = %cert_path.display(), "created a self-signed certificate");
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der()));
+        return Ok((Identity { certs: vec![generated.cert.der().clone()], key }, cert_path));
+    }
+    Ok((Identity { certs: load_certs(&cert_path)?, key: load_key(&key_path)? }, cert_path))
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), WireError> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|source| WireError::File { path: path.to_owned(), source })?;
+    file.write_all(bytes).map_err(|source| WireError::File { path: path.to_owned(), source })
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Transport tuned for many small messages on few long-lived streams (see DESIGN.md): larger
+/// flow-control windows, a larger first MTU, no fairness splitting of small writes, and
+/// keep-alives so idle sessions survive.
+pub fn transport_config() -> TransportConfig {
+    let mut t = TransportConfig::default();
+    t.max_concurrent_bidi_streams(VarInt::from_u32(64))
+        .max_concurrent_uni_streams(VarInt::from_u32(64))
+        .stream_receive_window(VarInt::from_u32(16 * 1024 * 1024))
+        .receive_window(VarInt::from_u32(64 * 1024 * 1024))
+        .send_window(64 * 1024 * 1024)
+        .initial_mtu(1452)
+        .send_fairness(false)
+        .keep_alive_interval(Some(Duration::from_secs(2)))
+        .max_idle_timeout(Some(VarInt::from_u32(30_000).into()));
+    t
+}
+
+/// A listening endpoint for the manager.
+pub fn server_endpoint(bind: SocketAddr, identity: Identity) -> Result<Endpoint, WireError> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| WireError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(identity.certs, identity.key)
+        .map_err(|e| WireError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = QuicServerConfig::try_from(tls).map_err(|e| WireError::Tls(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    config.transport_config(Arc::new(transport_config()));
+    Ok(Endpoint::server(config, bind)?)
+}
+
+/// A client endpoint trusting only the certificate(s) in `ca_pem`.
+pub fn client_endpoint(ca_pem: &Path) -> Result<Endpoint, WireError> {
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in load_certs(ca_pem)? {
+        roots.add(cert).map_err(|e| WireError::Tls(format!("{}: {e}", ca_pem.display())))?;
+    }
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| WireError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    let crypto = QuicClientConfig::try_from(tls).map_err(|e| WireError::Tls(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(transport_config()));
+    let bind: SocketAddr = "0.0.0.0:0".parse().expect("valid literal");
+    let mut endpoint = Endpoint::client(bind)?;
+    endpoint.set_default_client_config(config);
+    Ok(endpoint)
+}
+
+/// Resolves `host:port` (names allowed) to one socket address.
+pub fn resolve(addr: &str) -> Result<SocketAddr, WireError> {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .map_err(|e| WireError::Protocol(format!("cannot resolve {addr}: {e}")))?
+        .next()
+        .ok_or_else(|| WireError::Protocol(format!("{addr} resolves to no address")))
+}
+
+/// Writes frames to one QUIC stream, reusing its buffer.
+pub struct FrameWriter {
+    stream: SendStream,
+    buf: Vec<u8>,
+}
+
+impl FrameWriter {
+    pub fn new(stream: SendStream) -> Self {
+        FrameWriter { stream, buf: Vec::with_capacity(64 * 1024) }
+    }
+    pub async fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), WireError> {
+        self.buf.clear();
+        codec::encode_frame(msg, &mut self.buf)?;
+        self.stream.write_all(&self.buf).await?;
+        Ok(())
+    }
+    /// Sends raw bytes (already framed, or deliberately not: tests use it for garbage).
+    pub async fn send_raw(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        self.stream.write_all(bytes).await?;
+        Ok(())
+    }
+    /// Gracefully ends the stream.
+    pub fn finish(&mut self) -> Result<(), WireError> {
+        Ok(self.stream.finish()?)
+    }
+}
+
+/// Reads frames from one QUIC stream.
+pub struct FrameReader {
+    stream: RecvStream,
+    buf: Vec<u8>,
+}
+
+impl FrameReader {
+    pub fn new(stream: RecvStream) -> Self {
+        FrameReader { stream, buf: Vec::with_capacity(64 * 1024) }
+    }
+    /// Next message; `Ok(None)` when the peer finished the stream cleanly between frames.
+    pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>, WireError> {
+        let mut header = [0u8; HEADER_LEN];
+        match self.stream.read_exact(&mut header).await {
+            Ok(()) => {}
+            Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let len = codec::frame_len(header)?;
+        self.buf.resize(len, 0);
+        self.stream.read_exact(&mut self.buf).await?;
+        Ok(Some(codec::decode_payload(&self.buf)?))
+    }
+}
+
+/// Client side of the handshake: opens the session stream, presents credentials, and returns
+/// the stream halves and the manager's welcome. A refusal is [`WireError::Refused`].
+pub async fn client_handshake(
+    conn: &Connection,
+    credentials: Credentials,
+) -> Result<(FrameWriter, FrameReader, Welcome), WireError> {
+    let (send, recv) = conn.open_bi().await?;
+    let mut writer = FrameWriter::new(send);
+    let mut reader = FrameReader::new(recv);
+    writer.send(&Hello { version: PROTOCOL_VERSION, credentials }).await?;
+    match reader.recv::<HelloReply>().await? {
+        Some(HelloReply::Welcome(w)) => Ok((writer, reader, w)),
+        Some(HelloReply::Refused { reason }) => Err(WireError::Refused(reason)),
+        None => Err(WireError::Protocol("manager closed the stream during the handshake".into())),
+    }
+}
+
+/// Dials the manager and performs the handshake.
+pub async fn connect(
+    endpoint: &Endpoint,
+    addr: SocketAddr,
+    credentials: Credentials,
+) -> Result<(Connection, FrameWriter, FrameReader, Welcome), WireError> {
+    let conn = endpoint.connect(addr, SERVER_NAME)?.await?;
+    let (w, r, welcome) = client_handshake(&conn, credentials).await?;
+    Ok((conn, w, r, welcome))
+}
+
+/// Server side: accepts the session stream and reads the client's hello.
+pub async fn accept_hello(conn: &Connection) -> Result<(FrameWriter, FrameReader, Hello), WireError> {
+    let (send, recv) = conn.accept_bi().await?;
+    let writer = FrameWriter::new(send);
+    let mut reader = FrameReader::new(recv);
+    match reader.recv::<Hello>().await? {
+        Some(hello) => Ok((writer, reader, hello)),
+        None => Err(WireError::Protocol("client closed the stream before its hello".into())),
+    }
+}

@@ -1,0 +1,58 @@
+//! Scaling-experiment driver for gridmatch (the `experiment` binary is thin glue over this).
+//!
+//! Owns: starting a manager, N executors and `user-sim` as child processes that cannot outlive
+//! the run ([`process`]), the optional LAN emulation with network namespaces ([`lan`], [`relay`]),
+//! the run grid itself ([`experiment`]), the CSV of every run ([`runs`]), statistics
+//! ([`stats`]), the Universal Scalability Law fit ([`usl`]), PNG plots ([`plots`]) and the
+//! Markdown tables ([`table`]).
+//!
+//! Must not: link the grid crates (it measures the release binaries from the outside, exactly
+//! as a user would run them), leave processes or namespaces behind, or sleep to wait for
+//! readiness (it polls ready files and log lines instead).
+
+pub mod experiment;
+pub mod lan;
+pub mod plots;
+pub mod process;
+pub mod relay;
+pub mod runs;
+pub mod stats;
+pub mod table;
+pub mod usl;
+
+use std::path::PathBuf;
+
+/// Everything the driver's library can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("interrupted (Ctrl-C or SIGTERM); children stopped")]
+    Interrupted,
+    #[error("timed out after {secs:.1} s waiting for {what}")]
+    Timeout { what: String, secs: f64 },
+    #[error("{what} exited early with {status}; last log lines:\n{log_tail}")]
+    ChildFailed { what: String, status: String, log_tail: String },
+    #[error("`{command}` failed: {stderr}")]
+    Command { command: String, stderr: String },
+    #[error("CSV {path}: {source}")]
+    Csv { path: PathBuf, source: csv::Error },
+    #[error("JSON {path}: {source}")]
+    Json { path: PathBuf, source: serde_json::Error },
+    #[error("invalid value: {0}")]
+    Invalid(String),
+    #[error("plot {path}: {message}")]
+    Plot { path: PathBuf, message: String },
+    #[error("USL fit: {0}")]
+    Fit(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+}
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,289 @@
+//! The connection task: dials the manager as a monitor, reads [`MonitorMsg`] frames and hands
+//! them to the UI through an [`Inbox`]; reconnects with backoff when the session ends.
+//!
+//! The inbox never blocks the reader and is bounded: only the newest snapshot is kept (each one
+//! is complete), trades and log lines are capped (oldest dropped first, counted), connection
+//! changes are kept in order. So a slow or frozen terminal costs the manager nothing: it keeps
+//! writing to a reader that is always draining.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use proto::{Credentials, GridSnapshot, LogEntry, MonitorMsg, TradeTick};
+use tokio::sync::watch;
+
+use crate::state::NetEvent;
+
+/// Trades buffered between two UI drains before the oldest are dropped.
+pub const INBOX_TRADES: usize = 4096;
+/// Log lines buffered between two UI drains before the oldest are dropped.
+pub const INBOX_LOG: usize = 4096;
+/// Connection changes buffered (only the latest matter if the UI is frozen that long).
+const INBOX_STATUS: usize = 64;
+/// Limit for one dial + handshake: QUIC gets no "connection refused" from a manager that is
+/// down, so without a limit a dial waits for the idle timeout. Short at first (a restarting
+/// manager on loopback answers in milliseconds), longer on later attempts for slow links.
+pub fn connect_timeout(attempt: u32) -> Duration {
+    Duration::from_millis((1000 * u64::from(attempt.max(1))).min(5000))
+}
+
+/// Pure, bounded buffer between the reader and the UI.
+#[derive(Debug, Default)]
+pub struct InboxState {
+    status: VecDeque<NetEvent>,
+    log: VecDeque<LogEntry>,
+    trades: VecDeque<TradeTick>,
+    snapshot: Option<GridSnapshot>,
+    /// Trades and log lines dropped because the UI did not drain in time.
+    pub dropped: u64,
+}
+
+impl InboxState {
+    pub fn push(&mut self, event: NetEvent) {
+        match event {
+            NetEvent::Msg(MonitorMsg::Snapshot(s)) => self.snapshot = Some(s),
+            NetEvent::Msg(MonitorMsg::Trades(t)) => {
+                self.trades.extend(t);
+                let over = self.trades.len().saturating_sub(INBOX_TRADES);
+                self.trades.drain(..over);
+                self.dropped += over as u64;
+            }
+            NetEvent::Msg(MonitorMsg::Log(l)) => {
+                self.log.extend(l);
+                let over = self.log.len().saturating_sub(INBOX_LOG);
+                self.log.drain(..over);
+                self.dropped += over as u64;
+            }
+            status => {
+                self.status.push_back(status);
+                if self.status.len() > INBOX_STATUS {
+                    self.status.pop_front();
+                }
+            }
+        }
+    }
+
+    /// Everything buffered, connection changes first and the newest snapshot last, so the
+    /// state ends up showing the latest picture.
+    pub fn drain(&mut self) -> Vec<NetEvent> {
+        let mut out: Vec<NetEvent> = self.status.drain(..).collect();
+        if !self.log.is_empty() {
+            out.push(NetEvent::Msg(MonitorMsg::Log(self.log.drain(..).collect())));
+        }
+        if !self.trades.is_empty() {
+            out.push(NetEvent::Msg(MonitorMsg::Trades(
+                self.trades.drain(..).collect(),
+            )));
+        }
+        if let Some(s) = self.snapshot.take() {
+            out.push(NetEvent::Msg(MonitorMsg::Snapshot(s)));
+        }
+        out
+    }
+}
+
+/// Shared handle on an [`InboxState`]; both sides hold the lock only to move data.
+#[derive(Debug, Default)]
+pub struct Inbox(Mutex<InboxState>);
+
+impl Inbox {
+    pub fn push(&self, event: NetEvent) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(event);
+    }
+    pub fn drain(&self) -> Vec<NetEvent> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+    }
+    pub fn dropped(&self) -> u64 {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .dropped
+    }
+}
+
+/// Delay before attempt `attempt` (1-based) after a failure: 250 ms doubling to 5 s.
+pub fn backoff(attempt: u32) -> Duration {
+    let exp = attempt.saturating_sub(1).min(5);
+    Duration::from_millis((250u64 << exp).min(5000))
+}
+
+pub struct NetConfig {
+    pub manager: String,
+    pub token: String,
+}
+
+/// How one session ended.
+struct SessionEnd {
+    /// The handshake succeeded, so the backoff starts over.
+    connected: bool,
+    reason: String,
+}
+
+async fn session(
+    endpoint: &quinn::Endpoint,
+    cfg: &NetConfig,
+    inbox: &Inbox,
+    attempt: u32,
+) -> SessionEnd {
+    let addr: SocketAddr = match proto::quic::resolve(&cfg.manager) {
+        Ok(a) => a,
+        Err(e) => {
+            return SessionEnd {
+                connected: false,
+                reason: e.to_string(),
+            }
+        }
+    };
+    let credentials = Credentials::Monitor {
+        token: cfg.token.clone(),
+    };
+    let dial = proto::quic::connect(endpoint, addr, credentials);
+    let (conn, _writer, mut reader, welcome) =
+        match tokio::time::timeout(connect_timeout(attempt), dial).await {
+            Ok(Ok(parts)) => parts,
+            Ok(Err(e)) => {
+                return SessionEnd {
+                    connected: false,
+                    reason: e.to_string(),
+                }
+            }
+            Err(_) => {
+                return SessionEnd {
+                    connected: false,
+                    reason: "connect timed out".into(),
+                }
+            }
+        };
+    tracing::info!(%addr, session = welcome.session, "connected as monitor");
+    inbox.push(NetEvent::Connected(welcome));
+    let reason = loop {
+        match reader.recv::<MonitorMsg>().await {
+            Ok(Some(msg)) => inbox.push(NetEvent::Msg(msg)),
+            Ok(None) => break "manager closed the monitor stream".to_string(),
+            Err(e) => break e.to_string(),
+        }
+    };
+    conn.close(0u32.into(), b"monitor done");
+    SessionEnd {
+        connected: true,
+        reason,
+    }
+}
+
+/// Runs sessions until `shutdown` turns true, reporting every change to `inbox`.
+pub async fn run(
+    endpoint: quinn::Endpoint,
+    cfg: NetConfig,
+    inbox: Arc<Inbox>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        inbox.push(NetEvent::Connecting { attempt });
+        let end = tokio::select! {
+            end = session(&endpoint, &cfg, &inbox, attempt) => end,
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        if end.connected {
+            attempt = 1;
+        }
+        let delay = backoff(attempt);
+        tracing::warn!(reason = %end.reason, retry_in = ?delay, "monitor session ended");
+        inbox.push(NetEvent::Disconnected {
+            reason: end.reason,
+            attempt,
+            retry_in_ms: delay.as_millis() as u64,
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
+    // Tell the manager we are gone instead of letting it wait for the idle timeout.
+    endpoint.close(0u32.into(), b"monitor quit");
+    let _ = tokio::time::timeout(Duration::from_millis(300), endpoint.wait_idle()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use matching::{OrderId, SecurityId};
+    use proto::{Counters, LatencySummary, LogKind};
+
+    fn snap(uptime_ms: u64) -> GridSnapshot {
+        GridSnapshot {
+            uptime_ms,
+            shard_map_version: 1,
+            nodes: vec![],
+            counters: Counters::default(),
+            orders_per_sec: 0.0,
+            latency: LatencySummary::default(),
+            securities: vec![],
+        }
+    }
+
+    fn tick(i: u64) -> TradeTick {
+        TradeTick {
+            uptime_ms: i,
+            security: SecurityId(0),
+            price: 1,
+            qty: 1,
+            buy: OrderId(i),
+            sell: OrderId(i),
+        }
+    }
+
+    #[test]
+    fn keeps_only_newest_snapshot_and_bounds_trades() {
+        let mut inbox = InboxState::default();
+        inbox.push(NetEvent::Msg(MonitorMsg::Snapshot(snap(1))));
+        inbox.push(NetEvent::Msg(MonitorMsg::Trades(
+            (0..INBOX_TRADES as u64 + 10).map(tick).collect(),
+        )));
+        inbox.push(NetEvent::Disconnected {
+            reason: "x".into(),
+            attempt: 1,
+            retry_in_ms: 250,
+        });
+        inbox.push(NetEvent::Msg(MonitorMsg::Log(vec![LogEntry {
+            uptime_ms: 5,
+            kind: LogKind::NodeLost,
+            text: "lost".into(),
+        }])));
+        inbox.push(NetEvent::Msg(MonitorMsg::Snapshot(snap(2))));
+        assert_eq!(inbox.dropped, 10);
+        let out = inbox.drain();
+        assert_eq!(out.len(), 4);
+        assert!(matches!(out[0], NetEvent::Disconnected { .. }));
+        assert!(matches!(&out[1], NetEvent::Msg(MonitorMsg::Log(l)) if l.len() == 1));
+        match &out[2] {
+            NetEvent::Msg(MonitorMsg::Trades(t)) => {
+                assert_eq!(t.len(), INBOX_TRADES);
+                assert_eq!(t[0].buy, OrderId(10), "oldest dropped first");
+            }
+            other => panic!("expected trades, got {other:?}"),
+        }
+        assert!(matches!(&out[3], NetEvent::Msg(MonitorMsg::Snapshot(s)) if s.uptime_ms == 2));
+        assert!(inbox.drain().is_empty());
+    }
+
+    #[test]
+    fn backoff_grows_and_caps() {
+        assert_eq!(backoff(1), Duration::from_millis(250));
+        assert_eq!(backoff(2), Duration::from_millis(500));
+        assert_eq!(backoff(5), Duration::from_millis(4000));
+        assert_eq!(backoff(6), Duration::from_millis(5000));
+        assert_eq!(backoff(u32::MAX), Duration::from_millis(5000));
+        assert_eq!(connect_timeout(1), Duration::from_secs(1));
+        assert_eq!(connect_timeout(9), Duration::from_secs(5));
+    }
+}

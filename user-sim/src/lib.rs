@@ -1,0 +1,18 @@
+//! # user-sim: load and reference tooling for gridmatch
+//!
+//! Owns the seeded order-stream generator ([`generate`]) and local replay of an order file
+//! through the sequential reference exchange ([`replay`]); the grid client (broker sessions,
+//! load runs, latency reports) lives beside them. The `user-sim` binary is thin clap glue over
+//! these modules.
+//!
+//! Must not: match orders itself (the `matching` crate does), or write anything but the files
+//! it is told to write.
+//!
+//! Layout:
+//! - [`generate`]: pure generator: config + securities + rules in, order rows out.
+//! - [`replay`]: read securities and orders files, run [`matching::Exchange`], write trades,
+//!   totals and rejects files.
+
+pub mod client;
+pub mod generate;
+pub mod replay;

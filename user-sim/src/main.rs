@@ -1,0 +1,253 @@
+//! # user-sim binary
+//!
+//! Thin clap front end over the `user_sim` library: `generate` writes a seeded order stream,
+//! `replay --local` runs an order file through the sequential reference exchange. Logic lives
+//! in the library modules; this file only parses flags, calls them and prints summaries.
+//!
+//! Must not: hold generator, replay or client logic of its own.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{ArgGroup, Args, Parser, Subcommand};
+use matching::MarketRules;
+use user_sim::client;
+use user_sim::generate::{self, GenConfig, GenerateJob};
+use user_sim::replay::{self, LocalReplay};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "user-sim",
+    version,
+    about = "gridmatch order generator, replayer and grid client",
+    long_about = "gridmatch order generator, replayer and grid client.\n\nWithout a subcommand, \
+                  runs a load: K broker sessions send a generated flow to the manager, wait for \
+                  every order's final state and print throughput and latency percentiles.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Manager address, host:port (required to run a load).
+    #[arg(long)]
+    manager: Option<String>,
+    /// The manager's certificate (its data dir's cert.pem).
+    #[arg(long, default_value = "gridmatch-data/cert.pem")]
+    ca: PathBuf,
+    /// Broker credentials CSV `broker,secret` (the manager's data dir brokers.csv).
+    #[arg(long, default_value = "gridmatch-data/brokers.csv")]
+    credentials: PathBuf,
+    /// Orders to send in total.
+    #[arg(long, default_value_t = 5000)]
+    orders: u64,
+    /// Concurrent broker sessions (the first K brokers of the credentials file).
+    #[arg(long, default_value_t = 4)]
+    brokers: u32,
+    /// Paced sending: orders per second over all brokers.
+    #[arg(long, conflicts_with = "max")]
+    rate: Option<f64>,
+    /// Send as fast as possible (the default when --rate is not given).
+    #[arg(long)]
+    max: bool,
+    /// Seed of the generated flow (same seed, same orders).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Also write the report as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// No progress bar and no report on stdout (the JSON file is still written).
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write a seeded, reproducible order stream (orders CSV).
+    Generate(GenerateArgs),
+    /// Replay an orders file and write trades, totals and rejects CSV files.
+    Replay(ReplayArgs),
+}
+
+#[derive(Args, Debug)]
+struct GenerateArgs {
+    /// Number of rows to generate; new orders get ids 1..=N in row order.
+    #[arg(long)]
+    orders: u64,
+    /// Seed of the generator: same arguments and seed, same bytes.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Securities CSV (`security,reference_price`) to trade.
+    #[arg(long, value_name = "FILE")]
+    securities: PathBuf,
+    /// If the --securities file does not exist, first write M synthetic listings there.
+    #[arg(long, value_name = "M")]
+    listings: Option<usize>,
+    /// Output orders CSV.
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Market rules the stream is made valid for: hose, hnx, upcom or none.
+    #[arg(long, default_value = "hose")]
+    rules: MarketRules,
+    /// Number of brokers, named B01..Bkk (1 to 99).
+    #[arg(long, default_value_t = 8)]
+    brokers: u32,
+    /// Percent of rows that are deliberately invalid (off tick, outside band, odd lot, zero
+    /// quantity, unknown security, foreign cancel).
+    #[arg(long, default_value_t = 0.5)]
+    invalid_pct: f64,
+    /// Percent of rows that cancel an earlier, probably still live order.
+    #[arg(long, default_value_t = 20.0)]
+    cancel_pct: f64,
+    /// Percent of rows that are takers (MP, IOC or FOK); the rest are LO.
+    #[arg(long, default_value_t = 10.0)]
+    taker_pct: f64,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("mode").required(true).args(["local", "manager"])))]
+struct ReplayArgs {
+    /// Replay in this process through one sequential exchange (the reference output).
+    #[arg(long)]
+    local: bool,
+    /// Replay through the grid: the manager's address, host:port.
+    #[arg(long)]
+    manager: Option<String>,
+    /// The manager's certificate (with --manager).
+    #[arg(long, requires = "manager", default_value = "gridmatch-data/cert.pem")]
+    ca: PathBuf,
+    /// Operator token (with --manager); `@FILE` reads it from a file.
+    #[arg(long, env = "GRIDMATCH_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Securities CSV (`security,reference_price`).
+    #[arg(long, value_name = "FILE")]
+    securities: PathBuf,
+    /// Orders CSV to replay, in sequence order.
+    #[arg(long, value_name = "FILE")]
+    orders: PathBuf,
+    /// Market rules: hose, hnx, upcom or none.
+    #[arg(long, default_value = "hose")]
+    rules: MarketRules,
+    /// Where to write the trades CSV.
+    #[arg(long, value_name = "FILE")]
+    trades_out: PathBuf,
+    /// Where to write the per-security totals CSV.
+    #[arg(long, value_name = "FILE")]
+    totals_out: PathBuf,
+    /// Where to write the rejects CSV.
+    #[arg(long, value_name = "FILE")]
+    rejects_out: PathBuf,
+}
+
+fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::Generate(a)) => run_generate(a),
+        Some(Command::Replay(a)) => run_replay(a),
+        None => run_load(cli.run),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` prints the whole context chain on one line, without a backtrace.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
+    let job = GenerateJob {
+        config: GenConfig {
+            orders: a.orders,
+            seed: a.seed,
+            brokers: a.brokers,
+            invalid_pct: a.invalid_pct,
+            cancel_pct: a.cancel_pct,
+            taker_pct: a.taker_pct,
+        },
+        rules: a.rules,
+        securities: a.securities,
+        listings: a.listings,
+        out: a.out,
+    };
+    let s = generate::run_job(&job).context("generate failed")?;
+    if s.wrote_listings {
+        eprintln!(
+            "wrote {} listings to {}",
+            s.securities,
+            job.securities.display()
+        );
+    }
+    eprintln!(
+        "wrote {} orders over {} securities to {}",
+        s.rows,
+        s.securities,
+        job.out.display()
+    );
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    // One thread: the client shares the machine with the grid it measures.
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+fn run_load(a: RunArgs) -> anyhow::Result<()> {
+    let Some(manager) = a.manager else {
+        anyhow::bail!("--manager ADDR is required to run a load (or use a subcommand: generate, replay; see --help)");
+    };
+    let cfg = client::LoadConfig {
+        target: client::GridTarget { manager, ca: a.ca },
+        credentials: a.credentials,
+        orders: a.orders,
+        brokers: a.brokers,
+        rate: a.rate,
+        seed: a.seed,
+        progress: !a.quiet,
+    };
+    let report = runtime()?.block_on(client::run_load(cfg))?;
+    if !a.quiet {
+        print!("{report}");
+    }
+    if let Some(path) = a.json {
+        std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn run_replay(a: ReplayArgs) -> anyhow::Result<()> {
+    let job = LocalReplay {
+        rules: a.rules,
+        securities: a.securities,
+        orders: a.orders,
+        trades_out: a.trades_out,
+        totals_out: a.totals_out,
+        rejects_out: a.rejects_out,
+    };
+    let summary = match a.manager {
+        None => replay::run_local(&job).context("replay failed")?,
+        Some(manager) => {
+            let Some(token) = a.token else {
+                anyhow::bail!("--token (or GRIDMATCH_TOKEN) is required with --manager");
+            };
+            let target = client::GridTarget { manager, ca: a.ca };
+            runtime()?.block_on(client::run_grid_replay(&target, &client::read_token(&token)?, &job))?
+        }
+    };
+    eprintln!("{summary}");
+    Ok(())
+}
