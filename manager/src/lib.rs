@@ -10,3 +10,4 @@ pub mod journal;
 pub mod core;
 pub mod server;
 pub mod setup;
+pub mod testkit;

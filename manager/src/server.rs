@@ -313,9 +313,7 @@ async fn handle_connection(conn: Connection, shared: Arc<Shared>) -> anyhow::Res
         Err(reason) => {
             tracing::warn!(%remote, role = hello.credentials.role(), "refused: {reason}");
             writer.send(&HelloReply::Refused { reason: reason.clone() }).await?;
-            writer.finish()?;
-            // Give the refusal time to arrive before the connection goes.
-            let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+            writer.close(Duration::from_secs(2)).await;
             conn.close(1u32.into(), reason.as_bytes());
             return Ok(());
         }
@@ -382,7 +380,7 @@ async fn client_session(
                 break;
             }
         }
-        let _ = writer.finish();
+        writer.close(Duration::from_secs(2)).await;
     });
     let result = async {
         loop {

@@ -220,6 +220,12 @@ impl FrameWriter {
     pub fn finish(&mut self) -> Result<(), WireError> {
         Ok(self.stream.finish()?)
     }
+    /// Ends the stream and waits, at most `wait`, until the peer has received all of it (so a
+    /// last error message is not lost when the connection is dropped right after).
+    pub async fn close(&mut self, wait: Duration) {
+        let _ = self.stream.finish();
+        let _ = tokio::time::timeout(wait, self.stream.stopped()).await;
+    }
 }
 
 /// Reads frames from one QUIC stream.

@@ -1,6 +1,7 @@
 //! End to end: a real manager, two executors and a user-sim load, watched by the real `tui`
 //! binary in a tmux session. Finds both executors on the Grid view and a trade row on the Log
-//! view, then quits with `q` and checks the tui exited cleanly.
+//! view, sees an executor killed go down, then quits with `q` and checks the tui exited
+//! cleanly.
 //!
 //! Needs tmux and the workspace binaries (`cargo build --workspace`; `cargo test --workspace`
 //! builds them). Fails with a clear message when either is missing.
@@ -147,6 +148,15 @@ fn tui_watches_a_real_grid() {
         s.contains("Matching log") && s.lines().any(is_trade_row)
     })
     .unwrap_or_else(|s| panic!("no trade row on the Log view:\n{s}\n{}", dump_logs(dir)));
+
+    // An executor dies: back on the Grid view its row turns suspect, then down.
+    tmux.send_keys(&["Tab"]);
+    children.kill("exec-b");
+    tmux.wait_for(wait, |s| {
+        s.lines()
+            .any(|l| l.contains("exec-b") && (l.contains("down") || l.contains("suspect")))
+    })
+    .unwrap_or_else(|s| panic!("exec-b never shown as lost:\n{s}\n{}", dump_logs(dir)));
 
     assert_eq!(tmux.quit(), 0, "tui exit status");
 }

@@ -6,6 +6,7 @@
 //! report (`Accepted` with its sequence number, or `Rejected` with sequence 0); every later
 //! report names the sequence number; the command's final report has `last` set.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -374,6 +375,7 @@ pub async fn replay_grid(
     securities_file: &SecurityTable,
     rows: &[OrderRow],
     progress: bool,
+    mut acks: Option<&mut dyn std::io::Write>,
 ) -> anyhow::Result<GridReplay> {
     let (conn, mut writer, mut reader, welcome, _endpoint) =
         connect(target, Credentials::Gateway { token: token.to_string() }).await?;
@@ -425,6 +427,9 @@ pub async fn replay_grid(
             ManagerToClient::Reports(reports) => {
                 for r in &reports {
                     let (progress, pos) = tracker.on_report(r)?;
+                    if let (Progress::Accepted { .. }, Some(w)) = (progress, acks.as_mut()) {
+                        writeln!(w, "{},{}", r.order.0, r.seq)?;
+                    }
                     let Some(pos) = pos else { continue };
                     pending.entry(pos).or_default().push(r.event);
                     if let Progress::Final { pos } = progress {
@@ -436,6 +441,9 @@ pub async fn replay_grid(
             }
             ManagerToClient::Error(e) => bail!("the manager reported: {e}"),
             _ => {}
+        }
+        if let Some(w) = acks.as_mut() {
+            w.flush()?;
         }
     }
     bar.finish_and_clear();
@@ -488,12 +496,22 @@ pub async fn run_grid_replay(
     target: &GridTarget,
     token: &str,
     job: &crate::replay::LocalReplay,
+    acks_out: Option<&Path>,
 ) -> anyhow::Result<crate::replay::ReplaySummary> {
     let start = Instant::now();
     let securities = crate::replay::read_securities(&job.securities)?;
     let text = std::fs::read_to_string(&job.orders).with_context(|| format!("reading {}", job.orders.display()))?;
     let rows = matching::stream::parse_orders(&text).map_err(|e| anyhow::anyhow!("{}: {e}", job.orders.display()))?;
-    let out = replay_grid(target, token, &securities, &rows, true).await?;
+    let mut acks = match acks_out {
+        Some(p) => {
+            let f = std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+            let mut w = std::io::BufWriter::new(f);
+            writeln!(w, "order_id,seq")?;
+            Some(w)
+        }
+        None => None,
+    };
+    let out = replay_grid(target, token, &securities, &rows, true, acks.as_mut().map(|w| w as &mut dyn std::io::Write)).await?;
     for (path, text) in [
         (&job.trades_out, out.collector.trades_csv()),
         (&job.totals_out, out.collector.totals_csv()),

@@ -124,6 +124,10 @@ struct ReplayArgs {
     /// Operator token (with --manager); `@FILE` reads it from a file.
     #[arg(long, env = "GRIDMATCH_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// With --manager: log `order_id,seq` of every acknowledged command here as it arrives
+    /// (flushed per message), so a crash can be audited against the journal.
+    #[arg(long, value_name = "FILE", requires = "manager")]
+    acks_out: Option<PathBuf>,
     /// Securities CSV (`security,reference_price`).
     #[arg(long, value_name = "FILE")]
     securities: PathBuf,
@@ -245,7 +249,7 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<()> {
                 anyhow::bail!("--token (or GRIDMATCH_TOKEN) is required with --manager");
             };
             let target = client::GridTarget { manager, ca: a.ca };
-            runtime()?.block_on(client::run_grid_replay(&target, &client::read_token(&token)?, &job))?
+            runtime()?.block_on(client::run_grid_replay(&target, &client::read_token(&token)?, &job, a.acks_out.as_deref()))?
         }
     };
     eprintln!("{summary}");

@@ -57,6 +57,17 @@ impl Children {
         self.0.push((name.to_string(), child));
         &mut self.0.last_mut().expect("just pushed").1
     }
+
+    /// Kills (SIGKILL) and reaps the child started as `name`.
+    pub fn kill(&mut self, name: &str) {
+        let (_, child) = self
+            .0
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .expect("no such child");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }
 
 impl Drop for Children {
@@ -140,19 +151,19 @@ impl Tmux {
         );
     }
 
-    /// `Some(exit status)` once the command in the pane has exited.
+    /// `Some(exit status)` once the command in the pane has exited (`-signal` if a signal
+    /// killed it). tmux may see the pty close a moment before it reaps the process: until the
+    /// status is known this is `None`.
     pub fn exit_status(&self) -> Option<i32> {
-        let out = self.run(&[
-            "display-message",
-            "-p",
-            "-t",
-            SESSION,
-            "#{pane_dead} #{pane_dead_status}",
-        ]);
+        let format = "#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}";
+        let out = self.run(&["display-message", "-p", "-t", SESSION, format]);
         let text = String::from_utf8_lossy(&out.stdout);
-        let mut parts = text.split_whitespace();
-        match parts.next() {
-            Some("1") => Some(parts.next().and_then(|s| s.parse().ok()).unwrap_or(-1)),
+        let fields: Vec<&str> = text.trim().split('|').collect();
+        match fields.as_slice() {
+            ["1", status, signal] => status
+                .parse()
+                .ok()
+                .or_else(|| signal.parse::<i32>().ok().map(|s| -s)),
             _ => None,
         }
     }
