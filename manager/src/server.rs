@@ -30,6 +30,8 @@ use crate::core::{Core, NodeId, SessionId};
 const MAX_HELD: usize = 2_000_000;
 /// Submit batches queued towards the core before senders wait.
 const SUBMIT_QUEUE: usize = 256;
+/// Commands taken into one group commit, at most (plus one batch).
+const GROUP_COMMIT_BUDGET: usize = 8192;
 const MONITOR_INTERVAL: Duration = Duration::from_millis(250);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -182,12 +184,14 @@ async fn run_core(
                 Err(_) => break,
             }
         }
-        for _ in 0..64 {
-            if core.held() >= MAX_HELD {
-                break;
-            }
+        // Bounded, so acknowledgements and routing are not delayed behind a huge backlog.
+        let mut budget = GROUP_COMMIT_BUDGET;
+        while budget > 0 && core.held() < MAX_HELD {
             match submits.try_recv() {
-                Ok(s) => core.submit(s.session, &s.cmds, Instant::now())?,
+                Ok(s) => {
+                    budget = budget.saturating_sub(s.cmds.len());
+                    core.submit(s.session, &s.cmds, Instant::now())?;
+                }
                 Err(_) => break,
             }
         }

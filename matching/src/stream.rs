@@ -453,6 +453,16 @@ impl ReplayCollector {
     }
 
     /// One row per listed security, sorted by code; `(0, 0)` for a security never touched.
+    /// Replaces the totals with the books' final state as reported by an exchange (the grid's
+    /// manager), for runs whose events alone do not cover every book (e.g. after a restart).
+    pub fn set_final_totals(&mut self, totals: &[(SecurityId, Qty, Qty)]) {
+        for &(id, bid, ask) in totals {
+            if let Some(t) = self.totals.get_mut(id.0 as usize) {
+                *t = Some((u64::MAX, bid, ask));
+            }
+        }
+    }
+
     pub fn totals_csv(&self) -> String {
         let mut s = String::with_capacity(self.codes.len() * 24 + 32);
         s.push_str(TOTALS_HEADER);

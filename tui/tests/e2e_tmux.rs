@@ -107,8 +107,9 @@ fn tui_watches_a_real_grid() {
         shell_quote(&ca),
         shell_quote(&dir.join("tui.log"))
     );
-    let tmux = Tmux::start(&cmd, 160, 45);
-    let wait = Duration::from_secs(20);
+    let tmux = Tmux::start(&cmd, 160, 45, &dir.join("tui.exit"));
+    // Generous: under `cargo nextest` other suites load the same 2 cores.
+    let wait = Duration::from_secs(30);
 
     let grid = tmux
         .wait_for(wait, |s| s.contains("exec-a") && s.contains("exec-b"))

@@ -173,8 +173,9 @@ fn tui_shows_fake_grid_survives_restart_and_quits() {
         shell_quote(&dir.path().join("cert.pem")),
         shell_quote(&dir.path().join("tui.log")),
     );
-    let tmux = Tmux::start(&cmd, 160, 45);
-    let wait = Duration::from_secs(20);
+    let tmux = Tmux::start(&cmd, 160, 45, &dir.path().join("tui.exit"));
+    // Generous: under `cargo nextest` other suites load the same 2 cores.
+    let wait = Duration::from_secs(30);
 
     let grid = tmux
         .wait_for(wait, |s| {
@@ -235,7 +236,7 @@ fn tui_shows_refusal_and_still_quits() {
         shell_quote(&tui),
         shell_quote(&dir.path().join("cert.pem"))
     );
-    let tmux = Tmux::start(&cmd, 120, 30);
+    let tmux = Tmux::start(&cmd, 120, 30, &dir.path().join("tui.exit"));
     tmux.wait_for(Duration::from_secs(20), |s| {
         s.contains("disconnected, retrying") && s.contains("bad token")
     })

@@ -447,7 +447,20 @@ pub async fn replay_grid(
         }
     }
     bar.finish_and_clear();
-    let _writer = sender.await.context("sender panicked")??;
+    let mut writer = sender.await.context("sender panicked")??;
+    // The books' final totals come from the manager: exact even when this run's events do not
+    // cover every book (a run resumed after a manager restart).
+    writer.send(&ClientMsg::QueryTotals).await?;
+    loop {
+        match reader.recv::<ManagerToClient>().await?.context("the manager closed the session early")? {
+            ManagerToClient::Totals(t) => {
+                collector.set_final_totals(&t);
+                break;
+            }
+            ManagerToClient::Error(e) => bail!("the manager reported: {e}"),
+            _ => {}
+        }
+    }
     conn.close(0u32.into(), b"done");
     Ok(GridReplay { collector, elapsed: start.elapsed() })
 }

@@ -83,21 +83,28 @@ impl Drop for Children {
 /// is killed on drop.
 pub struct Tmux {
     socket: String,
+    /// The wrapper shell writes the command's exit status here.
+    exit_file: PathBuf,
 }
 
 pub const SESSION: &str = "tui";
 
 impl Tmux {
-    /// Starts `command` (a shell command line) in a detached `width`x`height` session. The
-    /// pane stays after the command exits so its exit status can be read.
-    pub fn start(command: &str, width: u16, height: u16) -> Tmux {
+    /// Starts `command` (a shell command line) in a detached `width`x`height` session. A
+    /// wrapper shell records the command's exit status in a file: tmux's own
+    /// `pane_dead_status` proved unreliable (the exited process was sometimes left unreaped).
+    pub fn start(command: &str, width: u16, height: u16, exit_file: &Path) -> Tmux {
         require_tmux();
         let socket = format!(
             "gridmatch-tui-test-{}-{}",
             std::process::id(),
             rand_suffix()
         );
-        let t = Tmux { socket };
+        let command = format!("{command}; echo $? > {}", shell_quote(exit_file));
+        let t = Tmux {
+            socket,
+            exit_file: exit_file.to_path_buf(),
+        };
         let out = t.run(&[
             "-f",
             "/dev/null",
@@ -109,7 +116,7 @@ impl Tmux {
             &width.to_string(),
             "-y",
             &height.to_string(),
-            command,
+            &command,
             ";",
             "set-option",
             "-t",
@@ -151,21 +158,11 @@ impl Tmux {
         );
     }
 
-    /// `Some(exit status)` once the command in the pane has exited (`-signal` if a signal
-    /// killed it). tmux may see the pty close a moment before it reaps the process: until the
-    /// status is known this is `None`.
+    /// `Some(exit status)` once the command has exited.
     pub fn exit_status(&self) -> Option<i32> {
-        let format = "#{pane_dead}|#{pane_dead_status}|#{pane_dead_signal}";
-        let out = self.run(&["display-message", "-p", "-t", SESSION, format]);
-        let text = String::from_utf8_lossy(&out.stdout);
-        let fields: Vec<&str> = text.trim().split('|').collect();
-        match fields.as_slice() {
-            ["1", status, signal] => status
-                .parse()
-                .ok()
-                .or_else(|| signal.parse::<i32>().ok().map(|s| -s)),
-            _ => None,
-        }
+        let text = std::fs::read_to_string(&self.exit_file).ok()?;
+        // The file may be seen between its creation and the write.
+        text.trim().parse().ok()
     }
 
     /// Captures the screen until `pred` holds or `timeout` passes; returns the last capture.
@@ -195,11 +192,9 @@ impl Tmux {
             if let Some(status) = self.exit_status() {
                 return status;
             }
-            assert!(
-                Instant::now() < deadline,
-                "tui did not exit within 5 s of `q`:\n{}",
-                self.capture()
-            );
+            if Instant::now() >= deadline {
+                panic!("tui did not exit within 5 s of `q`:\n{}", self.capture());
+            }
             std::thread::sleep(Duration::from_millis(100));
         }
     }
