@@ -31,12 +31,23 @@ struct Args {
     /// Name shown in the monitor (default: host name and process id).
     #[arg(long)]
     name: Option<String>,
-    /// Emulated extra work per order, microseconds of busy CPU (experiments).
+    /// Emulated extra work per order, in microseconds (experiments).
     #[arg(long, default_value_t = 0)]
     work_us: u32,
+    /// How --work-us is spent: `spin` burns this machine's CPU per order; `sleep` waits
+    /// batch-size x work-us per batch, emulating work done on the executor's own CPU (what a
+    /// grid of separate PCs has, and a shared test machine does not).
+    #[arg(long, value_enum, default_value_t = WorkMode::Spin)]
+    work_mode: WorkMode,
     /// Book levels per side reported to monitors in heartbeats.
     #[arg(long, default_value_t = 5)]
     depth: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum WorkMode {
+    Spin,
+    Sleep,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -85,6 +96,9 @@ async fn run(args: &Args, name: &str) -> anyhow::Result<()> {
 struct State {
     engine: Engine,
     work_us: u32,
+    work_mode: WorkMode,
+    /// Emulated work still to wait for before reporting (sleep mode).
+    owed: Duration,
     stats: ExecutorStats,
     touched: FxHashSet<SecurityId>,
     scratch: Vec<Event>,
@@ -131,7 +145,10 @@ impl State {
                 let mut out = Vec::with_capacity(cmds.len() * 3);
                 for s in &cmds {
                     if self.work_us > 0 {
-                        spin(Duration::from_micros(self.work_us as u64));
+                        match self.work_mode {
+                            WorkMode::Spin => spin(Duration::from_micros(self.work_us as u64)),
+                            WorkMode::Sleep => self.owed += Duration::from_micros(self.work_us as u64),
+                        }
                     }
                     self.scratch.clear();
                     self.engine.process(&s.command, &mut self.scratch);
@@ -202,6 +219,8 @@ async fn session(
     let mut state = State {
         engine: Engine::new(),
         work_us: args.work_us,
+        work_mode: args.work_mode,
+        owed: Duration::ZERO,
         stats: ExecutorStats::default(),
         touched: FxHashSet::default(),
         scratch: Vec::new(),
@@ -213,6 +232,9 @@ async fn session(
             msg = in_rx.recv() => {
                 let Some(msg) = msg else { break Ok(()) };
                 if let Some(events) = state.apply(msg) {
+                    if !state.owed.is_zero() {
+                        tokio::time::sleep(std::mem::take(&mut state.owed)).await;
+                    }
                     writer.send(&FromExecutor::Events(events)).await.context("sending events")?;
                 }
             }

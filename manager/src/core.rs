@@ -353,13 +353,13 @@ impl Core {
             } else if self.brokers.name(cmd.broker()).is_none() {
                 let id = cmd.order_id();
                 self.counters.received += 1;
-                self.reject(session, &cmd, id, matching::RejectReason::NotOwner);
+                self.reject(session, &cmd, id, matching::RejectReason::NotOwner, now);
                 continue;
             }
             self.counters.received += 1;
             let id = cmd.order_id();
             if let Err(reason) = self.gateway.check(&cmd) {
-                self.reject(session, &cmd, id, reason);
+                self.reject(session, &cmd, id, reason, now);
                 continue;
             }
             let seq = self.next_seq;
@@ -386,7 +386,7 @@ impl Core {
         Ok(())
     }
 
-    fn reject(&mut self, session: SessionId, cmd: &Command, id: OrderId, reason: matching::RejectReason) {
+    fn reject(&mut self, session: SessionId, cmd: &Command, id: OrderId, reason: matching::RejectReason, now: Instant) {
         self.counters.rejected += 1;
         if let Command::New(o) = cmd {
             if reason != matching::RejectReason::DuplicateOrderId {
@@ -396,7 +396,7 @@ impl Core {
             }
         }
         self.out.log.push(LogEntry {
-            uptime_ms: 0,
+            uptime_ms: self.uptime_ms(now),
             kind: LogKind::Reject,
             text: format!("order {} rejected: {}", id.0, reason.code()),
         });
@@ -458,6 +458,8 @@ impl Core {
     pub fn executor_joined(&mut self, name: &str, addr: &str, now: Instant) -> NodeId {
         let id = self.next_node;
         self.next_node += 1;
+        // A PC that comes back under its old name replaces its "down" row.
+        self.nodes.retain(|_, n| !(n.status == NodeStatus::Down && n.name == name));
         self.nodes.insert(
             id,
             Node {

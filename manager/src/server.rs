@@ -30,6 +30,8 @@ use crate::core::{Core, NodeId, SessionId};
 const MAX_HELD: usize = 2_000_000;
 /// Submit batches queued towards the core before senders wait.
 const SUBMIT_QUEUE: usize = 256;
+/// Reports per frame to a client (about 40 bytes each, far below the frame limit).
+const REPORTS_PER_FRAME: usize = 16_384;
 /// Commands taken into one group commit, at most (plus one batch).
 const GROUP_COMMIT_BUDGET: usize = 8192;
 const MONITOR_INTERVAL: Duration = Duration::from_millis(250);
@@ -196,8 +198,14 @@ async fn run_core(
             }
         }
         let out = core.flush(Instant::now())?;
-        for (session, reports) in out.reports {
+        for (session, mut reports) in out.reports {
             if let Some(tx) = sessions.get(&session) {
+                // Bounded frames: a backlog of events must never exceed the frame limit.
+                while reports.len() > REPORTS_PER_FRAME {
+                    let rest = reports.split_off(REPORTS_PER_FRAME);
+                    let _ = tx.send(ManagerToClient::Reports(reports));
+                    reports = rest;
+                }
                 let _ = tx.send(ManagerToClient::Reports(reports));
             }
         }

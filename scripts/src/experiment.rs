@@ -41,7 +41,9 @@ impl Plan {
     /// Checks the binaries exist before anything starts.
     pub fn check(&self) -> Result<()> {
         if self.orders.is_empty() || self.executors.is_empty() || self.repeats == 0 {
-            return Err(Error::Invalid("need at least one order count, one setup and one repeat".into()));
+            return Err(Error::Invalid(
+                "need at least one order count, one setup and one repeat".into(),
+            ));
         }
         if self.orders.contains(&0) {
             return Err(Error::Invalid("order counts must be positive".into()));
@@ -66,7 +68,11 @@ impl Plan {
 /// Runs the whole plan, calling `on_record` after each run (to save it at once) and `progress`
 /// with a one-line description. Repeats are the outer loop so slow drift of the machine spreads
 /// over all cells instead of biasing whichever cell ran last.
-pub fn run_plan(plan: &Plan, mut on_record: impl FnMut(&RunRecord) -> Result<()>, mut progress: impl FnMut(&str)) -> Result<()> {
+pub fn run_plan(
+    plan: &Plan,
+    mut on_record: impl FnMut(&RunRecord) -> Result<()>,
+    mut progress: impl FnMut(&str),
+) -> Result<()> {
     plan.check()?;
     let lan = match plan.lan_delay_ms {
         Some(ms) if ms >= 0.0 && ms.is_finite() => Some(Lan::create(
@@ -82,7 +88,11 @@ pub fn run_plan(plan: &Plan, mut on_record: impl FnMut(&RunRecord) -> Result<()>
         progress(&format!(
             "LAN mode: {} namespaces, delay via {}",
             plan.max_executors(),
-            if lan.uses_netem() { "tc netem" } else { "userspace relay (no sch_netem in this kernel)" }
+            if lan.uses_netem() {
+                "tc netem"
+            } else {
+                "userspace relay (no sch_netem in this kernel)"
+            }
         ));
     }
     let total = plan.total_runs();
@@ -136,7 +146,11 @@ fn wait_ready_file(manager: &mut Guarded, path: &Path, timeout: Duration) -> Res
         }
         if start.elapsed() > timeout {
             return Err(Error::Timeout {
-                what: format!("manager ready file {}; last lines:\n{}", path.display(), manager.log_tail(10)),
+                what: format!(
+                    "manager ready file {}; last lines:\n{}",
+                    path.display(),
+                    manager.log_tail(10)
+                ),
                 secs: timeout.as_secs_f64(),
             });
         }
@@ -146,30 +160,54 @@ fn wait_ready_file(manager: &mut Guarded, path: &Path, timeout: Duration) -> Res
 
 /// One run in a fresh data directory. Every process is stopped before this returns, on success
 /// or error (guards drop in reverse order: user-sim, executors, then the manager).
-pub fn run_once(plan: &Plan, lan: Option<&Lan>, orders: u64, executors: Executors, repeat: u32) -> Result<RunRecord> {
-    let started_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let tmp = tempfile::Builder::new().prefix("gridmatch-exp-").tempdir().map_err(|e| Error::io("creating a temp dir", e))?;
+pub fn run_once(
+    plan: &Plan,
+    lan: Option<&Lan>,
+    orders: u64,
+    executors: Executors,
+    repeat: u32,
+) -> Result<RunRecord> {
+    let started_unix = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let tmp = tempfile::Builder::new()
+        .prefix("gridmatch-exp-")
+        .tempdir()
+        .map_err(|e| Error::io("creating a temp dir", e))?;
     let data = tmp.path().join("data");
     let ready = tmp.path().join("manager.ready");
     let token = random_token()?;
     let env_filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
 
     let mut cmd = Command::new(plan.bin_dir.join("manager"));
-    cmd.arg("--port").arg("0").arg("--data-dir").arg(&data).arg("--ready-file").arg(&ready).args(["--fsync", "never"]);
+    cmd.arg("--port")
+        .arg("0")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--ready-file")
+        .arg(&ready)
+        .args(["--fsync", "never"]);
     if lan.is_some() {
         cmd.args(["--bind", "0.0.0.0"]);
     }
     if executors == Executors::Local {
         cmd.arg("--local");
     }
-    cmd.env("GRIDMATCH_TOKEN", &token).env("RUST_LOG", &env_filter);
-    let (mut manager, _manager_lines) = Guarded::spawn_logged("manager", cmd, &tmp.path().join("manager.log"))?;
+    cmd.env("GRIDMATCH_TOKEN", &token)
+        .env("RUST_LOG", &env_filter);
+    let (mut manager, _manager_lines) =
+        Guarded::spawn_logged("manager", cmd, &tmp.path().join("manager.log"))?;
     let bound = wait_ready_file(&mut manager, &ready, plan.startup_timeout)?;
     let port: u16 = bound
         .rsplit(':')
         .next()
         .and_then(|p| p.parse().ok())
-        .ok_or_else(|| Error::Invalid(format!("manager ready file holds {bound:?}, expected ADDR:PORT")))?;
+        .ok_or_else(|| {
+            Error::Invalid(format!(
+                "manager ready file holds {bound:?}, expected ADDR:PORT"
+            ))
+        })?;
     let local_addr = format!("127.0.0.1:{port}");
     let ca = data.join("cert.pem");
 
@@ -179,7 +217,10 @@ pub fn run_once(plan: &Plan, lan: Option<&Lan>, orders: u64, executors: Executor
     };
     let (targets, _relays) = match lan {
         Some(lan) => lan.links(port)?,
-        None => (vec![local_addr.parse().expect("formatted address"); n as usize], Vec::new()),
+        None => (
+            vec![local_addr.parse().expect("formatted address"); n as usize],
+            Vec::new(),
+        ),
     };
     let mut execs = Vec::new();
     for i in 1..=n {
@@ -188,11 +229,17 @@ pub fn run_once(plan: &Plan, lan: Option<&Lan>, orders: u64, executors: Executor
             Some(lan) => lan.command(i, &program),
             None => Command::new(&program),
         };
-        cmd.arg("--manager").arg(targets[(i - 1) as usize].to_string()).arg("--ca").arg(&ca).arg("--name").arg(format!("ex{i}"));
+        cmd.arg("--manager")
+            .arg(targets[(i - 1) as usize].to_string())
+            .arg("--ca")
+            .arg(&ca)
+            .arg("--name")
+            .arg(format!("ex{i}"));
         if plan.work_us > 0 {
             cmd.arg("--work-us").arg(plan.work_us.to_string());
         }
-        cmd.env("GRIDMATCH_TOKEN", &token).env("RUST_LOG", &env_filter);
+        cmd.env("GRIDMATCH_TOKEN", &token)
+            .env("RUST_LOG", &env_filter);
         let log = tmp.path().join(format!("executor{i}.log"));
         execs.push(Guarded::spawn_logged(format!("executor {i}"), cmd, &log)?);
     }
@@ -216,11 +263,15 @@ pub fn run_once(plan: &Plan, lan: Option<&Lan>, orders: u64, executors: Executor
         .arg("--json")
         .arg(&report_path)
         .arg("--quiet")
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()));
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        );
     if let Some(b) = plan.brokers {
         cmd.arg("--brokers").arg(b.to_string());
     }
-    let (mut sim, _sim_lines) = Guarded::spawn_logged("user-sim", cmd, &tmp.path().join("user-sim.log"))?;
+    let (mut sim, _sim_lines) =
+        Guarded::spawn_logged("user-sim", cmd, &tmp.path().join("user-sim.log"))?;
     let status = sim.wait_timeout(plan.run_timeout)?;
     if !status.success() {
         return Err(sim.failed(status));
@@ -236,7 +287,10 @@ pub fn run_once(plan: &Plan, lan: Option<&Lan>, orders: u64, executors: Executor
     }
     let report = UserSimReport::read(&report_path)?;
     if report.orders != orders || report.elapsed_s <= 0.0 {
-        return Err(Error::Invalid(format!("user-sim reported {} orders in {} s, asked for {orders}", report.orders, report.elapsed_s)));
+        return Err(Error::Invalid(format!(
+            "user-sim reported {} orders in {} s, asked for {orders}",
+            report.orders, report.elapsed_s
+        )));
     }
     drop(sim);
     drop(execs);

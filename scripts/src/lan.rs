@@ -42,11 +42,17 @@ pub fn host_addr(i: u32) -> Ipv4Addr {
 }
 
 fn run(args: &[&str]) -> Result<()> {
-    let out = Command::new(args[0]).args(&args[1..]).output().map_err(|e| Error::io(format!("running {}", args[0]), e))?;
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .map_err(|e| Error::io(format!("running {}", args[0]), e))?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(Error::Command { command: args.join(" "), stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned() })
+        Err(Error::Command {
+            command: args.join(" "),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
     }
 }
 
@@ -54,21 +60,31 @@ impl Lan {
     /// Creates `nodes` namespaces and links with `delay` one way per direction and `rate_mbit`.
     pub fn create(nodes: u32, delay: Duration, rate_mbit: u32, via: DelayVia) -> Result<Lan> {
         if nodes == 0 || nodes > 250 {
-            return Err(Error::Invalid(format!("LAN mode needs 1..=250 executors, got {nodes}")));
+            return Err(Error::Invalid(format!(
+                "LAN mode needs 1..=250 executors, got {nodes}"
+            )));
         }
         // SAFETY: geteuid has no preconditions.
         if unsafe { libc::geteuid() } != 0 {
-            return Err(Error::Invalid("LAN mode needs root (network namespaces, veth, tc)".into()));
+            return Err(Error::Invalid(
+                "LAN mode needs root (network namespaces, veth, tc)".into(),
+            ));
         }
         remove_stale();
         // Constructed first so a failure half-way still removes what was made.
-        let mut lan = Lan { nodes, delay, netem: false };
+        let mut lan = Lan {
+            nodes,
+            delay,
+            netem: false,
+        };
         for i in 1..=nodes {
             let (n, vh, vn) = (ns(i), format!("gm-vh{i}"), format!("gm-vn{i}"));
             let host = format!("{}/24", host_addr(i));
             let inner = format!("10.77.{i}.2/24");
             run(&["ip", "netns", "add", &n])?;
-            run(&["ip", "link", "add", &vh, "type", "veth", "peer", "name", &vn, "netns", &n])?;
+            run(&[
+                "ip", "link", "add", &vh, "type", "veth", "peer", "name", &vn, "netns", &n,
+            ])?;
             run(&["ip", "addr", "add", &host, "dev", &vh])?;
             run(&["ip", "link", "set", &vh, "up"])?;
             run(&["ip", "-n", &n, "addr", "add", &inner, "dev", &vn])?;
@@ -81,24 +97,44 @@ impl Lan {
         if want_netem {
             let ok = (1..=nodes).try_for_each(|i| {
                 let (n, vh, vn) = (ns(i), format!("gm-vh{i}"), format!("gm-vn{i}"));
-                run(&["tc", "qdisc", "add", "dev", &vh, "root", "netem", "delay", &delay_ms, "rate", &rate])?;
-                run(&["ip", "netns", "exec", &n, "tc", "qdisc", "add", "dev", &vn, "root", "netem", "delay", &delay_ms, "rate", &rate])
+                run(&[
+                    "tc", "qdisc", "add", "dev", &vh, "root", "netem", "delay", &delay_ms, "rate",
+                    &rate,
+                ])?;
+                run(&[
+                    "ip", "netns", "exec", &n, "tc", "qdisc", "add", "dev", &vn, "root", "netem",
+                    "delay", &delay_ms, "rate", &rate,
+                ])
             });
             match ok {
                 Ok(()) => lan.netem = true,
                 Err(e) if via == DelayVia::Netem => return Err(e),
-                Err(e) => tracing::warn!("tc netem unavailable ({e}); using the userspace delay relay"),
+                Err(e) => {
+                    tracing::warn!("tc netem unavailable ({e}); using the userspace delay relay")
+                }
             }
         }
         if !lan.netem {
             for i in 1..=nodes {
                 let (n, vh, vn) = (ns(i), format!("gm-vh{i}"), format!("gm-vn{i}"));
                 let _ = run(&["tc", "qdisc", "del", "dev", &vh, "root"]);
-                let tbf = ["root", "tbf", "rate", &rate, "burst", "256kb", "latency", "50ms"];
+                let tbf = [
+                    "root", "tbf", "rate", &rate, "burst", "256kb", "latency", "50ms",
+                ];
                 let mut a = vec!["tc", "qdisc", "add", "dev", vh.as_str()];
                 a.extend(tbf);
                 run(&a)?;
-                let mut b = vec!["ip", "netns", "exec", n.as_str(), "tc", "qdisc", "add", "dev", vn.as_str()];
+                let mut b = vec![
+                    "ip",
+                    "netns",
+                    "exec",
+                    n.as_str(),
+                    "tc",
+                    "qdisc",
+                    "add",
+                    "dev",
+                    vn.as_str(),
+                ];
                 b.extend(tbf);
                 run(&b)?;
             }
@@ -118,7 +154,10 @@ impl Lan {
         let mut relays = Vec::new();
         for i in 1..=self.nodes {
             if self.netem {
-                addrs.push(SocketAddr::V4(SocketAddrV4::new(host_addr(i), manager_port)));
+                addrs.push(SocketAddr::V4(SocketAddrV4::new(
+                    host_addr(i),
+                    manager_port,
+                )));
             } else {
                 let bind = SocketAddr::V4(SocketAddrV4::new(host_addr(i), 0));
                 let upstream = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, manager_port));
@@ -143,16 +182,29 @@ impl Lan {
 /// (only names this module creates).
 fn remove_stale() {
     let list = |args: &[&str]| {
-        Command::new("ip").args(args).output().map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+        Command::new("ip")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
     };
     for line in list(&["netns", "list"]).lines() {
-        if let Some(name) = line.split_whitespace().next().filter(|n| n.starts_with("gm-ex")) {
+        if let Some(name) = line
+            .split_whitespace()
+            .next()
+            .filter(|n| n.starts_with("gm-ex"))
+        {
             let _ = run(&["ip", "netns", "del", name]);
         }
     }
     for line in list(&["-o", "link", "show"]).lines() {
         // "12: gm-vh1@if11: <...>"
-        if let Some(name) = line.split(':').nth(1).map(|n| n.trim().split('@').next().unwrap_or("")).filter(|n| n.starts_with("gm-vh")) {
+        if let Some(name) = line
+            .split(':')
+            .nth(1)
+            .map(|n| n.trim().split('@').next().unwrap_or(""))
+            .filter(|n| n.starts_with("gm-vh"))
+        {
             let _ = run(&["ip", "link", "del", name]);
         }
     }

@@ -26,19 +26,29 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("interrupted (Ctrl-C or SIGTERM); children stopped")]
     Interrupted,
     #[error("timed out after {secs:.1} s waiting for {what}")]
     Timeout { what: String, secs: f64 },
     #[error("{what} exited early with {status}; last log lines:\n{log_tail}")]
-    ChildFailed { what: String, status: String, log_tail: String },
+    ChildFailed {
+        what: String,
+        status: String,
+        log_tail: String,
+    },
     #[error("`{command}` failed: {stderr}")]
     Command { command: String, stderr: String },
     #[error("CSV {path}: {source}")]
     Csv { path: PathBuf, source: csv::Error },
     #[error("JSON {path}: {source}")]
-    Json { path: PathBuf, source: serde_json::Error },
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("invalid value: {0}")]
     Invalid(String),
     #[error("plot {path}: {message}")]
@@ -50,7 +60,10 @@ pub enum Error {
 impl Error {
     /// Wraps an I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 }
 

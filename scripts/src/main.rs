@@ -16,7 +16,10 @@ use scripts::runs::{self, Executors, RunRecord};
 use scripts::{plots, table};
 
 #[derive(Parser)]
-#[command(name = "experiment", about = "gridmatch scaling experiment: run the grid, record CSV, fit USL, plot")]
+#[command(
+    name = "experiment",
+    about = "gridmatch scaling experiment: run the grid, record CSV, fit USL, plot"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -42,7 +45,11 @@ struct OutArgs {
 #[derive(clap::Args)]
 struct RunArgs {
     /// Order counts per run, comma separated.
-    #[arg(long, value_delimiter = ',', default_value = "1000,2000,3000,4000,5000")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "1000,2000,3000,4000,5000"
+    )]
     orders: Vec<u64>,
     /// Setups, comma separated: `local` (manager matches in-process, no grid) or an executor count.
     #[arg(long, value_delimiter = ',', default_value = "local,2,3,4,5,6")]
@@ -50,8 +57,8 @@ struct RunArgs {
     /// Runs per cell (median and spread are reported).
     #[arg(long, default_value_t = 5)]
     repeats: u32,
-    /// Small grid that finishes in about a minute (orders 1000,3000,5000; local,2,4,6; 2 repeats).
-    /// Overrides --orders, --executors and --repeats.
+    /// The README default, about a minute on 2 cores: the paper's grid plus 100,000 orders
+    /// (orders 1000..5000,100000 x local,2..6 x 5 repeats). Overrides --orders/--executors/--repeats.
     #[arg(long)]
     quick: bool,
     /// Output directory (runs.csv, PNGs, summary.md, README.md).
@@ -87,17 +94,26 @@ struct RunArgs {
 
 /// "2 cores, Intel(R) Xeon(R) ..." from /proc/cpuinfo.
 fn machine() -> String {
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|t| t.lines().find(|l| l.starts_with("model name")).and_then(|l| l.split(':').nth(1)).map(|s| s.trim().to_owned()))
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     format!("{cores} cores, {model}")
 }
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
@@ -110,11 +126,17 @@ fn main() -> Result<()> {
 fn run(args: RunArgs) -> Result<()> {
     scripts::process::install_interrupt_handler()?;
     let (orders, executors, repeats) = if args.quick {
-        (vec![1000, 3000, 5000], vec!["local".to_string(), "2".into(), "4".into(), "6".into()], 2)
+        let setups = ["local", "2", "3", "4", "5", "6"]
+            .map(String::from)
+            .to_vec();
+        (vec![1000, 2000, 3000, 4000, 5000, 100_000], setups, 5)
     } else {
         (args.orders, args.executors, args.repeats)
     };
-    let executors: Vec<Executors> = executors.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+    let executors: Vec<Executors> = executors
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<_, _>>()?;
     if args.startup_timeout_s <= 0.0 || args.run_timeout_s <= 0.0 {
         bail!("timeouts must be positive");
     }
@@ -130,11 +152,17 @@ fn run(args: RunArgs) -> Result<()> {
         startup_timeout: Duration::from_secs_f64(args.startup_timeout_s),
         run_timeout: Duration::from_secs_f64(args.run_timeout_s),
     };
-    std::fs::create_dir_all(&args.out_dir).with_context(|| format!("creating {}", args.out_dir.display()))?;
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("creating {}", args.out_dir.display()))?;
     let csv = args.out_dir.join("runs.csv");
     let old = runs::read_csv(&csv)?;
     let mut new: Vec<RunRecord> = Vec::new();
-    eprintln!("experiment: {} runs on {}; results in {}", plan.total_runs(), machine(), csv.display());
+    eprintln!(
+        "experiment: {} runs on {}; results in {}",
+        plan.total_runs(),
+        machine(),
+        csv.display()
+    );
     let result = run_plan(
         &plan,
         |record| {
@@ -154,7 +182,11 @@ fn run(args: RunArgs) -> Result<()> {
     if !args.no_plot {
         plot(&args.out_dir)?;
     }
-    eprintln!("experiment: done; see {}/README.md and {}", args.out_dir.display(), csv.display());
+    eprintln!(
+        "experiment: done; see {}/README.md and {}",
+        args.out_dir.display(),
+        csv.display()
+    );
     Ok(())
 }
 
@@ -168,19 +200,35 @@ fn plot(out_dir: &Path) -> Result<()> {
     let fits = table::fits(&records);
     let mut files = Vec::new();
     for (scenario, _, fit) in &fits {
-        let rs: Vec<&RunRecord> = records.iter().filter(|r| r.scenario() == *scenario).collect();
+        let rs: Vec<&RunRecord> = records
+            .iter()
+            .filter(|r| r.scenario() == *scenario)
+            .collect();
         let paths = plots::plot_scenario(out_dir, scenario, &rs, fit.as_ref().ok(), &machine)?;
-        let names = paths.iter().filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned())).collect();
+        let names = paths
+            .iter()
+            .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect();
         files.push((scenario.slug(), names));
     }
     let generated = table::generated(&records, &machine, &files);
     let summary = out_dir.join("summary.md");
-    std::fs::write(&summary, format!("# gridmatch scaling runs (generated)\n\n{generated}"))
-        .with_context(|| format!("writing {}", summary.display()))?;
+    std::fs::write(
+        &summary,
+        format!("# gridmatch scaling runs (generated)\n\n{generated}"),
+    )
+    .with_context(|| format!("writing {}", summary.display()))?;
     let readme = out_dir.join("README.md");
-    let existing = std::fs::read_to_string(&readme).unwrap_or_else(|_| "# gridmatch scaling experiment\n".into());
-    std::fs::write(&readme, table::splice(&existing, &generated)).with_context(|| format!("writing {}", readme.display()))?;
-    eprintln!("experiment: wrote {} plots, {} and {}", files.iter().map(|f| f.1.len()).sum::<usize>(), summary.display(), readme.display());
+    let existing = std::fs::read_to_string(&readme)
+        .unwrap_or_else(|_| "# gridmatch scaling experiment\n".into());
+    std::fs::write(&readme, table::splice(&existing, &generated))
+        .with_context(|| format!("writing {}", readme.display()))?;
+    eprintln!(
+        "experiment: wrote {} plots, {} and {}",
+        files.iter().map(|f| f.1.len()).sum::<usize>(),
+        summary.display(),
+        readme.display()
+    );
     Ok(())
 }
 

@@ -41,7 +41,12 @@ pub fn install_interrupt_handler() -> Result<()> {
         .build()
         .map_err(|e| Error::io("signal runtime", e))?;
     let (mut int, mut term) = rt
-        .block_on(async { Ok::<_, std::io::Error>((signal(SignalKind::interrupt())?, signal(SignalKind::terminate())?)) })
+        .block_on(async {
+            Ok::<_, std::io::Error>((
+                signal(SignalKind::interrupt())?,
+                signal(SignalKind::terminate())?,
+            ))
+        })
         .map_err(|e| Error::io("installing signal handlers", e))?;
     std::thread::Builder::new()
         .name("signals".into())
@@ -63,7 +68,9 @@ pub fn install_interrupt_handler() -> Result<()> {
 
 /// Sends `signal` to the whole process group `pgid`. ESRCH (group already gone) is not an error.
 fn signal_group(pgid: u32, signal: libc::c_int) {
-    let Ok(pgid) = libc::pid_t::try_from(pgid) else { return };
+    let Ok(pgid) = libc::pid_t::try_from(pgid) else {
+        return;
+    };
     if pgid <= 1 {
         return; // never signal "every process" or init by accident
     }
@@ -89,15 +96,30 @@ impl Guarded {
     pub fn spawn(name: impl Into<String>, mut cmd: Command) -> Result<Self> {
         let name = name.into();
         cmd.process_group(0).stdin(Stdio::null());
-        let child = cmd.spawn().map_err(|e| Error::io(format!("starting {name} ({:?})", cmd.get_program()), e))?;
-        Ok(Guarded { name, child, status: None, log: None, grace: Duration::from_secs(3) })
+        let child = cmd
+            .spawn()
+            .map_err(|e| Error::io(format!("starting {name} ({:?})", cmd.get_program()), e))?;
+        Ok(Guarded {
+            name,
+            child,
+            status: None,
+            log: None,
+            grace: Duration::from_secs(3),
+        })
     }
 
     /// Spawns `cmd` with stdout and stderr appended to `log` (one file, so the order is kept)
     /// and returns the guard plus a channel of stderr lines, for waiting on a readiness line.
-    pub fn spawn_logged(name: impl Into<String>, mut cmd: Command, log: &Path) -> Result<(Self, Receiver<String>)> {
-        let out = File::create(log).map_err(|e| Error::io(format!("creating {}", log.display()), e))?;
-        let out2 = out.try_clone().map_err(|e| Error::io("cloning a log handle", e))?;
+    pub fn spawn_logged(
+        name: impl Into<String>,
+        mut cmd: Command,
+        log: &Path,
+    ) -> Result<(Self, Receiver<String>)> {
+        let out =
+            File::create(log).map_err(|e| Error::io(format!("creating {}", log.display()), e))?;
+        let out2 = out
+            .try_clone()
+            .map_err(|e| Error::io("cloning a log handle", e))?;
         cmd.stdout(Stdio::from(out)).stderr(Stdio::piped());
         let mut guard = Guarded::spawn(name, cmd)?;
         guard.log = Some(log.to_owned());
@@ -129,7 +151,10 @@ impl Guarded {
     /// Exit status if the child has exited (reaps it), else `None`.
     pub fn try_status(&mut self) -> Result<Option<ExitStatus>> {
         if self.status.is_none() {
-            self.status = self.child.try_wait().map_err(|e| Error::io(format!("waiting for {}", self.name), e))?;
+            self.status = self
+                .child
+                .try_wait()
+                .map_err(|e| Error::io(format!("waiting for {}", self.name), e))?;
         }
         Ok(self.status)
     }
@@ -146,7 +171,10 @@ impl Guarded {
                 return Err(Error::Interrupted);
             }
             if start.elapsed() >= timeout {
-                return Err(Error::Timeout { what: format!("{} to finish", self.name), secs: timeout.as_secs_f64() });
+                return Err(Error::Timeout {
+                    what: format!("{} to finish", self.name),
+                    secs: timeout.as_secs_f64(),
+                });
             }
             std::thread::sleep(POLL);
         }
@@ -154,14 +182,23 @@ impl Guarded {
 
     /// An error describing an early exit, with the last lines of the child's log.
     pub fn failed(&self, status: ExitStatus) -> Error {
-        Error::ChildFailed { what: self.name.clone(), status: status.to_string(), log_tail: self.log_tail(15) }
+        Error::ChildFailed {
+            what: self.name.clone(),
+            status: status.to_string(),
+            log_tail: self.log_tail(15),
+        }
     }
 
     /// The last `n` lines of the child's log, if it has one.
     pub fn log_tail(&self, n: usize) -> String {
-        let Some(log) = &self.log else { return String::from("(no log)") };
+        let Some(log) = &self.log else {
+            return String::from("(no log)");
+        };
         let mut text = String::new();
-        if File::open(log).and_then(|mut f| f.read_to_string(&mut text)).is_err() {
+        if File::open(log)
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .is_err()
+        {
             return format!("(cannot read {})", log.display());
         }
         let lines: Vec<&str> = text.lines().collect();
@@ -170,7 +207,12 @@ impl Guarded {
 
     /// Waits until a stderr line containing `marker` arrives on `lines`. Fails early if the child
     /// exits, on timeout, or on interrupt.
-    pub fn wait_for_line(&mut self, lines: &Receiver<String>, marker: &str, timeout: Duration) -> Result<String> {
+    pub fn wait_for_line(
+        &mut self,
+        lines: &Receiver<String>,
+        marker: &str,
+        timeout: Duration,
+    ) -> Result<String> {
         let start = Instant::now();
         loop {
             if interrupted() {
@@ -188,7 +230,11 @@ impl Guarded {
             }
             if start.elapsed() >= timeout {
                 return Err(Error::Timeout {
-                    what: format!("{} to log {marker:?}; last lines:\n{}", self.name, self.log_tail(10)),
+                    what: format!(
+                        "{} to log {marker:?}; last lines:\n{}",
+                        self.name,
+                        self.log_tail(10)
+                    ),
                     secs: timeout.as_secs_f64(),
                 });
             }
@@ -246,19 +292,34 @@ fn tee_lines(from: impl Read, mut log: File, tx: mpsc::Sender<String>) {
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         // Field 3 (after the parenthesised command name) is the state; Z = zombie, X = dead.
-        Ok(stat) => stat.rsplit_once(')').map(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))).unwrap_or(false),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z' | 'X')))
+            .unwrap_or(false),
         Err(_) => false,
     }
 }
 
 /// Pids of every live process in process group `pgid` (scans /proc).
 pub fn group_members(pgid: u32) -> Vec<u32> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some((_, rest)) = stat.rsplit_once(')') else { continue };
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
         let fields: Vec<&str> = rest.split_whitespace().collect();
         // rest = state ppid pgrp ...
         if fields.len() > 2 && fields[2] == pgid.to_string() && !matches!(fields[0], "Z" | "X") {

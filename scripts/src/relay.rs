@@ -38,7 +38,13 @@ impl DelayRelay {
             move |e| Error::io(format!("relay {bind} -> {upstream}: {what}"), e)
         };
         let front = UdpSocket::bind(bind).map_err(io("bind"))?;
-        let back_bind: SocketAddr = if upstream.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal address");
+        let back_bind: SocketAddr = if upstream.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        }
+        .parse()
+        .expect("literal address");
         let back = UdpSocket::bind(back_bind).map_err(io("bind upstream side"))?;
         back.connect(upstream).map_err(io("connect upstream"))?;
         for s in [&front, &back] {
@@ -53,33 +59,60 @@ impl DelayRelay {
         let (down_tx, down_rx) = mpsc::channel::<Packet>();
         let mut threads = Vec::new();
         let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
-            std::thread::Builder::new().name(name.into()).spawn(f).map_err(io("spawn thread"))
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(f)
+                .map_err(io("spawn thread"))
         };
         {
-            let (sock, stop, client) = (front.try_clone().map_err(io("clone"))?, stop.clone(), client.clone());
-            threads.push(spawn("relay-in", Box::new(move || receive(&sock, delay, &up_tx, &stop, Some(&client))))?);
+            let (sock, stop, client) = (
+                front.try_clone().map_err(io("clone"))?,
+                stop.clone(),
+                client.clone(),
+            );
+            threads.push(spawn(
+                "relay-in",
+                Box::new(move || receive(&sock, delay, &up_tx, &stop, Some(&client))),
+            )?);
         }
         {
-            let (sock, stop, n) = (back.try_clone().map_err(io("clone"))?, stop.clone(), forwarded.clone());
-            threads.push(spawn("relay-up", Box::new(move || deliver(&up_rx, &stop, &n, |b| sock.send(b).map(drop))))?);
+            let (sock, stop, n) = (
+                back.try_clone().map_err(io("clone"))?,
+                stop.clone(),
+                forwarded.clone(),
+            );
+            threads.push(spawn(
+                "relay-up",
+                Box::new(move || deliver(&up_rx, &stop, &n, |b| sock.send(b).map(drop))),
+            )?);
         }
         {
             let (sock, stop) = (back, stop.clone());
-            threads.push(spawn("relay-back", Box::new(move || receive(&sock, delay, &down_tx, &stop, None)))?);
+            threads.push(spawn(
+                "relay-back",
+                Box::new(move || receive(&sock, delay, &down_tx, &stop, None)),
+            )?);
         }
         {
             let (sock, stop, n) = (front, stop.clone(), forwarded.clone());
             threads.push(spawn(
                 "relay-down",
                 Box::new(move || {
-                    deliver(&down_rx, &stop, &n, |b| match *client.lock().unwrap_or_else(|p| p.into_inner()) {
-                        Some(to) => sock.send_to(b, to).map(drop),
-                        None => Ok(()),
+                    deliver(&down_rx, &stop, &n, |b| {
+                        match *client.lock().unwrap_or_else(|p| p.into_inner()) {
+                            Some(to) => sock.send_to(b, to).map(drop),
+                            None => Ok(()),
+                        }
                     })
                 }),
             )?);
         }
-        Ok(DelayRelay { listen, stop, threads, forwarded })
+        Ok(DelayRelay {
+            listen,
+            stop,
+            threads,
+            forwarded,
+        })
     }
 
     /// The address clients should dial.
@@ -107,11 +140,20 @@ fn grow_buffers(sock: &UdpSocket) {
     use std::os::fd::AsRawFd;
     let fd = sock.as_raw_fd();
     let size = SOCKET_BUFFER;
-    for (force, plain) in [(libc::SO_RCVBUFFORCE, libc::SO_RCVBUF), (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF)] {
+    for (force, plain) in [
+        (libc::SO_RCVBUFFORCE, libc::SO_RCVBUF),
+        (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF),
+    ] {
         for opt in [force, plain] {
             // SAFETY: setsockopt with a valid fd and a pointer to a c_int of the stated size.
             let rc = unsafe {
-                libc::setsockopt(fd, libc::SOL_SOCKET, opt, (&size as *const libc::c_int).cast(), std::mem::size_of::<libc::c_int>() as libc::socklen_t)
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
             };
             if rc == 0 {
                 break;
@@ -120,7 +162,13 @@ fn grow_buffers(sock: &UdpSocket) {
     }
 }
 
-fn receive(sock: &UdpSocket, delay: Duration, out: &Sender<Packet>, stop: &AtomicBool, client: Option<&Mutex<Option<SocketAddr>>>) {
+fn receive(
+    sock: &UdpSocket,
+    delay: Duration,
+    out: &Sender<Packet>,
+    stop: &AtomicBool,
+    client: Option<&Mutex<Option<SocketAddr>>>,
+) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     while !stop.load(Ordering::Relaxed) {
         match sock.recv_from(&mut buf) {
@@ -128,18 +176,30 @@ fn receive(sock: &UdpSocket, delay: Duration, out: &Sender<Packet>, stop: &Atomi
                 if let Some(client) = client {
                     *client.lock().unwrap_or_else(|p| p.into_inner()) = Some(from);
                 }
-                if out.send((Instant::now() + delay, buf[..len].to_vec())).is_err() {
+                if out
+                    .send((Instant::now() + delay, buf[..len].to_vec()))
+                    .is_err()
+                {
                     return;
                 }
             }
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
             // ICMP errors from a peer that went away show up here; keep relaying.
             Err(_) => {}
         }
     }
 }
 
-fn deliver(input: &Receiver<Packet>, stop: &AtomicBool, count: &AtomicU64, mut send: impl FnMut(&[u8]) -> std::io::Result<()>) {
+fn deliver(
+    input: &Receiver<Packet>,
+    stop: &AtomicBool,
+    count: &AtomicU64,
+    mut send: impl FnMut(&[u8]) -> std::io::Result<()>,
+) {
     while !stop.load(Ordering::Relaxed) {
         match input.recv_timeout(TICK) {
             Ok((due, bytes)) => {
@@ -176,7 +236,9 @@ mod tests {
         let delay = Duration::from_millis(5);
         let relay = DelayRelay::start("127.0.0.1:0".parse().unwrap(), echo_addr, delay).unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
-        client.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
         let mut buf = [0u8; 2048];
         for i in 0..3u8 {
             let start = Instant::now();
@@ -184,7 +246,10 @@ mod tests {
             let n = client.recv(&mut buf).unwrap();
             let rtt = start.elapsed();
             assert_eq!(&buf[..n], &[i; 1200][..]);
-            assert!(rtt >= 2 * delay, "round trip {rtt:?} shorter than twice the delay");
+            assert!(
+                rtt >= 2 * delay,
+                "round trip {rtt:?} shorter than twice the delay"
+            );
             assert!(rtt < Duration::from_secs(1), "round trip {rtt:?}");
         }
         echo_thread.join().unwrap();

@@ -46,7 +46,9 @@ impl FromStr for Executors {
         }
         match s.parse::<u32>() {
             Ok(n) if (1..=64).contains(&n) => Ok(Executors::Grid(n)),
-            _ => Err(Error::Invalid(format!("executors {s:?}: expected `local` or a count 1..=64"))),
+            _ => Err(Error::Invalid(format!(
+                "executors {s:?}: expected `local` or a count 1..=64"
+            ))),
         }
     }
 }
@@ -108,7 +110,11 @@ impl RunRecord {
 
     /// The scenario (everything but orders, executors and repeat) this run belongs to.
     pub fn scenario(&self) -> Scenario {
-        Scenario { mode: self.mode.clone(), netem_ms: self.netem_ms, work_us: self.work_us }
+        Scenario {
+            mode: self.mode.clone(),
+            netem_ms: self.netem_ms,
+            work_us: self.work_us,
+        }
     }
 }
 
@@ -193,8 +199,12 @@ pub struct UserSimReport {
 impl UserSimReport {
     /// Parses a report file.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
-        serde_json::from_str(&text).map_err(|source| Error::Json { path: path.to_owned(), source })
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        serde_json::from_str(&text).map_err(|source| Error::Json {
+            path: path.to_owned(),
+            source,
+        })
     }
 }
 
@@ -203,31 +213,49 @@ pub fn read_csv(path: &Path) -> Result<Vec<RunRecord>> {
     if !path.exists() {
         return Ok(Vec::new());
     }
-    let mut reader = csv::Reader::from_path(path).map_err(|source| Error::Csv { path: path.to_owned(), source })?;
+    let mut reader = csv::Reader::from_path(path).map_err(|source| Error::Csv {
+        path: path.to_owned(),
+        source,
+    })?;
     reader
         .deserialize()
         .collect::<std::result::Result<Vec<RunRecord>, _>>()
-        .map_err(|source| Error::Csv { path: path.to_owned(), source })
+        .map_err(|source| Error::Csv {
+            path: path.to_owned(),
+            source,
+        })
 }
 
 /// Writes all rows (with a header), replacing the file atomically.
 pub fn write_csv(path: &Path, records: &[RunRecord]) -> Result<()> {
     let tmp = path.with_extension("csv.tmp");
     {
-        let mut writer = csv::Writer::from_path(&tmp).map_err(|source| Error::Csv { path: tmp.clone(), source })?;
+        let mut writer = csv::Writer::from_path(&tmp).map_err(|source| Error::Csv {
+            path: tmp.clone(),
+            source,
+        })?;
         for r in records {
-            writer.serialize(r).map_err(|source| Error::Csv { path: tmp.clone(), source })?;
+            writer.serialize(r).map_err(|source| Error::Csv {
+                path: tmp.clone(),
+                source,
+            })?;
         }
-        writer.flush().map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+        writer
+            .flush()
+            .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
     }
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(format!("renaming {} into place", tmp.display()), e))
+    std::fs::rename(&tmp, path)
+        .map_err(|e| Error::io(format!("renaming {} into place", tmp.display()), e))
 }
 
 /// Replaces the rows of `old` that `new` re-measures (same scenario, orders and executors) and
 /// appends the rest, so re-running a cell updates it instead of duplicating it.
 pub fn merge(old: Vec<RunRecord>, new: &[RunRecord]) -> Vec<RunRecord> {
-    let remeasured =
-        |r: &RunRecord| new.iter().any(|n| n.scenario() == r.scenario() && n.orders == r.orders && n.executors == r.executors);
+    let remeasured = |r: &RunRecord| {
+        new.iter().any(|n| {
+            n.scenario() == r.scenario() && n.orders == r.orders && n.executors == r.executors
+        })
+    };
     let mut out: Vec<RunRecord> = old.into_iter().filter(|r| !remeasured(r)).collect();
     out.extend_from_slice(new);
     out
@@ -276,12 +304,31 @@ mod tests {
     fn csv_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs.csv");
-        let rows = vec![sample(1000, Executors::Local, 0), sample(5000, Executors::Grid(6), 4)];
+        let rows = vec![
+            sample(1000, Executors::Local, 0),
+            sample(5000, Executors::Grid(6), 4),
+        ];
         write_csv(&path, &rows).unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
         let header = text.lines().next().unwrap();
-        for column in ["cell", "orders", "executors", "repeat", "elapsed_s", "mean_us_per_order", "throughput", "p50_us", "p99_us", "mode", "netem_ms", "work_us"] {
-            assert!(header.split(',').any(|c| c == column), "missing column {column} in {header}");
+        for column in [
+            "cell",
+            "orders",
+            "executors",
+            "repeat",
+            "elapsed_s",
+            "mean_us_per_order",
+            "throughput",
+            "p50_us",
+            "p99_us",
+            "mode",
+            "netem_ms",
+            "work_us",
+        ] {
+            assert!(
+                header.split(',').any(|c| c == column),
+                "missing column {column} in {header}"
+            );
         }
         assert!(text.contains("1000xlocal,1000,local,0,loopback"), "{text}");
         assert_eq!(read_csv(&path).unwrap(), rows);
@@ -292,7 +339,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("runs.csv");
         write_csv(&path, &[sample(1000, Executors::Grid(2), 0)]).unwrap();
-        let text = std::fs::read_to_string(&path).unwrap().replace(",2,0,loopback", ",zero,0,loopback");
+        let text = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace(",2,0,loopback", ",zero,0,loopback");
         std::fs::write(&path, text).unwrap();
         let err = read_csv(&path).unwrap_err().to_string();
         assert!(err.contains("runs.csv"), "{err}");
@@ -301,7 +350,10 @@ mod tests {
 
     #[test]
     fn merge_replaces_remeasured_cells_only() {
-        let old = vec![sample(1000, Executors::Local, 0), sample(2000, Executors::Grid(2), 0)];
+        let old = vec![
+            sample(1000, Executors::Local, 0),
+            sample(2000, Executors::Grid(2), 0),
+        ];
         let mut again = sample(1000, Executors::Local, 0);
         again.elapsed_s = 9.0;
         let merged = merge(old, &[again.clone()]);
@@ -323,7 +375,10 @@ mod tests {
         )
         .unwrap();
         let r = UserSimReport::read(&path).unwrap();
-        assert_eq!((r.orders, r.final_us.p99, r.accept_us.p50), (1000, 350, 100));
+        assert_eq!(
+            (r.orders, r.final_us.p99, r.accept_us.p50),
+            (1000, 350, 100)
+        );
         std::fs::write(&path, "{\"orders\":").unwrap();
         assert!(UserSimReport::read(&path).is_err());
     }

@@ -72,8 +72,13 @@ pub fn cells(records: &[&RunRecord]) -> Vec<CellStats> {
     keys.dedup();
     keys.into_iter()
         .filter_map(|(orders, executors)| {
-            let rs: Vec<&&RunRecord> = records.iter().filter(|r| r.orders == orders && r.executors == executors).collect();
-            let of = |f: &dyn Fn(&RunRecord) -> f64| Summary::of(&rs.iter().map(|r| f(r)).collect::<Vec<_>>());
+            let rs: Vec<&&RunRecord> = records
+                .iter()
+                .filter(|r| r.orders == orders && r.executors == executors)
+                .collect();
+            let of = |f: &dyn Fn(&RunRecord) -> f64| {
+                Summary::of(&rs.iter().map(|r| f(r)).collect::<Vec<_>>())
+            };
             Some(CellStats {
                 orders,
                 executors,
@@ -104,11 +109,17 @@ mod tests {
     fn quartiles_match_numpy() {
         // numpy.percentile([1,2,3,4,5,6,7,8,9,10], [25,75]) == [3.25, 7.75]
         let s = Summary::of(&[10.0, 9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0]).unwrap();
-        assert_eq!((s.min, s.q1, s.median, s.q3, s.max), (1.0, 3.25, 5.5, 7.75, 10.0));
+        assert_eq!(
+            (s.min, s.q1, s.median, s.q3, s.max),
+            (1.0, 3.25, 5.5, 7.75, 10.0)
+        );
         assert_eq!(s.iqr(), 4.5);
         assert_eq!(s.n, 10);
         let one = Summary::of(&[7.0]).unwrap();
-        assert_eq!((one.min, one.median, one.max, one.iqr()), (7.0, 7.0, 7.0, 0.0));
+        assert_eq!(
+            (one.min, one.median, one.max, one.iqr()),
+            (7.0, 7.0, 7.0, 0.0)
+        );
     }
 
     #[test]
@@ -135,12 +146,27 @@ mod tests {
             fills: 0,
             started_unix: 0,
         };
-        let rows = [mk(2000, Executors::Grid(2), 1.0), mk(1000, Executors::Local, 3.0), mk(2000, Executors::Grid(2), 2.0), mk(2000, Executors::Grid(2), 9.0)];
+        let rows = [
+            mk(2000, Executors::Grid(2), 1.0),
+            mk(1000, Executors::Local, 3.0),
+            mk(2000, Executors::Grid(2), 2.0),
+            mk(2000, Executors::Grid(2), 9.0),
+        ];
         let refs: Vec<&RunRecord> = rows.iter().collect();
         let c = cells(&refs);
         assert_eq!(c.len(), 2);
-        assert_eq!((c[0].orders, c[0].executors, c[0].elapsed_s.n), (1000, Executors::Local, 1));
-        assert_eq!((c[1].elapsed_s.median, c[1].elapsed_s.min, c[1].elapsed_s.max), (2.0, 1.0, 9.0));
+        assert_eq!(
+            (c[0].orders, c[0].executors, c[0].elapsed_s.n),
+            (1000, Executors::Local, 1)
+        );
+        assert_eq!(
+            (
+                c[1].elapsed_s.median,
+                c[1].elapsed_s.min,
+                c[1].elapsed_s.max
+            ),
+            (2.0, 1.0, 9.0)
+        );
         assert_eq!(c[1].throughput.median, 1000.0);
     }
 }

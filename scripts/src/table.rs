@@ -37,7 +37,15 @@ pub fn pivot(stats: &[CellStats]) -> String {
     orders.dedup();
     let mut out = String::from("| orders |");
     for s in &setups {
-        let _ = write!(out, " {} |", if *s == Executors::Local { "local".to_string() } else { format!("{s} exec") });
+        let _ = write!(
+            out,
+            " {} |",
+            if *s == Executors::Local {
+                "local".to_string()
+            } else {
+                format!("{s} exec")
+            }
+        );
     }
     out.push_str("\n|---:|");
     out.push_str(&"---:|".repeat(setups.len()));
@@ -86,7 +94,10 @@ pub fn detail(stats: &[CellStats]) -> String {
 
 /// One line of USL coefficients.
 pub fn usl_row(label: &str, orders: u64, fit: &UslFit) -> String {
-    let peak = fit.peak_n().map(|n| format!("{n:.1}")).unwrap_or_else(|| "none (kappa=0)".into());
+    let peak = fit
+        .peak_n()
+        .map(|n| format!("{n:.1}"))
+        .unwrap_or_else(|| "none (kappa=0)".into());
     format!(
         "| {label} | {orders} | {:.0} | {:.4} | {:.5} | {peak} | {:.3} | {} |\n",
         fit.lambda, fit.sigma, fit.kappa, fit.r2, fit.points
@@ -100,7 +111,8 @@ pub fn fits(records: &[RunRecord]) -> Vec<(crate::runs::Scenario, u64, Result<Us
         .map(|s| {
             let rs: Vec<&RunRecord> = records.iter().filter(|r| r.scenario() == s).collect();
             let orders = rs.iter().map(|r| r.orders).max().unwrap_or(0);
-            let f = usl::fit(&usl::points_for(&rs)).map_err(|e| e.to_string());
+            let f = usl::fit(&usl::points_for(&rs))
+                .map_err(|e| e.to_string().trim_start_matches("USL fit: ").to_owned());
             (s, orders, f)
         })
         .collect()
@@ -111,7 +123,11 @@ pub fn fits(records: &[RunRecord]) -> Vec<(crate::runs::Scenario, u64, Result<Us
 pub fn generated(records: &[RunRecord], machine: &str, plots: &[(String, Vec<String>)]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{BEGIN}\n");
-    let _ = writeln!(out, "Machine: {machine}. {} runs in `runs.csv`.\n", records.len());
+    let _ = writeln!(
+        out,
+        "Machine: {machine}. {} runs in `runs.csv`.\n",
+        records.len()
+    );
     let _ = writeln!(out, "### Universal Scalability Law fits\n");
     let _ = writeln!(
         out,
@@ -123,7 +139,11 @@ pub fn generated(records: &[RunRecord], machine: &str, plots: &[(String, Vec<Str
         match f {
             Ok(f) => out.push_str(&usl_row(&s.label(), orders, &f)),
             Err(e) => {
-                let _ = writeln!(out, "| {} | {orders} | not fitted: {e} | | | | | |", s.label());
+                let _ = writeln!(
+                    out,
+                    "| {} | {orders} | not fitted: {e} | | | | | |",
+                    s.label()
+                );
             }
         }
     }
@@ -131,7 +151,10 @@ pub fn generated(records: &[RunRecord], machine: &str, plots: &[(String, Vec<Str
         let rs: Vec<&RunRecord> = records.iter().filter(|r| r.scenario() == s).collect();
         let stats = cells(&rs);
         let _ = writeln!(out, "\n### {}\n", s.label());
-        let _ = writeln!(out, "Median processing time (s), first send to last final state:\n");
+        let _ = writeln!(
+            out,
+            "Median processing time (s), first send to last final state:\n"
+        );
         out.push_str(&pivot(&stats));
         out.push('\n');
         out.push_str(&detail(&stats));
@@ -150,7 +173,12 @@ pub fn generated(records: &[RunRecord], machine: &str, plots: &[(String, Vec<Str
 pub fn splice(existing: &str, generated: &str) -> String {
     match (existing.find(BEGIN), existing.find(END)) {
         (Some(b), Some(e)) if e > b => {
-            format!("{}{}{}", &existing[..b], generated.trim_end(), &existing[e + END.len()..])
+            format!(
+                "{}{}{}",
+                &existing[..b],
+                generated.trim_end(),
+                &existing[e + END.len()..]
+            )
         }
         _ => {
             let mut s = existing.trim_end().to_owned();
@@ -170,12 +198,25 @@ mod tests {
 
     fn cell(orders: u64, executors: Executors, t: f64) -> CellStats {
         let s = Summary::of(&[t, t * 1.1, t * 0.9]).unwrap();
-        CellStats { orders, executors, elapsed_s: s, mean_us_per_order: s, throughput: s, p50_us: s, p99_us: s, p999_us: s }
+        CellStats {
+            orders,
+            executors,
+            elapsed_s: s,
+            mean_us_per_order: s,
+            throughput: s,
+            p50_us: s,
+            p99_us: s,
+            p999_us: s,
+        }
     }
 
     #[test]
     fn pivot_has_a_row_per_order_count_and_a_column_per_setup() {
-        let t = pivot(&[cell(1000, Executors::Local, 0.5), cell(1000, Executors::Grid(2), 0.25), cell(2000, Executors::Local, 1.0)]);
+        let t = pivot(&[
+            cell(1000, Executors::Local, 0.5),
+            cell(1000, Executors::Grid(2), 0.25),
+            cell(2000, Executors::Local, 1.0),
+        ]);
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(lines[0], "| orders | local | 2 exec |");
         assert_eq!(lines[2], "| 1000 | 0.500 | 0.250 |");
@@ -193,7 +234,11 @@ mod tests {
         let readme = format!("# Results\nprose before\n{BEGIN}\nold table\n{END}\nprose after\n");
         let new = format!("{BEGIN}\nnew table\n{END}\n");
         let out = splice(&readme, &new);
-        assert!(out.contains("prose before") && out.contains("prose after") && out.contains("new table"));
+        assert!(
+            out.contains("prose before")
+                && out.contains("prose after")
+                && out.contains("new table")
+        );
         assert!(!out.contains("old table"));
         assert_eq!(splice(&out, &new), out, "idempotent");
         let appended = splice("# Results\n", &new);

@@ -51,25 +51,38 @@ fn best_lambda(points: &[(f64, f64)], sigma: f64, kappa: f64) -> (f64, f64) {
         gg += g * g;
     }
     let lambda = if gg > 0.0 { xg / gg } else { 0.0 };
-    let sse = points.iter().map(|&(n, x)| (x - lambda * usl(1.0, sigma, kappa, n)).powi(2)).sum();
+    let sse = points
+        .iter()
+        .map(|&(n, x)| (x - lambda * usl(1.0, sigma, kappa, n)).powi(2))
+        .sum();
     (lambda, sse)
 }
 
 /// Fits the USL to `(nodes, throughput)` points. Needs at least three distinct node counts,
 /// all >= 1, and positive finite throughputs.
 pub fn fit(points: &[(f64, f64)]) -> Result<UslFit> {
-    if points.iter().any(|&(n, x)| !(n >= 1.0 && n.is_finite() && x > 0.0 && x.is_finite())) {
-        return Err(Error::Fit("every point needs nodes >= 1 and a positive, finite throughput".into()));
+    if points
+        .iter()
+        .any(|&(n, x)| !(n >= 1.0 && n.is_finite() && x > 0.0 && x.is_finite()))
+    {
+        return Err(Error::Fit(
+            "every point needs nodes >= 1 and a positive, finite throughput".into(),
+        ));
     }
     let mut distinct: Vec<f64> = points.iter().map(|p| p.0).collect();
     distinct.sort_by(f64::total_cmp);
     distinct.dedup();
     if distinct.len() < 3 {
-        return Err(Error::Fit(format!("need at least 3 distinct node counts, got {}", distinct.len())));
+        return Err(Error::Fit(format!(
+            "need at least 3 distinct node counts, got {}",
+            distinct.len()
+        )));
     }
     // Coarse grid: sigma linear, kappa logarithmic (its useful values span decades) plus zero.
     let mut best = (f64::INFINITY, 0.0, 0.0);
-    let kappas: Vec<f64> = std::iter::once(0.0).chain((0..=70).map(|i| 10f64.powf(-7.0 + i as f64 / 10.0))).collect();
+    let kappas: Vec<f64> = std::iter::once(0.0)
+        .chain((0..=70).map(|i| 10f64.powf(-7.0 + i as f64 / 10.0)))
+        .collect();
     for i in 0..=100 {
         let sigma = SIGMA_MAX * i as f64 / 100.0;
         for &kappa in &kappas {
@@ -84,7 +97,12 @@ pub fn fit(points: &[(f64, f64)]) -> Result<UslFit> {
     let (mut ds, mut dk) = (0.01, (kappa * 0.5).max(1e-7));
     for _ in 0..10_000 {
         let mut improved = false;
-        for (s, k) in [(sigma + ds, kappa), (sigma - ds, kappa), (sigma, kappa + dk), (sigma, kappa - dk)] {
+        for (s, k) in [
+            (sigma + ds, kappa),
+            (sigma - ds, kappa),
+            (sigma, kappa + dk),
+            (sigma, kappa - dk),
+        ] {
             let (s, k) = (s.clamp(0.0, SIGMA_MAX), k.clamp(0.0, KAPPA_MAX));
             let (_, e) = best_lambda(points, s, k);
             if e < sse {
@@ -103,13 +121,21 @@ pub fn fit(points: &[(f64, f64)]) -> Result<UslFit> {
     let mean = points.iter().map(|p| p.1).sum::<f64>() / points.len() as f64;
     let sst: f64 = points.iter().map(|p| (p.1 - mean).powi(2)).sum();
     let r2 = if sst > 0.0 { 1.0 - sse / sst } else { 1.0 };
-    Ok(UslFit { lambda, sigma, kappa, r2, points: points.len() })
+    Ok(UslFit {
+        lambda,
+        sigma,
+        kappa,
+        r2,
+        points: points.len(),
+    })
 }
 
 /// The points a scenario's USL fit uses: every grid run (N >= 1 executors) at the scenario's
 /// largest order count, where start-up effects weigh least. `local` has no node count.
 pub fn points_for(records: &[&crate::runs::RunRecord]) -> Vec<(f64, f64)> {
-    let Some(max_orders) = records.iter().map(|r| r.orders).max() else { return Vec::new() };
+    let Some(max_orders) = records.iter().map(|r| r.orders).max() else {
+        return Vec::new();
+    };
     records
         .iter()
         .filter(|r| r.orders == max_orders)
@@ -120,21 +146,31 @@ pub fn points_for(records: &[&crate::runs::RunRecord]) -> Vec<(f64, f64)> {
         .collect()
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn synthetic(lambda: f64, sigma: f64, kappa: f64, nodes: &[f64]) -> Vec<(f64, f64)> {
-        nodes.iter().map(|&n| (n, usl(lambda, sigma, kappa, n))).collect()
+        nodes
+            .iter()
+            .map(|&n| (n, usl(lambda, sigma, kappa, n)))
+            .collect()
     }
 
     #[test]
     fn recovers_known_coefficients_exactly_from_clean_data() {
         let nodes: Vec<f64> = (1..=16).map(f64::from).collect();
-        for (lambda, sigma, kappa) in [(1000.0, 0.05, 0.002), (25_000.0, 0.3, 0.0), (500.0, 0.02, 0.02), (80_000.0, 0.0, 0.0005)] {
+        for (lambda, sigma, kappa) in [
+            (1000.0, 0.05, 0.002),
+            (25_000.0, 0.3, 0.0),
+            (500.0, 0.02, 0.02),
+            (80_000.0, 0.0, 0.0005),
+        ] {
             let f = fit(&synthetic(lambda, sigma, kappa, &nodes)).unwrap();
-            assert!((f.lambda - lambda).abs() / lambda < 1e-3, "{f:?} vs lambda {lambda}");
+            assert!(
+                (f.lambda - lambda).abs() / lambda < 1e-3,
+                "{f:?} vs lambda {lambda}"
+            );
             assert!((f.sigma - sigma).abs() < 1e-3, "{f:?} vs sigma {sigma}");
             assert!((f.kappa - kappa).abs() < 1e-4, "{f:?} vs kappa {kappa}");
             assert!(f.r2 > 0.9999, "{f:?}");
@@ -163,7 +199,13 @@ mod tests {
     #[test]
     fn retrograde_data_gives_coherency_cost() {
         // Throughput falling with nodes, as on a 2-core machine.
-        let points = [(2.0, 9000.0), (3.0, 8000.0), (4.0, 7000.0), (5.0, 6200.0), (6.0, 5600.0)];
+        let points = [
+            (2.0, 9000.0),
+            (3.0, 8000.0),
+            (4.0, 7000.0),
+            (5.0, 6200.0),
+            (6.0, 5600.0),
+        ];
         let f = fit(&points).unwrap();
         assert!(f.sigma + f.kappa > 0.1, "{f:?}");
         assert!(f.predict(6.0) < f.predict(2.0));

@@ -41,14 +41,32 @@ fn namespaces_route_through_the_delay_and_are_removed() {
         targets[1].port()
     );
     let start = Instant::now();
-    let out = Command::new("ip").args(["netns", "exec", "gm-ex2", "bash", "-c", &script]).output().unwrap();
+    let out = Command::new("ip")
+        .args(["netns", "exec", "gm-ex2", "bash", "-c", &script])
+        .output()
+        .unwrap();
     let rtt = start.elapsed();
     echo_thread.join().unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hello-from-ns", "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(rtt >= 2 * delay, "round trip {rtt:?} without the {delay:?} each way");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello-from-ns",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        rtt >= 2 * delay,
+        "round trip {rtt:?} without the {delay:?} each way"
+    );
     drop(relays);
     drop(lan);
-    assert!(!netns_list().contains("gm-ex"), "left behind: {}", netns_list());
-    let links = Command::new("ip").args(["-o", "link", "show"]).output().unwrap();
+    assert!(
+        !netns_list().contains("gm-ex"),
+        "left behind: {}",
+        netns_list()
+    );
+    let links = Command::new("ip")
+        .args(["-o", "link", "show"])
+        .output()
+        .unwrap();
     assert!(!String::from_utf8_lossy(&links.stdout).contains("gm-vh"));
 }

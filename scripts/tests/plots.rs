@@ -8,7 +8,12 @@ fn synthetic() -> Vec<RunRecord> {
     let mut out = Vec::new();
     for repeat in 0..3u32 {
         for orders in [1000u64, 3000, 5000] {
-            for executors in [Executors::Local, Executors::Grid(2), Executors::Grid(4), Executors::Grid(6)] {
+            for executors in [
+                Executors::Local,
+                Executors::Grid(2),
+                Executors::Grid(4),
+                Executors::Grid(6),
+            ] {
                 let x = match executors {
                     Executors::Local => 20_000.0,
                     Executors::Grid(n) => usl::usl(9000.0, 0.2, 0.03, n as f64),
@@ -52,18 +57,32 @@ fn writes_pngs_and_markdown() {
     assert_eq!(*orders, 5000);
     let fit = fit.as_ref().unwrap();
     // 3 grid points per N at +0/1/2% noise: sigma and kappa near the truth.
-    assert!((fit.sigma - 0.2).abs() < 0.05 && (fit.kappa - 0.03).abs() < 0.01, "{fit:?}");
+    assert!(
+        (fit.sigma - 0.2).abs() < 0.05 && (fit.kappa - 0.03).abs() < 0.01,
+        "{fit:?}"
+    );
     let refs: Vec<&RunRecord> = records.iter().collect();
-    let files = plots::plot_scenario(dir.path(), scenario, &refs, Some(fit), "2 cores, test").unwrap();
+    let files =
+        plots::plot_scenario(dir.path(), scenario, &refs, Some(fit), "2 cores, test").unwrap();
     assert_eq!(files.len(), 3);
     for f in &files {
         let bytes = std::fs::read(f).unwrap();
-        assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{} is not a PNG", f.display());
+        assert!(
+            bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
+            "{} is not a PNG",
+            f.display()
+        );
         assert!(bytes.len() > 10_000, "{} suspiciously small", f.display());
     }
-    let names: Vec<String> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = files
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
     let md = table::generated(&records, "2 cores, test", &[(scenario.slug(), names)]);
-    assert!(md.contains("| orders | local | 2 exec | 4 exec | 6 exec |"), "{md}");
+    assert!(
+        md.contains("| orders | local | 2 exec | 4 exec | 6 exec |"),
+        "{md}"
+    );
     assert!(md.contains("![processing_time_loopback.png](processing_time_loopback.png)"));
     assert!(md.contains("| loopback | 5000 |"));
 }

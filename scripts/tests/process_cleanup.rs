@@ -15,13 +15,18 @@ fn sleeper() -> Command {
 
 #[test]
 fn dropping_guards_kills_and_reaps_children() {
-    let guards: Vec<Guarded> = (0..3).map(|i| Guarded::spawn(format!("sleep {i}"), sleeper()).unwrap()).collect();
+    let guards: Vec<Guarded> = (0..3)
+        .map(|i| Guarded::spawn(format!("sleep {i}"), sleeper()).unwrap())
+        .collect();
     let pids: Vec<u32> = guards.iter().map(Guarded::pid).collect();
     assert!(pids.iter().all(|&p| pid_alive(p)));
     drop(guards);
     for p in pids {
         assert!(!pid_alive(p), "pid {p} survived");
-        assert!(!std::path::Path::new(&format!("/proc/{p}")).exists(), "pid {p} not reaped");
+        assert!(
+            !std::path::Path::new(&format!("/proc/{p}")).exists(),
+            "pid {p} not reaped"
+        );
     }
 }
 
@@ -31,20 +36,29 @@ fn grandchildren_in_the_group_are_killed_too() {
     // shell alone would leave the background sleep running.
     let mut c = Command::new("sh");
     c.args(["-c", "sleep 100 & sleep 100; wait"]);
-    let g = Guarded::spawn("sh", c).unwrap().with_grace(Duration::from_millis(200));
+    let g = Guarded::spawn("sh", c)
+        .unwrap()
+        .with_grace(Duration::from_millis(200));
     let pgid = g.pid();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while group_members(pgid).len() < 3 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     let members = group_members(pgid);
-    assert!(members.len() >= 3, "expected sh + 2 sleeps, got {members:?}");
+    assert!(
+        members.len() >= 3,
+        "expected sh + 2 sleeps, got {members:?}"
+    );
     drop(g);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !group_members(pgid).is_empty() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert!(group_members(pgid).is_empty(), "left behind: {:?}", group_members(pgid));
+    assert!(
+        group_members(pgid).is_empty(),
+        "left behind: {:?}",
+        group_members(pgid)
+    );
 }
 
 #[test]
@@ -52,8 +66,13 @@ fn a_child_ignoring_sigterm_is_killed_after_the_grace_period() {
     let dir = tempfile::tempdir().unwrap();
     let armed = dir.path().join("armed");
     let mut c = Command::new("sh");
-    c.arg("-c").arg(format!("trap '' TERM; touch {}; sleep 100", armed.display()));
-    let mut g = Guarded::spawn("stubborn", c).unwrap().with_grace(Duration::from_millis(300));
+    c.arg("-c").arg(format!(
+        "trap '' TERM; touch {}; sleep 100",
+        armed.display()
+    ));
+    let mut g = Guarded::spawn("stubborn", c)
+        .unwrap()
+        .with_grace(Duration::from_millis(300));
     // Stop only once the trap is installed, so SIGTERM is really ignored.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !armed.exists() && std::time::Instant::now() < deadline {
@@ -63,7 +82,10 @@ fn a_child_ignoring_sigterm_is_killed_after_the_grace_period() {
     let pid = g.pid();
     let start = std::time::Instant::now();
     let status = g.stop().expect("reaped");
-    assert!(start.elapsed() >= Duration::from_millis(300), "SIGKILL came before the grace period");
+    assert!(
+        start.elapsed() >= Duration::from_millis(300),
+        "SIGKILL came before the grace period"
+    );
     assert!(!status.success());
     assert!(!pid_alive(pid));
     assert!(group_members(pid).is_empty());
@@ -73,20 +95,32 @@ fn a_child_ignoring_sigterm_is_killed_after_the_grace_period() {
 fn waits_for_a_ready_line_and_reports_early_exit_with_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let mut c = Command::new("sh");
-    c.args(["-c", "echo booting >&2; echo 'INFO executor ready shard=3' >&2; sleep 100"]);
-    let (mut g, lines) = Guarded::spawn_logged("fake executor", c, &dir.path().join("a.log")).unwrap();
-    let line = g.wait_for_line(&lines, "executor ready", Duration::from_secs(10)).unwrap();
+    c.args([
+        "-c",
+        "echo booting >&2; echo 'INFO executor ready shard=3' >&2; sleep 100",
+    ]);
+    let (mut g, lines) =
+        Guarded::spawn_logged("fake executor", c, &dir.path().join("a.log")).unwrap();
+    let line = g
+        .wait_for_line(&lines, "executor ready", Duration::from_secs(10))
+        .unwrap();
     assert!(line.contains("shard=3"));
     let pid = g.pid();
     drop(g);
     assert!(!pid_alive(pid));
-    assert!(std::fs::read_to_string(dir.path().join("a.log")).unwrap().contains("booting"));
+    assert!(std::fs::read_to_string(dir.path().join("a.log"))
+        .unwrap()
+        .contains("booting"));
 
     let mut c = Command::new("sh");
     c.args(["-c", "echo 'fatal: cannot connect' >&2; exit 3"]);
     let (mut g, lines) = Guarded::spawn_logged("crasher", c, &dir.path().join("b.log")).unwrap();
     match g.wait_for_line(&lines, "executor ready", Duration::from_secs(10)) {
-        Err(Error::ChildFailed { what, status, log_tail }) => {
+        Err(Error::ChildFailed {
+            what,
+            status,
+            log_tail,
+        }) => {
             assert_eq!(what, "crasher");
             assert!(status.contains('3'), "{status}");
             assert!(log_tail.contains("cannot connect"), "{log_tail}");
@@ -97,6 +131,12 @@ fn waits_for_a_ready_line_and_reports_early_exit_with_the_log() {
     let mut c = Command::new("sh");
     c.args(["-c", "echo never >&2; sleep 100"]);
     let (mut g, lines) = Guarded::spawn_logged("silent", c, &dir.path().join("c.log")).unwrap();
-    assert!(matches!(g.wait_for_line(&lines, "executor ready", Duration::from_millis(300)), Err(Error::Timeout { .. })));
-    assert!(matches!(g.wait_timeout(Duration::from_millis(50)), Err(Error::Timeout { .. })));
+    assert!(matches!(
+        g.wait_for_line(&lines, "executor ready", Duration::from_millis(300)),
+        Err(Error::Timeout { .. })
+    ));
+    assert!(matches!(
+        g.wait_timeout(Duration::from_millis(50)),
+        Err(Error::Timeout { .. })
+    ));
 }

@@ -95,11 +95,9 @@ impl Tmux {
     /// `pane_dead_status` proved unreliable (the exited process was sometimes left unreaped).
     pub fn start(command: &str, width: u16, height: u16, exit_file: &Path) -> Tmux {
         require_tmux();
-        let socket = format!(
-            "gridmatch-tui-test-{}-{}",
-            std::process::id(),
-            rand_suffix()
-        );
+        // A private socket beside the exit file (in the test's temp dir): no clash with other
+        // tmux servers, and nothing left behind once the temp dir is removed.
+        let socket = exit_file.with_file_name("tmux.sock").display().to_string();
         let command = format!("{command}; echo $? > {}", shell_quote(exit_file));
         let t = Tmux {
             socket,
@@ -134,7 +132,7 @@ impl Tmux {
 
     fn run(&self, args: &[&str]) -> Output {
         Command::new("tmux")
-            .arg("-L")
+            .arg("-S")
             .arg(&self.socket)
             .args(args)
             .output()
@@ -203,18 +201,8 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
+        let _ = std::fs::remove_file(&self.socket);
     }
-}
-
-fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64),
-    );
-    h.finish() & 0xffff_ffff
 }
 
 /// True when `line` is a row of the matching-log table: time, security, price, qty, buy id,
