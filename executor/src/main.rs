@@ -232,8 +232,16 @@ async fn session(
             msg = in_rx.recv() => {
                 let Some(msg) = msg else { break Ok(()) };
                 if let Some(events) = state.apply(msg) {
-                    if !state.owed.is_zero() {
-                        tokio::time::sleep(std::mem::take(&mut state.owed)).await;
+                    // Emulated work keeps heartbeating: a busy PC is not a dead one.
+                    let until = tokio::time::Instant::now() + std::mem::take(&mut state.owed);
+                    loop {
+                        tokio::select! {
+                            _ = tokio::time::sleep_until(until) => break,
+                            _ = heartbeat.tick() => {
+                                let stats = state.heartbeat(args.depth, in_rx.len());
+                                writer.send(&FromExecutor::Heartbeat(stats)).await.context("sending heartbeat")?;
+                            }
+                        }
                     }
                     writer.send(&FromExecutor::Events(events)).await.context("sending events")?;
                 }

@@ -135,7 +135,81 @@ struct InFlight {
     security: SecurityId,
     session: SessionId,
     order: OrderId,
+    /// The order's state record (NEW commands).
+    record: Option<u32>,
     received: Instant,
+}
+
+/// Commands awaiting completion, by sequence number. Sequence numbers are dense, so a ring
+/// indexed by `seq - base` replaces a hash map; completed slots at the front are dropped.
+#[derive(Default)]
+struct InFlightRing {
+    base: u64,
+    slots: VecDeque<Option<InFlight>>,
+    live: usize,
+}
+
+impl InFlightRing {
+    fn insert(&mut self, seq: u64, v: InFlight) {
+        if self.slots.is_empty() {
+            self.base = seq;
+        }
+        debug_assert_eq!(seq, self.base + self.slots.len() as u64, "seqs are inserted densely");
+        self.slots.push_back(Some(v));
+        self.live += 1;
+    }
+    fn get(&self, seq: u64) -> Option<&InFlight> {
+        let i = seq.checked_sub(self.base)?;
+        self.slots.get(i as usize)?.as_ref()
+    }
+    fn remove(&mut self, seq: u64) {
+        let Some(i) = seq.checked_sub(self.base) else { return };
+        if let Some(slot) = self.slots.get_mut(i as usize) {
+            if slot.take().is_some() {
+                self.live -= 1;
+            }
+        }
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+    }
+    fn len(&self) -> usize {
+        self.live
+    }
+}
+
+/// Order states for broker queries: records in arrival order (updates touch recent memory),
+/// found by id through a compact index.
+#[derive(Default)]
+struct OrderStates {
+    index: FxHashMap<OrderId, u32>,
+    records: Vec<OrderRecord>,
+}
+
+impl OrderStates {
+    /// Adds a record unless the id has one; returns the record's index.
+    fn insert(&mut self, id: OrderId, record: OrderRecord) -> u32 {
+        let next = self.records.len() as u32;
+        let idx = *self.index.entry(id).or_insert(next);
+        if idx == next {
+            self.records.push(record);
+        }
+        idx
+    }
+    fn get(&self, id: &OrderId) -> Option<&OrderRecord> {
+        self.index.get(id).map(|i| &self.records[*i as usize])
+    }
+    fn get_mut(&mut self, id: &OrderId) -> Option<&mut OrderRecord> {
+        self.index.get(id).map(|i| &mut self.records[*i as usize])
+    }
+    /// The record at `idx` when the caller knows it, else by id.
+    fn find(&mut self, id: OrderId, known: Option<(OrderId, u32)>) -> Option<&mut OrderRecord> {
+        match known {
+            Some((k, idx)) if k == id => self.records.get_mut(idx as usize),
+            _ => self.get_mut(&id),
+        }
+    }
 }
 
 struct OrderRecord {
@@ -159,8 +233,8 @@ pub struct Core {
     nodes: BTreeMap<NodeId, Node>,
     next_node: NodeId,
     map_version: u64,
-    inflight: FxHashMap<u64, InFlight>,
-    orders: FxHashMap<OrderId, OrderRecord>,
+    inflight: InFlightRing,
+    orders: OrderStates,
     totals: Vec<(Qty, Qty)>,
     sessions: FxHashMap<SessionId, Session>,
     broker_sessions: FxHashMap<BrokerId, Vec<SessionId>>,
@@ -207,8 +281,8 @@ impl Core {
             nodes: BTreeMap::new(),
             next_node: 1,
             map_version: 0,
-            inflight: FxHashMap::default(),
-            orders: FxHashMap::default(),
+            inflight: InFlightRing::default(),
+            orders: OrderStates::default(),
             totals: vec![(0, 0); n],
             sessions: FxHashMap::default(),
             broker_sessions: FxHashMap::default(),
@@ -289,9 +363,10 @@ impl Core {
             };
             st.history.push(Sequenced { seq: *seq, command: *cmd });
             st.completed = st.history.len();
-            if let Command::New(o) = cmd {
-                self.orders.insert(o.id, OrderRecord { broker: o.broker, status: pending_status(o) });
-            }
+            let record = match cmd {
+                Command::New(o) => Some(self.orders.insert(o.id, OrderRecord { broker: o.broker, status: pending_status(o) })),
+                Command::Cancel(_) => None,
+            };
             events.clear();
             engine.process(cmd, &mut events);
             let mut fill_index = 0u32;
@@ -305,8 +380,8 @@ impl Core {
                 }
             }
             let n = events.len();
-            for (i, ev) in events.clone().iter().enumerate() {
-                self.apply_state(*seq, cmd.order_id(), ev, i + 1 == n);
+            for (i, ev) in events.iter().enumerate() {
+                apply_state(&mut self.orders, &mut self.totals, cmd.order_id(), record, ev, i + 1 == n);
             }
         }
         self.persist.commit()?;
@@ -367,11 +442,12 @@ impl Core {
             let broker_name = self.brokers.name(cmd.broker()).unwrap_or("?");
             self.persist.append(seq, &cmd, broker_name)?;
             self.counters.accepted += 1;
-            if let Command::New(o) = &cmd {
-                self.orders.insert(o.id, OrderRecord { broker: o.broker, status: pending_status(o) });
-            }
+            let record = match &cmd {
+                Command::New(o) => Some(self.orders.insert(o.id, OrderRecord { broker: o.broker, status: pending_status(o) })),
+                Command::Cancel(_) => None,
+            };
             let security = cmd.security();
-            self.inflight.insert(seq, InFlight { security, session, order: id, received: now });
+            self.inflight.insert(seq, InFlight { security, session, order: id, record, received: now });
             self.unacked.push((
                 session,
                 Report { seq, order: id, event: Event::Accepted { id }, last: false, passive: false },
@@ -392,7 +468,7 @@ impl Core {
             if reason != matching::RejectReason::DuplicateOrderId {
                 let mut status = pending_status(o);
                 status.state = OrderState::Rejected;
-                self.orders.entry(id).or_insert(OrderRecord { broker: o.broker, status });
+                self.orders.insert(id, OrderRecord { broker: o.broker, status });
             }
         }
         self.out.log.push(LogEntry {
@@ -424,8 +500,10 @@ impl Core {
                 self.match_locally(&cmds, now)?;
             } else {
                 let q = self.out.executors.entry(node).or_default();
-                for chunk in cmds.chunks(CHUNK) {
-                    q.push(ToExecutor::Orders(chunk.to_vec()));
+                if cmds.len() <= CHUNK {
+                    q.push(ToExecutor::Orders(cmds));
+                } else {
+                    q.extend(cmds.chunks(CHUNK).map(|c| ToExecutor::Orders(c.to_vec())));
                 }
             }
         }
@@ -669,10 +747,10 @@ impl Core {
     }
 
     fn command_events(&mut self, node: NodeId, seq: u64, group: &[SeqEvent], now: Instant) -> anyhow::Result<()> {
-        let Some(meta) = self.inflight.get(&seq) else {
+        let Some(meta) = self.inflight.get(seq) else {
             return Ok(()); // already completed: a duplicate from a former owner
         };
-        let (security, session, order, received) = (meta.security, meta.session, meta.order, meta.received);
+        let (security, session, order, record, received) = (meta.security, meta.session, meta.order, meta.record, meta.received);
         let i = security.0 as usize;
         let st = &self.secs[i];
         let next = st.history.get(st.completed).map(|s| s.seq);
@@ -707,7 +785,7 @@ impl Core {
                 Event::Cancelled { .. } => self.counters.cancelled += 1,
                 _ => {}
             }
-            self.apply_state(seq, order, &ev.event, ev.last);
+            apply_state(&mut self.orders, &mut self.totals, order, record, &ev.event, ev.last);
             self.out.reports.entry(session).or_default().push(Report {
                 seq,
                 order,
@@ -716,7 +794,7 @@ impl Core {
                 passive: false,
             });
         }
-        self.inflight.remove(&seq);
+        self.inflight.remove(seq);
         let us = now.saturating_duration_since(received).as_micros() as u64;
         let _ = self.latency.record(us.max(1));
         self.secs[i].completed += 1;
@@ -747,47 +825,6 @@ impl Core {
         }
     }
 
-    /// Updates order states and totals from one event of command `seq` about order `order`.
-    fn apply_state(&mut self, _seq: u64, order: OrderId, ev: &Event, last: bool) {
-        match *ev {
-            Event::Fill(f) => {
-                for id in [f.buy, f.sell] {
-                    if let Some(r) = self.orders.get_mut(&id) {
-                        r.status.filled += f.qty;
-                        if r.status.filled >= r.status.qty {
-                            r.status.state = OrderState::Filled;
-                        }
-                    }
-                }
-            }
-            Event::Cancelled { id, .. } => {
-                if let Some(r) = self.orders.get_mut(&id) {
-                    r.status.state = OrderState::Cancelled;
-                }
-            }
-            Event::Rejected { id, .. } => {
-                if let Some(r) = self.orders.get_mut(&id) {
-                    if r.status.state == OrderState::Pending && id == order {
-                        r.status.state = OrderState::Rejected;
-                    }
-                }
-            }
-            Event::Totals { security, bid_total, ask_total } => {
-                if let Some(t) = self.totals.get_mut(security.0 as usize) {
-                    *t = (bid_total, ask_total);
-                }
-            }
-            Event::Accepted { .. } => {}
-        }
-        if last {
-            if let Some(r) = self.orders.get_mut(&order) {
-                if r.status.state == OrderState::Pending {
-                    r.status.state = OrderState::Resting;
-                }
-            }
-        }
-    }
-
     // ------------------------------------------------------------------------------- queries
 
     /// The state of a broker's orders (`ids` empty: all of them). Other brokers' orders are
@@ -795,7 +832,7 @@ impl Core {
     pub fn query_orders(&self, broker: Option<BrokerId>, ids: &[OrderId]) -> Vec<OrderStatus> {
         let visible = |r: &OrderRecord| broker.is_none_or(|b| r.broker == b);
         let mut out: Vec<OrderStatus> = if ids.is_empty() {
-            self.orders.values().filter(|r| visible(r)).map(|r| r.status.clone()).collect()
+            self.orders.records.iter().filter(|r| visible(r)).map(|r| r.status.clone()).collect()
         } else {
             ids.iter().filter_map(|id| self.orders.get(id)).filter(|r| visible(r)).map(|r| r.status.clone()).collect()
         };
@@ -901,6 +938,49 @@ impl Core {
         if let Some(engine) = &self.local {
             for (i, st) in self.secs.iter_mut().enumerate() {
                 st.depth = engine.depth(SecurityId(i as u32), 5);
+            }
+        }
+    }
+}
+
+/// Updates order states and totals from one event of the command about `order` (whose record,
+/// if it is a NEW, is at index `record`).
+fn apply_state(orders: &mut OrderStates, totals: &mut [(Qty, Qty)], order: OrderId, record: Option<u32>, ev: &Event, last: bool) {
+    let known = record.map(|r| (order, r));
+    match *ev {
+        Event::Fill(f) => {
+            for id in [f.buy, f.sell] {
+                if let Some(r) = orders.find(id, known) {
+                    r.status.filled += f.qty;
+                    if r.status.filled >= r.status.qty {
+                        r.status.state = OrderState::Filled;
+                    }
+                }
+            }
+        }
+        Event::Cancelled { id, .. } => {
+            if let Some(r) = orders.find(id, known) {
+                r.status.state = OrderState::Cancelled;
+            }
+        }
+        Event::Rejected { id, .. } => {
+            if let Some(r) = orders.find(id, known) {
+                if r.status.state == OrderState::Pending && id == order {
+                    r.status.state = OrderState::Rejected;
+                }
+            }
+        }
+        Event::Totals { security, bid_total, ask_total } => {
+            if let Some(t) = totals.get_mut(security.0 as usize) {
+                *t = (bid_total, ask_total);
+            }
+        }
+        Event::Accepted { .. } => {}
+    }
+    if let (true, Some(idx)) = (last, record) {
+        if let Some(r) = orders.records.get_mut(idx as usize) {
+            if r.status.state == OrderState::Pending {
+                r.status.state = OrderState::Resting;
             }
         }
     }
