@@ -147,6 +147,11 @@ pub fn transport_config() -> TransportConfig {
         .send_fairness(false)
         .keep_alive_interval(Some(Duration::from_secs(2)))
         .max_idle_timeout(Some(VarInt::from_u32(30_000).into()));
+    // Let path MTU discovery go beyond Ethernet where the path allows it (loopback, jumbo
+    // frames): fewer, larger datagrams. On a 1500-byte LAN the probes simply fail.
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(16_384);
+    t.mtu_discovery_config(Some(mtu));
     t
 }
 
@@ -162,7 +167,27 @@ pub fn server_endpoint(bind: SocketAddr, identity: Identity) -> Result<Endpoint,
     let crypto = QuicServerConfig::try_from(tls).map_err(|e| WireError::Tls(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(Arc::new(transport_config()));
-    Ok(Endpoint::server(config, bind)?)
+    endpoint(bind, Some(config))
+}
+
+/// Socket buffer size asked for. Bursts of many small datagrams overflow Linux's default
+/// (about 208 KiB) and every drop makes QUIC's congestion control back off; the kernel caps the
+/// request at `net.core.rmem_max` / `wmem_max` (raise them for multi-gigabit runs).
+const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
+
+fn endpoint(bind: SocketAddr, server: Option<quinn::ServerConfig>) -> Result<Endpoint, WireError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Err(e) = socket.set_recv_buffer_size(SOCKET_BUFFER) {
+        tracing::debug!("could not enlarge the UDP receive buffer: {e}");
+    }
+    if let Err(e) = socket.set_send_buffer_size(SOCKET_BUFFER) {
+        tracing::debug!("could not enlarge the UDP send buffer: {e}");
+    }
+    socket.bind(&bind.into())?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| WireError::Protocol("no async runtime for the QUIC endpoint".into()))?;
+    Ok(Endpoint::new(quinn::EndpointConfig::default(), server, socket.into(), runtime)?)
 }
 
 /// A client endpoint trusting only the certificate(s) in `ca_pem`.
@@ -181,7 +206,7 @@ pub fn client_endpoint(ca_pem: &Path) -> Result<Endpoint, WireError> {
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(transport_config()));
     let bind: SocketAddr = "0.0.0.0:0".parse().expect("valid literal");
-    let mut endpoint = Endpoint::client(bind)?;
+    let mut endpoint = endpoint(bind, None)?;
     endpoint.set_default_client_config(config);
     Ok(endpoint)
 }

@@ -23,7 +23,7 @@ use user_sim::generate::{default_listings, generate, GenConfig};
 const SEED: u64 = 20_260_101;
 const LISTINGS: usize = 300;
 /// Target wall time of one naive run; longer streams are cut to a prefix.
-const NAIVE_BUDGET: Duration = Duration::from_secs(15);
+const NAIVE_BUDGET: Duration = Duration::from_secs(10);
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -83,6 +83,21 @@ fn run_exchange(cmds: &[Command], rules: MarketRules, secs: &SecurityTable) -> u
     }
     black_box(&ex);
     trades
+}
+
+/// How many leading commands the naive exchange processes within [`NAIVE_BUDGET`].
+fn naive_prefix(cmds: &[Command], rules: MarketRules, secs: &SecurityTable) -> usize {
+    let mut ex = NaiveExchange::new(&rules, secs);
+    let mut out = Vec::with_capacity(64);
+    let start = Instant::now();
+    for (i, c) in cmds.iter().enumerate() {
+        if i % 10_000 == 0 && start.elapsed() > NAIVE_BUDGET {
+            return i;
+        }
+        out.clear();
+        ex.process(c, &mut out);
+    }
+    cmds.len()
 }
 
 fn run_naive(cmds: &[Command], rules: MarketRules, secs: &SecurityTable) -> u64 {
@@ -258,15 +273,9 @@ fn main() {
     let (d, tr) = median3(|| run_exchange(&cmds, rules, &secs));
     let exchange = line("matching::Exchange", cmds.len(), d, tr, "gateway + engine");
 
-    // Size the naive run from a short probe so it fits the budget.
-    let probe = cmds.len().min(100_000);
-    let start = Instant::now();
-    run_naive(&cmds[..probe], rules, &secs);
-    let probe_rate = rate(probe, start.elapsed());
-    let naive_n = cmds
-        .len()
-        .min((probe_rate * NAIVE_BUDGET.as_secs_f64()) as usize)
-        .max(probe);
+    // The naive books scan linearly, so its cost grows with book depth: size its prefix by
+    // running it once with a clock check every 10,000 commands until the budget is spent.
+    let naive_n = naive_prefix(&cmds, rules, &secs);
     let prefix = &cmds[..naive_n];
     let (d, tr) = median3(|| run_naive(prefix, rules, &secs));
     let note = if naive_n < cmds.len() {
