@@ -17,7 +17,11 @@ use rustc_hash::FxHashSet;
 use tokio::sync::mpsc;
 
 #[derive(Parser, Debug)]
-#[command(name = "executor", version, about = "gridmatch executor: matches the securities the manager assigns to this PC")]
+#[command(
+    name = "executor",
+    version,
+    about = "gridmatch executor: matches the securities the manager assigns to this PC"
+)]
 struct Args {
     /// Manager address, host:port.
     #[arg(long)]
@@ -59,7 +63,9 @@ fn main() -> anyhow::Result<()> {
     });
     // One thread: matching is sequential per executor, and on small machines a second runtime
     // thread mostly competes with the manager for cores.
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         tokio::select! {
             r = run(&args, &name) => r,
@@ -73,7 +79,10 @@ async fn run(args: &Args, name: &str) -> anyhow::Result<()> {
     let mut backoff = Duration::from_millis(100);
     loop {
         let addr: SocketAddr = proto::quic::resolve(&args.manager)?;
-        let creds = Credentials::Executor { name: name.to_string(), token: args.token.clone() };
+        let creds = Credentials::Executor {
+            name: name.to_string(),
+            token: args.token.clone(),
+        };
         match proto::quic::connect(&endpoint, addr, creds).await {
             Ok((conn, writer, reader, welcome)) => {
                 backoff = Duration::from_millis(100);
@@ -85,8 +94,12 @@ async fn run(args: &Args, name: &str) -> anyhow::Result<()> {
                     Err(e) => tracing::warn!("session lost: {e:#}; reconnecting"),
                 }
             }
-            Err(WireError::Refused(reason)) => anyhow::bail!("the manager refused this executor: {reason}"),
-            Err(e) => tracing::warn!("cannot reach the manager at {addr}: {e}; retrying in {backoff:?}"),
+            Err(WireError::Refused(reason)) => {
+                anyhow::bail!("the manager refused this executor: {reason}")
+            }
+            Err(e) => {
+                tracing::warn!("cannot reach the manager at {addr}: {e}; retrying in {backoff:?}")
+            }
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
@@ -109,7 +122,11 @@ impl State {
     /// Applies one manager message; returns the events to report, if any.
     fn apply(&mut self, msg: ToExecutor) -> Option<Vec<SeqEvent>> {
         match msg {
-            ToExecutor::Assign { map_version, securities, replay } => {
+            ToExecutor::Assign {
+                map_version,
+                securities,
+                replay,
+            } => {
                 for s in &securities {
                     self.engine.open_book(*s);
                     self.touched.insert(*s);
@@ -120,7 +137,12 @@ impl State {
                     self.engine.process(&s.command, &mut self.scratch);
                 }
                 if !securities.is_empty() {
-                    tracing::info!(map_version, securities = securities.len(), replayed = replay.len(), "securities assigned");
+                    tracing::info!(
+                        map_version,
+                        securities = securities.len(),
+                        replayed = replay.len(),
+                        "securities assigned"
+                    );
                     if !self.ready {
                         self.ready = true;
                         tracing::info!("executor ready");
@@ -128,12 +150,19 @@ impl State {
                 }
                 None
             }
-            ToExecutor::Revoke { map_version, securities } => {
+            ToExecutor::Revoke {
+                map_version,
+                securities,
+            } => {
                 for s in &securities {
                     self.engine.close_book(*s);
                     self.touched.remove(s);
                 }
-                tracing::info!(map_version, securities = securities.len(), "securities revoked");
+                tracing::info!(
+                    map_version,
+                    securities = securities.len(),
+                    "securities revoked"
+                );
                 None
             }
             ToExecutor::SetWork { micros } => {
@@ -147,7 +176,9 @@ impl State {
                     if self.work_us > 0 {
                         match self.work_mode {
                             WorkMode::Spin => spin(Duration::from_micros(self.work_us as u64)),
-                            WorkMode::Sleep => self.owed += Duration::from_micros(self.work_us as u64),
+                            WorkMode::Sleep => {
+                                self.owed += Duration::from_micros(self.work_us as u64)
+                            }
                         }
                     }
                     self.scratch.clear();
@@ -159,7 +190,11 @@ impl State {
                         // The manager acknowledged acceptance already; only the last event of a
                         // command is always sent, so it can mark completion.
                         if last || !matches!(ev, Event::Accepted { .. }) {
-                            out.push(SeqEvent { seq: s.seq, event: *ev, last });
+                            out.push(SeqEvent {
+                                seq: s.seq,
+                                event: *ev,
+                                last,
+                            });
                         }
                     }
                 }
@@ -179,7 +214,11 @@ impl State {
             .filter(|s| self.engine.has_book(*s))
             .map(|security| {
                 let (bids, asks) = self.engine.depth(security, depth);
-                BookDepth { security, bids, asks }
+                BookDepth {
+                    security,
+                    bids,
+                    asks,
+                }
             })
             .collect();
         stats

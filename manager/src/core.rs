@@ -20,9 +20,8 @@ use matching::{
     BrokerId, Command, Engine, Event, Fill, Gateway, OrderId, Price, Qty, SecurityId, Side,
 };
 use proto::{
-    Counters, ExecutorStats, GridSnapshot, LatencySummary, LogEntry, LogKind, NodeInfo,
-    NodeStatus, OrderState, OrderStatus, Report, SecurityView, SeqEvent, Sequenced, ToExecutor,
-    TradeTick,
+    Counters, ExecutorStats, GridSnapshot, LatencySummary, LogEntry, LogKind, NodeInfo, NodeStatus,
+    OrderState, OrderStatus, Report, SecurityView, SeqEvent, Sequenced, ToExecutor, TradeTick,
 };
 use rustc_hash::FxHashMap;
 
@@ -117,7 +116,7 @@ struct SecState {
     last_price: Option<Price>,
     volume: Qty,
     recent: VecDeque<Price>,
-    depth: (Vec<(Price, Qty)>, Vec<(Price, Qty)>),
+    depth: matching::book::Depth,
 }
 
 struct Node {
@@ -154,7 +153,11 @@ impl InFlightRing {
         if self.slots.is_empty() {
             self.base = seq;
         }
-        debug_assert_eq!(seq, self.base + self.slots.len() as u64, "seqs are inserted densely");
+        debug_assert_eq!(
+            seq,
+            self.base + self.slots.len() as u64,
+            "seqs are inserted densely"
+        );
         self.slots.push_back(Some(v));
         self.live += 1;
     }
@@ -163,7 +166,9 @@ impl InFlightRing {
         self.slots.get(i as usize)?.as_ref()
     }
     fn remove(&mut self, seq: u64) {
-        let Some(i) = seq.checked_sub(self.base) else { return };
+        let Some(i) = seq.checked_sub(self.base) else {
+            return;
+        };
         if let Some(slot) = self.slots.get_mut(i as usize) {
             if slot.take().is_some() {
                 self.live -= 1;
@@ -256,7 +261,12 @@ pub struct Core {
 pub const LOCAL_NODE: NodeId = 0;
 
 impl Core {
-    pub fn new(config: CoreConfig, gateway: Gateway, persist: Box<dyn Persist>, now: Instant) -> Self {
+    pub fn new(
+        config: CoreConfig,
+        gateway: Gateway,
+        persist: Box<dyn Persist>,
+        now: Instant,
+    ) -> Self {
         let n = gateway.securities().len();
         let secs = (0..n)
             .map(|_| SecState {
@@ -345,7 +355,10 @@ impl Core {
         sorted.sort_by_key(|(id, _)| id.0);
         for (id, name) in sorted {
             let got = self.brokers.intern(name);
-            anyhow::ensure!(got == *id, "journal broker ids are not dense: {name} is {id:?}");
+            anyhow::ensure!(
+                got == *id,
+                "journal broker ids are not dense: {name} is {id:?}"
+            );
         }
         let mut engine = Engine::new();
         for (id, _, _) in self.gateway.securities().iter() {
@@ -354,17 +367,30 @@ impl Core {
         let mut events = Vec::new();
         let mut missing = 0u64;
         for (seq, cmd) in orders {
-            anyhow::ensure!(*seq == self.next_seq, "journal gap: expected seq {}, found {seq}", self.next_seq);
+            anyhow::ensure!(
+                *seq == self.next_seq,
+                "journal gap: expected seq {}, found {seq}",
+                self.next_seq
+            );
             self.next_seq += 1;
             self.gateway.restore(cmd);
             let sec = cmd.security();
             let Some(st) = self.secs.get_mut(sec.0 as usize) else {
                 anyhow::bail!("journal names security {} which is not listed", sec.0);
             };
-            st.history.push(Sequenced { seq: *seq, command: *cmd });
+            st.history.push(Sequenced {
+                seq: *seq,
+                command: *cmd,
+            });
             st.completed = st.history.len();
             let record = match cmd {
-                Command::New(o) => Some(self.orders.insert(o.id, OrderRecord { broker: o.broker, status: pending_status(o) })),
+                Command::New(o) => Some(self.orders.insert(
+                    o.id,
+                    OrderRecord {
+                        broker: o.broker,
+                        status: pending_status(o),
+                    },
+                )),
                 Command::Cancel(_) => None,
             };
             events.clear();
@@ -381,7 +407,14 @@ impl Core {
             }
             let n = events.len();
             for (i, ev) in events.iter().enumerate() {
-                apply_state(&mut self.orders, &mut self.totals, cmd.order_id(), record, ev, i + 1 == n);
+                apply_state(
+                    &mut self.orders,
+                    &mut self.totals,
+                    cmd.order_id(),
+                    record,
+                    ev,
+                    i + 1 == n,
+                );
             }
         }
         self.persist.commit()?;
@@ -413,7 +446,12 @@ impl Core {
 
     /// Sequences a batch of commands from one session, in order. Rejections are reported at
     /// once; acceptances wait for [`Core::flush`] (after the journal commit).
-    pub fn submit(&mut self, session: SessionId, cmds: &[Command], now: Instant) -> anyhow::Result<()> {
+    pub fn submit(
+        &mut self,
+        session: SessionId,
+        cmds: &[Command],
+        now: Instant,
+    ) -> anyhow::Result<()> {
         let Some(sess) = self.sessions.get(&session).copied() else {
             return Ok(());
         };
@@ -443,32 +481,69 @@ impl Core {
             self.persist.append(seq, &cmd, broker_name)?;
             self.counters.accepted += 1;
             let record = match &cmd {
-                Command::New(o) => Some(self.orders.insert(o.id, OrderRecord { broker: o.broker, status: pending_status(o) })),
+                Command::New(o) => Some(self.orders.insert(
+                    o.id,
+                    OrderRecord {
+                        broker: o.broker,
+                        status: pending_status(o),
+                    },
+                )),
                 Command::Cancel(_) => None,
             };
             let security = cmd.security();
-            self.inflight.insert(seq, InFlight { security, session, order: id, record, received: now });
+            self.inflight.insert(
+                seq,
+                InFlight {
+                    security,
+                    session,
+                    order: id,
+                    record,
+                    received: now,
+                },
+            );
             self.unacked.push((
                 session,
-                Report { seq, order: id, event: Event::Accepted { id }, last: false, passive: false },
+                Report {
+                    seq,
+                    order: id,
+                    event: Event::Accepted { id },
+                    last: false,
+                    passive: false,
+                },
             ));
             let st = &mut self.secs[security.0 as usize];
             st.history.push(Sequenced { seq, command: cmd });
             if let (Some(owner), None) = (st.owner, st.target) {
                 st.sent += 1;
-                self.unrouted.entry(owner).or_default().push(Sequenced { seq, command: cmd });
+                self.unrouted
+                    .entry(owner)
+                    .or_default()
+                    .push(Sequenced { seq, command: cmd });
             }
         }
         Ok(())
     }
 
-    fn reject(&mut self, session: SessionId, cmd: &Command, id: OrderId, reason: matching::RejectReason, now: Instant) {
+    fn reject(
+        &mut self,
+        session: SessionId,
+        cmd: &Command,
+        id: OrderId,
+        reason: matching::RejectReason,
+        now: Instant,
+    ) {
         self.counters.rejected += 1;
         if let Command::New(o) = cmd {
             if reason != matching::RejectReason::DuplicateOrderId {
                 let mut status = pending_status(o);
                 status.state = OrderState::Rejected;
-                self.orders.insert(id, OrderRecord { broker: o.broker, status });
+                self.orders.insert(
+                    id,
+                    OrderRecord {
+                        broker: o.broker,
+                        status,
+                    },
+                );
             }
         }
         self.out.log.push(LogEntry {
@@ -521,7 +596,11 @@ impl Core {
             let n = events.len();
             for (i, ev) in events.iter().enumerate() {
                 if !matches!(ev, Event::Accepted { .. }) || i + 1 == n {
-                    batch.push(SeqEvent { seq: s.seq, event: *ev, last: i + 1 == n });
+                    batch.push(SeqEvent {
+                        seq: s.seq,
+                        event: *ev,
+                        last: i + 1 == n,
+                    });
                 }
             }
         }
@@ -537,7 +616,8 @@ impl Core {
         let id = self.next_node;
         self.next_node += 1;
         // A PC that comes back under its old name replaces its "down" row.
-        self.nodes.retain(|_, n| !(n.status == NodeStatus::Down && n.name == name));
+        self.nodes
+            .retain(|_, n| !(n.status == NodeStatus::Down && n.name == name));
         self.nodes.insert(
             id,
             Node {
@@ -550,14 +630,20 @@ impl Core {
                 rate_mark: (now, 0),
             },
         );
-        self.log(now, LogKind::NodeJoined, format!("executor {name} (node {id}) joined from {addr}"));
+        self.log(
+            now,
+            LogKind::NodeJoined,
+            format!("executor {name} (node {id}) joined from {addr}"),
+        );
         self.rebalance(now);
         id
     }
 
     /// An executor's connection closed or its heartbeat timed out.
     pub fn executor_lost(&mut self, node: NodeId, now: Instant) {
-        let Some(n) = self.nodes.get_mut(&node) else { return };
+        let Some(n) = self.nodes.get_mut(&node) else {
+            return;
+        };
         if n.status == NodeStatus::Down {
             return;
         }
@@ -576,12 +662,18 @@ impl Core {
             }
         }
         self.out.disconnect.push(node);
-        self.log(now, LogKind::NodeLost, format!("executor {name} (node {node}) lost; {moved} securities to move"));
+        self.log(
+            now,
+            LogKind::NodeLost,
+            format!("executor {name} (node {node}) lost; {moved} securities to move"),
+        );
         self.rebalance(now);
     }
 
     pub fn executor_heartbeat(&mut self, node: NodeId, stats: ExecutorStats, now: Instant) {
-        let Some(n) = self.nodes.get_mut(&node) else { return };
+        let Some(n) = self.nodes.get_mut(&node) else {
+            return;
+        };
         if n.status == NodeStatus::Down {
             return;
         }
@@ -619,7 +711,9 @@ impl Core {
         for id in lost {
             self.executor_lost(id, now);
         }
-        let dt = now.saturating_duration_since(self.rate_mark.0).as_secs_f64();
+        let dt = now
+            .saturating_duration_since(self.rate_mark.0)
+            .as_secs_f64();
         if dt >= 0.5 {
             self.rate = (self.counters.accepted - self.rate_mark.1) as f64 / dt;
             self.rate_mark = (now, self.counters.accepted);
@@ -627,7 +721,11 @@ impl Core {
     }
 
     fn live_nodes(&self) -> Vec<NodeId> {
-        self.nodes.iter().filter(|(_, n)| n.status != NodeStatus::Down).map(|(id, _)| *id).collect()
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.status != NodeStatus::Down)
+            .map(|(id, _)| *id)
+            .collect()
     }
 
     /// Gives every unowned security an owner and evens out the load: the shard map balances
@@ -662,7 +760,9 @@ impl Core {
         let mut revoke: BTreeMap<NodeId, Vec<SecurityId>> = BTreeMap::new();
         for i in 0..self.secs.len() {
             let st = &self.secs[i];
-            let (Some(owner), None) = (st.owner, st.target) else { continue };
+            let (Some(owner), None) = (st.owner, st.target) else {
+                continue;
+            };
             if load.get(&owner).copied().unwrap_or(0) <= fair {
                 continue;
             }
@@ -682,8 +782,19 @@ impl Core {
         let version = self.map_version;
         for (node, secs) in revoke {
             let n = secs.len();
-            self.out.executors.entry(node).or_default().push(ToExecutor::Revoke { map_version: version, securities: secs.clone() });
-            self.log(now, LogKind::ShardMoved, format!("{n} securities moving off node {node}"));
+            self.out
+                .executors
+                .entry(node)
+                .or_default()
+                .push(ToExecutor::Revoke {
+                    map_version: version,
+                    securities: secs.clone(),
+                });
+            self.log(
+                now,
+                LogKind::ShardMoved,
+                format!("{n} securities moving off node {node}"),
+            );
             for s in secs {
                 self.try_finish_migration(s.0 as usize, now);
             }
@@ -691,7 +802,11 @@ impl Core {
         for (node, secs) in assign {
             let n = secs.len();
             self.hand_over(node, &secs);
-            self.log(now, LogKind::ShardMoved, format!("{n} securities assigned to node {node} (map v{version})"));
+            self.log(
+                now,
+                LogKind::ShardMoved,
+                format!("{n} securities assigned to node {node} (map v{version})"),
+            );
         }
     }
 
@@ -699,7 +814,11 @@ impl Core {
     /// receives the commands not yet completed.
     fn hand_over(&mut self, node: NodeId, secs: &[usize]) {
         let securities = secs.iter().map(|i| SecurityId(*i as u32)).collect();
-        let mut msgs = vec![ToExecutor::Assign { map_version: self.map_version, securities, replay: Vec::new() }];
+        let mut msgs = vec![ToExecutor::Assign {
+            map_version: self.map_version,
+            securities,
+            replay: Vec::new(),
+        }];
         let mut replay = Vec::new();
         let mut live = Vec::new();
         for &i in secs {
@@ -713,7 +832,11 @@ impl Core {
         // Replayed commands of different securities are independent: each book only sees its own,
         // in order. Live commands are sent in global sequence order.
         for chunk in replay.chunks(CHUNK) {
-            msgs.push(ToExecutor::Assign { map_version: self.map_version, securities: Vec::new(), replay: chunk.to_vec() });
+            msgs.push(ToExecutor::Assign {
+                map_version: self.map_version,
+                securities: Vec::new(),
+                replay: chunk.to_vec(),
+            });
         }
         live.sort_by_key(|s| s.seq);
         for chunk in live.chunks(CHUNK) {
@@ -725,14 +848,24 @@ impl Core {
     fn try_finish_migration(&mut self, i: usize, _now: Instant) {
         let st = &self.secs[i];
         if let Some(target) = st.target {
-            if st.completed == st.sent && self.nodes.get(&target).is_some_and(|n| n.status != NodeStatus::Down) {
+            if st.completed == st.sent
+                && self
+                    .nodes
+                    .get(&target)
+                    .is_some_and(|n| n.status != NodeStatus::Down)
+            {
                 self.hand_over(target, &[i]);
             }
         }
     }
 
     /// Events from an executor (or the local engine), grouped by command in sequence order.
-    pub fn executor_events(&mut self, node: NodeId, events: &[SeqEvent], now: Instant) -> anyhow::Result<()> {
+    pub fn executor_events(
+        &mut self,
+        node: NodeId,
+        events: &[SeqEvent],
+        now: Instant,
+    ) -> anyhow::Result<()> {
         let mut start = 0;
         while start < events.len() {
             let seq = events[start].seq;
@@ -746,16 +879,32 @@ impl Core {
         Ok(())
     }
 
-    fn command_events(&mut self, node: NodeId, seq: u64, group: &[SeqEvent], now: Instant) -> anyhow::Result<()> {
+    fn command_events(
+        &mut self,
+        node: NodeId,
+        seq: u64,
+        group: &[SeqEvent],
+        now: Instant,
+    ) -> anyhow::Result<()> {
         let Some(meta) = self.inflight.get(seq) else {
             return Ok(()); // already completed: a duplicate from a former owner
         };
-        let (security, session, order, record, received) = (meta.security, meta.session, meta.order, meta.record, meta.received);
+        let (security, session, order, record, received) = (
+            meta.security,
+            meta.session,
+            meta.order,
+            meta.record,
+            meta.received,
+        );
         let i = security.0 as usize;
         let st = &self.secs[i];
         let next = st.history.get(st.completed).map(|s| s.seq);
         if st.owner != Some(node) || next != Some(seq) || !group.last().is_some_and(|e| e.last) {
-            tracing::debug!(node, seq, "dropping events not from the owner or out of order");
+            tracing::debug!(
+                node,
+                seq,
+                "dropping events not from the owner or out of order"
+            );
             return Ok(());
         }
         let mut fill_index = 0u32;
@@ -766,7 +915,11 @@ impl Core {
                     self.persist.append_trade(seq, fill_index, &f)?;
                     fill_index += 1;
                     self.record_trade(&f, now);
-                    let resting = if f.aggressor == Side::Buy { (f.sell, f.sell_broker) } else { (f.buy, f.buy_broker) };
+                    let resting = if f.aggressor == Side::Buy {
+                        (f.sell, f.sell_broker)
+                    } else {
+                        (f.buy, f.buy_broker)
+                    };
                     // The resting order's broker hears of its fill on every broker session it
                     // has (gateways see only their own commands' events).
                     if let Some(list) = self.broker_sessions.get(&resting.1) {
@@ -785,7 +938,14 @@ impl Core {
                 Event::Cancelled { .. } => self.counters.cancelled += 1,
                 _ => {}
             }
-            apply_state(&mut self.orders, &mut self.totals, order, record, &ev.event, ev.last);
+            apply_state(
+                &mut self.orders,
+                &mut self.totals,
+                order,
+                record,
+                &ev.event,
+                ev.last,
+            );
             self.out.reports.entry(session).or_default().push(Report {
                 seq,
                 order,
@@ -832,16 +992,29 @@ impl Core {
     pub fn query_orders(&self, broker: Option<BrokerId>, ids: &[OrderId]) -> Vec<OrderStatus> {
         let visible = |r: &OrderRecord| broker.is_none_or(|b| r.broker == b);
         let mut out: Vec<OrderStatus> = if ids.is_empty() {
-            self.orders.records.iter().filter(|r| visible(r)).map(|r| r.status.clone()).collect()
+            self.orders
+                .records
+                .iter()
+                .filter(|r| visible(r))
+                .map(|r| r.status.clone())
+                .collect()
         } else {
-            ids.iter().filter_map(|id| self.orders.get(id)).filter(|r| visible(r)).map(|r| r.status.clone()).collect()
+            ids.iter()
+                .filter_map(|id| self.orders.get(id))
+                .filter(|r| visible(r))
+                .map(|r| r.status.clone())
+                .collect()
         };
         out.sort_by_key(|s| s.id);
         out
     }
 
     pub fn totals(&self) -> Vec<(SecurityId, Qty, Qty)> {
-        self.totals.iter().enumerate().map(|(i, (b, a))| (SecurityId(i as u32), *b, *a)).collect()
+        self.totals
+            .iter()
+            .enumerate()
+            .map(|(i, (b, a))| (SecurityId(i as u32), *b, *a))
+            .collect()
     }
 
     /// Commands sequenced but not yet routed to any executor (no owner yet, or migrating).
@@ -860,7 +1033,10 @@ impl Core {
 
     /// Owner of each security (None while unowned).
     pub fn shard_map(&self) -> (u64, Vec<Option<NodeId>>) {
-        (self.map_version, self.secs.iter().map(|s| s.owner).collect())
+        (
+            self.map_version,
+            self.secs.iter().map(|s| s.owner).collect(),
+        )
     }
 
     fn uptime_ms(&self, now: Instant) -> u64 {
@@ -869,7 +1045,11 @@ impl Core {
 
     fn log(&mut self, now: Instant, kind: LogKind, text: String) {
         tracing::info!("{text}");
-        self.out.log.push(LogEntry { uptime_ms: self.uptime_ms(now), kind, text });
+        self.out.log.push(LogEntry {
+            uptime_ms: self.uptime_ms(now),
+            kind,
+            text,
+        });
     }
 
     /// Takes whatever is pending for the shell without committing (for events-only calls).
@@ -888,9 +1068,14 @@ impl Core {
                 status: n.status,
                 securities: self.secs.iter().filter(|s| s.owner == Some(*id)).count() as u32,
                 orders_handled: n.stats.orders_handled,
-                orders_per_sec: if n.status == NodeStatus::Down { 0.0 } else { n.rate },
+                orders_per_sec: if n.status == NodeStatus::Down {
+                    0.0
+                } else {
+                    n.rate
+                },
                 queue_depth: n.stats.queue_depth,
-                heartbeat_age_ms: now.saturating_duration_since(n.last_heartbeat).as_millis() as u64,
+                heartbeat_age_ms: now.saturating_duration_since(n.last_heartbeat).as_millis()
+                    as u64,
             })
             .collect();
         let q = |p: f64| self.latency.value_at_quantile(p);
@@ -945,7 +1130,14 @@ impl Core {
 
 /// Updates order states and totals from one event of the command about `order` (whose record,
 /// if it is a NEW, is at index `record`).
-fn apply_state(orders: &mut OrderStates, totals: &mut [(Qty, Qty)], order: OrderId, record: Option<u32>, ev: &Event, last: bool) {
+fn apply_state(
+    orders: &mut OrderStates,
+    totals: &mut [(Qty, Qty)],
+    order: OrderId,
+    record: Option<u32>,
+    ev: &Event,
+    last: bool,
+) {
     let known = record.map(|r| (order, r));
     match *ev {
         Event::Fill(f) => {
@@ -970,7 +1162,11 @@ fn apply_state(orders: &mut OrderStates, totals: &mut [(Qty, Qty)], order: Order
                 }
             }
         }
-        Event::Totals { security, bid_total, ask_total } => {
+        Event::Totals {
+            security,
+            bid_total,
+            ask_total,
+        } => {
             if let Some(t) = totals.get_mut(security.0 as usize) {
                 *t = (bid_total, ask_total);
             }
@@ -987,7 +1183,11 @@ fn apply_state(orders: &mut OrderStates, totals: &mut [(Qty, Qty)], order: Order
 }
 
 fn least_loaded(load: &BTreeMap<NodeId, usize>) -> NodeId {
-    *load.iter().min_by_key(|(id, c)| (**c, **id)).expect("at least one live node").0
+    *load
+        .iter()
+        .min_by_key(|(id, c)| (**c, **id))
+        .expect("at least one live node")
+        .0
 }
 
 fn pending_status(o: &matching::NewOrder) -> OrderStatus {

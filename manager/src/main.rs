@@ -111,18 +111,35 @@ fn main() -> anyhow::Result<()> {
     proto::runtime::init_tracing();
     let cli = Cli::parse();
     match cli.command {
-        Some(Command::Journal { action: JournalAction::Export { csv: _, data_dir, out_dir } }) => export(&data_dir, &out_dir),
+        Some(Command::Journal {
+            action:
+                JournalAction::Export {
+                    csv: _,
+                    data_dir,
+                    out_dir,
+                },
+        }) => export(&data_dir, &out_dir),
         None => run(cli.run),
     }
 }
 
 fn export(data_dir: &std::path::Path, out_dir: &std::path::Path) -> anyhow::Result<()> {
     let listing = data_dir.join("securities.csv");
-    let text = std::fs::read_to_string(&listing).with_context(|| format!("reading {}", listing.display()))?;
+    let text = std::fs::read_to_string(&listing)
+        .with_context(|| format!("reading {}", listing.display()))?;
     let securities = matching::SecurityTable::parse_csv(&text)?;
     std::fs::create_dir_all(out_dir)?;
-    manager::journal::export_csv(&data_dir.join("journal"), &data_dir.join("tape"), &securities, out_dir)?;
-    eprintln!("wrote {} and {}", out_dir.join("orders.csv").display(), out_dir.join("trades.csv").display());
+    manager::journal::export_csv(
+        &data_dir.join("journal"),
+        &data_dir.join("tape"),
+        &securities,
+        out_dir,
+    )?;
+    eprintln!(
+        "wrote {} and {}",
+        out_dir.join("orders.csv").display(),
+        out_dir.join("trades.csv").display()
+    );
     Ok(())
 }
 
@@ -130,11 +147,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.heartbeat_ms == 0 || args.heartbeat_timeout_ms <= args.heartbeat_ms as u64 {
         anyhow::bail!("--heartbeat-timeout-ms must exceed --heartbeat-ms (> 0)");
     }
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating {}", args.data_dir.display()))?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let token = setup::load_token(&args.data_dir, args.token.clone())?;
     let credentials = setup::load_credentials(&args.data_dir, args.credentials.as_deref())?;
-    let securities = setup::load_securities(&args.data_dir, args.securities.as_deref(), args.listings)?;
-    let (identity, cert_path) = proto::quic::load_or_create_identity(&args.data_dir, args.cert.as_deref(), args.key.as_deref())?;
+    let securities =
+        setup::load_securities(&args.data_dir, args.securities.as_deref(), args.listings)?;
+    let (identity, cert_path) = proto::quic::load_or_create_identity(
+        &args.data_dir,
+        args.cert.as_deref(),
+        args.key.as_deref(),
+    )?;
     tracing::info!(cert = %cert_path.display(), securities = securities.len(), rules = args.rules.name(), "manager starting");
 
     let config = CoreConfig {
@@ -142,18 +165,26 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         heartbeat_interval: Duration::from_millis(args.heartbeat_ms as u64),
         heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms),
     };
-    let gateway = Gateway::new(args.rules.clone(), securities);
+    let gateway = Gateway::new(args.rules, securities);
     let started = Instant::now();
     let core = if args.no_journal {
         Core::new(config, gateway, Box::new(MemoryPersist::default()), started)
     } else {
-        let jcfg = JournalConfig { dir: args.data_dir.join("journal"), segment_bytes: args.segment_bytes, durability: args.fsync };
+        let jcfg = JournalConfig {
+            dir: args.data_dir.join("journal"),
+            segment_bytes: args.segment_bytes,
+            durability: args.fsync,
+        };
         let (persist, recovered, trades) = setup::DiskPersist::open(&args.data_dir, &jcfg)?;
         let persist: Box<dyn Persist> = Box::new(persist);
         let mut core = Core::new(config, gateway, persist, started);
         if !recovered.orders.is_empty() {
             let t = Instant::now();
-            let missing = core.recover(&recovered.brokers, &recovered.orders, &server::taped_keys(&trades))?;
+            let missing = core.recover(
+                &recovered.brokers,
+                &recovered.orders,
+                &server::taped_keys(&trades),
+            )?;
             tracing::info!(
                 orders = recovered.orders.len(),
                 next_seq = core.next_seq(),
@@ -166,10 +197,19 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         core
     };
     let bind = server::bind_addr(&args.bind, args.port)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
-        let endpoint = proto::quic::server_endpoint(bind, identity).with_context(|| format!("binding {bind}"))?;
-        let config = ServerConfig { token, credentials, heartbeat_ms: args.heartbeat_ms, ready_file: args.ready_file };
+        let endpoint = proto::quic::server_endpoint(bind, identity)
+            .with_context(|| format!("binding {bind}"))?;
+        let config = ServerConfig {
+            token,
+            credentials,
+            heartbeat_ms: args.heartbeat_ms,
+            ready_file: args.ready_file,
+        };
         server::serve(endpoint, core, config, proto::runtime::shutdown_signal()).await
     })
 }

@@ -45,15 +45,44 @@ pub struct ServerConfig {
 }
 
 enum Control {
-    OpenSession { session: SessionId, broker: Option<BrokerId>, tx: mpsc::UnboundedSender<ManagerToClient> },
-    CloseSession { session: SessionId },
-    DeclareBrokers { names: Vec<String>, reply: oneshot::Sender<Vec<(String, BrokerId)>> },
-    BrokerId { name: String, reply: oneshot::Sender<BrokerId> },
-    QueryOrders { broker: Option<BrokerId>, ids: Vec<OrderId>, reply: oneshot::Sender<Vec<OrderStatus>> },
-    QueryTotals { reply: oneshot::Sender<Vec<(SecurityId, Qty, Qty)>> },
-    ExecutorJoined { name: String, addr: String, tx: mpsc::UnboundedSender<ToExecutor>, conn: Connection, reply: oneshot::Sender<NodeId> },
-    Executor { node: NodeId, msg: FromExecutor },
-    ExecutorClosed { node: NodeId },
+    OpenSession {
+        session: SessionId,
+        broker: Option<BrokerId>,
+        tx: mpsc::UnboundedSender<ManagerToClient>,
+    },
+    CloseSession {
+        session: SessionId,
+    },
+    DeclareBrokers {
+        names: Vec<String>,
+        reply: oneshot::Sender<Vec<(String, BrokerId)>>,
+    },
+    BrokerId {
+        name: String,
+        reply: oneshot::Sender<BrokerId>,
+    },
+    QueryOrders {
+        broker: Option<BrokerId>,
+        ids: Vec<OrderId>,
+        reply: oneshot::Sender<Vec<OrderStatus>>,
+    },
+    QueryTotals {
+        reply: oneshot::Sender<Vec<(SecurityId, Qty, Qty)>>,
+    },
+    ExecutorJoined {
+        name: String,
+        addr: String,
+        tx: mpsc::UnboundedSender<ToExecutor>,
+        conn: Connection,
+        reply: oneshot::Sender<NodeId>,
+    },
+    Executor {
+        node: NodeId,
+        msg: FromExecutor,
+    },
+    ExecutorClosed {
+        node: NodeId,
+    },
 }
 
 struct Submit {
@@ -98,7 +127,11 @@ pub async fn serve(
         .gateway()
         .securities()
         .iter()
-        .map(|(id, code, reference_price)| SecurityInfo { id, code: code.to_string(), reference_price })
+        .map(|(id, code, reference_price)| SecurityInfo {
+            id,
+            code: code.to_string(),
+            reference_price,
+        })
         .collect();
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (submit_tx, submit_rx) = mpsc::channel(SUBMIT_QUEUE);
@@ -153,8 +186,10 @@ async fn run_core(
     snapshot: watch::Sender<Option<GridSnapshot>>,
     feed: broadcast::Sender<MonitorMsg>,
 ) -> anyhow::Result<()> {
-    let mut sessions: FxHashMap<SessionId, mpsc::UnboundedSender<ManagerToClient>> = FxHashMap::default();
-    let mut executors: BTreeMap<NodeId, (mpsc::UnboundedSender<ToExecutor>, Connection)> = BTreeMap::new();
+    let mut sessions: FxHashMap<SessionId, mpsc::UnboundedSender<ManagerToClient>> =
+        FxHashMap::default();
+    let mut executors: BTreeMap<NodeId, (mpsc::UnboundedSender<ToExecutor>, Connection)> =
+        BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     let mut last_snapshot = Instant::now();
     loop {
@@ -238,7 +273,11 @@ fn handle_control(
 ) -> anyhow::Result<()> {
     let now = Instant::now();
     match c {
-        Control::OpenSession { session, broker, tx } => {
+        Control::OpenSession {
+            session,
+            broker,
+            tx,
+        } => {
             sessions.insert(session, tx);
             core.open_session(session, broker);
         }
@@ -247,7 +286,13 @@ fn handle_control(
             core.close_session(session);
         }
         Control::DeclareBrokers { names, reply } => {
-            let ids = names.into_iter().map(|n| { let id = core.broker_id(&n); (n, id) }).collect();
+            let ids = names
+                .into_iter()
+                .map(|n| {
+                    let id = core.broker_id(&n);
+                    (n, id)
+                })
+                .collect();
             let _ = reply.send(ids);
         }
         Control::BrokerId { name, reply } => {
@@ -259,7 +304,13 @@ fn handle_control(
         Control::QueryTotals { reply } => {
             let _ = reply.send(core.totals());
         }
-        Control::ExecutorJoined { name, addr, tx, conn, reply } => {
+        Control::ExecutorJoined {
+            name,
+            addr,
+            tx,
+            conn,
+            reply,
+        } => {
             let node = core.executor_joined(&name, &addr, now);
             executors.insert(node, (tx, conn));
             let _ = reply.send(node);
@@ -292,7 +343,9 @@ enum Role {
 
 fn authenticate(shared: &Shared, version: u16, credentials: &Credentials) -> Result<Role, String> {
     if version != PROTOCOL_VERSION {
-        return Err(format!("protocol version {version} is not supported (manager speaks {PROTOCOL_VERSION})"));
+        return Err(format!(
+            "protocol version {version} is not supported (manager speaks {PROTOCOL_VERSION})"
+        ));
     }
     let token_ok = |t: &str| secret_eq(t, &shared.config.token);
     match credentials {
@@ -324,13 +377,19 @@ async fn handle_connection(conn: Connection, shared: Arc<Shared>) -> anyhow::Res
         Ok(r) => r,
         Err(reason) => {
             tracing::warn!(%remote, role = hello.credentials.role(), "refused: {reason}");
-            writer.send(&HelloReply::Refused { reason: reason.clone() }).await?;
+            writer
+                .send(&HelloReply::Refused {
+                    reason: reason.clone(),
+                })
+                .await?;
             writer.close(Duration::from_secs(2)).await;
             conn.close(1u32.into(), reason.as_bytes());
             return Ok(());
         }
     };
-    let session = shared.next_session.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let session = shared
+        .next_session
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut welcome = Welcome {
         session,
         securities: shared.securities.clone(),
@@ -341,7 +400,10 @@ async fn handle_connection(conn: Connection, shared: Arc<Shared>) -> anyhow::Res
     match role {
         Role::Broker(name) => {
             let (reply, rx) = oneshot::channel();
-            shared.control.send(Control::BrokerId { name: name.clone(), reply })?;
+            shared.control.send(Control::BrokerId {
+                name: name.clone(),
+                reply,
+            })?;
             let broker = rx.await?;
             welcome.broker = Some(broker);
             writer.send(&HelloReply::Welcome(welcome)).await?;
@@ -385,7 +447,11 @@ async fn client_session(
     mut reader: FrameReader,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::unbounded_channel::<ManagerToClient>();
-    shared.control.send(Control::OpenSession { session, broker, tx: tx.clone() })?;
+    shared.control.send(Control::OpenSession {
+        session,
+        broker,
+        tx: tx.clone(),
+    })?;
     let write_task = tokio::spawn(async move {
         while let Some(msg) = rx.recv().await {
             if writer.send(&msg).await.is_err() {
@@ -414,16 +480,22 @@ async fn client_session(
                 }
                 ClientMsg::DeclareBrokers(names) => {
                     if broker.is_some() {
-                        let _ = tx.send(ManagerToClient::Error("only a gateway may declare brokers".into()));
+                        let _ = tx.send(ManagerToClient::Error(
+                            "only a gateway may declare brokers".into(),
+                        ));
                         continue;
                     }
                     let (reply, rx) = oneshot::channel();
-                    shared.control.send(Control::DeclareBrokers { names, reply })?;
+                    shared
+                        .control
+                        .send(Control::DeclareBrokers { names, reply })?;
                     let _ = tx.send(ManagerToClient::Brokers(rx.await?));
                 }
                 ClientMsg::QueryOrders { ids } => {
                     let (reply, rx) = oneshot::channel();
-                    shared.control.send(Control::QueryOrders { broker, ids, reply })?;
+                    shared
+                        .control
+                        .send(Control::QueryOrders { broker, ids, reply })?;
                     let _ = tx.send(ManagerToClient::Orders(rx.await?));
                 }
                 ClientMsg::QueryTotals => {
@@ -470,7 +542,11 @@ async fn executor_session(
     result
 }
 
-async fn monitor_session(conn: &Connection, shared: &Shared, mut writer: FrameWriter) -> anyhow::Result<()> {
+async fn monitor_session(
+    conn: &Connection,
+    shared: &Shared,
+    mut writer: FrameWriter,
+) -> anyhow::Result<()> {
     let mut snapshot = shared.snapshot.clone();
     let mut feed = shared.feed.subscribe();
     let mut interval = tokio::time::interval(MONITOR_INTERVAL);
@@ -494,7 +570,9 @@ async fn monitor_session(conn: &Connection, shared: &Shared, mut writer: FrameWr
 
 /// Bound address helper for tests and scripts.
 pub fn bind_addr(bind: &str, port: u16) -> anyhow::Result<SocketAddr> {
-    format!("{bind}:{port}").parse().with_context(|| format!("invalid --bind {bind}"))
+    format!("{bind}:{port}")
+        .parse()
+        .with_context(|| format!("invalid --bind {bind}"))
 }
 
 /// Brokers the taped fills already cover, for recovery.

@@ -37,7 +37,8 @@ pub fn load_token(data_dir: &Path, given: Option<String>) -> anyhow::Result<Stri
     }
     let path = data_dir.join("token");
     if path.exists() {
-        let t = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let t = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
         return Ok(t.trim().to_string());
     }
     let t = random_secret();
@@ -46,7 +47,10 @@ pub fn load_token(data_dir: &Path, given: Option<String>) -> anyhow::Result<Stri
 }
 
 /// Credentials from `given`, else `data_dir/brokers.csv` (created with B01..B16 on first start).
-pub fn load_credentials(data_dir: &Path, given: Option<&Path>) -> anyhow::Result<BTreeMap<String, String>> {
+pub fn load_credentials(
+    data_dir: &Path,
+    given: Option<&Path>,
+) -> anyhow::Result<BTreeMap<String, String>> {
     let path = match given {
         Some(p) => p.to_owned(),
         None => {
@@ -61,8 +65,12 @@ pub fn load_credentials(data_dir: &Path, given: Option<&Path>) -> anyhow::Result
             p
         }
     };
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(proto::credentials::parse(&text, &path.display().to_string())?)
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(proto::credentials::parse(
+        &text,
+        &path.display().to_string(),
+    )?)
 }
 
 /// Synthetic listing: `n` codes spread over the three HOSE tick regions.
@@ -72,7 +80,10 @@ pub fn synthetic_listing(n: usize) -> SecurityTable {
         let a = (i / 676) % 26;
         let b = (i / 26) % 26;
         let c = i % 26;
-        let code: String = [a, b, c].iter().map(|x| (b'A' + *x as u8) as char).collect();
+        let code: String = [a, b, c]
+            .iter()
+            .map(|x| (b'A' + *x as u8) as char)
+            .collect();
         let reference = match i % 3 {
             0 => 5_000 + (i as i64 * 37 % 40) * 100,
             1 => 12_000 + (i as i64 * 53 % 70) * 500,
@@ -86,10 +97,15 @@ pub fn synthetic_listing(n: usize) -> SecurityTable {
 /// The listing in use: `--securities FILE`, else `data_dir/securities.csv` from an earlier
 /// start, else a synthetic one. It is always written back to the data dir, so a restart (and
 /// `journal export`) sees the same ids.
-pub fn load_securities(data_dir: &Path, given: Option<&Path>, listings: usize) -> anyhow::Result<SecurityTable> {
+pub fn load_securities(
+    data_dir: &Path,
+    given: Option<&Path>,
+    listings: usize,
+) -> anyhow::Result<SecurityTable> {
     let saved = data_dir.join("securities.csv");
     let table = if let Some(path) = given {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         SecurityTable::parse_csv(&text).with_context(|| format!("in {}", path.display()))?
     } else if saved.exists() {
         let text = std::fs::read_to_string(&saved)?;
@@ -102,7 +118,10 @@ pub fn load_securities(data_dir: &Path, given: Option<&Path>, listings: usize) -
     }
     if saved.exists() && given.is_some() {
         let old = SecurityTable::parse_csv(&std::fs::read_to_string(&saved)?)?;
-        let journal_has_data = data_dir.join("journal").read_dir().is_ok_and(|mut d| d.next().is_some());
+        let journal_has_data = data_dir
+            .join("journal")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some());
         if journal_has_data && old.to_csv() != table.to_csv() {
             bail!(
                 "{} differs from the listing this data dir was journaled with; use a fresh --data-dir",
@@ -125,14 +144,22 @@ impl DiskPersist {
     pub fn open(
         data_dir: &Path,
         cfg: &JournalConfig,
-    ) -> anyhow::Result<(DiskPersist, Recovered, Vec<(u64, u32, Fill)>)> {
+    ) -> anyhow::Result<(DiskPersist, Recovered, Vec<crate::journal::Trade>)> {
         let mut jcfg = cfg.clone();
         jcfg.dir = data_dir.join("journal");
         let (journal, recovered) = OrderJournal::open(jcfg)?;
         let mut tcfg = cfg.clone();
         tcfg.dir = data_dir.join("tape");
         let (tape, trades) = TradeTape::open(tcfg)?;
-        Ok((DiskPersist { journal, tape, tape_dirty: false }, recovered, trades))
+        Ok((
+            DiskPersist {
+                journal,
+                tape,
+                tape_dirty: false,
+            },
+            recovered,
+            trades,
+        ))
     }
 }
 

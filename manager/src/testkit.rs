@@ -26,7 +26,11 @@ pub fn bin_dir() -> PathBuf {
 /// Path of a workspace binary, with a clear panic if it was not built.
 pub fn bin(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
-    assert!(path.exists(), "{} not found: build the workspace first (`cargo build --workspace`)", path.display());
+    assert!(
+        path.exists(),
+        "{} not found: build the workspace first (`cargo build --workspace`)",
+        path.display()
+    );
     path
 }
 
@@ -45,11 +49,18 @@ impl Proc {
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("clone log"))
             .stderr(file)
-            .env("RUST_LOG", std::env::var("GRIDMATCH_TEST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("GRIDMATCH_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("NO_COLOR", "1")
             .spawn()
             .unwrap_or_else(|e| panic!("spawning {}: {e}", program.display()));
-        Proc { name: name.to_string(), child, log }
+        Proc {
+            name: name.to_string(),
+            child,
+            log,
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -72,9 +83,18 @@ impl Proc {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("{} exited ({status}) before logging {needle:?}:\n{}", self.name, self.log_text());
+                panic!(
+                    "{} exited ({status}) before logging {needle:?}:\n{}",
+                    self.name,
+                    self.log_text()
+                );
             }
-            assert!(start.elapsed() < timeout, "{} did not log {needle:?} within {timeout:?}:\n{}", self.name, self.log_text());
+            assert!(
+                start.elapsed() < timeout,
+                "{} did not log {needle:?} within {timeout:?}:\n{}",
+                self.name,
+                self.log_text()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -87,7 +107,10 @@ impl Proc {
 
     /// SIGTERM, then wait (bounded) for a clean exit; returns whether it exited successfully.
     pub fn terminate(&mut self, timeout: Duration) -> bool {
-        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
         let start = Instant::now();
         while start.elapsed() < timeout {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -123,7 +146,14 @@ pub struct GridOptions {
 
 impl Default for GridOptions {
     fn default() -> Self {
-        GridOptions { executors: 2, local: false, fsync: "never", rules: "hose", heartbeat_timeout_ms: 600, securities: None }
+        GridOptions {
+            executors: 2,
+            local: false,
+            fsync: "never",
+            rules: "hose",
+            heartbeat_timeout_ms: 600,
+            securities: None,
+        }
     }
 }
 
@@ -146,7 +176,10 @@ impl Grid {
         let data_dir = dir.join("data");
         std::fs::create_dir_all(&data_dir).expect("data dir");
         let manager = Self::spawn_manager(dir, &data_dir, &options, 0, 1);
-        let addr = std::fs::read_to_string(dir.join("manager.addr")).expect("ready file").trim().to_string();
+        let addr = std::fs::read_to_string(dir.join("manager.addr"))
+            .expect("ready file")
+            .trim()
+            .to_string();
         let mut grid = Grid {
             dir: dir.to_path_buf(),
             data_dir,
@@ -191,20 +224,32 @@ impl Grid {
             args.push("--securities".into());
             args.push(s.display().to_string());
         }
-        let mut p = Proc::spawn("manager", &bin("manager"), &args, dir.join(format!("manager-{n}.log")));
+        let mut p = Proc::spawn(
+            "manager",
+            &bin("manager"),
+            &args,
+            dir.join(format!("manager-{n}.log")),
+        );
         let start = Instant::now();
         while !ready.exists() {
             if let Ok(Some(status)) = p.child.try_wait() {
                 panic!("manager exited ({status}):\n{}", p.log_text());
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "manager not ready:\n{}", p.log_text());
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "manager not ready:\n{}",
+                p.log_text()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         p
     }
 
     pub fn token(&self) -> String {
-        std::fs::read_to_string(self.data_dir.join("token")).expect("token").trim().to_string()
+        std::fs::read_to_string(self.data_dir.join("token"))
+            .expect("token")
+            .trim()
+            .to_string()
     }
 
     pub fn ca(&self) -> PathBuf {
@@ -243,32 +288,58 @@ impl Grid {
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
         let log = self.dir.join(format!("{name}.log"));
-        self.executors.push(Proc::spawn(&name, &bin("executor"), &args, log));
+        self.executors
+            .push(Proc::spawn(&name, &bin("executor"), &args, log));
         self.executors.len() - 1
     }
 
     /// kill -9 the manager and start it again on the same port and data dir.
     pub fn restart_manager(&mut self) {
         self.manager.kill();
-        let port: u16 = self.addr.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+        let port: u16 = self
+            .addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
         self.manager_starts += 1;
-        self.manager = Self::spawn_manager(&self.dir, &self.data_dir, &self.options, port, self.manager_starts);
+        self.manager = Self::spawn_manager(
+            &self.dir,
+            &self.data_dir,
+            &self.options,
+            port,
+            self.manager_starts,
+        );
     }
 
     /// Runs user-sim to completion with the grid's address and credentials prepended.
     pub fn user_sim(&self, args: &[&str]) -> Output {
-        Command::new(bin("user-sim")).args(args).env("NO_COLOR", "1").output().expect("run user-sim")
+        Command::new(bin("user-sim"))
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run user-sim")
     }
 
     /// Starts `user-sim replay --manager` over `orders`, writing `<prefix>-{trades,totals,rejects}.csv`.
     pub fn spawn_replay(&self, orders: &Path, prefix: &str, extra: &[&str]) -> Proc {
         let mut args = self.replay_args(orders, prefix);
         args.extend(extra.iter().map(|s| s.to_string()));
-        Proc::spawn("user-sim", &bin("user-sim"), &args, self.dir.join(format!("{prefix}.log")))
+        Proc::spawn(
+            "user-sim",
+            &bin("user-sim"),
+            &args,
+            self.dir.join(format!("{prefix}.log")),
+        )
     }
 
     pub fn replay_args(&self, orders: &Path, prefix: &str) -> Vec<String> {
-        let out = |kind: &str| self.dir.join(format!("{prefix}-{kind}.csv")).display().to_string();
+        let out = |kind: &str| {
+            self.dir
+                .join(format!("{prefix}-{kind}.csv"))
+                .display()
+                .to_string()
+        };
         vec![
             "replay".into(),
             "--manager".into(),
@@ -295,7 +366,12 @@ impl Grid {
     /// Bytes journaled so far (for "kill it mid-run" tests).
     pub fn journal_bytes(&self) -> u64 {
         std::fs::read_dir(self.data_dir.join("journal"))
-            .map(|d| d.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .map(|m| m.len())
+                    .sum()
+            })
             .unwrap_or(0)
     }
 }
@@ -303,13 +379,26 @@ impl Grid {
 /// Writes a generated stream and the local reference outputs into `dir`, returning the orders
 /// path. `<prefix>-{trades,totals,rejects}.csv` are the sequential engine's files.
 pub fn local_reference(dir: &Path, securities: &Path, orders: &Path, rules: &str, prefix: &str) {
-    let out = |kind: &str| dir.join(format!("{prefix}-{kind}.csv")).display().to_string();
+    let out = |kind: &str| {
+        dir.join(format!("{prefix}-{kind}.csv"))
+            .display()
+            .to_string()
+    };
     let status = Command::new(bin("user-sim"))
         .args(["replay", "--local", "--securities"])
         .arg(securities)
         .arg("--orders")
         .arg(orders)
-        .args(["--rules", rules, "--trades-out", &out("trades"), "--totals-out", &out("totals"), "--rejects-out", &out("rejects")])
+        .args([
+            "--rules",
+            rules,
+            "--trades-out",
+            &out("trades"),
+            "--totals-out",
+            &out("totals"),
+            "--rejects-out",
+            &out("rejects"),
+        ])
         .status()
         .expect("run user-sim replay --local");
     assert!(status.success(), "local replay failed");
@@ -318,7 +407,14 @@ pub fn local_reference(dir: &Path, securities: &Path, orders: &Path, rules: &str
 /// Generates `n` orders with `seed` over `securities` into `out`.
 pub fn generate(securities: &Path, n: u64, seed: u64, out: &Path) {
     let status = Command::new(bin("user-sim"))
-        .args(["generate", "--orders", &n.to_string(), "--seed", &seed.to_string(), "--securities"])
+        .args([
+            "generate",
+            "--orders",
+            &n.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--securities",
+        ])
         .arg(securities)
         .arg("--out")
         .arg(out)
@@ -329,7 +425,10 @@ pub fn generate(securities: &Path, n: u64, seed: u64, out: &Path) {
 
 /// Asserts two files are byte-identical, showing the first differing line.
 pub fn assert_same_file(a: &Path, b: &Path) {
-    let (x, y) = (std::fs::read_to_string(a).expect("read a"), std::fs::read_to_string(b).expect("read b"));
+    let (x, y) = (
+        std::fs::read_to_string(a).expect("read a"),
+        std::fs::read_to_string(b).expect("read b"),
+    );
     if x != y {
         let line = x.lines().zip(y.lines()).position(|(p, q)| p != q);
         panic!(

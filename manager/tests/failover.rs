@@ -15,22 +15,44 @@ const JOURNAL_BYTES: u64 = ORDERS * 11;
 fn wait_journal(grid: &Grid, replay: &mut Proc, bytes: u64) {
     let start = Instant::now();
     while grid.journal_bytes() < bytes {
-        assert!(replay.running(), "replay finished before the journal reached {bytes} bytes:\n{}", replay.log_text());
-        assert!(start.elapsed() < Duration::from_secs(120), "journal stuck at {} bytes", grid.journal_bytes());
+        assert!(
+            replay.running(),
+            "replay finished before the journal reached {bytes} bytes:\n{}",
+            replay.log_text()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "journal stuck at {} bytes",
+            grid.journal_bytes()
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
 
 fn finish_and_compare(dir: &Path, grid: &Grid, replay: &mut Proc) {
     let status = replay.child.wait().unwrap();
-    assert!(status.success(), "replay failed:\n{}\nmanager:\n{}", replay.log_text(), grid.manager.log_text());
+    assert!(
+        status.success(),
+        "replay failed:\n{}\nmanager:\n{}",
+        replay.log_text(),
+        grid.manager.log_text()
+    );
     for kind in ["trades", "totals", "rejects"] {
-        assert_same_file(&dir.join(format!("local-{kind}.csv")), &dir.join(format!("grid-{kind}.csv")));
+        assert_same_file(
+            &dir.join(format!("local-{kind}.csv")),
+            &dir.join(format!("grid-{kind}.csv")),
+        );
     }
 }
 
 fn setup(dir: &Path, executors: usize, seed: u64) -> (Grid, std::path::PathBuf) {
-    let grid = Grid::start(dir, GridOptions { executors, ..GridOptions::default() });
+    let grid = Grid::start(
+        dir,
+        GridOptions {
+            executors,
+            ..GridOptions::default()
+        },
+    );
     let stream = dir.join("orders.csv");
     generate(&grid.securities(), ORDERS, seed, &stream);
     local_reference(dir, &grid.securities(), &stream, "hose", "local");
@@ -45,7 +67,8 @@ fn killing_one_of_three_executors_mid_run_loses_nothing() {
     wait_journal(&grid, &mut replay, JOURNAL_BYTES / 3);
     grid.executors[1].kill();
     finish_and_compare(tmp.path(), &grid, &mut replay);
-    grid.manager.wait_log("exec-2 (node 2) lost", 1, Duration::from_secs(5));
+    grid.manager
+        .wait_log("exec-2 (node 2) lost", 1, Duration::from_secs(5));
 }
 
 #[test]
@@ -71,7 +94,8 @@ fn an_executor_added_mid_run_takes_securities_and_loses_nothing() {
     let i = grid.spawn_executor(&[]);
     finish_and_compare(tmp.path(), &grid, &mut replay);
     grid.executors[i].wait_log("executor ready", 1, Duration::from_secs(10));
-    grid.manager.wait_log("moving off node", 1, Duration::from_secs(5));
+    grid.manager
+        .wait_log("moving off node", 1, Duration::from_secs(5));
 }
 
 /// Kill -9 the manager mid-run, restart it on the same data dir, finish the run by replaying
@@ -81,34 +105,72 @@ fn an_executor_added_mid_run_takes_securities_and_loses_nothing() {
 fn manager_restart(fsync: &'static str, orders: u64, seed: u64) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut grid = Grid::start(dir, GridOptions { executors: 2, fsync, ..GridOptions::default() });
+    let mut grid = Grid::start(
+        dir,
+        GridOptions {
+            executors: 2,
+            fsync,
+            ..GridOptions::default()
+        },
+    );
     let stream = dir.join("orders.csv");
     generate(&grid.securities(), orders, seed, &stream);
     let acks = dir.join("acks.csv");
     let mut first = grid.spawn_replay(&stream, "first", &["--acks-out", acks.to_str().unwrap()]);
     // Kill once the client has seen a good part of the stream acknowledged.
     let start = Instant::now();
-    while std::fs::read_to_string(&acks).map(|t| t.lines().count()).unwrap_or(0) < orders as usize / 4 {
-        assert!(first.running(), "first run ended before the kill:\n{}", first.log_text());
-        assert!(start.elapsed() < Duration::from_secs(60), "no acknowledgements");
+    while std::fs::read_to_string(&acks)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+        < orders as usize / 4
+    {
+        assert!(
+            first.running(),
+            "first run ended before the kill:\n{}",
+            first.log_text()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no acknowledgements"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     grid.restart_manager();
     let status = first.child.wait().unwrap();
-    assert!(!status.success(), "the first run cannot finish without its manager");
-    grid.manager.wait_log("recovered from the journal", 1, Duration::from_secs(30));
+    assert!(
+        !status.success(),
+        "the first run cannot finish without its manager"
+    );
+    grid.manager
+        .wait_log("recovered from the journal", 1, Duration::from_secs(30));
     for e in &mut grid.executors {
         e.wait_log("executor joined the grid", 2, Duration::from_secs(30));
     }
     let mut second = grid.spawn_replay(&stream, "second", &[]);
-    assert!(second.child.wait().unwrap().success(), "second run failed:\n{}", second.log_text());
+    assert!(
+        second.child.wait().unwrap().success(),
+        "second run failed:\n{}",
+        second.log_text()
+    );
 
     let export = dir.join("export");
     let out = std::process::Command::new(bin("manager"))
-        .args(["journal", "export", "--csv", "--data-dir", grid.data_dir.to_str().unwrap(), "--out-dir", export.to_str().unwrap()])
+        .args([
+            "journal",
+            "export",
+            "--csv",
+            "--data-dir",
+            grid.data_dir.to_str().unwrap(),
+            "--out-dir",
+            export.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let journaled = std::fs::read_to_string(export.join("orders.csv")).unwrap();
     let rows: Vec<&str> = journaled.lines().skip(1).collect();
     let acked = std::fs::read_to_string(&acks).unwrap();
@@ -116,14 +178,26 @@ fn manager_restart(fsync: &'static str, orders: u64, seed: u64) {
     for line in acked.lines().skip(1) {
         let (id, seq) = line.split_once(',').unwrap();
         let seq: usize = seq.parse().unwrap();
-        let row = rows.get(seq - 1).unwrap_or_else(|| panic!("acknowledged seq {seq} is not in the journal"));
-        assert_eq!(row.split(',').nth(1), Some(id), "seq {seq}: journal row {row:?} is not order {id}");
+        let row = rows
+            .get(seq - 1)
+            .unwrap_or_else(|| panic!("acknowledged seq {seq} is not in the journal"));
+        assert_eq!(
+            row.split(',').nth(1),
+            Some(id),
+            "seq {seq}: journal row {row:?} is not order {id}"
+        );
         checked += 1;
     }
-    assert!(checked > 0, "the first run saw no acknowledgement before the kill");
+    assert!(
+        checked > 0,
+        "the first run saw no acknowledgement before the kill"
+    );
     // Every row of the file is now journaled exactly once (duplicates were refused).
-    let new_ids: std::collections::HashSet<&str> =
-        rows.iter().filter(|r| r.starts_with("NEW")).map(|r| r.split(',').nth(1).unwrap()).collect();
+    let new_ids: std::collections::HashSet<&str> = rows
+        .iter()
+        .filter(|r| r.starts_with("NEW"))
+        .map(|r| r.split(',').nth(1).unwrap())
+        .collect();
     let file = std::fs::read_to_string(&stream).unwrap();
     let mut file_new_valid = 0;
     for r in file.lines().skip(1).filter(|r| r.starts_with("NEW")) {
@@ -131,12 +205,25 @@ fn manager_restart(fsync: &'static str, orders: u64, seed: u64) {
             file_new_valid += 1;
         }
     }
-    assert_eq!(file_new_valid, new_ids.len(), "journal holds NEW ids that are not in the file");
+    assert_eq!(
+        file_new_valid,
+        new_ids.len(),
+        "journal holds NEW ids that are not in the file"
+    );
     // The trade tape equals the sequential engine run over the journaled orders.
-    local_reference(dir, &grid.securities(), &export.join("orders.csv"), "hose", "journal");
+    local_reference(
+        dir,
+        &grid.securities(),
+        &export.join("orders.csv"),
+        "hose",
+        "journal",
+    );
     assert_same_file(&dir.join("journal-trades.csv"), &export.join("trades.csv"));
     // And the books' final totals, as the manager reports them, equal it too.
-    assert_same_file(&dir.join("journal-totals.csv"), &dir.join("second-totals.csv"));
+    assert_same_file(
+        &dir.join("journal-totals.csv"),
+        &dir.join("second-totals.csv"),
+    );
 }
 
 #[test]
@@ -153,7 +240,13 @@ fn manager_killed_mid_run_with_fsync_always_recovers_everything_acknowledged() {
 fn orders_wait_for_an_executor_and_none_is_lost() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut grid = Grid::start(dir, GridOptions { executors: 0, ..GridOptions::default() });
+    let mut grid = Grid::start(
+        dir,
+        GridOptions {
+            executors: 0,
+            ..GridOptions::default()
+        },
+    );
     let stream = dir.join("orders.csv");
     generate(&grid.securities(), 5_000, 43, &stream);
     local_reference(dir, &grid.securities(), &stream, "hose", "local");

@@ -7,23 +7,47 @@ use manager::testkit::{assert_same_file, generate, local_reference, Grid, GridOp
 fn grid_equals_local(executors: usize, local: bool, orders: u64, seed: u64) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut grid = Grid::start(dir, GridOptions { executors, local, ..GridOptions::default() });
+    let mut grid = Grid::start(
+        dir,
+        GridOptions {
+            executors,
+            local,
+            ..GridOptions::default()
+        },
+    );
     let stream = dir.join("orders.csv");
     generate(&grid.securities(), orders, seed, &stream);
     local_reference(dir, &grid.securities(), &stream, "hose", "local");
     let mut replay = grid.spawn_replay(&stream, "grid", &[]);
     let status = replay.child.wait().unwrap();
-    assert!(status.success(), "grid replay failed:\n{}\nmanager:\n{}", replay.log_text(), grid.manager.log_text());
+    assert!(
+        status.success(),
+        "grid replay failed:\n{}\nmanager:\n{}",
+        replay.log_text(),
+        grid.manager.log_text()
+    );
     for kind in ["trades", "totals", "rejects"] {
-        assert_same_file(&dir.join(format!("local-{kind}.csv")), &dir.join(format!("grid-{kind}.csv")));
+        assert_same_file(
+            &dir.join(format!("local-{kind}.csv")),
+            &dir.join(format!("grid-{kind}.csv")),
+        );
     }
-    let trades = std::fs::read_to_string(dir.join("grid-trades.csv")).unwrap().lines().count();
-    assert!(trades > orders as usize / 10, "a realistic stream trades: only {trades} trades");
+    let trades = std::fs::read_to_string(dir.join("grid-trades.csv"))
+        .unwrap()
+        .lines()
+        .count();
+    assert!(
+        trades > orders as usize / 10,
+        "a realistic stream trades: only {trades} trades"
+    );
     // Every executor did part of the work.
     for e in &mut grid.executors {
         assert!(e.running(), "{} died:\n{}", e.name, e.log_text());
     }
-    assert!(grid.manager.terminate(std::time::Duration::from_secs(10)), "manager did not stop cleanly on SIGTERM");
+    assert!(
+        grid.manager.terminate(std::time::Duration::from_secs(10)),
+        "manager did not stop cleanly on SIGTERM"
+    );
 }
 
 #[test]
@@ -55,7 +79,13 @@ fn manager_local_mode_equals_local_replay() {
 fn load_run_reports_every_order_and_writes_json() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let grid = Grid::start(dir, GridOptions { executors: 2, ..GridOptions::default() });
+    let grid = Grid::start(
+        dir,
+        GridOptions {
+            executors: 2,
+            ..GridOptions::default()
+        },
+    );
     let json = dir.join("report.json");
     let out = grid.user_sim(&[
         "--manager",
@@ -71,10 +101,18 @@ fn load_run_reports_every_order_and_writes_json() {
         "--json",
         json.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("orders/s") && stdout.contains("p99.9"), "{stdout}");
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(
+        stdout.contains("orders/s") && stdout.contains("p99.9"),
+        "{stdout}"
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["orders"], 5000);
     assert_eq!(v["brokers"], 4);
     // Every command gets exactly one first answer: accepted or rejected before sequencing.

@@ -42,7 +42,10 @@ pub fn encode_frame<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), Code
     let len = out.len() - start - HEADER_LEN;
     if len > MAX_FRAME {
         out.truncate(start);
-        return Err(CodecError::TooLarge { len, max: MAX_FRAME });
+        return Err(CodecError::TooLarge {
+            len,
+            max: MAX_FRAME,
+        });
     }
     out[start..start + HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
     Ok(())
@@ -52,7 +55,10 @@ pub fn encode_frame<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), Code
 pub fn frame_len(header: [u8; HEADER_LEN]) -> Result<usize, CodecError> {
     let len = u32::from_le_bytes(header) as usize;
     if len > MAX_FRAME {
-        return Err(CodecError::TooLarge { len, max: MAX_FRAME });
+        return Err(CodecError::TooLarge {
+            len,
+            max: MAX_FRAME,
+        });
     }
     Ok(len)
 }
@@ -100,7 +106,11 @@ mod tests {
                 price: 65_000,
                 qty: 300,
             }),
-            Command::Cancel(CancelOrder { id: OrderId(5), broker: BrokerId(1), security: SecurityId(3) }),
+            Command::Cancel(CancelOrder {
+                id: OrderId(5),
+                broker: BrokerId(1),
+                security: SecurityId(3),
+            }),
         ])
     }
 
@@ -121,7 +131,10 @@ mod tests {
         let mut buf = Vec::new();
         encode_frame(&sample(), &mut buf).unwrap();
         for cut in 0..buf.len() {
-            assert!(decode_frame::<ClientMsg>(&buf[..cut]).unwrap().is_none(), "cut at {cut}");
+            assert!(
+                decode_frame::<ClientMsg>(&buf[..cut]).unwrap().is_none(),
+                "cut at {cut}"
+            );
         }
     }
 
@@ -129,7 +142,10 @@ mod tests {
     fn oversized_length_is_refused_before_reading() {
         let mut buf = ((MAX_FRAME + 1) as u32).to_le_bytes().to_vec();
         buf.extend_from_slice(&[0; 16]);
-        assert!(matches!(decode_frame::<ClientMsg>(&buf), Err(CodecError::TooLarge { .. })));
+        assert!(matches!(
+            decode_frame::<ClientMsg>(&buf),
+            Err(CodecError::TooLarge { .. })
+        ));
     }
 
     #[test]
@@ -146,7 +162,10 @@ mod tests {
         buf.push(0);
         let len = buf.len() - HEADER_LEN;
         buf[..HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
-        assert!(matches!(decode_frame::<ClientMsg>(&buf), Err(CodecError::Malformed(_))));
+        assert!(matches!(
+            decode_frame::<ClientMsg>(&buf),
+            Err(CodecError::Malformed(_))
+        ));
     }
 
     proptest::proptest! {

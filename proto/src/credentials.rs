@@ -6,14 +6,22 @@ use std::collections::BTreeMap;
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
     #[error("{origin}:{line}: {problem}")]
-    Line { origin: String, line: usize, problem: String },
+    Line {
+        origin: String,
+        line: usize,
+        problem: String,
+    },
     #[error("{0}: no broker credentials")]
     Empty(String),
 }
 
 /// Parses the file's text; `origin` names it in errors.
 pub fn parse(text: &str, origin: &str) -> Result<BTreeMap<String, String>, CredentialsError> {
-    let err = |n: usize, problem: String| CredentialsError::Line { origin: origin.to_string(), line: n + 1, problem };
+    let err = |n: usize, problem: String| CredentialsError::Line {
+        origin: origin.to_string(),
+        line: n + 1,
+        problem,
+    };
     let mut out = BTreeMap::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -45,10 +53,11 @@ mod tests {
     fn credentials_parse_and_errors_name_the_line() {
         let c = parse_credentials("broker,secret\nB01,abc\nB02, def \n", "f").unwrap();
         assert_eq!(c["B02"], "def");
-        let e = parse_credentials("B01,abc\nB02\n", "f").unwrap_err().to_string();
+        let e = parse_credentials("B01,abc\nB02\n", "f")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("f:2"), "{e}");
         assert!(parse_credentials("B01,a\nB01,b\n", "f").is_err());
         assert!(parse_credentials("", "f").is_err());
     }
-
 }

@@ -148,7 +148,10 @@ pub enum ToExecutor {
         replay: Vec<Sequenced>,
     },
     /// Drop these securities' books.
-    Revoke { map_version: u64, securities: Vec<SecurityId> },
+    Revoke {
+        map_version: u64,
+        securities: Vec<SecurityId>,
+    },
     /// Commands to match, in sequence order.
     Orders(Vec<Sequenced>),
     /// Emulated extra work per order (microseconds), for experiments.

@@ -60,7 +60,10 @@ pub struct Identity {
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, WireError> {
-    std::fs::read(path).map_err(|source| WireError::File { path: path.to_owned(), source })
+    std::fs::read(path).map_err(|source| WireError::File {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Reads every certificate of a PEM file.
@@ -68,9 +71,15 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, WireError
     let pem = read_file(path)?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut pem.as_slice())
         .collect::<Result<_, _>>()
-        .map_err(|source| WireError::File { path: path.to_owned(), source })?;
+        .map_err(|source| WireError::File {
+            path: path.to_owned(),
+            source,
+        })?;
     if certs.is_empty() {
-        return Err(WireError::Tls(format!("{}: no certificate in the file", path.display())));
+        return Err(WireError::Tls(format!(
+            "{}: no certificate in the file",
+            path.display()
+        )));
     }
     Ok(certs)
 }
@@ -78,7 +87,10 @@ pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, WireError
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, WireError> {
     let pem = read_file(path)?;
     rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|source| WireError::File { path: path.to_owned(), source })?
+        .map_err(|source| WireError::File {
+            path: path.to_owned(),
+            source,
+        })?
         .ok_or_else(|| WireError::Tls(format!("{}: no private key in the file", path.display())))
 }
 
@@ -91,29 +103,56 @@ pub fn load_or_create_identity(
 ) -> Result<(Identity, PathBuf), WireError> {
     match (cert, key) {
         (Some(cert), Some(key)) => {
-            return Ok((Identity { certs: load_certs(cert)?, key: load_key(key)? }, cert.to_owned()))
+            return Ok((
+                Identity {
+                    certs: load_certs(cert)?,
+                    key: load_key(key)?,
+                },
+                cert.to_owned(),
+            ))
         }
         (None, None) => {}
-        _ => return Err(WireError::Tls("--cert and --key must be given together".into())),
+        _ => {
+            return Err(WireError::Tls(
+                "--cert and --key must be given together".into(),
+            ))
+        }
     }
     let cert_path = data_dir.join("cert.pem");
     let key_path = data_dir.join("key.pem");
     if !cert_path.exists() || !key_path.exists() {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| WireError::File { path: data_dir.to_owned(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| WireError::File {
+            path: data_dir.to_owned(),
+            source,
+        })?;
         let generated = rcgen::generate_simple_self_signed(vec![
             SERVER_NAME.to_string(),
             "localhost".to_string(),
         ])
         .map_err(|e| WireError::Tls(e.to_string()))?;
         write_private(&key_path, generated.key_pair.serialize_pem().as_bytes())?;
-        std::fs::write(&cert_path, generated.cert.pem())
-            .map_err(|source| WireError::File { path: cert_path.clone(), source })?;
+        std::fs::write(&cert_path, generated.cert.pem()).map_err(|source| WireError::File {
+            path: cert_path.clone(),
+            source,
+        })?;
         tracing::info!(cert = %cert_path.display(), "created a self-signed certificate");
-        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der()));
-        return Ok((Identity { certs: vec![generated.cert.der().clone()], key }, cert_path));
+        let key =
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.key_pair.serialize_der()));
+        return Ok((
+            Identity {
+                certs: vec![generated.cert.der().clone()],
+                key,
+            },
+            cert_path,
+        ));
     }
-    Ok((Identity { certs: load_certs(&cert_path)?, key: load_key(&key_path)? }, cert_path))
+    Ok((
+        Identity {
+            certs: load_certs(&cert_path)?,
+            key: load_key(&key_path)?,
+        },
+        cert_path,
+    ))
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> Result<(), WireError> {
@@ -125,8 +164,14 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), WireError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options.open(path).map_err(|source| WireError::File { path: path.to_owned(), source })?;
-    file.write_all(bytes).map_err(|source| WireError::File { path: path.to_owned(), source })
+    let mut file = options.open(path).map_err(|source| WireError::File {
+        path: path.to_owned(),
+        source,
+    })?;
+    file.write_all(bytes).map_err(|source| WireError::File {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -187,14 +232,21 @@ fn endpoint(bind: SocketAddr, server: Option<quinn::ServerConfig>) -> Result<End
     socket.bind(&bind.into())?;
     let runtime = quinn::default_runtime()
         .ok_or_else(|| WireError::Protocol("no async runtime for the QUIC endpoint".into()))?;
-    Ok(Endpoint::new(quinn::EndpointConfig::default(), server, socket.into(), runtime)?)
+    Ok(Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        socket.into(),
+        runtime,
+    )?)
 }
 
 /// A client endpoint trusting only the certificate(s) in `ca_pem`.
 pub fn client_endpoint(ca_pem: &Path) -> Result<Endpoint, WireError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in load_certs(ca_pem)? {
-        roots.add(cert).map_err(|e| WireError::Tls(format!("{}: {e}", ca_pem.display())))?;
+        roots
+            .add(cert)
+            .map_err(|e| WireError::Tls(format!("{}: {e}", ca_pem.display())))?;
     }
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -228,7 +280,10 @@ pub struct FrameWriter {
 
 impl FrameWriter {
     pub fn new(stream: SendStream) -> Self {
-        FrameWriter { stream, buf: Vec::with_capacity(64 * 1024) }
+        FrameWriter {
+            stream,
+            buf: Vec::with_capacity(64 * 1024),
+        }
     }
     pub async fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), WireError> {
         self.buf.clear();
@@ -261,7 +316,10 @@ pub struct FrameReader {
 
 impl FrameReader {
     pub fn new(stream: RecvStream) -> Self {
-        FrameReader { stream, buf: Vec::with_capacity(64 * 1024) }
+        FrameReader {
+            stream,
+            buf: Vec::with_capacity(64 * 1024),
+        }
     }
     /// Next message; `Ok(None)` when the peer finished the stream cleanly between frames.
     pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>, WireError> {
@@ -287,11 +345,18 @@ pub async fn client_handshake(
     let (send, recv) = conn.open_bi().await?;
     let mut writer = FrameWriter::new(send);
     let mut reader = FrameReader::new(recv);
-    writer.send(&Hello { version: PROTOCOL_VERSION, credentials }).await?;
+    writer
+        .send(&Hello {
+            version: PROTOCOL_VERSION,
+            credentials,
+        })
+        .await?;
     match reader.recv::<HelloReply>().await? {
         Some(HelloReply::Welcome(w)) => Ok((writer, reader, w)),
         Some(HelloReply::Refused { reason }) => Err(WireError::Refused(reason)),
-        None => Err(WireError::Protocol("manager closed the stream during the handshake".into())),
+        None => Err(WireError::Protocol(
+            "manager closed the stream during the handshake".into(),
+        )),
     }
 }
 
@@ -307,12 +372,16 @@ pub async fn connect(
 }
 
 /// Server side: accepts the session stream and reads the client's hello.
-pub async fn accept_hello(conn: &Connection) -> Result<(FrameWriter, FrameReader, Hello), WireError> {
+pub async fn accept_hello(
+    conn: &Connection,
+) -> Result<(FrameWriter, FrameReader, Hello), WireError> {
     let (send, recv) = conn.accept_bi().await?;
     let writer = FrameWriter::new(send);
     let mut reader = FrameReader::new(recv);
     match reader.recv::<Hello>().await? {
         Some(hello) => Ok((writer, reader, hello)),
-        None => Err(WireError::Protocol("client closed the stream before its hello".into())),
+        None => Err(WireError::Protocol(
+            "client closed the stream before its hello".into(),
+        )),
     }
 }

@@ -137,7 +137,10 @@ impl std::fmt::Display for LoadReport {
             "{} orders from {} brokers in {:.3} s: {:.0} orders/s ({} accepted, {} rejected, {} fills)",
             self.orders, self.brokers, self.elapsed_s, self.throughput, self.accepted, self.rejected, self.fills
         )?;
-        for (name, p) in [("send->accepted", self.accept_us), ("send->final", self.final_us)] {
+        for (name, p) in [
+            ("send->accepted", self.accept_us),
+            ("send->final", self.final_us),
+        ] {
             writeln!(
                 f,
                 "  {name:<15} us  p50 {:>7}  p90 {:>7}  p99 {:>7}  p99.9 {:>7}  max {:>7}",
@@ -177,7 +180,13 @@ fn table_from(welcome: &Welcome) -> anyhow::Result<SecurityTable> {
 async fn connect(
     target: &GridTarget,
     creds: Credentials,
-) -> anyhow::Result<(quinn::Connection, proto::FrameWriter, proto::FrameReader, Welcome, quinn::Endpoint)> {
+) -> anyhow::Result<(
+    quinn::Connection,
+    proto::FrameWriter,
+    proto::FrameReader,
+    Welcome,
+    quinn::Endpoint,
+)> {
     let endpoint = proto::quic::client_endpoint(&target.ca)?;
     let addr = proto::quic::resolve(&target.manager)?;
     let (conn, w, r, welcome) = proto::quic::connect(&endpoint, addr, creds)
@@ -192,7 +201,12 @@ pub async fn run_load(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
         .with_context(|| format!("reading {}", cfg.credentials.display()))?;
     let creds = proto::credentials::parse(&text, &cfg.credentials.display().to_string())?;
     if cfg.brokers == 0 || cfg.brokers as usize > creds.len() {
-        bail!("--brokers {} but {} has {} brokers", cfg.brokers, cfg.credentials.display(), creds.len());
+        bail!(
+            "--brokers {} but {} has {} brokers",
+            cfg.brokers,
+            cfg.credentials.display(),
+            creds.len()
+        );
     }
     if cfg.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         bail!("--rate must be a positive number of orders per second");
@@ -200,7 +214,10 @@ pub async fn run_load(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
     let creds: Vec<(String, String)> = creds.into_iter().take(cfg.brokers as usize).collect();
     let mut sessions = Vec::new();
     for (name, secret) in &creds {
-        let c = Credentials::Broker { name: name.clone(), secret: secret.clone() };
+        let c = Credentials::Broker {
+            name: name.clone(),
+            secret: secret.clone(),
+        };
         sessions.push(connect(&cfg.target, c).await?);
     }
     let welcome = &sessions[0].3;
@@ -223,7 +240,11 @@ pub async fn run_load(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
         let cmd = matching::stream::to_command(row, &securities, &mut names);
         let b = cmd.broker().0 as usize;
         if b >= per_broker.len() {
-            bail!("generated broker {} is not one of the {} sessions", row.broker, cfg.brokers);
+            bail!(
+                "generated broker {} is not one of the {} sessions",
+                row.broker,
+                cfg.brokers
+            );
         }
         per_broker[b].push(cmd);
     }
@@ -267,7 +288,11 @@ pub async fn run_load(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
     }
     bar.finish_and_clear();
     report.elapsed_s = last_final.as_secs_f64();
-    report.throughput = if report.elapsed_s > 0.0 { total as f64 / report.elapsed_s } else { 0.0 };
+    report.throughput = if report.elapsed_s > 0.0 {
+        total as f64 / report.elapsed_s
+    } else {
+        0.0
+    };
     report.accept_us = Percentiles::of(&accept);
     report.final_us = Percentiles::of(&fin);
     Ok(report)
@@ -279,9 +304,11 @@ fn progress_bar(show: bool, len: u64) -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:40}] {pos}/{len} orders final ({per_sec})")
-            .expect("valid template")
-            .progress_chars("=> "),
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:40}] {pos}/{len} orders final ({per_sec})",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
     );
     bar
 }
@@ -322,20 +349,30 @@ async fn broker_session(
                 for s in &sent_at[pos..end] {
                     s.store(now.max(1), Ordering::Relaxed);
                 }
-                writer.send(&ClientMsg::Submit(cmds[pos..end].to_vec())).await?;
+                writer
+                    .send(&ClientMsg::Submit(cmds[pos..end].to_vec()))
+                    .await?;
                 pos = end;
             }
             Ok::<_, anyhow::Error>(writer)
         })
     };
-    let mut result = SessionResult { tracker: Tracker::default(), accept: histogram(), fin: histogram(), last_final: Duration::ZERO };
+    let mut result = SessionResult {
+        tracker: Tracker::default(),
+        accept: histogram(),
+        fin: histogram(),
+        last_final: Duration::ZERO,
+    };
     let since = |pos: usize| {
         let now = start.elapsed();
         let sent = Duration::from_nanos(sent_at[pos].load(Ordering::Relaxed));
         (now, now.saturating_sub(sent).as_micros() as u64)
     };
     while result.tracker.completed < n {
-        let msg = reader.recv::<ManagerToClient>().await?.context("the manager closed the session early")?;
+        let msg = reader
+            .recv::<ManagerToClient>()
+            .await?
+            .context("the manager closed the session early")?;
         match msg {
             ManagerToClient::Reports(reports) => {
                 for r in &reports {
@@ -377,27 +414,46 @@ pub async fn replay_grid(
     progress: bool,
     mut acks: Option<&mut dyn std::io::Write>,
 ) -> anyhow::Result<GridReplay> {
-    let (conn, mut writer, mut reader, welcome, _endpoint) =
-        connect(target, Credentials::Gateway { token: token.to_string() }).await?;
+    let (conn, mut writer, mut reader, welcome, _endpoint) = connect(
+        target,
+        Credentials::Gateway {
+            token: token.to_string(),
+        },
+    )
+    .await?;
     let securities = table_from(&welcome)?;
     if securities.to_csv() != securities_file.to_csv() {
         bail!("the manager lists different securities than --securities; start it with the same listing");
     }
     let mut local = BrokerRegistry::new();
-    let cmds_local: Vec<Command> =
-        rows.iter().map(|r| matching::stream::to_command(r, &securities, &mut local)).collect();
-    let names: Vec<String> = (0..local.len() as u32)
-        .map(|i| local.name(matching::BrokerId(i)).unwrap_or_default().to_string())
+    let cmds_local: Vec<Command> = rows
+        .iter()
+        .map(|r| matching::stream::to_command(r, &securities, &mut local))
         .collect();
-    writer.send(&ClientMsg::DeclareBrokers(names.clone())).await?;
+    let names: Vec<String> = (0..local.len() as u32)
+        .map(|i| {
+            local
+                .name(matching::BrokerId(i))
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    writer
+        .send(&ClientMsg::DeclareBrokers(names.clone()))
+        .await?;
     let ids = loop {
-        match reader.recv::<ManagerToClient>().await?.context("manager closed the session")? {
+        match reader
+            .recv::<ManagerToClient>()
+            .await?
+            .context("manager closed the session")?
+        {
             ManagerToClient::Brokers(ids) => break ids,
             ManagerToClient::Error(e) => bail!("the manager reported: {e}"),
             _ => {}
         }
     };
-    let remote: FxHashMap<&str, matching::BrokerId> = ids.iter().map(|(n, id)| (n.as_str(), *id)).collect();
+    let remote: FxHashMap<&str, matching::BrokerId> =
+        ids.iter().map(|(n, id)| (n.as_str(), *id)).collect();
     let map: Vec<matching::BrokerId> = names.iter().map(|n| remote[n.as_str()]).collect();
     let cmds: Vec<Command> = cmds_local
         .into_iter()
@@ -422,7 +478,10 @@ pub async fn replay_grid(
     let mut tracker = Tracker::default();
     let mut pending: FxHashMap<usize, Vec<Event>> = FxHashMap::default();
     while tracker.completed < n {
-        let msg = reader.recv::<ManagerToClient>().await?.context("the manager closed the session early")?;
+        let msg = reader
+            .recv::<ManagerToClient>()
+            .await?
+            .context("the manager closed the session early")?;
         match msg {
             ManagerToClient::Reports(reports) => {
                 for r in &reports {
@@ -452,7 +511,11 @@ pub async fn replay_grid(
     // cover every book (a run resumed after a manager restart).
     writer.send(&ClientMsg::QueryTotals).await?;
     loop {
-        match reader.recv::<ManagerToClient>().await?.context("the manager closed the session early")? {
+        match reader
+            .recv::<ManagerToClient>()
+            .await?
+            .context("the manager closed the session early")?
+        {
             ManagerToClient::Totals(t) => {
                 collector.set_final_totals(&t);
                 break;
@@ -462,7 +525,10 @@ pub async fn replay_grid(
         }
     }
     conn.close(0u32.into(), b"done");
-    Ok(GridReplay { collector, elapsed: start.elapsed() })
+    Ok(GridReplay {
+        collector,
+        elapsed: start.elapsed(),
+    })
 }
 
 /// Reads the operator token from a value or a file path (`@path`).
@@ -476,33 +542,6 @@ pub fn read_token(value: &str) -> anyhow::Result<String> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use matching::{OrderId, RejectReason, SecurityId};
-
-    fn rep(seq: u64, event: Event, last: bool) -> Report {
-        Report { seq, order: OrderId(1), event, last, passive: false }
-    }
-
-    #[test]
-    fn tracker_matches_first_reports_in_order_and_later_ones_by_seq() {
-        let mut t = Tracker::default();
-        let acc = |id| Event::Accepted { id: OrderId(id) };
-        let totals = Event::Totals { security: SecurityId(0), bid_total: 0, ask_total: 0 };
-        assert_eq!(t.on_report(&rep(10, acc(1), false)).unwrap().0, Progress::Accepted { pos: 0 });
-        let rej = Event::Rejected { id: OrderId(2), reason: RejectReason::OffTick };
-        assert_eq!(t.on_report(&rep(0, rej, true)).unwrap().0, Progress::Final { pos: 1 });
-        assert_eq!(t.on_report(&rep(11, acc(3), false)).unwrap().0, Progress::Accepted { pos: 2 });
-        // Completion out of order: seq 11 first.
-        assert_eq!(t.on_report(&rep(11, totals, true)).unwrap().0, Progress::Final { pos: 2 });
-        assert_eq!(t.on_report(&rep(10, totals, true)).unwrap().0, Progress::Final { pos: 0 });
-        assert_eq!(t.completed, 3);
-        assert_eq!((t.accepted, t.rejected), (2, 1));
-        assert!(t.on_report(&rep(99, totals, true)).is_err(), "unknown seq is an error");
-    }
-}
-
 /// `replay --manager`: reads the files of `job`, replays through the grid, writes the same
 /// three files `replay --local` writes.
 pub async fn run_grid_replay(
@@ -513,18 +552,29 @@ pub async fn run_grid_replay(
 ) -> anyhow::Result<crate::replay::ReplaySummary> {
     let start = Instant::now();
     let securities = crate::replay::read_securities(&job.securities)?;
-    let text = std::fs::read_to_string(&job.orders).with_context(|| format!("reading {}", job.orders.display()))?;
-    let rows = matching::stream::parse_orders(&text).map_err(|e| anyhow::anyhow!("{}: {e}", job.orders.display()))?;
+    let text = std::fs::read_to_string(&job.orders)
+        .with_context(|| format!("reading {}", job.orders.display()))?;
+    let rows = matching::stream::parse_orders(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", job.orders.display()))?;
     let mut acks = match acks_out {
         Some(p) => {
-            let f = std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
+            let f =
+                std::fs::File::create(p).with_context(|| format!("creating {}", p.display()))?;
             let mut w = std::io::BufWriter::new(f);
             writeln!(w, "order_id,seq")?;
             Some(w)
         }
         None => None,
     };
-    let out = replay_grid(target, token, &securities, &rows, true, acks.as_mut().map(|w| w as &mut dyn std::io::Write)).await?;
+    let out = replay_grid(
+        target,
+        token,
+        &securities,
+        &rows,
+        true,
+        acks.as_mut().map(|w| w as &mut dyn std::io::Write),
+    )
+    .await?;
     for (path, text) in [
         (&job.trades_out, out.collector.trades_csv()),
         (&job.totals_out, out.collector.totals_csv()),
@@ -538,4 +588,62 @@ pub async fn run_grid_replay(
         rejects: out.collector.reject_count(),
         elapsed: start.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use matching::{OrderId, RejectReason, SecurityId};
+
+    fn rep(seq: u64, event: Event, last: bool) -> Report {
+        Report {
+            seq,
+            order: OrderId(1),
+            event,
+            last,
+            passive: false,
+        }
+    }
+
+    #[test]
+    fn tracker_matches_first_reports_in_order_and_later_ones_by_seq() {
+        let mut t = Tracker::default();
+        let acc = |id| Event::Accepted { id: OrderId(id) };
+        let totals = Event::Totals {
+            security: SecurityId(0),
+            bid_total: 0,
+            ask_total: 0,
+        };
+        assert_eq!(
+            t.on_report(&rep(10, acc(1), false)).unwrap().0,
+            Progress::Accepted { pos: 0 }
+        );
+        let rej = Event::Rejected {
+            id: OrderId(2),
+            reason: RejectReason::OffTick,
+        };
+        assert_eq!(
+            t.on_report(&rep(0, rej, true)).unwrap().0,
+            Progress::Final { pos: 1 }
+        );
+        assert_eq!(
+            t.on_report(&rep(11, acc(3), false)).unwrap().0,
+            Progress::Accepted { pos: 2 }
+        );
+        // Completion out of order: seq 11 first.
+        assert_eq!(
+            t.on_report(&rep(11, totals, true)).unwrap().0,
+            Progress::Final { pos: 2 }
+        );
+        assert_eq!(
+            t.on_report(&rep(10, totals, true)).unwrap().0,
+            Progress::Final { pos: 0 }
+        );
+        assert_eq!(t.completed, 3);
+        assert_eq!((t.accepted, t.rejected), (2, 1));
+        assert!(
+            t.on_report(&rep(99, totals, true)).is_err(),
+            "unknown seq is an error"
+        );
+    }
 }

@@ -473,7 +473,7 @@ impl<'a> Generator<'a> {
         };
         let lot = self.rules.lot().max(1);
         let q = lots * 100;
-        if q % lot == 0 {
+        if q.is_multiple_of(lot) {
             q
         } else {
             lots * lot

@@ -206,7 +206,9 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     // One thread: the client shares the machine with the grid it measures.
-    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn run_load(a: RunArgs) -> anyhow::Result<()> {
@@ -249,7 +251,12 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<()> {
                 anyhow::bail!("--token (or GRIDMATCH_TOKEN) is required with --manager");
             };
             let target = client::GridTarget { manager, ca: a.ca };
-            runtime()?.block_on(client::run_grid_replay(&target, &client::read_token(&token)?, &job, a.acks_out.as_deref()))?
+            runtime()?.block_on(client::run_grid_replay(
+                &target,
+                &client::read_token(&token)?,
+                &job,
+                a.acks_out.as_deref(),
+            ))?
         }
     };
     eprintln!("{summary}");
