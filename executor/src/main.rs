@@ -6,7 +6,6 @@
 //! book across reconnections (the manager replays the history into a fresh engine).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -23,15 +22,8 @@ use tokio::sync::mpsc;
     about = "gridmatch executor: matches the securities the manager assigns to this PC"
 )]
 struct Args {
-    /// Manager address, host:port.
-    #[arg(long)]
-    manager: String,
-    /// The manager's certificate (its data dir's cert.pem), pinned as the only trust root.
-    #[arg(long)]
-    ca: PathBuf,
-    /// Executor token (the manager's data dir `token`).
-    #[arg(long, env = "GRIDMATCH_TOKEN", hide_env_values = true)]
-    token: String,
+    #[command(flatten)]
+    grid: proto::cli::ManagerArgs,
     /// Name shown in the monitor (default: host name and process id).
     #[arg(long)]
     name: Option<String>,
@@ -75,13 +67,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: &Args, name: &str) -> anyhow::Result<()> {
-    let endpoint = proto::quic::client_endpoint(&args.ca)?;
+    let endpoint = proto::quic::client_endpoint(&args.grid.ca)?;
     let mut backoff = Duration::from_millis(100);
     loop {
-        let addr: SocketAddr = proto::quic::resolve(&args.manager)?;
+        let addr: SocketAddr = proto::quic::resolve(&args.grid.manager)?;
         let creds = Credentials::Executor {
             name: name.to_string(),
-            token: args.token.clone(),
+            token: args.grid.token.clone(),
         };
         match proto::quic::connect(&endpoint, addr, creds).await {
             Ok((conn, writer, reader, welcome)) => {

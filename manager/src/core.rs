@@ -202,6 +202,20 @@ impl OrderStates {
         }
         idx
     }
+    /// A pending record for a NEW command (None for a cancel).
+    fn record(&mut self, cmd: &Command) -> Option<u32> {
+        match cmd {
+            Command::New(o) => Some(self.insert(
+                o.id,
+                OrderRecord {
+                    broker: o.broker,
+                    status: pending_status(o),
+                },
+            )),
+            Command::Cancel(_) => None,
+        }
+    }
+
     fn get(&self, id: &OrderId) -> Option<&OrderRecord> {
         self.index.get(id).map(|i| &self.records[*i as usize])
     }
@@ -383,16 +397,7 @@ impl Core {
                 command: *cmd,
             });
             st.completed = st.history.len();
-            let record = match cmd {
-                Command::New(o) => Some(self.orders.insert(
-                    o.id,
-                    OrderRecord {
-                        broker: o.broker,
-                        status: pending_status(o),
-                    },
-                )),
-                Command::Cancel(_) => None,
-            };
+            let record = self.orders.record(cmd);
             events.clear();
             engine.process(cmd, &mut events);
             let mut fill_index = 0u32;
@@ -480,16 +485,7 @@ impl Core {
             let broker_name = self.brokers.name(cmd.broker()).unwrap_or("?");
             self.persist.append(seq, &cmd, broker_name)?;
             self.counters.accepted += 1;
-            let record = match &cmd {
-                Command::New(o) => Some(self.orders.insert(
-                    o.id,
-                    OrderRecord {
-                        broker: o.broker,
-                        status: pending_status(o),
-                    },
-                )),
-                Command::Cancel(_) => None,
-            };
+            let record = self.orders.record(&cmd);
             let security = cmd.security();
             self.inflight.insert(
                 seq,

@@ -443,3 +443,13 @@ pub fn assert_same_file(a: &Path, b: &Path) {
         );
     }
 }
+
+/// Asserts `<a>-{trades,totals,rejects}.csv` equal `<b>-...` in `dir`, byte for byte.
+pub fn assert_same_outputs(dir: &Path, a: &str, b: &str) {
+    for kind in ["trades", "totals", "rejects"] {
+        assert_same_file(
+            &dir.join(format!("{a}-{kind}.csv")),
+            &dir.join(format!("{b}-{kind}.csv")),
+        );
+    }
+}

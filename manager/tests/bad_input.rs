@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use manager::testkit::{assert_same_file, generate, local_reference, Grid, GridOptions};
+use manager::testkit::{assert_same_outputs, generate, local_reference, Grid, GridOptions};
 use matching::{
     BrokerId, CancelOrder, Command, Event, NewOrder, OrderId, OrderType, RejectReason, SecurityId,
     Side,
@@ -289,12 +289,7 @@ fn bad_input_is_refused_and_the_manager_keeps_serving() {
         "{}",
         replay.log_text()
     );
-    for kind in ["trades", "totals", "rejects"] {
-        assert_same_file(
-            &dir.join(format!("local-{kind}.csv")),
-            &dir.join(format!("grid-{kind}.csv")),
-        );
-    }
+    assert_same_outputs(dir, "local", "grid");
 }
 
 #[test]

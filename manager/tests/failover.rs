@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use manager::testkit::{assert_same_file, bin, generate, local_reference, Grid, GridOptions, Proc};
+use manager::testkit::{
+    assert_same_file, assert_same_outputs, bin, generate, local_reference, Grid, GridOptions, Proc,
+};
 
 const ORDERS: u64 = 100_000;
 /// Journal bytes of a 100,000-order stream are about 1.1 MB; thresholds are fractions of it.
@@ -37,12 +39,7 @@ fn finish_and_compare(dir: &Path, grid: &Grid, replay: &mut Proc) {
         replay.log_text(),
         grid.manager.log_text()
     );
-    for kind in ["trades", "totals", "rejects"] {
-        assert_same_file(
-            &dir.join(format!("local-{kind}.csv")),
-            &dir.join(format!("grid-{kind}.csv")),
-        );
-    }
+    assert_same_outputs(dir, "local", "grid");
 }
 
 fn setup(dir: &Path, executors: usize, seed: u64) -> (Grid, std::path::PathBuf) {

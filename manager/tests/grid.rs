@@ -2,7 +2,7 @@
 //! processes over QUIC on 127.0.0.1) writes trades, totals and rejects files byte-identical to
 //! `replay --local`, the sequential engine.
 
-use manager::testkit::{assert_same_file, generate, local_reference, Grid, GridOptions};
+use manager::testkit::{assert_same_outputs, generate, local_reference, Grid, GridOptions};
 
 fn grid_equals_local(executors: usize, local: bool, orders: u64, seed: u64) {
     let tmp = tempfile::tempdir().unwrap();
@@ -26,12 +26,7 @@ fn grid_equals_local(executors: usize, local: bool, orders: u64, seed: u64) {
         replay.log_text(),
         grid.manager.log_text()
     );
-    for kind in ["trades", "totals", "rejects"] {
-        assert_same_file(
-            &dir.join(format!("local-{kind}.csv")),
-            &dir.join(format!("grid-{kind}.csv")),
-        );
-    }
+    assert_same_outputs(dir, "local", "grid");
     let trades = std::fs::read_to_string(dir.join("grid-trades.csv"))
         .unwrap()
         .lines()

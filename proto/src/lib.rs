@@ -8,6 +8,7 @@
 //! Must not: hold grid logic (sequencing, routing, matching); that lives in the binaries and in
 //! `matching`.
 
+pub mod cli;
 pub mod codec;
 pub mod credentials;
 pub mod messages;

@@ -24,15 +24,8 @@ const FRAME: Duration = Duration::from_millis(100);
     about = "Live monitor of a gridmatch grid: nodes, market, matching log."
 )]
 struct Args {
-    /// Manager address (host:port), as written to the manager's --ready-file.
-    #[arg(long)]
-    manager: String,
-    /// The manager's certificate (cert.pem in its data dir); the only trusted root.
-    #[arg(long)]
-    ca: PathBuf,
-    /// Operator token (the `token` file in the manager's data dir).
-    #[arg(long, env = "GRIDMATCH_TOKEN", hide_env_values = true)]
-    token: String,
+    #[command(flatten)]
+    grid: proto::cli::ManagerArgs,
     /// Write tracing logs to this file (stderr would garble the screen); RUST_LOG filters.
     #[arg(long)]
     log: Option<PathBuf>,
@@ -143,17 +136,18 @@ fn main() -> anyhow::Result<()> {
     // Fail before touching the terminal if the CA or the address is unusable.
     let endpoint = {
         let _guard = runtime.enter();
-        proto::quic::client_endpoint(&args.ca)
-            .with_context(|| format!("loading --ca {}", args.ca.display()))?
+        proto::quic::client_endpoint(&args.grid.ca)
+            .with_context(|| format!("loading --ca {}", args.grid.ca.display()))?
     };
-    proto::quic::resolve(&args.manager).with_context(|| format!("--manager {}", args.manager))?;
+    proto::quic::resolve(&args.grid.manager)
+        .with_context(|| format!("--manager {}", args.grid.manager))?;
 
     let inbox = Arc::new(Inbox::default());
     let quit = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let cfg = NetConfig {
-        manager: args.manager.clone(),
-        token: args.token.clone(),
+        manager: args.grid.manager.clone(),
+        token: args.grid.token.clone(),
     };
     let net_task = runtime.spawn(net::run(endpoint, cfg, inbox.clone(), stop_rx));
     {
@@ -166,7 +160,7 @@ fn main() -> anyhow::Result<()> {
 
     // try_init also installs a panic hook that restores the terminal before the message prints.
     let mut terminal = ratatui::try_init().context("setting up the terminal")?;
-    let mut state = AppState::new(args.manager.clone());
+    let mut state = AppState::new(args.grid.manager.clone());
     let result = run_ui(&mut terminal, &mut state, &inbox, &quit);
     let restored = ratatui::try_restore().context("restoring the terminal");
 

@@ -398,6 +398,27 @@ async fn broker_session(
     Ok(result)
 }
 
+/// Reads messages until `pick` takes one; a manager error ends the wait.
+async fn await_reply<T>(
+    reader: &mut proto::FrameReader,
+    mut pick: impl FnMut(ManagerToClient) -> Option<T>,
+) -> anyhow::Result<T> {
+    loop {
+        match reader
+            .recv::<ManagerToClient>()
+            .await?
+            .context("the manager closed the session early")?
+        {
+            ManagerToClient::Error(e) => bail!("the manager reported: {e}"),
+            m => {
+                if let Some(t) = pick(m) {
+                    return Ok(t);
+                }
+            }
+        }
+    }
+}
+
 /// Output of a grid replay: the same collector the local replay uses.
 pub struct GridReplay {
     pub collector: ReplayCollector,
@@ -441,17 +462,11 @@ pub async fn replay_grid(
     writer
         .send(&ClientMsg::DeclareBrokers(names.clone()))
         .await?;
-    let ids = loop {
-        match reader
-            .recv::<ManagerToClient>()
-            .await?
-            .context("manager closed the session")?
-        {
-            ManagerToClient::Brokers(ids) => break ids,
-            ManagerToClient::Error(e) => bail!("the manager reported: {e}"),
-            _ => {}
-        }
-    };
+    let ids = await_reply(&mut reader, |m| match m {
+        ManagerToClient::Brokers(ids) => Some(ids),
+        _ => None,
+    })
+    .await?;
     let remote: FxHashMap<&str, matching::BrokerId> =
         ids.iter().map(|(n, id)| (n.as_str(), *id)).collect();
     let map: Vec<matching::BrokerId> = names.iter().map(|n| remote[n.as_str()]).collect();
@@ -510,20 +525,12 @@ pub async fn replay_grid(
     // The books' final totals come from the manager: exact even when this run's events do not
     // cover every book (a run resumed after a manager restart).
     writer.send(&ClientMsg::QueryTotals).await?;
-    loop {
-        match reader
-            .recv::<ManagerToClient>()
-            .await?
-            .context("the manager closed the session early")?
-        {
-            ManagerToClient::Totals(t) => {
-                collector.set_final_totals(&t);
-                break;
-            }
-            ManagerToClient::Error(e) => bail!("the manager reported: {e}"),
-            _ => {}
-        }
-    }
+    let totals = await_reply(&mut reader, |m| match m {
+        ManagerToClient::Totals(t) => Some(t),
+        _ => None,
+    })
+    .await?;
+    collector.set_final_totals(&totals);
     conn.close(0u32.into(), b"done");
     Ok(GridReplay {
         collector,
