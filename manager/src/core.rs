@@ -266,7 +266,10 @@ pub struct Core {
     /// Accepted reports waiting for the journal commit.
     unacked: Vec<(SessionId, Report)>,
     /// Commands waiting for the journal commit before they are routed.
-    unrouted: BTreeMap<NodeId, Vec<Sequenced>>,
+    /// Messages to each executor, in the order they must arrive; released by `flush` after the
+    /// journal commit, so nothing reaches an executor before it is durable and a `Revoke` never
+    /// overtakes commands routed before it.
+    outgoing: BTreeMap<NodeId, Vec<ToExecutor>>,
     out: Outbox,
     scratch: Vec<Event>,
 }
@@ -316,7 +319,7 @@ impl Core {
             rate_mark: (now, 0),
             rate: 0.0,
             unacked: Vec::new(),
-            unrouted: BTreeMap::new(),
+            outgoing: BTreeMap::new(),
             out: Outbox::default(),
             scratch: Vec::new(),
             config,
@@ -511,10 +514,7 @@ impl Core {
             st.history.push(Sequenced { seq, command: cmd });
             if let (Some(owner), None) = (st.owner, st.target) {
                 st.sent += 1;
-                self.unrouted
-                    .entry(owner)
-                    .or_default()
-                    .push(Sequenced { seq, command: cmd });
+                self.route(owner, Sequenced { seq, command: cmd });
             }
         }
         Ok(())
@@ -565,21 +565,28 @@ impl Core {
                 self.out.reports.entry(session).or_default().push(report);
             }
         }
-        let unrouted = std::mem::take(&mut self.unrouted);
-        for (node, cmds) in unrouted {
+        for (node, msgs) in std::mem::take(&mut self.outgoing) {
             if node == LOCAL_NODE {
-                self.match_locally(&cmds, now)?;
-            } else {
-                let q = self.out.executors.entry(node).or_default();
-                if cmds.len() <= CHUNK {
-                    q.push(ToExecutor::Orders(cmds));
-                } else {
-                    q.extend(cmds.chunks(CHUNK).map(|c| ToExecutor::Orders(c.to_vec())));
+                for msg in msgs {
+                    if let ToExecutor::Orders(cmds) = msg {
+                        self.match_locally(&cmds, now)?;
+                    }
                 }
+            } else {
+                self.out.executors.entry(node).or_default().extend(msgs);
             }
         }
         self.persist.commit()?;
         Ok(std::mem::take(&mut self.out))
+    }
+
+    /// Queues one command for `node`, batching consecutive commands into one frame.
+    fn route(&mut self, node: NodeId, cmd: Sequenced) {
+        let q = self.outgoing.entry(node).or_default();
+        match q.last_mut() {
+            Some(ToExecutor::Orders(batch)) if batch.len() < CHUNK => batch.push(cmd),
+            _ => q.push(ToExecutor::Orders(vec![cmd])),
+        }
     }
 
     fn match_locally(&mut self, cmds: &[Sequenced], now: Instant) -> anyhow::Result<()> {
@@ -646,18 +653,32 @@ impl Core {
         n.status = NodeStatus::Down;
         let name = n.name.clone();
         let mut moved = 0;
-        for st in &mut self.secs {
+        let mut drained = Vec::new();
+        for (i, st) in self.secs.iter_mut().enumerate() {
             if st.owner == Some(node) {
                 st.owner = None;
                 // Whatever was sent but not completed is sent again to the next owner.
                 st.sent = st.completed;
                 moved += 1;
+                if st.target.is_some() {
+                    // Mid-migration: nothing is left to drain, the target takes over now.
+                    drained.push(i);
+                }
             }
             if st.target == Some(node) {
+                // The target died mid-migration. The old owner has revoked (or will revoke) the
+                // book, so the security fails over like a lost one: its in-flight commands are
+                // sent again, and late events from the old owner are no longer accepted.
                 st.target = None;
+                st.owner = None;
+                st.sent = st.completed;
+                moved += 1;
             }
         }
         self.out.disconnect.push(node);
+        for i in drained {
+            self.try_finish_migration(i, now);
+        }
         self.log(
             now,
             LogKind::NodeLost,
@@ -778,8 +799,7 @@ impl Core {
         let version = self.map_version;
         for (node, secs) in revoke {
             let n = secs.len();
-            self.out
-                .executors
+            self.outgoing
                 .entry(node)
                 .or_default()
                 .push(ToExecutor::Revoke {
@@ -834,11 +854,11 @@ impl Core {
                 replay: chunk.to_vec(),
             });
         }
+        self.outgoing.entry(node).or_default().extend(msgs);
         live.sort_by_key(|s| s.seq);
-        for chunk in live.chunks(CHUNK) {
-            msgs.push(ToExecutor::Orders(chunk.to_vec()));
+        for cmd in live {
+            self.route(node, cmd);
         }
-        self.out.executors.entry(node).or_default().extend(msgs);
     }
 
     fn try_finish_migration(&mut self, i: usize, _now: Instant) {

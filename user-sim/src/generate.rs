@@ -230,7 +230,7 @@ impl<'a> Generator<'a> {
             let band = rules.band(reference);
             let (floor, ceiling) = band.unwrap_or((
                 (reference / 2).max(rules.tick(reference)),
-                reference + reference / 2,
+                reference.saturating_add(reference / 2),
             ));
             secs.push(SecState {
                 id,
@@ -647,7 +647,7 @@ impl<'a> Generator<'a> {
                 let p = if side == Side::Sell && below > 0 {
                     below
                 } else {
-                    ceiling + self.rules.tick(ceiling)
+                    ceiling.saturating_add(self.rules.tick(ceiling))
                 };
                 lo(p)
             }
