@@ -73,27 +73,6 @@ pub fn load_credentials(
     )?)
 }
 
-/// Synthetic listing: `n` codes spread over the three HOSE tick regions.
-pub fn synthetic_listing(n: usize) -> SecurityTable {
-    let mut table = SecurityTable::new();
-    for i in 0..n {
-        let a = (i / 676) % 26;
-        let b = (i / 26) % 26;
-        let c = i % 26;
-        let code: String = [a, b, c]
-            .iter()
-            .map(|x| (b'A' + *x as u8) as char)
-            .collect();
-        let reference = match i % 3 {
-            0 => 5_000 + (i as i64 * 37 % 40) * 100,
-            1 => 12_000 + (i as i64 * 53 % 70) * 500,
-            _ => 55_000 + (i as i64 * 71 % 90) * 1_000,
-        };
-        table.add(&code, reference).expect("codes are unique");
-    }
-    table
-}
-
 /// The listing in use: `--securities FILE`, else `data_dir/securities.csv` from an earlier
 /// start, else a synthetic one. It is always written back to the data dir, so a restart (and
 /// `journal export`) sees the same ids.
@@ -111,7 +90,7 @@ pub fn load_securities(
         let text = std::fs::read_to_string(&saved)?;
         SecurityTable::parse_csv(&text).with_context(|| format!("in {}", saved.display()))?
     } else {
-        synthetic_listing(listings)
+        SecurityTable::synthetic(listings)
     };
     if table.is_empty() {
         bail!("the listing has no securities");
@@ -184,17 +163,6 @@ impl Persist for DiskPersist {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn synthetic_listing_is_on_tick_and_unique() {
-        let t = synthetic_listing(300);
-        assert_eq!(t.len(), 300);
-        let rules = matching::MarketRules::hose();
-        for (_, code, reference) in t.iter() {
-            assert_eq!(code.len(), 3);
-            assert_eq!(reference % rules.tick(reference), 0, "{code} {reference}");
-        }
-    }
 
     #[test]
     fn token_is_created_once_and_reused() {

@@ -178,7 +178,15 @@ fn bad_input_is_refused_and_the_manager_keeps_serving() {
 
         // Invalid orders are rejected with their reason; nothing is sequenced for them.
         let (_e1, _c1, mut w1, mut r1) = session(&grid, broker_creds(&grid, "B01")).await;
-        let reference = 5_000; // security 0 of the synthetic listing (AAA)
+        let listing = matching::SecurityTable::parse_csv(
+            &std::fs::read_to_string(grid.securities()).unwrap(),
+        )
+        .unwrap();
+        let reference = listing.reference(SecurityId(0)).unwrap();
+        assert!(
+            reference < 10_000,
+            "security 0 of the synthetic listing is in the tick-10 region"
+        );
         w1.send(&ClientMsg::Submit(vec![
             new_order(1_000_001, 60_000, reference, 100, Side::Buy),
             new_order(1_000_002, 0, reference, 0, Side::Buy),

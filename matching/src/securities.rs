@@ -22,7 +22,49 @@ pub(crate) fn valid_code(code: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && b != b',' && b != b'"')
 }
 
+/// Security code for index `i` in a listing of `m` names: `AAA`, `AAB`, ... (four letters
+/// when three are not enough).
+fn listing_code(i: usize, m: usize) -> String {
+    let width = if m <= 26 * 26 * 26 { 3 } else { 4 };
+    let mut code = vec![b'A'; width];
+    let mut n = i;
+    for slot in code.iter_mut().rev() {
+        *slot = b'A' + (n % 26) as u8;
+        n /= 26;
+    }
+    code.into_iter().map(char::from).collect()
+}
+
+/// SplitMix64: a tiny deterministic mixer, so synthetic listings need no random-number crate.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 impl SecurityTable {
+    /// `m` synthetic listings `AAA`, `AAB`, ... whose reference prices cycle through the three
+    /// HOSE tick regions (below 10,000; 10,000 to 49,950; 50,000 and above), each on its HOSE
+    /// tick. Depends on `m` only: the manager's default listing and the generator's agree.
+    pub fn synthetic(m: usize) -> SecurityTable {
+        let hose = crate::MarketRules::hose();
+        let mut table = SecurityTable::new();
+        for i in 0..m {
+            let r = mix(i as u64 ^ ((m as u64) << 32));
+            let raw: Price = match i % 3 {
+                0 => 2_000 + (r % 7_900) as Price,
+                1 => 10_000 + (r % 39_000) as Price,
+                _ => 50_000 + (r % 200_000) as Price,
+            };
+            let reference = hose.round_to_tick(raw, false);
+            table
+                .add(&listing_code(i, m), reference)
+                .expect("synthetic codes are distinct and well formed");
+        }
+        table
+    }
+
     pub fn new() -> Self {
         Self::default()
     }
@@ -148,5 +190,32 @@ impl SecurityTable {
             s.push('\n');
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{listing_code, SecurityTable};
+
+    #[test]
+    fn listing_codes_count_in_base_26() {
+        assert_eq!(listing_code(0, 10), "AAA");
+        assert_eq!(listing_code(1, 10), "AAB");
+        assert_eq!(listing_code(26, 10), "ABA");
+        assert_eq!(listing_code(26 * 26 * 26 - 1, 26 * 26 * 26), "ZZZ");
+        assert_eq!(listing_code(0, 26 * 26 * 26 + 1), "AAAA");
+    }
+
+    #[test]
+    fn synthetic_listing_is_reproducible_on_tick_and_spans_tick_regions() {
+        let t = SecurityTable::synthetic(300);
+        assert_eq!(t.len(), 300);
+        assert_eq!(t.to_csv(), SecurityTable::synthetic(300).to_csv());
+        let hose = crate::MarketRules::hose();
+        let refs: Vec<i64> = t.iter().map(|(_, _, r)| r).collect();
+        assert!(refs.iter().all(|r| *r > 0 && r % hose.tick(*r) == 0));
+        assert!(refs.iter().any(|r| *r < 10_000));
+        assert!(refs.iter().any(|r| (10_000..50_000).contains(r)));
+        assert!(refs.iter().any(|r| *r >= 50_000));
     }
 }

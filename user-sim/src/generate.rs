@@ -120,37 +120,10 @@ pub fn broker_name(i: u32) -> String {
     format!("B{:02}", i + 1)
 }
 
-/// Security code for index `i` in a listing of `m` names: `AAA`, `AAB`, ... (four letters
-/// when three are not enough).
-fn listing_code(i: usize, m: usize) -> String {
-    let width = if m <= 26 * 26 * 26 { 3 } else { 4 };
-    let mut code = vec![b'A'; width];
-    let mut n = i;
-    for slot in code.iter_mut().rev() {
-        *slot = b'A' + (n % 26) as u8;
-        n /= 26;
-    }
-    String::from_utf8(code).unwrap_or_default()
-}
-
-/// `m` synthetic listings `AAA`, `AAB`, ... whose reference prices cycle through the three HOSE
-/// tick regions (below 10,000; 10,000 to 49,950; 50,000 and above), each on its tick.
+/// `m` synthetic listings `AAA`, `AAB`, ... over the three HOSE tick regions; the same
+/// listing the manager uses by default ([`SecurityTable::synthetic`]).
 pub fn default_listings(m: usize) -> SecurityTable {
-    let hose = MarketRules::hose();
-    // Fixed seed: listings depend on `m` only, so a listings file is reproducible too.
-    let mut rng = ChaCha8Rng::seed_from_u64(0x5EC_0000 ^ m as u64);
-    let mut table = SecurityTable::default();
-    for i in 0..m {
-        let raw: Price = match i % 3 {
-            0 => rng.gen_range(2_000..9_900),
-            1 => rng.gen_range(10_000..49_000),
-            _ => rng.gen_range(50_000..250_000),
-        };
-        let reference = hose.round_to_tick(raw, false);
-        // Codes are distinct and well formed and references positive, so this cannot fail.
-        let _ = table.add(&listing_code(i, m), reference);
-    }
-    table
+    SecurityTable::synthetic(m)
 }
 
 /// Writes `m` default listings to `path` unless the file already exists. Returns whether it
@@ -744,15 +717,6 @@ mod tests {
             invalid_pct,
             ..GenConfig::default()
         }
-    }
-
-    #[test]
-    fn listing_codes_count_in_base_26() {
-        assert_eq!(listing_code(0, 10), "AAA");
-        assert_eq!(listing_code(1, 10), "AAB");
-        assert_eq!(listing_code(26, 10), "ABA");
-        assert_eq!(listing_code(26 * 26 * 26 - 1, 26 * 26 * 26), "ZZZ");
-        assert_eq!(listing_code(0, 26 * 26 * 26 + 1), "AAAA");
     }
 
     #[test]
