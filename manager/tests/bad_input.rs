@@ -191,7 +191,13 @@ fn bad_input_is_refused_and_the_manager_keeps_serving() {
             new_order(1_000_001, 60_000, reference, 100, Side::Buy),
             new_order(1_000_002, 0, reference, 0, Side::Buy),
             new_order(1_000_003, 0, reference + 5, 100, Side::Buy),
-            new_order(1_000_004, 0, reference * 2, 100, Side::Buy),
+            new_order(
+                1_000_004,
+                0,
+                matching::MarketRules::hose().round_to_tick(reference * 2, false),
+                100,
+                Side::Buy,
+            ),
             new_order(1_000_005, 0, reference, 150, Side::Buy),
             new_order(1_000_006, 0, reference - 100, 100, Side::Buy),
         ]))

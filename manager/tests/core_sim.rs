@@ -173,11 +173,7 @@ fn run(seed: u64, actions: &[Action]) {
         execs.keys().nth(k % execs.len().max(1)).copied()
     };
     // The scripted part, then drain with at least one executor alive.
-    for a in actions
-        .iter()
-        .cloned()
-        .chain(std::iter::repeat(Action::Tick).take(1))
-    {
+    for a in actions.iter().cloned().chain(std::iter::once(Action::Tick)) {
         now += Duration::from_millis(1);
         match a {
             Action::Submit(k) => {
