@@ -132,13 +132,19 @@ impl State {
                     tracing::info!(
                         map_version,
                         securities = securities.len(),
-                        replayed = replay.len(),
                         "securities assigned"
                     );
                     if !self.ready {
                         self.ready = true;
                         tracing::info!("executor ready");
                     }
+                }
+                if !replay.is_empty() {
+                    tracing::info!(
+                        map_version,
+                        commands = replay.len(),
+                        "books rebuilt by replay"
+                    );
                 }
                 None
             }

@@ -190,8 +190,9 @@ pub fn transport_config() -> TransportConfig {
         .send_window(64 * 1024 * 1024)
         .initial_mtu(1452)
         .send_fairness(false)
-        .keep_alive_interval(Some(Duration::from_secs(2)))
-        .max_idle_timeout(Some(VarInt::from_u32(30_000).into()));
+        .keep_alive_interval(Some(Duration::from_secs(1)))
+        // A peer silent for this long is gone (stateless resets usually tell sooner).
+        .max_idle_timeout(Some(VarInt::from_u32(10_000).into()));
     // Let path MTU discovery go beyond Ethernet where the path allows it (loopback, jumbo
     // frames): fewer, larger datagrams. On a 1500-byte LAN the probes simply fail.
     let mut mtu = quinn::MtuDiscoveryConfig::default();
@@ -202,6 +203,7 @@ pub fn transport_config() -> TransportConfig {
 
 /// A listening endpoint for the manager.
 pub fn server_endpoint(bind: SocketAddr, identity: Identity) -> Result<Endpoint, WireError> {
+    let key_der = identity.key.secret_der().to_vec();
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| WireError::Tls(e.to_string()))?
@@ -210,9 +212,30 @@ pub fn server_endpoint(bind: SocketAddr, identity: Identity) -> Result<Endpoint,
         .map_err(|e| WireError::Tls(e.to_string()))?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = QuicServerConfig::try_from(tls).map_err(|e| WireError::Tls(e.to_string()))?;
+    // Stateless-reset key derived from the private key: a manager restarted after a crash can
+    // reset its clients' old connections at once, instead of them waiting for the idle timeout.
+    let secret = ring::digest::digest(
+        &ring::digest::SHA256,
+        &[b"gridmatch stateless reset".as_slice(), key_der.as_slice()].concat(),
+    );
+    let reset_key: Arc<dyn quinn::crypto::HmacKey> = Arc::new(ring::hmac::Key::new(
+        ring::hmac::HMAC_SHA256,
+        secret.as_ref(),
+    ));
+    // Connection ids are validated with a keyed hash; the same stable key lets the restarted
+    // manager recognise its predecessor's ids and answer them with a reset.
+    let cid_key = u64::from_le_bytes(
+        secret.as_ref()[..8]
+            .try_into()
+            .expect("SHA-256 is 32 bytes"),
+    );
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     config.transport_config(Arc::new(transport_config()));
-    endpoint(bind, Some(config))
+    let mut endpoint_config = quinn::EndpointConfig::new(reset_key);
+    endpoint_config.cid_generator(move || {
+        Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+    });
+    endpoint(bind, Some(config), endpoint_config)
 }
 
 /// Socket buffer size asked for. Bursts of many small datagrams overflow Linux's default
@@ -220,7 +243,11 @@ pub fn server_endpoint(bind: SocketAddr, identity: Identity) -> Result<Endpoint,
 /// request at `net.core.rmem_max` / `wmem_max` (raise them for multi-gigabit runs).
 const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 
-fn endpoint(bind: SocketAddr, server: Option<quinn::ServerConfig>) -> Result<Endpoint, WireError> {
+fn endpoint(
+    bind: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+    endpoint_config: quinn::EndpointConfig,
+) -> Result<Endpoint, WireError> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(bind), Type::DGRAM, Some(Protocol::UDP))?;
     if let Err(e) = socket.set_recv_buffer_size(SOCKET_BUFFER) {
@@ -233,7 +260,7 @@ fn endpoint(bind: SocketAddr, server: Option<quinn::ServerConfig>) -> Result<End
     let runtime = quinn::default_runtime()
         .ok_or_else(|| WireError::Protocol("no async runtime for the QUIC endpoint".into()))?;
     Ok(Endpoint::new(
-        quinn::EndpointConfig::default(),
+        endpoint_config,
         server,
         socket.into(),
         runtime,
@@ -258,7 +285,10 @@ pub fn client_endpoint(ca_pem: &Path) -> Result<Endpoint, WireError> {
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(transport_config()));
     let bind: SocketAddr = "0.0.0.0:0".parse().expect("valid literal");
-    let mut endpoint = endpoint(bind, None)?;
+    let rng = ring::rand::SystemRandom::new();
+    let reset_key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng)
+        .map_err(|_| WireError::Tls("no system randomness for the reset key".into()))?;
+    let mut endpoint = endpoint(bind, None, quinn::EndpointConfig::new(Arc::new(reset_key)))?;
     endpoint.set_default_client_config(config);
     Ok(endpoint)
 }

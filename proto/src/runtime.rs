@@ -1,12 +1,21 @@
 //! Process plumbing shared by the binaries: tracing setup and shutdown signals.
 
-/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`); colours only on a terminal and
+/// never with `NO_COLOR` set, so log files stay greppable.
 pub fn init_tracing() {
+    init_tracing_at("info");
+}
+
+/// [`init_tracing`] with another default level when `RUST_LOG` is unset.
+pub fn init_tracing_at(default_level: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .try_init();
 }
 

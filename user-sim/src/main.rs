@@ -149,13 +149,7 @@ struct ReplayArgs {
 }
 
 fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .init();
+    proto::runtime::init_tracing_at("warn");
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Generate(a)) => run_generate(a),
