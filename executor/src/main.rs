@@ -269,9 +269,11 @@ async fn session(
             msg = in_rx.recv() => {
                 let Some(msg) = msg else { break Ok(()) };
                 if let Some(events) = state.apply(msg) {
-                    // Emulated work keeps heartbeating: a busy PC is not a dead one.
-                    let until = tokio::time::Instant::now() + std::mem::take(&mut state.owed);
-                    loop {
+                    // Emulated work keeps heartbeating: a busy PC is not a dead one. (Only when
+                    // work is owed: a timer costs up to a millisecond of timer granularity.)
+                    let owed = std::mem::take(&mut state.owed);
+                    let until = tokio::time::Instant::now() + owed;
+                    while !owed.is_zero() {
                         tokio::select! {
                             _ = tokio::time::sleep_until(until) => break,
                             _ = heartbeat.tick() => {
