@@ -538,6 +538,63 @@ pub async fn replay_grid(
     })
 }
 
+/// Logs in as `broker` (secret from the credentials file) and asks the manager for the state of
+/// that broker's orders (all of them if `ids` is empty). Returns CSV
+/// `order_id,security,side,price,qty,filled,state`, sorted by order id.
+pub async fn query_orders(
+    target: &GridTarget,
+    credentials: &Path,
+    broker: &str,
+    ids: &[u64],
+) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(credentials)
+        .with_context(|| format!("reading {}", credentials.display()))?;
+    let creds = proto::credentials::parse(&text, &credentials.display().to_string())?;
+    let Some(secret) = creds.get(broker) else {
+        bail!("broker {broker} is not in {}", credentials.display());
+    };
+    let (conn, mut writer, mut reader, welcome, _endpoint) = connect(
+        target,
+        Credentials::Broker {
+            name: broker.to_string(),
+            secret: secret.clone(),
+        },
+    )
+    .await?;
+    let securities = table_from(&welcome)?;
+    let ids = ids.iter().map(|i| matching::OrderId(*i)).collect();
+    writer.send(&ClientMsg::QueryOrders { ids }).await?;
+    let orders = await_reply(&mut reader, |m| match m {
+        ManagerToClient::Orders(o) => Some(o),
+        _ => None,
+    })
+    .await?;
+    conn.close(0u32.into(), b"done");
+    let mut out = String::from("order_id,security,side,price,qty,filled,state\n");
+    for o in orders {
+        use std::fmt::Write as _;
+        let state = match o.state {
+            proto::OrderState::Pending => "PENDING",
+            proto::OrderState::Resting => "RESTING",
+            proto::OrderState::Filled => "FILLED",
+            proto::OrderState::Cancelled => "CANCELLED",
+            proto::OrderState::Rejected => "REJECTED",
+        };
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{}",
+            o.id.0,
+            securities.code(o.security).unwrap_or("?"),
+            o.side.as_str(),
+            o.price,
+            o.qty,
+            o.filled,
+            state
+        );
+    }
+    Ok(out)
+}
+
 /// Reads the operator token from a value or a file path (`@path`).
 pub fn read_token(value: &str) -> anyhow::Result<String> {
     match value.strip_prefix('@') {

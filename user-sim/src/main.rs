@@ -72,6 +72,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Replay an orders file and write trades, totals and rejects CSV files.
     Replay(ReplayArgs),
+    /// Log in as one broker and print the state of its orders (CSV), e.g. after a reconnect.
+    Orders(OrdersArgs),
 }
 
 #[derive(Args, Debug)]
@@ -107,6 +109,25 @@ struct GenerateArgs {
     /// Percent of rows that are takers (MP, IOC or FOK); the rest are LO.
     #[arg(long, default_value_t = 10.0)]
     taker_pct: f64,
+}
+
+#[derive(Args, Debug)]
+struct OrdersArgs {
+    /// Manager address, host:port.
+    #[arg(long)]
+    manager: String,
+    /// The manager's certificate (its data dir's cert.pem).
+    #[arg(long, default_value = "gridmatch-data/cert.pem")]
+    ca: PathBuf,
+    /// Broker credentials CSV `broker,secret`.
+    #[arg(long, default_value = "gridmatch-data/brokers.csv")]
+    credentials: PathBuf,
+    /// The broker to log in as; only its own orders are ever shown.
+    #[arg(long)]
+    broker: String,
+    /// Only these order ids (comma separated); default all of the broker's orders.
+    #[arg(long, value_delimiter = ',')]
+    ids: Vec<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -154,6 +175,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Some(Command::Generate(a)) => run_generate(a),
         Some(Command::Replay(a)) => run_replay(a),
+        Some(Command::Orders(a)) => run_orders(a),
         None => run_load(cli.run),
     };
     match result {
@@ -226,6 +248,21 @@ fn run_load(a: RunArgs) -> anyhow::Result<()> {
         std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
     }
+    Ok(())
+}
+
+fn run_orders(a: OrdersArgs) -> anyhow::Result<()> {
+    let target = client::GridTarget {
+        manager: a.manager,
+        ca: a.ca,
+    };
+    let csv = runtime()?.block_on(client::query_orders(
+        &target,
+        &a.credentials,
+        &a.broker,
+        &a.ids,
+    ))?;
+    print!("{csv}");
     Ok(())
 }
 
