@@ -369,29 +369,19 @@ async fn broker_session(
         (now, now.saturating_sub(sent).as_micros() as u64)
     };
     while result.tracker.completed < n {
-        let msg = reader
-            .recv::<ManagerToClient>()
-            .await?
-            .context("the manager closed the session early")?;
-        match msg {
-            ManagerToClient::Reports(reports) => {
-                for r in &reports {
-                    match result.tracker.on_report(r)?.0 {
-                        Progress::Accepted { pos } => {
-                            result.accept.record(since(pos).1.max(1))?;
-                        }
-                        Progress::Final { pos } => {
-                            let (now, us) = since(pos);
-                            result.fin.record(us.max(1))?;
-                            result.last_final = now;
-                            bar.inc(1);
-                        }
-                        Progress::Nothing => {}
-                    }
+        for r in &next_reports(&mut reader).await? {
+            match result.tracker.on_report(r)?.0 {
+                Progress::Accepted { pos } => {
+                    result.accept.record(since(pos).1.max(1))?;
                 }
+                Progress::Final { pos } => {
+                    let (now, us) = since(pos);
+                    result.fin.record(us.max(1))?;
+                    result.last_final = now;
+                    bar.inc(1);
+                }
+                Progress::Nothing => {}
             }
-            ManagerToClient::Error(e) => bail!("the manager reported: {e}"),
-            _ => {}
         }
     }
     let _writer = sender.await.context("sender panicked")??;
@@ -417,6 +407,15 @@ async fn await_reply<T>(
             }
         }
     }
+}
+
+/// The next batch of reports; a manager error or a closed session ends the run.
+async fn next_reports(reader: &mut proto::FrameReader) -> anyhow::Result<Vec<Report>> {
+    await_reply(reader, |m| match m {
+        ManagerToClient::Reports(r) => Some(r),
+        _ => None,
+    })
+    .await
 }
 
 /// Output of a grid replay: the same collector the local replay uses.
@@ -493,28 +492,18 @@ pub async fn replay_grid(
     let mut tracker = Tracker::default();
     let mut pending: FxHashMap<usize, Vec<Event>> = FxHashMap::default();
     while tracker.completed < n {
-        let msg = reader
-            .recv::<ManagerToClient>()
-            .await?
-            .context("the manager closed the session early")?;
-        match msg {
-            ManagerToClient::Reports(reports) => {
-                for r in &reports {
-                    let (progress, pos) = tracker.on_report(r)?;
-                    if let (Progress::Accepted { .. }, Some(w)) = (progress, acks.as_mut()) {
-                        writeln!(w, "{},{}", r.order.0, r.seq)?;
-                    }
-                    let Some(pos) = pos else { continue };
-                    pending.entry(pos).or_default().push(r.event);
-                    if let Progress::Final { pos } = progress {
-                        let events = pending.remove(&pos).unwrap_or_default();
-                        collector.record(pos as u64, &events);
-                        bar.inc(1);
-                    }
-                }
+        for r in &next_reports(&mut reader).await? {
+            let (progress, pos) = tracker.on_report(r)?;
+            if let (Progress::Accepted { .. }, Some(w)) = (progress, acks.as_mut()) {
+                writeln!(w, "{},{}", r.order.0, r.seq)?;
             }
-            ManagerToClient::Error(e) => bail!("the manager reported: {e}"),
-            _ => {}
+            let Some(pos) = pos else { continue };
+            pending.entry(pos).or_default().push(r.event);
+            if let Progress::Final { pos } = progress {
+                let events = pending.remove(&pos).unwrap_or_default();
+                collector.record(pos as u64, &events);
+                bar.inc(1);
+            }
         }
         if let Some(w) = acks.as_mut() {
             w.flush()?;
