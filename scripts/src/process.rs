@@ -260,6 +260,12 @@ impl Guarded {
         if self.status.is_none() {
             self.status = self.child.wait().ok();
         }
+        // SIGKILL is asynchronous: wait (bounded) until no member of the group is left, so
+        // "stopped" really means "nothing left behind".
+        let start = Instant::now();
+        while !group_members(pgid).is_empty() && start.elapsed() < Duration::from_secs(2) {
+            std::thread::sleep(POLL);
+        }
         self.status
     }
 }
