@@ -223,6 +223,18 @@ fn plot(out_dir: &Path) -> Result<()> {
         .unwrap_or_else(|_| "# gridmatch scaling experiment\n".into());
     std::fs::write(&readme, table::splice(&existing, &generated))
         .with_context(|| format!("writing {}", readme.display()))?;
+    // The repository README embeds the paper's table, between its markers.
+    let top = out_dir.join("..").join("README.md");
+    if let (Ok(text), Some(block)) = (
+        std::fs::read_to_string(&top),
+        table::readme_table(&records, &machine),
+    ) {
+        if let Some(updated) =
+            table::splice_marked(&text, table::README_BEGIN, table::README_END, &block)
+        {
+            std::fs::write(&top, updated).with_context(|| format!("writing {}", top.display()))?;
+        }
+    }
     eprintln!(
         "experiment: wrote {} plots, {} and {}",
         files.iter().map(|f| f.1.len()).sum::<usize>(),

@@ -169,6 +169,50 @@ pub fn generated(records: &[RunRecord], machine: &str, plots: &[(String, Vec<Str
     out
 }
 
+/// Markers of the results table embedded in the repository's top-level README.md.
+pub const README_BEGIN: &str = "<!-- BEGIN RESULTS TABLE (experiment plot) -->";
+pub const README_END: &str = "<!-- END RESULTS TABLE -->";
+
+/// The table the top-level README embeds: median processing time per cell of the first
+/// scenario (the loopback one, the paper's chart), between [`README_BEGIN`] and [`README_END`].
+pub fn readme_table(records: &[RunRecord], machine: &str) -> Option<String> {
+    let all = scenarios(records);
+    let s = all
+        .iter()
+        .find(|s| s.slug() == "loopback")
+        .or(all.first())?
+        .clone();
+    let rs: Vec<&RunRecord> = records.iter().filter(|r| r.scenario() == s).collect();
+    let mut out = format!(
+        "{README_BEGIN}
+
+Median processing time (s), first send to last final state, {} ({machine}):
+
+",
+        s.label()
+    );
+    out.push_str(&pivot(&cells(&rs)));
+    let _ = writeln!(
+        out,
+        "
+{README_END}"
+    );
+    Some(out)
+}
+
+/// Replaces the block between `begin` and `end` in `existing`; None if the markers are absent
+/// (a README without them is left alone).
+pub fn splice_marked(existing: &str, begin: &str, end: &str, block: &str) -> Option<String> {
+    let b = existing.find(begin)?;
+    let e = existing[b..].find(end)? + b;
+    Some(format!(
+        "{}{}{}",
+        &existing[..b],
+        block.trim_end(),
+        &existing[e + end.len()..]
+    ))
+}
+
 /// Replaces the block between [`BEGIN`] and [`END`] in `existing` (or appends it if absent).
 pub fn splice(existing: &str, generated: &str) -> String {
     match (existing.find(BEGIN), existing.find(END)) {
@@ -227,6 +271,23 @@ mod tests {
     fn detail_reports_median_and_spread() {
         let t = detail(&[cell(5000, Executors::Grid(3), 2.0)]);
         assert!(t.contains("| 5000 | 3 | 3 | 2.000 (1.800-2.200) |"), "{t}");
+    }
+
+    #[test]
+    fn splice_marked_replaces_only_between_markers_and_needs_both() {
+        let doc = format!("intro\n{README_BEGIN}\nold\n{README_END}\noutro\n");
+        let out = splice_marked(
+            &doc,
+            README_BEGIN,
+            README_END,
+            &format!("{README_BEGIN}\nnew\n{README_END}\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            format!("intro\n{README_BEGIN}\nnew\n{README_END}\noutro\n")
+        );
+        assert!(splice_marked("no markers here", README_BEGIN, README_END, "x").is_none());
     }
 
     #[test]
