@@ -163,10 +163,6 @@ impl State {
                 );
                 None
             }
-            ToExecutor::SetWork { micros } => {
-                self.work_us = micros;
-                None
-            }
             ToExecutor::Orders(cmds) => {
                 let started = Instant::now();
                 let mut out = Vec::with_capacity(cmds.len() * 3);

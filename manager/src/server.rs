@@ -318,7 +318,6 @@ fn handle_control(
         Control::Executor { node, msg } => match msg {
             FromExecutor::Events(events) => core.executor_events(node, &events, now)?,
             FromExecutor::Heartbeat(stats) => core.executor_heartbeat(node, stats, now),
-            FromExecutor::Ready { .. } => {}
         },
         Control::ExecutorClosed { node } => {
             executors.remove(&node);

@@ -60,7 +60,6 @@ impl SimExecutor {
                     }
                 }
             }
-            ToExecutor::SetWork { .. } => {}
         }
     }
 }

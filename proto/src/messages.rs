@@ -139,9 +139,9 @@ pub struct Sequenced {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToExecutor {
-    /// Take ownership of these securities. `replay` holds, per security, the commands already
-    /// completed elsewhere: the executor applies them silently to rebuild the book, then
-    /// answers [`FromExecutor::Ready`].
+    /// Take ownership of these securities (open empty books), then apply `replay` silently:
+    /// commands already completed elsewhere, each security's in sequence order, which rebuild
+    /// the books. Long replays follow in further `Assign` frames with no securities.
     Assign {
         map_version: u64,
         securities: Vec<SecurityId>,
@@ -154,8 +154,6 @@ pub enum ToExecutor {
     },
     /// Commands to match, in sequence order.
     Orders(Vec<Sequenced>),
-    /// Emulated extra work per order (microseconds), for experiments.
-    SetWork { micros: u32 },
 }
 
 /// One engine event tagged with its command's sequence number.
@@ -169,8 +167,8 @@ pub struct SeqEvent {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FromExecutor {
+    /// Every event of each command in one frame (a command's events are never split).
     Events(Vec<SeqEvent>),
-    Ready { map_version: u64 },
     Heartbeat(ExecutorStats),
 }
 

@@ -185,14 +185,6 @@ pub enum JournalError {
     /// `append` was given a seq other than `next_seq()`.
     #[error("out of sequence append: expected seq {expected}, got {got}")]
     OutOfSequence { expected: u64, got: u64 },
-    /// Fills must be appended in increasing (seq, fill_index) order.
-    #[error("trade out of order: ({seq}, {fill_index}) after ({last_seq}, {last_fill_index})")]
-    TradeOutOfOrder {
-        seq: u64,
-        fill_index: u32,
-        last_seq: u64,
-        last_fill_index: u32,
-    },
     /// A broker id reappeared with a different name.
     #[error("broker {id} is journaled as {old:?}, cannot rename it to {new:?}")]
     BrokerRenamed { id: u32, old: String, new: String },

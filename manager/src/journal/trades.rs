@@ -49,7 +49,6 @@ pub fn read_trades(dir: &Path) -> Result<Vec<Trade>, JournalError> {
 pub struct TradeTape {
     writer: SegmentWriter,
     state: DeltaState,
-    last: Option<(u64, u32)>,
     /// Number of the next fill on the tape (segments are named by it).
     next_number: u64,
     durability: Durability,
@@ -64,7 +63,6 @@ impl std::fmt::Debug for TradeTape {
             .field("segment", &self.writer.path())
             .field("durability", &self.durability)
             .field("next_number", &self.next_number)
-            .field("last", &self.last)
             .finish_non_exhaustive()
     }
 }
@@ -90,7 +88,6 @@ impl TradeTape {
         let tape = TradeTape {
             writer,
             state: sink.state,
-            last: sink.trades.last().map(|&(s, i, _)| (s, i)),
             next_number: report.next,
             durability: cfg.durability,
             segment_bytes: cfg.segment_bytes,
@@ -137,7 +134,6 @@ impl TradeTape {
         }
         self.writer.push(&self.record)?;
         self.state.apply_fill(seq, fill_index, fill);
-        self.last = Some((seq, fill_index));
         self.next_number += 1;
         if self.durability == Durability::Always {
             self.writer.commit()?;
