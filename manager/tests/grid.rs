@@ -117,3 +117,82 @@ fn load_run_reports_every_order_and_writes_json() {
     assert!(v["final_us"]["p50"].as_u64().unwrap() >= v["accept_us"]["p50"].as_u64().unwrap() / 2);
     assert!(v["throughput"].as_f64().unwrap() > 0.0);
 }
+
+#[test]
+fn a_load_stopped_by_sigterm_says_so_and_the_grid_keeps_serving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let grid = Grid::start(
+        dir,
+        GridOptions {
+            executors: 1,
+            ..GridOptions::default()
+        },
+    );
+    let args: Vec<String> = [
+        "--manager",
+        &grid.addr,
+        "--ca",
+        grid.ca().to_str().unwrap(),
+        "--credentials",
+        grid.credentials().to_str().unwrap(),
+        "--orders",
+        "100000",
+        "--rate",
+        "2000",
+        "--quiet",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mut load = manager::testkit::Proc::spawn(
+        "load",
+        &manager::testkit::bin("user-sim"),
+        &args,
+        dir.join("load.log"),
+    );
+    // Wait until it is really sending: the manager has journaled something.
+    let start = std::time::Instant::now();
+    while grid.journal_bytes() < 2_000 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "the load never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        !load.terminate(std::time::Duration::from_secs(10)),
+        "an interrupted load must not report success"
+    );
+    assert!(
+        load.log_text().contains("interrupted"),
+        "{}",
+        load.log_text()
+    );
+    // The grid keeps serving: the interrupted run's resting orders stay (they were accepted),
+    // and a new load reaches a final state for every one of its orders.
+    let json = dir.join("second.json");
+    let out = grid.user_sim(&[
+        "--manager",
+        &grid.addr,
+        "--ca",
+        grid.ca().to_str().unwrap(),
+        "--credentials",
+        grid.credentials().to_str().unwrap(),
+        "--orders",
+        "3000",
+        "--seed",
+        "16",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(v["orders"], 3000);
+    assert!(v["accepted"].as_u64().unwrap() > 1_000, "{v}");
+}

@@ -227,6 +227,19 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
+/// Runs a grid client to completion, or stops it on Ctrl-C / SIGTERM: its connections are
+/// closed (so the manager sees the sessions end at once) and nothing half-done is reported.
+fn run_until_signal<T>(
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    runtime()?.block_on(async {
+        tokio::select! {
+            r = work => r,
+            _ = proto::runtime::shutdown_signal() => anyhow::bail!("interrupted: stopped before every order reached its final state"),
+        }
+    })
+}
+
 fn run_load(a: RunArgs) -> anyhow::Result<()> {
     let Some(manager) = a.manager else {
         anyhow::bail!("--manager ADDR is required to run a load (or use a subcommand: generate, replay; see --help)");
@@ -240,7 +253,7 @@ fn run_load(a: RunArgs) -> anyhow::Result<()> {
         seed: a.seed,
         progress: !a.quiet,
     };
-    let report = runtime()?.block_on(client::run_load(cfg))?;
+    let report = run_until_signal(client::run_load(cfg))?;
     if !a.quiet {
         print!("{report}");
     }
@@ -256,7 +269,7 @@ fn run_orders(a: OrdersArgs) -> anyhow::Result<()> {
         manager: a.manager,
         ca: a.ca,
     };
-    let csv = runtime()?.block_on(client::query_orders(
+    let csv = run_until_signal(client::query_orders(
         &target,
         &a.credentials,
         &a.broker,
@@ -282,7 +295,7 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<()> {
                 anyhow::bail!("--token (or GRIDMATCH_TOKEN) is required with --manager");
             };
             let target = client::GridTarget { manager, ca: a.ca };
-            runtime()?.block_on(client::run_grid_replay(
+            run_until_signal(client::run_grid_replay(
                 &target,
                 &client::read_token(&token)?,
                 &job,
