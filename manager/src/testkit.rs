@@ -23,6 +23,10 @@ pub fn bin_dir() -> PathBuf {
     dir
 }
 
+fn path_str(p: &Path) -> &str {
+    p.to_str().expect("test paths are UTF-8")
+}
+
 /// Path of a workspace binary, with a clear panic if it was not built.
 pub fn bin(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
@@ -312,10 +316,36 @@ impl Grid {
         );
     }
 
-    /// Runs user-sim to completion with the grid's address and credentials prepended.
+    /// Runs user-sim to completion with these arguments.
     pub fn user_sim(&self, args: &[&str]) -> Output {
         Command::new(bin("user-sim"))
             .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .expect("run user-sim")
+    }
+
+    /// The arguments that point a user-sim load at this grid (address, CA, credentials).
+    pub fn load_args(&self) -> Vec<String> {
+        let (ca, credentials) = (self.ca(), self.credentials());
+        [
+            "--manager",
+            &self.addr,
+            "--ca",
+            path_str(&ca),
+            "--credentials",
+            path_str(&credentials),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// Runs a user-sim load against this grid to completion (`extra`: --orders, --json ...).
+    pub fn load(&self, extra: &[&str]) -> Output {
+        let mut args = self.load_args();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Command::new(bin("user-sim"))
+            .args(&args)
             .env("NO_COLOR", "1")
             .output()
             .expect("run user-sim")

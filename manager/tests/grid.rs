@@ -82,13 +82,7 @@ fn load_run_reports_every_order_and_writes_json() {
         },
     );
     let json = dir.join("report.json");
-    let out = grid.user_sim(&[
-        "--manager",
-        &grid.addr,
-        "--ca",
-        grid.ca().to_str().unwrap(),
-        "--credentials",
-        grid.credentials().to_str().unwrap(),
+    let out = grid.load(&[
         "--orders",
         "5000",
         "--brokers",
@@ -129,22 +123,8 @@ fn a_load_stopped_by_sigterm_says_so_and_the_grid_keeps_serving() {
             ..GridOptions::default()
         },
     );
-    let args: Vec<String> = [
-        "--manager",
-        &grid.addr,
-        "--ca",
-        grid.ca().to_str().unwrap(),
-        "--credentials",
-        grid.credentials().to_str().unwrap(),
-        "--orders",
-        "100000",
-        "--rate",
-        "2000",
-        "--quiet",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args = grid.load_args();
+    args.extend(["--orders", "100000", "--rate", "2000", "--quiet"].map(String::from));
     let mut load = manager::testkit::Proc::spawn(
         "load",
         &manager::testkit::bin("user-sim"),
@@ -172,13 +152,7 @@ fn a_load_stopped_by_sigterm_says_so_and_the_grid_keeps_serving() {
     // The grid keeps serving: the interrupted run's resting orders stay (they were accepted),
     // and a new load reaches a final state for every one of its orders.
     let json = dir.join("second.json");
-    let out = grid.user_sim(&[
-        "--manager",
-        &grid.addr,
-        "--ca",
-        grid.ca().to_str().unwrap(),
-        "--credentials",
-        grid.credentials().to_str().unwrap(),
+    let out = grid.load(&[
         "--orders",
         "3000",
         "--seed",

@@ -6,26 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// target/debug (or target/<profile>), where cargo puts the workspace binaries.
-pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    // target/debug/deps/<test> -> target/debug
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in target/<profile>/deps")
-        .to_path_buf()
-}
-
-/// Path of a sibling binary; fails with a clear message if it was not built.
-pub fn sibling_bin(name: &str) -> PathBuf {
-    let path = bin_dir().join(name);
-    assert!(
-        path.is_file(),
-        "{} not found: build the workspace binaries first (`cargo build --workspace`)",
-        path.display()
-    );
-    path
-}
+/// Path of a sibling workspace binary (the grid's test kit finds and checks it).
+pub use manager::testkit::bin as sibling_bin;
 
 /// Fails loudly when tmux is missing: these tests must not pass silently.
 pub fn require_tmux() {
