@@ -101,6 +101,8 @@ struct Shared {
     snapshot: watch::Receiver<Option<GridSnapshot>>,
     feed: broadcast::Sender<MonitorMsg>,
     next_session: std::sync::atomic::AtomicU32,
+    /// The gateway's highest used order id, published by the core task after each batch.
+    max_order_id: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Runs the manager until `shutdown` completes.
@@ -133,6 +135,9 @@ pub async fn serve(
             reference_price,
         })
         .collect();
+    let max_order_id = Arc::new(std::sync::atomic::AtomicU64::new(
+        core.gateway().max_order_id(),
+    ));
     let (control_tx, control_rx) = mpsc::unbounded_channel();
     let (submit_tx, submit_rx) = mpsc::channel(SUBMIT_QUEUE);
     let (snap_tx, snap_rx) = watch::channel(None);
@@ -147,8 +152,16 @@ pub async fn serve(
         snapshot: snap_rx,
         feed: feed_tx.clone(),
         next_session: std::sync::atomic::AtomicU32::new(1),
+        max_order_id: max_order_id.clone(),
     });
-    let core_task = tokio::spawn(run_core(core, control_rx, submit_rx, snap_tx, feed_tx));
+    let core_task = tokio::spawn(run_core(
+        core,
+        control_rx,
+        submit_rx,
+        snap_tx,
+        feed_tx,
+        max_order_id,
+    ));
     let accept = async {
         while let Some(incoming) = endpoint.accept().await {
             let shared = shared.clone();
@@ -185,6 +198,7 @@ async fn run_core(
     mut submits: mpsc::Receiver<Submit>,
     snapshot: watch::Sender<Option<GridSnapshot>>,
     feed: broadcast::Sender<MonitorMsg>,
+    max_order_id: Arc<std::sync::atomic::AtomicU64>,
 ) -> anyhow::Result<()> {
     let mut sessions: FxHashMap<SessionId, mpsc::UnboundedSender<ManagerToClient>> =
         FxHashMap::default();
@@ -233,6 +247,10 @@ async fn run_core(
             }
         }
         let out = core.flush(Instant::now())?;
+        max_order_id.store(
+            core.gateway().max_order_id(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         for (session, mut reports) in out.reports {
             if let Some(tx) = sessions.get(&session) {
                 // Bounded frames: a backlog of events must never exceed the frame limit.
@@ -395,6 +413,9 @@ async fn handle_connection(conn: Connection, shared: Arc<Shared>) -> anyhow::Res
         rules: shared.rules.clone(),
         broker: None,
         heartbeat_ms: shared.config.heartbeat_ms,
+        max_order_id: shared
+            .max_order_id
+            .load(std::sync::atomic::Ordering::Relaxed),
     };
     match role {
         Role::Broker(name) => {

@@ -110,6 +110,25 @@ fn load_run_reports_every_order_and_writes_json() {
     assert!(v["fills"].as_u64().unwrap() > 0);
     assert!(v["final_us"]["p50"].as_u64().unwrap() >= v["accept_us"]["p50"].as_u64().unwrap() / 2);
     assert!(v["throughput"].as_f64().unwrap() > 0.0);
+
+    // A second run against the same manager starts its ids above every id already used, so it
+    // is not rejected as duplicates.
+    let out = grid.load(&[
+        "--orders",
+        "5000",
+        "--quiet",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let accepted = again["accepted"].as_u64().unwrap();
+    assert!(accepted > 4_800, "second run mostly rejected: {again}");
 }
 
 #[test]

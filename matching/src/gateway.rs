@@ -40,6 +40,8 @@ pub struct Gateway {
     /// Per security id: its daily band (computed once; `None` if the rules have no band).
     bands: Vec<Option<(Price, Price)>>,
     ids: IdMap<Seen>,
+    /// Highest order id any NEW has used (a hint for clients choosing fresh ids).
+    max_id: u64,
 }
 
 impl Gateway {
@@ -50,6 +52,7 @@ impl Gateway {
             bands,
             securities,
             ids: IdMap::new(Seen::NONE),
+            max_id: 0,
         }
     }
 
@@ -81,6 +84,7 @@ impl Gateway {
                     Some(band) => self.rules.check_in_band(o, band),
                 };
                 let state = if result.is_ok() { ACCEPTED } else { REJECTED };
+                self.max_id = self.max_id.max(o.id.0);
                 self.ids.insert_new(
                     o.id.0,
                     Seen {
@@ -104,6 +108,11 @@ impl Gateway {
         }
     }
 
+    /// The highest order id used so far by any NEW (0 if none): ids above it are free.
+    pub fn max_order_id(&self) -> u64 {
+        self.max_id
+    }
+
     /// Owner and security of an accepted NEW.
     pub fn owner(&self, id: OrderId) -> Option<(BrokerId, SecurityId)> {
         self.ids.get(id.0).and_then(|s| s.accepted())
@@ -118,6 +127,7 @@ impl Gateway {
                 security: o.security,
             };
             self.ids.set(o.id.0, seen);
+            self.max_id = self.max_id.max(o.id.0);
         }
     }
 }

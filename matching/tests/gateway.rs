@@ -163,3 +163,21 @@ fn exchange_rejects_before_engine_and_matches_after() {
         Some((BrokerId(0), SecurityId(0)))
     );
 }
+
+#[test]
+fn max_order_id_tracks_every_used_id_including_rejected_and_restored() {
+    let mut g = gw();
+    let lo = OrderType::Limit;
+    assert_eq!(g.max_order_id(), 0);
+    g.check(&new(7, 0, 0, Side::Buy, lo, 10_000, 100)).unwrap();
+    assert_eq!(g.max_order_id(), 7);
+    // A rejected NEW burns its id, so it counts.
+    let _ = g.check(&new(40, 0, 0, Side::Buy, lo, 10_010, 100));
+    assert_eq!(g.max_order_id(), 40);
+    // Smaller ids and cancels do not lower or raise it.
+    g.check(&new(3, 0, 0, Side::Buy, lo, 10_000, 100)).unwrap();
+    let _ = g.check(&cancel(900, 0, 0));
+    assert_eq!(g.max_order_id(), 40);
+    g.restore(&new(1_000, 0, 1, Side::Sell, lo, 50_000, 100));
+    assert_eq!(g.max_order_id(), 1_000);
+}

@@ -59,6 +59,9 @@ pub struct Welcome {
     pub broker: Option<BrokerId>,
     /// How often an executor must heartbeat.
     pub heartbeat_ms: u32,
+    /// Every order id above this one is unused (as of the handshake): a load generator starts
+    /// its ids here so that runs against a long-lived manager do not collide.
+    pub max_order_id: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -674,6 +674,7 @@ mod tests {
             rules: "hose".into(),
             broker: None,
             heartbeat_ms: 500,
+            max_order_id: 0,
         }
     }
 

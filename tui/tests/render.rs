@@ -43,6 +43,7 @@ fn fixed_state() -> AppState {
         rules: "hose".into(),
         broker: None,
         heartbeat_ms: 500,
+        max_order_id: 0,
     }));
     let security = |id: u32, owner: u32| SecurityView {
         id: SecurityId(id),

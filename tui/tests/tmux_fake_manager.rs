@@ -78,6 +78,7 @@ async fn serve(endpoint: quinn::Endpoint, session: u32, b_status: NodeStatus) {
                 rules: "hose".into(),
                 broker: None,
                 heartbeat_ms: 500,
+                max_order_id: 0,
             };
             if w.send(&HelloReply::Welcome(welcome)).await.is_err() {
                 return;

@@ -229,7 +229,12 @@ pub async fn run_load(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
         brokers: cfg.brokers,
         ..crate::generate::GenConfig::default()
     };
-    let rows = crate::generate::generate(&gen, &securities, &rules);
+    let mut rows = crate::generate::generate(&gen, &securities, &rules);
+    // Start above every id the manager has seen, so repeated runs against one manager do not
+    // collide (the flow itself stays the seed's).
+    for row in &mut rows {
+        row.order_id += welcome.max_order_id;
+    }
     // Generator broker i is the i-th credentialed broker; each session sends its own rows.
     let mut per_broker: Vec<Vec<Command>> = vec![Vec::new(); cfg.brokers as usize];
     let mut names = BrokerRegistry::new();
