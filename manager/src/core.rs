@@ -94,16 +94,6 @@ pub struct Outbox {
     pub trades: Vec<TradeTick>,
 }
 
-impl Outbox {
-    pub fn is_empty(&self) -> bool {
-        self.reports.is_empty()
-            && self.executors.is_empty()
-            && self.disconnect.is_empty()
-            && self.log.is_empty()
-            && self.trades.is_empty()
-    }
-}
-
 struct SecState {
     owner: Option<NodeId>,
     /// Migration in progress: the owner drains, then `target` takes over.
@@ -354,10 +344,6 @@ impl Core {
         self.brokers.intern(name)
     }
 
-    pub fn broker_name(&self, id: BrokerId) -> Option<&str> {
-        self.brokers.name(id)
-    }
-
     /// Rebuilds state from journaled commands after a restart: the gateway's memory, every
     /// security's history (all of it counts as completed: the books are recomputed by a
     /// sequential engine here, and rebuilt by replay on the executors), order states, totals,
@@ -366,7 +352,7 @@ impl Core {
         &mut self,
         brokers: &[(BrokerId, String)],
         orders: &[(u64, Command)],
-        taped: &std::collections::HashSet<(u64, u32)>,
+        taped: &[crate::journal::Trade],
     ) -> anyhow::Result<u64> {
         let mut sorted: Vec<&(BrokerId, String)> = brokers.iter().collect();
         sorted.sort_by_key(|(id, _)| id.0);
@@ -377,6 +363,9 @@ impl Core {
                 "journal broker ids are not dense: {name} is {id:?}"
             );
         }
+        // Fills the tape already holds; any other fill of a journaled command is re-taped.
+        let taped: std::collections::HashSet<(u64, u32)> =
+            taped.iter().map(|(s, i, _)| (*s, *i)).collect();
         let mut engine = Engine::new();
         for (id, _, _) in self.gateway.securities().iter() {
             engine.open_book(id);
@@ -677,7 +666,7 @@ impl Core {
         }
         self.out.disconnect.push(node);
         for i in drained {
-            self.try_finish_migration(i, now);
+            self.try_finish_migration(i);
         }
         self.log(
             now,
@@ -812,7 +801,7 @@ impl Core {
                 format!("{n} securities moving off node {node}"),
             );
             for s in secs {
-                self.try_finish_migration(s.0 as usize, now);
+                self.try_finish_migration(s.0 as usize);
             }
         }
         for (node, secs) in assign {
@@ -861,7 +850,7 @@ impl Core {
         }
     }
 
-    fn try_finish_migration(&mut self, i: usize, _now: Instant) {
+    fn try_finish_migration(&mut self, i: usize) {
         let st = &self.secs[i];
         if let Some(target) = st.target {
             if st.completed == st.sent
@@ -974,7 +963,7 @@ impl Core {
         let us = now.saturating_duration_since(received).as_micros() as u64;
         let _ = self.latency.record(us.max(1));
         self.secs[i].completed += 1;
-        self.try_finish_migration(i, now);
+        self.try_finish_migration(i);
         Ok(())
     }
 
@@ -1043,18 +1032,6 @@ impl Core {
         self.inflight.len()
     }
 
-    pub fn counters(&self) -> Counters {
-        self.counters
-    }
-
-    /// Owner of each security (None while unowned).
-    pub fn shard_map(&self) -> (u64, Vec<Option<NodeId>>) {
-        (
-            self.map_version,
-            self.secs.iter().map(|s| s.owner).collect(),
-        )
-    }
-
     fn uptime_ms(&self, now: Instant) -> u64 {
         now.saturating_duration_since(self.started).as_millis() as u64
     }
@@ -1066,11 +1043,6 @@ impl Core {
             kind,
             text,
         });
-    }
-
-    /// Takes whatever is pending for the shell without committing (for events-only calls).
-    pub fn take_outbox(&mut self) -> Outbox {
-        std::mem::take(&mut self.out)
     }
 
     pub fn snapshot(&self, now: Instant) -> GridSnapshot {

@@ -180,11 +180,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let mut core = Core::new(config, gateway, persist, started);
         if !recovered.orders.is_empty() {
             let t = Instant::now();
-            let missing = core.recover(
-                &recovered.brokers,
-                &recovered.orders,
-                &server::taped_keys(&trades),
-            )?;
+            let missing = core.recover(&recovered.brokers, &recovered.orders, &trades)?;
             tracing::info!(
                 orders = recovered.orders.len(),
                 next_seq = core.next_seq(),

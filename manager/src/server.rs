@@ -7,7 +7,7 @@
 //! snapshot and a lossy broadcast of trades and log lines: a stalled monitor loses samples,
 //! matching never waits for it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -593,9 +593,4 @@ pub fn bind_addr(bind: &str, port: u16) -> anyhow::Result<SocketAddr> {
     format!("{bind}:{port}")
         .parse()
         .with_context(|| format!("invalid --bind {bind}"))
-}
-
-/// Brokers the taped fills already cover, for recovery.
-pub fn taped_keys(trades: &[(u64, u32, matching::Fill)]) -> HashSet<(u64, u32)> {
-    trades.iter().map(|(s, i, _)| (*s, *i)).collect()
 }

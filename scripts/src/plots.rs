@@ -254,6 +254,20 @@ where
 
 /// Throughput vs executors at the largest order count: every run, medians, USL curve, and the
 /// local baseline as a horizontal line.
+/// The largest order count, its cells (the ones the per-executor plots show) and the x-axis
+/// extent in executors (at least 2).
+fn largest_cells(stats: &[CellStats]) -> (u64, Vec<&CellStats>, f64) {
+    let max_orders = stats.iter().map(|c| c.orders).max().unwrap_or(0);
+    let at_max: Vec<&CellStats> = stats.iter().filter(|c| c.orders == max_orders).collect();
+    let nmax = at_max
+        .iter()
+        .map(|c| c.executors.axis())
+        .max()
+        .unwrap_or(1)
+        .max(2) as f64;
+    (max_orders, at_max, nmax)
+}
+
 fn throughput(
     path: &Path,
     scenario: &Scenario,
@@ -262,19 +276,12 @@ fn throughput(
     fit: Option<&UslFit>,
     machine: &str,
 ) -> std::result::Result<(), String> {
-    let max_orders = stats.iter().map(|c| c.orders).max().unwrap_or(0);
-    let at_max: Vec<&CellStats> = stats.iter().filter(|c| c.orders == max_orders).collect();
+    let (max_orders, at_max, nmax) = largest_cells(stats);
     let runs = points_for(records);
     let local = at_max
         .iter()
         .find(|c| c.executors == Executors::Local)
         .map(|c| c.throughput.median);
-    let nmax = at_max
-        .iter()
-        .map(|c| c.executors.axis())
-        .max()
-        .unwrap_or(1)
-        .max(2) as f64;
     let ymax = runs
         .iter()
         .map(|p| p.1)
@@ -395,14 +402,7 @@ fn latency(
     stats: &[CellStats],
     machine: &str,
 ) -> std::result::Result<(), String> {
-    let max_orders = stats.iter().map(|c| c.orders).max().unwrap_or(0);
-    let at_max: Vec<&CellStats> = stats.iter().filter(|c| c.orders == max_orders).collect();
-    let nmax = at_max
-        .iter()
-        .map(|c| c.executors.axis())
-        .max()
-        .unwrap_or(1)
-        .max(2) as f64;
+    let (max_orders, at_max, nmax) = largest_cells(stats);
     let pick = |f: fn(&CellStats) -> crate::stats::Summary| -> Vec<(f64, f64, f64, f64)> {
         at_max
             .iter()

@@ -423,12 +423,6 @@ async fn next_reports(reader: &mut proto::FrameReader) -> anyhow::Result<Vec<Rep
     .await
 }
 
-/// Output of a grid replay: the same collector the local replay uses.
-pub struct GridReplay {
-    pub collector: ReplayCollector,
-    pub elapsed: Duration,
-}
-
 /// Replays `rows` through the grid as one gateway session, in file order (so the file order is
 /// the sequence order), and collects each command's events.
 pub async fn replay_grid(
@@ -438,7 +432,7 @@ pub async fn replay_grid(
     rows: &[OrderRow],
     progress: bool,
     mut acks: Option<&mut dyn std::io::Write>,
-) -> anyhow::Result<GridReplay> {
+) -> anyhow::Result<ReplayCollector> {
     let (conn, mut writer, mut reader, welcome, _endpoint) = connect(
         target,
         Credentials::Gateway {
@@ -485,7 +479,6 @@ pub async fn replay_grid(
         })
         .collect();
     let n = cmds.len();
-    let start = Instant::now();
     let sender = tokio::spawn(async move {
         for chunk in cmds.chunks(BATCH * 4) {
             writer.send(&ClientMsg::Submit(chunk.to_vec())).await?;
@@ -526,10 +519,7 @@ pub async fn replay_grid(
     .await?;
     collector.set_final_totals(&totals);
     conn.close(0u32.into(), b"done");
-    Ok(GridReplay {
-        collector,
-        elapsed: start.elapsed(),
-    })
+    Ok(collector)
 }
 
 /// Logs in as `broker` (secret from the credentials file) and asks the manager for the state of
@@ -634,16 +624,16 @@ pub async fn run_grid_replay(
     )
     .await?;
     for (path, text) in [
-        (&job.trades_out, out.collector.trades_csv()),
-        (&job.totals_out, out.collector.totals_csv()),
-        (&job.rejects_out, out.collector.rejects_csv()),
+        (&job.trades_out, out.trades_csv()),
+        (&job.totals_out, out.totals_csv()),
+        (&job.rejects_out, out.rejects_csv()),
     ] {
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(crate::replay::ReplaySummary {
         orders: rows.len(),
-        trades: out.collector.trade_count(),
-        rejects: out.collector.reject_count(),
+        trades: out.trade_count(),
+        rejects: out.reject_count(),
         elapsed: start.elapsed(),
     })
 }
