@@ -9,8 +9,8 @@
 
 use crate::idmap::IdMap;
 use crate::types::{
-    BrokerId, CancelOrder, Event, Fill, NewOrder, OrderId, OrderType, Price, Qty, RejectReason,
-    SecurityId, Side,
+    BrokerId, CancelOrder, CancelReason, Event, Fill, NewOrder, OrderId, OrderType, Price, Qty,
+    RejectReason, SecurityId, Side,
 };
 
 const NIL: u32 = u32::MAX;
@@ -198,9 +198,10 @@ impl Book {
         out.push(Event::Accepted { id: o.id });
         let opp_side = o.side.opposite();
         // The opposite ladder's levels are acceptable while their key >= threshold.
-        let threshold = match o.kind {
-            OrderType::Market => i64::MIN,
-            _ => key_of(opp_side, o.price),
+        let threshold = if o.kind.is_priceless() {
+            i64::MIN
+        } else {
+            key_of(opp_side, o.price)
         };
         let opp = match o.side {
             Side::Buy => &self.asks,
@@ -210,6 +211,7 @@ impl Book {
             out.push(Event::Cancelled {
                 id: o.id,
                 qty: o.qty,
+                reason: CancelReason::Unfilled,
             });
             self.push_totals(out);
             return;
@@ -217,10 +219,20 @@ impl Book {
         let remaining = self.take(o, opp_side, threshold, index, out);
         if remaining > 0 {
             match o.kind {
-                OrderType::Limit => self.rest(o, remaining, index),
+                OrderType::Limit => {
+                    self.rest(o, remaining, index);
+                    out.push(Event::Rested {
+                        id: o.id,
+                        security: self.security,
+                        side: o.side,
+                        price: o.price,
+                        qty: remaining,
+                    });
+                }
                 _ => out.push(Event::Cancelled {
                     id: o.id,
                     qty: remaining,
+                    reason: CancelReason::Unfilled,
                 }),
             }
         }
@@ -289,7 +301,7 @@ impl Book {
                     sell: OrderId(sell),
                     buy_broker: BrokerId(buy_broker),
                     sell_broker: BrokerId(sell_broker),
-                    aggressor: o.side,
+                    aggressor: o.side.into(),
                 }));
                 remaining -= q;
                 s.qty -= q;
@@ -404,6 +416,7 @@ impl Book {
         out.push(Event::Cancelled {
             id: c.id,
             qty: s.qty,
+            reason: CancelReason::Requested,
         });
         self.push_totals(out);
     }

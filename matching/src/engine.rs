@@ -5,6 +5,8 @@ use rustc_hash::FxHashMap;
 
 use crate::book::Loc;
 use crate::book::{Book, Depth, OrderIndex};
+use crate::rules::MarketRules;
+use crate::securities::SecurityTable;
 use crate::types::{Command, Event, Qty, RejectReason, SecurityId};
 
 /// Security ids below this are looked up in a direct table; larger ones (sparse, unusual) in a
@@ -14,24 +16,26 @@ const DIRECT_IDS: u32 = 1 << 16;
 /// The matching engine: one [`Book`] per open security plus a global order-id index.
 #[derive(Clone, Debug)]
 pub struct Engine {
+    #[allow(dead_code)]
+    rules: MarketRules,
+    #[allow(dead_code)]
+    securities: SecurityTable,
     direct: Vec<Option<Book>>,
     far: FxHashMap<u32, Box<Book>>,
     index: OrderIndex,
 }
 
-impl Default for Engine {
-    fn default() -> Self {
+impl Engine {
+    /// An engine with no open book. `rules` and `securities` (reference prices, code order) are
+    /// what amends, auctions and the close need.
+    pub fn new(rules: MarketRules, securities: &SecurityTable) -> Self {
         Self {
+            rules,
+            securities: securities.clone(),
             direct: Vec::new(),
             far: FxHashMap::default(),
             index: OrderIndex::new(Loc::NONE),
         }
-    }
-}
-
-impl Engine {
-    pub fn new() -> Self {
-        Self::default()
     }
 
     /// Opens an empty book for `id` (no-op if already open, or for [`SecurityId::UNKNOWN`]).
@@ -78,19 +82,31 @@ impl Engine {
         }
     }
 
-    /// Processes one command, APPENDING its events to `out` (never clears it).
+    /// Processes one command, APPENDING its events to `out` (never clears it). A phase change
+    /// applies to every open book, in security-code byte order.
     pub fn process(&mut self, cmd: &Command, out: &mut Vec<Event>) {
-        let sec = cmd.security();
+        let Some(sec) = cmd.security() else {
+            // TODO(trading day): phase changes.
+            return;
+        };
+        self.process_for(sec, cmd, out);
+    }
+
+    /// Processes one command for book `sec` only: a phase change applies to that book alone
+    /// (the grid routes one per security); any other command must name `sec`.
+    pub fn process_for(&mut self, sec: SecurityId, cmd: &Command, out: &mut Vec<Event>) {
         let book = if sec.0 < DIRECT_IDS {
             self.direct.get_mut(sec.0 as usize).and_then(Option::as_mut)
         } else {
             self.far.get_mut(&sec.0).map(|b| &mut **b)
         };
         let Some(book) = book else {
-            out.push(Event::Rejected {
-                id: cmd.order_id(),
-                reason: RejectReason::UnknownSecurity,
-            });
+            if let Some(id) = cmd.order_id() {
+                out.push(Event::Rejected {
+                    id,
+                    reason: RejectReason::UnknownSecurity,
+                });
+            }
             return;
         };
         match cmd {
@@ -108,6 +124,9 @@ impl Engine {
                 }
                 _ => book.reject(c.id, RejectReason::OrderNotLive, out),
             },
+            // TODO(trading day): amend and phases.
+            Command::Amend(a) => book.reject(a.id, RejectReason::OrderNotLive, out),
+            Command::Phase(_) => {}
         }
     }
 

@@ -16,7 +16,7 @@ pub struct Exchange {
 
 impl Exchange {
     pub fn new(rules: MarketRules, securities: SecurityTable) -> Self {
-        let mut engine = Engine::new();
+        let mut engine = Engine::new(rules, &securities);
         for (id, _, _) in securities.iter() {
             engine.open_book(id);
         }
@@ -31,10 +31,11 @@ impl Exchange {
     pub fn process(&mut self, cmd: &Command, out: &mut Vec<Event>) {
         match self.gateway.check(cmd) {
             Ok(()) => self.engine.process(cmd, out),
-            Err(reason) => out.push(Event::Rejected {
-                id: cmd.order_id(),
-                reason,
-            }),
+            Err(reason) => {
+                if let Some(id) = cmd.order_id() {
+                    out.push(Event::Rejected { id, reason })
+                }
+            }
         }
     }
 

@@ -95,16 +95,29 @@ impl Gateway {
                 );
                 result
             }
-            Command::Cancel(c) => match self.ids.get(c.id.0).and_then(|s| s.accepted()) {
-                Some((owner, sec)) if sec == c.security => {
-                    if owner == c.broker {
-                        Ok(())
-                    } else {
-                        Err(RejectReason::NotOwner)
-                    }
+            Command::Cancel(c) => self.check_owner(c.id, c.broker, c.security),
+            Command::Amend(a) => self.check_owner(a.id, a.broker, a.security),
+            // TODO(trading day): the phase table.
+            Command::Phase(_) => Ok(()),
+        }
+    }
+
+    /// CANCEL and AMEND: the order was accepted, for this security, from this broker.
+    fn check_owner(
+        &self,
+        id: OrderId,
+        broker: BrokerId,
+        security: SecurityId,
+    ) -> Result<(), RejectReason> {
+        match self.ids.get(id.0).and_then(|s| s.accepted()) {
+            Some((owner, sec)) if sec == security => {
+                if owner == broker {
+                    Ok(())
+                } else {
+                    Err(RejectReason::NotOwner)
                 }
-                _ => Err(RejectReason::UnknownOrder),
-            },
+            }
+            _ => Err(RejectReason::UnknownOrder),
         }
     }
 

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::types::{NewOrder, OrderType, Price, Qty, RejectReason};
+use crate::types::{NewOrder, Price, Qty, RejectReason, MAX_ORDER_QTY};
 
 /// Which preset a [`MarketRules`] value is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -149,10 +149,13 @@ impl MarketRules {
         if order.qty == 0 {
             return Err(RejectReason::ZeroQuantity);
         }
+        if order.qty > MAX_ORDER_QTY {
+            return Err(RejectReason::QuantityTooLarge);
+        }
         if !order.qty.is_multiple_of(self.lot()) {
             return Err(RejectReason::OddLot);
         }
-        if order.kind == OrderType::Market {
+        if order.kind.is_priceless() {
             return if order.price != 0 {
                 Err(RejectReason::MarketOrderWithPrice)
             } else {

@@ -10,8 +10,8 @@ use crate::exchange::Exchange;
 use crate::rules::MarketRules;
 use crate::securities::SecurityTable;
 use crate::types::{
-    BrokerId, CancelOrder, Command, Event, Fill, NewOrder, OrderId, OrderType, Price, Qty,
-    SecurityId, Side,
+    AmendOrder, BrokerId, CancelOrder, Command, Event, Fill, NewOrder, OrderId, OrderType, Phase,
+    Price, Qty, SecurityId, Side,
 };
 
 /// Errors of the text formats. Parse errors name the 1-based line and the problem.
@@ -38,11 +38,13 @@ impl StreamError {
     }
 }
 
-/// `NEW` or `CANCEL`.
+/// `NEW`, `CANCEL`, `AMEND` or `PHASE`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Action {
     New,
     Cancel,
+    Amend,
+    Phase,
 }
 
 impl Action {
@@ -50,11 +52,17 @@ impl Action {
         match self {
             Action::New => "NEW",
             Action::Cancel => "CANCEL",
+            Action::Amend => "AMEND",
+            Action::Phase => "PHASE",
         }
     }
 }
 
-/// One row of an orders CSV. For a CANCEL, `side` and `kind` are `None` and `price`/`qty` 0.
+/// One row of an orders CSV.
+/// - NEW: every field.
+/// - CANCEL: `order_id`, `broker`, `security`; `side`/`kind`/`phase` `None`, `price`/`qty` 0.
+/// - AMEND: `order_id`, `broker`, `security`, the new `price` and the new open `qty`.
+/// - PHASE: only `phase` (written in the type column); `order_id` 0, names empty.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OrderRow {
     pub action: Action,
@@ -65,6 +73,24 @@ pub struct OrderRow {
     pub kind: Option<OrderType>,
     pub price: Price,
     pub qty: Qty,
+    pub phase: Option<Phase>,
+}
+
+impl OrderRow {
+    /// A PHASE row.
+    pub fn phase(phase: Phase) -> OrderRow {
+        OrderRow {
+            action: Action::Phase,
+            order_id: 0,
+            broker: String::new(),
+            security: String::new(),
+            side: None,
+            kind: None,
+            price: 0,
+            qty: 0,
+            phase: Some(phase),
+        }
+    }
 }
 
 /// Header of the orders CSV.
@@ -80,16 +106,6 @@ fn parse_side(s: &str) -> Option<Side> {
     match s {
         "BUY" => Some(Side::Buy),
         "SELL" => Some(Side::Sell),
-        _ => None,
-    }
-}
-
-fn parse_kind(s: &str) -> Option<OrderType> {
-    match s {
-        "LO" => Some(OrderType::Limit),
-        "MP" => Some(OrderType::Market),
-        "IOC" => Some(OrderType::Ioc),
-        "FOK" => Some(OrderType::Fok),
         _ => None,
     }
 }
@@ -144,14 +160,20 @@ fn parse_order_line(line: &str, n: usize) -> Result<OrderRow, StreamError> {
     let action = match f[0] {
         "NEW" => Action::New,
         "CANCEL" => Action::Cancel,
+        "AMEND" => Action::Amend,
+        "PHASE" => Action::Phase,
         other => {
             return Err(StreamError::line(
                 n,
-                format!("action must be NEW or CANCEL, got {other:?}"),
+                format!("action must be NEW, CANCEL, AMEND or PHASE, got {other:?}"),
             ))
         }
     };
-    let needed = if action == Action::New { 8 } else { 4 };
+    let needed = match action {
+        Action::New | Action::Amend => 8,
+        Action::Cancel => 4,
+        Action::Phase => 6,
+    };
     if count < needed {
         return Err(StreamError::line(
             n,
@@ -160,6 +182,28 @@ fn parse_order_line(line: &str, n: usize) -> Result<OrderRow, StreamError> {
                 action.as_str()
             ),
         ));
+    }
+    if action == Action::Phase {
+        let phase = Phase::parse(f[5]).ok_or_else(|| {
+            StreamError::line(
+                n,
+                format!(
+                    "PHASE row: type must be ATO, CONTINUOUS, BREAK, ATC or CLOSED, got {:?}",
+                    f[5]
+                ),
+            )
+        })?;
+        if let Some(i) = [1, 2, 3, 4, 6, 7].into_iter().find(|&i| !f[i].is_empty()) {
+            return Err(StreamError::line(
+                n,
+                format!(
+                    "PHASE row: only the type column is set (`PHASE,,,,,<phase>,,`), got {:?} in column {}",
+                    f[i],
+                    i + 1
+                ),
+            ));
+        }
+        return Ok(OrderRow::phase(phase));
     }
     let order_id = parse_u64(f[1]).ok_or_else(|| {
         StreamError::line(
@@ -173,25 +217,30 @@ fn parse_order_line(line: &str, n: usize) -> Result<OrderRow, StreamError> {
     if f[3].is_empty() {
         return Err(StreamError::line(n, "security is empty"));
     }
+    let parse_price = |v: &str| {
+        parse_i64(v).ok_or_else(|| StreamError::line(n, format!("price {v:?} is not an integer")))
+    };
+    let parse_qty = |v: &str| {
+        parse_u64(v)
+            .ok_or_else(|| StreamError::line(n, format!("qty {v:?} is not a non-negative integer")))
+    };
     let (side, kind, price, qty) = match action {
-        Action::Cancel => (None, None, 0, 0),
+        Action::Cancel | Action::Phase => (None, None, 0, 0),
+        Action::Amend => (None, None, parse_price(f[6])?, parse_qty(f[7])?),
         Action::New => {
             let side = parse_side(f[4]).ok_or_else(|| {
                 StreamError::line(n, format!("side must be BUY or SELL, got {:?}", f[4]))
             })?;
-            let kind = parse_kind(f[5]).ok_or_else(|| {
+            let kind = OrderType::parse(f[5]).ok_or_else(|| {
                 StreamError::line(
                     n,
-                    format!("type must be LO, MP, IOC or FOK, got {:?}", f[5]),
+                    format!(
+                        "type must be LO, MP, MTL, IOC, FOK, ATO or ATC, got {:?}",
+                        f[5]
+                    ),
                 )
             })?;
-            let price = parse_i64(f[6]).ok_or_else(|| {
-                StreamError::line(n, format!("price {:?} is not an integer", f[6]))
-            })?;
-            let qty = parse_u64(f[7]).ok_or_else(|| {
-                StreamError::line(n, format!("qty {:?} is not a non-negative integer", f[7]))
-            })?;
-            (Some(side), Some(kind), price, qty)
+            (Some(side), Some(kind), parse_price(f[6])?, parse_qty(f[7])?)
         }
     };
     Ok(OrderRow {
@@ -203,6 +252,7 @@ fn parse_order_line(line: &str, n: usize) -> Result<OrderRow, StreamError> {
         kind,
         price,
         qty,
+        phase: None,
     })
 }
 
@@ -232,7 +282,8 @@ pub fn parse_orders(text: &str) -> Result<Vec<OrderRow>, StreamError> {
     Ok(rows)
 }
 
-/// Writes rows as an orders CSV with header. CANCEL rows leave side, type, price, qty empty.
+/// Writes rows as an orders CSV with header. CANCEL rows leave side, type, price, qty empty;
+/// AMEND rows side and type; PHASE rows everything but the type column.
 pub fn write_orders(rows: &[OrderRow]) -> String {
     let mut s = String::with_capacity(rows.len() * 40 + ORDERS_HEADER.len() + 1);
     s.push_str(ORDERS_HEADER);
@@ -254,6 +305,16 @@ pub fn write_orders(rows: &[OrderRow]) -> String {
             }
             Action::Cancel => {
                 let _ = writeln!(s, "CANCEL,{},{},{},,,,", r.order_id, r.broker, r.security);
+            }
+            Action::Amend => {
+                let _ = writeln!(
+                    s,
+                    "AMEND,{},{},{},,,{},{}",
+                    r.order_id, r.broker, r.security, r.price, r.qty
+                );
+            }
+            Action::Phase => {
+                let _ = writeln!(s, "PHASE,,,,,{},,", r.phase.map_or("", Phase::as_str));
             }
         }
     }
@@ -303,30 +364,52 @@ impl BrokerRegistry {
 
 /// Turns a row into a command. An unlisted code maps to [`SecurityId::UNKNOWN`] (the gateway
 /// rejects it). A NEW row without side/type (impossible from `parse_orders`) becomes a
-/// BUY LO, which the rules then judge like any other order.
+/// BUY LO, which the rules then judge like any other order; a PHASE row without a phase
+/// (equally impossible) becomes CONTINUOUS.
 pub fn to_command(
     row: &OrderRow,
     securities: &SecurityTable,
     brokers: &mut BrokerRegistry,
 ) -> Command {
     let id = OrderId(row.order_id);
-    let broker = brokers.intern(&row.broker);
-    let security = securities.lookup(&row.security);
+    let mut names = |row: &OrderRow| {
+        (
+            brokers.intern(&row.broker),
+            securities.lookup(&row.security),
+        )
+    };
     match row.action {
-        Action::New => Command::New(NewOrder {
-            id,
-            broker,
-            security,
-            side: row.side.unwrap_or(Side::Buy),
-            kind: row.kind.unwrap_or(OrderType::Limit),
-            price: row.price,
-            qty: row.qty,
-        }),
-        Action::Cancel => Command::Cancel(CancelOrder {
-            id,
-            broker,
-            security,
-        }),
+        Action::Phase => Command::Phase(row.phase.unwrap_or_default()),
+        Action::New => {
+            let (broker, security) = names(row);
+            Command::New(NewOrder {
+                id,
+                broker,
+                security,
+                side: row.side.unwrap_or(Side::Buy),
+                kind: row.kind.unwrap_or(OrderType::Limit),
+                price: row.price,
+                qty: row.qty,
+            })
+        }
+        Action::Cancel => {
+            let (broker, security) = names(row);
+            Command::Cancel(CancelOrder {
+                id,
+                broker,
+                security,
+            })
+        }
+        Action::Amend => {
+            let (broker, security) = names(row);
+            Command::Amend(AmendOrder {
+                id,
+                broker,
+                security,
+                price: row.price,
+                qty: row.qty,
+            })
+        }
     }
 }
 
@@ -337,7 +420,11 @@ pub struct ReplayCollector {
     codes: Vec<String>,
     /// Security ids in code byte order, for the totals file.
     by_code: Vec<u32>,
-    trades: Vec<(u64, Fill)>,
+    /// Per security id: its rank in code byte order (a PHASE's auction trades are written in
+    /// that order, whatever order the grid delivered them in).
+    rank: Vec<u32>,
+    /// (seq, code rank of the security, fill): sorted by the first two, stably.
+    trades: Vec<(u64, u32, Fill)>,
     trades_sorted: bool,
     rejects: Vec<(u64, OrderId, &'static str)>,
     rejects_sorted: bool,
@@ -355,10 +442,15 @@ impl ReplayCollector {
                 .as_bytes()
                 .cmp(codes[b as usize].as_bytes())
         });
+        let mut rank = vec![0u32; codes.len()];
+        for (r, &id) in by_code.iter().enumerate() {
+            rank[id as usize] = r as u32;
+        }
         Self {
             totals: vec![None; codes.len()],
             codes,
             by_code,
+            rank,
             trades: Vec::new(),
             trades_sorted: true,
             rejects: Vec::new(),
@@ -373,10 +465,19 @@ impl ReplayCollector {
         for ev in events {
             match *ev {
                 Event::Fill(f) => {
-                    if self.trades.last().is_some_and(|&(s, _)| s > seq) {
+                    let rank = self
+                        .rank
+                        .get(f.security.0 as usize)
+                        .copied()
+                        .unwrap_or(u32::MAX);
+                    if self
+                        .trades
+                        .last()
+                        .is_some_and(|&(s, r, _)| (s, r) > (seq, rank))
+                    {
                         self.trades_sorted = false;
                     }
-                    self.trades.push((seq, f));
+                    self.trades.push((seq, rank, f));
                 }
                 Event::Rejected { id, reason } => {
                     if self.rejects.last().is_some_and(|&(s, _, _)| s > seq) {
@@ -395,7 +496,12 @@ impl ReplayCollector {
                         }
                     }
                 }
-                Event::Accepted { .. } | Event::Cancelled { .. } => {}
+                Event::Accepted { .. }
+                | Event::Cancelled { .. }
+                | Event::Rested { .. }
+                | Event::Amended { .. }
+                | Event::Auction { .. }
+                | Event::Reference { .. } => {}
             }
         }
     }
@@ -413,13 +519,22 @@ impl ReplayCollector {
         self.rejects.len()
     }
 
-    /// Trades, in seq order then fill order (stable sort keeps fill order within a seq).
-    pub fn trades(&self) -> Vec<Fill> {
-        let mut t = self.trades.clone();
+    /// Indexes of `trades` in output order: by seq, then security code, then fill order
+    /// (the sort is stable).
+    fn trade_order(&self) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.trades.len()).collect();
         if !self.trades_sorted {
-            t.sort_by_key(|&(s, _)| s);
+            order.sort_by_key(|&i| (self.trades[i].0, self.trades[i].1));
         }
-        t.into_iter().map(|(_, f)| f).collect()
+        order
+    }
+
+    /// Trades in output order: by seq, then security code, then fill order.
+    pub fn trades(&self) -> Vec<Fill> {
+        self.trade_order()
+            .into_iter()
+            .map(|i| self.trades[i].2)
+            .collect()
     }
 
     fn code(&self, id: SecurityId) -> &str {
@@ -442,12 +557,8 @@ impl ReplayCollector {
                 f.aggressor.as_str()
             );
         };
-        if self.trades_sorted {
-            self.trades.iter().for_each(|(_, f)| write(f));
-        } else {
-            let mut order: Vec<usize> = (0..self.trades.len()).collect();
-            order.sort_by_key(|&i| self.trades[i].0);
-            order.into_iter().for_each(|i| write(&self.trades[i].1));
+        for i in self.trade_order() {
+            write(&self.trades[i].2);
         }
         s
     }
