@@ -1,18 +1,17 @@
 //! `executor`: a grid PC. Joins the manager with the executor token, owns the securities the
-//! shard map gives it, runs one matching engine for them, reports every command's events in
-//! sequence order, heartbeats with statistics, and reconnects with backoff if the manager goes.
-//!
-//! Must not: sequence, validate or journal (the manager did all that before routing), or keep a
-//! book across reconnections (the manager replays the history into a fresh engine).
+//! shard map gives it, runs [`executor::ExecutorCore`] for them, reports every command's events
+//! in sequence order, heartbeats with statistics, and reconnects with backoff if the manager
+//! goes. Authentication and certificate errors are final: it exits with the reason.
 
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
-use matching::{Engine, Event, SecurityId};
-use proto::{BookDepth, Credentials, ExecutorStats, FromExecutor, SeqEvent, ToExecutor, WireError};
-use rustc_hash::FxHashSet;
+use executor::ExecutorCore;
+use matching::{MarketRules, SecurityTable};
+use proto::{Credentials, FromExecutor, Routed, ToExecutor, Welcome};
 use tokio::sync::mpsc;
 
 #[derive(Parser, Debug)]
@@ -23,8 +22,11 @@ use tokio::sync::mpsc;
 )]
 struct Args {
     #[command(flatten)]
-    grid: proto::cli::ManagerArgs,
-    /// Name shown in the monitor (default: host name and process id).
+    grid: transport::cli::ManagerArgs,
+    #[command(flatten)]
+    token: transport::cli::TokenArg,
+    /// Name shown in the monitor (default: host name and process id; 1 to 32 characters of
+    /// letters, digits, '_', '-', '.').
     #[arg(long)]
     name: Option<String>,
     /// Emulated extra work per order, in microseconds (experiments).
@@ -46,48 +48,71 @@ enum WorkMode {
     Sleep,
 }
 
-fn main() -> anyhow::Result<()> {
-    proto::runtime::init_tracing();
+/// Events per frame sent to the manager (groups are never split across frames).
+const EVENTS_PER_FRAME: usize = 16_384;
+
+fn main() -> std::process::ExitCode {
+    transport::runtime::init_tracing();
     let args = Args::parse();
-    let name = args.name.clone().unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "executor".into());
-        format!("{}-{}", host.trim(), std::process::id())
-    });
-    // One thread: matching is sequential per executor, and on small machines a second runtime
-    // thread mostly competes with the manager for cores.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async move {
-        tokio::select! {
-            r = run(&args, &name) => r,
-            _ = proto::runtime::shutdown_signal() => Ok(()),
+    let result = (|| {
+        let name = args.name.clone().unwrap_or_else(default_name);
+        proto::limits::check_name(&name).context("--name")?;
+        let token = args.token.resolve().context("--token")?;
+        // One thread: matching is sequential per executor, and on small machines a second
+        // runtime thread mostly competes with the manager for cores.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async move {
+            tokio::select! {
+                r = run(&args, &name, &token) => r,
+                _ = transport::runtime::shutdown_signal() => Ok(()),
+            }
+        })
+    })();
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("executor: error: {e:#}");
+            std::process::ExitCode::FAILURE
         }
-    })
+    }
 }
 
-async fn run(args: &Args, name: &str) -> anyhow::Result<()> {
-    let endpoint = proto::quic::client_endpoint(&args.grid.ca)?;
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").unwrap_or_else(|_| "executor".into());
+    let host: String = host
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .take(20)
+        .collect();
+    format!("{host}-{}", std::process::id())
+}
+
+async fn run(args: &Args, name: &str, token: &str) -> anyhow::Result<()> {
+    let endpoint = transport::quic::client_endpoint(&args.grid.ca)?;
     let mut backoff = Duration::from_millis(100);
     loop {
-        let addr: SocketAddr = proto::quic::resolve(&args.grid.manager)?;
+        let addr: SocketAddr = transport::quic::resolve(&args.grid.manager)?;
         let creds = Credentials::Executor {
             name: name.to_string(),
-            token: args.grid.token.clone(),
+            token: token.to_string(),
         };
-        match proto::quic::connect(&endpoint, addr, creds).await {
+        match transport::quic::connect(&endpoint, addr, creds).await {
             Ok((conn, writer, reader, welcome)) => {
                 backoff = Duration::from_millis(100);
                 tracing::info!(node = welcome.session, manager = %addr, name, "executor joined the grid");
-                let result = session(args, writer, reader, welcome.heartbeat_ms).await;
+                let result = session(args, writer, reader, &welcome).await;
                 conn.close(0u32.into(), b"bye");
                 match result {
                     Ok(()) => tracing::warn!("manager closed the session; reconnecting"),
                     Err(e) => tracing::warn!("session lost: {e:#}; reconnecting"),
                 }
             }
-            Err(WireError::Refused(reason)) => {
-                anyhow::bail!("the manager refused this executor: {reason}")
+            Err(e) if e.is_fatal() => {
+                anyhow::bail!("cannot join the manager at {addr}: {e}")
             }
             Err(e) => {
                 tracing::warn!("cannot reach the manager at {addr}: {e}; retrying in {backoff:?}")
@@ -98,125 +123,14 @@ async fn run(args: &Args, name: &str) -> anyhow::Result<()> {
     }
 }
 
-struct State {
-    engine: Engine,
-    work_us: u32,
-    work_mode: WorkMode,
-    /// Emulated work still to wait for before reporting (sleep mode).
-    owed: Duration,
-    stats: ExecutorStats,
-    touched: FxHashSet<SecurityId>,
-    scratch: Vec<Event>,
-    ready: bool,
-}
-
-impl State {
-    /// Applies one manager message; returns the events to report, if any.
-    fn apply(&mut self, msg: ToExecutor) -> Option<Vec<SeqEvent>> {
-        match msg {
-            ToExecutor::Assign {
-                map_version,
-                securities,
-                replay,
-            } => {
-                for s in &securities {
-                    self.engine.open_book(*s);
-                    self.touched.insert(*s);
-                }
-                // Rebuild silently: these commands' events were delivered already.
-                for s in &replay {
-                    self.scratch.clear();
-                    self.engine.process(&s.command, &mut self.scratch);
-                }
-                if !securities.is_empty() {
-                    tracing::info!(
-                        map_version,
-                        securities = securities.len(),
-                        "securities assigned"
-                    );
-                    if !self.ready {
-                        self.ready = true;
-                        tracing::info!("executor ready");
-                    }
-                }
-                if !replay.is_empty() {
-                    tracing::info!(
-                        map_version,
-                        commands = replay.len(),
-                        "books rebuilt by replay"
-                    );
-                }
-                None
-            }
-            ToExecutor::Revoke {
-                map_version,
-                securities,
-            } => {
-                for s in &securities {
-                    self.engine.close_book(*s);
-                    self.touched.remove(s);
-                }
-                tracing::info!(
-                    map_version,
-                    securities = securities.len(),
-                    "securities revoked"
-                );
-                None
-            }
-            ToExecutor::Orders(cmds) => {
-                let started = Instant::now();
-                let mut out = Vec::with_capacity(cmds.len() * 3);
-                for s in &cmds {
-                    if self.work_us > 0 {
-                        match self.work_mode {
-                            WorkMode::Spin => spin(Duration::from_micros(self.work_us as u64)),
-                            WorkMode::Sleep => {
-                                self.owed += Duration::from_micros(self.work_us as u64)
-                            }
-                        }
-                    }
-                    self.scratch.clear();
-                    self.engine.process(&s.command, &mut self.scratch);
-                    self.touched.insert(s.command.security());
-                    let n = self.scratch.len();
-                    for (i, ev) in self.scratch.iter().enumerate() {
-                        let last = i + 1 == n;
-                        // The manager acknowledged acceptance already; only the last event of a
-                        // command is always sent, so it can mark completion.
-                        if last || !matches!(ev, Event::Accepted { .. }) {
-                            out.push(SeqEvent {
-                                seq: s.seq,
-                                event: *ev,
-                                last,
-                            });
-                        }
-                    }
-                }
-                self.stats.orders_handled += cmds.len() as u64;
-                self.stats.busy_micros += started.elapsed().as_micros() as u64;
-                Some(out)
-            }
-        }
+fn core_from(welcome: &Welcome) -> anyhow::Result<ExecutorCore> {
+    let rules = MarketRules::from_str(&welcome.rules).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut table = SecurityTable::new();
+    for s in &welcome.securities {
+        let id = table.add(&s.code, s.reference_price)?;
+        anyhow::ensure!(id == s.id, "the manager's security ids are not dense");
     }
-
-    fn heartbeat(&mut self, depth: usize, queue_depth: usize) -> ExecutorStats {
-        let mut stats = self.stats.clone();
-        stats.queue_depth = queue_depth as u32;
-        stats.books = self
-            .touched
-            .drain()
-            .filter(|s| self.engine.has_book(*s))
-            .map(|security| {
-                let (bids, asks) = self.engine.depth(security, depth);
-                BookDepth {
-                    security,
-                    bids,
-                    asks,
-                }
-            })
-            .collect();
-        stats
-    }
+    Ok(ExecutorCore::new(rules, &table))
 }
 
 /// Busy-waits, emulating CPU-bound work per order.
@@ -229,10 +143,11 @@ fn spin(d: Duration) {
 
 async fn session(
     args: &Args,
-    mut writer: proto::FrameWriter,
-    mut reader: proto::FrameReader,
-    heartbeat_ms: u32,
+    mut writer: transport::FrameWriter,
+    mut reader: transport::FrameReader,
+    welcome: &Welcome,
 ) -> anyhow::Result<()> {
+    let mut core = core_from(welcome)?;
     // Frames are decoded on their own task so the loop below can also heartbeat (a partially
     // read frame must never be abandoned by a select).
     let (in_tx, mut in_rx) = mpsc::channel::<ToExecutor>(1024);
@@ -249,47 +164,116 @@ async fn session(
             }
         }
     });
-    let mut state = State {
-        engine: Engine::new(),
-        work_us: args.work_us,
-        work_mode: args.work_mode,
-        owed: Duration::ZERO,
-        stats: ExecutorStats::default(),
-        touched: FxHashSet::default(),
-        scratch: Vec::new(),
-        ready: false,
-    };
-    let mut heartbeat = tokio::time::interval(Duration::from_millis(heartbeat_ms.max(10) as u64));
-    let result = loop {
-        tokio::select! {
-            msg = in_rx.recv() => {
-                let Some(msg) = msg else { break Ok(()) };
-                if let Some(events) = state.apply(msg) {
-                    // Emulated work keeps heartbeating: a busy PC is not a dead one. (Only when
-                    // work is owed: a timer costs up to a millisecond of timer granularity.)
-                    let owed = std::mem::take(&mut state.owed);
-                    let until = tokio::time::Instant::now() + owed;
-                    while !owed.is_zero() {
-                        tokio::select! {
-                            _ = tokio::time::sleep_until(until) => break,
-                            _ = heartbeat.tick() => {
-                                let stats = state.heartbeat(args.depth, in_rx.len());
-                                writer.send(&FromExecutor::Heartbeat(stats)).await.context("sending heartbeat")?;
+    let period = Duration::from_millis(welcome.heartbeat_ms.max(10) as u64);
+    let mut heartbeat = tokio::time::interval(period);
+    let mut ready = false;
+    let mut groups = Vec::new();
+    let result: anyhow::Result<()> = async {
+        loop {
+            tokio::select! {
+                msg = in_rx.recv() => {
+                    let Some(msg) = msg else { return Ok(()) };
+                    match msg {
+                        ToExecutor::Orders(cmds) if args.work_us > 0 => {
+                            process_with_work(args, &mut core, &cmds, &mut groups, &mut writer, &mut heartbeat, &in_rx).await?;
+                        }
+                        other => {
+                            let started = Instant::now();
+                            let applied = core.apply(other, &mut groups);
+                            core.add_busy_micros(started.elapsed().as_micros() as u64);
+                            if let Some(v) = applied.map_version {
+                                tracing::info!(map_version = v, assigned = applied.assigned, revoked = applied.revoked, "shard map changed");
+                                if applied.assigned > 0 && !ready {
+                                    ready = true;
+                                    tracing::info!("executor ready");
+                                }
+                            }
+                            if applied.replayed > 0 {
+                                tracing::debug!(commands = applied.replayed, "books rebuilt by replay");
                             }
                         }
                     }
-                    writer.send(&FromExecutor::Events(events)).await.context("sending events")?;
+                    send_events(&mut writer, &mut groups).await?;
+                }
+                _ = heartbeat.tick() => {
+                    let stats = core.heartbeat(args.depth, in_rx.len());
+                    writer.send(&FromExecutor::Heartbeat(stats)).await.context("sending heartbeat")?;
                 }
             }
-            _ = heartbeat.tick() => {
-                let stats = state.heartbeat(args.depth, in_rx.len());
-                writer.send(&FromExecutor::Heartbeat(stats)).await.context("sending heartbeat")?;
-            }
         }
-    };
+    }
+    .await;
     read_task.abort();
     match read_task.await {
         Ok(Err(e)) => Err(e.into()),
         _ => result,
+    }
+}
+
+async fn send_events(
+    writer: &mut transport::FrameWriter,
+    groups: &mut Vec<proto::EventGroup>,
+) -> anyhow::Result<()> {
+    if groups.is_empty() {
+        return Ok(());
+    }
+    for frame in executor::frames(std::mem::take(groups), EVENTS_PER_FRAME) {
+        writer
+            .send(&FromExecutor::Events(frame))
+            .await
+            .context("sending events")?;
+    }
+    Ok(())
+}
+
+/// Processes a batch with emulated work, in slices short enough that heartbeats keep going out
+/// on time: a busy PC is not a dead one.
+async fn process_with_work(
+    args: &Args,
+    core: &mut ExecutorCore,
+    cmds: &[Routed],
+    groups: &mut Vec<proto::EventGroup>,
+    writer: &mut transport::FrameWriter,
+    heartbeat: &mut tokio::time::Interval,
+    in_rx: &mpsc::Receiver<ToExecutor>,
+) -> anyhow::Result<()> {
+    let work = Duration::from_micros(args.work_us as u64);
+    // About a fifth of a heartbeat period per slice.
+    let slice = (heartbeat.period().as_micros() as u64 / 5 / args.work_us.max(1) as u64).max(1);
+    for chunk in cmds.chunks(slice as usize) {
+        let started = Instant::now();
+        match args.work_mode {
+            WorkMode::Spin => {
+                for _ in chunk {
+                    spin(work);
+                }
+            }
+            WorkMode::Sleep => tokio::time::sleep(work * chunk.len() as u32).await,
+        }
+        core.process(chunk, groups);
+        core.add_busy_micros(started.elapsed().as_micros() as u64);
+        if heartbeat_due(heartbeat) {
+            let stats = core.heartbeat(args.depth, in_rx.len());
+            writer
+                .send(&FromExecutor::Heartbeat(stats))
+                .await
+                .context("sending heartbeat")?;
+        }
+    }
+    Ok(())
+}
+
+/// True (and the tick consumed) if the heartbeat interval is due now.
+fn heartbeat_due(interval: &mut tokio::time::Interval) -> bool {
+    let waker = std::task::Waker::noop();
+    let mut cx = std::task::Context::from_waker(waker);
+    interval.poll_tick(&mut cx).is_ready()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn default_names_are_valid() {
+        proto::limits::check_name(&super::default_name()).unwrap();
     }
 }

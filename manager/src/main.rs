@@ -6,9 +6,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use manager::core::{Core, CoreConfig, MemoryPersist, Persist};
+use manager::core::{Core, CoreConfig, MemoryPersist, Persist, Recorded};
 use manager::journal::{Durability, JournalConfig};
-use manager::server::{self, ServerConfig};
+use manager::schedule::ScheduleKind;
+use manager::server::{self, ServerConfig, ServerLimits};
 use manager::setup;
 use matching::{Gateway, MarketRules};
 
@@ -105,12 +106,64 @@ struct RunArgs {
     /// Write the bound address here once listening (atomically), for scripts and tests.
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    /// Trading schedule: `continuous` (one endless continuous session on the wall clock) or
+    /// `hose` (ATO 09:00, continuous 09:15-11:30, break, continuous 13:00-14:30, ATC 14:30,
+    /// closed 14:45; times are Asia/Ho_Chi_Minh).
+    #[arg(long, value_enum, default_value_t = ScheduleKind::Continuous)]
+    schedule: ScheduleKind,
+    /// With --schedule hose: real time one trading day (09:00-15:00) takes, e.g. 60s, 10m, 6h.
+    #[arg(long, default_value = "6h", value_parser = parse_duration)]
+    day_length: Duration,
+    /// With --schedule hose: trading days to run; afterwards the market stays closed.
+    #[arg(long, default_value_t = 1)]
+    days: u32,
+    /// With --schedule hose: first trading day, YYYY-MM-DD (default: today at HOSE, or the
+    /// next weekday). A restarted manager keeps the schedule it started with.
+    #[arg(long)]
+    start_date: Option<String>,
+    /// Most connections of any role at once.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: u32,
+    /// Most sessions one broker may have open at once.
+    #[arg(long, default_value_t = 8)]
+    max_sessions_per_broker: usize,
+    /// Most commands one session may have sent and not yet seen final; beyond it the manager
+    /// stops reading the session until its reports catch up.
+    #[arg(long, default_value_t = 200_000)]
+    max_in_flight: u32,
+    /// Runtime worker threads for connections (default: the machine's cores). The core runs
+    /// on a thread of its own in any case.
+    #[arg(long)]
+    threads: Option<usize>,
 }
 
-fn main() -> anyhow::Result<()> {
-    proto::runtime::init_tracing();
+/// `90s`, `10m`, `6h`, `250ms` or plain seconds.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 60s, 10m or 6h"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("{s:?}: unit must be ms, s, m or h")),
+    };
+    if !(secs.is_finite() && secs >= 0.0) {
+        return Err(format!("{s:?} is not a valid duration"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn main() -> std::process::ExitCode {
+    transport::runtime::init_tracing();
     let cli = Cli::parse();
-    match cli.command {
+    let result = match cli.command {
         Some(Command::Journal {
             action:
                 JournalAction::Export {
@@ -120,6 +173,14 @@ fn main() -> anyhow::Result<()> {
                 },
         }) => export(&data_dir, &out_dir),
         None => run(cli.run),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}`: the whole chain on one line, no backtrace for an operator's mistake.
+            eprintln!("manager: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }
 
@@ -147,16 +208,32 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     if args.heartbeat_ms == 0 || args.heartbeat_timeout_ms <= args.heartbeat_ms as u64 {
         anyhow::bail!("--heartbeat-timeout-ms must exceed --heartbeat-ms (> 0)");
     }
+    if args.listings == 0 || args.listings > matching::securities::MAX_LISTINGS {
+        anyhow::bail!(
+            "--listings must be between 1 and {}",
+            matching::securities::MAX_LISTINGS
+        );
+    }
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("creating {}", args.data_dir.display()))?;
     let token = setup::load_token(&args.data_dir, args.token.clone())?;
     let credentials = setup::load_credentials(&args.data_dir, args.credentials.as_deref())?;
+    if credentials.len() > manager::core::MAX_BROKERS {
+        anyhow::bail!("at most {} brokers", manager::core::MAX_BROKERS);
+    }
     let securities =
         setup::load_securities(&args.data_dir, args.securities.as_deref(), args.listings)?;
-    let (identity, cert_path) = proto::quic::load_or_create_identity(
+    let (identity, cert_path) = transport::quic::load_or_create_identity(
         &args.data_dir,
         args.cert.as_deref(),
         args.key.as_deref(),
+    )?;
+    let schedule = setup::load_schedule(
+        &args.data_dir,
+        args.schedule,
+        args.day_length,
+        args.days,
+        args.start_date.as_deref(),
     )?;
     tracing::info!(cert = %cert_path.display(), securities = securities.len(), rules = args.rules.name(), "manager starting");
 
@@ -164,6 +241,8 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         local: args.local,
         heartbeat_interval: Duration::from_millis(args.heartbeat_ms as u64),
         heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms),
+        commit_each: args.fsync == Durability::Always,
+        ..CoreConfig::default()
     };
     let gateway = Gateway::new(args.rules, securities);
     let started = Instant::now();
@@ -180,7 +259,21 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let mut core = Core::new(config, gateway, persist, started);
         if !recovered.orders.is_empty() {
             let t = Instant::now();
-            let missing = core.recover(&recovered.brokers, &recovered.orders, &trades)?;
+            let orders: Vec<Recorded> = recovered
+                .orders
+                .iter()
+                .map(|(seq, command)| Recorded {
+                    seq: *seq,
+                    time: 0,
+                    client_ref: 0,
+                    command: *command,
+                })
+                .collect();
+            let taped = trades
+                .iter()
+                .map(|(seq, idx, f)| (*seq, f.security, *idx))
+                .collect();
+            let missing = core.recover(&recovered.brokers, &orders, &[], &taped)?;
             tracing::info!(
                 orders = recovered.orders.len(),
                 next_seq = core.next_seq(),
@@ -193,19 +286,30 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         core
     };
     let bind = server::bind_addr(&args.bind, args.port)?;
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
     let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads)
         .enable_all()
         .build()?;
     runtime.block_on(async move {
-        let endpoint = proto::quic::server_endpoint(bind, identity)
+        let endpoint = transport::quic::server_endpoint(bind, identity)
             .with_context(|| format!("binding {bind}"))?;
         let config = ServerConfig {
             token,
             credentials,
             heartbeat_ms: args.heartbeat_ms,
             ready_file: args.ready_file,
+            schedule,
+            limits: ServerLimits {
+                max_connections: args.max_connections,
+                max_sessions_per_broker: args.max_sessions_per_broker,
+                max_in_flight: args.max_in_flight,
+                ..ServerLimits::default()
+            },
         };
-        server::serve(endpoint, core, config, proto::runtime::shutdown_signal()).await
+        server::serve(endpoint, core, config, transport::runtime::shutdown_signal()).await
     })
 }

@@ -1,68 +1,117 @@
-//! The manager's I/O shell: QUIC accept loop, one task per connection, and the core task that
+//! The manager's I/O shell: QUIC accept loop, one task per connection, and the core thread that
 //! owns [`Core`] and is the only place state changes.
 //!
-//! Back-pressure: submissions travel on a bounded channel that the core stops reading while too
-//! many commands are held (no executor yet); executor messages and control requests use an
-//! unbounded channel so failover is never stuck behind order entry. Monitors get a `watch`
-//! snapshot and a lossy broadcast of trades and log lines: a stalled monitor loses samples,
-//! matching never waits for it.
+//! The core runs on its own OS thread (a single-threaded runtime), so a journal commit (fsync)
+//! never blocks the runtime that serves connections. Queues, all bounded:
+//! - submissions travel on a bounded channel that the core stops reading while it is not
+//!   accepting (too many commands held without an owner, or a CLOSED completing);
+//! - executor messages and control requests on a bounded channel read first, so failover is
+//!   never stuck behind order entry;
+//! - each session's outgoing messages on a bounded queue: a client that does not read is
+//!   disconnected (its orders stay), it never slows anyone else;
+//! - each session may have at most `max_in_flight` commands not yet final: beyond it the
+//!   manager stops reading that session until reports drain it;
+//! - monitors get a `watch` snapshot and a lossy broadcast of trades and log lines.
+//!
+//! Before a peer has authenticated it may send one hello of at most 4 KiB within the
+//! handshake timeout; connections are capped in total, sessions per broker too.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use matching::{BrokerId, Command, OrderId, Qty, SecurityId};
-use proto::quic::{accept_hello, FrameReader, FrameWriter};
+use matching::{BrokerId, Command, OrderId, Phase, Qty, SecurityId};
+use proto::limits::{CLIENT_MAX_FRAME, MAX_BATCH, MAX_BROKER_ORDER_ID, MAX_QUERY_IDS};
 use proto::{
-    ClientMsg, Credentials, FromExecutor, GridSnapshot, HelloReply, ManagerToClient, MonitorMsg,
-    OrderStatus, SecurityInfo, ToExecutor, Welcome, PROTOCOL_VERSION,
+    ClientCommand, ClientMsg, Credentials, FromExecutor, GridSnapshot, HelloReply,
+    ManagerToClient, MonitorMsg, OrderStatus, SecurityInfo, SessionLimits, ToExecutor, Welcome,
+    MAX_FRAME, PROTOCOL_VERSION,
 };
 use quinn::{Connection, Endpoint};
 use rustc_hash::FxHashMap;
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
+use transport::quic::accept_hello;
+use transport::{FrameReader, FrameWriter};
 
-use crate::core::{Core, NodeId, SessionId};
+use crate::core::{Core, NodeId, SessionId, SessionKind, EXCHANGE_SESSION};
+use crate::schedule::Schedule;
 
-/// Commands held at the manager (no owner yet) before order entry is paused.
-const MAX_HELD: usize = 2_000_000;
 /// Submit batches queued towards the core before senders wait.
 const SUBMIT_QUEUE: usize = 256;
-/// Reports per frame to a client (about 40 bytes each, far below the frame limit).
-const REPORTS_PER_FRAME: usize = 16_384;
+/// Control messages (executor events, session changes, queries) queued towards the core.
+const CONTROL_QUEUE: usize = 16_384;
+/// Messages queued to one client before it counts as not reading and is disconnected.
+const SESSION_QUEUE: usize = 4096;
+/// Messages queued to one executor before it counts as stuck and is disconnected.
+const EXECUTOR_QUEUE: usize = 65_536;
+/// Reports per frame to a client.
+const REPORTS_PER_FRAME: usize = 8192;
+/// Order states per answer frame.
+const ORDERS_PER_FRAME: usize = 16_384;
 /// Commands taken into one group commit, at most (plus one batch).
 const GROUP_COMMIT_BUDGET: usize = 8192;
 const MONITOR_INTERVAL: Duration = Duration::from_millis(250);
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Limits of the server, with defaults that suit one exchange host.
+#[derive(Clone, Debug)]
+pub struct ServerLimits {
+    /// Connections of any role (a refused one is told "busy").
+    pub max_connections: u32,
+    /// Sessions one broker may have open at once.
+    pub max_sessions_per_broker: usize,
+    /// Time for a new connection to complete its TLS handshake and hello.
+    pub handshake_timeout: Duration,
+    /// Commands a session may have sent and not yet seen final.
+    pub max_in_flight: u32,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 1024,
+            max_sessions_per_broker: 8,
+            handshake_timeout: Duration::from_secs(5),
+            max_in_flight: 200_000,
+        }
+    }
+}
 
 pub struct ServerConfig {
     pub token: String,
     pub credentials: BTreeMap<String, String>,
     pub heartbeat_ms: u32,
     pub ready_file: Option<PathBuf>,
+    pub schedule: Schedule,
+    pub limits: ServerLimits,
 }
 
 enum Control {
+    /// Answered with the session's free-id hint, or why it cannot open (session cap).
     OpenSession {
         session: SessionId,
-        broker: Option<BrokerId>,
-        tx: mpsc::UnboundedSender<ManagerToClient>,
+        kind: SessionKind,
+        tx: mpsc::Sender<ManagerToClient>,
+        inflight: Arc<AtomicU64>,
+        max_per_broker: usize,
+        reply: oneshot::Sender<Result<u64, String>>,
     },
     CloseSession {
         session: SessionId,
     },
     DeclareBrokers {
         names: Vec<String>,
-        reply: oneshot::Sender<Vec<(String, BrokerId)>>,
+        reply: oneshot::Sender<Result<Vec<(String, BrokerId)>, String>>,
     },
     BrokerId {
         name: String,
         reply: oneshot::Sender<BrokerId>,
     },
     QueryOrders {
-        broker: Option<BrokerId>,
+        session: SessionId,
         ids: Vec<OrderId>,
         reply: oneshot::Sender<Vec<OrderStatus>>,
     },
@@ -72,7 +121,7 @@ enum Control {
     ExecutorJoined {
         name: String,
         addr: String,
-        tx: mpsc::UnboundedSender<ToExecutor>,
+        tx: mpsc::Sender<ToExecutor>,
         conn: Connection,
         reply: oneshot::Sender<NodeId>,
     },
@@ -87,7 +136,8 @@ enum Control {
 
 struct Submit {
     session: SessionId,
-    cmds: Vec<Command>,
+    cmds: Vec<ClientCommand>,
+    reply: Option<oneshot::Sender<Result<(), String>>>,
 }
 
 /// Shared with connection tasks.
@@ -96,16 +146,60 @@ struct Shared {
     securities: Vec<SecurityInfo>,
     rules: String,
     local: bool,
-    control: mpsc::UnboundedSender<Control>,
+    control: mpsc::Sender<Control>,
     submits: mpsc::Sender<Submit>,
     snapshot: watch::Receiver<Option<GridSnapshot>>,
     feed: broadcast::Sender<MonitorMsg>,
-    next_session: std::sync::atomic::AtomicU32,
-    /// The gateway's highest used order id, published by the core task after each batch.
-    max_order_id: Arc<std::sync::atomic::AtomicU64>,
+    next_session: AtomicU32,
+    connections: AtomicU32,
+    phase: Arc<AtomicU32>,
+    /// Commands sequenced so far (published by the core thread).
+    sequenced: Arc<AtomicU64>,
+    /// Set when the core stopped (persistence failure): every session says why and ends.
+    stopping: Arc<StopSignal>,
 }
 
-/// Runs the manager until `shutdown` completes.
+/// Why the manager is stopping, once it is.
+#[derive(Default)]
+struct StopSignal {
+    stopped: AtomicBool,
+    reason: std::sync::Mutex<String>,
+    notify: Notify,
+}
+
+impl StopSignal {
+    fn stop(&self, reason: String) {
+        *self.reason.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+        self.stopped.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+    fn reason(&self) -> String {
+        self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    async fn wait(&self) {
+        loop {
+            let notified = self.notify.notified();
+            if self.stopped.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+fn phase_code(p: Phase) -> u32 {
+    Phase::ALL.iter().position(|x| *x == p).unwrap_or(1) as u32
+}
+
+fn phase_of(code: u32) -> Phase {
+    Phase::ALL
+        .get(code as usize)
+        .copied()
+        .unwrap_or(Phase::Continuous)
+}
+
+/// Runs the manager until `shutdown` completes, or until the core stops on a persistence
+/// failure (then every client is told why and the error is returned).
 pub async fn serve(
     endpoint: Endpoint,
     mut core: Core,
@@ -113,18 +207,11 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let local_addr = endpoint.local_addr()?;
-    if let Some(path) = &config.ready_file {
-        // An unspecified bind address is not dialable: name loopback instead.
-        let mut dial = local_addr;
-        if dial.ip().is_unspecified() {
-            dial.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-        }
-        crate::setup::write_atomic(path, &format!("{dial}\n"))?;
-    }
-    tracing::info!(%local_addr, local = core.is_local(), "manager listening");
+    tracing::info!(%local_addr, local = core.is_local(), schedule = %config.schedule.describe(), "manager listening");
     for name in config.credentials.keys() {
         core.broker_id(name);
     }
+    core.set_schedule_name(config.schedule.describe());
     let securities = core
         .gateway()
         .securities()
@@ -135,79 +222,163 @@ pub async fn serve(
             reference_price,
         })
         .collect();
-    let max_order_id = Arc::new(std::sync::atomic::AtomicU64::new(
-        core.gateway().max_order_id(),
-    ));
-    let (control_tx, control_rx) = mpsc::unbounded_channel();
+    let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let (submit_tx, submit_rx) = mpsc::channel(SUBMIT_QUEUE);
     let (snap_tx, snap_rx) = watch::channel(None);
     let (feed_tx, _) = broadcast::channel(1024);
+    let phase = Arc::new(AtomicU32::new(phase_code(core.phase())));
+    let sequenced = Arc::new(AtomicU64::new(core.next_seq() - 1));
+    let stopping = Arc::new(StopSignal::default());
     let shared = Arc::new(Shared {
         rules: core.gateway().rules().name().to_string(),
         local: core.is_local(),
         securities,
-        config,
         control: control_tx,
         submits: submit_tx,
         snapshot: snap_rx,
         feed: feed_tx.clone(),
-        next_session: std::sync::atomic::AtomicU32::new(1),
-        max_order_id: max_order_id.clone(),
+        next_session: AtomicU32::new(1),
+        connections: AtomicU32::new(0),
+        phase: phase.clone(),
+        sequenced: sequenced.clone(),
+        stopping: stopping.clone(),
+        config,
     });
-    let core_task = tokio::spawn(run_core(
-        core,
-        control_rx,
-        submit_rx,
-        snap_tx,
-        feed_tx,
-        max_order_id,
-    ));
+    let schedule = shared.config.schedule.clone();
+    // The core on its own thread: its journal commits block that thread only.
+    let (done_tx, done_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("core".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
+            let result = match rt {
+                Ok(rt) => rt.block_on(run_core(
+                    core,
+                    schedule,
+                    control_rx,
+                    submit_rx,
+                    snap_tx,
+                    feed_tx,
+                    (phase, sequenced),
+                )),
+                Err(e) => Err(e.into()),
+            };
+            let _ = done_tx.send(result);
+        })
+        .context("starting the core thread")?;
+    if let Some(path) = &shared.config.ready_file {
+        // An unspecified bind address is not dialable: name loopback instead.
+        let mut dial = local_addr;
+        if dial.ip().is_unspecified() {
+            dial.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        crate::setup::write_atomic(path, &format!("{dial}\n"))?;
+    }
     let accept = async {
         while let Some(incoming) = endpoint.accept().await {
             let shared = shared.clone();
+            let n = shared.connections.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let remote = incoming.remote_address();
-                match incoming.await {
-                    Ok(conn) => {
-                        if let Err(e) = handle_connection(conn, shared).await {
-                            tracing::debug!(%remote, "connection ended: {e:#}");
-                        }
+                if n >= shared.config.limits.max_connections {
+                    // Over the cap: answer the handshake only to say so.
+                    if let Ok(Ok(conn)) =
+                        tokio::time::timeout(shared.config.limits.handshake_timeout, incoming).await
+                    {
+                        refuse_busy(&conn, &shared).await;
                     }
-                    Err(e) => tracing::warn!(%remote, "handshake failed: {e}"),
+                } else {
+                    match tokio::time::timeout(shared.config.limits.handshake_timeout, incoming)
+                        .await
+                    {
+                        Ok(Ok(conn)) => {
+                            if let Err(e) = handle_connection(conn, &shared).await {
+                                tracing::debug!(%remote, "connection ended: {e:#}");
+                            }
+                        }
+                        Ok(Err(e)) => tracing::debug!(%remote, "handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                    }
                 }
+                shared.connections.fetch_sub(1, Ordering::SeqCst);
             });
         }
     };
-    tokio::select! {
-        _ = accept => {}
-        _ = shutdown => {}
-        r = core_task => {
-            // The core only stops on a persistence failure: nothing more can be acknowledged.
-            return r.context("core task panicked")?.context("core stopped");
+    let result = tokio::select! {
+        _ = accept => Ok(()),
+        _ = shutdown => Ok(()),
+        r = done_rx => {
+            let r = r.context("core thread ended without a result")?;
+            match r {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    // The core only stops on a persistence failure: nothing more can be
+                    // acknowledged. Tell every client why before going.
+                    let why = format!("manager stopping: {e:#}");
+                    tracing::error!("{why}");
+                    stopping.stop(why.clone());
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    endpoint.close(3u32.into(), why.as_bytes());
+                    Err(e.context("core stopped"))
+                }
+            }
         }
-    }
+    };
     endpoint.close(0u32.into(), b"manager shutting down");
-    endpoint.wait_idle().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     tracing::info!("manager stopped");
-    Ok(())
+    result
+}
+
+async fn refuse_busy(conn: &Connection, shared: &Shared) {
+    let busy = format!(
+        "too many connections (limit {})",
+        shared.config.limits.max_connections
+    );
+    if let Ok(Ok((mut w, _r, _hello))) =
+        tokio::time::timeout(shared.config.limits.handshake_timeout, accept_hello(conn)).await
+    {
+        let _ = w.send(&HelloReply::Busy { reason: busy.clone() }).await;
+        w.close(Duration::from_millis(500)).await;
+    }
+    conn.close(4u32.into(), busy.as_bytes());
+}
+
+type Sessions = FxHashMap<SessionId, (mpsc::Sender<ManagerToClient>, Arc<AtomicU64>)>;
+type Executors = BTreeMap<NodeId, (mpsc::Sender<ToExecutor>, Connection)>;
+
+fn wall_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 async fn run_core(
     mut core: Core,
-    mut control: mpsc::UnboundedReceiver<Control>,
+    schedule: Schedule,
+    mut control: mpsc::Receiver<Control>,
     mut submits: mpsc::Receiver<Submit>,
     snapshot: watch::Sender<Option<GridSnapshot>>,
     feed: broadcast::Sender<MonitorMsg>,
-    max_order_id: Arc<std::sync::atomic::AtomicU64>,
+    (phase, sequenced): (Arc<AtomicU32>, Arc<AtomicU64>),
 ) -> anyhow::Result<()> {
-    let mut sessions: FxHashMap<SessionId, mpsc::UnboundedSender<ManagerToClient>> =
-        FxHashMap::default();
-    let mut executors: BTreeMap<NodeId, (mpsc::UnboundedSender<ToExecutor>, Connection)> =
-        BTreeMap::new();
-    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    let mut sessions: Sessions = FxHashMap::default();
+    let mut executors: Executors = BTreeMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
     let mut last_snapshot = Instant::now();
+    // The last schedule boundary sequenced: phases in the journal say where the day is.
+    let mut issued: Option<matching::Timestamp> = None;
+    if schedule.kind == crate::schedule::ScheduleKind::Hose && core.next_seq() > 1 {
+        issued = schedule
+            .boundaries()
+            .map(|(t, _)| t)
+            .filter(|t| *t <= core.last_time())
+            .last();
+    }
     loop {
-        let accepting = core.held() < MAX_HELD;
+        let accepting = core.accepting();
         tokio::select! {
             biased;
             msg = control.recv() => match msg {
@@ -215,12 +386,18 @@ async fn run_core(
                 None => return Ok(()),
             },
             msg = submits.recv(), if accepting => match msg {
-                Some(s) => core.submit(s.session, &s.cmds, Instant::now())?,
+                Some(s) => submit(&mut core, s, &schedule)?,
                 None => return Ok(()),
             },
             _ = tick.tick() => {
                 let now = Instant::now();
                 core.tick(now);
+                for (t, p) in schedule.due(wall_ns(), issued) {
+                    issued = Some(t);
+                    let cmd = ClientCommand { client_ref: 0, command: Command::Phase(p) };
+                    core.submit(EXCHANGE_SESSION, &[cmd], now, t)?;
+                    tracing::info!(phase = p.as_str(), "schedule: phase change");
+                }
                 if now.duration_since(last_snapshot) >= MONITOR_INTERVAL {
                     last_snapshot = now;
                     core.refresh_local_depth();
@@ -237,36 +414,57 @@ async fn run_core(
         }
         // Bounded, so acknowledgements and routing are not delayed behind a huge backlog.
         let mut budget = GROUP_COMMIT_BUDGET;
-        while budget > 0 && core.held() < MAX_HELD {
+        while budget > 0 && core.accepting() {
             match submits.try_recv() {
                 Ok(s) => {
                     budget = budget.saturating_sub(s.cmds.len());
-                    core.submit(s.session, &s.cmds, Instant::now())?;
+                    submit(&mut core, s, &schedule)?;
                 }
                 Err(_) => break,
             }
         }
         let out = core.flush(Instant::now())?;
-        max_order_id.store(
-            core.gateway().max_order_id(),
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        phase.store(phase_code(core.phase()), Ordering::Relaxed);
+        sequenced.store(core.next_seq() - 1, Ordering::Relaxed);
         for (session, mut reports) in out.reports {
-            if let Some(tx) = sessions.get(&session) {
-                // Bounded frames: a backlog of events must never exceed the frame limit.
-                while reports.len() > REPORTS_PER_FRAME {
-                    let rest = reports.split_off(REPORTS_PER_FRAME);
-                    let _ = tx.send(ManagerToClient::Reports(reports));
-                    reports = rest;
-                }
-                let _ = tx.send(ManagerToClient::Reports(reports));
+            let Some((tx, inflight)) = sessions.get(&session) else {
+                continue;
+            };
+            let finals = reports.iter().filter(|r| r.last && !r.passive).count() as u64;
+            let mut ok = true;
+            while ok && !reports.is_empty() {
+                let rest = if reports.len() > REPORTS_PER_FRAME {
+                    reports.split_off(REPORTS_PER_FRAME)
+                } else {
+                    Vec::new()
+                };
+                ok = tx.try_send(ManagerToClient::Reports(reports)).is_ok();
+                reports = rest;
+            }
+            inflight.fetch_sub(finals.min(inflight.load(Ordering::Relaxed)), Ordering::Relaxed);
+            if !ok {
+                // A client that does not read: cut it off rather than hold its backlog.
+                tracing::warn!(session, "client not reading its reports; disconnecting it (its orders stay)");
+                sessions.remove(&session);
+                core.close_session(session);
             }
         }
         for (node, msgs) in out.executors {
+            let mut stuck = false;
             if let Some((tx, _)) = executors.get(&node) {
                 for m in msgs {
-                    let _ = tx.send(m);
+                    if tx.try_send(m).is_err() {
+                        stuck = true;
+                        break;
+                    }
                 }
+            }
+            if stuck {
+                tracing::warn!(node, "executor not reading; declaring it failed");
+                if let Some((_, conn)) = executors.remove(&node) {
+                    conn.close(2u32.into(), b"not reading");
+                }
+                core.executor_lost(node, Instant::now());
             }
         }
         for node in out.disconnect {
@@ -283,41 +481,64 @@ async fn run_core(
     }
 }
 
+fn submit(core: &mut Core, s: Submit, schedule: &Schedule) -> anyhow::Result<()> {
+    if let Err(e) = core.check_batch(s.session, &s.cmds) {
+        if let Some(reply) = s.reply {
+            let _ = reply.send(Err(e));
+        }
+        return Ok(());
+    }
+    core.submit(s.session, &s.cmds, Instant::now(), schedule.time_at(wall_ns()))?;
+    if let Some(reply) = s.reply {
+        let _ = reply.send(Ok(()));
+    }
+    Ok(())
+}
+
 fn handle_control(
     core: &mut Core,
     c: Control,
-    sessions: &mut FxHashMap<SessionId, mpsc::UnboundedSender<ManagerToClient>>,
-    executors: &mut BTreeMap<NodeId, (mpsc::UnboundedSender<ToExecutor>, Connection)>,
+    sessions: &mut Sessions,
+    executors: &mut Executors,
 ) -> anyhow::Result<()> {
     let now = Instant::now();
     match c {
         Control::OpenSession {
             session,
-            broker,
+            kind,
             tx,
+            inflight,
+            max_per_broker,
+            reply,
         } => {
-            sessions.insert(session, tx);
-            core.open_session(session, broker);
+            if let SessionKind::Broker(b) = kind {
+                if core.sessions_of(b) >= max_per_broker {
+                    let _ = reply.send(Err(format!(
+                        "this broker already has {max_per_broker} sessions open"
+                    )));
+                    return Ok(());
+                }
+            }
+            sessions.insert(session, (tx, inflight));
+            core.open_session(session, kind);
+            let _ = reply.send(Ok(core.max_order_id(session)));
         }
         Control::CloseSession { session } => {
             sessions.remove(&session);
             core.close_session(session);
         }
         Control::DeclareBrokers { names, reply } => {
-            let ids = names
-                .into_iter()
-                .map(|n| {
-                    let id = core.broker_id(&n);
-                    (n, id)
-                })
-                .collect();
-            let _ = reply.send(ids);
+            let _ = reply.send(core.declare_brokers(&names));
         }
         Control::BrokerId { name, reply } => {
             let _ = reply.send(core.broker_id(&name));
         }
-        Control::QueryOrders { broker, ids, reply } => {
-            let _ = reply.send(core.query_orders(broker, &ids));
+        Control::QueryOrders {
+            session,
+            ids,
+            reply,
+        } => {
+            let _ = reply.send(core.query_orders(session, &ids));
         }
         Control::QueryTotals { reply } => {
             let _ = reply.send(core.totals());
@@ -333,10 +554,14 @@ fn handle_control(
             executors.insert(node, (tx, conn));
             let _ = reply.send(node);
         }
-        Control::Executor { node, msg } => match msg {
-            FromExecutor::Events(events) => core.executor_events(node, &events, now)?,
-            FromExecutor::Heartbeat(stats) => core.executor_heartbeat(node, stats, now),
-        },
+        Control::Executor { node, msg } => {
+            if executors.contains_key(&node) {
+                match msg {
+                    FromExecutor::Events(groups) => core.executor_events(node, groups, now)?,
+                    FromExecutor::Heartbeat(stats) => core.executor_heartbeat(node, stats, now),
+                }
+            }
+        }
         Control::ExecutorClosed { node } => {
             executors.remove(&node);
             core.executor_lost(node, now);
@@ -368,13 +593,14 @@ fn authenticate(shared: &Shared, version: u16, credentials: &Credentials) -> Res
     match credentials {
         Credentials::Broker { name, secret } => match shared.config.credentials.get(name) {
             Some(s) if secret_eq(s, secret) => Ok(Role::Broker(name.clone())),
-            _ => Err(format!("unknown broker {name:?} or wrong secret")),
+            // The name is not echoed: it may be anything the peer sent.
+            _ => Err("unknown broker or wrong secret".into()),
         },
         Credentials::Executor { name, token } if token_ok(token) => {
             if shared.local {
                 Err("the manager runs in --local mode and takes no executors".into())
-            } else if name.is_empty() || name.len() > 64 {
-                Err("executor name must be 1 to 64 characters".into())
+            } else if let Err(e) = proto::limits::check_name(name) {
+                Err(format!("executor name: {e}"))
             } else {
                 Ok(Role::Executor(name.clone()))
             }
@@ -385,12 +611,13 @@ fn authenticate(shared: &Shared, version: u16, credentials: &Credentials) -> Res
     }
 }
 
-async fn handle_connection(conn: Connection, shared: Arc<Shared>) -> anyhow::Result<()> {
+async fn handle_connection(conn: Connection, shared: &Arc<Shared>) -> anyhow::Result<()> {
     let remote = conn.remote_address();
-    let (mut writer, reader, hello) = tokio::time::timeout(HANDSHAKE_TIMEOUT, accept_hello(&conn))
-        .await
-        .context("no hello within the handshake timeout")??;
-    let role = match authenticate(&shared, hello.version, &hello.credentials) {
+    let (mut writer, mut reader, hello) =
+        tokio::time::timeout(shared.config.limits.handshake_timeout, accept_hello(&conn))
+            .await
+            .context("no hello within the handshake timeout")??;
+    let role = match authenticate(shared, hello.version, &hello.credentials) {
         Ok(r) => r,
         Err(reason) => {
             tracing::warn!(%remote, role = hello.credentials.role(), "refused: {reason}");
@@ -404,130 +631,224 @@ async fn handle_connection(conn: Connection, shared: Arc<Shared>) -> anyhow::Res
             return Ok(());
         }
     };
-    let session = shared
-        .next_session
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let mut welcome = Welcome {
+    let session = shared.next_session.fetch_add(1, Ordering::Relaxed);
+    let limits = SessionLimits {
+        max_frame: CLIENT_MAX_FRAME as u32,
+        max_batch: MAX_BATCH as u32,
+        max_in_flight: shared.config.limits.max_in_flight,
+        max_order_id: MAX_BROKER_ORDER_ID,
+    };
+    let welcome = Welcome {
         session,
         securities: shared.securities.clone(),
         rules: shared.rules.clone(),
         broker: None,
         heartbeat_ms: shared.config.heartbeat_ms,
-        max_order_id: shared
-            .max_order_id
-            .load(std::sync::atomic::Ordering::Relaxed),
+        max_order_id: 0,
+        limits,
+        phase: phase_of(shared.phase.load(Ordering::Relaxed)),
+        sequenced: shared.sequenced.load(Ordering::Relaxed),
     };
     match role {
         Role::Broker(name) => {
             let (reply, rx) = oneshot::channel();
-            shared.control.send(Control::BrokerId {
-                name: name.clone(),
-                reply,
-            })?;
+            shared.control.send(Control::BrokerId { name: name.clone(), reply }).await?;
             let broker = rx.await?;
-            welcome.broker = Some(broker);
-            writer.send(&HelloReply::Welcome(welcome)).await?;
+            reader.set_limit(CLIENT_MAX_FRAME);
             tracing::info!(%remote, broker = %name, session, "broker connected");
-            client_session(&conn, &shared, session, Some(broker), writer, reader).await
+            client_session(&conn, shared, session, SessionKind::Broker(broker), welcome, writer, reader).await
         }
         Role::Gateway => {
-            writer.send(&HelloReply::Welcome(welcome)).await?;
+            reader.set_limit(CLIENT_MAX_FRAME);
             tracing::info!(%remote, session, "gateway connected");
-            client_session(&conn, &shared, session, None, writer, reader).await
+            client_session(&conn, shared, session, SessionKind::Gateway, welcome, writer, reader).await
         }
         Role::Executor(name) => {
-            let (tx, rx) = mpsc::unbounded_channel();
+            reader.set_limit(MAX_FRAME);
+            let (tx, rx) = mpsc::channel(EXECUTOR_QUEUE);
             let (reply, node_rx) = oneshot::channel();
-            shared.control.send(Control::ExecutorJoined {
-                name: name.clone(),
-                addr: remote.to_string(),
-                tx,
-                conn: conn.clone(),
-                reply,
-            })?;
+            shared
+                .control
+                .send(Control::ExecutorJoined {
+                    name: name.clone(),
+                    addr: remote.to_string(),
+                    tx,
+                    conn: conn.clone(),
+                    reply,
+                })
+                .await?;
             let node = node_rx.await?;
-            welcome.session = node;
+            let welcome = Welcome {
+                session: node,
+                ..welcome
+            };
             writer.send(&HelloReply::Welcome(welcome)).await?;
-            executor_session(&shared, node, writer, reader, rx).await
+            executor_session(shared, node, writer, reader, rx).await
         }
         Role::Monitor => {
             writer.send(&HelloReply::Welcome(welcome)).await?;
             tracing::info!(%remote, "monitor connected");
-            monitor_session(&conn, &shared, writer).await
+            monitor_session(&conn, shared, writer).await
         }
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn client_session(
     conn: &Connection,
     shared: &Shared,
     session: SessionId,
-    broker: Option<BrokerId>,
+    kind: SessionKind,
+    mut welcome: Welcome,
     mut writer: FrameWriter,
     mut reader: FrameReader,
 ) -> anyhow::Result<()> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<ManagerToClient>();
-    shared.control.send(Control::OpenSession {
-        session,
-        broker,
-        tx: tx.clone(),
-    })?;
+    let (tx, mut rx) = mpsc::channel::<ManagerToClient>(SESSION_QUEUE);
+    let inflight = Arc::new(AtomicU64::new(0));
+    let (reply, opened) = oneshot::channel();
+    shared
+        .control
+        .send(Control::OpenSession {
+            session,
+            kind,
+            tx: tx.clone(),
+            inflight: inflight.clone(),
+            max_per_broker: shared.config.limits.max_sessions_per_broker,
+            reply,
+        })
+        .await?;
+    match opened.await? {
+        Ok(max_id) => welcome.max_order_id = max_id,
+        Err(reason) => {
+            tracing::warn!(remote = %conn.remote_address(), "refused: {reason}");
+            writer.send(&HelloReply::Busy { reason }).await?;
+            writer.close(Duration::from_secs(1)).await;
+            return Ok(());
+        }
+    }
+    welcome.broker = match kind {
+        SessionKind::Broker(b) => Some(b),
+        _ => None,
+    };
+    writer.send(&HelloReply::Welcome(welcome)).await?;
+    let stopping = shared.stopping.clone();
     let write_task = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            if writer.send(&msg).await.is_err() {
-                break;
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(m) => {
+                        if writer.send(&m).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                _ = stopping.wait() => {
+                    let _ = writer.send(&ManagerToClient::Error(stopping.reason())).await;
+                    break;
+                }
             }
         }
         writer.close(Duration::from_secs(2)).await;
     });
+    let max_in_flight = shared.config.limits.max_in_flight as u64;
     let result = async {
         loop {
+            // Order entry waits while too many of this session's commands are not final.
+            while inflight.load(Ordering::Relaxed) >= max_in_flight {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                if tx.is_closed() {
+                    return Ok(());
+                }
+            }
             let msg = match reader.recv::<ClientMsg>().await {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok(()),
-                Err(proto::WireError::Codec(e)) => {
+                Err(transport::WireError::Codec(e)) => {
                     tracing::warn!(remote = %conn.remote_address(), session, "bad frame: {e}");
-                    let _ = tx.send(ManagerToClient::Error(format!("bad frame: {e}")));
+                    let _ = tx.try_send(ManagerToClient::Error(format!("bad frame: {e}")));
                     return Ok(());
                 }
                 Err(e) => return Err(anyhow::Error::from(e)),
             };
             match msg {
                 ClientMsg::Submit(cmds) => {
-                    if shared.submits.send(Submit { session, cmds }).await.is_err() {
+                    if cmds.is_empty() {
+                        continue;
+                    }
+                    let n = cmds.len() as u64;
+                    inflight.fetch_add(n, Ordering::Relaxed);
+                    let (reply, checked) = oneshot::channel();
+                    let sent = shared.submits.send(Submit {
+                        session,
+                        cmds,
+                        reply: Some(reply),
+                    });
+                    if sent.await.is_err() {
+                        return Ok(());
+                    }
+                    if let Ok(Err(e)) = checked.await {
+                        tracing::warn!(session, "refused a submit: {e}");
+                        let _ = tx.try_send(ManagerToClient::Error(e));
                         return Ok(());
                     }
                 }
                 ClientMsg::DeclareBrokers(names) => {
-                    if broker.is_some() {
-                        let _ = tx.send(ManagerToClient::Error(
-                            "only a gateway may declare brokers".into(),
-                        ));
-                        continue;
+                    if kind != SessionKind::Gateway {
+                        let _ = tx.try_send(ManagerToClient::Error("only a gateway may declare brokers".into()));
+                        return Ok(());
                     }
                     let (reply, rx) = oneshot::channel();
-                    shared
-                        .control
-                        .send(Control::DeclareBrokers { names, reply })?;
-                    let _ = tx.send(ManagerToClient::Brokers(rx.await?));
+                    shared.control.send(Control::DeclareBrokers { names, reply }).await?;
+                    match rx.await? {
+                        Ok(ids) => {
+                            let _ = tx.send(ManagerToClient::Brokers(ids)).await;
+                        }
+                        Err(e) => {
+                            let _ = tx.try_send(ManagerToClient::Error(e));
+                            return Ok(());
+                        }
+                    }
                 }
-                ClientMsg::QueryOrders { ids } => {
+                ClientMsg::QueryOrders { query, ids } => {
+                    if ids.len() > MAX_QUERY_IDS {
+                        let _ = tx.try_send(ManagerToClient::Error(format!("at most {MAX_QUERY_IDS} ids per query")));
+                        return Ok(());
+                    }
                     let (reply, rx) = oneshot::channel();
-                    shared
-                        .control
-                        .send(Control::QueryOrders { broker, ids, reply })?;
-                    let _ = tx.send(ManagerToClient::Orders(rx.await?));
+                    shared.control.send(Control::QueryOrders { session, ids, reply }).await?;
+                    let orders = rx.await?;
+                    let mut chunks = orders.chunks(ORDERS_PER_FRAME).peekable();
+                    if chunks.peek().is_none() {
+                        let _ = tx.send(ManagerToClient::Orders { query, orders: Vec::new(), last: true }).await;
+                    }
+                    while let Some(c) = chunks.next() {
+                        let last = chunks.peek().is_none();
+                        if tx.send(ManagerToClient::Orders { query, orders: c.to_vec(), last }).await.is_err() {
+                            return Ok(());
+                        }
+                    }
                 }
-                ClientMsg::QueryTotals => {
+                ClientMsg::QueryTotals { query } => {
                     let (reply, rx) = oneshot::channel();
-                    shared.control.send(Control::QueryTotals { reply })?;
-                    let _ = tx.send(ManagerToClient::Totals(rx.await?));
+                    shared.control.send(Control::QueryTotals { reply }).await?;
+                    let totals = rx.await?;
+                    let mut chunks = totals.chunks(ORDERS_PER_FRAME).peekable();
+                    if chunks.peek().is_none() {
+                        let _ = tx.send(ManagerToClient::Totals { query, totals: Vec::new(), last: true }).await;
+                    }
+                    while let Some(c) = chunks.next() {
+                        let last = chunks.peek().is_none();
+                        if tx.send(ManagerToClient::Totals { query, totals: c.to_vec(), last }).await.is_err() {
+                            return Ok(());
+                        }
+                    }
                 }
             }
         }
     }
     .await;
-    let _ = shared.control.send(Control::CloseSession { session });
+    let _ = shared.control.send(Control::CloseSession { session }).await;
     drop(tx);
     let _ = tokio::time::timeout(Duration::from_secs(5), write_task).await;
     result
@@ -538,26 +859,35 @@ async fn executor_session(
     node: NodeId,
     mut writer: FrameWriter,
     mut reader: FrameReader,
-    mut rx: mpsc::UnboundedReceiver<ToExecutor>,
+    mut rx: mpsc::Receiver<ToExecutor>,
 ) -> anyhow::Result<()> {
+    let stopping = shared.stopping.clone();
     let write_task = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            if writer.send(&msg).await.is_err() {
-                break;
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(m) => {
+                        if writer.send(&m).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                _ = stopping.wait() => break,
             }
         }
     });
     let result: anyhow::Result<()> = async {
         loop {
             match reader.recv::<FromExecutor>().await {
-                Ok(Some(msg)) => shared.control.send(Control::Executor { node, msg })?,
+                Ok(Some(msg)) => shared.control.send(Control::Executor { node, msg }).await?,
                 Ok(None) => return Ok(()),
                 Err(e) => return Err(e.into()),
             }
         }
     }
     .await;
-    let _ = shared.control.send(Control::ExecutorClosed { node });
+    let _ = shared.control.send(Control::ExecutorClosed { node }).await;
     write_task.abort();
     result
 }
@@ -584,6 +914,7 @@ async fn monitor_session(
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             },
             _ = conn.closed() => return Ok(()),
+            _ = shared.stopping.wait() => return Ok(()),
         }
     }
 }

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context};
-use matching::{Command, Fill, SecurityTable};
+use matching::SecurityTable;
 use rand::Rng;
 
-use crate::core::Persist;
+use crate::core::{JournalEntry, Persist, RejectedEntry, TapeEntry};
 use crate::journal::{JournalConfig, OrderJournal, Recovered, TradeTape};
 
 /// A random 128-bit hex secret.
@@ -67,7 +67,7 @@ pub fn load_credentials(
     };
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(proto::credentials::parse(
+    Ok(transport::credentials::parse(
         &text,
         &path.display().to_string(),
     )?)
@@ -112,6 +112,54 @@ pub fn load_securities(
     Ok(table)
 }
 
+/// The schedule in use. It is kept in `data_dir/schedule.json` with its anchor (the wall clock
+/// of day 1, 09:00), so a restarted manager resumes the same day at the same exchange time; a
+/// data dir keeps the schedule it started with unless the journal is still empty.
+pub fn load_schedule(
+    data_dir: &Path,
+    kind: crate::schedule::ScheduleKind,
+    day_length: std::time::Duration,
+    days: u32,
+    start_date: Option<&str>,
+) -> anyhow::Result<crate::schedule::Schedule> {
+    use crate::schedule::{today_at_hose, Schedule};
+    let path = data_dir.join("schedule.json");
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64);
+    let date = start_date.map_or_else(|| today_at_hose(now_ms), str::to_string);
+    let fresh = Schedule::new(kind, day_length, days, &date, now_ms)?;
+    if path.exists() {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let saved: Schedule = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a schedule", path.display()))?;
+        let same = saved.kind == fresh.kind
+            && saved.day_length_ms == fresh.day_length_ms
+            && saved.days == fresh.days
+            && start_date.is_none_or(|d| d == saved.start_date);
+        let journaled = data_dir
+            .join("journal")
+            .read_dir()
+            .is_ok_and(|mut d| d.next().is_some());
+        if same {
+            return Ok(saved);
+        }
+        if journaled && kind == saved.kind && kind == crate::schedule::ScheduleKind::Continuous {
+            return Ok(saved);
+        }
+        if journaled {
+            bail!(
+                "this data dir runs the schedule \"{}\" (see {}); start with the same --schedule/--day-length/--days/--start-date, or use a fresh --data-dir",
+                saved.describe(),
+                path.display()
+            );
+        }
+    }
+    write_atomic(&path, &serde_json::to_string_pretty(&fresh)?)?;
+    Ok(fresh)
+}
+
 /// The journal and the trade tape on disk.
 pub struct DiskPersist {
     journal: OrderJournal,
@@ -143,12 +191,16 @@ impl DiskPersist {
 }
 
 impl Persist for DiskPersist {
-    fn append(&mut self, seq: u64, cmd: &Command, broker_name: &str) -> anyhow::Result<()> {
-        Ok(self.journal.append(seq, cmd, broker_name)?)
+    fn append(&mut self, e: &JournalEntry<'_>) -> anyhow::Result<()> {
+        Ok(self.journal.append(e.seq, e.command, e.broker_name)?)
     }
-    fn append_trade(&mut self, seq: u64, fill_index: u32, fill: &Fill) -> anyhow::Result<()> {
+    fn append_rejected(&mut self, _e: &RejectedEntry<'_>) -> anyhow::Result<()> {
+        // TODO(journal v2): rejected NEWs are journaled by the v2 format.
+        Ok(())
+    }
+    fn append_trade(&mut self, e: &TapeEntry) -> anyhow::Result<()> {
         self.tape_dirty = true;
-        Ok(self.tape.append(seq, fill_index, fill)?)
+        Ok(self.tape.append(e.seq, e.fill_index, &e.fill)?)
     }
     fn commit(&mut self) -> anyhow::Result<()> {
         self.journal.commit()?;

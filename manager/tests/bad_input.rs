@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use manager::testkit::{assert_same_outputs, generate, local_reference, Grid, GridOptions};
+use testkit::{assert_same_outputs, generate, local_reference, Grid, GridOptions};
 use matching::{
     BrokerId, CancelOrder, Command, Event, NewOrder, OrderId, OrderType, RejectReason, SecurityId,
     Side,
@@ -316,7 +316,7 @@ fn executor_with_a_wrong_token_is_refused_on_both_sides() {
             ..GridOptions::default()
         },
     );
-    let out = std::process::Command::new(manager::testkit::bin("executor"))
+    let out = std::process::Command::new(testkit::bin("executor"))
         .args([
             "--manager",
             &grid.addr,
@@ -351,7 +351,7 @@ fn executor_with_an_untrusted_certificate_cannot_connect() {
     // A different self-signed certificate: the pinned CA does not match the manager's.
     let other = tmp.path().join("other");
     proto::quic::load_or_create_identity(&other, None, None).unwrap();
-    let mut child = std::process::Command::new(manager::testkit::bin("executor"))
+    let mut child = std::process::Command::new(testkit::bin("executor"))
         .args([
             "--manager",
             &grid.addr,

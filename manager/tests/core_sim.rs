@@ -1,63 +1,56 @@
-//! The manager's state machine played without sockets or clocks: simulated executors (real
-//! engines) receive what the core sends, deliver events late and in random batches, join, and
-//! die (losing whatever they had not delivered) at random points of a stream. Whatever happens,
-//! the broker-visible result equals the sequential exchange's, and every command completes.
+//! The manager's state machine played without sockets or clocks: simulated executors (the real
+//! `ExecutorCore`) receive what the core sends, deliver events late, in random batches and in
+//! parts (a command's events split over several groups), join, and die (losing whatever they
+//! had not delivered) at random points of a nasty stream. Whatever happens, the gateway
+//! session's result equals the sequential exchange's and every command completes. A forging
+//! executor is caught and replaced without anything it sent reaching a client.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use manager::core::{Core, CoreConfig, MemoryPersist, NodeId};
+use executor::ExecutorCore;
+use manager::core::{Core, CoreConfig, MemoryPersist, NodeId, SessionKind};
 use matching::stream::{replay_local, to_command, BrokerRegistry, ReplayCollector};
-use matching::{Command, Engine, Event, Gateway, MarketRules};
+use matching::{
+    Aggressor, BrokerId, Command, Event, Fill, Gateway, MarketRules, OrderId, SecurityId,
+    SecurityTable,
+};
 use proptest::prelude::*;
-use proto::{SeqEvent, ToExecutor};
+use proto::{ClientCommand, EventGroup, ReportEvent, ToExecutor};
+use testkit::nasty::{nasty_stream, Nasty};
 use user_sim::client::{Progress, Tracker};
 
 struct SimExecutor {
-    engine: Engine,
+    core: ExecutorCore,
     inbox: VecDeque<ToExecutor>,
-    /// Events computed but not yet delivered to the manager.
-    outbox: Vec<SeqEvent>,
+    /// Groups computed but not yet delivered to the manager.
+    outbox: VecDeque<EventGroup>,
 }
 
 impl SimExecutor {
+    fn new(securities: &SecurityTable) -> Self {
+        SimExecutor {
+            core: ExecutorCore::new(MarketRules::hose(), securities),
+            inbox: VecDeque::new(),
+            outbox: VecDeque::new(),
+        }
+    }
+
     /// Processes one message the way the real executor does.
     fn step(&mut self) {
-        let Some(msg) = self.inbox.pop_front() else {
-            return;
-        };
-        let mut scratch = Vec::new();
-        match msg {
-            ToExecutor::Assign {
-                securities, replay, ..
-            } => {
-                for s in securities {
-                    self.engine.open_book(s);
-                }
-                for s in replay {
-                    scratch.clear();
-                    self.engine.process(&s.command, &mut scratch);
-                }
-            }
-            ToExecutor::Revoke { securities, .. } => {
-                for s in securities {
-                    self.engine.close_book(s);
-                }
-            }
-            ToExecutor::Orders(cmds) => {
-                for s in cmds {
-                    scratch.clear();
-                    self.engine.process(&s.command, &mut scratch);
-                    let n = scratch.len();
-                    for (i, ev) in scratch.iter().enumerate() {
-                        if i + 1 == n || !matches!(ev, Event::Accepted { .. }) {
-                            self.outbox.push(SeqEvent {
-                                seq: s.seq,
-                                event: *ev,
-                                last: i + 1 == n,
-                            });
-                        }
-                    }
+        if let Some(msg) = self.inbox.pop_front() {
+            let mut out = Vec::new();
+            self.core.apply(msg, &mut out);
+            // Split every group in two parts where it can be, as a frame boundary would.
+            for g in out {
+                if g.events.len() >= 2 {
+                    let mut first = g.clone();
+                    let rest = first.events.split_off(g.events.len() / 2);
+                    first.last = false;
+                    self.outbox.push_back(first);
+                    self.outbox.push_back(EventGroup { events: rest, ..g });
+                } else {
+                    self.outbox.push_back(g);
                 }
             }
         }
@@ -75,12 +68,13 @@ struct Client {
 enum Action {
     Submit(usize),
     Step(usize),
-    Deliver(usize),
+    /// Deliver the first `k % (outbox + 1)` groups of an executor (parts of one command may
+    /// straddle two deliveries).
+    Deliver(usize, usize),
     Join,
     Kill(usize),
     Tick,
-    /// End of a core loop iteration: commit and send (the real shell does this once per
-    /// iteration, after draining several inputs).
+    /// End of a core loop iteration: commit and send.
     Flush,
 }
 
@@ -88,7 +82,7 @@ fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
         6 => (1usize..40).prop_map(Action::Submit),
         6 => (0usize..8).prop_map(Action::Step),
-        6 => (0usize..8).prop_map(Action::Deliver),
+        6 => (0usize..8, 0usize..64).prop_map(|(e, k)| Action::Deliver(e, k)),
         1 => Just(Action::Join),
         1 => (0usize..8).prop_map(Action::Kill),
         1 => Just(Action::Tick),
@@ -96,156 +90,199 @@ fn action() -> impl Strategy<Value = Action> {
     ]
 }
 
-fn run(seed: u64, actions: &[Action]) {
-    let rules = MarketRules::hose();
-    let securities = user_sim::generate::default_listings(6);
-    let cfg = user_sim::generate::GenConfig {
-        orders: 400,
-        seed,
-        brokers: 3,
-        ..Default::default()
-    };
-    let rows = user_sim::generate::generate(&cfg, &securities, &rules);
-    let expected = replay_local(rules, &securities, &rows);
+const GATEWAY: u32 = 1;
 
-    let mut now = Instant::now();
-    let mut core = Core::new(
-        CoreConfig::default(),
-        Gateway::new(rules, securities.clone()),
-        Box::new(MemoryPersist::default()),
-        now,
-    );
-    let mut names = BrokerRegistry::new();
-    let cmds: Vec<Command> = rows
-        .iter()
-        .map(|r| to_command(r, &securities, &mut names))
-        .collect();
-    for i in 0..names.len() as u32 {
-        core.broker_id(names.name(matching::BrokerId(i)).unwrap());
+struct Sim {
+    core: Core,
+    execs: BTreeMap<NodeId, SimExecutor>,
+    client: Client,
+    securities: SecurityTable,
+    now: Instant,
+}
+
+impl Sim {
+    fn new(securities: &SecurityTable, names: &BrokerRegistry, n: usize) -> Sim {
+        let now = Instant::now();
+        let mut core = Core::new(
+            CoreConfig::default(),
+            Gateway::new(MarketRules::hose(), securities.clone()),
+            Box::new(MemoryPersist::default()),
+            now,
+        );
+        for i in 0..names.len() as u32 {
+            core.broker_id(names.name(BrokerId(i)).unwrap());
+        }
+        core.open_session(GATEWAY, SessionKind::Gateway);
+        Sim {
+            core,
+            execs: BTreeMap::new(),
+            client: Client {
+                tracker: Tracker::new(n),
+                collector: ReplayCollector::new(securities),
+                pending: BTreeMap::new(),
+            },
+            securities: securities.clone(),
+            now,
+        }
     }
-    core.open_session(1, None);
-    let mut execs: BTreeMap<NodeId, SimExecutor> = BTreeMap::new();
-    let mut client = Client {
-        tracker: Tracker::default(),
-        collector: ReplayCollector::new(&securities),
-        pending: BTreeMap::new(),
-    };
-    let mut sent = 0;
-    let settle = |core: &mut Core,
-                  execs: &mut BTreeMap<NodeId, SimExecutor>,
-                  now: Instant,
-                  client: &mut Client| {
-        let out = core.flush(now).unwrap();
+
+    fn settle(&mut self) {
+        let out = self.core.flush(self.now).unwrap();
         for (node, msgs) in out.executors {
-            if let Some(e) = execs.get_mut(&node) {
+            if let Some(e) = self.execs.get_mut(&node) {
                 e.inbox.extend(msgs);
             }
         }
         for node in out.disconnect {
-            execs.remove(&node);
+            self.execs.remove(&node);
         }
-        for r in out.reports.get(&1).into_iter().flatten() {
-            let (progress, pos) = client.tracker.on_report(r).unwrap();
+        for r in out.reports.get(&GATEWAY).into_iter().flatten() {
+            let (progress, pos) = self.client.tracker.on_report(r).unwrap();
             if let Some(pos) = pos {
-                client.pending.entry(pos).or_default().push(r.event);
+                if let Some(ev) = r.event.to_engine_event(r.order) {
+                    self.client.pending.entry(pos).or_default().push(ev);
+                }
             }
             if let Progress::Final { pos } = progress {
-                let events = client.pending.remove(&pos).unwrap();
-                client.collector.record(pos as u64, &events);
+                let events = self.client.pending.remove(&pos).unwrap_or_default();
+                self.client.collector.record(pos as u64, &events);
             }
         }
+    }
+
+    fn join(&mut self) -> NodeId {
+        let id = self.core.executor_joined("sim", "sim", self.now);
+        self.execs.insert(id, SimExecutor::new(&self.securities));
+        id
+    }
+
+    fn pick(&self, k: usize) -> Option<NodeId> {
+        self.execs.keys().nth(k % self.execs.len().max(1)).copied()
+    }
+
+    fn deliver(&mut self, id: NodeId, k: usize) {
+        let e = self.execs.get_mut(&id).unwrap();
+        let n = k % (e.outbox.len() + 1);
+        let groups: Vec<EventGroup> = e.outbox.drain(..n).collect();
+        self.core.executor_events(id, groups, self.now).unwrap();
+    }
+
+    /// Runs every executor dry until all commands are final.
+    fn drain(&mut self, total: usize) {
+        let mut rounds = 0;
+        while !self.client.tracker.finished() {
+            rounds += 1;
+            assert!(
+                rounds < 10_000,
+                "commands never complete: {} of {total}",
+                self.client.tracker.completed
+            );
+            let ids: Vec<NodeId> = self.execs.keys().copied().collect();
+            for id in ids {
+                let Some(e) = self.execs.get_mut(&id) else { continue };
+                while !e.inbox.is_empty() {
+                    e.step();
+                }
+                let groups: Vec<EventGroup> = e.outbox.drain(..).collect();
+                self.core.executor_events(id, groups, self.now).unwrap();
+                self.now += Duration::from_millis(1);
+                // Keep every simulated executor's heartbeat fresh while draining.
+                self.core
+                    .executor_heartbeat(id, Default::default(), self.now);
+            }
+            if self.execs.is_empty() {
+                self.join();
+            }
+            self.settle();
+        }
+    }
+}
+
+fn commands(securities: &SecurityTable, cfg: &Nasty) -> (Vec<ClientCommand>, BrokerRegistry, ReplayCollector) {
+    let rows = nasty_stream(cfg, securities);
+    let expected = replay_local(MarketRules::hose(), securities, &rows);
+    let mut names = BrokerRegistry::new();
+    let cmds = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ClientCommand {
+            client_ref: i as u64,
+            command: to_command(r, securities, &mut names),
+        })
+        .collect();
+    (cmds, names, expected)
+}
+
+fn run(seed: u64, day: bool, actions: &[Action]) {
+    let securities = SecurityTable::synthetic(6);
+    let cfg = Nasty {
+        rows: 400,
+        seed,
+        brokers: 3,
+        day,
+        sweep_every: 97,
     };
-    let join = |core: &mut Core, execs: &mut BTreeMap<NodeId, SimExecutor>, now: Instant| {
-        let id = core.executor_joined("sim", "sim", now);
-        execs.insert(
-            id,
-            SimExecutor {
-                engine: Engine::new(),
-                inbox: VecDeque::new(),
-                outbox: Vec::new(),
-            },
-        );
-    };
-    join(&mut core, &mut execs, now);
-    settle(&mut core, &mut execs, now, &mut client);
-    let pick = |execs: &BTreeMap<NodeId, SimExecutor>, k: usize| {
-        execs.keys().nth(k % execs.len().max(1)).copied()
-    };
+    let (cmds, names, expected) = commands(&securities, &cfg);
+    let mut sim = Sim::new(&securities, &names, cmds.len());
+    let mut sent = 0;
+    sim.join();
+    sim.settle();
     // The scripted part, then drain with at least one executor alive.
     for a in actions.iter().cloned().chain(std::iter::once(Action::Tick)) {
-        now += Duration::from_millis(1);
+        sim.now += Duration::from_millis(1);
         match a {
             Action::Submit(k) => {
                 let end = (sent + k).min(cmds.len());
-                core.submit(1, &cmds[sent..end], now).unwrap();
+                sim.core
+                    .submit(GATEWAY, &cmds[sent..end], sim.now, 0)
+                    .unwrap();
                 sent = end;
             }
             Action::Step(k) => {
-                if let Some(id) = pick(&execs, k) {
-                    execs.get_mut(&id).unwrap().step();
+                if let Some(id) = sim.pick(k) {
+                    sim.execs.get_mut(&id).unwrap().step();
                 }
             }
-            Action::Deliver(k) => {
-                if let Some(id) = pick(&execs, k) {
-                    let events = std::mem::take(&mut execs.get_mut(&id).unwrap().outbox);
-                    core.executor_events(id, &events, now).unwrap();
+            Action::Deliver(e, k) => {
+                if let Some(id) = sim.pick(e) {
+                    sim.deliver(id, k);
                 }
             }
-            Action::Join => join(&mut core, &mut execs, now),
+            Action::Join => {
+                sim.join();
+            }
             Action::Kill(k) => {
-                if execs.len() > 1 {
-                    if let Some(id) = pick(&execs, k) {
-                        execs.remove(&id);
-                        core.executor_lost(id, now);
+                if sim.execs.len() > 1 {
+                    if let Some(id) = sim.pick(k) {
+                        sim.execs.remove(&id);
+                        sim.core.executor_lost(id, sim.now);
                     }
                 }
             }
-            Action::Tick => core.tick(now),
-            Action::Flush => settle(&mut core, &mut execs, now, &mut client),
+            Action::Tick => sim.core.tick(sim.now),
+            Action::Flush => sim.settle(),
         }
     }
-    settle(&mut core, &mut execs, now, &mut client);
-    core.submit(1, &cmds[sent..], now).unwrap();
-    settle(&mut core, &mut execs, now, &mut client);
-    let mut rounds = 0;
-    while client.tracker.completed < cmds.len() {
-        rounds += 1;
-        assert!(
-            rounds < 10_000,
-            "commands never complete: {} of {}",
-            client.tracker.completed,
-            cmds.len()
-        );
-        let ids: Vec<NodeId> = execs.keys().copied().collect();
-        for id in ids {
-            let e = execs.get_mut(&id).unwrap();
-            while !e.inbox.is_empty() {
-                e.step();
-            }
-            let events = std::mem::take(&mut e.outbox);
-            core.executor_events(id, &events, now).unwrap();
-            now += Duration::from_millis(1);
-            // Keep every simulated executor's heartbeat fresh while draining.
-            core.executor_heartbeat(id, Default::default(), now);
-        }
-        settle(&mut core, &mut execs, now, &mut client);
-    }
-    let collector = &mut client.collector;
-    collector.set_final_totals(&core.totals());
+    sim.settle();
+    sim.core.submit(GATEWAY, &cmds[sent..], sim.now, 0).unwrap();
+    sim.settle();
+    sim.drain(cmds.len());
+    let collector = &mut sim.client.collector;
+    collector.set_final_totals(&sim.core.totals());
     assert_eq!(collector.trades_csv(), expected.trades_csv());
     assert_eq!(collector.rejects_csv(), expected.rejects_csv());
     assert_eq!(collector.totals_csv(), expected.totals_csv());
-    assert_eq!(core.in_flight(), 0);
+    assert_eq!(sim.core.in_flight(), 0);
 }
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
     #[test]
-    fn any_interleaving_of_joins_kills_and_late_events_equals_sequential(
+    fn any_interleaving_of_joins_kills_and_late_split_events_equals_sequential(
         seed in 0u64..1_000,
         actions in proptest::collection::vec(action(), 0..120),
     ) {
-        run(seed, &actions);
+        run(seed, false, &actions);
     }
 }
 
@@ -255,13 +292,14 @@ fn executor_joining_in_the_same_batch_as_routed_orders() {
     // node 2 joins before the flush; node 1 must see the orders before its Revoke.
     run(
         7,
+        false,
         &[
             Action::Submit(30),
             Action::Join,
             Action::Flush,
             Action::Step(0),
             Action::Step(0),
-            Action::Deliver(0),
+            Action::Deliver(0, 63),
         ],
     );
 }
@@ -270,6 +308,7 @@ fn executor_joining_in_the_same_batch_as_routed_orders() {
 fn migration_target_dies_before_taking_over() {
     run(
         8,
+        false,
         &[
             Action::Submit(30),
             Action::Flush,
@@ -277,7 +316,7 @@ fn migration_target_dies_before_taking_over() {
             Action::Flush,
             Action::Kill(1),
             Action::Step(0),
-            Action::Deliver(0),
+            Action::Deliver(0, 63),
             Action::Submit(30),
         ],
     );
@@ -287,6 +326,7 @@ fn migration_target_dies_before_taking_over() {
 fn old_owner_dies_mid_migration() {
     run(
         9,
+        false,
         &[
             Action::Submit(30),
             Action::Flush,
@@ -296,7 +336,262 @@ fn old_owner_dies_mid_migration() {
             Action::Submit(30),
             Action::Flush,
             Action::Step(1),
-            Action::Deliver(1),
+            Action::Deliver(1, 63),
         ],
     );
+}
+
+#[test]
+fn owner_dies_between_the_parts_of_one_command() {
+    // Half of a command's events arrive, then the owner dies: the half must be dropped and
+    // the new owner's whole answer delivered once.
+    run(
+        11,
+        false,
+        &[
+            Action::Submit(60),
+            Action::Flush,
+            Action::Step(0),
+            Action::Deliver(0, 1),
+            Action::Join,
+            Action::Kill(0),
+            Action::Flush,
+        ],
+    );
+}
+
+/// A rogue executor with the token: it forges a fill for a security it does not own, against
+/// an invented order of another broker, for 1,000,000,000 shares at price 1. The manager
+/// refuses it, declares the executor failed, and nothing of it reaches any report or the tape.
+#[test]
+fn a_forged_fill_is_caught_and_the_forger_replaced() {
+    let securities = SecurityTable::synthetic(4);
+    let cfg = Nasty {
+        rows: 200,
+        seed: 3,
+        day: false,
+        ..Nasty::default()
+    };
+    let (cmds, names, expected) = commands(&securities, &cfg);
+    let mut sim = Sim::new(&securities, &names, cmds.len());
+    let honest = sim.join();
+    let rogue = sim.join();
+    sim.settle();
+    sim.core.submit(GATEWAY, &cmds[..100], sim.now, 0).unwrap();
+    sim.settle();
+    // The rogue claims a security owned by the honest executor, and an invented order.
+    let owned_by_honest = (0..4u32)
+        .map(SecurityId)
+        .find(|s| {
+            sim.execs[&honest]
+                .core
+                .engine()
+                .has_book(*s)
+        })
+        .expect("the honest executor owns something");
+    let forged = EventGroup {
+        seq: 1,
+        security: owned_by_honest,
+        events: vec![
+            Event::Fill(Fill {
+                security: owned_by_honest,
+                price: 1,
+                qty: 1_000_000_000,
+                buy: OrderId(1),
+                sell: OrderId(999_999),
+                buy_broker: BrokerId(0),
+                sell_broker: BrokerId(1),
+                aggressor: Aggressor::Buy,
+            }),
+            Event::Totals {
+                security: owned_by_honest,
+                bid_total: 0,
+                ask_total: 0,
+            },
+        ],
+        last: true,
+    };
+    sim.core
+        .executor_events(rogue, vec![forged.clone()], sim.now)
+        .unwrap();
+    let out = sim.core.flush(sim.now).unwrap();
+    assert!(
+        out.disconnect.contains(&rogue),
+        "a forger is declared failed"
+    );
+    assert!(out
+        .reports
+        .values()
+        .flatten()
+        .all(|r| !matches!(r.event, ReportEvent::Trade { fill, .. } if fill.qty == 1_000_000_000)));
+    sim.execs.remove(&rogue);
+    // A forgery for its own security, with a plausible shape but a wrong quantity, is caught
+    // by the quantities: the owner of security 0 lies about the first command it was sent.
+    sim.core.submit(GATEWAY, &cmds[100..], sim.now, 0).unwrap();
+    sim.settle();
+    sim.drain(cmds.len());
+    let collector = &mut sim.client.collector;
+    collector.set_final_totals(&sim.core.totals());
+    assert_eq!(collector.trades_csv(), expected.trades_csv());
+    assert_eq!(collector.rejects_csv(), expected.rejects_csv());
+    assert_eq!(collector.totals_csv(), expected.totals_csv());
+}
+
+/// An owner that lies about its own security's totals (or drops a fill) is caught too.
+#[test]
+fn an_owner_lying_about_its_own_book_is_replaced() {
+    let securities = SecurityTable::synthetic(2);
+    let cfg = Nasty {
+        rows: 300,
+        seed: 5,
+        day: false,
+        ..Nasty::default()
+    };
+    let (cmds, names, expected) = commands(&securities, &cfg);
+    let mut sim = Sim::new(&securities, &names, cmds.len());
+    let liar = sim.join();
+    sim.settle();
+    sim.core.submit(GATEWAY, &cmds, sim.now, 0).unwrap();
+    sim.settle();
+    // Process honestly, then tamper with the first group that carries totals.
+    let e = sim.execs.get_mut(&liar).unwrap();
+    while !e.inbox.is_empty() {
+        e.step();
+    }
+    let mut groups: Vec<EventGroup> = e.outbox.drain(..).collect();
+    let g = groups
+        .iter_mut()
+        .find(|g| g.last && g.events.iter().any(|e| matches!(e, Event::Totals { .. })))
+        .unwrap();
+    for ev in &mut g.events {
+        if let Event::Totals { bid_total, .. } = ev {
+            *bid_total += 100;
+        }
+    }
+    sim.core.executor_events(liar, groups, sim.now).unwrap();
+    let out = sim.core.flush(sim.now).unwrap();
+    assert!(out.disconnect.contains(&liar));
+    sim.execs.remove(&liar);
+    sim.join();
+    sim.settle();
+    sim.drain(cmds.len());
+    let collector = &mut sim.client.collector;
+    collector.set_final_totals(&sim.core.totals());
+    assert_eq!(collector.trades_csv(), expected.trades_csv());
+    assert_eq!(collector.totals_csv(), expected.totals_csv());
+}
+
+#[test]
+fn broker_sessions_see_only_their_own_orders_and_anonymous_fills() {
+    let securities = SecurityTable::synthetic(1);
+    let now = Instant::now();
+    let mut core = Core::new(
+        CoreConfig {
+            local: true,
+            ..CoreConfig::default()
+        },
+        Gateway::new(MarketRules::hose(), securities.clone()),
+        Box::new(MemoryPersist::default()),
+        now,
+    );
+    let (a, b) = (core.broker_id("A"), core.broker_id("B"));
+    core.open_session(1, SessionKind::Broker(a));
+    core.open_session(2, SessionKind::Broker(b));
+    let reference = securities.reference(SecurityId(0)).unwrap();
+    let new = |id: u64, side, qty| ClientCommand {
+        client_ref: id,
+        command: Command::New(matching::NewOrder {
+            id: OrderId(id),
+            broker: BrokerId(0),
+            security: SecurityId(0),
+            side,
+            kind: matching::OrderType::Limit,
+            price: reference,
+            qty,
+        }),
+    };
+    // Both brokers use order id 7: their own namespaces, no duplicate.
+    core.submit(1, &[new(7, matching::Side::Sell, 500)], now, 0).unwrap();
+    core.submit(2, &[new(7, matching::Side::Buy, 200)], now, 0).unwrap();
+    // B tries to cancel A's order 7 by its id: that is B's own order 7 (already filled).
+    let cancel = ClientCommand {
+        client_ref: 8,
+        command: Command::Cancel(matching::CancelOrder {
+            id: OrderId(7),
+            broker: BrokerId(0),
+            security: SecurityId(0),
+        }),
+    };
+    core.submit(2, &[cancel], now, 0).unwrap();
+    let out = core.flush(now).unwrap();
+    let a_reports = &out.reports[&1];
+    let b_reports = &out.reports[&2];
+    // A hears of its passive fill: own id, maker, no counterparty anywhere.
+    assert!(a_reports.iter().any(|r| r.passive
+        && r.order == OrderId(7)
+        && matches!(r.event, ReportEvent::Fill(f) if f.qty == 200 && f.liquidity == proto::Liquidity::Maker)));
+    assert!(b_reports.iter().any(|r| r.client_ref == 7
+        && matches!(r.event, ReportEvent::Fill(f) if f.qty == 200 && f.liquidity == proto::Liquidity::Taker)));
+    for r in a_reports.iter().chain(b_reports) {
+        assert!(!matches!(r.event, ReportEvent::Trade { .. }), "brokers never see whole trades");
+        assert_eq!(r.order.0 >> 40, 0, "ids are the broker's own");
+    }
+    // B's cancel concerned its own (filled) order 7, never A's resting one.
+    assert!(b_reports.iter().any(|r| r.client_ref == 8
+        && matches!(r.event, ReportEvent::Rejected { reason } if reason == matching::RejectReason::OrderNotLive)));
+    let a_orders = core.query_orders(1, &[]);
+    assert_eq!(a_orders.len(), 1);
+    assert_eq!((a_orders[0].id, a_orders[0].filled), (OrderId(7), 200));
+    assert_eq!(core.query_orders(2, &[OrderId(7)])[0].filled, 200);
+    assert_eq!(core.max_order_id(1), 7);
+    assert_eq!(core.totals(), vec![(SecurityId(0), 0, 300)]);
+}
+
+#[test]
+fn a_command_of_300000_fills_is_reported_whole() {
+    // One order sweeps a book of 300,000 resting orders: its events span many groups, the
+    // manager collects them and reports every fill once.
+    let securities = SecurityTable::synthetic(1);
+    let reference = securities.reference(SecurityId(0)).unwrap();
+    let n = 300_000u64;
+    let mut names = BrokerRegistry::new();
+    names.intern("B01");
+    names.intern("B02");
+    let mut cmds: Vec<ClientCommand> = (1..=n)
+        .map(|i| ClientCommand {
+            client_ref: i - 1,
+            command: Command::New(matching::NewOrder {
+                id: OrderId(i),
+                broker: BrokerId(0),
+                security: SecurityId(0),
+                side: matching::Side::Sell,
+                kind: matching::OrderType::Limit,
+                price: reference,
+                qty: 100,
+            }),
+        })
+        .collect();
+    cmds.push(ClientCommand {
+        client_ref: n,
+        command: Command::New(matching::NewOrder {
+            id: OrderId(n + 1),
+            broker: BrokerId(1),
+            security: SecurityId(0),
+            side: matching::Side::Buy,
+            kind: matching::OrderType::Market,
+            price: 0,
+            qty: 100 * n,
+        }),
+    });
+    let mut sim = Sim::new(&securities, &names, cmds.len());
+    sim.join();
+    sim.settle();
+    for chunk in cmds.chunks(4096) {
+        sim.core.submit(GATEWAY, chunk, sim.now, 0).unwrap();
+        sim.settle();
+    }
+    sim.drain(cmds.len());
+    assert_eq!(sim.client.tracker.fills, n);
+    assert_eq!(sim.client.collector.trade_count() as u64, n);
+    assert_eq!(sim.core.totals(), vec![(SecurityId(0), 0, 0)]);
 }

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use manager::testkit::{
+use testkit::{
     assert_same_file, assert_same_outputs, bin, generate, local_reference, Grid, GridOptions, Proc,
 };
 

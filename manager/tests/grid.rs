@@ -2,7 +2,7 @@
 //! processes over QUIC on 127.0.0.1) writes trades, totals and rejects files byte-identical to
 //! `replay --local`, the sequential engine.
 
-use manager::testkit::{assert_same_outputs, generate, local_reference, Grid, GridOptions};
+use testkit::{assert_same_outputs, generate, local_reference, Grid, GridOptions};
 
 fn grid_equals_local(executors: usize, local: bool, orders: u64, seed: u64) {
     let tmp = tempfile::tempdir().unwrap();
@@ -144,9 +144,9 @@ fn a_load_stopped_by_sigterm_says_so_and_the_grid_keeps_serving() {
     );
     let mut args = grid.load_args();
     args.extend(["--orders", "100000", "--rate", "2000", "--quiet"].map(String::from));
-    let mut load = manager::testkit::Proc::spawn(
+    let mut load = testkit::Proc::spawn(
         "load",
-        &manager::testkit::bin("user-sim"),
+        &testkit::bin("user-sim"),
         &args,
         dir.join("load.log"),
     );

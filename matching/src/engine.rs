@@ -141,6 +141,11 @@ impl Engine {
             .map_or_else(|| (Vec::new(), Vec::new()), |b| b.depth(levels))
     }
 
+    /// While `id`'s book is in a call phase: the indicative auction price and volume.
+    pub fn indicative(&self, _id: SecurityId) -> Option<(crate::types::Price, Qty)> {
+        None // TODO(trading day)
+    }
+
     /// Resting orders across all books.
     pub fn live_orders(&self) -> usize {
         self.index.len()

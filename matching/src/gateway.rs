@@ -131,6 +131,29 @@ impl Gateway {
         self.ids.get(id.0).and_then(|s| s.accepted())
     }
 
+    /// Records a NEW that was rejected (journal recovery): its id stays burnt.
+    pub fn restore_rejected(&mut self, o: &crate::types::NewOrder) {
+        if !self.ids.contains(o.id.0) {
+            self.ids.insert_new(
+                o.id.0,
+                Seen {
+                    state: REJECTED,
+                    broker: o.broker,
+                    security: o.security,
+                },
+            );
+        }
+        self.max_id = self.max_id.max(o.id.0);
+    }
+
+    /// The next day's reference price of `security` (the engine reports it at the close): the
+    /// daily band follows it.
+    pub fn set_reference(&mut self, security: SecurityId, price: Price) {
+        if let Some(band) = self.bands.get_mut(security.0 as usize) {
+            *band = self.rules.band(price);
+        }
+    }
+
     /// Records a command already known to be accepted (journal recovery), without checks.
     pub fn restore(&mut self, cmd: &Command) {
         if let Command::New(o) = cmd {

@@ -6,6 +6,9 @@ use rustc_hash::FxHashMap;
 use crate::stream::StreamError;
 use crate::types::{Price, SecurityId};
 
+/// Most securities a listing may hold.
+pub const MAX_LISTINGS: usize = 100_000;
+
 /// Listed securities. Ids are dense indexes in the order the securities were added.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SecurityTable {

@@ -1,13 +1,19 @@
 //! Length-prefixed bincode frames: `u32` little-endian payload length, then the payload.
 //!
 //! Pure functions over byte slices. Decoding never panics: a frame longer than the limit, a
-//! truncated frame or bytes that are not a valid message are errors, and bincode's own limit
-//! stops a hostile length field inside the payload from allocating more than the frame size.
+//! truncated frame or bytes that are not a valid message are errors, and a hostile length field
+//! inside the payload cannot make the decoder allocate more than the frame (bincode's limit and
+//! serde's cautious preallocation).
+//!
+//! Limits are per stage: [`HELLO_MAX_FRAME`] before a peer has authenticated, the session's own
+//! limit after (see `SessionLimits`), and [`MAX_FRAME`] as the absolute ceiling.
 
 use serde::{de::DeserializeOwned, Serialize};
 
-/// Largest payload accepted or produced (16 MiB): bounds memory per connection.
+/// Largest payload accepted or produced by anyone (16 MiB).
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Largest payload read from a peer that has not authenticated yet (its hello).
+pub const HELLO_MAX_FRAME: usize = 4 * 1024;
 /// Bytes of the length prefix.
 pub const HEADER_LEN: usize = 4;
 
@@ -51,14 +57,13 @@ pub fn encode_frame<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), Code
     Ok(())
 }
 
-/// Reads the payload length from a frame header, checking it against the limit.
-pub fn frame_len(header: [u8; HEADER_LEN]) -> Result<usize, CodecError> {
+/// Reads the payload length from a frame header, checking it against `limit` (itself capped at
+/// [`MAX_FRAME`]).
+pub fn frame_len(header: [u8; HEADER_LEN], limit: usize) -> Result<usize, CodecError> {
     let len = u32::from_le_bytes(header) as usize;
-    if len > MAX_FRAME {
-        return Err(CodecError::TooLarge {
-            len,
-            max: MAX_FRAME,
-        });
+    let max = limit.min(MAX_FRAME);
+    if len > max {
+        return Err(CodecError::TooLarge { len, max });
     }
     Ok(len)
 }
@@ -82,7 +87,9 @@ pub fn decode_frame<T: DeserializeOwned>(buf: &[u8]) -> Result<Option<(T, usize)
     let Some(header) = buf.get(..HEADER_LEN) else {
         return Ok(None);
     };
-    let len = frame_len(header.try_into().expect("slice of HEADER_LEN bytes"))?;
+    let mut h = [0u8; HEADER_LEN];
+    h.copy_from_slice(header);
+    let len = frame_len(h, MAX_FRAME)?;
     let Some(payload) = buf.get(HEADER_LEN..HEADER_LEN + len) else {
         return Ok(None);
     };
@@ -96,21 +103,42 @@ mod tests {
     use matching::*;
 
     fn sample() -> ClientMsg {
+        let cmd = |client_ref, command| ClientCommand {
+            client_ref,
+            command,
+        };
         ClientMsg::Submit(vec![
-            Command::New(NewOrder {
-                id: OrderId(7),
-                broker: BrokerId(1),
-                security: SecurityId(3),
-                side: Side::Buy,
-                kind: OrderType::Limit,
-                price: 65_000,
-                qty: 300,
-            }),
-            Command::Cancel(CancelOrder {
-                id: OrderId(5),
-                broker: BrokerId(1),
-                security: SecurityId(3),
-            }),
+            cmd(
+                1,
+                Command::New(NewOrder {
+                    id: OrderId(7),
+                    broker: BrokerId(1),
+                    security: SecurityId(3),
+                    side: Side::Buy,
+                    kind: OrderType::Limit,
+                    price: 65_000,
+                    qty: 300,
+                }),
+            ),
+            cmd(
+                2,
+                Command::Cancel(CancelOrder {
+                    id: OrderId(5),
+                    broker: BrokerId(1),
+                    security: SecurityId(3),
+                }),
+            ),
+            cmd(
+                3,
+                Command::Amend(AmendOrder {
+                    id: OrderId(7),
+                    broker: BrokerId(1),
+                    security: SecurityId(3),
+                    price: 64_900,
+                    qty: 200,
+                }),
+            ),
+            cmd(4, Command::Phase(Phase::Atc)),
         ])
     }
 
@@ -118,11 +146,11 @@ mod tests {
     fn round_trips_and_reports_length() {
         let mut buf = Vec::new();
         encode_frame(&sample(), &mut buf).unwrap();
-        encode_frame(&ClientMsg::QueryTotals, &mut buf).unwrap();
+        encode_frame(&ClientMsg::QueryTotals { query: 9 }, &mut buf).unwrap();
         let (first, used) = decode_frame::<ClientMsg>(&buf).unwrap().unwrap();
         assert_eq!(first, sample());
         let (second, used2) = decode_frame::<ClientMsg>(&buf[used..]).unwrap().unwrap();
-        assert_eq!(second, ClientMsg::QueryTotals);
+        assert_eq!(second, ClientMsg::QueryTotals { query: 9 });
         assert_eq!(used + used2, buf.len());
     }
 
@@ -149,6 +177,19 @@ mod tests {
     }
 
     #[test]
+    fn stage_limit_caps_the_announced_length() {
+        let header = ((HELLO_MAX_FRAME + 1) as u32).to_le_bytes();
+        assert!(matches!(
+            frame_len(header, HELLO_MAX_FRAME),
+            Err(CodecError::TooLarge { max, .. }) if max == HELLO_MAX_FRAME
+        ));
+        assert_eq!(frame_len(header, MAX_FRAME).unwrap(), HELLO_MAX_FRAME + 1);
+        // No stage may raise the ceiling.
+        let huge = ((MAX_FRAME + 1) as u32).to_le_bytes();
+        assert!(frame_len(huge, usize::MAX).is_err());
+    }
+
+    #[test]
     fn hostile_inner_length_does_not_allocate_or_panic() {
         // Variant 0 (Submit) followed by a varint claiming u64::MAX elements.
         let payload = [0u8, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
@@ -158,7 +199,7 @@ mod tests {
     #[test]
     fn trailing_bytes_are_malformed() {
         let mut buf = Vec::new();
-        encode_frame(&ClientMsg::QueryTotals, &mut buf).unwrap();
+        encode_frame(&ClientMsg::QueryTotals { query: 1 }, &mut buf).unwrap();
         buf.push(0);
         let len = buf.len() - HEADER_LEN;
         buf[..HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
@@ -175,6 +216,7 @@ mod tests {
             let _ = decode_frame::<ToExecutor>(&bytes);
             let _ = decode_frame::<FromExecutor>(&bytes);
             let _ = decode_frame::<Hello>(&bytes);
+            let _ = decode_payload::<HelloReply>(&bytes);
             let _ = decode_payload::<ManagerToClient>(&bytes);
             let _ = decode_payload::<MonitorMsg>(&bytes);
         }

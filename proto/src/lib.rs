@@ -1,20 +1,15 @@
-//! # proto: the wire of gridmatch
+//! # proto: the wire messages of gridmatch
 //!
-//! Owns every message between broker, manager, executor and monitor ([`messages`]), the
-//! length-prefixed bincode frame codec with its size limit ([`codec`], pure, never panics on
-//! any bytes), the QUIC/TLS setup every binary shares ([`quic`]), and small process helpers
-//! ([`runtime`]: logging, shutdown signals).
+//! Owns every message between broker, manager, executor and monitor ([`messages`]) and the
+//! length-prefixed bincode frame codec with its size limits ([`codec`]). Both are pure: no
+//! sockets, no runtime, and decoding never panics on any bytes.
 //!
-//! Must not: hold grid logic (sequencing, routing, matching); that lives in the binaries and in
-//! `matching`.
+//! Must not: hold grid logic (sequencing, routing, matching: the binaries and `matching`), or
+//! network and TLS setup (`transport`). Only this crate derives serde for the wire.
 
-pub mod cli;
 pub mod codec;
-pub mod credentials;
+pub mod limits;
 pub mod messages;
-pub mod quic;
-pub mod runtime;
 
-pub use codec::{CodecError, MAX_FRAME};
+pub use codec::{CodecError, HELLO_MAX_FRAME, MAX_FRAME};
 pub use messages::*;
-pub use quic::{FrameReader, FrameWriter, WireError};

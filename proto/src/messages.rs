@@ -2,18 +2,27 @@
 //!
 //! Each connection starts with a [`Hello`] on a bidirectional stream opened by the client and a
 //! [`HelloReply`] from the manager; after that the same stream carries the role's messages both
-//! ways. Batching is explicit: one frame carries many commands or reports.
+//! ways. Batching is explicit: one frame carries many commands or reports, and anything that can
+//! grow without bound (one command's events, a query's answer) is split over several frames, so
+//! no legitimate traffic ever meets the frame limit.
+//!
+//! Correlation: every client command carries the client's own reference ([`ClientCommand`]),
+//! every report echoes it, and every query carries a query reference its answer echoes. Clients
+//! correlate by these references, never by arrival order.
 
-use matching::{BrokerId, Command, Event, OrderId, Price, Qty, SecurityId, Side};
+use matching::{
+    BrokerId, CancelReason, Command, Event, OrderId, Phase, Price, Qty, RejectReason, SecurityId,
+    Side, Timestamp,
+};
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message layout changes; a mismatch is refused at the handshake.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Who the client is and the secret that proves it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Credentials {
-    /// A broker trading for itself; sees and cancels only its own orders.
+    /// A broker trading for itself; sees and acts on only its own orders.
     Broker { name: String, secret: String },
     /// A grid PC joining with the executor token.
     Executor { name: String, token: String },
@@ -44,7 +53,11 @@ pub struct Hello {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HelloReply {
     Welcome(Welcome),
+    /// Authentication or version failure: final, retrying with the same hello cannot succeed.
     Refused { reason: String },
+    /// The manager cannot take this session now (connection or session cap, shutting down):
+    /// retrying later may succeed.
+    Busy { reason: String },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -60,7 +73,29 @@ pub struct Welcome {
     /// How often an executor must heartbeat.
     pub heartbeat_ms: u32,
     /// Every order id above this one is unused (as of the handshake): a load generator starts
-    /// its ids here so that runs against a long-lived manager do not collide.
+    /// its ids here so that runs against a long-lived manager do not collide. For a broker
+    /// session it is the broker's own highest id (its ids are its own namespace).
+    pub max_order_id: u64,
+    /// What the manager accepts from this session.
+    pub limits: SessionLimits,
+    /// The trading phase at the handshake.
+    pub phase: Phase,
+    /// Commands sequenced so far (0 on a fresh manager): a replay that must equal a local one
+    /// needs a fresh manager.
+    pub sequenced: u64,
+}
+
+/// Limits a session must respect; exceeding them is a protocol error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionLimits {
+    /// Largest frame payload the manager reads from this session, in bytes.
+    pub max_frame: u32,
+    /// Most commands in one [`ClientMsg::Submit`].
+    pub max_batch: u32,
+    /// Most commands sent but not yet final; order entry beyond it waits (clients pace
+    /// themselves; the manager stops reading the session meanwhile).
+    pub max_in_flight: u32,
+    /// Largest order id a broker session may use (its own namespace).
     pub max_order_id: u64,
 }
 
@@ -73,41 +108,185 @@ pub struct SecurityInfo {
 
 // ---------------------------------------------------------------- broker / gateway <-> manager
 
+/// A command with the client's own reference for it, echoed by every report about it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientCommand {
+    pub client_ref: u64,
+    pub command: Command,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ClientMsg {
-    /// New orders and cancels, in the order they must be sequenced. A broker session's broker
-    /// field is overwritten with the session's own id.
-    Submit(Vec<Command>),
+    /// Commands in the order they must be sequenced. A broker session's broker field is
+    /// overwritten with the session's own id. At most [`SessionLimits::max_batch`] commands.
+    Submit(Vec<ClientCommand>),
     /// Gateway only: intern broker names; answered by [`ManagerToClient::Brokers`].
     DeclareBrokers(Vec<String>),
-    /// State of this session's orders (all of its broker's orders if `ids` is empty).
-    QueryOrders { ids: Vec<OrderId> },
-    /// Outstanding bid/ask totals of every security, once all earlier submits are done.
-    QueryTotals,
+    /// State of this session's orders (all of its broker's orders if `ids` is empty); answered
+    /// by [`ManagerToClient::Orders`] frames with the same `query`.
+    QueryOrders { query: u64, ids: Vec<OrderId> },
+    /// Outstanding bid/ask totals of every security once all earlier submits are final;
+    /// answered by [`ManagerToClient::Totals`] frames with the same `query`.
+    QueryTotals { query: u64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ManagerToClient {
     Reports(Vec<Report>),
     Brokers(Vec<(String, BrokerId)>),
-    Orders(Vec<OrderStatus>),
-    Totals(Vec<(SecurityId, Qty, Qty)>),
-    /// The manager refused a message (not an order: a protocol-level problem).
+    /// One part of an answer to `QueryOrders { query }`; `last` on the final part.
+    Orders {
+        query: u64,
+        orders: Vec<OrderStatus>,
+        last: bool,
+    },
+    /// One part of an answer to `QueryTotals { query }`; `last` on the final part.
+    Totals {
+        query: u64,
+        totals: Vec<(SecurityId, Qty, Qty)>,
+        last: bool,
+    },
+    /// The manager refused a message (not an order: a protocol-level problem); the session
+    /// ends after it.
     Error(String),
 }
 
-/// One event about an order, as delivered to a broker.
+/// One event about a command, as delivered to the session that sent it (or, for a passive
+/// fill, to every session of the resting order's broker).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Report {
+    /// The client's reference of the command (for a passive fill: of the resting order's NEW).
+    pub client_ref: u64,
     /// Global sequence number of the command the event belongs to (0: rejected unsequenced).
     pub seq: u64,
-    /// The order id of the submitted command (for passive fills: the resting order's id).
+    /// Exchange time of that command (0 for a reject before sequencing).
+    pub time: Timestamp,
+    /// The order the event is about (for a passive fill: the resting order).
     pub order: OrderId,
-    pub event: Event,
-    /// Last event of this command: the command is in its final state.
+    pub event: ReportEvent,
+    /// Last report of this command: it is in its final state.
     pub last: bool,
-    /// A fill on a resting order of this broker, caused by someone else's command.
+    /// A fill on a resting order of this broker, caused by another command.
     pub passive: bool,
+}
+
+/// Identity of one trade: the command that caused it, the security and the fill's index
+/// within (seq, security). Stable across failover and replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct TradeId {
+    pub seq: u64,
+    pub security: SecurityId,
+    pub index: u32,
+}
+
+/// Whether a fill took or provided liquidity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Liquidity {
+    /// The order was resting.
+    Maker,
+    /// The order was the aggressor.
+    Taker,
+    /// A call-auction trade.
+    Auction,
+}
+
+/// A broker's view of one of its own order's fills: no counterparty order or broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnFill {
+    pub security: SecurityId,
+    pub side: Side,
+    pub price: Price,
+    pub qty: Qty,
+    pub liquidity: Liquidity,
+    pub trade: TradeId,
+}
+
+/// What happened, as a client sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReportEvent {
+    /// Sequenced and journaled.
+    Accepted,
+    Rejected {
+        reason: RejectReason,
+    },
+    /// A fill of the reported order (broker sessions: never names the counterparty).
+    Fill(OwnFill),
+    /// A whole trade (gateway sessions only: they act for every broker they declared).
+    Trade {
+        fill: matching::Fill,
+        trade: TradeId,
+    },
+    /// The order (or its remainder) rests with `qty` open at `price` (0 for ATO/ATC).
+    Rested {
+        price: Price,
+        qty: Qty,
+    },
+    Amended {
+        price: Price,
+        qty: Qty,
+        priority_kept: bool,
+    },
+    Cancelled {
+        qty: Qty,
+        reason: CancelReason,
+    },
+    /// A call auction's result (to the sender of the PHASE command).
+    Auction {
+        security: SecurityId,
+        price: Price,
+        volume: Qty,
+    },
+    /// Next day's reference price (to the sender of the PHASE command).
+    Reference {
+        security: SecurityId,
+        price: Price,
+    },
+    Totals {
+        security: SecurityId,
+        bid_total: Qty,
+        ask_total: Qty,
+    },
+    /// Final report of a PHASE command: the market is now in `phase`.
+    PhaseChanged {
+        phase: Phase,
+    },
+}
+
+impl ReportEvent {
+    /// The engine event a gateway-session report stands for (trades, rejects, totals, ...), so
+    /// a grid replay can feed the same collector as a local one. `None` for reports with no
+    /// engine counterpart (acceptance, phase completion, broker-side fills).
+    pub fn to_engine_event(&self, order: OrderId) -> Option<Event> {
+        Some(match *self {
+            ReportEvent::Rejected { reason } => Event::Rejected { id: order, reason },
+            ReportEvent::Trade { fill, .. } => Event::Fill(fill),
+            ReportEvent::Auction {
+                security,
+                price,
+                volume,
+            } => Event::Auction {
+                security,
+                price,
+                volume,
+            },
+            ReportEvent::Reference { security, price } => Event::Reference { security, price },
+            ReportEvent::Totals {
+                security,
+                bid_total,
+                ask_total,
+            } => Event::Totals {
+                security,
+                bid_total,
+                ask_total,
+            },
+            ReportEvent::Accepted
+            | ReportEvent::Fill(_)
+            | ReportEvent::Rested { .. }
+            | ReportEvent::Amended { .. }
+            | ReportEvent::Cancelled { .. }
+            | ReportEvent::PhaseChanged { .. } => return None,
+        })
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -117,6 +296,8 @@ pub enum OrderState {
     Resting,
     Filled,
     Cancelled,
+    /// Still resting when the market closed.
+    Expired,
     Rejected,
 }
 
@@ -125,53 +306,64 @@ pub struct OrderStatus {
     pub id: OrderId,
     pub security: SecurityId,
     pub side: Side,
+    pub kind: matching::OrderType,
+    /// Limit price (an MTL remainder: the price it rests at; after an amend: the new price).
     pub price: Price,
+    /// Filled plus open quantity (after an amend: filled + the new open quantity).
     pub qty: Qty,
     pub filled: Qty,
     pub state: OrderState,
+    /// Why a rejected order was rejected.
+    pub reject: Option<RejectReason>,
 }
 
 // ---------------------------------------------------------------------- manager <-> executor
 
-/// A command with its global sequence number.
+/// A sequenced command as routed to the owner of `security`: a PHASE is routed once per
+/// security (with the same seq) and applies to that book only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Sequenced {
+pub struct Routed {
     pub seq: u64,
+    pub security: SecurityId,
     pub command: Command,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ToExecutor {
-    /// Take ownership of these securities (open empty books), then apply `replay` silently:
-    /// commands already completed elsewhere, each security's in sequence order, which rebuild
-    /// the books. Long replays follow in further `Assign` frames with no securities.
+    /// Take ownership of these securities: open empty books (a following `Replay` rebuilds
+    /// them).
     Assign {
         map_version: u64,
         securities: Vec<SecurityId>,
-        replay: Vec<Sequenced>,
     },
+    /// Apply silently: these commands' events were delivered already (rebuilding books after a
+    /// failover, a migration or a manager restart). Per security in sequence order.
+    Replay(Vec<Routed>),
     /// Drop these securities' books.
     Revoke {
         map_version: u64,
         securities: Vec<SecurityId>,
     },
     /// Commands to match, in sequence order.
-    Orders(Vec<Sequenced>),
+    Orders(Vec<Routed>),
 }
 
-/// One engine event tagged with its command's sequence number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeqEvent {
+/// The events of one routed command, or of one part of them: a command whose events do not
+/// fit one group (a sweep of 275,000 resting orders) is sent as several groups, `last` on the
+/// final one. The engine's `Accepted` is not sent (the manager acknowledged already).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventGroup {
     pub seq: u64,
-    pub event: Event,
-    /// Last event of the command `seq`.
+    pub security: SecurityId,
+    pub events: Vec<Event>,
     pub last: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FromExecutor {
-    /// Every event of each command in one frame (a command's events are never split).
-    Events(Vec<SeqEvent>),
+    /// Groups in the order the executor processed the commands; the parts of one command are
+    /// consecutive.
+    Events(Vec<EventGroup>),
     Heartbeat(ExecutorStats),
 }
 
@@ -192,6 +384,8 @@ pub struct BookDepth {
     pub bids: Vec<(Price, Qty)>,
     /// Best first.
     pub asks: Vec<(Price, Qty)>,
+    /// While a call phase is open: the indicative auction price and volume.
+    pub indicative: Option<(Price, Qty)>,
 }
 
 // ------------------------------------------------------------------------ manager -> monitor
@@ -257,6 +451,10 @@ pub struct SecurityView {
     pub asks: Vec<(Price, Qty)>,
     /// Recent trade prices, oldest first (bounded).
     pub recent_prices: Vec<Price>,
+    /// While a call phase is open: the indicative auction price and volume.
+    pub indicative: Option<(Price, Qty)>,
+    /// The latest auction's price and volume.
+    pub last_auction: Option<(Price, Qty)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -271,6 +469,11 @@ pub struct GridSnapshot {
     /// Manager-side latency from receipt to final event.
     pub latency: LatencySummary,
     pub securities: Vec<SecurityView>,
+    /// The trading phase and the exchange clock (ns since the Unix epoch).
+    pub phase: Phase,
+    pub exchange_time: Timestamp,
+    /// The schedule the manager runs (`continuous`, or `hose` with its day length).
+    pub schedule: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -25,7 +25,9 @@ const FRAME: Duration = Duration::from_millis(100);
 )]
 struct Args {
     #[command(flatten)]
-    grid: proto::cli::ManagerArgs,
+    grid: transport::cli::ManagerArgs,
+    #[command(flatten)]
+    token: transport::cli::TokenArg,
     /// Write tracing logs to this file (stderr would garble the screen); RUST_LOG filters.
     #[arg(long)]
     log: Option<PathBuf>,
@@ -84,6 +86,9 @@ fn run_ui(
         for ev in inbox.drain() {
             state.apply(ev);
         }
+        if state.fatal.is_some() {
+            return Ok(());
+        }
         state.feed_dropped = inbox.dropped();
         state.tick(start.elapsed().as_millis() as u64);
         terminal
@@ -122,8 +127,19 @@ fn run_ui(
     }
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tui: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     let args = Args::parse();
+    let token = args.token.resolve().context("--token")?;
     if let Some(path) = &args.log {
         init_file_tracing(path)?;
     }
@@ -136,10 +152,10 @@ fn main() -> anyhow::Result<()> {
     // Fail before touching the terminal if the CA or the address is unusable.
     let endpoint = {
         let _guard = runtime.enter();
-        proto::quic::client_endpoint(&args.grid.ca)
+        transport::quic::client_endpoint(&args.grid.ca)
             .with_context(|| format!("loading --ca {}", args.grid.ca.display()))?
     };
-    proto::quic::resolve(&args.grid.manager)
+    transport::quic::resolve(&args.grid.manager)
         .with_context(|| format!("--manager {}", args.grid.manager))?;
 
     let inbox = Arc::new(Inbox::default());
@@ -147,13 +163,13 @@ fn main() -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let cfg = NetConfig {
         manager: args.grid.manager.clone(),
-        token: args.grid.token.clone(),
+        token,
     };
     let net_task = runtime.spawn(net::run(endpoint, cfg, inbox.clone(), stop_rx));
     {
         let quit = quit.clone();
         runtime.spawn(async move {
-            proto::runtime::shutdown_signal().await;
+            transport::runtime::shutdown_signal().await;
             quit.store(true, Ordering::Relaxed);
         });
     }
@@ -169,5 +185,9 @@ fn main() -> anyhow::Result<()> {
         runtime.block_on(async { tokio::time::timeout(Duration::from_secs(1), net_task).await });
     runtime.shutdown_timeout(Duration::from_millis(200));
     tracing::info!(dropped = state.lost(), "tui exiting");
-    result.and(restored)
+    result.and(restored)?;
+    match state.fatal {
+        Some(reason) => anyhow::bail!("cannot monitor {}: {reason}", args.grid.manager),
+        None => Ok(()),
+    }
 }

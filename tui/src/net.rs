@@ -124,6 +124,8 @@ pub struct NetConfig {
 struct SessionEnd {
     /// The handshake succeeded, so the backoff starts over.
     connected: bool,
+    /// Retrying cannot help (refused credentials, untrusted certificate).
+    fatal: bool,
     reason: String,
 }
 
@@ -133,11 +135,12 @@ async fn session(
     inbox: &Inbox,
     attempt: u32,
 ) -> SessionEnd {
-    let addr: SocketAddr = match proto::quic::resolve(&cfg.manager) {
+    let addr: SocketAddr = match transport::quic::resolve(&cfg.manager) {
         Ok(a) => a,
         Err(e) => {
             return SessionEnd {
                 connected: false,
+                fatal: false,
                 reason: e.to_string(),
             }
         }
@@ -145,19 +148,21 @@ async fn session(
     let credentials = Credentials::Monitor {
         token: cfg.token.clone(),
     };
-    let dial = proto::quic::connect(endpoint, addr, credentials);
+    let dial = transport::quic::connect(endpoint, addr, credentials);
     let (conn, _writer, mut reader, welcome) =
         match tokio::time::timeout(connect_timeout(attempt), dial).await {
             Ok(Ok(parts)) => parts,
             Ok(Err(e)) => {
                 return SessionEnd {
                     connected: false,
+                    fatal: e.is_fatal(),
                     reason: e.to_string(),
                 }
             }
             Err(_) => {
                 return SessionEnd {
                     connected: false,
+                    fatal: false,
                     reason: "connect timed out".into(),
                 }
             }
@@ -174,6 +179,7 @@ async fn session(
     conn.close(0u32.into(), b"monitor done");
     SessionEnd {
         connected: true,
+        fatal: false,
         reason,
     }
 }
@@ -193,6 +199,11 @@ pub async fn run(
             end = session(&endpoint, &cfg, &inbox, attempt) => end,
             _ = shutdown.wait_for(|stop| *stop) => break,
         };
+        if end.fatal {
+            tracing::error!(reason = %end.reason, "monitor refused; giving up");
+            inbox.push(NetEvent::Fatal(end.reason));
+            break;
+        }
         if end.connected {
             attempt = 1;
         }
@@ -228,6 +239,9 @@ mod tests {
             orders_per_sec: 0.0,
             latency: LatencySummary::default(),
             securities: vec![],
+            phase: matching::Phase::Continuous,
+            exchange_time: 0,
+            schedule: "continuous".into(),
         }
     }
 

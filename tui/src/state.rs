@@ -38,6 +38,9 @@ pub enum NetEvent {
         retry_in_ms: u64,
     },
     Msg(MonitorMsg),
+    /// The manager refused this monitor (wrong token, wrong certificate, other version):
+    /// retrying cannot help, the tui exits with this reason.
+    Fatal(String),
 }
 
 /// The three screens, in Tab order.
@@ -144,6 +147,8 @@ impl SecurityRow {
                 bids: Vec::new(),
                 asks: Vec::new(),
                 recent_prices: Vec::new(),
+                indicative: None,
+                last_auction: None,
             },
             seen_prices: VecDeque::new(),
         }
@@ -211,6 +216,8 @@ pub struct AppState {
     pub dropped: u64,
     /// Overflow of the network inbox (set by the caller from [`crate::net::Inbox::dropped`]).
     pub feed_dropped: u64,
+    /// Set when the manager refused this monitor for good: the tui exits with it.
+    pub fatal: Option<String>,
 }
 
 fn push_bounded<T>(q: &mut VecDeque<T>, item: T, cap: usize) -> bool {
@@ -253,6 +260,7 @@ impl AppState {
             log_focus: LogPane::Trades,
             dropped: 0,
             feed_dropped: 0,
+            fatal: None,
         }
     }
 
@@ -477,6 +485,7 @@ impl AppState {
                     retry_in_ms,
                 };
             }
+            NetEvent::Fatal(reason) => self.fatal = Some(reason),
             NetEvent::Msg(MonitorMsg::Snapshot(snap)) => self.apply_snapshot(snap),
             NetEvent::Msg(MonitorMsg::Trades(trades)) => {
                 trades.into_iter().for_each(|t| self.add_trade(t))

@@ -1,28 +1,28 @@
-//! The grid client: broker sessions that send a generated flow and measure it, and the gateway
-//! session that replays an orders file through the grid.
+//! The grid client: broker sessions that send a generated flow and measure it, the gateway
+//! session that replays an orders file through the grid, and a broker's order query.
 //!
-//! [`Tracker`] is the sans-I/O part: it matches the manager's reports to submitted commands.
-//! The manager answers every submitted command, in submission order, with exactly one first
-//! report (`Accepted` with its sequence number, or `Rejected` with sequence 0); every later
-//! report names the sequence number; the command's final report has `last` set.
+//! [`Tracker`] is the sans-I/O part: it matches the manager's reports to submitted commands by
+//! the client reference every command carries (here: the command's position in the session's
+//! list) and every report echoes, never by arrival order. A command's final report has `last`
+//! set; a passive report (a resting order traded, expired or was cancelled by an auction) is
+//! about an earlier command and never final.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use matching::stream::{BrokerRegistry, OrderRow, ReplayCollector};
-use matching::{Command, Event, MarketRules, SecurityTable};
-use proto::{ClientMsg, Credentials, ManagerToClient, Report, Welcome};
-use rustc_hash::FxHashMap;
+use matching::{Command, Event, MarketRules, OrderId, SecurityTable};
+use proto::{
+    ClientCommand, ClientMsg, Credentials, ManagerToClient, OrderStatus, Report, ReportEvent,
+    SessionLimits, Welcome,
+};
 use serde::Serialize;
-
-/// Commands per submitted frame.
-const BATCH: usize = 512;
 
 /// Where the manager is and how to trust it.
 #[derive(Clone, Debug)]
@@ -34,57 +34,75 @@ pub struct GridTarget {
 /// What happened to one command, as far as the tracker can tell from one report.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Progress {
-    /// First report: the command at `pos` was accepted (journaled and sequenced).
+    /// The command at `pos` was accepted (journaled and sequenced).
     Accepted { pos: usize },
     /// The command at `pos` reached its final state.
     Final { pos: usize },
-    /// Nothing to record (an intermediate event, or a passive fill).
+    /// Nothing to record (an intermediate event, or a passive report).
     Nothing,
 }
 
-#[derive(Default)]
+/// Matches reports to the commands of one session by client reference.
+#[derive(Debug)]
 pub struct Tracker {
-    next_first: usize,
-    by_seq: FxHashMap<u64, usize>,
+    done: Vec<bool>,
     pub completed: usize,
     pub accepted: u64,
     pub rejected: u64,
     pub fills: u64,
     pub passive_fills: u64,
+    pub passive_cancels: u64,
 }
 
 impl Tracker {
-    /// Positions are indices into the session's submitted commands.
+    /// A tracker for `n` commands with client references `0..n`.
+    pub fn new(n: usize) -> Self {
+        Tracker {
+            done: vec![false; n],
+            completed: 0,
+            accepted: 0,
+            rejected: 0,
+            fills: 0,
+            passive_fills: 0,
+            passive_cancels: 0,
+        }
+    }
+
+    /// Every command has reached its final state.
+    pub fn finished(&self) -> bool {
+        self.completed == self.done.len()
+    }
+
+    /// Records one report; returns what it means and the command's position (None for a
+    /// passive report). A report for an unknown reference, or after the command's final
+    /// report, is an error: the manager broke the contract.
     pub fn on_report(&mut self, r: &Report) -> anyhow::Result<(Progress, Option<usize>)> {
         if r.passive {
-            self.passive_fills += 1;
+            match r.event {
+                ReportEvent::Fill(_) => self.passive_fills += 1,
+                ReportEvent::Cancelled { .. } => self.passive_cancels += 1,
+                _ => {}
+            }
             return Ok((Progress::Nothing, None));
         }
-        let pos = match r.event {
-            Event::Accepted { .. } if r.seq != 0 && !r.last => {
-                let pos = self.next_first;
-                self.next_first += 1;
-                self.by_seq.insert(r.seq, pos);
+        let pos = usize::try_from(r.client_ref)
+            .ok()
+            .filter(|p| *p < self.done.len())
+            .with_context(|| format!("report for unknown client reference {}", r.client_ref))?;
+        if self.done[pos] {
+            bail!("report for client reference {pos} after its final report");
+        }
+        match r.event {
+            ReportEvent::Accepted => {
                 self.accepted += 1;
                 return Ok((Progress::Accepted { pos }, Some(pos)));
             }
-            Event::Rejected { .. } if r.seq == 0 => {
-                let pos = self.next_first;
-                self.next_first += 1;
-                pos
-            }
-            _ => match self.by_seq.get(&r.seq) {
-                Some(p) => *p,
-                None => bail!("report for unknown sequence number {}", r.seq),
-            },
-        };
-        match r.event {
-            Event::Fill(_) => self.fills += 1,
-            Event::Rejected { .. } => self.rejected += 1,
+            ReportEvent::Fill(_) | ReportEvent::Trade { .. } => self.fills += 1,
+            ReportEvent::Rejected { .. } => self.rejected += 1,
             _ => {}
         }
         if r.last {
-            self.by_seq.remove(&r.seq);
+            self.done[pos] = true;
             self.completed += 1;
             return Ok((Progress::Final { pos }, Some(pos)));
         }
@@ -126,7 +144,11 @@ pub struct LoadReport {
     pub accepted: u64,
     pub rejected: u64,
     pub fills: u64,
+    /// From the time each order was due (paced runs: its slot in the schedule, so a sender
+    /// that fell behind does not hide the delay: coordinated omission corrected; `--max`: its
+    /// actual send time) to its acceptance.
     pub accept_us: Percentiles,
+    /// From the same start to the order's final state.
     pub final_us: Percentiles,
 }
 
@@ -137,15 +159,16 @@ impl std::fmt::Display for LoadReport {
             "{} orders from {} brokers in {:.3} s: {:.0} orders/s ({} accepted, {} rejected, {} fills)",
             self.orders, self.brokers, self.elapsed_s, self.throughput, self.accepted, self.rejected, self.fills
         )?;
-        for (name, p) in [
-            ("send->accepted", self.accept_us),
-            ("send->final", self.final_us),
-        ] {
+        let start = if self.rate.is_some() { "due" } else { "send" };
+        for (name, p) in [("accepted", self.accept_us), ("final", self.final_us)] {
             writeln!(
                 f,
-                "  {name:<15} us  p50 {:>7}  p90 {:>7}  p99 {:>7}  p99.9 {:>7}  max {:>7}",
+                "  {start}->{name:<9} us  p50 {:>7}  p90 {:>7}  p99 {:>7}  p99.9 {:>7}  max {:>7}",
                 p.p50, p.p90, p.p99, p.p999, p.max
             )?;
+        }
+        if self.rate.is_some() {
+            writeln!(f, "  (paced evenly; latency counted from each order's due time: coordinated omission corrected)")?;
         }
         Ok(())
     }
@@ -166,7 +189,8 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds")
 }
 
-fn table_from(welcome: &Welcome) -> anyhow::Result<SecurityTable> {
+/// The listing a manager announced, as a table with the same ids.
+pub fn table_from(welcome: &Welcome) -> anyhow::Result<SecurityTable> {
     let mut t = SecurityTable::new();
     for s in &welcome.securities {
         let id = t.add(&s.code, s.reference_price)?;
@@ -177,29 +201,37 @@ fn table_from(welcome: &Welcome) -> anyhow::Result<SecurityTable> {
     Ok(t)
 }
 
-async fn connect(
-    target: &GridTarget,
-    creds: Credentials,
-) -> anyhow::Result<(
-    quinn::Connection,
-    proto::FrameWriter,
-    proto::FrameReader,
-    Welcome,
-    quinn::Endpoint,
-)> {
-    let endpoint = proto::quic::client_endpoint(&target.ca)?;
-    let addr = proto::quic::resolve(&target.manager)?;
-    let (conn, w, r, welcome) = proto::quic::connect(&endpoint, addr, creds)
+/// An open session to the manager.
+pub struct Session {
+    pub conn: quinn::Connection,
+    pub writer: transport::FrameWriter,
+    pub reader: transport::FrameReader,
+    pub welcome: Welcome,
+    /// Keeps the endpoint (and its socket) alive as long as the session.
+    pub endpoint: quinn::Endpoint,
+}
+
+/// Dials the manager and logs in.
+pub async fn connect(target: &GridTarget, creds: Credentials) -> anyhow::Result<Session> {
+    let endpoint = transport::quic::client_endpoint(&target.ca)?;
+    let addr = transport::quic::resolve(&target.manager)?;
+    let (conn, writer, reader, welcome) = transport::quic::connect(&endpoint, addr, creds)
         .await
         .with_context(|| format!("connecting to the manager at {addr}"))?;
-    Ok((conn, w, r, welcome, endpoint))
+    Ok(Session {
+        conn,
+        writer,
+        reader,
+        welcome,
+        endpoint,
+    })
 }
 
 /// Runs K broker sessions over the generated flow and measures it.
 pub async fn run_load(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
     let text = std::fs::read_to_string(&cfg.credentials)
         .with_context(|| format!("reading {}", cfg.credentials.display()))?;
-    let creds = proto::credentials::parse(&text, &cfg.credentials.display().to_string())?;
+    let creds = transport::credentials::parse(&text, &cfg.credentials.display().to_string())?;
     if cfg.brokers == 0 || cfg.brokers as usize > creds.len() {
         bail!(
             "--brokers {} but {} has {} brokers",
@@ -220,30 +252,29 @@ pub async fn run_load(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
         };
         sessions.push(connect(&cfg.target, c).await?);
     }
-    let welcome = &sessions[0].3;
-    let securities = table_from(welcome)?;
-    let rules = MarketRules::from_str(&welcome.rules).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let securities = table_from(&sessions[0].welcome)?;
+    let rules =
+        MarketRules::from_str(&sessions[0].welcome.rules).map_err(|e| anyhow::anyhow!("{e}"))?;
     let gen = crate::generate::GenConfig {
         orders: cfg.orders,
         seed: cfg.seed,
         brokers: cfg.brokers,
         ..crate::generate::GenConfig::default()
     };
-    let mut rows = crate::generate::generate(&gen, &securities, &rules);
-    // Start above every id the manager has seen, so repeated runs against one manager do not
-    // collide (the flow itself stays the seed's).
-    for row in &mut rows {
-        row.order_id += welcome.max_order_id;
-    }
-    // Generator broker i is the i-th credentialed broker; each session sends its own rows.
+    let rows = crate::generate::generate(&gen, &securities, &rules);
+    // Generator broker i is the i-th credentialed broker; each session sends its own rows, in
+    // its own id namespace, above every id it used before (so runs can repeat against one
+    // manager; the flow itself stays the seed's).
     let mut per_broker: Vec<Vec<Command>> = vec![Vec::new(); cfg.brokers as usize];
     let mut names = BrokerRegistry::new();
     for i in 0..cfg.brokers {
         names.intern(&crate::generate::broker_name(i));
     }
     for row in &rows {
-        let cmd = matching::stream::to_command(row, &securities, &mut names);
-        let b = cmd.broker().0 as usize;
+        let mut cmd = matching::stream::to_command(row, &securities, &mut names);
+        let Some(b) = cmd.broker().map(|b| b.0 as usize) else {
+            continue; // phase rows are the exchange's, not a broker's
+        };
         if b >= per_broker.len() {
             bail!(
                 "generated broker {} is not one of the {} sessions",
@@ -251,17 +282,26 @@ pub async fn run_load(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
                 cfg.brokers
             );
         }
+        let offset = sessions[b].welcome.max_order_id;
+        shift_order_id(&mut cmd, offset);
         per_broker[b].push(cmd);
     }
     let total: usize = per_broker.iter().map(Vec::len).sum();
     let bar = progress_bar(cfg.progress && total >= 20_000, total as u64);
     let start = Instant::now();
     let mut tasks = Vec::new();
-    for ((conn, writer, reader, _, endpoint), cmds) in sessions.into_iter().zip(per_broker) {
+    for (s, cmds) in sessions.into_iter().zip(per_broker) {
         let rate = cfg.rate.map(|r| r / cfg.brokers as f64);
         let bar = bar.clone();
         tasks.push(tokio::spawn(async move {
-            let r = broker_session(writer, reader, cmds, rate, start, bar).await;
+            let Session {
+                conn,
+                writer,
+                reader,
+                welcome,
+                endpoint,
+            } = s;
+            let r = broker_session(writer, reader, welcome.limits, cmds, rate, start, bar).await;
             conn.close(0u32.into(), b"done");
             drop(endpoint);
             r
@@ -303,6 +343,15 @@ pub async fn run_load(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
     Ok(report)
 }
 
+fn shift_order_id(cmd: &mut Command, offset: u64) {
+    match cmd {
+        Command::New(o) => o.id.0 += offset,
+        Command::Cancel(c) => c.id.0 += offset,
+        Command::Amend(a) => a.id.0 += offset,
+        Command::Phase(_) => {}
+    }
+}
+
 fn progress_bar(show: bool, len: u64) -> indicatif::ProgressBar {
     if !show {
         return indicatif::ProgressBar::hidden();
@@ -325,55 +374,91 @@ struct SessionResult {
     last_final: Duration,
 }
 
+/// Waits until `due` with sub-millisecond precision: sleeps while far (the timer has 1 ms
+/// granularity), then yields until the moment (letting the session's reader run meanwhile).
+async fn wait_until(due: Instant) {
+    loop {
+        let now = Instant::now();
+        if now >= due {
+            return;
+        }
+        if due - now > Duration::from_millis(2) {
+            tokio::time::sleep_until((due - Duration::from_millis(1)).into()).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn broker_session(
-    mut writer: proto::FrameWriter,
-    mut reader: proto::FrameReader,
+    mut writer: transport::FrameWriter,
+    mut reader: transport::FrameReader,
+    limits: SessionLimits,
     cmds: Vec<Command>,
     rate: Option<f64>,
     start: Instant,
     bar: indicatif::ProgressBar,
 ) -> anyhow::Result<SessionResult> {
     let n = cmds.len();
-    let sent_at: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    // When each command was due (paced) or sent (--max), ns since `start`.
+    let due_at: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
+    let completed = Arc::new(AtomicUsize::new(0));
+    let batch = (limits.max_batch as usize).clamp(1, 512);
+    let window = (limits.max_in_flight as usize).max(1);
     let sender = {
-        let sent_at = sent_at.clone();
+        let due_at = due_at.clone();
+        let completed = completed.clone();
         tokio::spawn(async move {
             let mut pos = 0;
-            while pos < cmds.len() {
+            while pos < n {
+                // Stay inside the manager's in-flight window.
+                while pos - completed.load(Ordering::Relaxed) >= window {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
                 let end = match rate {
-                    None => (pos + BATCH).min(cmds.len()),
+                    None => (pos + batch).min(n).min(completed.load(Ordering::Relaxed) + window),
                     Some(r) => {
-                        // Send what is due by now (at least one), pacing against the start.
-                        let due_at = start + Duration::from_secs_f64(pos as f64 / r);
-                        tokio::time::sleep_until(due_at.into()).await;
-                        let due = (start.elapsed().as_secs_f64() * r) as usize + 1;
-                        due.clamp(pos + 1, (pos + BATCH).min(cmds.len()))
+                        // Even pacing: order i is due at start + i / r; send each at its time.
+                        let due = start + Duration::from_secs_f64(pos as f64 / r);
+                        wait_until(due).await;
+                        due_at[pos].store(
+                            (due - start).as_nanos().max(1) as u64,
+                            Ordering::Relaxed,
+                        );
+                        pos + 1
                     }
                 };
-                let now = start.elapsed().as_nanos() as u64;
-                for s in &sent_at[pos..end] {
-                    s.store(now.max(1), Ordering::Relaxed);
+                if rate.is_none() {
+                    let now = start.elapsed().as_nanos().max(1) as u64;
+                    for d in &due_at[pos..end] {
+                        d.store(now, Ordering::Relaxed);
+                    }
                 }
-                writer
-                    .send(&ClientMsg::Submit(cmds[pos..end].to_vec()))
-                    .await?;
+                let chunk: Vec<ClientCommand> = (pos..end)
+                    .map(|i| ClientCommand {
+                        client_ref: i as u64,
+                        command: cmds[i],
+                    })
+                    .collect();
+                writer.send(&ClientMsg::Submit(chunk)).await?;
                 pos = end;
             }
             Ok::<_, anyhow::Error>(writer)
         })
     };
     let mut result = SessionResult {
-        tracker: Tracker::default(),
+        tracker: Tracker::new(n),
         accept: histogram(),
         fin: histogram(),
         last_final: Duration::ZERO,
     };
     let since = |pos: usize| {
         let now = start.elapsed();
-        let sent = Duration::from_nanos(sent_at[pos].load(Ordering::Relaxed));
+        let sent = Duration::from_nanos(due_at[pos].load(Ordering::Relaxed));
         (now, now.saturating_sub(sent).as_micros() as u64)
     };
-    while result.tracker.completed < n {
+    while !result.tracker.finished() {
         for r in &next_reports(&mut reader).await? {
             match result.tracker.on_report(r)?.0 {
                 Progress::Accepted { pos } => {
@@ -383,6 +468,7 @@ async fn broker_session(
                     let (now, us) = since(pos);
                     result.fin.record(us.max(1))?;
                     result.last_final = now;
+                    completed.fetch_add(1, Ordering::Relaxed);
                     bar.inc(1);
                 }
                 Progress::Nothing => {}
@@ -394,8 +480,8 @@ async fn broker_session(
 }
 
 /// Reads messages until `pick` takes one; a manager error ends the wait.
-async fn await_reply<T>(
-    reader: &mut proto::FrameReader,
+pub async fn await_reply<T>(
+    reader: &mut transport::FrameReader,
     mut pick: impl FnMut(ManagerToClient) -> Option<T>,
 ) -> anyhow::Result<T> {
     loop {
@@ -415,7 +501,7 @@ async fn await_reply<T>(
 }
 
 /// The next batch of reports; a manager error or a closed session ends the run.
-async fn next_reports(reader: &mut proto::FrameReader) -> anyhow::Result<Vec<Report>> {
+pub async fn next_reports(reader: &mut transport::FrameReader) -> anyhow::Result<Vec<Report>> {
     await_reply(reader, |m| match m {
         ManagerToClient::Reports(r) => Some(r),
         _ => None,
@@ -423,17 +509,72 @@ async fn next_reports(reader: &mut proto::FrameReader) -> anyhow::Result<Vec<Rep
     .await
 }
 
+/// Collects a split answer: every `Orders` frame of query `query` until the last.
+pub async fn collect_orders(
+    reader: &mut transport::FrameReader,
+    query: u64,
+) -> anyhow::Result<Vec<OrderStatus>> {
+    let mut all = Vec::new();
+    loop {
+        let (part, last) = await_reply(reader, |m| match m {
+            ManagerToClient::Orders {
+                query: q,
+                orders,
+                last,
+            } if q == query => Some((orders, last)),
+            _ => None,
+        })
+        .await?;
+        all.extend(part);
+        if last {
+            return Ok(all);
+        }
+    }
+}
+
+/// Collects a split answer: every `Totals` frame of query `query` until the last.
+pub async fn collect_totals(
+    reader: &mut transport::FrameReader,
+    query: u64,
+) -> anyhow::Result<Vec<(matching::SecurityId, matching::Qty, matching::Qty)>> {
+    let mut all = Vec::new();
+    loop {
+        let (part, last) = await_reply(reader, |m| match m {
+            ManagerToClient::Totals {
+                query: q,
+                totals,
+                last,
+            } if q == query => Some((totals, last)),
+            _ => None,
+        })
+        .await?;
+        all.extend(part);
+        if last {
+            return Ok(all);
+        }
+    }
+}
+
 /// Replays `rows` through the grid as one gateway session, in file order (so the file order is
-/// the sequence order), and collects each command's events.
+/// the sequence order), and collects each command's events. The manager must be fresh (nothing
+/// sequenced yet) and run the same rules, or the result could not equal a local replay: then
+/// this fails before sending anything.
 pub async fn replay_grid(
     target: &GridTarget,
     token: &str,
     securities_file: &SecurityTable,
+    rules: Option<MarketRules>,
     rows: &[OrderRow],
     progress: bool,
     mut acks: Option<&mut dyn std::io::Write>,
 ) -> anyhow::Result<ReplayCollector> {
-    let (conn, mut writer, mut reader, welcome, _endpoint) = connect(
+    let Session {
+        conn,
+        mut writer,
+        mut reader,
+        welcome,
+        endpoint: _endpoint,
+    } = connect(
         target,
         Credentials::Gateway {
             token: token.to_string(),
@@ -442,7 +583,24 @@ pub async fn replay_grid(
     .await?;
     let securities = table_from(&welcome)?;
     if securities.to_csv() != securities_file.to_csv() {
-        bail!("the manager lists different securities than --securities; start it with the same listing");
+        bail!("the manager lists different securities than --securities; start it with the same listing (--securities FILE)");
+    }
+    if let Some(r) = rules {
+        if r.name() != welcome.rules {
+            bail!(
+                "--rules {} but the manager runs {}: start it with --rules {}",
+                r.name(),
+                welcome.rules,
+                r.name()
+            );
+        }
+    }
+    if welcome.sequenced > 0 {
+        bail!(
+            "the manager at {} has already sequenced {} commands (its journal is not empty, or its schedule is running), so a replay through it cannot equal `replay --local`: start a manager on a fresh --data-dir with --schedule continuous for each replay",
+            target.manager,
+            welcome.sequenced
+        );
     }
     let mut local = BrokerRegistry::new();
     let cmds_local: Vec<Command> = rows
@@ -457,49 +615,71 @@ pub async fn replay_grid(
                 .to_string()
         })
         .collect();
-    writer
-        .send(&ClientMsg::DeclareBrokers(names.clone()))
-        .await?;
-    let ids = await_reply(&mut reader, |m| match m {
-        ManagerToClient::Brokers(ids) => Some(ids),
-        _ => None,
-    })
-    .await?;
-    let remote: FxHashMap<&str, matching::BrokerId> =
-        ids.iter().map(|(n, id)| (n.as_str(), *id)).collect();
-    let map: Vec<matching::BrokerId> = names.iter().map(|n| remote[n.as_str()]).collect();
+    let mut map = Vec::with_capacity(names.len());
+    for chunk in names.chunks(proto::limits::MAX_DECLARED) {
+        writer
+            .send(&ClientMsg::DeclareBrokers(chunk.to_vec()))
+            .await?;
+        let ids = await_reply(&mut reader, |m| match m {
+            ManagerToClient::Brokers(ids) => Some(ids),
+            _ => None,
+        })
+        .await
+        .context("declaring the file's brokers")?;
+        map.extend(ids.into_iter().map(|(_, id)| id));
+    }
     let cmds: Vec<Command> = cmds_local
         .into_iter()
         .map(|mut c| {
-            match &mut c {
-                Command::New(o) => o.broker = map[o.broker.0 as usize],
-                Command::Cancel(x) => x.broker = map[x.broker.0 as usize],
+            if let Some(b) = c.broker() {
+                c.set_broker(map[b.0 as usize]);
             }
             c
         })
         .collect();
     let n = cmds.len();
-    let sender = tokio::spawn(async move {
-        for chunk in cmds.chunks(BATCH * 4) {
-            writer.send(&ClientMsg::Submit(chunk.to_vec())).await?;
-        }
-        Ok::<_, anyhow::Error>(writer)
-    });
+    let completed = Arc::new(AtomicUsize::new(0));
+    let batch = (welcome.limits.max_batch as usize).clamp(1, 2048);
+    let window = (welcome.limits.max_in_flight as usize).max(batch);
+    let sender = {
+        let completed = completed.clone();
+        tokio::spawn(async move {
+            let mut pos = 0;
+            while pos < n {
+                while pos + batch > completed.load(Ordering::Relaxed) + window {
+                    tokio::time::sleep(Duration::from_micros(200)).await;
+                }
+                let end = (pos + batch).min(n);
+                let chunk = (pos..end)
+                    .map(|i| ClientCommand {
+                        client_ref: i as u64,
+                        command: cmds[i],
+                    })
+                    .collect();
+                writer.send(&ClientMsg::Submit(chunk)).await?;
+                pos = end;
+            }
+            Ok::<_, anyhow::Error>(writer)
+        })
+    };
     let bar = progress_bar(progress && n >= 20_000, n as u64);
     let mut collector = ReplayCollector::new(&securities);
-    let mut tracker = Tracker::default();
-    let mut pending: FxHashMap<usize, Vec<Event>> = FxHashMap::default();
-    while tracker.completed < n {
+    let mut tracker = Tracker::new(n);
+    let mut pending: rustc_hash::FxHashMap<usize, Vec<Event>> = rustc_hash::FxHashMap::default();
+    while !tracker.finished() {
         for r in &next_reports(&mut reader).await? {
             let (progress, pos) = tracker.on_report(r)?;
             if let (Progress::Accepted { .. }, Some(w)) = (progress, acks.as_mut()) {
                 writeln!(w, "{},{}", r.order.0, r.seq)?;
             }
             let Some(pos) = pos else { continue };
-            pending.entry(pos).or_default().push(r.event);
+            if let Some(ev) = r.event.to_engine_event(r.order) {
+                pending.entry(pos).or_default().push(ev);
+            }
             if let Progress::Final { pos } = progress {
                 let events = pending.remove(&pos).unwrap_or_default();
                 collector.record(pos as u64, &events);
+                completed.fetch_add(1, Ordering::Relaxed);
                 bar.inc(1);
             }
         }
@@ -510,21 +690,20 @@ pub async fn replay_grid(
     bar.finish_and_clear();
     let mut writer = sender.await.context("sender panicked")??;
     // The books' final totals come from the manager: exact even when this run's events do not
-    // cover every book (a run resumed after a manager restart).
-    writer.send(&ClientMsg::QueryTotals).await?;
-    let totals = await_reply(&mut reader, |m| match m {
-        ManagerToClient::Totals(t) => Some(t),
-        _ => None,
-    })
-    .await?;
+    // cover every book.
+    writer.send(&ClientMsg::QueryTotals { query: 1 }).await?;
+    let totals = collect_totals(&mut reader, 1).await?;
     collector.set_final_totals(&totals);
     conn.close(0u32.into(), b"done");
     Ok(collector)
 }
 
+/// Header of `user-sim orders` output.
+pub const ORDERS_STATE_HEADER: &str = "order_id,security,side,type,price,qty,filled,state,reason";
+
 /// Logs in as `broker` (secret from the credentials file) and asks the manager for the state of
-/// that broker's orders (all of them if `ids` is empty). Returns CSV
-/// `order_id,security,side,price,qty,filled,state`, sorted by order id.
+/// that broker's orders (all of them if `ids` is empty). Returns CSV ([`ORDERS_STATE_HEADER`]),
+/// sorted by order id, in the broker's own id namespace.
 pub async fn query_orders(
     target: &GridTarget,
     credentials: &Path,
@@ -533,11 +712,17 @@ pub async fn query_orders(
 ) -> anyhow::Result<String> {
     let text = std::fs::read_to_string(credentials)
         .with_context(|| format!("reading {}", credentials.display()))?;
-    let creds = proto::credentials::parse(&text, &credentials.display().to_string())?;
+    let creds = transport::credentials::parse(&text, &credentials.display().to_string())?;
     let Some(secret) = creds.get(broker) else {
         bail!("broker {broker} is not in {}", credentials.display());
     };
-    let (conn, mut writer, mut reader, welcome, _endpoint) = connect(
+    let Session {
+        conn,
+        mut writer,
+        mut reader,
+        welcome,
+        endpoint: _endpoint,
+    } = connect(
         target,
         Credentials::Broker {
             name: broker.to_string(),
@@ -546,15 +731,27 @@ pub async fn query_orders(
     )
     .await?;
     let securities = table_from(&welcome)?;
-    let ids = ids.iter().map(|i| matching::OrderId(*i)).collect();
-    writer.send(&ClientMsg::QueryOrders { ids }).await?;
-    let orders = await_reply(&mut reader, |m| match m {
-        ManagerToClient::Orders(o) => Some(o),
-        _ => None,
-    })
-    .await?;
+    let mut orders = Vec::new();
+    let ids: Vec<OrderId> = ids.iter().map(|i| OrderId(*i)).collect();
+    let chunks: Vec<Vec<OrderId>> = if ids.is_empty() {
+        vec![Vec::new()]
+    } else {
+        ids.chunks(proto::limits::MAX_QUERY_IDS)
+            .map(<[OrderId]>::to_vec)
+            .collect()
+    };
+    for (q, chunk) in chunks.into_iter().enumerate() {
+        writer
+            .send(&ClientMsg::QueryOrders {
+                query: q as u64,
+                ids: chunk,
+            })
+            .await?;
+        orders.extend(collect_orders(&mut reader, q as u64).await?);
+    }
     conn.close(0u32.into(), b"done");
-    let mut out = String::from("order_id,security,side,price,qty,filled,state\n");
+    let mut out = String::from(ORDERS_STATE_HEADER);
+    out.push('\n');
     for o in orders {
         use std::fmt::Write as _;
         let state = match o.state {
@@ -562,32 +759,24 @@ pub async fn query_orders(
             proto::OrderState::Resting => "RESTING",
             proto::OrderState::Filled => "FILLED",
             proto::OrderState::Cancelled => "CANCELLED",
+            proto::OrderState::Expired => "EXPIRED",
             proto::OrderState::Rejected => "REJECTED",
         };
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{}",
             o.id.0,
             securities.code(o.security).unwrap_or("?"),
             o.side.as_str(),
+            o.kind.as_str(),
             o.price,
             o.qty,
             o.filled,
-            state
+            state,
+            o.reject.map_or("", |r| r.code())
         );
     }
     Ok(out)
-}
-
-/// Reads the operator token from a value or a file path (`@path`).
-pub fn read_token(value: &str) -> anyhow::Result<String> {
-    match value.strip_prefix('@') {
-        Some(path) => Ok(std::fs::read_to_string(Path::new(path))
-            .with_context(|| format!("reading token file {path}"))?
-            .trim()
-            .to_string()),
-        None => Ok(value.to_string()),
-    }
 }
 
 /// `replay --manager`: reads the files of `job`, replays through the grid, writes the same
@@ -596,6 +785,7 @@ pub async fn run_grid_replay(
     target: &GridTarget,
     token: &str,
     job: &crate::replay::LocalReplay,
+    rules: Option<MarketRules>,
     acks_out: Option<&Path>,
 ) -> anyhow::Result<crate::replay::ReplaySummary> {
     let start = Instant::now();
@@ -618,6 +808,7 @@ pub async fn run_grid_replay(
         target,
         token,
         &securities,
+        rules,
         &rows,
         true,
         acks.as_mut().map(|w| w as &mut dyn std::io::Write),
@@ -641,11 +832,13 @@ pub async fn run_grid_replay(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use matching::{OrderId, RejectReason, SecurityId};
+    use matching::{RejectReason, SecurityId};
 
-    fn rep(seq: u64, event: Event, last: bool) -> Report {
+    fn rep(client_ref: u64, seq: u64, event: ReportEvent, last: bool) -> Report {
         Report {
+            client_ref,
             seq,
+            time: 0,
             order: OrderId(1),
             event,
             last,
@@ -654,44 +847,52 @@ mod tests {
     }
 
     #[test]
-    fn tracker_matches_first_reports_in_order_and_later_ones_by_seq() {
-        let mut t = Tracker::default();
-        let acc = |id| Event::Accepted { id: OrderId(id) };
-        let totals = Event::Totals {
+    fn tracker_correlates_by_client_reference_in_any_order() {
+        let mut t = Tracker::new(3);
+        let totals = ReportEvent::Totals {
             security: SecurityId(0),
             bid_total: 0,
             ask_total: 0,
         };
-        assert_eq!(
-            t.on_report(&rep(10, acc(1), false)).unwrap().0,
-            Progress::Accepted { pos: 0 }
-        );
-        let rej = Event::Rejected {
-            id: OrderId(2),
+        let rej = ReportEvent::Rejected {
             reason: RejectReason::OffTick,
         };
+        // A gateway reject of command 1 arrives before the acceptance of command 0.
         assert_eq!(
-            t.on_report(&rep(0, rej, true)).unwrap().0,
+            t.on_report(&rep(1, 0, rej, true)).unwrap().0,
             Progress::Final { pos: 1 }
         );
         assert_eq!(
-            t.on_report(&rep(11, acc(3), false)).unwrap().0,
+            t.on_report(&rep(2, 11, ReportEvent::Accepted, false)).unwrap().0,
             Progress::Accepted { pos: 2 }
         );
-        // Completion out of order: seq 11 first.
         assert_eq!(
-            t.on_report(&rep(11, totals, true)).unwrap().0,
+            t.on_report(&rep(0, 10, ReportEvent::Accepted, false)).unwrap().0,
+            Progress::Accepted { pos: 0 }
+        );
+        // An engine reject (a cancel of a filled order) completes command 2 before command 0.
+        let engine_rej = ReportEvent::Rejected {
+            reason: RejectReason::OrderNotLive,
+        };
+        assert_eq!(
+            t.on_report(&rep(2, 11, engine_rej, false)).unwrap().0,
+            Progress::Nothing
+        );
+        assert_eq!(
+            t.on_report(&rep(2, 11, totals, true)).unwrap().0,
             Progress::Final { pos: 2 }
         );
+        assert!(!t.finished());
         assert_eq!(
-            t.on_report(&rep(10, totals, true)).unwrap().0,
+            t.on_report(&rep(0, 10, totals, true)).unwrap().0,
             Progress::Final { pos: 0 }
         );
-        assert_eq!(t.completed, 3);
-        assert_eq!((t.accepted, t.rejected), (2, 1));
-        assert!(
-            t.on_report(&rep(99, totals, true)).is_err(),
-            "unknown seq is an error"
-        );
+        assert!(t.finished());
+        assert_eq!((t.accepted, t.rejected), (2, 2));
+        assert!(t.on_report(&rep(0, 10, totals, true)).is_err(), "after final");
+        assert!(t.on_report(&rep(7, 10, totals, true)).is_err(), "unknown ref");
+        let mut passive = rep(99, 12, totals, false);
+        passive.passive = true;
+        assert_eq!(t.on_report(&passive).unwrap().0, Progress::Nothing);
     }
 }

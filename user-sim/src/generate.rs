@@ -288,9 +288,11 @@ impl<'a> Generator<'a> {
                 Event::Accepted { .. } => accepted = true,
                 Event::Fill(f) => {
                     // The resting side of every fill is an older order.
-                    let (own, resting) = match f.aggressor {
-                        Side::Buy => (f.buy, f.sell),
-                        Side::Sell => (f.sell, f.buy),
+                    let (own, resting) = match f.aggressor.side() {
+                        Some(Side::Buy) => (f.buy, f.sell),
+                        Some(Side::Sell) => (f.sell, f.buy),
+                        // Auction trades come from PHASE rows, never from this order.
+                        None => continue,
                     };
                     if own.0 == row.order_id {
                         own_filled += f.qty;
@@ -305,7 +307,12 @@ impl<'a> Generator<'a> {
                 Event::Cancelled { id, .. } => {
                     self.live.remove(&id.0);
                 }
-                Event::Rejected { .. } | Event::Totals { .. } => {}
+                Event::Rejected { .. }
+                | Event::Totals { .. }
+                | Event::Rested { .. }
+                | Event::Amended { .. }
+                | Event::Auction { .. }
+                | Event::Reference { .. } => {}
             }
         }
         if accepted && row.action == Action::New && row.kind == Some(OrderType::Limit) {
@@ -481,6 +488,7 @@ impl<'a> Generator<'a> {
             kind: Some(kind),
             price,
             qty,
+            phase: None,
         }
     }
 
@@ -494,6 +502,7 @@ impl<'a> Generator<'a> {
             kind: None,
             price: 0,
             qty: 0,
+            phase: None,
         }
     }
 

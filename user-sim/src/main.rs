@@ -34,12 +34,8 @@ struct Cli {
 
 #[derive(Args, Debug)]
 struct RunArgs {
-    /// Manager address, host:port (required to run a load).
-    #[arg(long)]
-    manager: Option<String>,
-    /// The manager's certificate (its data dir's cert.pem).
-    #[arg(long, default_value = "gridmatch-data/cert.pem")]
-    ca: PathBuf,
+    #[command(flatten)]
+    grid: transport::cli::ManagerArgs,
     /// Broker credentials CSV `broker,secret` (the manager's data dir brokers.csv).
     #[arg(long, default_value = "gridmatch-data/brokers.csv")]
     credentials: PathBuf,
@@ -49,7 +45,8 @@ struct RunArgs {
     /// Concurrent broker sessions (the first K brokers of the credentials file).
     #[arg(long, default_value_t = 4)]
     brokers: u32,
-    /// Paced sending: orders per second over all brokers.
+    /// Paced sending: orders per second over all brokers, evenly spaced; latency is counted
+    /// from each order's due time (coordinated omission corrected).
     #[arg(long, conflicts_with = "max")]
     rate: Option<f64>,
     /// Send as fast as possible (the default when --rate is not given).
@@ -113,16 +110,12 @@ struct GenerateArgs {
 
 #[derive(Args, Debug)]
 struct OrdersArgs {
-    /// Manager address, host:port.
-    #[arg(long)]
-    manager: String,
-    /// The manager's certificate (its data dir's cert.pem).
-    #[arg(long, default_value = "gridmatch-data/cert.pem")]
-    ca: PathBuf,
+    #[command(flatten)]
+    grid: transport::cli::ManagerArgs,
     /// Broker credentials CSV `broker,secret`.
     #[arg(long, default_value = "gridmatch-data/brokers.csv")]
     credentials: PathBuf,
-    /// The broker to log in as; only its own orders are ever shown.
+    /// The broker to log in as; only its own orders are ever shown, by its own order ids.
     #[arg(long)]
     broker: String,
     /// Only these order ids (comma separated); default all of the broker's orders.
@@ -136,15 +129,16 @@ struct ReplayArgs {
     /// Replay in this process through one sequential exchange (the reference output).
     #[arg(long)]
     local: bool,
-    /// Replay through the grid: the manager's address, host:port.
+    /// Replay through the grid: the manager's address, host:port. The manager must be fresh
+    /// (nothing sequenced: a new --data-dir, --schedule continuous) and run the same listing
+    /// and rules, or the replay fails before sending anything.
     #[arg(long)]
     manager: Option<String>,
     /// The manager's certificate (with --manager).
-    #[arg(long, requires = "manager", default_value = "gridmatch-data/cert.pem")]
+    #[arg(long, default_value = "gridmatch-data/cert.pem")]
     ca: PathBuf,
-    /// Operator token (with --manager); `@FILE` reads it from a file.
-    #[arg(long, env = "GRIDMATCH_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    token: transport::cli::TokenArg,
     /// With --manager: log `order_id,seq` of every acknowledged command here as it arrives
     /// (flushed per message), so a crash can be audited against the journal.
     #[arg(long, value_name = "FILE", requires = "manager")]
@@ -155,9 +149,10 @@ struct ReplayArgs {
     /// Orders CSV to replay, in sequence order.
     #[arg(long, value_name = "FILE")]
     orders: PathBuf,
-    /// Market rules: hose, hnx, upcom or none.
-    #[arg(long, default_value = "hose")]
-    rules: MarketRules,
+    /// Market rules: hose, hnx, upcom or none (default hose locally; with --manager, checked
+    /// against the manager's and defaulting to them).
+    #[arg(long)]
+    rules: Option<MarketRules>,
     /// Where to write the trades CSV.
     #[arg(long, value_name = "FILE")]
     trades_out: PathBuf,
@@ -170,7 +165,7 @@ struct ReplayArgs {
 }
 
 fn main() -> std::process::ExitCode {
-    proto::runtime::init_tracing_at("warn");
+    transport::runtime::init_tracing_at("warn");
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::Generate(a)) => run_generate(a),
@@ -235,17 +230,17 @@ fn run_until_signal<T>(
     runtime()?.block_on(async {
         tokio::select! {
             r = work => r,
-            _ = proto::runtime::shutdown_signal() => anyhow::bail!("interrupted: stopped before every order reached its final state"),
+            _ = transport::runtime::shutdown_signal() => anyhow::bail!("interrupted: stopped before every order reached its final state"),
         }
     })
 }
 
 fn run_load(a: RunArgs) -> anyhow::Result<()> {
-    let Some(manager) = a.manager else {
-        anyhow::bail!("--manager ADDR is required to run a load (or use a subcommand: generate, replay; see --help)");
-    };
     let cfg = client::LoadConfig {
-        target: client::GridTarget { manager, ca: a.ca },
+        target: client::GridTarget {
+            manager: a.grid.manager,
+            ca: a.grid.ca,
+        },
         credentials: a.credentials,
         orders: a.orders,
         brokers: a.brokers,
@@ -266,8 +261,8 @@ fn run_load(a: RunArgs) -> anyhow::Result<()> {
 
 fn run_orders(a: OrdersArgs) -> anyhow::Result<()> {
     let target = client::GridTarget {
-        manager: a.manager,
-        ca: a.ca,
+        manager: a.grid.manager,
+        ca: a.grid.ca,
     };
     let csv = run_until_signal(client::query_orders(
         &target,
@@ -281,7 +276,7 @@ fn run_orders(a: OrdersArgs) -> anyhow::Result<()> {
 
 fn run_replay(a: ReplayArgs) -> anyhow::Result<()> {
     let job = LocalReplay {
-        rules: a.rules,
+        rules: a.rules.unwrap_or_default(),
         securities: a.securities,
         orders: a.orders,
         trades_out: a.trades_out,
@@ -291,14 +286,13 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<()> {
     let summary = match a.manager {
         None => replay::run_local(&job).context("replay failed")?,
         Some(manager) => {
-            let Some(token) = a.token else {
-                anyhow::bail!("--token (or GRIDMATCH_TOKEN) is required with --manager");
-            };
+            let token = a.token.resolve().context("--token")?;
             let target = client::GridTarget { manager, ca: a.ca };
             run_until_signal(client::run_grid_replay(
                 &target,
-                &client::read_token(&token)?,
+                &token,
                 &job,
+                a.rules,
                 a.acks_out.as_deref(),
             ))?
         }

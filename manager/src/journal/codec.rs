@@ -52,7 +52,7 @@ impl DeltaState {
     /// Updates the state as if `cmd` (with its broker's name) had been encoded.
     pub(crate) fn apply_order(&mut self, cmd: &Command, broker_name: &str) {
         self.brokers
-            .entry(cmd.broker().0)
+            .entry(cmd.broker().map_or(0, |b| b.0))
             .or_insert_with(|| broker_name.to_owned());
         if let Command::New(o) = cmd {
             self.prev_id = o.id.0;
@@ -128,6 +128,8 @@ fn kind_bits(kind: OrderType) -> u8 {
         OrderType::Market => 1,
         OrderType::Ioc => 2,
         OrderType::Fok => 3,
+        // Journal v1 has no code for them; `OrderJournal::append` refuses them first.
+        OrderType::Mtl | OrderType::Ato | OrderType::Atc => 0,
     }
 }
 
@@ -144,7 +146,7 @@ pub(crate) fn encode_order(
     payload: &mut Vec<u8>,
     out: &mut Vec<u8>,
 ) {
-    let broker = cmd.broker().0;
+    let broker = cmd.broker().map_or(0, |b| b.0);
     if !state.brokers.contains_key(&broker) {
         payload.clear();
         payload.push(TAG_DICT);
@@ -185,6 +187,8 @@ pub(crate) fn encode_order(
             put_uint(payload, broker.into());
             put_uint(payload, c.security.0.into());
         }
+        // Refused by `OrderJournal::append` (journal v1).
+        Command::Amend(_) | Command::Phase(_) => {}
     }
     frame(out, payload);
 }
@@ -208,7 +212,7 @@ pub(crate) fn encode_fill(
     let qc = scale_code(fill.qty.into(), &QTY_SCALES);
     payload.push(
         TAG_FILL
-            | side_bit(fill.aggressor) << 2
+            | side_bit(fill.aggressor.side().unwrap_or(Side::Buy)) << 2
             | u8::from(follows) << 3
             | (pc as u8) << 4
             | (qc as u8) << 6,
@@ -370,7 +374,7 @@ pub(crate) fn decode(state: &mut DeltaState, payload: &[u8]) -> Result<Decoded, 
                 sell: OrderId(sell),
                 buy_broker: BrokerId(r.u32()?),
                 sell_broker: BrokerId(r.u32()?),
-                aggressor: side_of(tag >> 2 & 1),
+                aggressor: side_of(tag >> 2 & 1).into(),
             };
             state.apply_fill(seq, fill_index, &fill);
             Decoded::Fill(seq, fill_index, fill)

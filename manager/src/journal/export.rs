@@ -45,11 +45,12 @@ pub fn export_csv(
     }
     let mut rows = Vec::with_capacity(rec.orders.len());
     for (_, cmd) in &rec.orders {
-        let broker = cmd.broker();
+        let broker = cmd.broker().map_or(0, |b| b.0);
         let broker = names
-            .get(&broker.0)
-            .ok_or(JournalError::UnknownBroker(broker.0))?;
-        let security = code(securities, cmd.security())?.to_owned();
+            .get(&broker)
+            .ok_or(JournalError::UnknownBroker(broker))?;
+        let security =
+            code(securities, cmd.security().unwrap_or(SecurityId::UNKNOWN))?.to_owned();
         rows.push(match cmd {
             Command::New(o) => OrderRow {
                 action: Action::New,
@@ -60,6 +61,7 @@ pub fn export_csv(
                 kind: Some(o.kind),
                 price: o.price,
                 qty: o.qty,
+                phase: None,
             },
             Command::Cancel(c) => OrderRow {
                 action: Action::Cancel,
@@ -70,7 +72,10 @@ pub fn export_csv(
                 kind: None,
                 price: 0,
                 qty: 0,
+                phase: None,
             },
+            // Journal v1 never stores these.
+            Command::Amend(_) | Command::Phase(_) => continue,
         });
     }
     let orders_csv = write_orders(&rows);

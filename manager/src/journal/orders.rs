@@ -184,7 +184,17 @@ impl OrderJournal {
                 got: seq,
             });
         }
-        let broker = cmd.broker().0;
+        let v1 = match cmd {
+            Command::New(o) => !matches!(o.kind, matching::OrderType::Mtl | matching::OrderType::Ato | matching::OrderType::Atc),
+            Command::Cancel(_) => true,
+            Command::Amend(_) | Command::Phase(_) => false,
+        };
+        if !v1 {
+            return Err(JournalError::Config(
+                "journal format v1 cannot store AMEND, PHASE, MTL, ATO or ATC commands".into(),
+            ));
+        }
+        let broker = cmd.broker().map_or(0, |b| b.0);
         let new_broker = match self.brokers.get(&broker) {
             Some(old) if old != broker_name => {
                 return Err(JournalError::BrokerRenamed {

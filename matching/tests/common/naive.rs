@@ -148,19 +148,20 @@ impl NaiveExchange {
                 }
                 _ => Err(RejectReason::UnknownOrder),
             },
+            Command::Amend(_) | Command::Phase(_) => Ok(()),
         }
     }
 
     /// Processes one command, appending its events to `out`.
     pub fn process(&mut self, cmd: &Command, out: &mut Vec<Event>) {
         if let Err(reason) = self.gateway(cmd) {
-            out.push(Event::Rejected {
-                id: cmd.order_id(),
-                reason,
-            });
+            if let Some(id) = cmd.order_id() {
+                out.push(Event::Rejected { id, reason });
+            }
             return;
         }
-        let sec = cmd.security();
+        // Placeholder until the trading day lands here: phases and amends do nothing.
+        let Some(sec) = cmd.security() else { return };
         match cmd {
             Command::New(o) => self.new_order(o, out),
             Command::Cancel(c) => {
@@ -172,6 +173,7 @@ impl NaiveExchange {
                         out.push(Event::Cancelled {
                             id: c.id,
                             qty: r.qty,
+                            reason: matching::CancelReason::Requested,
                         });
                     }
                     None => out.push(Event::Rejected {
@@ -180,6 +182,11 @@ impl NaiveExchange {
                     }),
                 }
             }
+            Command::Amend(a) => out.push(Event::Rejected {
+                id: a.id,
+                reason: RejectReason::OrderNotLive,
+            }),
+            Command::Phase(_) => {}
         }
         let (bid_total, ask_total) = self.totals(sec);
         out.push(Event::Totals {
@@ -235,6 +242,7 @@ impl NaiveExchange {
                 out.push(Event::Cancelled {
                     id: o.id,
                     qty: o.qty,
+                    reason: matching::CancelReason::Unfilled,
                 });
                 return;
             }
@@ -259,7 +267,7 @@ impl NaiveExchange {
                 sell,
                 buy_broker,
                 sell_broker,
-                aggressor: o.side,
+                aggressor: o.side.into(),
             }));
             remaining -= q;
             book[i].qty -= q;
@@ -282,6 +290,7 @@ impl NaiveExchange {
                 out.push(Event::Cancelled {
                     id: o.id,
                     qty: remaining,
+                    reason: matching::CancelReason::Unfilled,
                 });
             }
         }

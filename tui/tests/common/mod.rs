@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Path of a sibling workspace binary (the grid's test kit finds and checks it).
-pub use manager::testkit::bin as sibling_bin;
+pub use testkit::bin as sibling_bin;
 
 /// Fails loudly when tmux is missing: these tests must not pass silently.
 pub fn require_tmux() {

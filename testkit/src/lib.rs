@@ -4,6 +4,11 @@
 //!
 //! Binaries are found beside the running test executable (`target/<profile>/`); `cargo test
 //! --workspace` and `cargo nextest run --workspace` build them.
+//!
+//! [`nasty`] builds order streams meant to break the grid (every reject reason, dead and
+//! foreign targets, deep sweeps, the trading day's phases).
+
+pub mod nasty;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -32,8 +32,11 @@ pub fn parse(text: &str, origin: &str) -> Result<BTreeMap<String, String>, Crede
             return Err(err(n, "expected `broker,secret`".into()));
         };
         let (name, secret) = (name.trim(), secret.trim());
-        if name.is_empty() || secret.is_empty() {
-            return Err(err(n, "broker name and secret must not be empty".into()));
+        if secret.is_empty() {
+            return Err(err(n, "the secret must not be empty".into()));
+        }
+        if let Err(e) = proto::limits::check_name(name) {
+            return Err(err(n, format!("broker name: {e}")));
         }
         if out.insert(name.to_string(), secret.to_string()).is_some() {
             return Err(err(n, format!("broker {name} listed twice")));

@@ -16,8 +16,8 @@ use quinn::{Connection, Endpoint, RecvStream, SendStream, TransportConfig, VarIn
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use serde::{de::DeserializeOwned, Serialize};
 
-use crate::codec::{self, CodecError, HEADER_LEN};
-use crate::messages::{Credentials, Hello, HelloReply, Welcome, PROTOCOL_VERSION};
+use proto::codec::{self, CodecError, HEADER_LEN, HELLO_MAX_FRAME, MAX_FRAME};
+use proto::messages::{Credentials, Hello, HelloReply, Welcome, PROTOCOL_VERSION};
 
 /// DNS name in the manager's certificate; clients verify it.
 pub const SERVER_NAME: &str = "gridmatch";
@@ -40,6 +40,10 @@ pub enum WireError {
     Closed(#[from] quinn::ClosedStream),
     #[error("the manager refused this client: {0}")]
     Refused(String),
+    #[error("the manager is busy: {0}")]
+    Busy(String),
+    #[error("timed out: {0}")]
+    Timeout(String),
     #[error("protocol error: {0}")]
     Protocol(String),
     #[error("TLS setup failed: {0}")]
@@ -51,6 +55,40 @@ pub enum WireError {
     },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl WireError {
+    /// True when retrying cannot help: a refused hello (credentials, protocol version), a
+    /// certificate the pinned CA does not trust, a TLS or ALPN mismatch, bad local files. A
+    /// client exits on these with the reason instead of reconnecting forever.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            WireError::Refused(_) | WireError::Tls(_) | WireError::File { .. } => true,
+            WireError::Connection(e) => connection_error_is_fatal(e),
+            WireError::Connect(quinn::ConnectError::InvalidServerName(_))
+            | WireError::Connect(quinn::ConnectError::NoDefaultClientConfig)
+            | WireError::Connect(quinn::ConnectError::UnsupportedVersion) => true,
+            _ => false,
+        }
+    }
+}
+
+/// A connection that failed in its TLS handshake (untrusted certificate, wrong name, no common
+/// ALPN) is a configuration error, not a network hiccup.
+fn connection_error_is_fatal(e: &quinn::ConnectionError) -> bool {
+    match e {
+        quinn::ConnectionError::TransportError(t) => {
+            let code = u64::from(t.code);
+            // 0x0100..=0x01ff: TLS alerts carried as QUIC CRYPTO_ERRORs (RFC 9001 4.8).
+            (0x0100..=0x01ff).contains(&code)
+        }
+        quinn::ConnectionError::ConnectionClosed(c) => {
+            let code = u64::from(c.error_code);
+            (0x0100..=0x01ff).contains(&code)
+        }
+        quinn::ConnectionError::VersionMismatch => true,
+        _ => false,
+    }
 }
 
 /// A certificate chain and its private key.
@@ -338,19 +376,42 @@ impl FrameWriter {
     }
 }
 
-/// Reads frames from one QUIC stream.
+/// Bytes read from the stream at a time: what a peer announcing a large frame and then sending
+/// nothing can make the reader hold.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// Reads frames from one QUIC stream, within a size limit (per stage: small before the peer has
+/// authenticated) and a time limit for each frame once its header has arrived, so a peer that
+/// announces a large frame and trickles it (or sends nothing) holds little memory for little
+/// time.
 pub struct FrameReader {
     stream: RecvStream,
     buf: Vec<u8>,
+    limit: usize,
+    frame_timeout: Duration,
 }
 
 impl FrameReader {
+    /// A reader with the hello limit ([`HELLO_MAX_FRAME`]) and a 10 s frame deadline.
     pub fn new(stream: RecvStream) -> Self {
         FrameReader {
             stream,
-            buf: Vec::with_capacity(64 * 1024),
+            buf: Vec::new(),
+            limit: HELLO_MAX_FRAME,
+            frame_timeout: Duration::from_secs(10),
         }
     }
+
+    /// Largest payload accepted from now on (capped at [`MAX_FRAME`]).
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.min(MAX_FRAME);
+    }
+
+    /// Time allowed for the rest of a frame once its header arrived.
+    pub fn set_frame_timeout(&mut self, timeout: Duration) {
+        self.frame_timeout = timeout;
+    }
+
     /// Next message; `Ok(None)` when the peer finished the stream cleanly between frames.
     pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>, WireError> {
         let mut header = [0u8; HEADER_LEN];
@@ -359,10 +420,33 @@ impl FrameReader {
             Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
             Err(e) => return Err(e.into()),
         }
-        let len = codec::frame_len(header)?;
-        self.buf.resize(len, 0);
-        self.stream.read_exact(&mut self.buf).await?;
-        Ok(Some(codec::decode_payload(&self.buf)?))
+        let len = codec::frame_len(header, self.limit)?;
+        let deadline = self.frame_timeout;
+        tokio::time::timeout(deadline, self.read_payload(len))
+            .await
+            .map_err(|_| {
+                WireError::Timeout(format!(
+                    "a {len}-byte frame did not arrive within {deadline:?}"
+                ))
+            })??;
+        let msg = codec::decode_payload(&self.buf);
+        // Do not keep a large buffer alive for a session that sent one large frame.
+        if self.buf.capacity() > 4 * READ_CHUNK {
+            self.buf = Vec::new();
+        }
+        Ok(Some(msg?))
+    }
+
+    /// Reads `len` payload bytes into `buf`, growing it only as data arrives.
+    async fn read_payload(&mut self, len: usize) -> Result<(), WireError> {
+        self.buf.clear();
+        while self.buf.len() < len {
+            let start = self.buf.len();
+            let n = (len - start).min(READ_CHUNK);
+            self.buf.resize(start + n, 0);
+            self.stream.read_exact(&mut self.buf[start..]).await?;
+        }
+        Ok(())
     }
 }
 
@@ -381,27 +465,52 @@ pub async fn client_handshake(
             credentials,
         })
         .await?;
+    // The manager is trusted (pinned certificate): its frames may be as large as any.
+    reader.set_limit(MAX_FRAME);
     match reader.recv::<HelloReply>().await? {
         Some(HelloReply::Welcome(w)) => Ok((writer, reader, w)),
         Some(HelloReply::Refused { reason }) => Err(WireError::Refused(reason)),
+        Some(HelloReply::Busy { reason }) => Err(WireError::Busy(reason)),
         None => Err(WireError::Protocol(
             "manager closed the stream during the handshake".into(),
         )),
     }
 }
 
-/// Dials the manager and performs the handshake.
+/// How long a dial plus handshake may take. QUIC gets no "connection refused" from a port where
+/// nothing listens, so without a limit a dial waits for the idle timeout (10 s).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Dials the manager and performs the handshake, within [`CONNECT_TIMEOUT`].
 pub async fn connect(
     endpoint: &Endpoint,
     addr: SocketAddr,
     credentials: Credentials,
 ) -> Result<(Connection, FrameWriter, FrameReader, Welcome), WireError> {
-    let conn = endpoint.connect(addr, SERVER_NAME)?.await?;
-    let (w, r, welcome) = client_handshake(&conn, credentials).await?;
-    Ok((conn, w, r, welcome))
+    connect_within(endpoint, addr, credentials, CONNECT_TIMEOUT).await
 }
 
-/// Server side: accepts the session stream and reads the client's hello.
+/// [`connect`] with another time limit.
+pub async fn connect_within(
+    endpoint: &Endpoint,
+    addr: SocketAddr,
+    credentials: Credentials,
+    limit: Duration,
+) -> Result<(Connection, FrameWriter, FrameReader, Welcome), WireError> {
+    let attempt = async {
+        let conn = endpoint.connect(addr, SERVER_NAME)?.await?;
+        let (w, r, welcome) = client_handshake(&conn, credentials).await?;
+        Ok((conn, w, r, welcome))
+    };
+    tokio::time::timeout(limit, attempt).await.map_err(|_| {
+        WireError::Timeout(format!(
+            "no answer from {addr} within {limit:?}: is a manager listening there?"
+        ))
+    })?
+}
+
+/// Server side: accepts the session stream and reads the client's hello (at most
+/// [`HELLO_MAX_FRAME`] bytes; the caller bounds the time).
 pub async fn accept_hello(
     conn: &Connection,
 ) -> Result<(FrameWriter, FrameReader, Hello), WireError> {

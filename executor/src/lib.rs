@@ -1,0 +1,268 @@
+//! # executor: one grid PC's matching, as a library
+//!
+//! [`ExecutorCore`] is the executor's state machine, sans-I/O: the manager's messages in, event
+//! groups and heartbeat statistics out. The `executor` binary drives it over QUIC; the manager
+//! drives it in-process for `--local` (the no-grid baseline); the core simulation test drives
+//! it directly. One implementation, so the three cannot drift apart.
+//!
+//! Must not: sequence, validate or journal (the manager did all that before routing), keep a
+//! book across reconnections (the manager replays into a fresh core), or do I/O.
+
+use matching::{Engine, Event, MarketRules, SecurityId, SecurityTable};
+use proto::{BookDepth, EventGroup, ExecutorStats, Routed, ToExecutor};
+use rustc_hash::FxHashSet;
+
+/// Most events in one [`EventGroup`]: a command with more (one order sweeping a deep book)
+/// is reported in several groups, so no frame ever nears the frame limit.
+pub const MAX_GROUP_EVENTS: usize = 4096;
+
+/// What one message did, for logging by the shell.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    pub assigned: usize,
+    pub revoked: usize,
+    pub replayed: usize,
+    pub processed: usize,
+    pub map_version: Option<u64>,
+}
+
+/// The executor's state: one engine for every owned security.
+pub struct ExecutorCore {
+    engine: Engine,
+    stats: ExecutorStats,
+    /// Securities whose book changed since the last heartbeat (their depth is reported).
+    touched: FxHashSet<SecurityId>,
+    scratch: Vec<Event>,
+}
+
+impl ExecutorCore {
+    pub fn new(rules: MarketRules, securities: &SecurityTable) -> Self {
+        ExecutorCore {
+            engine: Engine::new(rules, securities),
+            stats: ExecutorStats::default(),
+            touched: FxHashSet::default(),
+            scratch: Vec::with_capacity(64),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Applies one manager message, appending the events to report (for `Orders`) to `out`.
+    pub fn apply(&mut self, msg: ToExecutor, out: &mut Vec<EventGroup>) -> Applied {
+        let mut done = Applied::default();
+        match msg {
+            ToExecutor::Assign {
+                map_version,
+                securities,
+            } => {
+                for s in &securities {
+                    self.engine.open_book(*s);
+                    self.touched.insert(*s);
+                }
+                done.assigned = securities.len();
+                done.map_version = Some(map_version);
+            }
+            ToExecutor::Replay(cmds) => {
+                // Rebuild silently: these commands' events were delivered already.
+                for r in &cmds {
+                    self.scratch.clear();
+                    self.engine.process_for(r.security, &r.command, &mut self.scratch);
+                }
+                done.replayed = cmds.len();
+            }
+            ToExecutor::Revoke {
+                map_version,
+                securities,
+            } => {
+                for s in &securities {
+                    self.engine.close_book(*s);
+                    self.touched.remove(s);
+                }
+                done.revoked = securities.len();
+                done.map_version = Some(map_version);
+            }
+            ToExecutor::Orders(cmds) => {
+                self.process(&cmds, out);
+                done.processed = cmds.len();
+            }
+        }
+        done
+    }
+
+    /// Matches routed commands in order, appending each one's events as groups.
+    pub fn process(&mut self, cmds: &[Routed], out: &mut Vec<EventGroup>) {
+        for r in cmds {
+            self.scratch.clear();
+            self.engine
+                .process_for(r.security, &r.command, &mut self.scratch);
+            self.touched.insert(r.security);
+            // The manager acknowledged acceptance already.
+            let events: Vec<Event> = self
+                .scratch
+                .iter()
+                .filter(|e| !matches!(e, Event::Accepted { .. }))
+                .copied()
+                .collect();
+            push_groups(r, events, out);
+        }
+        self.stats.orders_handled += cmds.len() as u64;
+    }
+
+    /// Adds engine time to the statistics (the shell measures it).
+    pub fn add_busy_micros(&mut self, micros: u64) {
+        self.stats.busy_micros += micros;
+    }
+
+    /// Statistics for a heartbeat, with the depth of the books touched since the last one.
+    pub fn heartbeat(&mut self, depth: usize, queue_depth: usize) -> ExecutorStats {
+        let mut stats = self.stats.clone();
+        stats.queue_depth = queue_depth.min(u32::MAX as usize) as u32;
+        let mut touched: Vec<SecurityId> = self.touched.drain().collect();
+        touched.sort();
+        stats.books = touched
+            .into_iter()
+            .filter(|s| self.engine.has_book(*s))
+            .map(|security| {
+                let (bids, asks) = self.engine.depth(security, depth);
+                BookDepth {
+                    security,
+                    bids,
+                    asks,
+                    indicative: self.engine.indicative(security),
+                }
+            })
+            .collect();
+        stats
+    }
+}
+
+/// Splits one command's events into groups of at most [`MAX_GROUP_EVENTS`]; a command with no
+/// event still yields one (empty, final) group, which marks it complete.
+fn push_groups(r: &Routed, mut events: Vec<Event>, out: &mut Vec<EventGroup>) {
+    if events.len() <= MAX_GROUP_EVENTS {
+        out.push(EventGroup {
+            seq: r.seq,
+            security: r.security,
+            events,
+            last: true,
+        });
+        return;
+    }
+    let mut rest = events.split_off(MAX_GROUP_EVENTS);
+    out.push(EventGroup {
+        seq: r.seq,
+        security: r.security,
+        events,
+        last: false,
+    });
+    while !rest.is_empty() {
+        let tail = if rest.len() > MAX_GROUP_EVENTS {
+            rest.split_off(MAX_GROUP_EVENTS)
+        } else {
+            Vec::new()
+        };
+        out.push(EventGroup {
+            seq: r.seq,
+            security: r.security,
+            events: rest,
+            last: tail.is_empty(),
+        });
+        rest = tail;
+    }
+}
+
+/// Cuts a list of groups into frames of at most about `max_events` events each, never
+/// splitting a group.
+pub fn frames(groups: Vec<EventGroup>, max_events: usize) -> Vec<Vec<EventGroup>> {
+    let mut out = Vec::new();
+    let mut cur = Vec::new();
+    let mut n = 0;
+    for g in groups {
+        if n > 0 && n + g.events.len() > max_events {
+            out.push(std::mem::take(&mut cur));
+            n = 0;
+        }
+        n += g.events.len().max(1);
+        cur.push(g);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use matching::{
+        BrokerId, Command, NewOrder, OrderId, OrderType, SecurityTable, Side, MAX_ORDER_QTY,
+    };
+
+    fn listing() -> SecurityTable {
+        SecurityTable::parse_csv("security,reference_price\nAAA,10000\n").unwrap()
+    }
+
+    fn order(id: u64, side: Side, kind: OrderType, price: i64, qty: u64) -> Routed {
+        Routed {
+            seq: id,
+            security: SecurityId(0),
+            command: Command::New(NewOrder {
+                id: OrderId(id),
+                broker: BrokerId((id % 2) as u32),
+                security: SecurityId(0),
+                side,
+                kind,
+                price,
+                qty,
+            }),
+        }
+    }
+
+    #[test]
+    fn a_deep_sweep_is_split_into_bounded_groups_in_order() {
+        let mut core = ExecutorCore::new(MarketRules::none(), &listing());
+        let mut out = Vec::new();
+        core.apply(
+            ToExecutor::Assign {
+                map_version: 1,
+                securities: vec![SecurityId(0)],
+            },
+            &mut out,
+        );
+        let n = 3 * MAX_GROUP_EVENTS as u64 + 17;
+        let resting: Vec<Routed> = (1..=n)
+            .map(|i| order(i, Side::Sell, OrderType::Limit, 10_000, 1))
+            .collect();
+        core.apply(ToExecutor::Orders(resting), &mut out);
+        out.clear();
+        core.apply(
+            ToExecutor::Orders(vec![order(
+                n + 1,
+                Side::Buy,
+                OrderType::Market,
+                0,
+                MAX_ORDER_QTY,
+            )]),
+            &mut out,
+        );
+        assert!(out.len() > 1, "split into several groups");
+        assert!(out.iter().all(|g| g.events.len() <= MAX_GROUP_EVENTS));
+        assert!(out.iter().all(|g| g.seq == n + 1));
+        let lasts: Vec<bool> = out.iter().map(|g| g.last).collect();
+        assert_eq!(lasts.iter().filter(|l| **l).count(), 1);
+        assert_eq!(lasts.last(), Some(&true));
+        let fills = out
+            .iter()
+            .flat_map(|g| &g.events)
+            .filter(|e| matches!(e, Event::Fill(_)))
+            .count() as u64;
+        assert_eq!(fills, n, "every resting order filled once, none lost");
+        let frames = frames(out, 2 * MAX_GROUP_EVENTS);
+        assert!(frames.len() >= 2);
+        assert!(frames
+            .iter()
+            .all(|f| f.iter().map(|g| g.events.len()).sum::<usize>() <= 2 * MAX_GROUP_EVENTS));
+    }
+}

@@ -1,0 +1,1434 @@
+//! The manager's state machine, sans-I/O: the shell passes `Instant`s and exchange times in and
+//! sends what [`Outbox`] holds. Its parts, each with its own invariants:
+//! - this module: sessions, the sequencing path (check, sequence, journal, acknowledge, route),
+//!   collection of executors' event groups and the reports they become;
+//! - [`shards`]: the shard map, per-security routing state, migration and failover;
+//! - [`orders`]: the order-state projection, which also checks every executor event;
+//! - `stats`: counters, latency and the market summary for monitors.
+//!
+//! Invariants kept here:
+//! - every accepted command gets the next sequence number and is journaled before it is
+//!   acknowledged or routed; a rejected NEW (it burns its id) is journaled before its reject is
+//!   reported (`flush` commits first);
+//! - events are accepted only from the current owner, for the next uncompleted command of that
+//!   security, as one whole group (a command's events may arrive split over several groups;
+//!   they are buffered and applied only when the last part arrives), and only if they agree
+//!   with the projection; a late or duplicated group from a former owner is dropped, an
+//!   inconsistent one fails its executor. So no fill reaches a broker twice or forged;
+//! - a PHASE is one sequenced command routed to every security's owner; it completes when every
+//!   security has reported it. Entering CLOSED is a barrier: nothing more is sequenced until
+//!   every book has closed and reported its next reference price, because the checks of every
+//!   later order depend on those prices;
+//! - a broker session sees only its own orders: its order ids are its own namespace (mapped
+//!   into the exchange's at the edge), its fill reports never name the counterparty.
+
+pub mod orders;
+pub mod shards;
+mod stats;
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use matching::stream::BrokerRegistry;
+use matching::{
+    BrokerId, Command, Event, Fill, Gateway, NewOrder, OrderId, Phase, RejectReason, SecurityId,
+    Side, Timestamp,
+};
+use proto::limits::MAX_BROKER_ORDER_ID;
+use proto::{
+    ClientCommand, EventGroup, ExecutorStats, GridSnapshot, Liquidity, LogEntry, LogKind,
+    NodeInfo, NodeStatus, OrderState, OrderStatus, OwnFill, Report, ReportEvent, Routed,
+    SecurityView, ToExecutor, TradeId, TradeTick,
+};
+use rustc_hash::FxHashMap;
+
+use orders::Projection;
+pub use shards::{NodeId, LOCAL_NODE};
+use shards::{ShardNews, Shards};
+use stats::Stats;
+
+pub type SessionId = u32;
+
+/// The manager's own session: it submits the schedule's phase changes; its reports go nowhere.
+pub const EXCHANGE_SESSION: SessionId = 0;
+
+/// One sequenced command as the journal stores it.
+#[derive(Clone, Copy, Debug)]
+pub struct JournalEntry<'a> {
+    pub seq: u64,
+    pub time: Timestamp,
+    pub client_ref: u64,
+    pub command: &'a Command,
+    /// The acting broker's name (empty for a phase change).
+    pub broker_name: &'a str,
+}
+
+/// A NEW refused before sequencing: it burns its id, so it is journaled too.
+#[derive(Clone, Copy, Debug)]
+pub struct RejectedEntry<'a> {
+    pub time: Timestamp,
+    pub client_ref: u64,
+    pub order: &'a NewOrder,
+    pub reason: RejectReason,
+    pub broker_name: &'a str,
+}
+
+/// One fill on the trade tape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TapeEntry {
+    pub seq: u64,
+    pub time: Timestamp,
+    /// Index of the fill within (seq, security).
+    pub fill_index: u32,
+    pub fill: Fill,
+}
+
+/// Where sequenced commands are made durable. The disk implementation wraps the journal and the
+/// trade tape; tests use [`MemoryPersist`].
+pub trait Persist: Send {
+    fn append(&mut self, entry: &JournalEntry<'_>) -> anyhow::Result<()>;
+    fn append_rejected(&mut self, entry: &RejectedEntry<'_>) -> anyhow::Result<()>;
+    fn append_trade(&mut self, entry: &TapeEntry) -> anyhow::Result<()>;
+    /// Makes everything appended so far durable (group commit).
+    fn commit(&mut self) -> anyhow::Result<()>;
+}
+
+/// A journaled command, as recovery reads it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Recorded {
+    pub seq: u64,
+    pub time: Timestamp,
+    pub client_ref: u64,
+    pub command: Command,
+}
+
+/// A journaled reject, as recovery reads it back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordedReject {
+    pub time: Timestamp,
+    pub client_ref: u64,
+    pub order: NewOrder,
+    pub reason: RejectReason,
+}
+
+/// Keeps everything in memory (tests and the `--no-journal` experiments).
+#[derive(Default)]
+pub struct MemoryPersist {
+    pub orders: Vec<Recorded>,
+    pub rejected: Vec<RecordedReject>,
+    pub trades: Vec<TapeEntry>,
+}
+
+impl Persist for MemoryPersist {
+    fn append(&mut self, e: &JournalEntry<'_>) -> anyhow::Result<()> {
+        self.orders.push(Recorded {
+            seq: e.seq,
+            time: e.time,
+            client_ref: e.client_ref,
+            command: *e.command,
+        });
+        Ok(())
+    }
+    fn append_rejected(&mut self, e: &RejectedEntry<'_>) -> anyhow::Result<()> {
+        self.rejected.push(RecordedReject {
+            time: e.time,
+            client_ref: e.client_ref,
+            order: *e.order,
+            reason: e.reason,
+        });
+        Ok(())
+    }
+    fn append_trade(&mut self, e: &TapeEntry) -> anyhow::Result<()> {
+        self.trades.push(*e);
+        Ok(())
+    }
+    fn commit(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CoreConfig {
+    /// Match in-process instead of on executors (the no-grid baseline).
+    pub local: bool,
+    pub heartbeat_interval: Duration,
+    /// Silence after which an executor is declared down and its securities move.
+    pub heartbeat_timeout: Duration,
+    /// Commit the journal after every command (`--fsync always`) instead of once per batch.
+    pub commit_each: bool,
+    /// Commands held (sequenced, no owner yet) before order entry pauses.
+    pub max_held: usize,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            local: false,
+            heartbeat_interval: Duration::from_millis(200),
+            heartbeat_timeout: Duration::from_millis(1500),
+            commit_each: false,
+            max_held: 2_000_000,
+        }
+    }
+}
+
+/// What the shell must send after a call into the core.
+#[derive(Default)]
+pub struct Outbox {
+    pub reports: FxHashMap<SessionId, Vec<Report>>,
+    pub executors: std::collections::BTreeMap<NodeId, Vec<ToExecutor>>,
+    /// Executors declared down or inconsistent: the shell closes their connections.
+    pub disconnect: Vec<NodeId>,
+    pub log: Vec<LogEntry>,
+    pub trades: Vec<TradeTick>,
+    /// Phases the market entered (for the shell's schedule and monitors).
+    pub phases: Vec<Phase>,
+}
+
+/// Who a session acts for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionKind {
+    /// A broker: acts for itself only, in its own order-id namespace.
+    Broker(BrokerId),
+    /// An operator gateway (replay): acts for declared brokers with exchange-wide order ids.
+    Gateway,
+    /// The manager's own schedule: phase changes only.
+    Exchange,
+}
+
+/// A sequenced command awaiting its final group(s).
+struct InFlight {
+    session: SessionId,
+    client_ref: u64,
+    /// A NEW, so a pending order can be listed before its events arrive.
+    new: Option<NewOrder>,
+    received: Instant,
+    time: Timestamp,
+    /// Securities still to report (1, or every listed security for a phase change).
+    remaining: u32,
+}
+
+/// Commands awaiting completion, by sequence number. Sequence numbers are dense, so a ring
+/// indexed by `seq - base` replaces a hash map; completed slots at the front are dropped.
+#[derive(Default)]
+struct InFlightRing {
+    base: u64,
+    slots: VecDeque<Option<InFlight>>,
+    live: usize,
+}
+
+impl InFlightRing {
+    fn insert(&mut self, seq: u64, v: InFlight) {
+        if self.slots.is_empty() {
+            self.base = seq;
+        }
+        debug_assert_eq!(seq, self.base + self.slots.len() as u64);
+        self.slots.push_back(Some(v));
+        self.live += 1;
+    }
+    fn get(&self, seq: u64) -> Option<&InFlight> {
+        let i = seq.checked_sub(self.base)?;
+        self.slots.get(i as usize)?.as_ref()
+    }
+    fn get_mut(&mut self, seq: u64) -> Option<&mut InFlight> {
+        let i = seq.checked_sub(self.base)?;
+        self.slots.get_mut(i as usize)?.as_mut()
+    }
+    fn remove(&mut self, seq: u64) -> Option<InFlight> {
+        let i = seq.checked_sub(self.base)?;
+        let v = self.slots.get_mut(i as usize)?.take();
+        if v.is_some() {
+            self.live -= 1;
+        }
+        while matches!(self.slots.front(), Some(None)) {
+            self.slots.pop_front();
+            self.base += 1;
+        }
+        v
+    }
+    fn len(&self) -> usize {
+        self.live
+    }
+    fn iter(&self) -> impl Iterator<Item = &InFlight> {
+        self.slots.iter().flatten()
+    }
+}
+
+/// Part of a command's events received so far from one executor.
+struct Partial {
+    seq: u64,
+    security: SecurityId,
+    events: Vec<Event>,
+}
+
+/// The exchange-wide id of a broker's own order id (a broker's ids are its own namespace).
+pub fn global_order_id(broker: BrokerId, local: u64) -> Option<OrderId> {
+    (local <= MAX_BROKER_ORDER_ID).then(|| OrderId(((u64::from(broker.0) + 1) << 40) | local))
+}
+
+/// The broker's own id of an exchange-wide order id of that broker.
+pub fn local_order_id(id: OrderId) -> OrderId {
+    OrderId(id.0 & MAX_BROKER_ORDER_ID)
+}
+
+/// Most brokers the id namespaces leave room for.
+pub const MAX_BROKERS: usize = 1 << 20;
+
+pub struct Core {
+    config: CoreConfig,
+    gateway: Gateway,
+    persist: Box<dyn Persist>,
+    brokers: BrokerRegistry,
+    sessions: FxHashMap<SessionId, SessionKind>,
+    broker_sessions: FxHashMap<BrokerId, Vec<SessionId>>,
+    /// Per broker: the highest of its own order ids used by a NEW.
+    broker_max_id: FxHashMap<BrokerId, u64>,
+    next_seq: u64,
+    last_time: Timestamp,
+    phase: Phase,
+    inflight: InFlightRing,
+    projection: Projection,
+    shards: Shards,
+    stats: Stats,
+    /// Reports waiting for the journal commit (acceptances, and rejects that burnt an id).
+    unacked: Vec<(SessionId, Report)>,
+    partial: FxHashMap<NodeId, Partial>,
+    /// While a CLOSED is completing: the submissions that arrived meanwhile, in order.
+    barrier: Option<u64>,
+    deferred: VecDeque<(SessionId, Vec<ClientCommand>, Timestamp)>,
+    /// `--local`: the executor core matching in-process.
+    local: Option<executor::ExecutorCore>,
+    out: Outbox,
+    /// Schedule name for monitors.
+    schedule: String,
+}
+
+impl Core {
+    pub fn new(
+        config: CoreConfig,
+        gateway: Gateway,
+        persist: Box<dyn Persist>,
+        now: Instant,
+    ) -> Self {
+        let n = gateway.securities().len();
+        let references: Vec<_> = gateway.securities().iter().map(|(_, _, r)| r).collect();
+        let local = config.local.then(|| {
+            let mut core = executor::ExecutorCore::new(*gateway.rules(), gateway.securities());
+            let mut ignored = Vec::new();
+            core.apply(
+                ToExecutor::Assign {
+                    map_version: 0,
+                    securities: (0..n as u32).map(SecurityId).collect(),
+                },
+                &mut ignored,
+            );
+            core
+        });
+        let mut sessions = FxHashMap::default();
+        sessions.insert(EXCHANGE_SESSION, SessionKind::Exchange);
+        Core {
+            shards: Shards::new(n, config.local),
+            projection: Projection::new(references),
+            stats: Stats::new(n, now),
+            gateway,
+            persist,
+            brokers: BrokerRegistry::new(),
+            sessions,
+            broker_sessions: FxHashMap::default(),
+            broker_max_id: FxHashMap::default(),
+            next_seq: 1,
+            last_time: 0,
+            phase: Phase::Continuous,
+            inflight: InFlightRing::default(),
+            unacked: Vec::new(),
+            partial: FxHashMap::default(),
+            barrier: None,
+            deferred: VecDeque::new(),
+            local,
+            out: Outbox::default(),
+            schedule: "continuous".into(),
+            config,
+        }
+    }
+
+    pub fn set_schedule_name(&mut self, name: impl Into<String>) {
+        self.schedule = name.into();
+    }
+
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    pub fn is_local(&self) -> bool {
+        self.config.local
+    }
+
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    /// The market's phase as sequenced (the books reach it as they process the command).
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The exchange time of the last sequenced command.
+    pub fn last_time(&self) -> Timestamp {
+        self.last_time
+    }
+
+    /// False while order entry must wait: too many commands held without an owner, or a CLOSED
+    /// completing.
+    pub fn accepting(&self) -> bool {
+        self.barrier.is_none() && self.shards.held() < self.config.max_held
+    }
+
+    /// Interns a broker name (from the credentials file or a gateway's declaration).
+    pub fn broker_id(&mut self, name: &str) -> BrokerId {
+        self.brokers.intern(name)
+    }
+
+    /// A gateway declares the brokers it acts for: names are checked like credentials.
+    pub fn declare_brokers(
+        &mut self,
+        names: &[String],
+    ) -> Result<Vec<(String, BrokerId)>, String> {
+        if names.len() > proto::limits::MAX_DECLARED {
+            return Err(format!(
+                "at most {} brokers per declaration",
+                proto::limits::MAX_DECLARED
+            ));
+        }
+        for n in names {
+            proto::limits::check_name(n).map_err(|e| format!("broker name {n:?}: {e}"))?;
+        }
+        if self.brokers.len() + names.len() > MAX_BROKERS {
+            return Err(format!("at most {MAX_BROKERS} brokers"));
+        }
+        Ok(names
+            .iter()
+            .map(|n| (n.clone(), self.brokers.intern(n)))
+            .collect())
+    }
+
+    /// Every order id above this one is unused, in the session's own namespace.
+    pub fn max_order_id(&self, session: SessionId) -> u64 {
+        match self.sessions.get(&session) {
+            Some(SessionKind::Broker(b)) => self.broker_max_id.get(b).copied().unwrap_or(0),
+            _ => self.gateway.max_order_id(),
+        }
+    }
+
+    // ------------------------------------------------------------------------------ recovery
+
+    /// Rebuilds state after a restart from the journaled commands and rejects: the gateway's
+    /// memory (burnt ids, phase, reference prices), every security's history (all of it counts
+    /// as completed: the books are recomputed here by a sequential engine, and rebuilt by
+    /// replay on the executors), the projection, and the fills the trade tape is missing
+    /// (`taped` holds the tape's (seq, security, fill index) keys). Returns how many fills were
+    /// restored to the tape.
+    pub fn recover(
+        &mut self,
+        brokers: &[(BrokerId, String)],
+        orders: &[Recorded],
+        rejected: &[RecordedReject],
+        taped: &rustc_hash::FxHashSet<(u64, SecurityId, u32)>,
+    ) -> anyhow::Result<u64> {
+        let mut sorted: Vec<&(BrokerId, String)> = brokers.iter().collect();
+        sorted.sort_by_key(|(id, _)| id.0);
+        for (id, name) in sorted {
+            let got = self.brokers.intern(name);
+            anyhow::ensure!(
+                got == *id,
+                "journal broker ids are not dense: {name} is {id:?}"
+            );
+        }
+        for r in rejected {
+            self.gateway.restore_rejected(&r.order);
+            self.projection
+                .insert_rejected(&r.order, r.client_ref, r.reason);
+            self.note_max_id(&r.order);
+            self.last_time = self.last_time.max(r.time);
+        }
+        let n = self.gateway.securities().len();
+        let mut engine = executor::ExecutorCore::new(*self.gateway.rules(), self.gateway.securities());
+        let mut groups = Vec::new();
+        engine.apply(
+            ToExecutor::Assign {
+                map_version: 0,
+                securities: (0..n as u32).map(SecurityId).collect(),
+            },
+            &mut groups,
+        );
+        let mut restored = 0u64;
+        for rec in orders {
+            anyhow::ensure!(
+                rec.seq == self.next_seq,
+                "journal gap: expected seq {}, found {}",
+                self.next_seq,
+                rec.seq
+            );
+            self.next_seq += 1;
+            self.last_time = self.last_time.max(rec.time);
+            if let Err(reason) = self.gateway.check(&rec.command) {
+                anyhow::bail!(
+                    "journaled command seq {} is refused on replay ({}): the journal does not match this listing or these rules",
+                    rec.seq,
+                    reason.code()
+                );
+            }
+            if let Command::New(o) = &rec.command {
+                self.note_max_id(o);
+            }
+            if let Command::Phase(p) = rec.command {
+                self.phase = p;
+            }
+            let routed: Vec<Routed> = self.fan_out(rec.seq, &rec.command);
+            groups.clear();
+            engine.process(&routed, &mut groups);
+            for r in routed {
+                self.shards.secs[r.security.0 as usize].history.push(r);
+            }
+            for g in groups.drain(..) {
+                let routed = Routed {
+                    seq: rec.seq,
+                    security: g.security,
+                    command: rec.command,
+                };
+                let outcome = self
+                    .projection
+                    .apply_group(&routed, rec.client_ref, &g.events)
+                    .map_err(|e| anyhow::anyhow!("journal replay of seq {} is inconsistent: {e}", rec.seq))?;
+                for (sec, price) in outcome.references {
+                    self.gateway.set_reference(sec, price);
+                }
+                let mut fill_index = 0u32;
+                for ev in &g.events {
+                    if let Event::Fill(f) = ev {
+                        if !taped.contains(&(rec.seq, g.security, fill_index)) {
+                            self.persist.append_trade(&TapeEntry {
+                                seq: rec.seq,
+                                time: rec.time,
+                                fill_index,
+                                fill: *f,
+                            })?;
+                            restored += 1;
+                        }
+                        fill_index += 1;
+                    }
+                }
+            }
+        }
+        for st in &mut self.shards.secs {
+            st.completed = st.history.len();
+            st.sent = if self.config.local { st.completed } else { 0 };
+        }
+        self.persist.commit()?;
+        if self.config.local {
+            self.local = Some(engine);
+        }
+        Ok(restored)
+    }
+
+    fn note_max_id(&mut self, o: &NewOrder) {
+        if o.id.0 >> 40 == u64::from(o.broker.0) + 1 {
+            let m = self.broker_max_id.entry(o.broker).or_default();
+            *m = (*m).max(local_order_id(o.id).0);
+        }
+    }
+
+    // ------------------------------------------------------------------------------ sessions
+
+    pub fn open_session(&mut self, session: SessionId, kind: SessionKind) {
+        self.sessions.insert(session, kind);
+        if let SessionKind::Broker(b) = kind {
+            self.broker_sessions.entry(b).or_default().push(session);
+        }
+    }
+
+    pub fn close_session(&mut self, session: SessionId) {
+        if let Some(SessionKind::Broker(b)) = self.sessions.remove(&session) {
+            if let Some(list) = self.broker_sessions.get_mut(&b) {
+                list.retain(|x| *x != session);
+            }
+        }
+        self.out.reports.remove(&session);
+    }
+
+    /// Open sessions of a broker.
+    pub fn sessions_of(&self, broker: BrokerId) -> usize {
+        self.broker_sessions.get(&broker).map_or(0, Vec::len)
+    }
+
+    /// Checks a submit frame as a whole before anything of it is processed: the shell refuses
+    /// the frame (and ends the session) on an error, so a malformed batch changes nothing.
+    pub fn check_batch(&self, session: SessionId, cmds: &[ClientCommand]) -> Result<(), String> {
+        if cmds.len() > proto::limits::MAX_BATCH {
+            return Err(format!(
+                "a submit holds at most {} commands, got {}",
+                proto::limits::MAX_BATCH,
+                cmds.len()
+            ));
+        }
+        match self.sessions.get(&session) {
+            Some(SessionKind::Broker(_)) => {
+                for c in cmds {
+                    if matches!(c.command, Command::Phase(_)) {
+                        return Err("a broker session cannot change the trading phase".into());
+                    }
+                    if let Some(id) = c.command.order_id() {
+                        if id.0 > MAX_BROKER_ORDER_ID {
+                            return Err(format!(
+                                "order id {} is above this session's maximum {MAX_BROKER_ORDER_ID}",
+                                id.0
+                            ));
+                        }
+                    }
+                }
+                Ok(())
+            }
+            Some(SessionKind::Gateway) => Ok(()),
+            Some(SessionKind::Exchange) => {
+                if cmds.iter().all(|c| matches!(c.command, Command::Phase(_))) {
+                    Ok(())
+                } else {
+                    Err("the exchange session only changes phases".into())
+                }
+            }
+            None => Err("no such session".into()),
+        }
+    }
+
+    // ---------------------------------------------------------------------------- sequencing
+
+    /// Sequences a batch of commands from one session, in order, at exchange time `time`.
+    /// Acceptances and rejects are reported after the journal commit ([`Core::flush`]).
+    pub fn submit(
+        &mut self,
+        session: SessionId,
+        cmds: &[ClientCommand],
+        now: Instant,
+        time: Timestamp,
+    ) -> anyhow::Result<()> {
+        let Some(kind) = self.sessions.get(&session).copied() else {
+            return Ok(());
+        };
+        for (k, cc) in cmds.iter().enumerate() {
+            if self.barrier.is_some() {
+                self.deferred
+                    .push_back((session, cmds[k..].to_vec(), time));
+                return Ok(());
+            }
+            self.submit_one(session, kind, cc, now, time)?;
+        }
+        Ok(())
+    }
+
+    fn submit_one(
+        &mut self,
+        session: SessionId,
+        kind: SessionKind,
+        cc: &ClientCommand,
+        now: Instant,
+        time: Timestamp,
+    ) -> anyhow::Result<()> {
+        let mut cmd = cc.command;
+        self.stats.counters.received += 1;
+        match kind {
+            SessionKind::Broker(b) => {
+                // A broker session can only act for itself, in its own id namespace.
+                cmd.set_broker(b);
+                if let Some(local) = cmd.order_id() {
+                    let global = global_order_id(b, local.0).expect("checked by check_batch");
+                    set_order_id(&mut cmd, global);
+                }
+            }
+            SessionKind::Gateway => {
+                if let Some(b) = cmd.broker() {
+                    if self.brokers.name(b).is_none() {
+                        self.reject(session, cc.client_ref, &cmd, RejectReason::NotOwner, now, time)?;
+                        return Ok(());
+                    }
+                }
+            }
+            SessionKind::Exchange => {}
+        }
+        if let Err(reason) = self.gateway.check(&cmd) {
+            return self.reject(session, cc.client_ref, &cmd, reason, now, time);
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let time = time.max(self.last_time);
+        self.last_time = time;
+        let broker_name = cmd
+            .broker()
+            .and_then(|b| self.brokers.name(b))
+            .unwrap_or("");
+        self.persist.append(&JournalEntry {
+            seq,
+            time,
+            client_ref: cc.client_ref,
+            command: &cmd,
+            broker_name,
+        })?;
+        self.stats.counters.accepted += 1;
+        let new = match cmd {
+            Command::New(o) => {
+                self.note_max_id(&o);
+                Some(o)
+            }
+            _ => None,
+        };
+        let routed = self.fan_out(seq, &cmd);
+        self.inflight.insert(
+            seq,
+            InFlight {
+                session,
+                client_ref: cc.client_ref,
+                new,
+                received: now,
+                time,
+                remaining: routed.len() as u32,
+            },
+        );
+        self.unacked.push((
+            session,
+            Report {
+                client_ref: cc.client_ref,
+                seq,
+                time,
+                order: self.visible_id(session, cmd.order_id().unwrap_or(OrderId(0))),
+                event: ReportEvent::Accepted,
+                last: false,
+                passive: false,
+            },
+        ));
+        for r in routed {
+            self.shards.route(r);
+        }
+        if let Command::Phase(p) = cmd {
+            self.phase = p;
+            if p == Phase::Closed {
+                self.barrier = Some(seq);
+            }
+        }
+        if self.config.commit_each {
+            self.persist.commit()?;
+        }
+        Ok(())
+    }
+
+    /// The per-security commands a sequenced command becomes: one, or one per listed security
+    /// for a phase change.
+    fn fan_out(&self, seq: u64, cmd: &Command) -> Vec<Routed> {
+        match cmd.security() {
+            Some(security) => vec![Routed {
+                seq,
+                security,
+                command: *cmd,
+            }],
+            None => (0..self.gateway.securities().len() as u32)
+                .map(|i| Routed {
+                    seq,
+                    security: SecurityId(i),
+                    command: *cmd,
+                })
+                .collect(),
+        }
+    }
+
+    fn reject(
+        &mut self,
+        session: SessionId,
+        client_ref: u64,
+        cmd: &Command,
+        reason: RejectReason,
+        now: Instant,
+        time: Timestamp,
+    ) -> anyhow::Result<()> {
+        self.stats.counters.rejected += 1;
+        let id = cmd.order_id().unwrap_or(OrderId(0));
+        if let Command::New(o) = cmd {
+            // A rejected NEW burns its id (unless the id was taken already): journaled, so a
+            // restarted manager still refuses the id and still lists the order as rejected.
+            if reason != RejectReason::DuplicateOrderId {
+                let broker_name = self.brokers.name(o.broker).unwrap_or("");
+                self.persist.append_rejected(&RejectedEntry {
+                    time,
+                    client_ref,
+                    order: o,
+                    reason,
+                    broker_name,
+                })?;
+                self.projection.insert_rejected(o, client_ref, reason);
+                self.note_max_id(o);
+            }
+        }
+        self.stats.log(
+            now,
+            LogKind::Reject,
+            format!("order {} rejected: {}", id.0, reason.code()),
+        );
+        self.unacked.push((
+            session,
+            Report {
+                client_ref,
+                seq: 0,
+                time: 0,
+                order: self.visible_id(session, id),
+                event: ReportEvent::Rejected { reason },
+                last: true,
+                passive: false,
+            },
+        ));
+        Ok(())
+    }
+
+    /// The id a session knows an order by.
+    fn visible_id(&self, session: SessionId, id: OrderId) -> OrderId {
+        match self.sessions.get(&session) {
+            Some(SessionKind::Broker(_)) => local_order_id(id),
+            _ => id,
+        }
+    }
+
+    /// Commits the journal, then releases acknowledgements and rejects and the commands routed
+    /// to executors. In local mode the routed commands are matched here.
+    pub fn flush(&mut self, now: Instant) -> anyhow::Result<Outbox> {
+        if !self.unacked.is_empty() {
+            self.persist.commit()?;
+            for (session, report) in std::mem::take(&mut self.unacked) {
+                if self.sessions.contains_key(&session) && session != EXCHANGE_SESSION {
+                    self.out.reports.entry(session).or_default().push(report);
+                }
+            }
+        }
+        loop {
+            let outgoing = std::mem::take(&mut self.shards.outgoing);
+            if outgoing.is_empty() {
+                break;
+            }
+            for (node, msgs) in outgoing {
+                if node == LOCAL_NODE {
+                    self.match_locally(msgs, now)?;
+                } else {
+                    self.out.executors.entry(node).or_default().extend(msgs);
+                }
+            }
+            if !self.unacked.is_empty() {
+                // Deferred submissions sequenced when a barrier cleared.
+                self.persist.commit()?;
+                for (session, report) in std::mem::take(&mut self.unacked) {
+                    if self.sessions.contains_key(&session) && session != EXCHANGE_SESSION {
+                        self.out.reports.entry(session).or_default().push(report);
+                    }
+                }
+            }
+        }
+        self.persist.commit()?;
+        self.out.disconnect.append(&mut self.shards.disconnect);
+        self.drain_news(now);
+        self.out.log.append(&mut self.stats.log);
+        self.out.trades.append(&mut self.stats.trades);
+        Ok(std::mem::take(&mut self.out))
+    }
+
+    fn match_locally(&mut self, msgs: Vec<ToExecutor>, now: Instant) -> anyhow::Result<()> {
+        let mut local = self.local.take().expect("local mode has an executor core");
+        let mut groups = Vec::new();
+        for m in msgs {
+            local.apply(m, &mut groups);
+        }
+        self.local = Some(local);
+        self.executor_events(LOCAL_NODE, groups, now)
+    }
+
+    fn drain_news(&mut self, now: Instant) {
+        for news in std::mem::take(&mut self.shards.news) {
+            let (kind, text) = match news {
+                ShardNews::Joined { node, name, addr } => (
+                    LogKind::NodeJoined,
+                    format!("executor {name} (node {node}) joined from {addr}"),
+                ),
+                ShardNews::Lost { node, name, moved } => (
+                    LogKind::NodeLost,
+                    format!("executor {name} (node {node}) lost; {moved} securities to move"),
+                ),
+                ShardNews::Moving { node, count } => (
+                    LogKind::ShardMoved,
+                    format!("{count} securities moving off node {node}"),
+                ),
+                ShardNews::Assigned {
+                    node,
+                    count,
+                    version,
+                } => (
+                    LogKind::ShardMoved,
+                    format!("{count} securities assigned to node {node} (map v{version})"),
+                ),
+            };
+            self.stats.log(now, kind, text);
+        }
+    }
+
+    // ----------------------------------------------------------------------------- executors
+
+    pub fn executor_joined(&mut self, name: &str, addr: &str, now: Instant) -> NodeId {
+        let id = self.shards.executor_joined(name, addr, now);
+        self.drain_news(now);
+        id
+    }
+
+    /// An executor's connection closed or its heartbeat timed out.
+    pub fn executor_lost(&mut self, node: NodeId, now: Instant) {
+        self.partial.remove(&node);
+        self.shards.executor_lost(node);
+        self.drain_news(now);
+    }
+
+    pub fn executor_heartbeat(&mut self, node: NodeId, stats: ExecutorStats, now: Instant) {
+        let books = stats.books.clone();
+        if self.shards.heartbeat(node, stats, now) {
+            for b in &books {
+                if self.shards.owner(b.security) == Some(node) {
+                    self.stats.depth(b);
+                }
+            }
+        }
+    }
+
+    /// Periodic check: heartbeat ages, node status, rates.
+    pub fn tick(&mut self, now: Instant) {
+        let lost = self.shards.silent(
+            now,
+            self.config.heartbeat_interval * 3,
+            self.config.heartbeat_timeout,
+        );
+        for id in lost {
+            self.executor_lost(id, now);
+        }
+        self.stats.tick(now);
+    }
+
+    /// Event groups from an executor (or the local core), in the order it processed them.
+    pub fn executor_events(
+        &mut self,
+        node: NodeId,
+        groups: Vec<EventGroup>,
+        now: Instant,
+    ) -> anyhow::Result<()> {
+        for g in groups {
+            if self.shards.owner(g.security) != Some(node) {
+                // Late or duplicate events of a former owner: the new owner redoes them.
+                self.partial.remove(&node);
+                tracing::debug!(node, seq = g.seq, "dropping events not from the owner");
+                continue;
+            }
+            let events = match self.partial.remove(&node) {
+                Some(mut p) => {
+                    if (p.seq, p.security) != (g.seq, g.security) {
+                        self.fail_executor(node, format!("parts of command {} interleaved with command {}", p.seq, g.seq), now);
+                        return Ok(());
+                    }
+                    p.events.extend(g.events);
+                    p.events
+                }
+                None => g.events,
+            };
+            let limit = self.group_limit(g.security);
+            if events.len() > limit {
+                self.fail_executor(
+                    node,
+                    format!("{} events for one command, more than its book could produce", events.len()),
+                    now,
+                );
+                return Ok(());
+            }
+            if !g.last {
+                self.partial.insert(
+                    node,
+                    Partial {
+                        seq: g.seq,
+                        security: g.security,
+                        events,
+                    },
+                );
+                continue;
+            }
+            self.group_done(node, g.seq, g.security, events, now)?;
+        }
+        Ok(())
+    }
+
+    /// Most events one command can legitimately produce in a book: every resting order once
+    /// (a sweep, an uncross, an expiry) plus a handful.
+    fn group_limit(&self, sec: SecurityId) -> usize {
+        let live = self
+            .projection
+            .book(sec)
+            .map_or(0, |b| b.live as usize);
+        2 * live + 16
+    }
+
+    fn fail_executor(&mut self, node: NodeId, why: String, now: Instant) {
+        tracing::error!(node, "executor sent inconsistent events: {why}; declaring it failed");
+        self.stats.log(
+            now,
+            LogKind::NodeLost,
+            format!("node {node} sent inconsistent events ({why}): declared failed"),
+        );
+        self.executor_lost(node, now);
+    }
+
+    fn group_done(
+        &mut self,
+        node: NodeId,
+        seq: u64,
+        security: SecurityId,
+        events: Vec<Event>,
+        now: Instant,
+    ) -> anyhow::Result<()> {
+        let Some(routed) = self.shards.next_expected(security).copied() else {
+            self.fail_executor(node, format!("events for seq {seq}, which was never routed"), now);
+            return Ok(());
+        };
+        if routed.seq != seq {
+            self.fail_executor(
+                node,
+                format!("events for seq {seq} but seq {} is next in security {}", routed.seq, security.0),
+                now,
+            );
+            return Ok(());
+        }
+        let Some(meta) = self.inflight.get(seq) else {
+            self.fail_executor(node, format!("seq {seq} is not in flight"), now);
+            return Ok(());
+        };
+        let (session, client_ref, time, received) =
+            (meta.session, meta.client_ref, meta.time, meta.received);
+        let outcome = match self.projection.apply_group(&routed, client_ref, &events) {
+            Ok(o) => o,
+            Err(why) => {
+                self.fail_executor(node, format!("seq {seq}: {why}"), now);
+                return Ok(());
+            }
+        };
+        for &(sec, price) in &outcome.references {
+            self.gateway.set_reference(sec, price);
+        }
+        if let Some(result) = outcome.auction {
+            self.stats.auction(security, result);
+        }
+        self.report_group(session, client_ref, &routed, time, &events, now)?;
+        self.shards.complete(security);
+        let meta = self.inflight.get_mut(seq).expect("checked above");
+        meta.remaining -= 1;
+        if meta.remaining == 0 {
+            self.inflight.remove(seq);
+            self.stats.completed(received, now);
+            if let Command::Phase(p) = routed.command {
+                self.push_report(
+                    session,
+                    Report {
+                        client_ref,
+                        seq,
+                        time,
+                        order: OrderId(0),
+                        event: ReportEvent::PhaseChanged { phase: p },
+                        last: true,
+                        passive: false,
+                    },
+                );
+                self.out.phases.push(p);
+                self.stats.log(
+                    now,
+                    LogKind::Info,
+                    format!("phase {} complete in every book (seq {seq})", p.as_str()),
+                );
+            }
+            if self.barrier == Some(seq) {
+                self.barrier = None;
+                self.resume_deferred(now)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn resume_deferred(&mut self, now: Instant) -> anyhow::Result<()> {
+        while self.barrier.is_none() {
+            let Some((session, cmds, time)) = self.deferred.pop_front() else {
+                break;
+            };
+            self.submit(session, &cmds, now, time)?;
+        }
+        Ok(())
+    }
+
+    fn push_report(&mut self, session: SessionId, report: Report) {
+        if session != EXCHANGE_SESSION && self.sessions.contains_key(&session) {
+            self.out.reports.entry(session).or_default().push(report);
+        }
+    }
+
+    /// Turns one completed group into reports: to the command's session (a broker sees its own
+    /// order's side of each fill; a gateway the whole trade), and unsolicited ("passive") ones
+    /// to every session of the broker of a resting order that traded, was cancelled by an
+    /// uncross or expired.
+    fn report_group(
+        &mut self,
+        session: SessionId,
+        client_ref: u64,
+        routed: &Routed,
+        time: Timestamp,
+        events: &[Event],
+        now: Instant,
+    ) -> anyhow::Result<()> {
+        let seq = routed.seq;
+        let kind = self.sessions.get(&session).copied();
+        let is_broker = matches!(kind, Some(SessionKind::Broker(_)));
+        let own = routed.command.order_id();
+        let is_phase = matches!(routed.command, Command::Phase(_));
+        let mut fill_index = 0u32;
+        let n = events.len();
+        for (k, ev) in events.iter().enumerate() {
+            let last = !is_phase && k + 1 == n;
+            let to_submitter = |core: &mut Core, order: OrderId, event: ReportEvent| {
+                let order = core.visible_id(session, order);
+                core.push_report(
+                    session,
+                    Report {
+                        client_ref,
+                        seq,
+                        time,
+                        order,
+                        event,
+                        last,
+                        passive: false,
+                    },
+                );
+            };
+            match *ev {
+                Event::Fill(f) => {
+                    let trade = TradeId {
+                        seq,
+                        security: f.security,
+                        index: fill_index,
+                    };
+                    fill_index += 1;
+                    self.persist.append_trade(&TapeEntry {
+                        seq,
+                        time,
+                        fill_index: trade.index,
+                        fill: f,
+                    })?;
+                    self.stats.trade(&f, now);
+                    if is_broker {
+                        if let Some(side) = f.aggressor.side() {
+                            let id = if side == Side::Buy { f.buy } else { f.sell };
+                            let event = ReportEvent::Fill(OwnFill {
+                                security: f.security,
+                                side,
+                                price: f.price,
+                                qty: f.qty,
+                                liquidity: Liquidity::Taker,
+                                trade,
+                            });
+                            to_submitter(self, id, event);
+                        }
+                    } else {
+                        to_submitter(self, own.unwrap_or(OrderId(0)), ReportEvent::Trade { fill: f, trade });
+                    }
+                    for (side, id, broker) in f.passive() {
+                        let liquidity = if f.aggressor.side().is_some() {
+                            Liquidity::Maker
+                        } else {
+                            Liquidity::Auction
+                        };
+                        self.passive_report(
+                            broker,
+                            id,
+                            seq,
+                            time,
+                            ReportEvent::Fill(OwnFill {
+                                security: f.security,
+                                side,
+                                price: f.price,
+                                qty: f.qty,
+                                liquidity,
+                                trade,
+                            }),
+                        );
+                    }
+                }
+                Event::Cancelled { id, qty, reason } => {
+                    self.stats.counters.cancelled += 1;
+                    let event = ReportEvent::Cancelled { qty, reason };
+                    if Some(id) == own {
+                        to_submitter(self, id, event);
+                    } else {
+                        if !is_broker {
+                            to_submitter(self, id, event);
+                        }
+                        if let Some(broker) = self.projection.get(id).map(|r| r.broker) {
+                            self.passive_report(broker, id, seq, time, event);
+                        }
+                    }
+                }
+                Event::Rejected { id, reason } => {
+                    self.stats.counters.rejected += 1;
+                    to_submitter(self, id, ReportEvent::Rejected { reason });
+                }
+                Event::Rested { id, price, qty, .. } => {
+                    to_submitter(self, id, ReportEvent::Rested { price, qty });
+                }
+                Event::Amended {
+                    id,
+                    price,
+                    qty,
+                    priority_kept,
+                    ..
+                } => to_submitter(
+                    self,
+                    id,
+                    ReportEvent::Amended {
+                        price,
+                        qty,
+                        priority_kept,
+                    },
+                ),
+                Event::Auction {
+                    security,
+                    price,
+                    volume,
+                } => {
+                    if !is_broker {
+                        to_submitter(
+                            self,
+                            OrderId(0),
+                            ReportEvent::Auction {
+                                security,
+                                price,
+                                volume,
+                            },
+                        );
+                    }
+                }
+                Event::Reference { security, price } => {
+                    if !is_broker {
+                        to_submitter(self, OrderId(0), ReportEvent::Reference { security, price });
+                    }
+                }
+                Event::Totals {
+                    security,
+                    bid_total,
+                    ask_total,
+                } => to_submitter(
+                    self,
+                    own.unwrap_or(OrderId(0)),
+                    ReportEvent::Totals {
+                        security,
+                        bid_total,
+                        ask_total,
+                    },
+                ),
+                Event::Accepted { .. } => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// An unsolicited report about a broker's order, on every session of that broker.
+    fn passive_report(
+        &mut self,
+        broker: BrokerId,
+        id: OrderId,
+        seq: u64,
+        time: Timestamp,
+        event: ReportEvent,
+    ) {
+        let Some(list) = self.broker_sessions.get(&broker) else {
+            return;
+        };
+        let client_ref = self.projection.get(id).map_or(0, |r| r.client_ref);
+        for &s in list {
+            self.out.reports.entry(s).or_default().push(Report {
+                client_ref,
+                seq,
+                time,
+                order: local_order_id(id),
+                event,
+                last: false,
+                passive: true,
+            });
+        }
+    }
+
+    // ------------------------------------------------------------------------------- queries
+
+    /// The state of the session's orders (`ids` empty: all of them, in the session's own id
+    /// namespace for a broker). Other brokers' orders are never returned.
+    pub fn query_orders(&self, session: SessionId, ids: &[OrderId]) -> Vec<OrderStatus> {
+        let broker = match self.sessions.get(&session) {
+            Some(SessionKind::Broker(b)) => Some(*b),
+            Some(_) => None,
+            None => return Vec::new(),
+        };
+        let to_global = |id: OrderId| match broker {
+            Some(b) => global_order_id(b, id.0),
+            None => Some(id),
+        };
+        let visible = |b: BrokerId| broker.is_none_or(|x| x == b);
+        let mut out: Vec<OrderStatus> = Vec::new();
+        let pending = |f: &InFlight| f.new.filter(|o| visible(o.broker));
+        if ids.is_empty() {
+            out.extend(
+                self.projection
+                    .of_broker(broker)
+                    .map(|(id, r)| r.status(id)),
+            );
+            out.extend(self.inflight.iter().filter_map(pending).map(pending_status));
+        } else {
+            for id in ids.iter().filter_map(|i| to_global(*i)) {
+                match self.projection.get(id) {
+                    Some(r) if visible(r.broker) => out.push(r.status(id)),
+                    Some(_) => {}
+                    None => {
+                        if let Some(o) = self
+                            .inflight
+                            .iter()
+                            .filter_map(pending)
+                            .find(|o| o.id == id)
+                        {
+                            out.push(pending_status(o));
+                        }
+                    }
+                }
+            }
+        }
+        if broker.is_some() {
+            for s in &mut out {
+                s.id = local_order_id(s.id);
+            }
+        }
+        out.sort_by_key(|s| s.id);
+        out.dedup_by_key(|s| s.id);
+        out
+    }
+
+    pub fn totals(&self) -> Vec<(SecurityId, matching::Qty, matching::Qty)> {
+        self.projection.totals().collect()
+    }
+
+    /// Commands sequenced but not yet routed to any executor (no owner yet, or migrating).
+    pub fn held(&self) -> usize {
+        self.shards.held()
+    }
+
+    /// Commands sequenced and not yet completed.
+    pub fn in_flight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    pub fn snapshot(&self, now: Instant) -> GridSnapshot {
+        let nodes = self
+            .shards
+            .nodes
+            .iter()
+            .map(|(id, n)| NodeInfo {
+                id: *id,
+                name: n.name.clone(),
+                addr: n.addr.clone(),
+                status: n.status,
+                securities: self
+                    .shards
+                    .secs
+                    .iter()
+                    .filter(|s| s.owner == Some(*id))
+                    .count() as u32,
+                orders_handled: n.stats.orders_handled,
+                orders_per_sec: if n.status == NodeStatus::Down {
+                    0.0
+                } else {
+                    n.rate
+                },
+                queue_depth: n.stats.queue_depth,
+                heartbeat_age_ms: now.saturating_duration_since(n.last_heartbeat).as_millis()
+                    as u64,
+            })
+            .collect();
+        let securities = self
+            .gateway
+            .securities()
+            .iter()
+            .map(|(id, code, reference)| {
+                let i = id.0 as usize;
+                let m = &self.stats.market[i];
+                let book = self.projection.book(id).copied().unwrap_or_default();
+                SecurityView {
+                    id,
+                    code: code.to_string(),
+                    reference_price: if book.reference > 0 {
+                        book.reference
+                    } else {
+                        reference
+                    },
+                    last_price: m.last_price,
+                    volume: m.volume,
+                    bid_total: book.bid_total,
+                    ask_total: book.ask_total,
+                    owner: self.shards.secs[i].owner,
+                    bids: m.bids.clone(),
+                    asks: m.asks.clone(),
+                    recent_prices: m.recent.iter().copied().collect(),
+                    indicative: m.indicative,
+                    last_auction: m.last_auction,
+                }
+            })
+            .collect();
+        GridSnapshot {
+            uptime_ms: self.stats.uptime(now).as_millis() as u64,
+            shard_map_version: self.shards.map_version,
+            nodes,
+            counters: self.stats.counters,
+            orders_per_sec: self.stats.rate,
+            latency: self.stats.latency_summary(),
+            securities,
+            phase: self.phase,
+            exchange_time: self.last_time,
+            schedule: self.schedule.clone(),
+        }
+    }
+
+    /// Depth for the local engine (local mode has no executor heartbeats).
+    pub fn refresh_local_depth(&mut self) {
+        if let Some(local) = &mut self.local {
+            let stats = local.heartbeat(5, 0);
+            for b in &stats.books {
+                self.stats.depth(b);
+            }
+        }
+    }
+}
+
+fn set_order_id(cmd: &mut Command, id: OrderId) {
+    match cmd {
+        Command::New(o) => o.id = id,
+        Command::Cancel(c) => c.id = id,
+        Command::Amend(a) => a.id = id,
+        Command::Phase(_) => {}
+    }
+}
+
+fn pending_status(o: NewOrder) -> OrderStatus {
+    OrderStatus {
+        id: o.id,
+        security: o.security,
+        side: o.side,
+        kind: o.kind,
+        price: o.price,
+        qty: o.qty,
+        filled: 0,
+        state: OrderState::Pending,
+        reject: None,
+    }
+}

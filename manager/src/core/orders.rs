@@ -1,0 +1,669 @@
+//! The order-state projection: what the manager knows of every order (owner, security, side,
+//! price, open and filled quantity, state) and of every book's outstanding totals, built from
+//! the executors' events. It answers brokers' queries, and it is the yardstick every executor
+//! event is checked against before anything of it is delivered.
+//!
+//! Invariant: a group of events is applied whole or not at all. [`Projection::apply_group`]
+//! checks each event against the routed command and the projection (the owner's security, live
+//! orders, quantities, prices, the phase, the resulting totals) while applying it; on the first
+//! inconsistency it rolls everything back and says why, and the caller treats the executor as
+//! failed. A well-behaved engine's events always pass: the checks restate the engine's contract
+//! (matching/src/types.rs), they do not re-run the matching.
+
+use matching::{
+    Aggressor, BrokerId, CancelReason, Command, Event, Fill, OrderId, OrderType, Phase, Price,
+    Qty, RejectReason, SecurityId, Side,
+};
+use proto::{OrderState, OrderStatus, Routed};
+use rustc_hash::FxHashMap;
+
+/// One order as the manager knows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct OrderRecord {
+    pub broker: BrokerId,
+    pub client_ref: u64,
+    pub security: SecurityId,
+    pub side: Side,
+    pub kind: OrderType,
+    /// Limit price: the order's, an MTL remainder's resting price, or an amend's new price.
+    pub price: Price,
+    /// Filled plus open.
+    pub qty: Qty,
+    pub filled: Qty,
+    /// Resting quantity when `state` is Resting; the unexecuted remainder of an incoming order
+    /// while its command is being applied.
+    pub open: Qty,
+    pub state: OrderState,
+    pub reject: Option<RejectReason>,
+}
+
+impl OrderRecord {
+    pub fn status(&self, id: OrderId) -> OrderStatus {
+        OrderStatus {
+            id,
+            security: self.security,
+            side: self.side,
+            kind: self.kind,
+            price: self.price,
+            qty: self.qty,
+            filled: self.filled,
+            state: self.state,
+            reject: self.reject,
+        }
+    }
+}
+
+/// A rolled-back change.
+enum Undo {
+    Record(OrderId, Option<OrderRecord>),
+    Book(usize, BookState),
+}
+
+/// Per security: what the projection tracks of the book as a whole.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct BookState {
+    pub bid_total: Qty,
+    pub ask_total: Qty,
+    pub phase: Phase,
+    pub reference: Price,
+    /// Price of the last trade since the last CLOSED.
+    pub day_last: Option<Price>,
+    /// Resting orders.
+    pub live: u64,
+}
+
+/// Orders and books as the executors' events have left them.
+pub(crate) struct Projection {
+    records: FxHashMap<OrderId, OrderRecord>,
+    books: Vec<BookState>,
+    undo: Vec<Undo>,
+}
+
+/// What `apply_group` learned that the rest of the core acts on.
+#[derive(Debug, Default)]
+pub(crate) struct GroupOutcome {
+    /// `Reference` events: the gateway's band follows them.
+    pub references: Vec<(SecurityId, Price)>,
+    pub auction: Option<(Price, Qty)>,
+}
+
+type Check = Result<(), String>;
+
+fn ensure(ok: bool, why: impl FnOnce() -> String) -> Check {
+    if ok {
+        Ok(())
+    } else {
+        Err(why())
+    }
+}
+
+/// The order a command is about, while its group is applied.
+struct Incoming {
+    id: OrderId,
+    side: Side,
+    /// Not yet executed or rested.
+    remaining: Qty,
+    last_fill: Option<Price>,
+    /// An amend that lost priority: the order re-enters like a new limit order.
+    reentering: bool,
+}
+
+impl Projection {
+    pub fn new(references: impl IntoIterator<Item = Price>) -> Self {
+        Projection {
+            records: FxHashMap::default(),
+            books: references
+                .into_iter()
+                .map(|reference| BookState {
+                    reference,
+                    ..BookState::default()
+                })
+                .collect(),
+            undo: Vec::new(),
+        }
+    }
+
+    pub fn get(&self, id: OrderId) -> Option<&OrderRecord> {
+        self.records.get(&id)
+    }
+
+    pub fn book(&self, sec: SecurityId) -> Option<&BookState> {
+        self.books.get(sec.0 as usize)
+    }
+
+    pub fn totals(&self) -> impl Iterator<Item = (SecurityId, Qty, Qty)> + '_ {
+        self.books
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (SecurityId(i as u32), b.bid_total, b.ask_total))
+    }
+
+    /// Every record of `broker` (all brokers if `None`).
+    pub fn of_broker(
+        &self,
+        broker: Option<BrokerId>,
+    ) -> impl Iterator<Item = (OrderId, &OrderRecord)> + '_ {
+        self.records
+            .iter()
+            .filter(move |(_, r)| broker.is_none_or(|b| r.broker == b))
+            .map(|(id, r)| (*id, r))
+    }
+
+    /// Records a NEW refused before sequencing (its id is burnt; its broker can query it).
+    pub fn insert_rejected(&mut self, o: &matching::NewOrder, client_ref: u64, reason: RejectReason) {
+        self.records.entry(o.id).or_insert(OrderRecord {
+            broker: o.broker,
+            client_ref,
+            security: o.security,
+            side: o.side,
+            kind: o.kind,
+            price: o.price,
+            qty: o.qty,
+            filled: 0,
+            open: 0,
+            state: OrderState::Rejected,
+            reject: Some(reason),
+        });
+    }
+
+    /// Applies the events of `routed` (all of them, for that one security), checking each;
+    /// all-or-nothing.
+    pub fn apply_group(
+        &mut self,
+        routed: &Routed,
+        client_ref: u64,
+        events: &[Event],
+    ) -> Result<GroupOutcome, String> {
+        self.undo.clear();
+        let result = self.apply_inner(routed, client_ref, events);
+        if result.is_err() {
+            while let Some(u) = self.undo.pop() {
+                match u {
+                    Undo::Record(id, Some(r)) => {
+                        self.records.insert(id, r);
+                    }
+                    Undo::Record(id, None) => {
+                        self.records.remove(&id);
+                    }
+                    Undo::Book(i, b) => self.books[i] = b,
+                }
+            }
+        }
+        self.undo.clear();
+        result
+    }
+
+    fn save_record(&mut self, id: OrderId) {
+        let old = self.records.get(&id).cloned();
+        self.undo.push(Undo::Record(id, old));
+    }
+
+    fn save_book(&mut self, i: usize) {
+        self.undo.push(Undo::Book(i, self.books[i]));
+    }
+
+    /// A live (resting) order of security `sec`, mutably, after saving it for rollback.
+    fn resting(&mut self, id: OrderId, sec: SecurityId) -> Result<&mut OrderRecord, String> {
+        match self.records.get(&id) {
+            Some(r) if r.security == sec && r.state == OrderState::Resting => {}
+            Some(r) => {
+                return Err(format!(
+                    "order {} is not resting in security {} (state {:?}, security {})",
+                    id.0, sec.0, r.state, r.security.0
+                ))
+            }
+            None => return Err(format!("order {} is unknown", id.0)),
+        }
+        self.save_record(id);
+        Ok(self.records.get_mut(&id).expect("checked above"))
+    }
+
+    fn book_mut(&mut self, i: usize) -> &mut BookState {
+        self.save_book(i);
+        &mut self.books[i]
+    }
+
+    fn side_total(book: &mut BookState, side: Side) -> &mut Qty {
+        match side {
+            Side::Buy => &mut book.bid_total,
+            Side::Sell => &mut book.ask_total,
+        }
+    }
+
+    /// Removes `qty` of a resting order from its side's total.
+    fn take_from_book(&mut self, i: usize, side: Side, qty: Qty) -> Check {
+        let total = Self::side_total(self.book_mut(i), side);
+        *total = total
+            .checked_sub(qty)
+            .ok_or_else(|| format!("book totals would go negative on security {i}"))?;
+        Ok(())
+    }
+
+    /// A resting order with `qty` open leaves the book without trading.
+    fn leave_book(&mut self, i: usize, side: Side, qty: Qty) -> Check {
+        self.take_from_book(i, side, qty)?;
+        self.book_mut(i).live -= 1;
+        Ok(())
+    }
+
+    fn add_to_book(&mut self, i: usize, side: Side, qty: Qty) -> Check {
+        let total = Self::side_total(self.book_mut(i), side);
+        *total = total
+            .checked_add(qty)
+            .ok_or_else(|| format!("book totals overflow on security {i}"))?;
+        Ok(())
+    }
+
+    fn apply_inner(
+        &mut self,
+        routed: &Routed,
+        client_ref: u64,
+        events: &[Event],
+    ) -> Result<GroupOutcome, String> {
+        let sec = routed.security;
+        let i = sec.0 as usize;
+        ensure(i < self.books.len(), || format!("security {} is not listed", sec.0))?;
+        ensure(
+            routed.command.security().is_none_or(|s| s == sec),
+            || "the command names another security".into(),
+        )?;
+        let mut outcome = GroupOutcome::default();
+        let mut incoming = None;
+        match routed.command {
+            Command::New(o) => {
+                ensure(!self.records.contains_key(&o.id), || {
+                    format!("order {} already exists", o.id.0)
+                })?;
+                self.undo.push(Undo::Record(o.id, None));
+                self.records.insert(
+                    o.id,
+                    OrderRecord {
+                        broker: o.broker,
+                        client_ref,
+                        security: o.security,
+                        side: o.side,
+                        kind: o.kind,
+                        price: o.price,
+                        qty: o.qty,
+                        filled: 0,
+                        open: o.qty,
+                        state: OrderState::Pending,
+                        reject: None,
+                    },
+                );
+                incoming = Some(Incoming {
+                    id: o.id,
+                    side: o.side,
+                    remaining: o.qty,
+                    last_fill: None,
+                    reentering: false,
+                });
+            }
+            Command::Amend(_) | Command::Cancel(_) | Command::Phase(_) => {}
+        }
+        let phase_before = self.books[i].phase;
+        let mut auction_price: Option<Price> = None;
+        let mut auction_volume: Qty = 0;
+        let mut answered = false;
+        let n = events.len();
+        for (k, ev) in events.iter().enumerate() {
+            match *ev {
+                Event::Accepted { id } => {
+                    ensure(routed.command.order_id() == Some(id), || {
+                        format!("accepted order {} is not the command's", id.0)
+                    })?;
+                }
+                Event::Rejected { id, reason } => {
+                    self.check_reject(&routed.command, id, reason, phase_before)?;
+                    answered = true;
+                }
+                Event::Fill(f) => {
+                    ensure(f.security == sec, || "fill for another security".into())?;
+                    ensure(f.qty > 0, || "fill of zero shares".into())?;
+                    match f.aggressor {
+                        Aggressor::Auction => {
+                            ensure(
+                                matches!(routed.command, Command::Phase(p) if phase_before.is_call() && p != phase_before),
+                                || "auction fill outside a call-phase uncross".into(),
+                            )?;
+                            let p = *auction_price.get_or_insert(f.price);
+                            ensure(f.price == p, || "auction fills at different prices".into())?;
+                            self.auction_side(&f, Side::Buy, p)?;
+                            self.auction_side(&f, Side::Sell, p)?;
+                            auction_volume = auction_volume
+                                .checked_add(f.qty)
+                                .ok_or("auction volume overflows")?;
+                        }
+                        Aggressor::Buy | Aggressor::Sell => {
+                            ensure(self.books[i].phase == Phase::Continuous, || {
+                                format!("continuous fill in phase {}", self.books[i].phase.as_str())
+                            })?;
+                            self.continuous_fill(&f, incoming.as_mut())?;
+                        }
+                    }
+                    self.book_mut(i).day_last = Some(f.price);
+                }
+                Event::Rested {
+                    id,
+                    security,
+                    side,
+                    price,
+                    qty,
+                } => {
+                    ensure(security == sec, || "rested in another security".into())?;
+                    let inc = incoming
+                        .as_mut()
+                        .filter(|inc| inc.id == id)
+                        .ok_or_else(|| format!("order {} rested but is not the incoming order", id.0))?;
+                    ensure(side == inc.side && qty > 0 && qty == inc.remaining, || {
+                        format!("order {} rests {qty} of a remainder of {}", id.0, inc.remaining)
+                    })?;
+                    let expected_price = match routed.command {
+                        Command::New(o) => match o.kind {
+                            OrderType::Limit => Some(o.price),
+                            OrderType::Mtl => inc.last_fill,
+                            OrderType::Ato | OrderType::Atc => Some(0),
+                            _ => None,
+                        },
+                        Command::Amend(a) if inc.reentering => Some(a.price),
+                        _ => None,
+                    };
+                    ensure(expected_price == Some(price), || {
+                        format!("order {} rests at {price}, expected {expected_price:?}", id.0)
+                    })?;
+                    inc.remaining = 0;
+                    self.save_record(id);
+                    let r = self.records.get_mut(&id).ok_or("rested order unknown")?;
+                    r.price = price;
+                    r.open = qty;
+                    r.state = OrderState::Resting;
+                    self.add_to_book(i, side, qty)?;
+                    self.book_mut(i).live += 1;
+                    answered = true;
+                }
+                Event::Amended {
+                    id,
+                    security,
+                    price,
+                    qty,
+                    priority_kept,
+                } => {
+                    let Command::Amend(a) = routed.command else {
+                        return Err("amended without an AMEND".into());
+                    };
+                    ensure(
+                        a.id == id && security == sec && a.price == price && a.qty == qty && qty > 0,
+                        || "amended event does not match the AMEND".into(),
+                    )?;
+                    let r = self.resting(id, sec)?;
+                    let (side, old_open, old_price) = (r.side, r.open, r.price);
+                    if priority_kept {
+                        ensure(price == old_price && qty <= old_open, || {
+                            "priority kept on an amend that changes price or adds quantity".into()
+                        })?;
+                        r.open = qty;
+                        r.qty = r.filled + qty;
+                        self.take_from_book(i, side, old_open - qty)?;
+                    } else {
+                        r.open = qty;
+                        r.qty = r.filled + qty;
+                        r.price = price;
+                        r.state = OrderState::Pending;
+                        self.take_from_book(i, side, old_open)?;
+                        self.book_mut(i).live -= 1;
+                        incoming = Some(Incoming {
+                            id,
+                            side,
+                            remaining: qty,
+                            last_fill: None,
+                            reentering: true,
+                        });
+                    }
+                    answered = true;
+                }
+                Event::Cancelled { id, qty, reason } => {
+                    self.check_cancel(&routed.command, id, qty, reason, phase_before, sec, incoming.as_mut())?;
+                    answered = true;
+                }
+                Event::Auction {
+                    security,
+                    price,
+                    volume,
+                } => {
+                    ensure(
+                        security == sec && Some(price) == auction_price && volume == auction_volume,
+                        || "auction result does not match its fills".into(),
+                    )?;
+                    outcome.auction = Some((price, volume));
+                }
+                Event::Reference { security, price } => {
+                    ensure(
+                        security == sec && matches!(routed.command, Command::Phase(Phase::Closed)) && phase_before != Phase::Closed,
+                        || "reference price outside a close".into(),
+                    )?;
+                    let book = self.books[i];
+                    let expected = book.day_last.unwrap_or(book.reference);
+                    ensure(price == expected, || {
+                        format!("reference {price} is not the closing price {expected}")
+                    })?;
+                    let b = self.book_mut(i);
+                    b.reference = price;
+                    b.day_last = None;
+                    outcome.references.push((sec, price));
+                }
+                Event::Totals {
+                    security,
+                    bid_total,
+                    ask_total,
+                } => {
+                    let b = &self.books[i];
+                    ensure(
+                        security == sec && bid_total == b.bid_total && ask_total == b.ask_total,
+                        || {
+                            format!(
+                                "totals {bid_total}/{ask_total} but the orders add up to {}/{}",
+                                b.bid_total, b.ask_total
+                            )
+                        },
+                    )?;
+                    ensure(k + 1 == n, || "events after the totals".into())?;
+                }
+            }
+        }
+        match routed.command {
+            Command::Phase(p) => {
+                if p != phase_before {
+                    ensure(matches!(events.last(), Some(Event::Totals { .. })), || {
+                        "a phase change must end with the book's totals".into()
+                    })?;
+                    self.book_mut(i).phase = p;
+                } else {
+                    ensure(events.is_empty(), || "a PHASE naming the current phase changes nothing".into())?;
+                }
+            }
+            _ => {
+                ensure(answered, || "the command got no answer".into())?;
+                ensure(matches!(events.last(), Some(Event::Totals { .. })), || {
+                    "a command's events must end with the book's totals".into()
+                })?;
+                if let Some(inc) = incoming {
+                    ensure(inc.remaining == 0, || {
+                        format!("order {} left {} shares unaccounted for", inc.id.0, inc.remaining)
+                    })?;
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    fn check_reject(
+        &self,
+        cmd: &Command,
+        id: OrderId,
+        reason: RejectReason,
+        phase: Phase,
+    ) -> Check {
+        use RejectReason::*;
+        let ok = match (cmd, reason) {
+            (Command::Cancel(c), OrderNotLive) => c.id == id && !self.is_live(id),
+            (Command::Amend(a), OrderNotLive) => a.id == id && !self.is_live(id),
+            (Command::Cancel(c), PhaseForbids) => c.id == id && phase.is_call(),
+            (Command::Cancel(c), MarketClosed) => c.id == id && phase == Phase::Closed,
+            (Command::Amend(a), PhaseForbids) => a.id == id && phase.is_call(),
+            (Command::Amend(a), MarketClosed) => {
+                a.id == id && matches!(phase, Phase::Break | Phase::Closed)
+            }
+            (
+                Command::Amend(a),
+                ZeroQuantity | QuantityTooLarge | OddLot | NonPositivePrice | OffTick | OutsideBand,
+            ) => a.id == id && self.is_live(id),
+            _ => false,
+        };
+        ensure(ok, || {
+            format!("reject {} of order {} does not fit the command or the order's state", reason.code(), id.0)
+        })
+    }
+
+    fn is_live(&self, id: OrderId) -> bool {
+        self.records
+            .get(&id)
+            .is_some_and(|r| r.state == OrderState::Resting)
+    }
+
+    /// A continuous fill: the incoming order (NEW or re-entering AMEND) takes from a resting one
+    /// at the resting order's price.
+    fn continuous_fill(&mut self, f: &Fill, incoming: Option<&mut Incoming>) -> Check {
+        let side = f.aggressor.side().expect("continuous");
+        let inc = incoming.ok_or("a continuous fill without an incoming order")?;
+        let (agg_id, agg_broker, rest_id, rest_broker) = match side {
+            Side::Buy => (f.buy, f.buy_broker, f.sell, f.sell_broker),
+            Side::Sell => (f.sell, f.sell_broker, f.buy, f.buy_broker),
+        };
+        ensure(agg_id == inc.id && side == inc.side, || {
+            format!("fill's aggressor {} is not the incoming order {}", agg_id.0, inc.id.0)
+        })?;
+        inc.remaining = inc
+            .remaining
+            .checked_sub(f.qty)
+            .ok_or_else(|| format!("order {} fills more than its quantity", inc.id.0))?;
+        inc.last_fill = Some(f.price);
+        let agg = self.records.get(&agg_id).ok_or("aggressor unknown")?;
+        ensure(agg.broker == agg_broker, || "fill names the wrong broker".into())?;
+        let sec = agg.security;
+        let r = self.resting(rest_id, sec)?;
+        ensure(
+            r.side == side.opposite() && r.broker == rest_broker && r.price == f.price && r.open >= f.qty && r.kind != OrderType::Ato && r.kind != OrderType::Atc,
+            || format!("fill against order {} does not match it", rest_id.0),
+        )?;
+        r.open -= f.qty;
+        r.filled += f.qty;
+        let gone = r.open == 0;
+        if gone {
+            r.state = OrderState::Filled;
+        }
+        let rest_side = r.side;
+        self.take_from_book(sec.0 as usize, rest_side, f.qty)?;
+        if gone {
+            self.book_mut(sec.0 as usize).live -= 1;
+        }
+        self.save_record(agg_id);
+        let a = self.records.get_mut(&agg_id).expect("checked above");
+        a.filled += f.qty;
+        a.open = a.open.saturating_sub(f.qty);
+        if a.filled == a.qty {
+            a.state = OrderState::Filled;
+        }
+        Ok(())
+    }
+
+    /// One side of an auction trade: a resting order executable at the auction price.
+    fn auction_side(&mut self, f: &Fill, side: Side, p: Price) -> Check {
+        let (id, broker) = match side {
+            Side::Buy => (f.buy, f.buy_broker),
+            Side::Sell => (f.sell, f.sell_broker),
+        };
+        let r = self.resting(id, f.security)?;
+        let executable = r.kind.is_auction()
+            || match side {
+                Side::Buy => r.price >= p,
+                Side::Sell => r.price <= p,
+            };
+        ensure(
+            r.side == side && r.broker == broker && r.open >= f.qty && executable,
+            || format!("auction fill of order {} does not match it", id.0),
+        )?;
+        r.open -= f.qty;
+        r.filled += f.qty;
+        let gone = r.open == 0;
+        if gone {
+            r.state = OrderState::Filled;
+        }
+        self.take_from_book(f.security.0 as usize, side, f.qty)?;
+        if gone {
+            self.book_mut(f.security.0 as usize).live -= 1;
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn check_cancel(
+        &mut self,
+        cmd: &Command,
+        id: OrderId,
+        qty: Qty,
+        reason: CancelReason,
+        phase: Phase,
+        sec: SecurityId,
+        incoming: Option<&mut Incoming>,
+    ) -> Check {
+        let i = sec.0 as usize;
+        match (reason, cmd) {
+            (CancelReason::Requested, Command::Cancel(c)) if c.id == id => {
+                let r = self.resting(id, sec)?;
+                ensure(r.open == qty, || format!("cancel of {qty} but {} rest", r.open))?;
+                let side = r.side;
+                r.open = 0;
+                r.state = OrderState::Cancelled;
+                self.leave_book(i, side, qty)
+            }
+            (CancelReason::Unfilled, Command::New(o)) if o.id == id => {
+                ensure(
+                    matches!(o.kind, OrderType::Market | OrderType::Mtl | OrderType::Ioc | OrderType::Fok),
+                    || "only MP, MTL, IOC and FOK remainders are cancelled at once".into(),
+                )?;
+                let inc = incoming.ok_or("no incoming order")?;
+                ensure(inc.remaining == qty && qty > 0, || {
+                    format!("cancelled {qty} of a remainder of {}", inc.remaining)
+                })?;
+                inc.remaining = 0;
+                self.save_record(id);
+                let r = self.records.get_mut(&id).ok_or("order unknown")?;
+                r.open = 0;
+                r.state = OrderState::Cancelled;
+                Ok(())
+            }
+            (CancelReason::Unfilled, Command::Phase(p)) if phase.is_call() && *p != phase => {
+                let r = self.resting(id, sec)?;
+                ensure(r.kind.is_auction() && r.open == qty, || {
+                    "only ATO/ATC orders are cancelled by an uncross".into()
+                })?;
+                let side = r.side;
+                r.open = 0;
+                r.state = OrderState::Cancelled;
+                self.leave_book(i, side, qty)
+            }
+            (CancelReason::Expired, Command::Phase(Phase::Closed)) if phase != Phase::Closed => {
+                let r = self.resting(id, sec)?;
+                ensure(r.open == qty, || format!("expired {qty} but {} rest", r.open))?;
+                let side = r.side;
+                r.open = 0;
+                r.state = OrderState::Expired;
+                self.leave_book(i, side, qty)
+            }
+            _ => Err(format!(
+                "cancel ({reason:?}) of order {} does not fit the command",
+                id.0
+            )),
+        }
+    }
+}
