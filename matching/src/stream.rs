@@ -25,8 +25,8 @@ pub enum StreamError {
     InvalidReference { code: String, price: Price },
     #[error("security code {code:?} is invalid: it must be non-empty printable ASCII without spaces, commas or quotes")]
     InvalidCode { code: String },
-    #[error("too many securities")]
-    TooManySecurities,
+    #[error("too many securities: at most {max} may be listed")]
+    TooManySecurities { max: usize },
 }
 
 impl StreamError {
