@@ -4,8 +4,8 @@ mod common;
 
 use common::{cancel, new};
 use matching::{
-    BrokerId, Event, Exchange, Gateway, MarketRules, OrderId, OrderType, RejectReason, SecurityId,
-    SecurityTable, Side,
+    BrokerId, CancelReason, Event, Exchange, Gateway, MarketRules, OrderId, OrderType,
+    RejectReason, SecurityId, SecurityTable, Side,
 };
 
 fn table() -> SecurityTable {
@@ -132,13 +132,15 @@ fn exchange_rejects_before_engine_and_matches_after() {
         &new(3, 1, 0, Side::Sell, OrderType::Market, 0, 300),
         &mut out,
     );
-    assert_eq!(out.len(), 2 + 4);
-    assert!(matches!(out[3], Event::Fill(f) if f.price == 10_000 && f.qty == 100));
+    // Accepted, Rested, Totals; Accepted, Fill, Cancelled, Totals.
+    assert_eq!(out.len(), 3 + 4);
+    assert!(matches!(out[4], Event::Fill(f) if f.price == 10_000 && f.qty == 100));
     assert_eq!(
-        out[4],
+        out[5],
         Event::Cancelled {
             id: OrderId(3),
-            qty: 200
+            qty: 200,
+            reason: CancelReason::Unfilled,
         }
     );
     out.clear();

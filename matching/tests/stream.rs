@@ -5,8 +5,8 @@ use matching::stream::{
     ReplayCollector, StreamError,
 };
 use matching::{
-    BrokerId, Command, Event, Fill, MarketRules, OrderId, OrderType, SecurityId, SecurityTable,
-    Side,
+    Aggressor, BrokerId, Command, Event, Fill, MarketRules, OrderId, OrderType, SecurityId,
+    SecurityTable, Side,
 };
 
 fn err_line(e: StreamError) -> usize {
@@ -87,6 +87,7 @@ fn orders_parse_with_and_without_header() {
             kind: Some(OrderType::Limit),
             price: 10_000,
             qty: 100,
+            phase: None,
         }
     );
     assert_eq!(a[2].action, Action::Cancel);
@@ -117,7 +118,7 @@ fn orders_parse_errors_name_the_line() {
         ("NEW,2,,VNM,BUY,LO,10000,100", "broker"),
         ("NEW,2,B1,,BUY,LO,10000,100", "security"),
         ("NEW,2,B1,VNM,HOLD,LO,10000,100", "side"),
-        ("NEW,2,B1,VNM,BUY,ATO,10000,100", "type"),
+        ("NEW,2,B1,VNM,BUY,GTC,10000,100", "type"),
         ("NEW,2,B1,VNM,BUY,LO,10.5,100", "price"),
         ("NEW,2,B1,VNM,BUY,LO,10000,-1", "qty"),
         ("NEW,2,B1,VNM,BUY,LO,10000,99999999999999999999999", "qty"),
@@ -146,10 +147,10 @@ fn brokers_and_commands() {
     assert_eq!(reg.len(), 2);
     assert_eq!(reg.name(BrokerId(1)), Some("BY"));
     assert_eq!(reg.get("BX"), Some(BrokerId(0)));
-    assert_eq!(cmds[0].security(), SecurityId(0));
-    assert_eq!(cmds[1].security(), SecurityId::UNKNOWN);
-    assert_eq!(cmds[1].broker(), BrokerId(1));
-    assert_eq!(cmds[2].broker(), BrokerId(0));
+    assert_eq!(cmds[0].security(), Some(SecurityId(0)));
+    assert_eq!(cmds[1].security(), Some(SecurityId::UNKNOWN));
+    assert_eq!(cmds[1].broker(), Some(BrokerId(1)));
+    assert_eq!(cmds[2].broker(), Some(BrokerId(0)));
     assert!(
         matches!(cmds[2], Command::New(o) if o.kind == OrderType::Market && o.side == Side::Buy)
     );
@@ -203,7 +204,7 @@ fn collector_keeps_highest_seq_totals_and_fill_order() {
             sell: OrderId(1),
             buy_broker: BrokerId(0),
             sell_broker: BrokerId(1),
-            aggressor: Side::Buy,
+            aggressor: Aggressor::Buy,
         })
     };
     let totals = |b| Event::Totals {
