@@ -1,6 +1,7 @@
 //! Shared test helpers.
 #![allow(dead_code)]
 
+pub mod gen;
 pub mod naive;
 
 use matching::{
