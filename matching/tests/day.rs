@@ -538,10 +538,7 @@ fn the_band_follows_the_close_for_new_orders_and_amends() {
     assert!(out.contains(&reference(VNM, 10_700)), "{out:?}");
     assert_eq!(ex.gateway().reference(VNM), Some(10_700));
     // Day 2 band around 10,700: 9,951 -> 9,960 (the tick at 9,951 is 10) .. 11,449 -> 11,400.
-    assert_eq!(
-        ex.engine().book(VNM).unwrap().band(),
-        Some((9_960, 11_400))
-    );
+    assert_eq!(ex.engine().book(VNM).unwrap().band(), Some((9_960, 11_400)));
     run(&mut ex, phase(Phase::Continuous));
     assert_eq!(run(&mut ex, lo(5, 0, Side::Buy, 11_000, 100))[0], acc(5));
     assert_eq!(
