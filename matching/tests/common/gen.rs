@@ -48,7 +48,7 @@ fn edge_price(rules: &MarketRules, reference: Price, pick: u16) -> Price {
     let (lo, hi) = rules
         .band(reference)
         .unwrap_or((reference - reference / 14, reference + reference / 14));
-    let edge = if pick % 2 == 0 { lo } else { hi };
+    let edge = if pick.is_multiple_of(2) { lo } else { hi };
     price_near(rules, edge, (pick / 2 % 3) as i64 - 1)
 }
 
@@ -70,7 +70,7 @@ pub fn build(rules: &MarketRules, ops: &[RawOp], scale: u64) -> Vec<OrderRow> {
     for &(r, a, b, c, d) in ops {
         // Mostly a recent accepted order (likely live), sometimes any order ever issued.
         let target = |n: u16| {
-            if n % 4 == 0 || good.is_empty() {
+            if n.is_multiple_of(4) || good.is_empty() {
                 n as usize % issued.len()
             } else {
                 good[good.len() - 1 - (n as usize / 4) % good.len().min(24)]

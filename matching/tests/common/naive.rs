@@ -183,7 +183,7 @@ impl NaiveExchange {
         if qty > 1_000_000_000 {
             return Err(RejectReason::QuantityTooLarge);
         }
-        if qty % self.lot() != 0 {
+        if !qty.is_multiple_of(self.lot()) {
             return Err(RejectReason::OddLot);
         }
         let priceless = matches!(
