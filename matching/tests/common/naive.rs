@@ -6,7 +6,7 @@
 //!
 //! Per security: one unsorted Vec of resting orders per side, each with an arrival number
 //! ("time"); every decision scans or sorts them. The only cached values are the side totals
-//! (summing on every command would make 100k-order tests quadratic); [`NaiveExchange::audit`]
+//! (summing on every command would make 100k-order tests quadratic); `NaiveExchange::audit`
 //! checks them against the sums.
 
 use std::collections::HashMap;
