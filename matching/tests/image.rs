@@ -321,7 +321,7 @@ fn ops() -> impl Strategy<Value = Vec<RawOp>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(1_000))]
 
     #[test]
     fn imported_books_continue_exactly(

@@ -131,7 +131,7 @@ fn rules_strategy() -> impl Strategy<Value = MarketRules> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(500))]
+    #![proptest_config(ProptestConfig::with_cases(2_000))]
 
     #[test]
     fn fast_matches_naive(rules in rules_strategy(), ops in ops(), scale in scale()) {
