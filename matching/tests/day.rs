@@ -374,6 +374,13 @@ fn anchor_is_the_days_last_trade_else_the_reference() {
             totals(VNM, 0, 0),
         ]
     );
+    // The close forgot the day's last trade: the anchor is now the new reference.
+    let book = ex.engine().book(VNM).unwrap();
+    assert_eq!(
+        (book.last_trade(), book.reference(), book.anchor()),
+        (None, 10_250, 10_250)
+    );
+    assert_eq!(ex.engine().export_book(VNM).unwrap().last_trade, None);
     // Next day: no trade yet, the anchor is the new reference 10,250.
     run(&mut ex, phase(Phase::Ato));
     run(&mut ex, lo(5, 0, Side::Buy, 10_500, 100));
