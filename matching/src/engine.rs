@@ -1,27 +1,27 @@
-//! Many books behind one `process` call. Commands arriving here are already validated by the
-//! [`crate::Gateway`]: the engine knows no rules and no reference prices.
+//! Many books behind one `process` call. Commands arriving here have passed the
+//! [`crate::Gateway`] (listing, unique id, rules of a NEW, the phase of a NEW, ownership); the
+//! engine decides what needs the book: liveness, the rules of an amend's new price and
+//! quantity against the book's band, the phase of a cancel or amend, matching, auctions and
+//! the close. It re-checks a NEW's quantity bounds and phase so no input can corrupt a book.
 
-use rustc_hash::FxHashMap;
+use rustc_hash::FxHashSet;
 
 use crate::book::Loc;
 use crate::book::{Book, Depth, OrderIndex};
+use crate::image::{BookImage, ImportError};
 use crate::rules::MarketRules;
 use crate::securities::SecurityTable;
-use crate::types::{Command, Event, Qty, RejectReason, SecurityId};
-
-/// Security ids below this are looked up in a direct table; larger ones (sparse, unusual) in a
-/// hash map, so a huge id can never make the table allocate gigabytes.
-const DIRECT_IDS: u32 = 1 << 16;
+use crate::types::{Command, Event, OrderId, Phase, Price, Qty, RejectReason, SecurityId};
 
 /// The matching engine: one [`Book`] per open security plus a global order-id index.
 #[derive(Clone, Debug)]
 pub struct Engine {
-    #[allow(dead_code)]
     rules: MarketRules,
-    #[allow(dead_code)]
     securities: SecurityTable,
-    direct: Vec<Option<Book>>,
-    far: FxHashMap<u32, Box<Book>>,
+    /// Listed security ids in code byte order: the order a market-wide PHASE visits books.
+    code_order: Vec<SecurityId>,
+    /// Indexed by security id (dense, bounded by the listing).
+    books: Vec<Option<Book>>,
     index: OrderIndex,
 }
 
@@ -29,39 +29,47 @@ impl Engine {
     /// An engine with no open book. `rules` and `securities` (reference prices, code order) are
     /// what amends, auctions and the close need.
     pub fn new(rules: MarketRules, securities: &SecurityTable) -> Self {
+        let mut code_order: Vec<SecurityId> = securities.iter().map(|(id, _, _)| id).collect();
+        code_order.sort_by(|a, b| {
+            let code = |id: &SecurityId| securities.code(*id).unwrap_or("").as_bytes();
+            code(a).cmp(code(b))
+        });
         Self {
             rules,
             securities: securities.clone(),
-            direct: Vec::new(),
-            far: FxHashMap::default(),
+            code_order,
+            books: Vec::new(),
             index: OrderIndex::new(Loc::NONE),
         }
     }
 
-    /// Opens an empty book for `id` (no-op if already open, or for [`SecurityId::UNKNOWN`]).
+    pub fn rules(&self) -> &MarketRules {
+        &self.rules
+    }
+
+    pub fn securities(&self) -> &SecurityTable {
+        &self.securities
+    }
+
+    /// Opens an empty book for `id` in CONTINUOUS with the listing's reference price. No-op if
+    /// it is already open or `id` is not listed.
     pub fn open_book(&mut self, id: SecurityId) {
-        if id == SecurityId::UNKNOWN || self.has_book(id) {
+        if self.has_book(id) {
             return;
         }
-        let book = Book::new(id);
-        if id.0 < DIRECT_IDS {
-            let i = id.0 as usize;
-            if self.direct.len() <= i {
-                self.direct.resize_with(i + 1, || None);
-            }
-            self.direct[i] = Some(book);
-        } else {
-            self.far.insert(id.0, Box::new(book));
+        let Some(reference) = self.securities.reference(id) else {
+            return;
+        };
+        let i = id.0 as usize;
+        if self.books.len() <= i {
+            self.books.resize_with(i + 1, || None);
         }
+        self.books[i] = Some(Book::new(id, self.rules, reference));
     }
 
     /// Drops `id`'s book and all its resting orders.
     pub fn close_book(&mut self, id: SecurityId) {
-        let book = if id.0 < DIRECT_IDS {
-            self.direct.get_mut(id.0 as usize).and_then(Option::take)
-        } else {
-            self.far.remove(&id.0).map(|b| *b)
-        };
+        let book = self.books.get_mut(id.0 as usize).and_then(Option::take);
         if let Some(book) = book {
             for oid in book.resting_ids() {
                 self.index.remove(oid);
@@ -75,32 +83,35 @@ impl Engine {
 
     /// Read access to one book.
     pub fn book(&self, id: SecurityId) -> Option<&Book> {
-        if id.0 < DIRECT_IDS {
-            self.direct.get(id.0 as usize)?.as_ref()
-        } else {
-            self.far.get(&id.0).map(|b| &**b)
-        }
+        self.books.get(id.0 as usize)?.as_ref()
     }
 
     /// Processes one command, APPENDING its events to `out` (never clears it). A phase change
     /// applies to every open book, in security-code byte order.
     pub fn process(&mut self, cmd: &Command, out: &mut Vec<Event>) {
-        let Some(sec) = cmd.security() else {
-            // TODO(trading day): phase changes.
-            return;
-        };
-        self.process_for(sec, cmd, out);
+        match (cmd, cmd.security()) {
+            (Command::Phase(phase), _) => {
+                let Engine {
+                    code_order,
+                    books,
+                    index,
+                    ..
+                } = self;
+                for id in code_order.iter() {
+                    if let Some(Some(book)) = books.get_mut(id.0 as usize) {
+                        book.set_phase(*phase, index, out);
+                    }
+                }
+            }
+            (_, Some(sec)) => self.process_for(sec, cmd, out),
+            (_, None) => {}
+        }
     }
 
     /// Processes one command for book `sec` only: a phase change applies to that book alone
-    /// (the grid routes one per security); any other command must name `sec`.
+    /// (the grid routes one per security); any other command is taken as aimed at `sec`.
     pub fn process_for(&mut self, sec: SecurityId, cmd: &Command, out: &mut Vec<Event>) {
-        let book = if sec.0 < DIRECT_IDS {
-            self.direct.get_mut(sec.0 as usize).and_then(Option::as_mut)
-        } else {
-            self.far.get_mut(&sec.0).map(|b| &mut **b)
-        };
-        let Some(book) = book else {
+        let Some(book) = self.books.get_mut(sec.0 as usize).and_then(Option::as_mut) else {
             if let Some(id) = cmd.order_id() {
                 out.push(Event::Rejected {
                     id,
@@ -109,25 +120,34 @@ impl Engine {
             }
             return;
         };
+        let index = &mut self.index;
         match cmd {
             Command::New(o) => {
-                if self.index.contains(o.id.0) {
+                if index.contains(o.id.0) {
                     book.reject(o.id, RejectReason::DuplicateOrderId, out);
                 } else {
-                    book.new_order(o, &mut self.index, out);
+                    book.new_order(o, index, out);
                 }
             }
-            Command::Cancel(c) => match self.index.get(c.id.0) {
-                Some(loc) if loc.security == sec.0 => {
-                    let slot = loc.slot;
-                    book.cancel(c, slot, &mut self.index, out);
-                }
-                _ => book.reject(c.id, RejectReason::OrderNotLive, out),
+            Command::Cancel(c) => match Self::resting_in(index, c.id, sec) {
+                Some(slot) => book.cancel(c, slot, index, out),
+                None => book.reject(c.id, RejectReason::OrderNotLive, out),
             },
-            // TODO(trading day): amend and phases.
-            Command::Amend(a) => book.reject(a.id, RejectReason::OrderNotLive, out),
-            Command::Phase(_) => {}
+            Command::Amend(a) => match Self::resting_in(index, a.id, sec) {
+                Some(slot) => book.amend(a, slot, index, out),
+                None => book.reject(a.id, RejectReason::OrderNotLive, out),
+            },
+            Command::Phase(phase) => book.set_phase(*phase, index, out),
         }
+    }
+
+    /// The slot of order `id` if it rests in book `sec`.
+    #[inline]
+    fn resting_in(index: &OrderIndex, id: OrderId, sec: SecurityId) -> Option<u32> {
+        index
+            .get(id.0)
+            .filter(|loc| loc.security == sec.0)
+            .map(|loc| loc.slot)
     }
 
     /// `(bid_total, ask_total)` of `id`'s book; `(0, 0)` if it has none.
@@ -135,19 +155,64 @@ impl Engine {
         self.book(id).map_or((0, 0), Book::totals)
     }
 
-    /// Best-first aggregated `(bids, asks)` of `id`'s book, at most `levels` per side.
+    /// Best-first aggregated limit `(bids, asks)` of `id`'s book, at most `levels` per side
+    /// (resting ATO/ATC quantities are in [`Book::auction_totals`]).
     pub fn depth(&self, id: SecurityId, levels: usize) -> Depth {
         self.book(id)
             .map_or_else(|| (Vec::new(), Vec::new()), |b| b.depth(levels))
     }
 
-    /// While `id`'s book is in a call phase: the indicative auction price and volume.
-    pub fn indicative(&self, _id: SecurityId) -> Option<(crate::types::Price, Qty)> {
-        None // TODO(trading day)
+    /// The phase of `id`'s book.
+    pub fn phase(&self, id: SecurityId) -> Option<Phase> {
+        self.book(id).map(Book::phase)
+    }
+
+    /// While `id`'s book is in a call phase: the price and volume its uncross would give now.
+    /// `None` when nothing would trade, outside a call phase, or for no open book.
+    pub fn indicative(&self, id: SecurityId) -> Option<(Price, Qty)> {
+        self.book(id)?.indicative()
     }
 
     /// Resting orders across all books.
     pub fn live_orders(&self) -> usize {
         self.index.len()
+    }
+
+    /// The exact state of `id`'s book, `None` if it is not open.
+    pub fn export_book(&self, id: SecurityId) -> Option<BookImage> {
+        self.book(id).map(Book::export)
+    }
+
+    /// Opens the image's book, or replaces it if open, with exactly the image's state. Errors
+    /// (and changes nothing) on an unlisted security, an id twice in the image or resting in
+    /// another book, or a state no history could produce.
+    pub fn import_book(&mut self, image: &BookImage) -> Result<(), ImportError> {
+        let sec = image.security;
+        if self.securities.reference(sec).is_none() {
+            return Err(ImportError::UnknownSecurity(sec));
+        }
+        Book::validate(image)?;
+        let mut seen = FxHashSet::default();
+        for o in image.bids.iter().chain(&image.asks) {
+            if !seen.insert(o.id) {
+                return Err(ImportError::DuplicateOrder(o.id));
+            }
+            if let Some(loc) = self.index.get(o.id.0) {
+                if loc.security != sec.0 {
+                    return Err(ImportError::RestsElsewhere {
+                        id: o.id,
+                        other: SecurityId(loc.security),
+                    });
+                }
+            }
+        }
+        self.close_book(sec);
+        let book = Book::from_image(self.rules, image, &mut self.index);
+        let i = sec.0 as usize;
+        if self.books.len() <= i {
+            self.books.resize_with(i + 1, || None);
+        }
+        self.books[i] = Some(book);
+        Ok(())
     }
 }

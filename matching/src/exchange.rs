@@ -27,10 +27,21 @@ impl Exchange {
     }
 
     /// Processes one command, appending its events to `out`: a gateway reject yields only
-    /// `Rejected`; otherwise the engine's events.
+    /// `Rejected`; otherwise the engine's events. A `Reference` event (the close) moves the
+    /// gateway's band for the next day.
     pub fn process(&mut self, cmd: &Command, out: &mut Vec<Event>) {
         match self.gateway.check(cmd) {
-            Ok(()) => self.engine.process(cmd, out),
+            Ok(()) => {
+                let start = out.len();
+                self.engine.process(cmd, out);
+                if matches!(cmd, Command::Phase(_)) {
+                    for ev in &out[start..] {
+                        if let Event::Reference { security, price } = *ev {
+                            self.gateway.set_reference(security, price);
+                        }
+                    }
+                }
+            }
             Err(reason) => {
                 if let Some(id) = cmd.order_id() {
                     out.push(Event::Rejected { id, reason })

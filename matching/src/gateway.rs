@@ -1,11 +1,13 @@
 //! The stateful checks made BEFORE sequencing: listing, order-id uniqueness, market rules and
-//! cancel ownership. The grid's manager runs it; local replay runs it too (via
-//! [`crate::Exchange`]). Whether a cancelled order is still live is the engine's call.
+//! the phase table for a NEW, cancel and amend ownership. The grid's manager runs it; local
+//! replay runs it too (via [`crate::Exchange`]). Whether a cancelled or amended order is still
+//! live, an amend's new price and quantity, and the phase of a cancel or amend are the
+//! engine's call (they come after liveness in the order of checks).
 
 use crate::idmap::IdMap;
 use crate::rules::MarketRules;
 use crate::securities::SecurityTable;
-use crate::types::{BrokerId, Command, OrderId, Price, RejectReason, SecurityId};
+use crate::types::{BrokerId, Command, NewOrder, OrderId, Phase, Price, RejectReason, SecurityId};
 
 /// What the gateway remembers about an order id (12 bytes, kept flat for the id table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,22 +39,49 @@ impl Seen {
 pub struct Gateway {
     rules: MarketRules,
     securities: SecurityTable,
-    /// Per security id: its daily band (computed once; `None` if the rules have no band).
+    /// Per security id: today's reference price (it follows the engine's `Reference` events).
+    references: Vec<Price>,
+    /// Per security id: the band of `references` (`None` if the rules have no band).
     bands: Vec<Option<(Price, Price)>>,
     ids: IdMap<Seen>,
     /// Highest order id any NEW has used (a hint for clients choosing fresh ids).
     max_id: u64,
+    /// The market-wide phase (a stream starts in CONTINUOUS).
+    phase: Phase,
 }
 
 impl Gateway {
     pub fn new(rules: MarketRules, securities: SecurityTable) -> Self {
-        let bands = securities.iter().map(|(_, _, r)| rules.band(r)).collect();
+        let references: Vec<Price> = securities.iter().map(|(_, _, r)| r).collect();
+        let bands = references.iter().map(|&r| rules.band(r)).collect();
         Self {
             rules,
+            references,
             bands,
             securities,
             ids: IdMap::new(Seen::NONE),
             max_id: 0,
+            phase: Phase::Continuous,
+        }
+    }
+
+    /// The market-wide phase, as the last PHASE command set it.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Today's reference price of `sec` (`None` if it is not listed).
+    pub fn reference(&self, sec: SecurityId) -> Option<Price> {
+        self.references.get(sec.0 as usize).copied()
+    }
+
+    /// Sets `sec`'s reference price (the engine's `Reference` event at the close); the band
+    /// follows. Ignored for an unlisted security.
+    pub fn set_reference(&mut self, sec: SecurityId, price: Price) {
+        let i = sec.0 as usize;
+        if let (Some(r), Some(b)) = (self.references.get_mut(i), self.bands.get_mut(i)) {
+            *r = price;
+            *b = self.rules.band(price);
         }
     }
 
@@ -66,7 +95,10 @@ impl Gateway {
 
     /// Checks one command and records its effect on the gateway's state.
     ///
-    /// NEW: every NEW burns its id (whatever the outcome) unless the id was already used.
+    /// NEW: `unknown_security`, `duplicate_order_id`, the rules, then the phase table; every
+    /// NEW burns its id (whatever the outcome) unless the id was already used.
+    /// CANCEL/AMEND: `unknown_order` (also for an order of another security), `not_owner`.
+    /// PHASE: always accepted; it becomes the gateway's phase.
     pub fn check(&mut self, cmd: &Command) -> Result<(), RejectReason> {
         match cmd {
             Command::New(o) => {
@@ -81,7 +113,10 @@ impl Gateway {
                 }
                 let result = match band {
                     None => Err(RejectReason::UnknownSecurity),
-                    Some(band) => self.rules.check_in_band(o, band),
+                    Some(band) => self
+                        .rules
+                        .check_in_band(o, band)
+                        .and_then(|()| self.phase.admits_new(o.kind)),
                 };
                 let state = if result.is_ok() { ACCEPTED } else { REJECTED };
                 self.max_id = self.max_id.max(o.id.0);
@@ -97,8 +132,10 @@ impl Gateway {
             }
             Command::Cancel(c) => self.check_owner(c.id, c.broker, c.security),
             Command::Amend(a) => self.check_owner(a.id, a.broker, a.security),
-            // TODO(trading day): the phase table.
-            Command::Phase(_) => Ok(()),
+            Command::Phase(p) => {
+                self.phase = *p;
+                Ok(())
+            }
         }
     }
 
@@ -131,8 +168,29 @@ impl Gateway {
         self.ids.get(id.0).and_then(|s| s.accepted())
     }
 
-    /// Records a NEW that was rejected (journal recovery): its id stays burnt.
-    pub fn restore_rejected(&mut self, o: &crate::types::NewOrder) {
+    /// Records a command already known to be accepted (journal recovery), without checks: a
+    /// NEW's id becomes its owner's, a PHASE becomes the phase. References are not journaled:
+    /// feed the replayed engine's `Reference` events to [`Self::set_reference`].
+    pub fn restore(&mut self, cmd: &Command) {
+        match cmd {
+            Command::New(o) => {
+                let seen = Seen {
+                    state: ACCEPTED,
+                    broker: o.broker,
+                    security: o.security,
+                };
+                self.ids.set(o.id.0, seen);
+                self.max_id = self.max_id.max(o.id.0);
+            }
+            Command::Phase(p) => self.phase = *p,
+            Command::Cancel(_) | Command::Amend(_) => {}
+        }
+    }
+
+    /// Records a NEW the gateway rejected (journal recovery): its id stays burnt, so re-using
+    /// it after a restart is still `duplicate_order_id`. An id already in use keeps its record
+    /// (a rejected duplicate never changed the original).
+    pub fn restore_rejected(&mut self, o: &NewOrder) {
         if !self.ids.contains(o.id.0) {
             self.ids.insert_new(
                 o.id.0,
@@ -144,26 +202,5 @@ impl Gateway {
             );
         }
         self.max_id = self.max_id.max(o.id.0);
-    }
-
-    /// The next day's reference price of `security` (the engine reports it at the close): the
-    /// daily band follows it.
-    pub fn set_reference(&mut self, security: SecurityId, price: Price) {
-        if let Some(band) = self.bands.get_mut(security.0 as usize) {
-            *band = self.rules.band(price);
-        }
-    }
-
-    /// Records a command already known to be accepted (journal recovery), without checks.
-    pub fn restore(&mut self, cmd: &Command) {
-        if let Command::New(o) = cmd {
-            let seen = Seen {
-                state: ACCEPTED,
-                broker: o.broker,
-                security: o.security,
-            };
-            self.ids.set(o.id.0, seen);
-            self.max_id = self.max_id.max(o.id.0);
-        }
     }
 }

@@ -1,7 +1,8 @@
 //! # matching: the pure heart of gridmatch
 //!
-//! Owns the continuous price-time matching engine, the market rules (tick, lot, price band),
-//! the pre-sequencing gateway checks, and the order-stream file formats. It is the contract the
+//! Owns the price-time matching engine and the trading day (phases, call auctions, the close),
+//! the market rules (tick, lot, price band), the pre-sequencing gateway checks, and the
+//! order-stream file formats. It is the contract the
 //! grid is tested against: the grid must produce exactly what [`Exchange`] produces sequentially.
 //!
 //! Must not: do I/O, use threads, clocks, randomness or floats. Same input, same output, byte for
@@ -11,9 +12,14 @@
 //! - [`types`]: ids, sides, order types, commands, events, reject reasons.
 //! - [`rules`]: market rule presets (HOSE, HNX, UPCoM, none) and order validation.
 //! - [`securities`]: the security table (code <-> id, reference price).
-//! - [`book`]: one security's order book (price levels, FIFO queues, O(1) cancel).
-//! - [`engine`]: many books; processes validated commands into events.
-//! - [`gateway`]: stateful checks made before sequencing (rules, duplicate id, ownership).
+//! - [`phase`]: the phase table (which instruction each trading phase admits).
+//! - [`auction`]: the call auction's price rule, a pure function of aggregated levels.
+//! - [`book`]: one security's order book and trading day (price levels, FIFO queues, O(1)
+//!   cancel, amend, uncross, close).
+//! - [`engine`]: many books; processes validated commands into events; book images.
+//! - [`image`]: [`BookImage`], a book's exact state as plain data.
+//! - [`gateway`]: stateful checks made before sequencing (rules, phase of a NEW, duplicate
+//!   id, ownership).
 //! - [`exchange`]: gateway + engine: the sequential reference exchange.
 //! - [`stream`]: CSV formats (securities, orders, trades, totals, rejects) and the replay
 //!   collector that turns events into those files.
@@ -28,11 +34,14 @@
 #![warn(missing_docs)]
 #![allow(missing_docs)]
 
+pub mod auction;
 pub mod book;
 pub mod engine;
 pub mod exchange;
 pub mod gateway;
 mod idmap;
+pub mod image;
+pub mod phase;
 pub mod rules;
 pub mod securities;
 pub mod stream;
@@ -50,6 +59,7 @@ extern crate self as matching;
 pub use engine::Engine;
 pub use exchange::Exchange;
 pub use gateway::Gateway;
+pub use image::{BookImage, ImportError, RestingKind, RestingOrder};
 pub use rules::MarketRules;
 pub use securities::SecurityTable;
 pub use types::*;

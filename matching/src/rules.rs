@@ -201,7 +201,7 @@ impl FromStr for MarketRules {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{BrokerId, OrderId, SecurityId, Side};
+    use crate::types::{BrokerId, OrderId, OrderType, SecurityId, Side};
 
     fn order(kind: OrderType, price: Price, qty: Qty) -> NewOrder {
         NewOrder {
@@ -325,7 +325,29 @@ mod tests {
             r.check(&order(mp, 0, 50), 10_000),
             Err(RejectReason::OddLot)
         );
+        // MTL, ATO and ATC are priceless like MP.
+        for kind in [OrderType::Mtl, OrderType::Ato, OrderType::Atc] {
+            assert_eq!(r.check(&order(kind, 0, 100), 10_000), Ok(()));
+            assert_eq!(
+                r.check(&order(kind, 10_000, 100), 10_000),
+                Err(RejectReason::MarketOrderWithPrice)
+            );
+            assert_eq!(
+                r.check(&order(kind, -10, 100), 10_000),
+                Err(RejectReason::MarketOrderWithPrice)
+            );
+        }
+        // The quantity cap comes before the lot and the price.
+        assert_eq!(
+            r.check(&order(lo, 1, MAX_ORDER_QTY + 100), 10_000),
+            Err(RejectReason::QuantityTooLarge)
+        );
+        assert_eq!(r.check(&order(lo, 10_000, MAX_ORDER_QTY), 10_000), Ok(()));
         let n = MarketRules::none();
+        assert_eq!(
+            n.check(&order(lo, 1, MAX_ORDER_QTY + 1), 10),
+            Err(RejectReason::QuantityTooLarge)
+        );
         assert_eq!(n.check(&order(lo, 1, 1), 10_000), Ok(()));
         assert_eq!(n.check(&order(lo, 1_000_000, 7), 10), Ok(()));
         assert_eq!(

@@ -1,12 +1,15 @@
 //! The security table: code <-> dense [`SecurityId`] (from 0, in listing order) and the
-//! reference price each security's daily band is computed from.
+//! reference price each security's daily band is computed from. At most [`MAX_LISTINGS`]
+//! securities.
 
 use rustc_hash::FxHashMap;
 
 use crate::stream::StreamError;
 use crate::types::{Price, SecurityId};
 
-/// Most securities a listing may hold.
+/// Most securities one table lists. Far above any real exchange (HOSE lists about 400), far
+/// below what the synthetic code scheme can name (26^4 = 456,976 four-letter codes), and small
+/// enough that per-security tables indexed by id (engine books, gateway bands) stay a few MB.
 pub const MAX_LISTINGS: usize = 100_000;
 
 /// Listed securities. Ids are dense indexes in the order the securities were added.
@@ -50,7 +53,11 @@ impl SecurityTable {
     /// `m` synthetic listings `AAA`, `AAB`, ... whose reference prices cycle through the three
     /// HOSE tick regions (below 10,000; 10,000 to 49,950; 50,000 and above), each on its HOSE
     /// tick. Depends on `m` only: the manager's default listing and the generator's agree.
-    pub fn synthetic(m: usize) -> SecurityTable {
+    /// Errors with [`StreamError::TooManySecurities`] beyond [`MAX_LISTINGS`].
+    pub fn synthetic(m: usize) -> Result<SecurityTable, StreamError> {
+        if m > MAX_LISTINGS {
+            return Err(StreamError::TooManySecurities { max: MAX_LISTINGS });
+        }
         let hose = crate::MarketRules::hose();
         let mut table = SecurityTable::new();
         for i in 0..m {
@@ -61,18 +68,17 @@ impl SecurityTable {
                 _ => 50_000 + (r % 200_000) as Price,
             };
             let reference = hose.round_to_tick(raw, false);
-            table
-                .add(&listing_code(i, m), reference)
-                .expect("synthetic codes are distinct and well formed");
+            table.add(&listing_code(i, m), reference)?;
         }
-        table
+        Ok(table)
     }
 
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Lists a security. Errors on a duplicate or malformed code, or a non-positive reference.
+    /// Lists a security. Errors on a duplicate or malformed code, a non-positive reference, or
+    /// a table already holding [`MAX_LISTINGS`] securities.
     pub fn add(&mut self, code: &str, reference: Price) -> Result<SecurityId, StreamError> {
         if !valid_code(code) {
             return Err(StreamError::InvalidCode {
@@ -90,11 +96,10 @@ impl SecurityTable {
                 code: code.to_string(),
             });
         }
-        // u32::MAX is reserved for SecurityId::UNKNOWN.
-        let id = u32::try_from(self.codes.len())
-            .ok()
-            .filter(|&i| i != u32::MAX)
-            .ok_or(StreamError::TooManySecurities)?;
+        if self.codes.len() >= MAX_LISTINGS {
+            return Err(StreamError::TooManySecurities { max: MAX_LISTINGS });
+        }
+        let id = self.codes.len() as u32; // < MAX_LISTINGS, never SecurityId::UNKNOWN
         self.codes.push(code.to_string());
         self.references.push(reference);
         self.by_code.insert(code.to_string(), id);
@@ -198,7 +203,8 @@ impl SecurityTable {
 
 #[cfg(test)]
 mod tests {
-    use super::{listing_code, SecurityTable};
+    use super::{listing_code, SecurityTable, MAX_LISTINGS};
+    use crate::stream::StreamError;
 
     #[test]
     fn listing_codes_count_in_base_26() {
@@ -211,14 +217,32 @@ mod tests {
 
     #[test]
     fn synthetic_listing_is_reproducible_on_tick_and_spans_tick_regions() {
-        let t = SecurityTable::synthetic(300);
+        let t = SecurityTable::synthetic(300).unwrap();
         assert_eq!(t.len(), 300);
-        assert_eq!(t.to_csv(), SecurityTable::synthetic(300).to_csv());
+        assert_eq!(t.to_csv(), SecurityTable::synthetic(300).unwrap().to_csv());
         let hose = crate::MarketRules::hose();
         let refs: Vec<i64> = t.iter().map(|(_, _, r)| r).collect();
         assert!(refs.iter().all(|r| *r > 0 && r % hose.tick(*r) == 0));
         assert!(refs.iter().any(|r| *r < 10_000));
         assert!(refs.iter().any(|r| (10_000..50_000).contains(r)));
         assert!(refs.iter().any(|r| *r >= 50_000));
+    }
+
+    #[test]
+    fn listing_count_is_bounded_with_an_error() {
+        let t = SecurityTable::synthetic(MAX_LISTINGS).unwrap();
+        assert_eq!(t.len(), MAX_LISTINGS);
+        assert_eq!(t.code(crate::SecurityId(0)), Some("AAAA"));
+        let mut t = t;
+        let err = t.add("ONE_MORE", 10_000).unwrap_err();
+        assert_eq!(err, StreamError::TooManySecurities { max: MAX_LISTINGS });
+        assert!(err.to_string().contains("100000"), "{err}");
+        for m in [MAX_LISTINGS + 1, 26 * 26 * 26 * 26 + 1, usize::MAX] {
+            assert_eq!(
+                SecurityTable::synthetic(m).unwrap_err(),
+                StreamError::TooManySecurities { max: MAX_LISTINGS }
+            );
+        }
+        assert!(SecurityTable::synthetic(0).unwrap().is_empty());
     }
 }

@@ -25,8 +25,8 @@ pub enum StreamError {
     InvalidReference { code: String, price: Price },
     #[error("security code {code:?} is invalid: it must be non-empty printable ASCII without spaces, commas or quotes")]
     InvalidCode { code: String },
-    #[error("too many securities")]
-    TooManySecurities,
+    #[error("too many securities: at most {max} may be listed")]
+    TooManySecurities { max: usize },
 }
 
 impl StreamError {
@@ -143,20 +143,117 @@ fn parse_i64(s: &str) -> Option<i64> {
     }
 }
 
-/// Parses one non-blank line into a row.
-fn parse_order_line(line: &str, n: usize) -> Result<OrderRow, StreamError> {
-    let mut f: [&str; 8] = [""; 8];
+fn too_many_fields(n: usize) -> StreamError {
+    StreamError::line(n, format!("expected 8 fields ({ORDERS_HEADER}), got more"))
+}
+
+/// Splits an unquoted line (the fast path) into trimmed fields; returns the field count.
+#[inline]
+fn split_plain<'a>(line: &'a str, f: &mut [&'a str; 8], n: usize) -> Result<usize, StreamError> {
     let mut count = 0;
     for field in line.split(',') {
         if count == 8 {
-            return Err(StreamError::line(
-                n,
-                format!("expected 8 fields ({ORDERS_HEADER}), got more"),
-            ));
+            return Err(too_many_fields(n));
         }
         f[count] = field.trim();
         count += 1;
     }
+    Ok(count)
+}
+
+/// Splits one record with RFC 4180 quoting: a field may be enclosed in double quotes, inside
+/// which commas and line breaks are data and `""` is one quote. `first` is the record's first
+/// physical line (with its `\r`, if any); a quoted field still open at a line end continues on
+/// the next lines of `more`. Unquoted fields are trimmed; quoted ones are kept verbatim, with
+/// blanks allowed around the quotes.
+fn split_quoted<'a>(
+    first: &str,
+    more: &mut impl Iterator<Item = (usize, &'a str)>,
+    n: usize,
+) -> Result<Vec<String>, StreamError> {
+    #[derive(PartialEq)]
+    enum St {
+        Start,
+        Unquoted,
+        Quoted,
+        /// A quote inside a quoted field: the closing one, or the first of `""`.
+        QuoteSeen,
+        /// Blanks after the closing quote.
+        After,
+    }
+    let mut fields = Vec::with_capacity(8);
+    let mut cur = String::new();
+    let mut st = St::Start;
+    let mut line = first;
+    loop {
+        for c in line.chars() {
+            match st {
+                St::Start | St::Unquoted if c == ',' => {
+                    fields.push(cur.trim().to_string());
+                    cur.clear();
+                    st = St::Start;
+                }
+                St::Start if c == '"' => st = St::Quoted,
+                St::Start if c.is_whitespace() => {}
+                St::Start | St::Unquoted if c == '"' => {
+                    return Err(StreamError::line(
+                        n,
+                        format!(
+                            "quote inside the unquoted field {:?}: quote the whole field",
+                            cur.trim()
+                        ),
+                    ))
+                }
+                St::Start | St::Unquoted => {
+                    cur.push(c);
+                    st = St::Unquoted;
+                }
+                St::Quoted if c == '"' => st = St::QuoteSeen,
+                St::Quoted => cur.push(c),
+                St::QuoteSeen if c == '"' => {
+                    cur.push('"');
+                    st = St::Quoted;
+                }
+                St::QuoteSeen | St::After if c == ',' => {
+                    fields.push(std::mem::take(&mut cur));
+                    st = St::Start;
+                }
+                St::QuoteSeen | St::After if c.is_whitespace() => st = St::After,
+                St::QuoteSeen | St::After => {
+                    return Err(StreamError::line(
+                        n,
+                        format!("unexpected {c:?} after the closing quote of {cur:?}"),
+                    ))
+                }
+            }
+        }
+        if st != St::Quoted {
+            break;
+        }
+        // The line break belongs to the quoted field.
+        cur.push('\n');
+        line = match more.next() {
+            Some((_, next)) => next,
+            None => {
+                return Err(StreamError::line(
+                    n,
+                    "quoted field is not closed before the end of the file",
+                ))
+            }
+        };
+    }
+    fields.push(match st {
+        St::Start | St::Unquoted => cur.trim().to_string(),
+        _ => cur,
+    });
+    if fields.len() > 8 {
+        return Err(too_many_fields(n));
+    }
+    Ok(fields)
+}
+
+/// Parses the fields of one non-blank record into a row.
+fn parse_fields(f: &[&str; 8], count: usize, n: usize) -> Result<OrderRow, StreamError> {
     let action = match f[0] {
         "NEW" => Action::New,
         "CANCEL" => Action::Cancel,
@@ -257,33 +354,58 @@ fn parse_order_line(line: &str, n: usize) -> Result<OrderRow, StreamError> {
 }
 
 /// Parses an orders CSV. The header is optional (detected on the first non-blank line); blank
-/// lines are skipped; `\r\n` line ends are accepted.
+/// lines are skipped; `\r\n` line ends are accepted; fields may be quoted as in RFC 4180 (a
+/// broker name with a comma, a quote or a line break). Lines without a quote take a fast path.
 pub fn parse_orders(text: &str) -> Result<Vec<OrderRow>, StreamError> {
     // Rough row count estimate (about 30 bytes a row) avoids repeated regrowth.
     let mut rows = Vec::with_capacity(text.len() / 30 + 1);
     let mut first = true;
-    for (i, raw) in text.split('\n').enumerate() {
+    let mut lines = text.split('\n').enumerate();
+    let mut quoted: Vec<String>;
+    while let Some((i, raw)) = lines.next() {
+        let n = i + 1;
         let line = raw.strip_suffix('\r').unwrap_or(raw);
         if line.trim().is_empty() {
             continue;
         }
-        if std::mem::replace(&mut first, false) && line.trim_start().starts_with("action") {
-            let cols: Vec<&str> = line.split(',').map(str::trim).collect();
-            if cols.join(",") != ORDERS_HEADER {
+        let mut f: [&str; 8] = [""; 8];
+        let count = if line.as_bytes().contains(&b'"') {
+            quoted = split_quoted(raw, &mut lines, n)?;
+            for (slot, v) in f.iter_mut().zip(&quoted) {
+                *slot = v;
+            }
+            quoted.len()
+        } else {
+            split_plain(line, &mut f, n)?
+        };
+        if std::mem::replace(&mut first, false) && f[0] == "action" {
+            if count != 8 || f.join(",") != ORDERS_HEADER {
                 return Err(StreamError::line(
-                    i + 1,
+                    n,
                     format!("header must be `{ORDERS_HEADER}`"),
                 ));
             }
             continue;
         }
-        rows.push(parse_order_line(line, i + 1)?);
+        rows.push(parse_fields(&f, count, n)?);
     }
     Ok(rows)
 }
 
+/// A text field as CSV: quoted (RFC 4180) only when it holds a comma, a quote, a line break,
+/// or blanks at either end that an unquoted field would lose.
+fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
+    let needs_quotes = s.bytes().any(|b| matches!(b, b',' | b'"' | b'\n' | b'\r')) || s.trim() != s;
+    if needs_quotes {
+        format!("\"{}\"", s.replace('"', "\"\"")).into()
+    } else {
+        s.into()
+    }
+}
+
 /// Writes rows as an orders CSV with header. CANCEL rows leave side, type, price, qty empty;
-/// AMEND rows side and type; PHASE rows everything but the type column.
+/// AMEND rows side and type; PHASE rows everything but the type column. Broker and security
+/// names are quoted only when they need it.
 pub fn write_orders(rows: &[OrderRow]) -> String {
     let mut s = String::with_capacity(rows.len() * 40 + ORDERS_HEADER.len() + 1);
     s.push_str(ORDERS_HEADER);
@@ -295,8 +417,8 @@ pub fn write_orders(rows: &[OrderRow]) -> String {
                     s,
                     "NEW,{},{},{},{},{},{},{}",
                     r.order_id,
-                    r.broker,
-                    r.security,
+                    csv_field(&r.broker),
+                    csv_field(&r.security),
                     r.side.map_or("", Side::as_str),
                     r.kind.map_or("", OrderType::as_str),
                     r.price,
@@ -304,13 +426,23 @@ pub fn write_orders(rows: &[OrderRow]) -> String {
                 );
             }
             Action::Cancel => {
-                let _ = writeln!(s, "CANCEL,{},{},{},,,,", r.order_id, r.broker, r.security);
+                let _ = writeln!(
+                    s,
+                    "CANCEL,{},{},{},,,,",
+                    r.order_id,
+                    csv_field(&r.broker),
+                    csv_field(&r.security)
+                );
             }
             Action::Amend => {
                 let _ = writeln!(
                     s,
                     "AMEND,{},{},{},,,{},{}",
-                    r.order_id, r.broker, r.security, r.price, r.qty
+                    r.order_id,
+                    csv_field(&r.broker),
+                    csv_field(&r.security),
+                    r.price,
+                    r.qty
                 );
             }
             Action::Phase => {

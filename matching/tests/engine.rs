@@ -1,16 +1,19 @@
-//! Engine semantics, one order type or rule at a time.
+//! Continuous engine semantics, one order type or rule at a time (market rules `none`: the
+//! gateway's rules are not the engine's business; see tests/day.rs and tests/amend.rs for the
+//! trading day).
 
 mod common;
 
-use common::{buy, cancel, new, sell};
+use common::{buy, cancel, new, sell, table};
 use matching::{
-    BrokerId, Command, Engine, Event, Fill, OrderId, OrderType, Qty, RejectReason, SecurityId, Side,
+    BrokerId, CancelReason, Command, Engine, Event, Fill, MarketRules, OrderId, OrderType, Qty,
+    RejectReason, SecurityId, Side, MAX_ORDER_QTY,
 };
 
 const S: SecurityId = SecurityId(0);
 
 fn engine() -> Engine {
-    let mut e = Engine::new();
+    let mut e = Engine::new(MarketRules::none(), &table(2, 100));
     e.open_book(S);
     e
 }
@@ -30,6 +33,7 @@ fn totals(bid: Qty, ask: Qty) -> Event {
 }
 
 fn fill(price: i64, qty: Qty, buy: u64, sell: u64, aggressor: Side) -> Event {
+    let aggressor = aggressor.into();
     let (buy_broker, sell_broker) = (BrokerId(0), BrokerId(1));
     Event::Fill(Fill {
         security: S,
@@ -47,9 +51,29 @@ fn acc(id: u64) -> Event {
     Event::Accepted { id: OrderId(id) }
 }
 
+/// An unfilled remainder killed (MP, IOC, FOK).
+fn killed(id: u64, qty: Qty) -> Event {
+    Event::Cancelled {
+        id: OrderId(id),
+        qty,
+        reason: CancelReason::Unfilled,
+    }
+}
+
 fn cancelled(id: u64, qty: Qty) -> Event {
     Event::Cancelled {
         id: OrderId(id),
+        qty,
+        reason: CancelReason::Requested,
+    }
+}
+
+fn rested(id: u64, side: Side, price: i64, qty: Qty) -> Event {
+    Event::Rested {
+        id: OrderId(id),
+        security: S,
+        side,
+        price,
         qty,
     }
 }
@@ -64,8 +88,14 @@ fn rej(id: u64, reason: RejectReason) -> Event {
 #[test]
 fn limit_rests_when_nothing_crosses() {
     let mut e = engine();
-    assert_eq!(run(&mut e, buy(1, 100, 10)), vec![acc(1), totals(10, 0)]);
-    assert_eq!(run(&mut e, sell(2, 101, 5)), vec![acc(2), totals(10, 5)]);
+    assert_eq!(
+        run(&mut e, buy(1, 100, 10)),
+        vec![acc(1), rested(1, Side::Buy, 100, 10), totals(10, 0)]
+    );
+    assert_eq!(
+        run(&mut e, sell(2, 101, 5)),
+        vec![acc(2), rested(2, Side::Sell, 101, 5), totals(10, 5)]
+    );
     assert_eq!(e.live_orders(), 2);
     assert_eq!(e.depth(S, 5), (vec![(100, 10)], vec![(101, 5)]));
 }
@@ -82,9 +112,15 @@ fn partial_fill_leaves_remainder_resting_at_resting_price() {
     // Incoming larger than resting: remainder rests at its own limit.
     assert_eq!(
         run(&mut e, buy(3, 100, 10)),
-        vec![acc(3), fill(100, 6, 3, 1, Side::Buy), totals(4, 0)]
+        vec![
+            acc(3),
+            fill(100, 6, 3, 1, Side::Buy),
+            rested(3, Side::Buy, 100, 4),
+            totals(4, 0)
+        ]
     );
     assert_eq!(e.depth(S, 5), (vec![(100, 4)], vec![]));
+    assert_eq!(e.book(S).unwrap().last_trade(), Some(100));
 }
 
 #[test]
@@ -101,6 +137,7 @@ fn sweep_several_levels_best_first() {
             fill(100, 5, 2, 5, Side::Sell),
             fill(99, 5, 3, 5, Side::Sell),
             fill(98, 5, 1, 5, Side::Sell),
+            rested(5, Side::Sell, 98, 5),
             totals(5, 5)
         ]
     );
@@ -140,17 +177,72 @@ fn market_order_takes_any_price_and_cancels_remainder() {
             acc(3),
             fill(100, 5, 3, 1, Side::Buy),
             fill(1_000_000, 5, 3, 2, Side::Buy),
-            cancelled(3, 5),
+            killed(3, 5),
             totals(0, 0)
         ]
     );
     // Market order into an empty side: all cancelled, nothing rests.
     let mp = new(4, 1, 0, Side::Sell, OrderType::Market, 0, 10);
+    assert_eq!(run(&mut e, mp), vec![acc(4), killed(4, 10), totals(0, 0)]);
+    assert_eq!(e.live_orders(), 0);
+}
+
+#[test]
+fn mtl_fully_filled_sweeps_like_a_market_order() {
+    let mut e = engine();
+    run(&mut e, sell(1, 100, 5));
+    run(&mut e, sell(2, 120, 5));
+    let mtl = new(3, 0, 0, Side::Buy, OrderType::Mtl, 0, 10);
     assert_eq!(
-        run(&mut e, mp),
-        vec![acc(4), cancelled(4, 10), totals(0, 0)]
+        run(&mut e, mtl),
+        vec![
+            acc(3),
+            fill(100, 5, 3, 1, Side::Buy),
+            fill(120, 5, 3, 2, Side::Buy),
+            totals(0, 0)
+        ]
     );
     assert_eq!(e.live_orders(), 0);
+}
+
+#[test]
+fn mtl_partial_rests_as_limit_at_its_last_fill_price() {
+    let mut e = engine();
+    run(&mut e, buy(1, 90, 5));
+    run(&mut e, buy(2, 95, 5));
+    run(&mut e, buy(3, 80, 5));
+    // A sell MTL sweeps every level (95, 90, 80) and rests at 80, the last fill.
+    let mtl = new(4, 1, 0, Side::Sell, OrderType::Mtl, 0, 20);
+    assert_eq!(
+        run(&mut e, mtl),
+        vec![
+            acc(4),
+            fill(95, 5, 2, 4, Side::Sell),
+            fill(90, 5, 1, 4, Side::Sell),
+            fill(80, 5, 3, 4, Side::Sell),
+            rested(4, Side::Sell, 80, 5),
+            totals(0, 5)
+        ]
+    );
+    assert_eq!(e.depth(S, 5), (vec![], vec![(80, 5)]));
+    // The remainder is an ordinary limit order: it trades at 80 and can be cancelled.
+    assert_eq!(
+        run(&mut e, buy(5, 85, 2)),
+        vec![acc(5), fill(80, 2, 5, 4, Side::Buy), totals(0, 3)]
+    );
+    assert_eq!(
+        run(&mut e, cancel(4, 1, 0)),
+        vec![cancelled(4, 3), totals(0, 0)]
+    );
+}
+
+#[test]
+fn mtl_with_nothing_to_take_is_cancelled() {
+    let mut e = engine();
+    run(&mut e, buy(1, 90, 5));
+    let mtl = new(2, 0, 0, Side::Buy, OrderType::Mtl, 0, 10);
+    assert_eq!(run(&mut e, mtl), vec![acc(2), killed(2, 10), totals(5, 0)]);
+    assert_eq!(e.live_orders(), 1);
 }
 
 #[test]
@@ -164,7 +256,7 @@ fn ioc_fills_what_crosses_and_never_rests() {
         vec![
             acc(3),
             fill(100, 5, 3, 1, Side::Buy),
-            cancelled(3, 3),
+            killed(3, 3),
             totals(0, 5)
         ]
     );
@@ -184,10 +276,7 @@ fn fok_kills_without_trading_when_short() {
     run(&mut e, sell(3, 102, 5));
     // 10 available at <= 101; asks 11.
     let fok = new(4, 0, 0, Side::Buy, OrderType::Fok, 101, 11);
-    assert_eq!(
-        run(&mut e, fok),
-        vec![acc(4), cancelled(4, 11), totals(0, 15)]
-    );
+    assert_eq!(run(&mut e, fok), vec![acc(4), killed(4, 11), totals(0, 15)]);
     // Needs several levels and gets them.
     let fok = new(5, 0, 0, Side::Buy, OrderType::Fok, 102, 12);
     assert_eq!(
@@ -301,25 +390,27 @@ fn duplicate_resting_id_and_unknown_security() {
 
 #[test]
 fn process_appends_and_books_open_close() {
-    let mut e = Engine::new();
+    let mut e = Engine::new(MarketRules::none(), &table(2, 100));
     assert!(!e.has_book(S));
     e.open_book(S);
     e.open_book(SecurityId::UNKNOWN);
     assert!(!e.has_book(SecurityId::UNKNOWN));
-    // Sparse, large id goes through the fallback map.
-    let far = SecurityId(3_000_000);
-    e.open_book(far);
+    // Only listed securities get a book.
+    e.open_book(SecurityId(2));
+    assert!(!e.has_book(SecurityId(2)));
+    let other = SecurityId(1);
+    e.open_book(other);
     let mut out = vec![acc(99)];
     e.process(&buy(1, 100, 10), &mut out);
     e.process(
-        &new(2, 0, far.0, Side::Sell, OrderType::Limit, 5, 3),
+        &new(2, 0, other.0, Side::Sell, OrderType::Limit, 5, 3),
         &mut out,
     );
-    assert_eq!(out.len(), 5);
+    assert_eq!(out.len(), 7);
     assert_eq!(out[0], acc(99));
     e.open_book(S); // idempotent: keeps the order
     assert_eq!(e.totals(S), (10, 0));
-    assert_eq!(e.totals(far), (0, 3));
+    assert_eq!(e.totals(other), (0, 3));
     assert_eq!(e.live_orders(), 2);
     e.close_book(S);
     assert!(!e.has_book(S));
@@ -327,8 +418,11 @@ fn process_appends_and_books_open_close() {
     assert_eq!(e.live_orders(), 1);
     // The id of a dropped order is free again; the reopened book is empty.
     e.open_book(S);
-    assert_eq!(run(&mut e, buy(1, 100, 10)), vec![acc(1), totals(10, 0)]);
-    e.close_book(far);
+    assert_eq!(
+        run(&mut e, buy(1, 100, 10)),
+        vec![acc(1), rested(1, Side::Buy, 100, 10), totals(10, 0)]
+    );
+    e.close_book(other);
     assert_eq!(e.live_orders(), 1);
 }
 
@@ -350,20 +444,39 @@ fn slots_are_reused_and_depth_aggregates() {
 }
 
 #[test]
-fn huge_quantities_do_not_panic() {
+fn quantities_beyond_the_limit_are_rejected_and_totals_never_wrap() {
     let mut e = engine();
-    let big = u64::MAX / 2 + 1;
-    run(&mut e, sell(1, 100, big));
-    run(&mut e, sell(2, 101, big));
-    // The FOK needs both levels; the availability sum saturates instead of overflowing.
-    let fok = new(3, 0, 0, Side::Buy, OrderType::Fok, 101, u64::MAX);
-    let out = run(&mut e, fok);
-    assert_eq!(out.len(), 4, "{out:?}");
-    assert_eq!(e.live_orders(), 1);
-    run(&mut e, cancel(2, 1, 0));
-    assert_eq!(e.totals(S), (0, 0));
+    // The engine re-checks a NEW's quantity bounds (the gateway's rules come first), so no
+    // total can ever wrap: nothing changes on a reject.
+    for (id, qty, reason) in [
+        (1, MAX_ORDER_QTY + 1, RejectReason::QuantityTooLarge),
+        (2, u64::MAX, RejectReason::QuantityTooLarge),
+        (3, 0, RejectReason::ZeroQuantity),
+    ] {
+        assert_eq!(
+            run(&mut e, sell(id, 100, qty)),
+            vec![rej(id, reason), totals(0, 0)]
+        );
+    }
+    let fok = new(4, 0, 0, Side::Buy, OrderType::Fok, 101, u64::MAX);
+    assert_eq!(
+        run(&mut e, fok),
+        vec![rej(4, RejectReason::QuantityTooLarge), totals(0, 0)]
+    );
+    // Many maximal orders add up exactly, far beyond u32 and without wrapping.
+    for id in 10..1_010u64 {
+        run(&mut e, sell(id, 100 + (id % 7) as i64, MAX_ORDER_QTY));
+    }
+    assert_eq!(e.totals(S), (0, 1_000 * MAX_ORDER_QTY));
+    let sweep = new(2_000, 0, 0, Side::Buy, OrderType::Market, 0, MAX_ORDER_QTY);
+    let out = run(&mut e, sweep);
+    assert_eq!(out.last(), Some(&totals(0, 999 * MAX_ORDER_QTY)));
     // Extreme prices keep their order (asks use `!price`, never a negation).
-    run(&mut e, sell(4, i64::MAX, 1));
-    run(&mut e, sell(5, i64::MIN + 1, 1));
-    assert_eq!(e.depth(S, 5).1, vec![(i64::MIN + 1, 1), (i64::MAX, 1)]);
+    run(&mut e, sell(3_000, i64::MAX, 1));
+    run(&mut e, sell(3_001, i64::MIN + 1, 1));
+    run(&mut e, sell(3_002, i64::MIN, 1));
+    let asks = e.depth(S, usize::MAX).1;
+    assert_eq!(asks[0], (i64::MIN, 1));
+    assert_eq!(asks[1], (i64::MIN + 1, 1));
+    assert_eq!(asks.last(), Some(&(i64::MAX, 1)));
 }

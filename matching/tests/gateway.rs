@@ -2,10 +2,10 @@
 
 mod common;
 
-use common::{cancel, new};
+use common::{amend, cancel, new};
 use matching::{
-    BrokerId, Event, Exchange, Gateway, MarketRules, OrderId, OrderType, RejectReason, SecurityId,
-    SecurityTable, Side,
+    BrokerId, CancelReason, Command, Event, Exchange, Gateway, MarketRules, OrderId, OrderType,
+    Phase, RejectReason, SecurityId, SecurityTable, Side,
 };
 
 fn table() -> SecurityTable {
@@ -132,13 +132,15 @@ fn exchange_rejects_before_engine_and_matches_after() {
         &new(3, 1, 0, Side::Sell, OrderType::Market, 0, 300),
         &mut out,
     );
-    assert_eq!(out.len(), 2 + 4);
-    assert!(matches!(out[3], Event::Fill(f) if f.price == 10_000 && f.qty == 100));
+    // Accepted, Rested, Totals; Accepted, Fill, Cancelled, Totals.
+    assert_eq!(out.len(), 3 + 4);
+    assert!(matches!(out[4], Event::Fill(f) if f.price == 10_000 && f.qty == 100));
     assert_eq!(
-        out[4],
+        out[5],
         Event::Cancelled {
             id: OrderId(3),
-            qty: 200
+            qty: 200,
+            reason: CancelReason::Unfilled,
         }
     );
     out.clear();
@@ -180,4 +182,115 @@ fn max_order_id_tracks_every_used_id_including_rejected_and_restored() {
     assert_eq!(g.max_order_id(), 40);
     g.restore(&new(1_000, 0, 1, Side::Sell, lo, 50_000, 100));
     assert_eq!(g.max_order_id(), 1_000);
+}
+
+#[test]
+fn phase_table_for_new_at_the_gateway_and_the_id_is_burnt() {
+    let mut g = gw();
+    assert_eq!(g.phase(), Phase::Continuous);
+    assert_eq!(g.check(&Command::Phase(Phase::Atc)), Ok(()));
+    assert_eq!(g.phase(), Phase::Atc);
+    let kinds = OrderType::ALL;
+    let mut id = 0;
+    for (kind, want) in kinds.into_iter().zip([
+        Ok(()),
+        Err(RejectReason::PhaseForbids),
+        Err(RejectReason::PhaseForbids),
+        Err(RejectReason::PhaseForbids),
+        Err(RejectReason::PhaseForbids),
+        Err(RejectReason::PhaseForbids),
+        Ok(()),
+    ]) {
+        id += 1;
+        let price = if kind.is_priceless() { 0 } else { 10_000 };
+        assert_eq!(
+            g.check(&new(id, 0, 0, Side::Buy, kind, price, 100)),
+            want,
+            "{kind:?}"
+        );
+        assert_eq!(
+            g.check(&new(id, 0, 0, Side::Buy, kind, price, 100)),
+            Err(RejectReason::DuplicateOrderId)
+        );
+    }
+    // The phase does not concern CANCEL and AMEND at the gateway (the engine checks it
+    // after liveness).
+    assert_eq!(g.check(&cancel(1, 0, 0)), Ok(()));
+    assert_eq!(g.check(&amend(1, 0, 0, 10_000, 100)), Ok(()));
+    assert_eq!(
+        g.check(&amend(1, 3, 0, 10_000, 100)),
+        Err(RejectReason::NotOwner)
+    );
+    assert_eq!(
+        g.check(&amend(2, 0, 0, 10_000, 100)),
+        Err(RejectReason::UnknownOrder)
+    );
+    g.check(&Command::Phase(Phase::Closed)).unwrap();
+    assert_eq!(
+        g.check(&new(20, 0, 0, Side::Buy, OrderType::Limit, 10_000, 100)),
+        Err(RejectReason::MarketClosed)
+    );
+}
+
+#[test]
+fn set_reference_moves_the_band() {
+    let mut g = gw();
+    let lo = OrderType::Limit;
+    assert_eq!(g.reference(SecurityId(0)), Some(10_000));
+    assert_eq!(
+        g.check(&new(1, 0, 0, Side::Buy, lo, 11_000, 100)),
+        Err(RejectReason::OutsideBand)
+    );
+    g.set_reference(SecurityId(0), 10_700);
+    assert_eq!(g.reference(SecurityId(0)), Some(10_700));
+    assert_eq!(g.check(&new(2, 0, 0, Side::Buy, lo, 11_000, 100)), Ok(()));
+    assert_eq!(
+        g.check(&new(3, 0, 0, Side::Buy, lo, 9_950, 100)),
+        Err(RejectReason::OutsideBand)
+    );
+    // The other security and the listing itself are untouched; unlisted ids are ignored.
+    assert_eq!(g.reference(SecurityId(1)), Some(50_000));
+    assert_eq!(g.securities().reference(SecurityId(0)), Some(10_000));
+    g.set_reference(SecurityId(9), 1);
+    g.set_reference(SecurityId::UNKNOWN, 1);
+    assert_eq!(g.reference(SecurityId(9)), None);
+}
+
+#[test]
+fn restore_of_phases_and_rejected_new_orders() {
+    let mut g = gw();
+    let lo = OrderType::Limit;
+    g.restore(&Command::Phase(Phase::Ato));
+    assert_eq!(g.phase(), Phase::Ato);
+    assert_eq!(
+        g.check(&new(1, 0, 0, Side::Buy, OrderType::Market, 0, 100)),
+        Err(RejectReason::PhaseForbids)
+    );
+    // A rejected NEW restored from the journal keeps its id burnt, and unknown to CANCEL.
+    let rejected = matching::NewOrder {
+        id: OrderId(50),
+        broker: BrokerId(2),
+        security: SecurityId(0),
+        side: Side::Buy,
+        kind: lo,
+        price: 10_010,
+        qty: 100,
+    };
+    g.restore_rejected(&rejected);
+    assert_eq!(g.max_order_id(), 50);
+    assert_eq!(
+        g.check(&new(50, 2, 0, Side::Buy, lo, 10_000, 100)),
+        Err(RejectReason::DuplicateOrderId)
+    );
+    assert_eq!(g.check(&cancel(50, 2, 0)), Err(RejectReason::UnknownOrder));
+    assert_eq!(g.owner(OrderId(50)), None);
+    // A rejected duplicate of an accepted order does not take the accepted one's id away.
+    g.restore(&new(60, 3, 1, Side::Sell, lo, 50_000, 100));
+    g.restore_rejected(&matching::NewOrder {
+        id: OrderId(60),
+        broker: BrokerId(4),
+        ..rejected
+    });
+    assert_eq!(g.owner(OrderId(60)), Some((BrokerId(3), SecurityId(1))));
+    assert_eq!(g.check(&cancel(60, 3, 1)), Ok(()));
 }

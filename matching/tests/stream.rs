@@ -5,8 +5,8 @@ use matching::stream::{
     ReplayCollector, StreamError,
 };
 use matching::{
-    BrokerId, Command, Event, Fill, MarketRules, OrderId, OrderType, SecurityId, SecurityTable,
-    Side,
+    Aggressor, BrokerId, Command, Event, Fill, MarketRules, OrderId, OrderType, SecurityId,
+    SecurityTable, Side,
 };
 
 fn err_line(e: StreamError) -> usize {
@@ -87,6 +87,7 @@ fn orders_parse_with_and_without_header() {
             kind: Some(OrderType::Limit),
             price: 10_000,
             qty: 100,
+            phase: None,
         }
     );
     assert_eq!(a[2].action, Action::Cancel);
@@ -117,7 +118,7 @@ fn orders_parse_errors_name_the_line() {
         ("NEW,2,,VNM,BUY,LO,10000,100", "broker"),
         ("NEW,2,B1,,BUY,LO,10000,100", "security"),
         ("NEW,2,B1,VNM,HOLD,LO,10000,100", "side"),
-        ("NEW,2,B1,VNM,BUY,ATO,10000,100", "type"),
+        ("NEW,2,B1,VNM,BUY,GTC,10000,100", "type"),
         ("NEW,2,B1,VNM,BUY,LO,10.5,100", "price"),
         ("NEW,2,B1,VNM,BUY,LO,10000,-1", "qty"),
         ("NEW,2,B1,VNM,BUY,LO,10000,99999999999999999999999", "qty"),
@@ -146,10 +147,10 @@ fn brokers_and_commands() {
     assert_eq!(reg.len(), 2);
     assert_eq!(reg.name(BrokerId(1)), Some("BY"));
     assert_eq!(reg.get("BX"), Some(BrokerId(0)));
-    assert_eq!(cmds[0].security(), SecurityId(0));
-    assert_eq!(cmds[1].security(), SecurityId::UNKNOWN);
-    assert_eq!(cmds[1].broker(), BrokerId(1));
-    assert_eq!(cmds[2].broker(), BrokerId(0));
+    assert_eq!(cmds[0].security(), Some(SecurityId(0)));
+    assert_eq!(cmds[1].security(), Some(SecurityId::UNKNOWN));
+    assert_eq!(cmds[1].broker(), Some(BrokerId(1)));
+    assert_eq!(cmds[2].broker(), Some(BrokerId(0)));
     assert!(
         matches!(cmds[2], Command::New(o) if o.kind == OrderType::Market && o.side == Side::Buy)
     );
@@ -203,7 +204,7 @@ fn collector_keeps_highest_seq_totals_and_fill_order() {
             sell: OrderId(1),
             buy_broker: BrokerId(0),
             sell_broker: BrokerId(1),
-            aggressor: Side::Buy,
+            aggressor: Aggressor::Buy,
         })
     };
     let totals = |b| Event::Totals {
@@ -245,4 +246,120 @@ fn million_rows_parse() {
     assert_eq!(rows.len(), 200_000);
     assert_eq!(rows[199_999].order_id, 199_999);
     assert_eq!(rows[199_999].price, 10_200);
+}
+
+#[test]
+fn amend_and_phase_rows_parse_and_write() {
+    let text = "AMEND,5,B1,VNM,,,10050,200\nPHASE,,,,,ATC,,\nPHASE,,,,,CLOSED,,\nNEW,6,B1,VNM,SELL,MTL,0,100\nNEW,7,B1,VNM,BUY,ATO,0,100\n";
+    let rows = parse_orders(text).unwrap();
+    assert_eq!(rows[0].action, Action::Amend);
+    assert_eq!(
+        (rows[0].price, rows[0].qty, rows[0].side),
+        (10_050, 200, None)
+    );
+    assert_eq!(rows[1], OrderRow::phase(matching::Phase::Atc));
+    assert_eq!(rows[2].phase, Some(matching::Phase::Closed));
+    assert_eq!(rows[3].kind, Some(OrderType::Mtl));
+    assert_eq!(rows[4].kind, Some(OrderType::Ato));
+    let written = write_orders(&rows);
+    assert_eq!(
+        written,
+        format!("action,order_id,broker,security,side,type,price,qty\n{text}")
+    );
+    for (bad, word) in [
+        ("PHASE,,,,,LUNCH,,", "type"),
+        ("PHASE,1,,,,ATO,,", "only the type column"),
+        ("PHASE,,,,", "fields"),
+        ("AMEND,5,B1,VNM,,,x,200", "price"),
+    ] {
+        let e = parse_orders(bad).unwrap_err();
+        assert!(e.to_string().contains(word), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn quoted_fields_follow_rfc_4180() {
+    let text = concat!(
+        "\"action\",order_id,broker,security,side,type,price,qty\r\n",
+        "NEW,1,\"Broker, Inc.\",VNM,BUY,LO,10000,100\r\n",
+        "NEW,2,\"say \"\"hi\"\"\", VNM ,SELL,LO,10000,100\n",
+        "NEW,3, \"  padded \" ,\"VNM\",BUY,LO,10000,100\n",
+        "NEW,4,\"two\nlines\",VNM,BUY,LO,10000,100\n",
+        "CANCEL,4,\"two\r\nlines\",VNM,,,,\n",
+        "\"NEW\",\"5\",\"\",VNM,BUY,LO,10000,100\n",
+    );
+    let e = parse_orders(text).unwrap_err();
+    // The quoted empty broker on (physical) line 9 is still empty; the records before it, two
+    // of them spanning two lines each, parsed fine.
+    assert_eq!(err_line(e.clone()), 9, "{e}");
+    assert!(e.to_string().contains("broker is empty"), "{e}");
+    let good = &text[..text.rfind("\"NEW\"").unwrap()];
+    let rows = parse_orders(good).unwrap();
+    let brokers: Vec<&str> = rows.iter().map(|r| r.broker.as_str()).collect();
+    assert_eq!(
+        brokers,
+        vec![
+            "Broker, Inc.",
+            "say \"hi\"",
+            "  padded ",
+            "two\nlines",
+            "two\r\nlines"
+        ]
+    );
+    assert!(rows.iter().all(|r| r.security == "VNM"));
+    // The writer quotes exactly these fields; the result parses back to the same rows.
+    let written = write_orders(&rows);
+    assert!(written.contains("NEW,1,\"Broker, Inc.\",VNM,BUY,LO,10000,100\n"));
+    assert!(written.contains("NEW,2,\"say \"\"hi\"\"\",VNM,SELL,LO,10000,100\n"));
+    assert!(written.contains("NEW,3,\"  padded \",VNM,"));
+    assert_eq!(parse_orders(&written).unwrap(), rows);
+    // CRLF inside quotes is data.
+    let crlf = parse_orders("CANCEL,4,\"a\r\nb\",VNM,,,,\r\n").unwrap();
+    assert_eq!(crlf[0].broker, "a\r\nb");
+}
+
+#[test]
+fn malformed_quoting_names_the_line() {
+    let good = "NEW,1,B1,VNM,BUY,LO,10000,100\n";
+    for (bad, word) in [
+        ("NEW,2,B\"1,VNM,BUY,LO,10000,100", "quote inside"),
+        (
+            "NEW,2,\"B1\"x,VNM,BUY,LO,10000,100",
+            "after the closing quote",
+        ),
+        ("NEW,2,\"B1,VNM,BUY,LO,10000,100", "not closed"),
+        ("NEW,2,\"B1\",VNM,BUY,LO,10000,100,\"9\"", "more"),
+        ("NEW,\"x\",\"B1\",VNM,BUY,LO,10000,100", "order_id"),
+    ] {
+        let text = format!("{good}\n{bad}\n{good}");
+        let e = parse_orders(&text).unwrap_err();
+        assert_eq!(err_line(e.clone()), 3, "{bad}: {e}");
+        assert!(e.to_string().contains(word), "{bad}: {e}");
+    }
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_broker_name_round_trips(
+        names in proptest::collection::vec("[ -~\t\r\n,\"é€]{1,12}", 1..20),
+        ids in proptest::collection::vec(proptest::prelude::any::<u64>(), 20),
+    ) {
+        let rows: Vec<OrderRow> = names
+            .iter()
+            .zip(&ids)
+            .map(|(name, &id)| OrderRow {
+                action: if id % 3 == 0 { Action::Cancel } else if id % 3 == 1 { Action::Amend } else { Action::New },
+                order_id: id,
+                broker: name.clone(),
+                security: if id % 5 == 0 { format!("{name}X") } else { "VNM".into() },
+                side: (id % 3 == 2).then_some(Side::Sell),
+                kind: (id % 3 == 2).then_some(OrderType::Fok),
+                price: if id % 3 == 0 { 0 } else { (id % 1000) as i64 - 500 },
+                qty: if id % 3 == 0 { 0 } else { id % 7 },
+                phase: None,
+            })
+            .collect();
+        let text = write_orders(&rows);
+        proptest::prop_assert_eq!(parse_orders(&text).unwrap(), rows);
+    }
 }
