@@ -68,7 +68,8 @@ impl ExecutorCore {
                 // Rebuild silently: these commands' events were delivered already.
                 for r in &cmds {
                     self.scratch.clear();
-                    self.engine.process_for(r.security, &r.command, &mut self.scratch);
+                    self.engine
+                        .process_for(r.security, &r.command, &mut self.scratch);
                 }
                 done.replayed = cmds.len();
             }

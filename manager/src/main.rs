@@ -310,6 +310,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 ..ServerLimits::default()
             },
         };
-        server::serve(endpoint, core, config, transport::runtime::shutdown_signal()).await
+        server::serve(
+            endpoint,
+            core,
+            config,
+            transport::runtime::shutdown_signal(),
+        )
+        .await
     })
 }

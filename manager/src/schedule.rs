@@ -228,8 +228,14 @@ mod tests {
 
     fn hose(days: u32) -> Schedule {
         // 2026-01-09 is a Friday: the second trading day is Monday the 12th.
-        Schedule::new(ScheduleKind::Hose, Duration::from_secs(60), days, "2026-01-09", 1_000_000)
-            .unwrap()
+        Schedule::new(
+            ScheduleKind::Hose,
+            Duration::from_secs(60),
+            days,
+            "2026-01-09",
+            1_000_000,
+        )
+        .unwrap()
     }
 
     fn local(t: Timestamp) -> String {
@@ -272,7 +278,10 @@ mod tests {
         // 10 s in: 09:00 (ATO) and 09:15 (continuous) are due; 11:30 is not.
         let now = (1_000_000 + 10_000) * 1_000_000;
         let due = s.due(now, None);
-        assert_eq!(due.iter().map(|d| d.1).collect::<Vec<_>>(), vec![Phase::Ato, Phase::Continuous]);
+        assert_eq!(
+            due.iter().map(|d| d.1).collect::<Vec<_>>(),
+            vec![Phase::Ato, Phase::Continuous]
+        );
         assert_eq!(local(due[1].0), "2026-01-09 09:15:00");
         assert!(s.due(now, Some(due[1].0)).is_empty());
         // A manager down for a day and a half catches up on every missed change, in order.
@@ -297,9 +306,24 @@ mod tests {
     fn bad_flags_are_clear_errors() {
         assert!(parse_date("2026-13-01").is_err());
         assert!(parse_date("yesterday").is_err());
-        assert!(Schedule::new(ScheduleKind::Hose, Duration::from_millis(10), 1, "2026-01-05", 0).is_err());
-        assert!(Schedule::new(ScheduleKind::Hose, Duration::from_secs(60), 0, "2026-01-05", 0).is_err());
-        let c = Schedule::new(ScheduleKind::Continuous, Duration::ZERO, 0, "2026-01-05", 0).unwrap();
+        assert!(Schedule::new(
+            ScheduleKind::Hose,
+            Duration::from_millis(10),
+            1,
+            "2026-01-05",
+            0
+        )
+        .is_err());
+        assert!(Schedule::new(
+            ScheduleKind::Hose,
+            Duration::from_secs(60),
+            0,
+            "2026-01-05",
+            0
+        )
+        .is_err());
+        let c =
+            Schedule::new(ScheduleKind::Continuous, Duration::ZERO, 0, "2026-01-05", 0).unwrap();
         assert_eq!(c.time_at(42), 42);
         assert!(c.due(i64::MAX, None).is_empty());
     }

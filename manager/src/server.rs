@@ -27,9 +27,9 @@ use anyhow::Context;
 use matching::{BrokerId, Command, OrderId, Phase, Qty, SecurityId};
 use proto::limits::{CLIENT_MAX_FRAME, MAX_BATCH, MAX_BROKER_ORDER_ID, MAX_QUERY_IDS};
 use proto::{
-    ClientCommand, ClientMsg, Credentials, FromExecutor, GridSnapshot, HelloReply,
-    ManagerToClient, MonitorMsg, OrderStatus, SecurityInfo, SessionLimits, ToExecutor, Welcome,
-    MAX_FRAME, PROTOCOL_VERSION,
+    ClientCommand, ClientMsg, Credentials, FromExecutor, GridSnapshot, HelloReply, ManagerToClient,
+    MonitorMsg, OrderStatus, SecurityInfo, SessionLimits, ToExecutor, Welcome, MAX_FRAME,
+    PROTOCOL_VERSION,
 };
 use quinn::{Connection, Endpoint};
 use rustc_hash::FxHashMap;
@@ -174,7 +174,10 @@ impl StopSignal {
         self.notify.notify_waiters();
     }
     fn reason(&self) -> String {
-        self.reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
     async fn wait(&self) {
         loop {
@@ -340,7 +343,11 @@ async fn refuse_busy(conn: &Connection, shared: &Shared) {
     if let Ok(Ok((mut w, _r, _hello))) =
         tokio::time::timeout(shared.config.limits.handshake_timeout, accept_hello(conn)).await
     {
-        let _ = w.send(&HelloReply::Busy { reason: busy.clone() }).await;
+        let _ = w
+            .send(&HelloReply::Busy {
+                reason: busy.clone(),
+            })
+            .await;
         w.close(Duration::from_millis(500)).await;
     }
     conn.close(4u32.into(), busy.as_bytes());
@@ -441,10 +448,16 @@ async fn run_core(
                 ok = tx.try_send(ManagerToClient::Reports(reports)).is_ok();
                 reports = rest;
             }
-            inflight.fetch_sub(finals.min(inflight.load(Ordering::Relaxed)), Ordering::Relaxed);
+            inflight.fetch_sub(
+                finals.min(inflight.load(Ordering::Relaxed)),
+                Ordering::Relaxed,
+            );
             if !ok {
                 // A client that does not read: cut it off rather than hold its backlog.
-                tracing::warn!(session, "client not reading its reports; disconnecting it (its orders stay)");
+                tracing::warn!(
+                    session,
+                    "client not reading its reports; disconnecting it (its orders stay)"
+                );
                 sessions.remove(&session);
                 core.close_session(session);
             }
@@ -488,7 +501,12 @@ fn submit(core: &mut Core, s: Submit, schedule: &Schedule) -> anyhow::Result<()>
         }
         return Ok(());
     }
-    core.submit(s.session, &s.cmds, Instant::now(), schedule.time_at(wall_ns()))?;
+    core.submit(
+        s.session,
+        &s.cmds,
+        Instant::now(),
+        schedule.time_at(wall_ns()),
+    )?;
     if let Some(reply) = s.reply {
         let _ = reply.send(Ok(()));
     }
@@ -652,16 +670,40 @@ async fn handle_connection(conn: Connection, shared: &Arc<Shared>) -> anyhow::Re
     match role {
         Role::Broker(name) => {
             let (reply, rx) = oneshot::channel();
-            shared.control.send(Control::BrokerId { name: name.clone(), reply }).await?;
+            shared
+                .control
+                .send(Control::BrokerId {
+                    name: name.clone(),
+                    reply,
+                })
+                .await?;
             let broker = rx.await?;
             reader.set_limit(CLIENT_MAX_FRAME);
             tracing::info!(%remote, broker = %name, session, "broker connected");
-            client_session(&conn, shared, session, SessionKind::Broker(broker), welcome, writer, reader).await
+            client_session(
+                &conn,
+                shared,
+                session,
+                SessionKind::Broker(broker),
+                welcome,
+                writer,
+                reader,
+            )
+            .await
         }
         Role::Gateway => {
             reader.set_limit(CLIENT_MAX_FRAME);
             tracing::info!(%remote, session, "gateway connected");
-            client_session(&conn, shared, session, SessionKind::Gateway, welcome, writer, reader).await
+            client_session(
+                &conn,
+                shared,
+                session,
+                SessionKind::Gateway,
+                welcome,
+                writer,
+                reader,
+            )
+            .await
         }
         Role::Executor(name) => {
             reader.set_limit(MAX_FRAME);
@@ -795,11 +837,16 @@ async fn client_session(
                 }
                 ClientMsg::DeclareBrokers(names) => {
                     if kind != SessionKind::Gateway {
-                        let _ = tx.try_send(ManagerToClient::Error("only a gateway may declare brokers".into()));
+                        let _ = tx.try_send(ManagerToClient::Error(
+                            "only a gateway may declare brokers".into(),
+                        ));
                         return Ok(());
                     }
                     let (reply, rx) = oneshot::channel();
-                    shared.control.send(Control::DeclareBrokers { names, reply }).await?;
+                    shared
+                        .control
+                        .send(Control::DeclareBrokers { names, reply })
+                        .await?;
                     match rx.await? {
                         Ok(ids) => {
                             let _ = tx.send(ManagerToClient::Brokers(ids)).await;
@@ -812,19 +859,42 @@ async fn client_session(
                 }
                 ClientMsg::QueryOrders { query, ids } => {
                     if ids.len() > MAX_QUERY_IDS {
-                        let _ = tx.try_send(ManagerToClient::Error(format!("at most {MAX_QUERY_IDS} ids per query")));
+                        let _ = tx.try_send(ManagerToClient::Error(format!(
+                            "at most {MAX_QUERY_IDS} ids per query"
+                        )));
                         return Ok(());
                     }
                     let (reply, rx) = oneshot::channel();
-                    shared.control.send(Control::QueryOrders { session, ids, reply }).await?;
+                    shared
+                        .control
+                        .send(Control::QueryOrders {
+                            session,
+                            ids,
+                            reply,
+                        })
+                        .await?;
                     let orders = rx.await?;
                     let mut chunks = orders.chunks(ORDERS_PER_FRAME).peekable();
                     if chunks.peek().is_none() {
-                        let _ = tx.send(ManagerToClient::Orders { query, orders: Vec::new(), last: true }).await;
+                        let _ = tx
+                            .send(ManagerToClient::Orders {
+                                query,
+                                orders: Vec::new(),
+                                last: true,
+                            })
+                            .await;
                     }
                     while let Some(c) = chunks.next() {
                         let last = chunks.peek().is_none();
-                        if tx.send(ManagerToClient::Orders { query, orders: c.to_vec(), last }).await.is_err() {
+                        if tx
+                            .send(ManagerToClient::Orders {
+                                query,
+                                orders: c.to_vec(),
+                                last,
+                            })
+                            .await
+                            .is_err()
+                        {
                             return Ok(());
                         }
                     }
@@ -835,11 +905,25 @@ async fn client_session(
                     let totals = rx.await?;
                     let mut chunks = totals.chunks(ORDERS_PER_FRAME).peekable();
                     if chunks.peek().is_none() {
-                        let _ = tx.send(ManagerToClient::Totals { query, totals: Vec::new(), last: true }).await;
+                        let _ = tx
+                            .send(ManagerToClient::Totals {
+                                query,
+                                totals: Vec::new(),
+                                last: true,
+                            })
+                            .await;
                     }
                     while let Some(c) = chunks.next() {
                         let last = chunks.peek().is_none();
-                        if tx.send(ManagerToClient::Totals { query, totals: c.to_vec(), last }).await.is_err() {
+                        if tx
+                            .send(ManagerToClient::Totals {
+                                query,
+                                totals: c.to_vec(),
+                                last,
+                            })
+                            .await
+                            .is_err()
+                        {
                             return Ok(());
                         }
                     }

@@ -90,7 +90,7 @@ pub fn load_securities(
         let text = std::fs::read_to_string(&saved)?;
         SecurityTable::parse_csv(&text).with_context(|| format!("in {}", saved.display()))?
     } else {
-        SecurityTable::synthetic(listings)
+        SecurityTable::synthetic(listings)?
     };
     if table.is_empty() {
         bail!("the listing has no securities");

@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use testkit::{assert_same_outputs, generate, local_reference, Grid, GridOptions};
 use matching::{
     BrokerId, CancelOrder, Command, Event, NewOrder, OrderId, OrderType, RejectReason, SecurityId,
     Side,
 };
 use proto::quic::{client_endpoint, connect, resolve, FrameReader, FrameWriter, SERVER_NAME};
 use proto::{ClientMsg, Credentials, Hello, HelloReply, ManagerToClient, OrderState, Report};
+use testkit::{assert_same_outputs, generate, local_reference, Grid, GridOptions};
 
 fn broker_creds(grid: &Grid, name: &str) -> Credentials {
     let text = std::fs::read_to_string(grid.credentials()).unwrap();

@@ -55,7 +55,10 @@ mod tests {
         assert_eq!(check_name(""), Err(NameError::Empty));
         assert_eq!(check_name(&"x".repeat(33)), Err(NameError::TooLong(33)));
         for bad in ["a,b", "a\"b", "a b", "ä", "a\nb"] {
-            assert!(matches!(check_name(bad), Err(NameError::BadCharacter(_))), "{bad}");
+            assert!(
+                matches!(check_name(bad), Err(NameError::BadCharacter(_))),
+                "{bad}"
+            );
         }
     }
 }

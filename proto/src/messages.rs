@@ -54,10 +54,14 @@ pub struct Hello {
 pub enum HelloReply {
     Welcome(Welcome),
     /// Authentication or version failure: final, retrying with the same hello cannot succeed.
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
     /// The manager cannot take this session now (connection or session cap, shutting down):
     /// retrying later may succeed.
-    Busy { reason: String },
+    Busy {
+        reason: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -101,8 +101,20 @@ pub fn nasty_stream(cfg: &Nasty, securities: &SecurityTable) -> Vec<OrderRow> {
         let (code, reference) = (&codes[s].0, codes[s].1);
         let b = rng.below(u64::from(cfg.brokers.max(1)));
         if cfg.sweep_every > 0 && rows.len() % cfg.sweep_every == cfg.sweep_every - 1 {
-            let side = if rng.chance(50) { Side::Buy } else { Side::Sell };
-            rows.push(new_row(next_id, broker(b), code, side, OrderType::Market, 0, 100_000_000));
+            let side = if rng.chance(50) {
+                Side::Buy
+            } else {
+                Side::Sell
+            };
+            rows.push(new_row(
+                next_id,
+                broker(b),
+                code,
+                side,
+                OrderType::Market,
+                0,
+                100_000_000,
+            ));
             issued.push((next_id, b, s));
             next_id += 1;
             continue;
@@ -112,8 +124,16 @@ pub fn nasty_stream(cfg: &Nasty, securities: &SecurityTable) -> Vec<OrderRow> {
             // id, the wrong security.
             let (id, owner, sec) = issued[rng.below(issued.len() as u64) as usize];
             let who = if rng.chance(15) { owner + 1 } else { owner };
-            let id = if rng.chance(5) { next_id + 1_000_000 } else { id };
-            let sec = if rng.chance(5) { (sec + 1) % codes.len() } else { sec };
+            let id = if rng.chance(5) {
+                next_id + 1_000_000
+            } else {
+                id
+            };
+            let sec = if rng.chance(5) {
+                (sec + 1) % codes.len()
+            } else {
+                sec
+            };
             let (c, refp) = (&codes[sec].0, codes[sec].1);
             if cfg.day && rng.chance(45) {
                 let price = near(&mut rng, refp);
@@ -145,7 +165,11 @@ pub fn nasty_stream(cfg: &Nasty, securities: &SecurityTable) -> Vec<OrderRow> {
             }
             continue;
         }
-        let side = if rng.chance(50) { Side::Buy } else { Side::Sell };
+        let side = if rng.chance(50) {
+            Side::Buy
+        } else {
+            Side::Sell
+        };
         let kind = match rng.below(100) {
             0..=64 => OrderType::Limit,
             65..=70 => OrderType::Market,
@@ -156,7 +180,11 @@ pub fn nasty_stream(cfg: &Nasty, securities: &SecurityTable) -> Vec<OrderRow> {
             94..=99 if cfg.day => OrderType::Atc,
             _ => OrderType::Limit,
         };
-        let mut price = if kind.is_priceless() { 0 } else { near(&mut rng, reference) };
+        let mut price = if kind.is_priceless() {
+            0
+        } else {
+            near(&mut rng, reference)
+        };
         let mut qty = 100 * (1 + rng.below(20));
         let mut code = code.clone();
         // Gateway rejects mixed in: every rule, an unknown security, a reused id.
@@ -218,7 +246,7 @@ mod tests {
 
     #[test]
     fn streams_are_reproducible_and_full_of_rejects_of_both_kinds() {
-        let secs = SecurityTable::synthetic(5);
+        let secs = SecurityTable::synthetic(5).unwrap();
         let cfg = Nasty {
             rows: 3000,
             ..Nasty::default()
@@ -239,7 +267,11 @@ mod tests {
             "order_not_live",
             "quantity_too_large",
         ] {
-            assert!(rejects.contains(reason), "no {reason} in {} rejects", out.reject_count());
+            assert!(
+                rejects.contains(reason),
+                "no {reason} in {} rejects",
+                out.reject_count()
+            );
         }
         assert!(out.trade_count() > 100);
     }

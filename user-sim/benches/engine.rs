@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use matching::reference::NaiveExchange;
 use matching::stream::{to_command, BrokerRegistry};
 use matching::{Command, Engine, Event, Exchange, MarketRules, OrderType, SecurityTable, Side};
-use user_sim::generate::{default_listings, generate, GenConfig};
+use user_sim::generate::{generate, GenConfig};
 
 const SEED: u64 = 20_260_101;
 const LISTINGS: usize = 300;
@@ -230,7 +230,7 @@ fn main() {
     let events = env_usize("BENCH_EVENTS", 5_000_000);
     let replay_n = env_usize("BENCH_REPLAY", 1_000_000);
     let rules = MarketRules::hose();
-    let secs = default_listings(LISTINGS);
+    let secs = matching::SecurityTable::synthetic(LISTINGS).expect("a valid listing count");
     let cfg = GenConfig {
         orders: events as u64,
         seed: SEED,

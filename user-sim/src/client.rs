@@ -417,15 +417,15 @@ async fn broker_session(
                     tokio::time::sleep(Duration::from_micros(200)).await;
                 }
                 let end = match rate {
-                    None => (pos + batch).min(n).min(completed.load(Ordering::Relaxed) + window),
+                    None => (pos + batch)
+                        .min(n)
+                        .min(completed.load(Ordering::Relaxed) + window),
                     Some(r) => {
                         // Even pacing: order i is due at start + i / r; send each at its time.
                         let due = start + Duration::from_secs_f64(pos as f64 / r);
                         wait_until(due).await;
-                        due_at[pos].store(
-                            (due - start).as_nanos().max(1) as u64,
-                            Ordering::Relaxed,
-                        );
+                        due_at[pos]
+                            .store((due - start).as_nanos().max(1) as u64, Ordering::Relaxed);
                         pos + 1
                     }
                 };
@@ -863,11 +863,15 @@ mod tests {
             Progress::Final { pos: 1 }
         );
         assert_eq!(
-            t.on_report(&rep(2, 11, ReportEvent::Accepted, false)).unwrap().0,
+            t.on_report(&rep(2, 11, ReportEvent::Accepted, false))
+                .unwrap()
+                .0,
             Progress::Accepted { pos: 2 }
         );
         assert_eq!(
-            t.on_report(&rep(0, 10, ReportEvent::Accepted, false)).unwrap().0,
+            t.on_report(&rep(0, 10, ReportEvent::Accepted, false))
+                .unwrap()
+                .0,
             Progress::Accepted { pos: 0 }
         );
         // An engine reject (a cancel of a filled order) completes command 2 before command 0.
@@ -889,8 +893,14 @@ mod tests {
         );
         assert!(t.finished());
         assert_eq!((t.accepted, t.rejected), (2, 2));
-        assert!(t.on_report(&rep(0, 10, totals, true)).is_err(), "after final");
-        assert!(t.on_report(&rep(7, 10, totals, true)).is_err(), "unknown ref");
+        assert!(
+            t.on_report(&rep(0, 10, totals, true)).is_err(),
+            "after final"
+        );
+        assert!(
+            t.on_report(&rep(7, 10, totals, true)).is_err(),
+            "unknown ref"
+        );
         let mut passive = rep(99, 12, totals, false);
         passive.passive = true;
         assert_eq!(t.on_report(&passive).unwrap().0, Progress::Nothing);

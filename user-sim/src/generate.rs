@@ -120,12 +120,6 @@ pub fn broker_name(i: u32) -> String {
     format!("B{:02}", i + 1)
 }
 
-/// `m` synthetic listings `AAA`, `AAB`, ... over the three HOSE tick regions; the same
-/// listing the manager uses by default ([`SecurityTable::synthetic`]).
-pub fn default_listings(m: usize) -> SecurityTable {
-    SecurityTable::synthetic(m)
-}
-
 /// Writes `m` default listings to `path` unless the file already exists. Returns whether it
 /// wrote them.
 pub fn ensure_listings(path: &Path, m: Option<usize>) -> std::io::Result<bool> {
@@ -134,7 +128,8 @@ pub fn ensure_listings(path: &Path, m: Option<usize>) -> std::io::Result<bool> {
     }
     match m {
         Some(m) => {
-            std::fs::write(path, default_listings(m).to_csv())?;
+            let table = SecurityTable::synthetic(m).map_err(std::io::Error::other)?;
+            std::fs::write(path, table.to_csv())?;
             Ok(true)
         }
         None => Ok(false),
@@ -730,9 +725,13 @@ mod tests {
 
     #[test]
     fn default_listings_cover_the_three_hose_tick_regions_on_tick() {
-        let t = default_listings(30);
+        let t = SecurityTable::synthetic(30).unwrap();
         assert_eq!(t.len(), 30);
-        assert_eq!(t, default_listings(30), "listings are reproducible");
+        assert_eq!(
+            t,
+            SecurityTable::synthetic(30).unwrap(),
+            "listings are reproducible"
+        );
         let hose = MarketRules::hose();
         let mut regions = [0; 3];
         for (_, _, r) in t.iter() {
@@ -748,7 +747,7 @@ mod tests {
 
     #[test]
     fn valid_rows_are_on_tick_in_band_in_board_lots() {
-        let secs = default_listings(50);
+        let secs = SecurityTable::synthetic(50).unwrap();
         let rules = MarketRules::hose();
         let rows = generate(&cfg(20_000, 0.0), &secs, &rules);
         assert_eq!(rows.len(), 20_000);
@@ -774,7 +773,7 @@ mod tests {
 
     #[test]
     fn limit_prices_sit_near_the_touch() {
-        let secs = default_listings(40);
+        let secs = SecurityTable::synthetic(40).unwrap();
         let rules = MarketRules::hose();
         let rows = generate(&cfg(20_000, 0.0), &secs, &rules);
         let mut ex = Exchange::new(rules, secs.clone());
@@ -816,7 +815,7 @@ mod tests {
 
     #[test]
     fn rules_none_stream_has_only_applicable_invalid_kinds() {
-        let secs = default_listings(20);
+        let secs = SecurityTable::synthetic(20).unwrap();
         let rules = MarketRules::none();
         let clean = generate(&cfg(10_000, 0.0), &secs, &rules);
         assert_eq!(replay_local(rules, &secs, &clean).reject_count(), 0);
@@ -840,7 +839,7 @@ mod tests {
 
     #[test]
     fn bad_configs_are_refused() {
-        let secs = default_listings(3);
+        let secs = SecurityTable::synthetic(3).unwrap();
         let bad = [
             GenConfig {
                 brokers: 0,

@@ -36,9 +36,9 @@ use matching::{
 };
 use proto::limits::MAX_BROKER_ORDER_ID;
 use proto::{
-    ClientCommand, EventGroup, ExecutorStats, GridSnapshot, Liquidity, LogEntry, LogKind,
-    NodeInfo, NodeStatus, OrderState, OrderStatus, OwnFill, Report, ReportEvent, Routed,
-    SecurityView, ToExecutor, TradeId, TradeTick,
+    ClientCommand, EventGroup, ExecutorStats, GridSnapshot, Liquidity, LogEntry, LogKind, NodeInfo,
+    NodeStatus, OrderState, OrderStatus, OwnFill, Report, ReportEvent, Routed, SecurityView,
+    ToExecutor, TradeId, TradeTick,
 };
 use rustc_hash::FxHashMap;
 
@@ -389,10 +389,7 @@ impl Core {
     }
 
     /// A gateway declares the brokers it acts for: names are checked like credentials.
-    pub fn declare_brokers(
-        &mut self,
-        names: &[String],
-    ) -> Result<Vec<(String, BrokerId)>, String> {
+    pub fn declare_brokers(&mut self, names: &[String]) -> Result<Vec<(String, BrokerId)>, String> {
         if names.len() > proto::limits::MAX_DECLARED {
             return Err(format!(
                 "at most {} brokers per declaration",
@@ -451,7 +448,8 @@ impl Core {
             self.last_time = self.last_time.max(r.time);
         }
         let n = self.gateway.securities().len();
-        let mut engine = executor::ExecutorCore::new(*self.gateway.rules(), self.gateway.securities());
+        let mut engine =
+            executor::ExecutorCore::new(*self.gateway.rules(), self.gateway.securities());
         let mut groups = Vec::new();
         engine.apply(
             ToExecutor::Assign {
@@ -498,7 +496,9 @@ impl Core {
                 let outcome = self
                     .projection
                     .apply_group(&routed, rec.client_ref, &g.events)
-                    .map_err(|e| anyhow::anyhow!("journal replay of seq {} is inconsistent: {e}", rec.seq))?;
+                    .map_err(|e| {
+                        anyhow::anyhow!("journal replay of seq {} is inconsistent: {e}", rec.seq)
+                    })?;
                 for (sec, price) in outcome.references {
                     self.gateway.set_reference(sec, price);
                 }
@@ -610,18 +610,36 @@ impl Core {
         now: Instant,
         time: Timestamp,
     ) -> anyhow::Result<()> {
-        let Some(kind) = self.sessions.get(&session).copied() else {
+        if self.barrier.is_some() || !self.deferred.is_empty() {
+            self.deferred.push_back((session, cmds.to_vec(), time));
             return Ok(());
-        };
-        for (k, cc) in cmds.iter().enumerate() {
-            if self.barrier.is_some() {
-                self.deferred
-                    .push_back((session, cmds[k..].to_vec(), time));
-                return Ok(());
-            }
-            self.submit_one(session, kind, cc, now, time)?;
+        }
+        if let Some(rest) = self.submit_until_barrier(session, cmds, now, time)? {
+            self.deferred.push_front((session, rest, time));
         }
         Ok(())
+    }
+
+    /// Sequences commands in order until one of them raises a barrier; returns the commands
+    /// left after it.
+    fn submit_until_barrier(
+        &mut self,
+        session: SessionId,
+        cmds: &[ClientCommand],
+        now: Instant,
+        time: Timestamp,
+    ) -> anyhow::Result<Option<Vec<ClientCommand>>> {
+        let Some(kind) = self.sessions.get(&session).copied() else {
+            return Ok(None);
+        };
+        for (k, cc) in cmds.iter().enumerate() {
+            self.submit_one(session, kind, cc, now, time)?;
+            if self.barrier.is_some() {
+                let rest = &cmds[k + 1..];
+                return Ok((!rest.is_empty()).then(|| rest.to_vec()));
+            }
+        }
+        Ok(None)
     }
 
     fn submit_one(
@@ -646,7 +664,14 @@ impl Core {
             SessionKind::Gateway => {
                 if let Some(b) = cmd.broker() {
                     if self.brokers.name(b).is_none() {
-                        self.reject(session, cc.client_ref, &cmd, RejectReason::NotOwner, now, time)?;
+                        self.reject(
+                            session,
+                            cc.client_ref,
+                            &cmd,
+                            RejectReason::NotOwner,
+                            now,
+                            time,
+                        )?;
                         return Ok(());
                     }
                 }
@@ -919,15 +944,42 @@ impl Core {
     ) -> anyhow::Result<()> {
         for g in groups {
             if self.shards.owner(g.security) != Some(node) {
+                if !self.shards.ever_owned(node, g.security) {
+                    self.fail_executor(
+                        node,
+                        format!(
+                            "events for security {}, which it was never given",
+                            g.security.0
+                        ),
+                        now,
+                    );
+                    return Ok(());
+                }
                 // Late or duplicate events of a former owner: the new owner redoes them.
-                self.partial.remove(&node);
                 tracing::debug!(node, seq = g.seq, "dropping events not from the owner");
+                continue;
+            }
+            if self
+                .shards
+                .next_expected(g.security)
+                .is_some_and(|next| g.seq < next.seq)
+            {
+                // Left over from an earlier ownership of the same security by this node
+                // (it migrated away and back): that command is complete already.
+                tracing::debug!(node, seq = g.seq, "dropping events of a completed command");
                 continue;
             }
             let events = match self.partial.remove(&node) {
                 Some(mut p) => {
                     if (p.seq, p.security) != (g.seq, g.security) {
-                        self.fail_executor(node, format!("parts of command {} interleaved with command {}", p.seq, g.seq), now);
+                        self.fail_executor(
+                            node,
+                            format!(
+                                "parts of command {} interleaved with command {}",
+                                p.seq, g.seq
+                            ),
+                            now,
+                        );
                         return Ok(());
                     }
                     p.events.extend(g.events);
@@ -939,7 +991,10 @@ impl Core {
             if events.len() > limit {
                 self.fail_executor(
                     node,
-                    format!("{} events for one command, more than its book could produce", events.len()),
+                    format!(
+                        "{} events for one command, more than its book could produce",
+                        events.len()
+                    ),
                     now,
                 );
                 return Ok(());
@@ -963,15 +1018,15 @@ impl Core {
     /// Most events one command can legitimately produce in a book: every resting order once
     /// (a sweep, an uncross, an expiry) plus a handful.
     fn group_limit(&self, sec: SecurityId) -> usize {
-        let live = self
-            .projection
-            .book(sec)
-            .map_or(0, |b| b.live as usize);
+        let live = self.projection.book(sec).map_or(0, |b| b.live as usize);
         2 * live + 16
     }
 
     fn fail_executor(&mut self, node: NodeId, why: String, now: Instant) {
-        tracing::error!(node, "executor sent inconsistent events: {why}; declaring it failed");
+        tracing::error!(
+            node,
+            "executor sent inconsistent events: {why}; declaring it failed"
+        );
         self.stats.log(
             now,
             LogKind::NodeLost,
@@ -989,13 +1044,20 @@ impl Core {
         now: Instant,
     ) -> anyhow::Result<()> {
         let Some(routed) = self.shards.next_expected(security).copied() else {
-            self.fail_executor(node, format!("events for seq {seq}, which was never routed"), now);
+            self.fail_executor(
+                node,
+                format!("events for seq {seq}, which was never routed"),
+                now,
+            );
             return Ok(());
         };
         if routed.seq != seq {
             self.fail_executor(
                 node,
-                format!("events for seq {seq} but seq {} is next in security {}", routed.seq, security.0),
+                format!(
+                    "events for seq {seq} but seq {} is next in security {}",
+                    routed.seq, security.0
+                ),
                 now,
             );
             return Ok(());
@@ -1054,12 +1116,15 @@ impl Core {
         Ok(())
     }
 
+    /// Sequences what waited behind a barrier, in arrival order, until the next barrier.
     fn resume_deferred(&mut self, now: Instant) -> anyhow::Result<()> {
         while self.barrier.is_none() {
             let Some((session, cmds, time)) = self.deferred.pop_front() else {
                 break;
             };
-            self.submit(session, &cmds, now, time)?;
+            if let Some(rest) = self.submit_until_barrier(session, &cmds, now, time)? {
+                self.deferred.push_front((session, rest, time));
+            }
         }
         Ok(())
     }
@@ -1136,7 +1201,11 @@ impl Core {
                             to_submitter(self, id, event);
                         }
                     } else {
-                        to_submitter(self, own.unwrap_or(OrderId(0)), ReportEvent::Trade { fill: f, trade });
+                        to_submitter(
+                            self,
+                            own.unwrap_or(OrderId(0)),
+                            ReportEvent::Trade { fill: f, trade },
+                        );
                     }
                     for (side, id, broker) in f.passive() {
                         let liquidity = if f.aggressor.side().is_some() {

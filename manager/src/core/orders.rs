@@ -11,8 +11,8 @@
 //! (matching/src/types.rs), they do not re-run the matching.
 
 use matching::{
-    Aggressor, BrokerId, CancelReason, Command, Event, Fill, OrderId, OrderType, Phase, Price,
-    Qty, RejectReason, SecurityId, Side,
+    Aggressor, BrokerId, CancelReason, Command, Event, Fill, OrderId, OrderType, Phase, Price, Qty,
+    RejectReason, SecurityId, Side,
 };
 use proto::{OrderState, OrderStatus, Routed};
 use rustc_hash::FxHashMap;
@@ -150,7 +150,12 @@ impl Projection {
     }
 
     /// Records a NEW refused before sequencing (its id is burnt; its broker can query it).
-    pub fn insert_rejected(&mut self, o: &matching::NewOrder, client_ref: u64, reason: RejectReason) {
+    pub fn insert_rejected(
+        &mut self,
+        o: &matching::NewOrder,
+        client_ref: u64,
+        reason: RejectReason,
+    ) {
         self.records.entry(o.id).or_insert(OrderRecord {
             broker: o.broker,
             client_ref,
@@ -262,11 +267,12 @@ impl Projection {
     ) -> Result<GroupOutcome, String> {
         let sec = routed.security;
         let i = sec.0 as usize;
-        ensure(i < self.books.len(), || format!("security {} is not listed", sec.0))?;
-        ensure(
-            routed.command.security().is_none_or(|s| s == sec),
-            || "the command names another security".into(),
-        )?;
+        ensure(i < self.books.len(), || {
+            format!("security {} is not listed", sec.0)
+        })?;
+        ensure(routed.command.security().is_none_or(|s| s == sec), || {
+            "the command names another security".into()
+        })?;
         let mut outcome = GroupOutcome::default();
         let mut incoming = None;
         match routed.command {
@@ -354,9 +360,14 @@ impl Projection {
                     let inc = incoming
                         .as_mut()
                         .filter(|inc| inc.id == id)
-                        .ok_or_else(|| format!("order {} rested but is not the incoming order", id.0))?;
+                        .ok_or_else(|| {
+                            format!("order {} rested but is not the incoming order", id.0)
+                        })?;
                     ensure(side == inc.side && qty > 0 && qty == inc.remaining, || {
-                        format!("order {} rests {qty} of a remainder of {}", id.0, inc.remaining)
+                        format!(
+                            "order {} rests {qty} of a remainder of {}",
+                            id.0, inc.remaining
+                        )
                     })?;
                     let expected_price = match routed.command {
                         Command::New(o) => match o.kind {
@@ -369,7 +380,10 @@ impl Projection {
                         _ => None,
                     };
                     ensure(expected_price == Some(price), || {
-                        format!("order {} rests at {price}, expected {expected_price:?}", id.0)
+                        format!(
+                            "order {} rests at {price}, expected {expected_price:?}",
+                            id.0
+                        )
                     })?;
                     inc.remaining = 0;
                     self.save_record(id);
@@ -392,7 +406,11 @@ impl Projection {
                         return Err("amended without an AMEND".into());
                     };
                     ensure(
-                        a.id == id && security == sec && a.price == price && a.qty == qty && qty > 0,
+                        a.id == id
+                            && security == sec
+                            && a.price == price
+                            && a.qty == qty
+                            && qty > 0,
                         || "amended event does not match the AMEND".into(),
                     )?;
                     let r = self.resting(id, sec)?;
@@ -422,7 +440,15 @@ impl Projection {
                     answered = true;
                 }
                 Event::Cancelled { id, qty, reason } => {
-                    self.check_cancel(&routed.command, id, qty, reason, phase_before, sec, incoming.as_mut())?;
+                    self.check_cancel(
+                        &routed.command,
+                        id,
+                        qty,
+                        reason,
+                        phase_before,
+                        sec,
+                        incoming.as_mut(),
+                    )?;
                     answered = true;
                 }
                 Event::Auction {
@@ -438,7 +464,9 @@ impl Projection {
                 }
                 Event::Reference { security, price } => {
                     ensure(
-                        security == sec && matches!(routed.command, Command::Phase(Phase::Closed)) && phase_before != Phase::Closed,
+                        security == sec
+                            && matches!(routed.command, Command::Phase(Phase::Closed))
+                            && phase_before != Phase::Closed,
                         || "reference price outside a close".into(),
                     )?;
                     let book = self.books[i];
@@ -478,17 +506,26 @@ impl Projection {
                     })?;
                     self.book_mut(i).phase = p;
                 } else {
-                    ensure(events.is_empty(), || "a PHASE naming the current phase changes nothing".into())?;
+                    ensure(events.is_empty(), || {
+                        "a PHASE naming the current phase changes nothing".into()
+                    })?;
                 }
             }
             _ => {
-                ensure(answered, || "the command got no answer".into())?;
+                // A NEW is answered by its fills, resting or cancel (checked below).
+                ensure(
+                    answered || matches!(routed.command, Command::New(_)),
+                    || "the command got no answer".into(),
+                )?;
                 ensure(matches!(events.last(), Some(Event::Totals { .. })), || {
                     "a command's events must end with the book's totals".into()
                 })?;
                 if let Some(inc) = incoming {
                     ensure(inc.remaining == 0, || {
-                        format!("order {} left {} shares unaccounted for", inc.id.0, inc.remaining)
+                        format!(
+                            "order {} left {} shares unaccounted for",
+                            inc.id.0, inc.remaining
+                        )
                     })?;
                 }
             }
@@ -520,7 +557,11 @@ impl Projection {
             _ => false,
         };
         ensure(ok, || {
-            format!("reject {} of order {} does not fit the command or the order's state", reason.code(), id.0)
+            format!(
+                "reject {} of order {} does not fit the command or the order's state",
+                reason.code(),
+                id.0
+            )
         })
     }
 
@@ -540,7 +581,10 @@ impl Projection {
             Side::Sell => (f.sell, f.sell_broker, f.buy, f.buy_broker),
         };
         ensure(agg_id == inc.id && side == inc.side, || {
-            format!("fill's aggressor {} is not the incoming order {}", agg_id.0, inc.id.0)
+            format!(
+                "fill's aggressor {} is not the incoming order {}",
+                agg_id.0, inc.id.0
+            )
         })?;
         inc.remaining = inc
             .remaining
@@ -548,11 +592,18 @@ impl Projection {
             .ok_or_else(|| format!("order {} fills more than its quantity", inc.id.0))?;
         inc.last_fill = Some(f.price);
         let agg = self.records.get(&agg_id).ok_or("aggressor unknown")?;
-        ensure(agg.broker == agg_broker, || "fill names the wrong broker".into())?;
+        ensure(agg.broker == agg_broker, || {
+            "fill names the wrong broker".into()
+        })?;
         let sec = agg.security;
         let r = self.resting(rest_id, sec)?;
         ensure(
-            r.side == side.opposite() && r.broker == rest_broker && r.price == f.price && r.open >= f.qty && r.kind != OrderType::Ato && r.kind != OrderType::Atc,
+            r.side == side.opposite()
+                && r.broker == rest_broker
+                && r.price == f.price
+                && r.open >= f.qty
+                && r.kind != OrderType::Ato
+                && r.kind != OrderType::Atc,
             || format!("fill against order {} does not match it", rest_id.0),
         )?;
         r.open -= f.qty;
@@ -620,7 +671,9 @@ impl Projection {
         match (reason, cmd) {
             (CancelReason::Requested, Command::Cancel(c)) if c.id == id => {
                 let r = self.resting(id, sec)?;
-                ensure(r.open == qty, || format!("cancel of {qty} but {} rest", r.open))?;
+                ensure(r.open == qty, || {
+                    format!("cancel of {qty} but {} rest", r.open)
+                })?;
                 let side = r.side;
                 r.open = 0;
                 r.state = OrderState::Cancelled;
@@ -628,7 +681,10 @@ impl Projection {
             }
             (CancelReason::Unfilled, Command::New(o)) if o.id == id => {
                 ensure(
-                    matches!(o.kind, OrderType::Market | OrderType::Mtl | OrderType::Ioc | OrderType::Fok),
+                    matches!(
+                        o.kind,
+                        OrderType::Market | OrderType::Mtl | OrderType::Ioc | OrderType::Fok
+                    ),
                     || "only MP, MTL, IOC and FOK remainders are cancelled at once".into(),
                 )?;
                 let inc = incoming.ok_or("no incoming order")?;
@@ -654,7 +710,9 @@ impl Projection {
             }
             (CancelReason::Expired, Command::Phase(Phase::Closed)) if phase != Phase::Closed => {
                 let r = self.resting(id, sec)?;
-                ensure(r.open == qty, || format!("expired {qty} but {} rest", r.open))?;
+                ensure(r.open == qty, || {
+                    format!("expired {qty} but {} rest", r.open)
+                })?;
                 let side = r.side;
                 r.open = 0;
                 r.state = OrderState::Expired;

@@ -45,14 +45,32 @@ pub(crate) struct Node {
     pub stats: ExecutorStats,
     pub rate: f64,
     pub rate_mark: (Instant, u64),
+    /// Securities this node was ever given: late events for them are legitimate leftovers of a
+    /// migration or failover; events for any other security are forged.
+    pub ever_owned: rustc_hash::FxHashSet<SecurityId>,
 }
 
 /// Something the shard map did that the monitor and the log should hear about.
 pub(crate) enum ShardNews {
-    Joined { node: NodeId, name: String, addr: String },
-    Lost { node: NodeId, name: String, moved: usize },
-    Moving { node: NodeId, count: usize },
-    Assigned { node: NodeId, count: usize, version: u64 },
+    Joined {
+        node: NodeId,
+        name: String,
+        addr: String,
+    },
+    Lost {
+        node: NodeId,
+        name: String,
+        moved: usize,
+    },
+    Moving {
+        node: NodeId,
+        count: usize,
+    },
+    Assigned {
+        node: NodeId,
+        count: usize,
+        version: u64,
+    },
 }
 
 pub(crate) struct Shards {
@@ -117,6 +135,15 @@ impl Shards {
         st.history.get(st.completed)
     }
 
+    /// Whether `node` was ever given `sec`.
+    pub fn ever_owned(&self, node: NodeId, sec: SecurityId) -> bool {
+        node == LOCAL_NODE
+            || self
+                .nodes
+                .get(&node)
+                .is_some_and(|n| n.ever_owned.contains(&sec))
+    }
+
     pub fn owner(&self, sec: SecurityId) -> Option<NodeId> {
         self.secs.get(sec.0 as usize).and_then(|s| s.owner)
     }
@@ -150,6 +177,7 @@ impl Shards {
                 stats: ExecutorStats::default(),
                 rate: 0.0,
                 rate_mark: (now, 0),
+                ever_owned: Default::default(),
             },
         );
         self.news.push(ShardNews::Joined {
@@ -299,6 +327,10 @@ impl Shards {
         }];
         let mut replay = Vec::new();
         let mut live = Vec::new();
+        if let Some(n) = self.nodes.get_mut(&node) {
+            n.ever_owned
+                .extend(secs.iter().map(|i| SecurityId(*i as u32)));
+        }
         for &i in secs {
             let st = &mut self.secs[i];
             st.owner = Some(node);

@@ -49,8 +49,7 @@ pub fn export_csv(
         let broker = names
             .get(&broker)
             .ok_or(JournalError::UnknownBroker(broker))?;
-        let security =
-            code(securities, cmd.security().unwrap_or(SecurityId::UNKNOWN))?.to_owned();
+        let security = code(securities, cmd.security().unwrap_or(SecurityId::UNKNOWN))?.to_owned();
         rows.push(match cmd {
             Command::New(o) => OrderRow {
                 action: Action::New,

@@ -185,7 +185,10 @@ impl OrderJournal {
             });
         }
         let v1 = match cmd {
-            Command::New(o) => !matches!(o.kind, matching::OrderType::Mtl | matching::OrderType::Ato | matching::OrderType::Atc),
+            Command::New(o) => !matches!(
+                o.kind,
+                matching::OrderType::Mtl | matching::OrderType::Ato | matching::OrderType::Atc
+            ),
             Command::Cancel(_) => true,
             Command::Amend(_) | Command::Phase(_) => false,
         };
