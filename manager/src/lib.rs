@@ -7,7 +7,6 @@
 //! Must not: match orders itself except in `--local` mode (which reuses `matching::Exchange`),
 //! or block its sequencing loop on a slow client or monitor.
 pub mod core;
-pub mod journal;
 pub mod server;
 pub mod setup;
 pub mod testkit;
