@@ -5,15 +5,15 @@
 //! calls the decoder makes after decoding it, so both sides evolve identical copies.
 
 use matching::{
-    AmendOrder, Aggressor, BrokerId, CancelOrder, Command, Fill, NewOrder, OrderId, OrderType,
+    Aggressor, AmendOrder, BrokerId, CancelOrder, Command, Fill, NewOrder, OrderId, OrderType,
     Phase, RejectReason, SecurityId, Side, Timestamp,
 };
 use rustc_hash::FxHashMap;
 
 use crate::records::{Entry, TapeFill};
 use crate::varint::{
-    put_scaled, put_scaled_signed, put_uint, scale_code, zigzag, Reader, PRICE_SCALES,
-    QTY_SCALES, TIME_SCALES,
+    put_scaled, put_scaled_signed, put_uint, scale_code, zigzag, Reader, PRICE_SCALES, QTY_SCALES,
+    TIME_SCALES,
 };
 
 /// Largest payload a writer produces or a reader accepts; anything longer is damage.
@@ -698,7 +698,9 @@ fn decode_journal(state: &DeltaState, tag: u8, r: &mut Reader<'_>) -> Result<Dec
                 reason,
             })
         }
-        _ => Err(format!("unknown record tag {tag:#04x} in the order journal")),
+        _ => Err(format!(
+            "unknown record tag {tag:#04x} in the order journal"
+        )),
     }
 }
 
@@ -884,17 +886,64 @@ mod tests {
         let mut entries: Vec<(Timestamp, u64, Entry)> = Vec::new();
         for (i, kind) in OrderType::ALL.into_iter().enumerate() {
             let price = if kind.is_priceless() { 0 } else { 25_000 };
-            entries.push((T0 + i as i64, i as u64 + 1, Entry::Command(new(i as u64 + 1, 3, 0, price, 1_000, kind))));
+            entries.push((
+                T0 + i as i64,
+                i as u64 + 1,
+                Entry::Command(new(i as u64 + 1, 3, 0, price, 1_000, kind)),
+            ));
         }
         for p in Phase::ALL {
             entries.push((T0 + 100, 0, Entry::Command(Command::Phase(p))));
         }
         entries.extend([
-            (i64::MIN, u64::MAX, Entry::Command(new(u64::MAX, 4, u32::MAX, i64::MIN, u64::MAX, OrderType::Fok))),
-            (i64::MAX, 0, Entry::Command(new(0, 4, 1, i64::MAX, 1, OrderType::Limit))),
-            (0, 7, Entry::Command(Command::Cancel(CancelOrder { id: OrderId(1), broker: BrokerId(3), security: SecurityId(0) }))),
-            (-5, u64::MAX, Entry::Command(Command::Amend(AmendOrder { id: OrderId(u64::MAX), broker: BrokerId(u32::MAX), security: SecurityId(u32::MAX), price: i64::MIN, qty: u64::MAX }))),
-            (T0, 9, Entry::Command(Command::Amend(AmendOrder { id: OrderId(2), broker: BrokerId(3), security: SecurityId(0), price: 0, qty: 0 }))),
+            (
+                i64::MIN,
+                u64::MAX,
+                Entry::Command(new(
+                    u64::MAX,
+                    4,
+                    u32::MAX,
+                    i64::MIN,
+                    u64::MAX,
+                    OrderType::Fok,
+                )),
+            ),
+            (
+                i64::MAX,
+                0,
+                Entry::Command(new(0, 4, 1, i64::MAX, 1, OrderType::Limit)),
+            ),
+            (
+                0,
+                7,
+                Entry::Command(Command::Cancel(CancelOrder {
+                    id: OrderId(1),
+                    broker: BrokerId(3),
+                    security: SecurityId(0),
+                })),
+            ),
+            (
+                -5,
+                u64::MAX,
+                Entry::Command(Command::Amend(AmendOrder {
+                    id: OrderId(u64::MAX),
+                    broker: BrokerId(u32::MAX),
+                    security: SecurityId(u32::MAX),
+                    price: i64::MIN,
+                    qty: u64::MAX,
+                })),
+            ),
+            (
+                T0,
+                9,
+                Entry::Command(Command::Amend(AmendOrder {
+                    id: OrderId(2),
+                    broker: BrokerId(3),
+                    security: SecurityId(0),
+                    price: 0,
+                    qty: 0,
+                })),
+            ),
             (T0, 0, Entry::Gap { count: u64::MAX }),
             (T0, u64::MAX, Entry::Gap { count: 1 }),
         ]);
@@ -905,7 +954,11 @@ mod tests {
         let back: Vec<_> = decode_all(Log::Journal, &enc.out)
             .into_iter()
             .filter_map(|d| match d {
-                Decoded::Record { time, client_ref, entry } => Some((time, client_ref, entry)),
+                Decoded::Record {
+                    time,
+                    client_ref,
+                    entry,
+                } => Some((time, client_ref, entry)),
                 _ => None,
             })
             .collect();
@@ -916,39 +969,101 @@ mod tests {
     fn rejected_new_round_trips() {
         let mut enc = Enc::new();
         let orders = [
-            NewOrder { id: OrderId(5), broker: BrokerId(2), security: SecurityId::UNKNOWN, side: Side::Buy, kind: OrderType::Atc, price: -3, qty: 0 },
-            NewOrder { id: OrderId(u64::MAX), broker: BrokerId(2), security: SecurityId(1), side: Side::Sell, kind: OrderType::Mtl, price: i64::MIN, qty: u64::MAX },
+            NewOrder {
+                id: OrderId(5),
+                broker: BrokerId(2),
+                security: SecurityId::UNKNOWN,
+                side: Side::Buy,
+                kind: OrderType::Atc,
+                price: -3,
+                qty: 0,
+            },
+            NewOrder {
+                id: OrderId(u64::MAX),
+                broker: BrokerId(2),
+                security: SecurityId(1),
+                side: Side::Sell,
+                kind: OrderType::Mtl,
+                price: i64::MIN,
+                qty: u64::MAX,
+            },
         ];
         for (i, o) in orders.iter().enumerate() {
             enc.dict(Some(o.broker));
             let reason = RejectReason::ALL[i * 5];
-            encode_rejected(&enc.st, T0, 40 + i as u64, o, reason, &mut enc.payload, &mut enc.out);
+            encode_rejected(
+                &enc.st,
+                T0,
+                40 + i as u64,
+                o,
+                reason,
+                &mut enc.payload,
+                &mut enc.out,
+            );
             enc.st.apply_rejected(T0, 40 + i as u64, o);
         }
         let back: Vec<_> = decode_all(Log::Journal, &enc.out)
             .into_iter()
             .filter_map(|d| match d {
-                Decoded::Rejected { order, reason, client_ref, time } => Some((order, reason, client_ref, time)),
+                Decoded::Rejected {
+                    order,
+                    reason,
+                    client_ref,
+                    time,
+                } => Some((order, reason, client_ref, time)),
                 _ => None,
             })
             .collect();
-        assert_eq!(back, vec![
-            (orders[0], RejectReason::ALL[0], 40, T0),
-            (orders[1], RejectReason::ALL[5], 41, T0),
-        ]);
+        assert_eq!(
+            back,
+            vec![
+                (orders[0], RejectReason::ALL[0], 40, T0),
+                (orders[1], RejectReason::ALL[5], 41, T0),
+            ]
+        );
     }
 
     #[test]
     fn typical_records_are_compact() {
         let mut enc = Enc::new();
-        enc.record(T0, 1, Entry::Command(new(100, 1, 2, 25_000, 1_000, OrderType::Limit)));
+        enc.record(
+            T0,
+            1,
+            Entry::Command(new(100, 1, 2, 25_000, 1_000, OrderType::Limit)),
+        );
         let sizes: Vec<usize> = [
             // Next order of the same broker a few microseconds later.
-            (T0 + 7_000, 2, Entry::Command(new(101, 1, 2, 24_950, 500, OrderType::Limit))),
+            (
+                T0 + 7_000,
+                2,
+                Entry::Command(new(101, 1, 2, 24_950, 500, OrderType::Limit)),
+            ),
             // Same batch (same time stamp).
-            (T0 + 7_000, 3, Entry::Command(new(102, 1, 2, 0, 500, OrderType::Mtl))),
-            (T0 + 9_000, 4, Entry::Command(Command::Cancel(CancelOrder { id: OrderId(101), broker: BrokerId(1), security: SecurityId(2) }))),
-            (T0 + 9_000, 5, Entry::Command(Command::Amend(AmendOrder { id: OrderId(100), broker: BrokerId(1), security: SecurityId(2), price: 24_900, qty: 500 }))),
+            (
+                T0 + 7_000,
+                3,
+                Entry::Command(new(102, 1, 2, 0, 500, OrderType::Mtl)),
+            ),
+            (
+                T0 + 9_000,
+                4,
+                Entry::Command(Command::Cancel(CancelOrder {
+                    id: OrderId(101),
+                    broker: BrokerId(1),
+                    security: SecurityId(2),
+                })),
+            ),
+            (
+                T0 + 9_000,
+                5,
+                Entry::Command(Command::Amend(AmendOrder {
+                    id: OrderId(100),
+                    broker: BrokerId(1),
+                    security: SecurityId(2),
+                    price: 24_900,
+                    qty: 500,
+                })),
+            ),
         ]
         .into_iter()
         .map(|(t, r, e)| {
@@ -957,8 +1072,9 @@ mod tests {
             enc.out.len() - before
         })
         .collect();
-        // len 1 + tag 1 + time 1 + broker 1 + ref 1 + id 1 + security 1 + price 1 + qty 1 + crc 4.
-        assert_eq!(sizes, vec![13, 12, 12, 13]);
+        // NEW: len 1 + tag 1 + time 1 + broker 1 + ref 1 + id 1 + security 1 + price 1 + qty 1 +
+        // crc 4; without a price 12; CANCEL 11 (no price, no qty); AMEND 13.
+        assert_eq!(sizes, vec![13, 12, 11, 13]);
     }
 
     #[test]
@@ -983,7 +1099,12 @@ mod tests {
             sell_broker: BrokerId(u32::MAX),
             aggressor: Aggressor::Sell,
         };
-        let tf = |seq, time, fill_index, fill| TapeFill { seq, time, fill_index, fill };
+        let tf = |seq, time, fill_index, fill| TapeFill {
+            seq,
+            time,
+            fill_index,
+            fill,
+        };
         let fills = [
             tf(5, T0, 0, f(1, 10_000, 300, 9, 3, Aggressor::Buy)),
             tf(5, T0, 1, f(1, 10_010, 300, 9, 4, Aggressor::Buy)),
@@ -993,7 +1114,16 @@ mod tests {
             tf(9, T0 + 1, 0, f(1, 20_000, 100, 3, 12, Aggressor::Auction)),
             tf(3, T0 - 5, 2, f(1, 20_000, 100, 3, 12, Aggressor::Sell)),
             tf(u64::MAX, i64::MAX, u32::MAX, big),
-            tf(u64::MAX, i64::MIN, u32::MAX, Fill { price: i64::MAX, qty: 10_000, ..big }),
+            tf(
+                u64::MAX,
+                i64::MIN,
+                u32::MAX,
+                Fill {
+                    price: i64::MAX,
+                    qty: 10_000,
+                    ..big
+                },
+            ),
         ];
         let mut st = DeltaState::default();
         let (mut payload, mut out) = (Vec::new(), Vec::new());
@@ -1014,7 +1144,10 @@ mod tests {
             })
             .collect();
         assert_eq!(back, fills);
-        assert!(sizes[1] < sizes[0], "a continuation fill drops its seq, time, security, index: {sizes:?}");
+        assert!(
+            sizes[1] < sizes[0],
+            "a continuation fill drops its seq, time, security, index: {sizes:?}"
+        );
     }
 
     #[test]
@@ -1036,12 +1169,16 @@ mod tests {
     fn undecodable_payloads_are_errors_not_panics() {
         for log in [Log::Journal, Log::Tape] {
             let mut st = DeltaState::default();
-            assert!(decode(&mut st, log, &[TAG_NEW_OR_FILL]).unwrap_err().contains("META"));
+            assert!(decode(&mut st, log, &[TAG_NEW_OR_FILL])
+                .unwrap_err()
+                .contains("META"));
             let mut m = Vec::new();
             let mut framed = Vec::new();
             encode_meta(&meta(), &mut m, &mut framed);
             decode(&mut st, log, &m).unwrap();
-            assert!(decode(&mut st, log, &m).unwrap_err().contains("second META"));
+            assert!(decode(&mut st, log, &m)
+                .unwrap_err()
+                .contains("second META"));
             for p in [
                 &[0xffu8][..],
                 &[TAG_NEW_OR_FILL],

@@ -68,11 +68,14 @@ pub fn export_csv(
 
     let orders_path = out_dir.join("orders.csv");
     let mut w = csv::Writer::from_path(&orders_path).map_err(|e| csv_err(&orders_path, e))?;
-    let mut header = vec!["action", "order_id", "broker", "security", "side", "type", "price", "qty"];
+    let mut header = vec![
+        "action", "order_id", "broker", "security", "side", "type", "price", "qty",
+    ];
     if options.extra_columns {
         header.extend(["seq", "time", "client_ref", "reject_reason"]);
     }
-    w.write_record(&header).map_err(|e| csv_err(&orders_path, e))?;
+    w.write_record(&header)
+        .map_err(|e| csv_err(&orders_path, e))?;
     let mut reader = JournalReader::open(journal_dir, 0)?;
     let mut row: Vec<String> = Vec::with_capacity(12);
     while let Some(item) = reader.next() {
@@ -181,11 +184,19 @@ pub fn export_csv(
     fills.sort_by_key(|f| (f.seq, rank_of(f.fill.security), f.fill_index));
     let trades_path = out_dir.join("trades.csv");
     let mut w = csv::Writer::from_path(&trades_path).map_err(|e| csv_err(&trades_path, e))?;
-    let mut header = vec!["security", "price", "qty", "buy_order_id", "sell_order_id", "aggressor"];
+    let mut header = vec![
+        "security",
+        "price",
+        "qty",
+        "buy_order_id",
+        "sell_order_id",
+        "aggressor",
+    ];
     if options.extra_columns {
         header.extend(["seq", "time", "fill_index"]);
     }
-    w.write_record(&header).map_err(|e| csv_err(&trades_path, e))?;
+    w.write_record(&header)
+        .map_err(|e| csv_err(&trades_path, e))?;
     for f in &fills {
         row.clear();
         row.extend([
@@ -197,7 +208,11 @@ pub fn export_csv(
             f.fill.aggressor.as_str().into(),
         ]);
         if options.extra_columns {
-            row.extend([f.seq.to_string(), f.time.to_string(), f.fill_index.to_string()]);
+            row.extend([
+                f.seq.to_string(),
+                f.time.to_string(),
+                f.fill_index.to_string(),
+            ]);
         }
         w.write_record(&row).map_err(|e| csv_err(&trades_path, e))?;
         summary.trades += 1;

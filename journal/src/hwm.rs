@@ -50,7 +50,9 @@ impl HighWaterMark {
         let length = field("length")?;
         let crc = field("crc32")?;
         let hwm = HighWaterMark {
-            seq: seq.parse().map_err(|_| format!("seq {seq:?} is not a number"))?,
+            seq: seq
+                .parse()
+                .map_err(|_| format!("seq {seq:?} is not a number"))?,
             length: length
                 .parse()
                 .map_err(|_| format!("length {length:?} is not a number"))?,
@@ -182,7 +184,9 @@ mod tests {
         assert_eq!(HighWaterMark::read(tmp.path()).unwrap(), Some(m.clone()));
         let path = tmp.path().join(FILE);
         let text = fs::read_to_string(&path).unwrap();
-        assert!(text.starts_with("seq=41200\nsegment=orders-000000040001.seg\nlength=123456\ncrc32="));
+        assert!(
+            text.starts_with("seq=41200\nsegment=orders-000000040001.seg\nlength=123456\ncrc32=")
+        );
         for bad in [
             text.replace("41200", "41201"),
             text.replace("seq=", "sq="),
@@ -191,10 +195,7 @@ mod tests {
         ] {
             fs::write(&path, bad).unwrap();
             let err = HighWaterMark::read(tmp.path()).unwrap_err();
-            assert!(
-                err.to_string().contains("COMMITTED is damaged"),
-                "{err}"
-            );
+            assert!(err.to_string().contains("COMMITTED is damaged"), "{err}");
         }
         fs::write(&path, [0xff, 0xfe]).unwrap();
         assert!(HighWaterMark::read(tmp.path()).is_err());

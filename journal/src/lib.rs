@@ -148,7 +148,9 @@ pub use listing::{listing_fingerprint, Binding};
 pub use lock::{DataDirLock, LockError};
 pub use orders::{read_journal, JournalContents, JournalReader, OrderJournal};
 pub use records::{Entry, JournalItem, JournalRecord, RejectedNew, TapeFill};
-pub use recover::{recover, Cut, Hole as LostHole, Loss, Recovery, RecoveryReport, Store, TailLoss};
+pub use recover::{
+    recover, Cut, Hole as LostHole, Loss, Recovery, RecoveryReport, Store, TailLoss,
+};
 pub use segment::WriterStats;
 pub use tape::{read_tape, TapeContents, TapeReader, TradeTape};
 

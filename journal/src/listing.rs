@@ -140,7 +140,8 @@ mod tests {
 
     #[test]
     fn fingerprint_follows_meaning_not_formatting() {
-        let a = SecurityTable::parse_csv("security,reference_price\nVNM,60000\nFPT,95000\n").unwrap();
+        let a =
+            SecurityTable::parse_csv("security,reference_price\nVNM,60000\nFPT,95000\n").unwrap();
         let same = SecurityTable::parse_csv(" VNM , 60000\r\n\nFPT,95000").unwrap();
         let swapped = SecurityTable::parse_csv("FPT,95000\nVNM,60000\n").unwrap();
         let repriced = SecurityTable::parse_csv("VNM,60100\nFPT,95000\n").unwrap();

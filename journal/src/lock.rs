@@ -48,7 +48,11 @@ impl DataDirLock {
                 let pid = pid.trim();
                 return Err(LockError::InUse {
                     dir: dir.to_owned(),
-                    pid: if pid.is_empty() { "unknown".into() } else { pid.to_owned() },
+                    pid: if pid.is_empty() {
+                        "unknown".into()
+                    } else {
+                        pid.to_owned()
+                    },
                 });
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),

@@ -1,11 +1,13 @@
 //! The order journal: the writer, the streaming reader and the whole-journal reader.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use matching::{BrokerId, Command, NewOrder, RejectReason, Timestamp};
 use rustc_hash::FxHashMap;
 
-use crate::codec::{encode_dict, encode_record, encode_rejected, Decoded, DeltaState, Meta, MAX_BROKER_NAME};
+use crate::codec::{
+    encode_dict, encode_record, encode_rejected, Decoded, DeltaState, Meta, MAX_BROKER_NAME,
+};
 use crate::hwm::{HighWaterMark, HwmWriter};
 use crate::records::{Entry, JournalItem, JournalRecord, RejectedNew};
 use crate::segment::{file_name, Scanner, SegmentId, SegmentWriter, Tail, WriterStats, JOURNAL};
@@ -19,10 +21,9 @@ impl Names {
     /// Records a DICT entry; an error if the id was journaled with another name.
     pub(crate) fn learn(&mut self, id: BrokerId, name: &str) -> Result<(), String> {
         match self.0.get(&id.0) {
-            Some(old) if old != name => Err(format!(
-                "broker {} renamed from {old:?} to {name:?}",
-                id.0
-            )),
+            Some(old) if old != name => {
+                Err(format!("broker {} renamed from {old:?} to {name:?}", id.0))
+            }
             Some(_) => Ok(()),
             None => {
                 self.0.insert(id.0, name.to_owned());
@@ -45,7 +46,7 @@ impl Names {
 /// Streams the journal from a seq on, one segment in memory at a time. Yields every record
 /// with `seq >= from_seq` (a GAP is yielded if it ends at or after `from_seq`) and every
 /// rejected NEW with `next_seq >= from_seq`, in journal order. Whole segments before the one
-/// holding `from_seq` are skipped by the seq in their file name and never read.
+/// holding seq `from_seq - 1` are skipped by the seq in their file name and never read.
 ///
 /// The last segment may end in a torn tail (see [`JournalReader::truncated_bytes`]); the
 /// reader never modifies anything. After an error the iterator ends.
@@ -60,8 +61,10 @@ pub struct JournalReader {
 impl JournalReader {
     pub fn open(dir: &Path, from_seq: u64) -> Result<JournalReader, JournalError> {
         let segments = crate::segment::list_segments(dir, JOURNAL)?;
-        // The earliest segment starting at the largest first seq <= from_seq.
-        let start = match segments.iter().rposition(|(id, _)| id.first <= from_seq) {
+        // The earliest segment starting at the largest first seq <= from_seq - 1: it holds
+        // the record before from_seq, so also the rejected NEWs that followed it.
+        let before = from_seq.saturating_sub(1);
+        let start = match segments.iter().rposition(|(id, _)| id.first <= before) {
             Some(i) => {
                 let first = segments[i].0.first;
                 segments
@@ -248,7 +251,14 @@ impl OrderJournal {
             Some(t) => {
                 let fresh = fresh_len(&meta);
                 (
-                    SegmentWriter::resume(&dir, JOURNAL, t, fresh, cfg.segment_bytes, cfg.durability)?,
+                    SegmentWriter::resume(
+                        &dir,
+                        JOURNAL,
+                        t,
+                        fresh,
+                        cfg.segment_bytes,
+                        cfg.durability,
+                    )?,
                     state,
                 )
             }
@@ -271,7 +281,13 @@ impl OrderJournal {
             }
         };
         let j = OrderJournal {
-            hwm: HwmWriter::new(&dir, cfg.durability, cfg.hwm_interval, cfg.hwm_commits, hwm_seq),
+            hwm: HwmWriter::new(
+                &dir,
+                cfg.durability,
+                cfg.hwm_interval,
+                cfg.hwm_commits,
+                hwm_seq,
+            ),
             writer,
             state,
             names,
@@ -346,7 +362,11 @@ impl OrderJournal {
             let cur = self.writer.id();
             let id = SegmentId {
                 first: self.next_seq,
-                part: if cur.first == self.next_seq { cur.part + 1 } else { 0 },
+                part: if cur.first == self.next_seq {
+                    cur.part + 1
+                } else {
+                    0
+                },
             };
             self.writer.roll(id, &self.meta)?;
             self.state.reset();
@@ -399,7 +419,9 @@ impl OrderJournal {
             Entry::Gap { count } => count,
         };
         if count == 0 {
-            return Err(JournalError::Invalid("a gap must cover at least one seq".into()));
+            return Err(JournalError::Invalid(
+                "a gap must cover at least one seq".into(),
+            ));
         }
         let next = seq.checked_add(count).ok_or_else(|| {
             JournalError::Invalid(format!("seq {seq} + {count} overflows the seq range"))

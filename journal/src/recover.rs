@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use matching::Timestamp;
 
-use crate::codec::{encode_record, DeltaState, Decoded, Meta};
+use crate::codec::{encode_record, Decoded, DeltaState, Meta};
 use crate::hwm::HighWaterMark;
 use crate::listing::Binding;
 use crate::orders::{Names, OrderJournal};
@@ -95,13 +95,19 @@ impl Loss {
 }
 
 fn name_of(p: &Path) -> String {
-    p.file_name()
-        .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 impl fmt::Display for Loss {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "journal {} lost committed data:", self.journal_dir.display())?;
+        write!(
+            f,
+            "journal {} lost committed data:",
+            self.journal_dir.display()
+        )?;
         let end = thousands(self.journal_end);
         if let Some(t) = &self.tail {
             let range = format!("{}..={}", thousands(t.first), thousands(t.last));
@@ -119,7 +125,11 @@ impl fmt::Display for Loss {
                             " and the tape holds {} fills of seqs {range}",
                             thousands(t.tape_fills)
                         )?,
-                        _ => write!(f, " and the tape holds {} fills of them", thousands(t.tape_fills))?,
+                        _ => write!(
+                            f,
+                            " and the tape holds {} fills of them",
+                            thousands(t.tape_fills)
+                        )?,
                     }
                 }
                 (None, _) => write!(
@@ -243,11 +253,13 @@ pub fn recover(cfg: &StoreConfig, binding: &Binding) -> Result<Recovery, Journal
         match &item.decoded {
             Decoded::Meta(m) => check_meta(binding, m, item.segment.as_ref(), copy_missing, jdir)?,
             Decoded::Dict(id, name) => {
-                names.learn(*id, name).map_err(|detail| JournalError::Corrupt {
-                    segment: scan.current_path(),
-                    offset: scan.current_offset(),
-                    detail,
-                })?
+                names
+                    .learn(*id, name)
+                    .map_err(|detail| JournalError::Corrupt {
+                        segment: scan.current_path(),
+                        offset: scan.current_offset(),
+                        detail,
+                    })?
             }
             _ => {}
         }
@@ -271,15 +283,16 @@ pub fn recover(cfg: &StoreConfig, binding: &Binding) -> Result<Recovery, Journal
     let (mut tape_fills, mut tape_max, mut beyond) = (0u64, 0u64, 0u64);
     while let Some(item) = tscan.next_item()? {
         match &item.decoded {
-            Decoded::Meta(m) => {
-                check_meta(binding, m, item.segment.as_ref(), copy_missing, jdir)?
-            }
+            Decoded::Meta(m) => check_meta(binding, m, item.segment.as_ref(), copy_missing, jdir)?,
             Decoded::Fill(f) => {
                 tape_fills += 1;
                 tape_max = tape_max.max(f.seq);
                 if f.seq > journal_end {
                     beyond += 1;
-                } else if let Some(h) = holes.iter_mut().find(|h| (h.first..=h.last).contains(&f.seq)) {
+                } else if let Some(h) = holes
+                    .iter_mut()
+                    .find(|h| (h.first..=h.last).contains(&f.seq))
+                {
                     h.tape_fills += 1;
                 }
             }
@@ -295,7 +308,10 @@ pub fn recover(cfg: &StoreConfig, binding: &Binding) -> Result<Recovery, Journal
     };
     let mut torn = Vec::new();
     let mut loss_cuts = Vec::new();
-    for (t, files) in [(&scan.tail, &scan.torn_files), (&tscan.tail, &tscan.torn_files)] {
+    for (t, files) in [
+        (&scan.tail, &scan.torn_files),
+        (&tscan.tail, &tscan.torn_files),
+    ] {
         let is_journal = std::ptr::eq(files, &scan.torn_files);
         let mut cuts: Vec<Cut> = files
             .iter()
@@ -441,8 +457,20 @@ impl Recovery {
         remove_files(&tape.torn_files)?;
         let meta = binding.meta(0);
         for h in &holes {
-            let part = h.prev.filter(|p| p.first == h.first).map_or(0, |p| p.part + 1);
-            write_filler(&cfg, &meta, SegmentId { first: h.first, part }, time, h.last - h.first + 1)?;
+            let part = h
+                .prev
+                .filter(|p| p.first == h.first)
+                .map_or(0, |p| p.part + 1);
+            write_filler(
+                &cfg,
+                &meta,
+                SegmentId {
+                    first: h.first,
+                    part,
+                },
+                time,
+                h.last - h.first + 1,
+            )?;
         }
         let hwm_seq = report.high_water_mark.as_ref().map_or(0, |m| m.seq);
         let mut j = OrderJournal::resume(
@@ -497,7 +525,14 @@ fn write_filler(
     let mut st = DeltaState::default();
     st.apply_meta();
     let mut rec = Vec::new();
-    encode_record(&st, time, 0, &Entry::Gap { count }, &mut Vec::new(), &mut rec);
+    encode_record(
+        &st,
+        time,
+        0,
+        &Entry::Gap { count },
+        &mut Vec::new(),
+        &mut rec,
+    );
     w.push(&rec)?;
     w.commit()?;
     tracing::warn!(segment = %file_name(JOURNAL, id), first = id.first, count, "wrote a GAP segment over missing seqs");

@@ -5,7 +5,9 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::codec::{decode, encode_meta, parse_frame, Decoded, DeltaState, Log, Meta, FORMAT_VERSION};
+use crate::codec::{
+    decode, encode_meta, parse_frame, Decoded, DeltaState, Log, Meta, FORMAT_VERSION,
+};
 use crate::{io_err, Durability, JournalError};
 
 /// Header: magic (4) | version (1) | first number u64 LE (8) | CRC32 LE of the previous 13 (4).
@@ -64,7 +66,13 @@ fn parse_name(kind: Kind, name: &str) -> Option<Option<SegmentId>> {
         Some((f, p)) => (f, p.parse::<u32>().ok().filter(|&p| p > 0)),
         None => (rest, Some(0)),
     };
-    Some(first.parse::<u64>().ok().zip(part).map(|(first, part)| SegmentId { first, part }))
+    Some(
+        first
+            .parse::<u64>()
+            .ok()
+            .zip(part)
+            .map(|(first, part)| SegmentId { first, part }),
+    )
 }
 
 fn header(kind: Kind, first: u64) -> [u8; HEADER_LEN as usize] {
@@ -304,7 +312,9 @@ impl Scanner {
 
     /// The segment being read (for error messages).
     pub(crate) fn current_path(&self) -> PathBuf {
-        self.cur.as_ref().map_or_else(PathBuf::new, |c| c.path.clone())
+        self.cur
+            .as_ref()
+            .map_or_else(PathBuf::new, |c| c.path.clone())
     }
 
     /// Offset of the record after the last one read in the current segment.
@@ -331,7 +341,9 @@ impl Scanner {
         let data = fs::read(&path).map_err(|e| io_err(&path, e))?;
         check_header(&path, &data, self.kind, Some(id.first))?;
         if let Some(exp) = self.expected {
-            let same_first_part = prev.filter(|p| p.first == id.first).map_or(0, |p| p.part + 1);
+            let same_first_part = prev
+                .filter(|p| p.first == id.first)
+                .map_or(0, |p| p.part + 1);
             let ok = id.first == exp.first && id.part == same_first_part;
             if !ok {
                 let hole = id.first > exp.first && id.part == 0;
@@ -699,8 +711,14 @@ mod tests {
             SegmentId { first: 1, part: 0 },
             SegmentId { first: 42, part: 0 },
             SegmentId { first: 42, part: 1 },
-            SegmentId { first: 42, part: 12 },
-            SegmentId { first: 1_000_000_000_000, part: 0 },
+            SegmentId {
+                first: 42,
+                part: 12,
+            },
+            SegmentId {
+                first: 1_000_000_000_000,
+                part: 0,
+            },
         ];
         for id in ids {
             assert_eq!(parse_name(JOURNAL, &file_name(JOURNAL, id)), Some(Some(id)));
