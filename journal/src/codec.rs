@@ -50,7 +50,7 @@ pub struct Meta {
 }
 
 /// Per-broker delta references of one segment.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, Debug)]
 struct BrokerRefs {
     /// Last order id of a NEW or rejected NEW (journal) or of a fill side (tape).
     last_id: u64,
@@ -60,7 +60,7 @@ struct BrokerRefs {
 
 /// Delta references and the broker dictionary. Reset at every segment start, so each segment
 /// decodes alone.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub(crate) struct DeltaState {
     has_meta: bool,
     prev_time: Timestamp,

@@ -14,7 +14,7 @@ use crate::segment::{file_name, Scanner, SegmentId, SegmentWriter, Tail, WriterS
 use crate::{JournalError, StoreConfig};
 
 /// Broker names across segments: a broker id keeps its first name forever.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub(crate) struct Names(pub FxHashMap<u32, String>);
 
 impl Names {

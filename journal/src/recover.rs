@@ -202,6 +202,7 @@ pub struct RecoveryReport {
 }
 
 /// The result of a scan, ready to continue appending.
+#[derive(Debug)]
 struct LogScan {
     tail: Option<Tail>,
     state: DeltaState,
@@ -210,6 +211,7 @@ struct LogScan {
 }
 
 /// The outcome of [`recover`]: a report, and the writers once the caller decides.
+#[derive(Debug)]
 pub struct Recovery {
     cfg: StoreConfig,
     binding: Binding,
@@ -222,6 +224,7 @@ pub struct Recovery {
 }
 
 /// The writers of a recovered data directory.
+#[derive(Debug)]
 pub struct Store {
     pub journal: OrderJournal,
     pub tape: TradeTape,
