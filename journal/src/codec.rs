@@ -1194,4 +1194,32 @@ mod tests {
             }
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Any payload, after a META or not, decodes to a value or an error: never a panic.
+        #[test]
+        fn arbitrary_payloads_never_panic(
+            payloads in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40), 1..6),
+            meta_first in proptest::prelude::any::<bool>(),
+        ) {
+            for log in [Log::Journal, Log::Tape] {
+                let mut st = DeltaState::default();
+                if meta_first {
+                    let (mut p, mut framed) = (Vec::new(), Vec::new());
+                    encode_meta(&meta(), &mut p, &mut framed);
+                    decode(&mut st, log, &p).unwrap();
+                    encode_dict(BrokerId(1), "b", &mut p, &mut framed);
+                    if log == Log::Journal {
+                        decode(&mut st, log, &p).unwrap();
+                    }
+                }
+                for p in &payloads {
+                    let _ = decode(&mut st, log, p);
+                    let _ = parse_frame(p, 0);
+                }
+            }
+        }
+    }
 }
