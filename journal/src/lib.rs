@@ -103,12 +103,15 @@
 //! decodes alone. A broker id always keeps the name it was first journaled with.
 //!
 //! ## High-water mark (`journal/COMMITTED`)
-//! Text, replaced atomically (write to `COMMITTED.tmp`, fsync unless `never`, rename, fsync the
-//! directory): `seq=<last committed seq>`, `segment=<file name>`, `length=<committed bytes of
-//! that segment>`, `crc32=<hex of the three lines above>`. Written after a commit made those
-//! bytes durable, at most every [`StoreConfig::hwm_interval`] (100 ms by default) or every
-//! [`StoreConfig::hwm_commits`] commits, and on a clean close. Records committed after the
-//! last update (at most that interval) are not covered by it.
+//! Two 160-byte text slots (`gen=<n> seq=<last committed seq> segment=<file name>
+//! length=<committed bytes of that segment> crc32=<hex of what precedes>`, padded with spaces,
+//! line feed). Created once aside and renamed in; then each update overwrites the older slot
+//! (generation n goes to slot n % 2) and makes one `fdatasync` (none under `never`): a write
+//! torn by a crash leaves the other slot, and the reader takes the intact slot with the
+//! highest generation. Written after a commit made those bytes durable, at most every
+//! [`StoreConfig::hwm_interval`] (100 ms by default) or every [`StoreConfig::hwm_commits`]
+//! commits, and on [`OrderJournal::close`]. Records committed after the last update (at most
+//! that interval) are not covered by it.
 //!
 //! ## Recovery rules
 //! In the last segment, a bad record (length past EOF, zero bytes, CRC failure) with no intact

@@ -244,7 +244,6 @@ impl OrderJournal {
         state: DeltaState,
         names: Names,
         next_seq: u64,
-        hwm_seq: u64,
     ) -> Result<OrderJournal, JournalError> {
         let dir = cfg.journal_dir.clone();
         let (writer, state) = match tail {
@@ -281,13 +280,7 @@ impl OrderJournal {
             }
         };
         let j = OrderJournal {
-            hwm: HwmWriter::new(
-                &dir,
-                cfg.durability,
-                cfg.hwm_interval,
-                cfg.hwm_commits,
-                hwm_seq,
-            ),
+            hwm: HwmWriter::new(&dir, cfg.durability, cfg.hwm_interval, cfg.hwm_commits)?,
             writer,
             state,
             names,

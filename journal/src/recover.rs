@@ -475,7 +475,6 @@ impl Recovery {
                 h.last - h.first + 1,
             )?;
         }
-        let hwm_seq = report.high_water_mark.as_ref().map_or(0, |m| m.seq);
         let mut j = OrderJournal::resume(
             &cfg,
             meta.clone(),
@@ -483,7 +482,6 @@ impl Recovery {
             journal.state,
             names,
             journal.next,
-            hwm_seq,
         )?;
         if let Some(t) = loss.as_ref().and_then(|l| l.tail.as_ref()) {
             j.append_gap(t.first, time, t.last - t.first + 1)?;

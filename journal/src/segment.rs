@@ -6,7 +6,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::codec::{
-    decode, encode_meta, parse_frame, Decoded, DeltaState, Log, Meta, FORMAT_VERSION,
+    decode, encode_meta, parse_frame, Decoded, DeltaState, Log, Meta, FORMAT_VERSION, MAX_PAYLOAD,
 };
 use crate::{io_err, Durability, JournalError};
 
@@ -181,6 +181,19 @@ fn nothing_valid_from(data: &[u8], pos: usize) -> bool {
     (pos..data.len()).all(|p| parse_frame(data, p).is_err())
 }
 
+/// Whether an intact record (normally the META) follows the header: the cheap common case of
+/// "this segment is not a torn file", read from the first bytes only.
+fn starts_with_a_record(path: &Path) -> Result<bool, JournalError> {
+    let mut head = Vec::with_capacity(HEADER_LEN as usize + MAX_PAYLOAD + 8);
+    File::open(path)
+        .and_then(|f| {
+            f.take(HEADER_LEN + MAX_PAYLOAD as u64 + 8)
+                .read_to_end(&mut head)
+        })
+        .map_err(|e| io_err(path, e))?;
+    Ok(head.len() > HEADER_LEN as usize && parse_frame(&head, HEADER_LEN as usize).is_ok())
+}
+
 /// Reads the first bytes of a segment (header and META) and returns its META.
 pub(crate) fn read_meta(path: &Path, kind: Kind, id: SegmentId) -> Result<Meta, JournalError> {
     let mut head = Vec::with_capacity(160);
@@ -279,6 +292,9 @@ impl Scanner {
         // Trailing segments without a single intact record were being created when the
         // writer died: they hold nothing.
         while let Some((_, path)) = segments.last() {
+            if starts_with_a_record(path)? {
+                break;
+            }
             let data = fs::read(path).map_err(|e| io_err(path, e))?;
             if nothing_valid_from(&data, HEADER_LEN.min(data.len() as u64) as usize) {
                 truncated_bytes += data.len() as u64;
