@@ -346,38 +346,49 @@ fn main() {
     );
 
     // --- Size per record type ---------------------------------------------------------------
-    // Per-type sizes from a sample journal committed after every record (Never: write only).
+    // Per-type sizes from sample journals committed after every record (Never: write only),
+    // under two clocks: every command stamped with its own nanosecond time (as generated), and
+    // one time stamp per batch of 16 commands (a manager that reads the clock per batch).
     let sample = 100_000.min(n);
-    let scfg = store_cfg(&root.path().join("sizes"), Durability::Never);
-    let mut store = recover(&scfg, &binding)
-        .expect("recover")
-        .open()
-        .expect("open");
-    let seg = store.journal.segment_path().to_owned();
-    let mut size = fs::metadata(&seg).expect("segment").len();
-    let mut by_type = [(0u64, 0u64); 4];
-    for (i, r) in recs[..sample].iter().enumerate() {
-        let name = r
-            .cmd
-            .broker()
-            .map_or("", |b| brokers[b.0 as usize].as_str());
-        store
-            .journal
-            .append(i as u64 + 1, r.time, r.client_ref, &r.cmd, name)
-            .expect("append");
-        store.journal.commit().expect("commit");
-        let now = fs::metadata(&seg).expect("segment").len();
-        let k = match r.cmd {
-            Command::New(_) => 0,
-            Command::Cancel(_) => 1,
-            Command::Amend(_) => 2,
-            Command::Phase(_) => 3,
-        };
-        by_type[k].0 += now - size;
-        by_type[k].1 += 1;
-        size = now;
-    }
-    drop(store);
+    let per_type = |name: &str, batch_stamps: bool| -> [(u64, u64); 4] {
+        let scfg = store_cfg(&root.path().join(name), Durability::Never);
+        let mut store = recover(&scfg, &binding)
+            .expect("recover")
+            .open()
+            .expect("open");
+        let seg = store.journal.segment_path().to_owned();
+        let mut size = fs::metadata(&seg).expect("segment").len();
+        let mut by_type = [(0u64, 0u64); 4];
+        for (i, r) in recs[..sample].iter().enumerate() {
+            let name = r
+                .cmd
+                .broker()
+                .map_or("", |b| brokers[b.0 as usize].as_str());
+            let time = if batch_stamps {
+                recs[i - i % 16].time
+            } else {
+                r.time
+            };
+            store
+                .journal
+                .append(i as u64 + 1, time, r.client_ref, &r.cmd, name)
+                .expect("append");
+            store.journal.commit().expect("commit");
+            let now = fs::metadata(&seg).expect("segment").len();
+            let k = match r.cmd {
+                Command::New(_) => 0,
+                Command::Cancel(_) => 1,
+                Command::Amend(_) => 2,
+                Command::Phase(_) => 3,
+            };
+            by_type[k].0 += now - size;
+            by_type[k].1 += 1;
+            size = now;
+        }
+        by_type
+    };
+    let ns_clock = per_type("sizes-ns", false);
+    let batch_clock = per_type("sizes-batch", true);
     let fills = fills_for(&recs, 7);
     let tape_cfg = store_cfg(&root.path().join("never"), Durability::Never);
     let mut store = recover(&tape_cfg, &binding)
@@ -432,26 +443,27 @@ fn main() {
         / fills.len() as f64;
     let avg = |(b, c): (u64, u64)| b as f64 / c.max(1) as f64;
     println!(
-        "\n| record | journal bytes (framed, CRC32, time, client ref) | bincode 2 standard (time, client ref, value; no framing) |"
+        "\n| record | journal bytes, ns clock | journal bytes, one stamp per 16 | bincode 2 standard (time, client ref, value; no framing, no CRC) |"
     );
-    println!("|---|---:|---:|");
+    println!("|---|---:|---:|---:|");
+    for (k, what, f) in [
+        (
+            0,
+            "NEW",
+            (|c: &Command| matches!(c, Command::New(_))) as fn(&Command) -> bool,
+        ),
+        (1, "CANCEL", |c: &Command| matches!(c, Command::Cancel(_))),
+        (2, "AMEND", |c: &Command| matches!(c, Command::Amend(_))),
+    ] {
+        println!(
+            "| {what} | {:.2} | {:.2} | {:.2} |",
+            avg(ns_clock[k]),
+            avg(batch_clock[k]),
+            bincode_of(f)
+        );
+    }
     println!(
-        "| NEW | {:.2} | {:.2} |",
-        avg(by_type[0]),
-        bincode_of(|c| matches!(c, Command::New(_)))
-    );
-    println!(
-        "| CANCEL | {:.2} | {:.2} |",
-        avg(by_type[1]),
-        bincode_of(|c| matches!(c, Command::Cancel(_)))
-    );
-    println!(
-        "| AMEND | {:.2} | {:.2} |",
-        avg(by_type[2]),
-        bincode_of(|c| matches!(c, Command::Amend(_)))
-    );
-    println!(
-        "| FILL (tape; bincode of seq, time, index, fill) | {:.2} | {bincode_fill:.2} |",
+        "| FILL (tape; bincode of seq, time, index, fill) | {:.2} | | {bincode_fill:.2} |",
         tape_bytes as f64 / fills.len() as f64
     );
     println!(
@@ -487,13 +499,24 @@ fn main() {
         .count();
     let stream_time = t.elapsed();
     assert_eq!(streamed, n);
+    // The same records in 1 MiB segments: a reader of the last 1,000 seqs skips the rest.
+    let mut small = store_cfg(&root.path().join("small-segments"), Durability::Never);
+    small.segment_bytes = 1 << 20;
+    append_run(&small, &binding, &brokers, &recs, BATCH);
     let t = Instant::now();
-    let tail = JournalReader::open(&full.journal_dir, n as u64 - 999)
+    let tail = JournalReader::open(&small.journal_dir, n as u64 - 999)
         .expect("reader")
         .map(|r| r.expect("record"))
         .count();
     let tail_time = t.elapsed();
     assert_eq!(tail, 1000);
+    let t = Instant::now();
+    let small_all = JournalReader::open(&small.journal_dir, 0)
+        .expect("reader")
+        .map(|r| r.expect("record"))
+        .count();
+    let small_time = t.elapsed();
+    assert_eq!(small_all, n);
     let t = Instant::now();
     let tape_streamed = TapeReader::open(&full.tape_dir, 0)
         .expect("reader")
@@ -518,8 +541,9 @@ fn main() {
             stream_time,
             n,
         ),
+        ("JournalReader from seq 1, 1 MiB segments", small_time, n),
         (
-            "JournalReader for the last 1,000 seqs (skips segments)",
+            "JournalReader for the last 1,000 seqs, 1 MiB segments (skips the others)",
             tail_time,
             1_000,
         ),
