@@ -363,6 +363,17 @@ impl Scanner {
             let ok = id.first == exp.first && id.part == same_first_part;
             if !ok {
                 let hole = id.first > exp.first && id.part == 0;
+                if id.first == exp.first && id.part != same_first_part {
+                    return Err(Self::corrupt(
+                        &path,
+                        0,
+                        format!(
+                            "segment part {} of {} {} comes without part {} before it: a \
+                             segment holding only rejected NEWs is missing",
+                            id.part, self.kind.unit, id.first, same_first_part
+                        ),
+                    ));
+                }
                 if hole && self.allow_holes {
                     self.holes.push(Hole {
                         first: exp.first,

@@ -127,6 +127,18 @@ fn rejected_only_segments_get_part_numbers_and_read_back() {
         "expected several parts at one seq: {names:?}"
     );
     assert_eq!(read_items(&c.journal_dir, 0), written);
+    // A missing part is named as such (it held only rejected NEWs: no seq is lost).
+    let part1 = names.iter().find(|n| n.ends_with("-1.seg")).unwrap();
+    let saved = fs::read(c.journal_dir.join(part1)).unwrap();
+    fs::remove_file(c.journal_dir.join(part1)).unwrap();
+    let err = read_journal(&c.journal_dir).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "comes without part 1 before it: a segment holding only rejected NEWs is missing"
+        ),
+        "{err}"
+    );
+    fs::write(c.journal_dir.join(part1), saved).unwrap();
     let mid_seq = 11;
     assert_eq!(
         read_items(&c.journal_dir, mid_seq),
