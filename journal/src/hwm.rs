@@ -159,7 +159,7 @@ impl HwmWriter {
         let sync = self.durability != Durability::Never;
         let fsyncs = match &self.file {
             Some(f) => {
-                write_at(f, &slot, (generation % 2) as u64 * SLOT as u64)
+                write_at(f, &slot, (generation % 2) * SLOT as u64)
                     .and_then(|_| if sync { f.sync_data() } else { Ok(()) })
                     .map_err(|e| io_err(&path, e))?;
                 u64::from(sync)

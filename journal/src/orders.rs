@@ -370,9 +370,7 @@ impl OrderJournal {
         self.writer.push(&self.group)?;
         if let Some((b, name)) = broker {
             self.state.apply_dict(b, name);
-            if !self.names.0.contains_key(&b.0) {
-                self.names.0.insert(b.0, name.to_owned());
-            }
+            self.names.0.entry(b.0).or_insert_with(|| name.to_owned());
         }
         Ok(())
     }

@@ -31,7 +31,7 @@ fn a_different_listing_or_rules_is_refused_naming_both() {
         "VNM,60000\nFPT,95000\n",            // a security dropped
     ] {
         let other = Binding::new(&table(edited), MarketRules::hose());
-        let err = recover(&c, &other).err().expect("refused");
+        let err = recover(&c, &other).expect_err("refused");
         assert_eq!(
             err.to_string(),
             format!(
