@@ -147,7 +147,7 @@ use std::time::Duration;
 pub use codec::{Meta, FORMAT_VERSION, MAX_BROKER_NAME, MAX_RULES_NAME};
 pub use export::{export_csv, ExportOptions, ExportSummary};
 pub use hwm::HighWaterMark;
-pub use listing::{listing_fingerprint, Binding};
+pub use listing::{journal_listing, listing_fingerprint, Binding};
 pub use lock::{DataDirLock, LockError};
 pub use orders::{read_journal, JournalContents, JournalReader, OrderJournal};
 pub use records::{Entry, JournalItem, JournalRecord, RejectedNew, TapeFill};

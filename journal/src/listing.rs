@@ -28,6 +28,23 @@ pub fn listing_fingerprint(listing: &SecurityTable) -> u64 {
     fnv1a64(listing.to_csv().as_bytes())
 }
 
+/// The journal's own copy of its listing (`<journal_dir>/listing.csv`), e.g. for an export
+/// that must use exactly the listing the journal was written with; `None` if there is none.
+pub fn journal_listing(journal_dir: &Path) -> Result<Option<SecurityTable>, JournalError> {
+    let copy = journal_dir.join(LISTING_FILE);
+    match fs::read_to_string(&copy) {
+        Ok(text) => SecurityTable::parse_csv(&text)
+            .map(Some)
+            .map_err(|e| JournalError::Corrupt {
+                segment: copy,
+                offset: 0,
+                detail: format!("listing copy does not parse: {e}"),
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(&copy, e)),
+    }
+}
+
 /// The listing and rules a journal is (to be) written with.
 #[derive(Clone, Debug)]
 pub struct Binding {

@@ -24,6 +24,14 @@ fn a_different_listing_or_rules_is_refused_naming_both() {
     drop(store);
     let copy = c.journal_dir.join("listing.csv");
     assert_eq!(fs::read_to_string(&copy).unwrap(), table(ORIGINAL).to_csv());
+    assert_eq!(
+        journal::journal_listing(&c.journal_dir).unwrap(),
+        Some(table(ORIGINAL))
+    );
+    assert_eq!(
+        journal::journal_listing(&tmp.path().join("nowhere")).unwrap(),
+        None
+    );
 
     for edited in [
         "FPT,95000\nVNM,60000\nHPG,25000\n", // rows swapped: ids change
