@@ -11,7 +11,6 @@
 //! Must not: match orders itself except in `--local` mode (which runs the executor's own core
 //! in-process), or block its sequencing loop on a slow client or monitor.
 pub mod core;
-pub mod journal;
 pub mod schedule;
 pub mod server;
 pub mod setup;

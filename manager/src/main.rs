@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use manager::core::{Core, CoreConfig, MemoryPersist, Persist, Recorded};
-use manager::journal::{Durability, JournalConfig};
+use journal::Durability;
+use manager::core::{Core, CoreConfig, MemoryPersist};
 use manager::schedule::ScheduleKind;
 use manager::server::{self, ServerConfig, ServerLimits};
 use manager::setup;
@@ -49,6 +49,10 @@ enum JournalAction {
         /// Directory to write orders.csv and trades.csv into.
         #[arg(long, default_value = ".")]
         out_dir: PathBuf,
+        /// Also write `seq,time,client_ref,reject_reason` (orders) and `seq,time,fill_index`
+        /// (trades) after the replay columns.
+        #[arg(long)]
+        extra_columns: bool,
     },
 }
 
@@ -94,6 +98,11 @@ struct RunArgs {
     /// Keep no journal at all (experiments only: nothing survives a restart).
     #[arg(long)]
     no_journal: bool,
+    /// Start even though recovery found acknowledged commands missing from the journal (it
+    /// prints exactly which): the lost seqs are journaled as a gap and never used again.
+    /// Without it the manager refuses to start on a loss and changes nothing.
+    #[arg(long)]
+    accept_journal_loss: bool,
     /// Journal segment size in bytes.
     #[arg(long, default_value_t = 64 << 20)]
     segment_bytes: u64,
@@ -170,8 +179,9 @@ fn main() -> std::process::ExitCode {
                     csv: _,
                     data_dir,
                     out_dir,
+                    extra_columns,
                 },
-        }) => export(&data_dir, &out_dir),
+        }) => export(&data_dir, &out_dir, extra_columns),
         None => run(cli.run),
     };
     match result {
@@ -184,20 +194,25 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn export(data_dir: &std::path::Path, out_dir: &std::path::Path) -> anyhow::Result<()> {
-    let listing = data_dir.join("securities.csv");
-    let text = std::fs::read_to_string(&listing)
-        .with_context(|| format!("reading {}", listing.display()))?;
-    let securities = matching::SecurityTable::parse_csv(&text)?;
-    std::fs::create_dir_all(out_dir)?;
-    manager::journal::export_csv(
-        &data_dir.join("journal"),
+fn export(
+    data_dir: &std::path::Path,
+    out_dir: &std::path::Path,
+    extra_columns: bool,
+) -> anyhow::Result<()> {
+    let journal_dir = data_dir.join("journal");
+    // The journal's own copy of the listing it was written with.
+    let securities = journal::journal_listing(&journal_dir)?.with_context(|| {
+        format!("{} holds no journal", journal_dir.display())
+    })?;
+    let summary = journal::export_csv(
+        &journal_dir,
         &data_dir.join("tape"),
         &securities,
         out_dir,
+        journal::ExportOptions { extra_columns },
     )?;
     eprintln!(
-        "wrote {} and {}",
+        "wrote {} and {} ({summary:?})",
         out_dir.join("orders.csv").display(),
         out_dir.join("trades.csv").display()
     );
@@ -244,40 +259,51 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         commit_each: args.fsync == Durability::Always,
         ..CoreConfig::default()
     };
-    let gateway = Gateway::new(args.rules, securities);
+    // One manager per data dir: a second one would overwrite the first one's journal.
+    let _lock = journal::DataDirLock::acquire(&args.data_dir)?;
     let started = Instant::now();
     let core = if args.no_journal {
+        setup::save_listing(&args.data_dir, &securities)?;
+        let gateway = Gateway::new(args.rules, securities);
         Core::new(config, gateway, Box::new(MemoryPersist::default()), started)
     } else {
-        let jcfg = JournalConfig {
-            dir: args.data_dir.join("journal"),
-            segment_bytes: args.segment_bytes,
-            durability: args.fsync,
+        let mut cfg = journal::StoreConfig::in_data_dir(&args.data_dir);
+        cfg.segment_bytes = args.segment_bytes;
+        cfg.durability = args.fsync;
+        let binding = journal::Binding::new(&securities, args.rules);
+        let recovery = journal::recover(&cfg, &binding)?;
+        let store = match &recovery.report().loss {
+            None => recovery.open()?,
+            Some(loss) if args.accept_journal_loss => {
+                tracing::warn!("accepting a journal loss: {loss}");
+                recovery.accept_loss(setup::wall_ns())?
+            }
+            Some(loss) => anyhow::bail!(
+                "recovery found acknowledged commands missing; nothing was changed:\n{loss}\nRestore the missing files, or start with --accept-journal-loss to continue (the lost seqs are journaled as a gap and never reused)."
+            ),
         };
-        let (persist, recovered, trades) = setup::DiskPersist::open(&args.data_dir, &jcfg)?;
-        let persist: Box<dyn Persist> = Box::new(persist);
-        let mut core = Core::new(config, gateway, persist, started);
-        if !recovered.orders.is_empty() {
-            let t = Instant::now();
-            let orders: Vec<Recorded> = recovered
-                .orders
-                .iter()
-                .map(|(seq, command)| Recorded {
-                    seq: *seq,
-                    time: 0,
-                    client_ref: 0,
-                    command: *command,
-                })
-                .collect();
-            let taped = trades
-                .iter()
-                .map(|(seq, idx, f)| (*seq, f.security, *idx))
-                .collect();
-            let missing = core.recover(&recovered.brokers, &orders, &[], &taped)?;
+        setup::save_listing(&args.data_dir, &securities)?;
+        let gateway = Gateway::new(args.rules, securities);
+        let t = Instant::now();
+        let contents = journal::read_journal(&cfg.journal_dir)?;
+        let taped = journal::read_tape(&cfg.tape_dir)?
+            .fills
+            .iter()
+            .map(journal::TapeFill::key)
+            .collect();
+        let mut core = Core::new(
+            config,
+            gateway,
+            Box::new(setup::DiskPersist::new(store)),
+            started,
+        );
+        if !contents.records.is_empty() || !contents.rejected.is_empty() {
+            let missing =
+                core.recover(&contents.brokers, &contents.records, &contents.rejected, &taped)?;
             tracing::info!(
-                orders = recovered.orders.len(),
+                records = contents.records.len(),
+                rejected = contents.rejected.len(),
                 next_seq = core.next_seq(),
-                truncated_bytes = recovered.truncated_bytes,
                 fills_restored = missing,
                 elapsed_ms = t.elapsed().as_millis() as u64,
                 "recovered from the journal"

@@ -11,7 +11,13 @@ use matching::SecurityTable;
 use rand::Rng;
 
 use crate::core::{JournalEntry, Persist, RejectedEntry, TapeEntry};
-use crate::journal::{JournalConfig, OrderJournal, Recovered, TradeTape};
+
+/// The wall clock, ns since the Unix epoch.
+pub fn wall_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
+}
 
 /// A random 128-bit hex secret.
 pub fn random_secret() -> String {
@@ -74,8 +80,8 @@ pub fn load_credentials(
 }
 
 /// The listing in use: `--securities FILE`, else `data_dir/securities.csv` from an earlier
-/// start, else a synthetic one. It is always written back to the data dir, so a restart (and
-/// `journal export`) sees the same ids.
+/// start, else a synthetic one. Nothing is written here: [`save_listing`] writes it back once
+/// the journal has accepted it.
 pub fn load_securities(
     data_dir: &Path,
     given: Option<&Path>,
@@ -95,21 +101,15 @@ pub fn load_securities(
     if table.is_empty() {
         bail!("the listing has no securities");
     }
-    if saved.exists() && given.is_some() {
-        let old = SecurityTable::parse_csv(&std::fs::read_to_string(&saved)?)?;
-        let journal_has_data = data_dir
-            .join("journal")
-            .read_dir()
-            .is_ok_and(|mut d| d.next().is_some());
-        if journal_has_data && old.to_csv() != table.to_csv() {
-            bail!(
-                "{} differs from the listing this data dir was journaled with; use a fresh --data-dir",
-                saved.display()
-            );
-        }
-    }
-    write_atomic(&saved, &table.to_csv())?;
     Ok(table)
+}
+
+/// Writes the listing in use to `data_dir/securities.csv`, so a restart and `journal export`
+/// see the same ids. Call it after the journal opened with this listing: a journal keeps its
+/// own copy and refuses another one, so an edited file (or another --securities) is caught
+/// there, before anything is overwritten.
+pub fn save_listing(data_dir: &Path, table: &SecurityTable) -> anyhow::Result<()> {
+    write_atomic(&data_dir.join("securities.csv"), &table.to_csv())
 }
 
 /// The schedule in use. It is kept in `data_dir/schedule.json` with its anchor (the wall clock
@@ -162,50 +162,46 @@ pub fn load_schedule(
 
 /// The journal and the trade tape on disk.
 pub struct DiskPersist {
-    journal: OrderJournal,
-    tape: TradeTape,
+    store: journal::Store,
     tape_dirty: bool,
 }
 
 impl DiskPersist {
-    pub fn open(
-        data_dir: &Path,
-        cfg: &JournalConfig,
-    ) -> anyhow::Result<(DiskPersist, Recovered, Vec<crate::journal::Trade>)> {
-        let mut jcfg = cfg.clone();
-        jcfg.dir = data_dir.join("journal");
-        let (journal, recovered) = OrderJournal::open(jcfg)?;
-        let mut tcfg = cfg.clone();
-        tcfg.dir = data_dir.join("tape");
-        let (tape, trades) = TradeTape::open(tcfg)?;
-        Ok((
-            DiskPersist {
-                journal,
-                tape,
-                tape_dirty: false,
-            },
-            recovered,
-            trades,
-        ))
+    pub fn new(store: journal::Store) -> Self {
+        DiskPersist {
+            store,
+            tape_dirty: false,
+        }
     }
 }
 
 impl Persist for DiskPersist {
     fn append(&mut self, e: &JournalEntry<'_>) -> anyhow::Result<()> {
-        Ok(self.journal.append(e.seq, e.command, e.broker_name)?)
+        Ok(self
+            .store
+            .journal
+            .append(e.seq, e.time, e.client_ref, e.command, e.broker_name)?)
     }
-    fn append_rejected(&mut self, _e: &RejectedEntry<'_>) -> anyhow::Result<()> {
-        // TODO(journal v2): rejected NEWs are journaled by the v2 format.
-        Ok(())
+    fn append_rejected(&mut self, e: &RejectedEntry<'_>) -> anyhow::Result<()> {
+        Ok(self.store.journal.append_rejected(
+            e.time,
+            e.client_ref,
+            e.order,
+            e.reason,
+            e.broker_name,
+        )?)
     }
     fn append_trade(&mut self, e: &TapeEntry) -> anyhow::Result<()> {
         self.tape_dirty = true;
-        Ok(self.tape.append(e.seq, e.fill_index, &e.fill)?)
+        Ok(self
+            .store
+            .tape
+            .append(e.seq, e.time, e.fill_index, &e.fill)?)
     }
     fn commit(&mut self) -> anyhow::Result<()> {
-        self.journal.commit()?;
+        self.store.journal.commit()?;
         if self.tape_dirty {
-            self.tape.commit()?;
+            self.store.tape.commit()?;
             self.tape_dirty = false;
         }
         Ok(())

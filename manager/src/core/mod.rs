@@ -42,6 +42,7 @@ use proto::{
 };
 use rustc_hash::FxHashMap;
 
+use journal::{JournalRecord, RejectedNew};
 use orders::Projection;
 pub use shards::{NodeId, LOCAL_NODE};
 use shards::{ShardNews, Shards};
@@ -93,48 +94,31 @@ pub trait Persist: Send {
     fn commit(&mut self) -> anyhow::Result<()>;
 }
 
-/// A journaled command, as recovery reads it back.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Recorded {
-    pub seq: u64,
-    pub time: Timestamp,
-    pub client_ref: u64,
-    pub command: Command,
-}
-
-/// A journaled reject, as recovery reads it back.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RecordedReject {
-    pub time: Timestamp,
-    pub client_ref: u64,
-    pub order: NewOrder,
-    pub reason: RejectReason,
-}
-
 /// Keeps everything in memory (tests and the `--no-journal` experiments).
 #[derive(Default)]
 pub struct MemoryPersist {
-    pub orders: Vec<Recorded>,
-    pub rejected: Vec<RecordedReject>,
+    pub orders: Vec<JournalRecord>,
+    pub rejected: Vec<RejectedNew>,
     pub trades: Vec<TapeEntry>,
 }
 
 impl Persist for MemoryPersist {
     fn append(&mut self, e: &JournalEntry<'_>) -> anyhow::Result<()> {
-        self.orders.push(Recorded {
+        self.orders.push(JournalRecord {
             seq: e.seq,
             time: e.time,
             client_ref: e.client_ref,
-            command: *e.command,
+            entry: journal::Entry::Command(*e.command),
         });
         Ok(())
     }
     fn append_rejected(&mut self, e: &RejectedEntry<'_>) -> anyhow::Result<()> {
-        self.rejected.push(RecordedReject {
-            time: e.time,
-            client_ref: e.client_ref,
+        self.rejected.push(RejectedNew {
             order: *e.order,
             reason: e.reason,
+            time: e.time,
+            client_ref: e.client_ref,
+            next_seq: 0,
         });
         Ok(())
     }
@@ -427,9 +411,9 @@ impl Core {
     pub fn recover(
         &mut self,
         brokers: &[(BrokerId, String)],
-        orders: &[Recorded],
-        rejected: &[RecordedReject],
-        taped: &rustc_hash::FxHashSet<(u64, SecurityId, u32)>,
+        orders: &[JournalRecord],
+        rejected: &[RejectedNew],
+        taped: &rustc_hash::FxHashSet<(u64, u32, u32)>,
     ) -> anyhow::Result<u64> {
         let mut sorted: Vec<&(BrokerId, String)> = brokers.iter().collect();
         sorted.sort_by_key(|(id, _)| id.0);
@@ -466,22 +450,30 @@ impl Core {
                 self.next_seq,
                 rec.seq
             );
-            self.next_seq += 1;
             self.last_time = self.last_time.max(rec.time);
-            if let Err(reason) = self.gateway.check(&rec.command) {
+            let command = match rec.entry {
+                journal::Entry::Gap { count } => {
+                    // Seqs an operator accepted as lost: never reused.
+                    self.next_seq += count;
+                    continue;
+                }
+                journal::Entry::Command(c) => c,
+            };
+            self.next_seq += 1;
+            if let Err(reason) = self.gateway.check(&command) {
                 anyhow::bail!(
                     "journaled command seq {} is refused on replay ({}): the journal does not match this listing or these rules",
                     rec.seq,
                     reason.code()
                 );
             }
-            if let Command::New(o) = &rec.command {
+            if let Command::New(o) = &command {
                 self.note_max_id(o);
             }
-            if let Command::Phase(p) = rec.command {
+            if let Command::Phase(p) = command {
                 self.phase = p;
             }
-            let routed: Vec<Routed> = self.fan_out(rec.seq, &rec.command);
+            let routed: Vec<Routed> = self.fan_out(rec.seq, &command);
             groups.clear();
             engine.process(&routed, &mut groups);
             for r in routed {
@@ -491,7 +483,7 @@ impl Core {
                 let routed = Routed {
                     seq: rec.seq,
                     security: g.security,
-                    command: rec.command,
+                    command,
                 };
                 let outcome = self
                     .projection
@@ -505,7 +497,7 @@ impl Core {
                 let mut fill_index = 0u32;
                 for ev in &g.events {
                     if let Event::Fill(f) = ev {
-                        if !taped.contains(&(rec.seq, g.security, fill_index)) {
+                        if !taped.contains(&(rec.seq, g.security.0, fill_index)) {
                             self.persist.append_trade(&TapeEntry {
                                 seq: rec.seq,
                                 time: rec.time,

@@ -32,6 +32,14 @@ pub(crate) fn unzigzag(v: u128) -> i128 {
 pub(crate) const PRICE_SCALES: [u128; 4] = [1, 10, 50, 100];
 /// Scale factors for quantities (board lot 100; round lots of 1,000).
 pub(crate) const QTY_SCALES: [u128; 4] = [1, 10, 100, 1000];
+/// Scale factors for time deltas in nanoseconds (exact microseconds, milliseconds, seconds).
+pub(crate) const TIME_SCALES: [u128; 4] = [1, 1_000, 1_000_000, 1_000_000_000];
+
+/// Appends a signed `v` as `zz(v / scales[c]) << 2 | c` with the largest scale that divides it.
+pub(crate) fn put_scaled_signed(out: &mut Vec<u8>, v: i128, scales: &[u128; 4]) {
+    let c = scale_code(v.unsigned_abs(), scales);
+    put_uint(out, (zigzag(v / scales[c] as i128) << 2) | c as u128);
+}
 
 /// Appends `v` divided by the largest scale that divides it, with the scale's index in the low
 /// two bits: `(v / scales[c]) << 2 | c`. Values up to 2^68 fit in 10 bytes.
@@ -129,6 +137,14 @@ impl<'a> Reader<'a> {
             .ok_or_else(|| "scaled integer overflows".to_string())
     }
 
+    /// The inverse of [`put_scaled_signed`].
+    pub(crate) fn scaled_signed(&mut self, scales: &[u128; 4]) -> Result<i128, String> {
+        let raw = self.uint(10)?;
+        unzigzag(raw >> 2)
+            .checked_mul(scales[(raw & 3) as usize] as i128)
+            .ok_or_else(|| "scaled integer overflows".to_string())
+    }
+
     /// A zigzagged signed value times `scale` (the scale code travels elsewhere).
     pub(crate) fn signed_times(&mut self, scale: u128) -> Result<i128, String> {
         self.signed()?
@@ -202,5 +218,26 @@ mod tests {
         assert_eq!(r.signed_times(1).unwrap(), extreme);
         assert_eq!(r.scaled(&QTY_SCALES).unwrap(), u64::MAX as u128);
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn scaled_signed_time_deltas() {
+        let cases = [
+            (0i128, 1usize),
+            (5_000, 1),
+            (-7_000_000, 1),
+            (3_000_000_000, 1),
+            (12_345, 3),
+            (i128::from(i64::MAX) - i128::from(i64::MIN), 10),
+            (i128::from(i64::MIN) - i128::from(i64::MAX), 10),
+        ];
+        for (v, len) in cases {
+            let mut out = Vec::new();
+            put_scaled_signed(&mut out, v, &TIME_SCALES);
+            assert_eq!(out.len(), len, "{v}");
+            let mut r = Reader::new(&out);
+            assert_eq!(r.scaled_signed(&TIME_SCALES).unwrap(), v);
+            assert!(r.is_empty());
+        }
     }
 }
