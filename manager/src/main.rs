@@ -201,9 +201,8 @@ fn export(
 ) -> anyhow::Result<()> {
     let journal_dir = data_dir.join("journal");
     // The journal's own copy of the listing it was written with.
-    let securities = journal::journal_listing(&journal_dir)?.with_context(|| {
-        format!("{} holds no journal", journal_dir.display())
-    })?;
+    let securities = journal::journal_listing(&journal_dir)?
+        .with_context(|| format!("{} holds no journal", journal_dir.display()))?;
     let summary = journal::export_csv(
         &journal_dir,
         &data_dir.join("tape"),
@@ -298,8 +297,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             started,
         );
         if !contents.records.is_empty() || !contents.rejected.is_empty() {
-            let missing =
-                core.recover(&contents.brokers, &contents.records, &contents.rejected, &taped)?;
+            let missing = core.recover(
+                &contents.brokers,
+                &contents.records,
+                &contents.rejected,
+                &taped,
+            )?;
             tracing::info!(
                 records = contents.records.len(),
                 rejected = contents.rejected.len(),

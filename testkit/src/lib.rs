@@ -399,10 +399,12 @@ impl Grid {
     }
 
     /// Bytes journaled so far (for "kill it mid-run" tests).
+    /// Bytes of journal segments so far (not the journal's listing copy or high-water mark).
     pub fn journal_bytes(&self) -> u64 {
         std::fs::read_dir(self.data_dir.join("journal"))
             .map(|d| {
                 d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".seg"))
                     .filter_map(|e| e.metadata().ok())
                     .map(|m| m.len())
                     .sum()

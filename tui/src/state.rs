@@ -684,6 +684,14 @@ mod tests {
             broker: None,
             heartbeat_ms: 500,
             max_order_id: 0,
+            limits: proto::SessionLimits {
+                max_frame: 1 << 20,
+                max_batch: 4096,
+                max_in_flight: 1000,
+                max_order_id: 1 << 40,
+            },
+            phase: matching::Phase::Continuous,
+            sequenced: 0,
         }
     }
 
@@ -721,6 +729,9 @@ mod tests {
             orders_per_sec: rate,
             latency: LatencySummary::default(),
             securities: Vec::new(),
+            phase: matching::Phase::Continuous,
+            exchange_time: 0,
+            schedule: "continuous".into(),
         }
     }
 

@@ -44,6 +44,14 @@ fn fixed_state() -> AppState {
         broker: None,
         heartbeat_ms: 500,
         max_order_id: 0,
+        limits: proto::SessionLimits {
+            max_frame: 1 << 20,
+            max_batch: 4096,
+            max_in_flight: 1000,
+            max_order_id: 1 << 40,
+        },
+        phase: matching::Phase::Continuous,
+        sequenced: 0,
     }));
     let security = |id: u32, owner: u32| SecurityView {
         id: SecurityId(id),
@@ -57,6 +65,8 @@ fn fixed_state() -> AppState {
         bids: vec![(25_300, 1_000), (25_250, 2_500)],
         asks: vec![(25_400, 800), (25_450, 3_300)],
         recent_prices: vec![25_000, 25_100, 25_350, 25_200, 25_350],
+        indicative: None,
+        last_auction: None,
     };
     let mut rates = vec![0.0, 800.0, 1600.0];
     rates.push(2000.0);
@@ -90,6 +100,9 @@ fn fixed_state() -> AppState {
                 security(2, 1),
                 security(3, 2),
             ],
+            phase: matching::Phase::Continuous,
+            exchange_time: 0,
+            schedule: "continuous".into(),
         })));
     }
     s.apply(NetEvent::Msg(MonitorMsg::Trades(vec![

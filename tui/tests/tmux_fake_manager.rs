@@ -46,7 +46,7 @@ async fn serve(endpoint: quinn::Endpoint, session: u32, b_status: NodeStatus) {
         let seq = seq.clone();
         tokio::spawn(async move {
             let Ok(conn) = incoming.await else { return };
-            let Ok((mut w, _r, hello)) = proto::quic::accept_hello(&conn).await else {
+            let Ok((mut w, _r, hello)) = transport::quic::accept_hello(&conn).await else {
                 return;
             };
             if hello.credentials
@@ -79,6 +79,14 @@ async fn serve(endpoint: quinn::Endpoint, session: u32, b_status: NodeStatus) {
                 broker: None,
                 heartbeat_ms: 500,
                 max_order_id: 0,
+                limits: proto::SessionLimits {
+                    max_frame: 1 << 20,
+                    max_batch: 4096,
+                    max_in_flight: 1000,
+                    max_order_id: 1 << 40,
+                },
+                phase: matching::Phase::Continuous,
+                sequenced: 0,
             };
             if w.send(&HelloReply::Welcome(welcome)).await.is_err() {
                 return;
@@ -99,6 +107,9 @@ async fn serve(endpoint: quinn::Endpoint, session: u32, b_status: NodeStatus) {
                     orders_per_sec: 100.0,
                     latency: LatencySummary::default(),
                     securities: vec![],
+                    phase: matching::Phase::Continuous,
+                    exchange_time: 0,
+                    schedule: "continuous".into(),
                 };
                 let trade = TradeTick {
                     uptime_ms: tick * 100,
@@ -138,8 +149,8 @@ fn start_fake(
     // The previous server's socket may take a moment to be released after a restart.
     for _ in 0..50 {
         let (identity, _) =
-            proto::quic::load_or_create_identity(dir, None, None).expect("identity");
-        match proto::quic::server_endpoint(addr, identity) {
+            transport::quic::load_or_create_identity(dir, None, None).expect("identity");
+        match transport::quic::server_endpoint(addr, identity) {
             Ok(endpoint) => {
                 rt.spawn(serve(endpoint.clone(), session, b));
                 return endpoint;

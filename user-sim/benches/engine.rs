@@ -57,7 +57,8 @@ fn count_fills(events: &[Event]) -> u64 {
 }
 
 fn run_engine(cmds: &[Command], books: usize) -> u64 {
-    let mut engine = Engine::new();
+    let listing = SecurityTable::synthetic(books).expect("a valid listing count");
+    let mut engine = Engine::new(matching::MarketRules::none(), &listing);
     for i in 0..books {
         engine.open_book(matching::SecurityId(i as u32));
     }
@@ -143,6 +144,8 @@ fn run_orderbook_rs(cmds: &[Command], secs: &SecurityTable) -> u64 {
                     OrderType::Limit => TimeInForce::Gtc,
                     OrderType::Ioc => TimeInForce::Ioc,
                     OrderType::Fok => TimeInForce::Fok,
+                    // Not in the comparison stream (no counterpart in the other books).
+                    OrderType::Mtl | OrderType::Ato | OrderType::Atc => continue,
                 };
                 if let Ok((_, Some(t))) =
                     book.add_limit_order_with_result(id, o.price as u128, o.qty, side, tif, None)
@@ -154,6 +157,7 @@ fn run_orderbook_rs(cmds: &[Command], secs: &SecurityTable) -> u64 {
                 let _ =
                     black_box(books[x.security.0 as usize].cancel_order(Id::Sequential(x.id.0)));
             }
+            Command::Amend(_) | Command::Phase(_) => {}
         }
     }
     black_box(&books);
@@ -210,6 +214,7 @@ fn run_lobster(cmds: &[Command], secs: &SecurityTable) -> u64 {
                     books[x.security.0 as usize].execute(LType::Cancel { id: x.id.0 as u128 }),
                 );
             }
+            Command::Amend(_) | Command::Phase(_) => {}
         }
     }
     black_box(&books);

@@ -191,6 +191,7 @@ fn new_order_ids_ascend_and_cancels_target_earlier_orders() {
                     foreign += 1;
                 }
             }
+            other => panic!("a continuous stream has no {other:?} rows"),
         }
     }
     // Foreign cancels are only the deliberately invalid ones (~1/6 of 0.5%).
