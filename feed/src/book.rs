@@ -1,0 +1,664 @@
+//! Books as the feed sees them: [`L3Book`] (order by order, the builder's mirror and an L3
+//! subscriber's copy) and [`LevelBook`] (aggregated levels, an L1/L2 subscriber's copy).
+//!
+//! `L3Book` keeps orders in a slab with intrusive FIFO links (O(1) delete from the middle of a
+//! level, as many cancels do) and each side's limit levels in a `Vec` sorted with the best level
+//! last; orders at market (price 0, resting ATO/ATC) sit in a separate FIFO ahead of every limit
+//! level. It can record an undo log so a whole command is applied or nothing is.
+
+use matching::{OrderId, Price, Qty, Side};
+use rustc_hash::FxHashMap;
+
+use crate::message::{LevelInfo, OrderInfo};
+
+const NIL: u32 = u32::MAX;
+
+/// Why an update does not fit the book.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BookError {
+    #[error("order {0:?} is already resting")]
+    DuplicateOrder(OrderId),
+    #[error("order {0:?} is not resting in this book")]
+    UnknownOrder(OrderId),
+    #[error("order {id:?}: quantity {qty} is not valid here (open {open})")]
+    BadQuantity { id: OrderId, qty: Qty, open: Qty },
+    #[error("order {0:?}: negative price")]
+    BadPrice(OrderId),
+}
+
+/// Where a change happened: the level's rank from the best (0 = best, at-market first).
+pub type Rank = usize;
+
+#[derive(Clone, Copy, Debug)]
+struct Node {
+    id: u64,
+    price: Price,
+    qty: Qty,
+    side: Side,
+    prev: u32,
+    next: u32,
+}
+
+/// One price level: a FIFO through the slab, with its totals.
+#[derive(Clone, Copy, Debug)]
+struct Fifo {
+    price: Price,
+    qty: Qty,
+    orders: u32,
+    head: u32,
+    tail: u32,
+}
+
+impl Fifo {
+    fn empty(price: Price) -> Self {
+        Fifo {
+            price,
+            qty: 0,
+            orders: 0,
+            head: NIL,
+            tail: NIL,
+        }
+    }
+    fn info(&self) -> LevelInfo {
+        LevelInfo {
+            price: self.price,
+            qty: self.qty,
+            orders: self.orders,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct SideBook {
+    /// Orders at market (price 0): ahead of every limit level.
+    market: Fifo,
+    /// Limit levels sorted by `key`, best LAST.
+    levels: Vec<Fifo>,
+    total: Qty,
+}
+
+impl SideBook {
+    fn new() -> Self {
+        SideBook {
+            market: Fifo::empty(0),
+            levels: Vec::new(),
+            total: 0,
+        }
+    }
+}
+
+/// Side-normalised key: ascending order puts the best limit level last.
+fn key(side: Side, price: Price) -> i64 {
+    match side {
+        Side::Buy => price,
+        Side::Sell => !price,
+    }
+}
+
+fn side_ix(side: Side) -> usize {
+    match side {
+        Side::Buy => 0,
+        Side::Sell => 1,
+    }
+}
+
+/// True when a level at price `a` comes before one at `b` on `side` (0 = at market, first).
+pub fn better(side: Side, a: Price, b: Price) -> bool {
+    match (a == 0, b == 0) {
+        (true, _) => b != 0,
+        (false, true) => false,
+        (false, false) => key(side, a) > key(side, b),
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Undo {
+    Added(u64),
+    Qty(u64, Qty),
+    Removed {
+        id: u64,
+        side: Side,
+        price: Price,
+        qty: Qty,
+        prev: Option<u64>,
+    },
+}
+
+/// A resting order as [`L3Book::order`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resting {
+    pub side: Side,
+    pub price: Price,
+    pub qty: Qty,
+}
+
+/// An order-by-order book. Quantities add and subtract with wrapping arithmetic like the
+/// engine's totals, so they are exact whenever the true totals fit a [`Qty`].
+#[derive(Clone, Debug)]
+pub struct L3Book {
+    slots: Vec<Node>,
+    free: Vec<u32>,
+    index: FxHashMap<u64, u32>,
+    sides: [SideBook; 2],
+    undo: Vec<Undo>,
+    recording: bool,
+}
+
+impl Default for L3Book {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl L3Book {
+    pub fn new() -> Self {
+        L3Book {
+            slots: Vec::new(),
+            free: Vec::new(),
+            index: FxHashMap::default(),
+            sides: [SideBook::new(), SideBook::new()],
+            undo: Vec::new(),
+            recording: false,
+        }
+    }
+
+    /// Number of resting orders.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// `(bid_total, ask_total)`: resting quantity per side, orders at market included.
+    pub fn totals(&self) -> (Qty, Qty) {
+        (self.sides[0].total, self.sides[1].total)
+    }
+
+    pub fn order(&self, id: OrderId) -> Option<Resting> {
+        let n = &self.slots[*self.index.get(&id.0)? as usize];
+        Some(Resting {
+            side: n.side,
+            price: n.price,
+            qty: n.qty,
+        })
+    }
+
+    /// The order first in line on `side` (at market first, then the best limit level's head).
+    pub fn head(&self, side: Side) -> Option<OrderId> {
+        let s = &self.sides[side_ix(side)];
+        let fifo = if s.market.orders > 0 {
+            &s.market
+        } else {
+            s.levels.last()?
+        };
+        Some(OrderId(self.slots[fifo.head as usize].id))
+    }
+
+    /// Levels of `side`, best first (the at-market level, if any, first).
+    pub fn levels(&self, side: Side) -> impl Iterator<Item = LevelInfo> + '_ {
+        let s = &self.sides[side_ix(side)];
+        let market = (s.market.orders > 0).then(|| s.market.info());
+        market
+            .into_iter()
+            .chain(s.levels.iter().rev().map(Fifo::info))
+    }
+
+    /// Aggregated `(bids, asks)`, at most `n` levels per side, best first, as
+    /// `matching::Engine::depth` reports them.
+    pub fn depth(&self, n: usize) -> matching::book::Depth {
+        let side = |s| self.levels(s).take(n).map(|l| (l.price, l.qty)).collect();
+        (side(Side::Buy), side(Side::Sell))
+    }
+
+    /// The orders of `side` in priority order.
+    pub fn orders(&self, side: Side) -> impl Iterator<Item = OrderInfo> + '_ {
+        let s = &self.sides[side_ix(side)];
+        std::iter::once(&s.market)
+            .chain(s.levels.iter().rev())
+            .flat_map(move |fifo| {
+                let mut cur = fifo.head;
+                std::iter::from_fn(move || {
+                    if cur == NIL {
+                        return None;
+                    }
+                    let n = &self.slots[cur as usize];
+                    cur = n.next;
+                    Some(OrderInfo {
+                        id: OrderId(n.id),
+                        price: n.price,
+                        qty: n.qty,
+                    })
+                })
+            })
+    }
+
+    /// Drops every order (and any undo log).
+    pub fn clear(&mut self) {
+        *self = L3Book::new();
+    }
+
+    /// Starts recording an undo log: [`L3Book::rollback`] returns to this point.
+    pub fn begin(&mut self) {
+        self.undo.clear();
+        self.recording = true;
+    }
+
+    /// Keeps every change since [`L3Book::begin`].
+    pub fn commit(&mut self) {
+        self.undo.clear();
+        self.recording = false;
+    }
+
+    /// Undoes every change since [`L3Book::begin`], restoring the exact FIFO order.
+    pub fn rollback(&mut self) {
+        self.recording = false;
+        while let Some(u) = self.undo.pop() {
+            // Each step restores the state right after the logged change, so it cannot fail.
+            let _ = match u {
+                Undo::Added(id) => self.unlink(id).map(|_| ()),
+                Undo::Qty(id, qty) => self.set_qty(id, qty).map(|_| ()),
+                Undo::Removed {
+                    id,
+                    side,
+                    price,
+                    qty,
+                    prev,
+                } => self.link(id, side, price, qty, prev).map(|_| ()),
+            };
+        }
+    }
+
+    /// Adds order `id` at the back of its level (price 0: at market). Returns the level's rank.
+    pub fn add(
+        &mut self,
+        id: OrderId,
+        side: Side,
+        price: Price,
+        qty: Qty,
+    ) -> Result<Rank, BookError> {
+        if self.index.contains_key(&id.0) {
+            return Err(BookError::DuplicateOrder(id));
+        }
+        if qty == 0 {
+            return Err(BookError::BadQuantity { id, qty, open: 0 });
+        }
+        if price < 0 {
+            return Err(BookError::BadPrice(id));
+        }
+        let tail = self.tail_of(side, price);
+        let rank = self.link(id.0, side, price, qty, tail)?;
+        if self.recording {
+            self.undo.push(Undo::Added(id.0));
+        }
+        Ok(rank)
+    }
+
+    /// Removes `qty` of order `id` by execution (the order leaves when nothing is left).
+    /// Returns the level's rank (before any removal) and the open quantity left.
+    pub fn execute(&mut self, id: OrderId, qty: Qty) -> Result<(Rank, Qty), BookError> {
+        let open = self.order(id).ok_or(BookError::UnknownOrder(id))?.qty;
+        if qty == 0 || qty > open {
+            return Err(BookError::BadQuantity { id, qty, open });
+        }
+        let left = open - qty;
+        let rank = if left == 0 {
+            self.delete(id)?
+        } else {
+            self.reduce(id, left)?
+        };
+        Ok((rank, left))
+    }
+
+    /// Sets order `id`'s open quantity to `qty` (0 < qty <= open), keeping its place.
+    pub fn reduce(&mut self, id: OrderId, qty: Qty) -> Result<Rank, BookError> {
+        let open = self.order(id).ok_or(BookError::UnknownOrder(id))?.qty;
+        if qty == 0 || qty > open {
+            return Err(BookError::BadQuantity { id, qty, open });
+        }
+        let rank = self.set_qty(id.0, qty)?;
+        if self.recording {
+            self.undo.push(Undo::Qty(id.0, open));
+        }
+        Ok(rank)
+    }
+
+    /// Removes order `id`. Returns its level's rank before the removal.
+    pub fn delete(&mut self, id: OrderId) -> Result<Rank, BookError> {
+        let (node, rank) = self.unlink(id.0)?;
+        if self.recording {
+            let prev = (node.prev != NIL).then(|| self.slots[node.prev as usize].id);
+            self.undo.push(Undo::Removed {
+                id: node.id,
+                side: node.side,
+                price: node.price,
+                qty: node.qty,
+                prev,
+            });
+        }
+        Ok(rank)
+    }
+
+    fn tail_of(&self, side: Side, price: Price) -> Option<u64> {
+        let s = &self.sides[side_ix(side)];
+        let fifo = if price == 0 {
+            &s.market
+        } else {
+            let i = s
+                .levels
+                .binary_search_by(|l| key(side, l.price).cmp(&key(side, price)))
+                .ok()?;
+            &s.levels[i]
+        };
+        (fifo.tail != NIL).then(|| self.slots[fifo.tail as usize].id)
+    }
+
+    /// Rank of the limit level at index `i` of `side`'s ladder.
+    fn rank_of(&self, side: Side, i: usize) -> Rank {
+        let s = &self.sides[side_ix(side)];
+        usize::from(s.market.orders > 0) + (s.levels.len() - 1 - i)
+    }
+
+    /// The level of (`side`, `price`), creating it if `create`; with its rank.
+    fn level_mut(&mut self, side: Side, price: Price, create: bool) -> Option<(&mut Fifo, Rank)> {
+        if price == 0 {
+            let s = &mut self.sides[side_ix(side)];
+            return Some((&mut s.market, 0));
+        }
+        let k = key(side, price);
+        let s = &self.sides[side_ix(side)];
+        let i = match s.levels.binary_search_by(|l| key(side, l.price).cmp(&k)) {
+            Ok(i) => i,
+            Err(i) if create => {
+                self.sides[side_ix(side)]
+                    .levels
+                    .insert(i, Fifo::empty(price));
+                i
+            }
+            Err(_) => return None,
+        };
+        let rank = self.rank_of(side, i);
+        Some((&mut self.sides[side_ix(side)].levels[i], rank))
+    }
+
+    /// Inserts a node after order `prev` (or at the head of its level when `None`).
+    fn link(
+        &mut self,
+        id: u64,
+        side: Side,
+        price: Price,
+        qty: Qty,
+        prev: Option<u64>,
+    ) -> Result<Rank, BookError> {
+        let prev_slot = match prev {
+            Some(p) => *self
+                .index
+                .get(&p)
+                .ok_or(BookError::UnknownOrder(OrderId(p)))?,
+            None => NIL,
+        };
+        let node = Node {
+            id,
+            price,
+            qty,
+            side,
+            prev: prev_slot,
+            next: NIL,
+        };
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = node;
+                s
+            }
+            None => {
+                self.slots.push(node);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(id, slot);
+        let next = if prev_slot == NIL {
+            // At the head: the current head (if any) follows.
+            let (fifo, _) = self.level_mut(side, price, true).expect("created");
+            let old = fifo.head;
+            fifo.head = slot;
+            if old == NIL {
+                fifo.tail = slot;
+            }
+            old
+        } else {
+            let n = self.slots[prev_slot as usize].next;
+            self.slots[prev_slot as usize].next = slot;
+            if n == NIL {
+                let (fifo, _) = self.level_mut(side, price, true).expect("created");
+                fifo.tail = slot;
+            }
+            n
+        };
+        self.slots[slot as usize].next = next;
+        if next != NIL {
+            self.slots[next as usize].prev = slot;
+        }
+        let (fifo, _) = self.level_mut(side, price, true).expect("created");
+        fifo.qty = fifo.qty.wrapping_add(qty);
+        fifo.orders += 1;
+        let s = &mut self.sides[side_ix(side)];
+        s.total = s.total.wrapping_add(qty);
+        // The rank after the insertion (the market level may just have appeared).
+        Ok(self.level_mut(side, price, false).map_or(0, |(_, r)| r))
+    }
+
+    /// Takes a node out of its level (dropping the level if it empties); returns the node as it
+    /// was (links included) and its level's rank before the removal.
+    fn unlink(&mut self, id: u64) -> Result<(Node, Rank), BookError> {
+        let slot = self
+            .index
+            .remove(&id)
+            .ok_or(BookError::UnknownOrder(OrderId(id)))?;
+        let node = self.slots[slot as usize];
+        if node.prev != NIL {
+            self.slots[node.prev as usize].next = node.next;
+        }
+        if node.next != NIL {
+            self.slots[node.next as usize].prev = node.prev;
+        }
+        self.free.push(slot);
+        let s = &mut self.sides[side_ix(node.side)];
+        s.total = s.total.wrapping_sub(node.qty);
+        let (fifo, rank) = self
+            .level_mut(node.side, node.price, false)
+            .expect("a resting order's level exists");
+        if node.prev == NIL {
+            fifo.head = node.next;
+        }
+        if node.next == NIL {
+            fifo.tail = node.prev;
+        }
+        fifo.qty = fifo.qty.wrapping_sub(node.qty);
+        fifo.orders -= 1;
+        if fifo.orders == 0 && node.price != 0 {
+            let side = node.side;
+            let s = &mut self.sides[side_ix(side)];
+            if let Ok(i) = s
+                .levels
+                .binary_search_by(|l| key(side, l.price).cmp(&key(side, node.price)))
+            {
+                s.levels.remove(i);
+            }
+        }
+        Ok((node, rank))
+    }
+
+    fn set_qty(&mut self, id: u64, qty: Qty) -> Result<Rank, BookError> {
+        let slot = *self
+            .index
+            .get(&id)
+            .ok_or(BookError::UnknownOrder(OrderId(id)))?;
+        let node = &mut self.slots[slot as usize];
+        let old = node.qty;
+        node.qty = qty;
+        let (side, price) = (node.side, node.price);
+        let s = &mut self.sides[side_ix(side)];
+        s.total = s.total.wrapping_sub(old).wrapping_add(qty);
+        let (fifo, rank) = self
+            .level_mut(side, price, false)
+            .expect("a resting order's level exists");
+        fifo.qty = fifo.qty.wrapping_sub(old).wrapping_add(qty);
+        Ok(rank)
+    }
+}
+
+/// Aggregated levels, best first (at market first), at most `window` per side: an L1/L2
+/// subscriber's book.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct LevelBook {
+    bids: Vec<LevelInfo>,
+    asks: Vec<LevelInfo>,
+}
+
+impl LevelBook {
+    pub fn new(bids: Vec<LevelInfo>, asks: Vec<LevelInfo>) -> Self {
+        LevelBook { bids, asks }
+    }
+
+    pub fn levels(&self, side: Side) -> &[LevelInfo] {
+        match side {
+            Side::Buy => &self.bids,
+            Side::Sell => &self.asks,
+        }
+    }
+
+    /// Replaces one side wholesale (an L1 quote).
+    pub fn set_side(&mut self, side: Side, levels: Vec<LevelInfo>) {
+        match side {
+            Side::Buy => self.bids = levels,
+            Side::Sell => self.asks = levels,
+        }
+    }
+
+    /// Applies one level update: `qty` 0 removes the level, anything else sets it.
+    pub fn set(&mut self, side: Side, level: LevelInfo) {
+        let v = match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        };
+        let pos = v.iter().position(|l| !better(side, l.price, level.price));
+        match pos {
+            Some(i) if v[i].price == level.price => {
+                if level.qty == 0 {
+                    v.remove(i);
+                } else {
+                    v[i] = level;
+                }
+            }
+            _ if level.qty == 0 => {}
+            Some(i) => v.insert(i, level),
+            None => v.push(level),
+        }
+    }
+
+    /// `(bids, asks)` as `(price, qty)`, at most `n` levels per side.
+    pub fn depth(&self, n: usize) -> matching::book::Depth {
+        let f = |v: &[LevelInfo]| v.iter().take(n).map(|l| (l.price, l.qty)).collect();
+        (f(&self.bids), f(&self.asks))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(book: &L3Book, side: Side) -> Vec<u64> {
+        book.orders(side).map(|o| o.id.0).collect()
+    }
+
+    #[test]
+    fn fifo_levels_ranks_and_market_first() {
+        let mut b = L3Book::new();
+        assert_eq!(b.add(OrderId(1), Side::Buy, 100, 5), Ok(0));
+        assert_eq!(b.add(OrderId(2), Side::Buy, 101, 5), Ok(0));
+        assert_eq!(b.add(OrderId(3), Side::Buy, 100, 7), Ok(1));
+        assert_eq!(b.add(OrderId(4), Side::Buy, 99, 1), Ok(2));
+        // An order at market goes ahead of every limit level and shifts their ranks.
+        assert_eq!(b.add(OrderId(5), Side::Buy, 0, 2), Ok(0));
+        assert_eq!(b.head(Side::Buy), Some(OrderId(5)));
+        assert_eq!(ids(&b, Side::Buy), vec![5, 2, 1, 3, 4]);
+        assert_eq!(b.depth(10).0, vec![(0, 2), (101, 5), (100, 12), (99, 1)]);
+        assert_eq!(b.totals(), (20, 0));
+        assert_eq!(b.delete(OrderId(1)), Ok(2));
+        assert_eq!(ids(&b, Side::Buy), vec![5, 2, 3, 4]);
+        assert_eq!(b.execute(OrderId(5), 2), Ok((0, 0)));
+        assert_eq!(b.execute(OrderId(2), 1), Ok((0, 4)));
+        assert_eq!(b.depth(1).0, vec![(101, 4)]);
+        assert_eq!(
+            b.execute(OrderId(2), 5),
+            Err(BookError::BadQuantity {
+                id: OrderId(2),
+                qty: 5,
+                open: 4
+            })
+        );
+        assert_eq!(
+            b.add(OrderId(3), Side::Sell, 1, 1),
+            Err(BookError::DuplicateOrder(OrderId(3)))
+        );
+        assert_eq!(
+            b.reduce(OrderId(9), 1),
+            Err(BookError::UnknownOrder(OrderId(9)))
+        );
+        // Asks: lower is better.
+        b.add(OrderId(10), Side::Sell, 105, 1).unwrap();
+        b.add(OrderId(11), Side::Sell, 103, 1).unwrap();
+        assert_eq!(b.depth(5).1, vec![(103, 1), (105, 1)]);
+        assert_eq!(b.head(Side::Sell), Some(OrderId(11)));
+    }
+
+    #[test]
+    fn rollback_restores_exact_fifo_order() {
+        let mut b = L3Book::new();
+        for (id, price) in [(1, 100), (2, 100), (3, 100), (4, 101), (5, 0), (6, 0)] {
+            b.add(OrderId(id), Side::Buy, price, 10).unwrap();
+        }
+        let before: Vec<_> = b.orders(Side::Buy).collect();
+        let depth = b.depth(10);
+        b.begin();
+        b.delete(OrderId(2)).unwrap();
+        b.delete(OrderId(1)).unwrap();
+        b.execute(OrderId(3), 4).unwrap();
+        b.delete(OrderId(3)).unwrap();
+        b.delete(OrderId(5)).unwrap();
+        b.add(OrderId(7), Side::Buy, 100, 3).unwrap();
+        b.add(OrderId(2), Side::Buy, 102, 3).unwrap();
+        b.reduce(OrderId(4), 1).unwrap();
+        b.delete(OrderId(4)).unwrap();
+        b.rollback();
+        assert_eq!(b.orders(Side::Buy).collect::<Vec<_>>(), before);
+        assert_eq!(b.depth(10), depth);
+        assert_eq!(b.totals(), (60, 0));
+        assert_eq!(b.len(), 6);
+    }
+
+    #[test]
+    fn level_book_keeps_order_and_removes_on_zero() {
+        let mut l = LevelBook::default();
+        let lv = |price, qty| LevelInfo {
+            price,
+            qty,
+            orders: 1,
+        };
+        l.set(Side::Sell, lv(105, 1));
+        l.set(Side::Sell, lv(103, 2));
+        l.set(Side::Sell, lv(0, 3));
+        l.set(Side::Sell, lv(104, 4));
+        l.set(Side::Sell, lv(103, 5));
+        l.set(Side::Sell, lv(110, 0));
+        assert_eq!(l.depth(9).1, vec![(0, 3), (103, 5), (104, 4), (105, 1)]);
+        l.set(Side::Sell, lv(104, 0));
+        l.set(Side::Buy, lv(50, 1));
+        l.set(Side::Buy, lv(51, 1));
+        assert_eq!(
+            l.depth(9),
+            (vec![(51, 1), (50, 1)], vec![(0, 3), (103, 5), (105, 1)])
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! [`View`]: one subscriber's slice of the canonical feed, with its own gap-free sequence.
+//!
+//! - L3: the canonical messages of the wanted securities, renumbered.
+//! - L2 (N levels) / L1: trades without order ids, phases, auctions, indicative and reference
+//!   messages, then, when the batch changed a level among the best N of a side, the level
+//!   updates (L2) or one quote (L1) that turn the subscriber's last window into the new one.
+
+use matching::{SecurityId, Side, Timestamp};
+
+use crate::book::better;
+use crate::builder::{Batch, FeedBuilder};
+use crate::message::{
+    Body, FeedLevel, LevelInfo, Message, Securities, Subscription, SubscriptionError, MAX_L2_LEVELS,
+};
+
+/// A subscriber's filter and numbering.
+#[derive(Clone, Debug)]
+pub struct View {
+    level: FeedLevel,
+    /// `None`: every security; else `wanted[id]`.
+    wanted: Option<Vec<bool>>,
+    /// Sequence number of the last message this view produced.
+    seq: u64,
+    /// L1/L2: per security, the window last sent (bids, asks), best first.
+    windows: Vec<[Vec<LevelInfo>; 2]>,
+    scratch: Vec<LevelInfo>,
+}
+
+impl View {
+    /// Checks `sub` against the builder's listing.
+    pub fn new(sub: &Subscription, builder: &FeedBuilder) -> Result<View, SubscriptionError> {
+        if let FeedLevel::L2 { levels } = sub.level {
+            if levels == 0 || levels > MAX_L2_LEVELS {
+                return Err(SubscriptionError::BadLevels(levels));
+            }
+        }
+        let n = builder.security_count();
+        let wanted = match &sub.securities {
+            Securities::All => None,
+            Securities::Only(list) => {
+                if list.is_empty() {
+                    return Err(SubscriptionError::NoSecurities);
+                }
+                let mut wanted = vec![false; n];
+                for &s in list {
+                    *wanted
+                        .get_mut(s.0 as usize)
+                        .ok_or(SubscriptionError::UnknownSecurity(s))? = true;
+                }
+                Some(wanted)
+            }
+        };
+        let windows = match sub.level {
+            FeedLevel::L3 => Vec::new(),
+            _ => vec![[Vec::new(), Vec::new()]; n],
+        };
+        Ok(View {
+            level: sub.level,
+            wanted,
+            seq: 0,
+            windows,
+            scratch: Vec::new(),
+        })
+    }
+
+    pub fn level(&self) -> FeedLevel {
+        self.level
+    }
+
+    pub fn wants(&self, security: SecurityId) -> bool {
+        match &self.wanted {
+            None => true,
+            Some(w) => w.get(security.0 as usize).copied().unwrap_or(false),
+        }
+    }
+
+    /// Sequence number of the last message produced.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    fn push(&mut self, time: Timestamp, body: Body, out: &mut Vec<Message>) {
+        self.seq += 1;
+        out.push(Message {
+            seq: self.seq,
+            time,
+            body,
+        });
+    }
+
+    /// Appends a resynchronisation: `SnapshotBegin`, then a snapshot of every wanted security
+    /// at the builder's current state. The view's windows restart from those snapshots.
+    pub fn resync(&mut self, builder: &FeedBuilder, time: Timestamp, out: &mut Vec<Message>) {
+        let ids: Vec<SecurityId> = (0..builder.security_count() as u32)
+            .map(SecurityId)
+            .filter(|&s| self.wants(s))
+            .collect();
+        let begin = Body::SnapshotBegin {
+            feed_seq: builder.feed_seq(),
+            securities: ids.len() as u32,
+        };
+        self.push(time, begin, out);
+        for sec in ids {
+            let Some(snap) = builder.snapshot(sec, self.level) else {
+                continue;
+            };
+            if let crate::message::BookImage::Levels { bids, asks } = &snap.book {
+                self.windows[sec.0 as usize] = [bids.clone(), asks.clone()];
+            }
+            self.push(time, Body::Snapshot(Box::new(snap)), out);
+        }
+    }
+
+    /// Appends this view's messages for the builder's last batch (nothing if the security is
+    /// not wanted).
+    pub fn on_batch(&mut self, builder: &FeedBuilder, out: &mut Vec<Message>) {
+        let batch = builder.last_batch();
+        if !self.wants(batch.security) {
+            return;
+        }
+        let Some(window) = self.level.window() else {
+            for m in batch.messages {
+                self.push(batch.time, m.body.clone(), out);
+            }
+            return;
+        };
+        for m in batch.messages {
+            let body = match &m.body {
+                Body::Add { .. } | Body::Reduce { .. } | Body::Delete { .. } => continue,
+                Body::Trade(t) => Body::Trade(crate::message::Trade {
+                    buy: None,
+                    sell: None,
+                    ..*t
+                }),
+                other => other.clone(),
+            };
+            self.push(batch.time, body, out);
+        }
+        self.window_updates(builder, &batch, window, out);
+    }
+
+    fn window_updates(
+        &mut self,
+        builder: &FeedBuilder,
+        batch: &Batch<'_>,
+        window: usize,
+        out: &mut Vec<Message>,
+    ) {
+        let Some(book) = builder.book(batch.security) else {
+            return;
+        };
+        let sec = batch.security;
+        let mut quote_changed = false;
+        for side in [Side::Buy, Side::Sell] {
+            if !batch.touched[side as usize].is_some_and(|r| r < window) {
+                continue;
+            }
+            self.scratch.clear();
+            self.scratch.extend(book.levels(side).take(window));
+            let old = std::mem::take(&mut self.windows[sec.0 as usize][side as usize]);
+            if self.level == FeedLevel::L1 {
+                quote_changed |= old != self.scratch;
+            } else {
+                for level in diff(side, &old, &self.scratch) {
+                    let body = Body::Level {
+                        security: sec,
+                        side,
+                        level,
+                    };
+                    self.push(batch.time, body, out);
+                }
+            }
+            let mut new = old;
+            new.clear();
+            new.extend_from_slice(&self.scratch);
+            self.windows[sec.0 as usize][side as usize] = new;
+        }
+        if quote_changed {
+            let [bids, asks] = &self.windows[sec.0 as usize];
+            let body = Body::Quote {
+                security: sec,
+                bid: bids.first().copied(),
+                ask: asks.first().copied(),
+            };
+            self.push(batch.time, body, out);
+        }
+    }
+}
+
+/// The level updates that turn `old` into `new` (both best first): a zero-quantity level for
+/// every price that left, the new level for every price that appeared or changed.
+fn diff(side: Side, old: &[LevelInfo], new: &[LevelInfo]) -> Vec<LevelInfo> {
+    let mut updates = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
+            (Some(o), Some(n)) if o.price == n.price => {
+                if o != n {
+                    updates.push(*n);
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(o), Some(n)) if better(side, o.price, n.price) => {
+                updates.push(LevelInfo {
+                    price: o.price,
+                    qty: 0,
+                    orders: 0,
+                });
+                i += 1;
+            }
+            (Some(o), None) => {
+                updates.push(LevelInfo {
+                    price: o.price,
+                    qty: 0,
+                    orders: 0,
+                });
+                i += 1;
+            }
+            (_, Some(n)) => {
+                updates.push(*n);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    updates
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lv(price: i64, qty: u64) -> LevelInfo {
+        LevelInfo {
+            price,
+            qty,
+            orders: 1,
+        }
+    }
+
+    #[test]
+    fn diff_emits_removals_changes_and_additions() {
+        let old = [lv(0, 5), lv(105, 1), lv(104, 2), lv(100, 3)];
+        let new = [lv(105, 1), lv(104, 9), lv(102, 1), lv(101, 1)];
+        let d = diff(Side::Buy, &old, &new);
+        assert_eq!(
+            d,
+            vec![
+                LevelInfo {
+                    price: 0,
+                    qty: 0,
+                    orders: 0
+                },
+                lv(104, 9),
+                lv(102, 1),
+                lv(101, 1),
+                LevelInfo {
+                    price: 100,
+                    qty: 0,
+                    orders: 0
+                },
+            ]
+        );
+        assert!(diff(Side::Sell, &new, &new).is_empty());
+    }
+}
