@@ -427,13 +427,13 @@ fn contradicting_batches_are_refused_and_change_nothing() {
     let snap = h.feed.builder().snapshot(S, FeedLevel::L3).unwrap();
     let feed_seq = h.feed.builder().feed_seq();
     let bad: Vec<(Vec<Event>, &str)> = vec![
-        // Order 1 is not first in line (order 3 at 101 is); applied after valid changes.
+        // After order 3, order 1 is first in line, not order 2; refused after valid changes.
         (
             vec![
                 rested(4, Side::Sell, 200, 100),
                 fill(3, 9, 101, 100, Aggressor::Sell),
-                fill(1, 9, 100, 100, Aggressor::Sell),
-                totals(800, 100),
+                fill(2, 9, 100, 100, Aggressor::Sell),
+                totals(700, 100),
             ],
             "priority",
         ),
@@ -492,7 +492,8 @@ fn contradicting_batches_are_refused_and_change_nothing() {
         ),
         (
             vec![
-                fill(3, 9, 101, 100, Aggressor::Auction),
+                rested(4, Side::Sell, 101, 100),
+                fill(3, 4, 101, 100, Aggressor::Auction),
                 Event::Auction {
                     security: S,
                     price: 101,
@@ -516,9 +517,17 @@ fn contradicting_batches_are_refused_and_change_nothing() {
         (vec![rested(6, Side::Buy, 5, 0)], "zero quantity"),
     ];
     for (events, what) in bad {
-        let r = h.apply(&new_cmd(), &events);
-        assert!(r.is_err(), "{what}: accepted");
-        eprintln!("{what}: {}", r.unwrap_err());
+        let err = h.apply(&new_cmd(), &events).expect_err(what);
+        let expected = match what {
+            "priority" => matches!(err, FeedError::OutOfPriority { id: OrderId(2), .. }),
+            "totals" => matches!(err, FeedError::Totals { .. }),
+            "fill price" => matches!(err, FeedError::FillPrice { .. }),
+            "amend adds while keeping priority" => matches!(err, FeedError::BadAmend { .. }),
+            "auction volume" => matches!(err, FeedError::AuctionVolume { .. }),
+            "other security" => matches!(err, FeedError::WrongSecurity { .. }),
+            _ => matches!(err, FeedError::Book { .. }),
+        };
+        assert!(expected, "{what}: {err}");
         assert_eq!(
             h.feed.builder().snapshot(S, FeedLevel::L3).unwrap(),
             snap,
