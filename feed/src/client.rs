@@ -172,6 +172,19 @@ impl FeedClient {
             self.stats.ignored += 1;
             return Applied::Ignored;
         };
+        if msg.body == Body::Heartbeat {
+            // It repeats the last sequence number sent: anything at or past `expected` was lost.
+            if msg.seq >= expected {
+                self.expected = None;
+                self.stats.gaps += 1;
+                return Applied::Gap {
+                    expected,
+                    got: msg.seq,
+                };
+            }
+            self.stats.ignored += 1;
+            return Applied::Ignored;
+        }
         if msg.seq < expected {
             self.stats.ignored += 1;
             return Applied::Ignored;
@@ -263,8 +276,8 @@ impl FeedClient {
             }
             Body::Indicative { uncross, .. } => view.indicative = uncross,
             Body::Reference { price, .. } => view.reference = price,
-            // Both are handled before this match.
-            Body::Snapshot(_) | Body::SnapshotBegin { .. } => {}
+            // Handled before this match.
+            Body::Snapshot(_) | Body::SnapshotBegin { .. } | Body::Heartbeat => {}
         }
         Ok(())
     }

@@ -16,8 +16,9 @@ use crate::view::View;
 /// Slow-subscriber policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct QueuePolicy {
-    /// Bound of a queue in message weight ([`Message::weight`]); a resync snapshot may pass it
-    /// once, when the queue is empty, so a subscriber of a big book can always resync.
+    /// Bound of a queue in incremental messages. A resync's snapshot messages are not counted:
+    /// they are queued only into an empty queue, so a queue holds at most one resync plus
+    /// `capacity` incrementals, and a subscriber of a big book can always resync.
     pub capacity: usize,
     /// Overflows or resync requests within `window` that get a subscriber dropped.
     pub max_overflows: u32,
@@ -60,9 +61,9 @@ pub struct SubscriberStats {
     pub overflows: u64,
     /// Resynchronisations (the initial snapshot included).
     pub resyncs: u64,
-    /// Messages now queued, and their weight.
+    /// Messages now queued, and how many of them are incrementals (the bounded part).
     pub queued: usize,
-    pub queued_weight: usize,
+    pub queued_incrementals: usize,
 }
 
 #[derive(Debug)]
@@ -70,7 +71,8 @@ struct Subscriber {
     id: SubscriberId,
     view: View,
     queue: VecDeque<Message>,
-    weight: usize,
+    /// Incremental (non-snapshot) messages in `queue`.
+    incrementals: usize,
     state: SubscriberState,
     /// Exchange times of recent overflows and resync requests (within the window).
     strikes: VecDeque<Timestamp>,
@@ -138,7 +140,7 @@ impl Fanout {
             id,
             view,
             queue: VecDeque::new(),
-            weight: 0,
+            incrementals: 0,
             state: SubscriberState::Resyncing,
             strikes: VecDeque::new(),
             stats: SubscriberStats::default(),
@@ -167,12 +169,12 @@ impl Fanout {
             }
             self.scratch.clear();
             sub.view.on_batch(builder, &mut self.scratch);
-            let added: usize = self.scratch.iter().map(Message::weight).sum();
-            if sub.weight + added > policy.capacity {
+            let added = self.scratch.len();
+            if sub.incrementals + added > policy.capacity {
                 sub.stats.overflows += 1;
                 strike(sub, policy, now);
             } else {
-                sub.weight += added;
+                sub.incrementals += added;
                 sub.queue.extend(self.scratch.drain(..));
             }
         }
@@ -206,18 +208,37 @@ impl Fanout {
         if sub.state == SubscriberState::Resyncing && sub.queue.is_empty() {
             let mut snap = Vec::new();
             sub.view.resync(builder, time, &mut snap);
-            sub.weight = snap.iter().map(Message::weight).sum();
             sub.queue.extend(snap);
             sub.state = SubscriberState::Live;
             sub.stats.resyncs += 1;
         }
         let n = max.min(sub.queue.len());
         for m in sub.queue.drain(..n) {
-            sub.weight -= m.weight();
+            if !m.body.is_snapshot() {
+                sub.incrementals -= 1;
+            }
             out.push(m);
         }
         sub.stats.delivered += n as u64;
         Ok(sub.state)
+    }
+
+    /// A heartbeat for subscriber `id` when it is live and has nothing queued (`None`
+    /// otherwise): it carries the view's last sequence number, so a subscriber that lost the
+    /// tail of the stream notices the gap without waiting for the next message.
+    pub fn heartbeat(
+        &mut self,
+        id: SubscriberId,
+        builder: &FeedBuilder,
+    ) -> Result<Option<Message>, UnknownSubscriber> {
+        let time = builder.clock();
+        let sub = self.find(id)?;
+        let idle = sub.state == SubscriberState::Live && sub.queue.is_empty();
+        Ok(idle.then(|| Message {
+            seq: sub.view.seq(),
+            time,
+            body: crate::message::Body::Heartbeat,
+        }))
     }
 
     pub fn state(&self, id: SubscriberId) -> Option<SubscriberState> {
@@ -230,7 +251,7 @@ impl Fanout {
         let s = &self.subs[i];
         Some(SubscriberStats {
             queued: s.queue.len(),
-            queued_weight: s.weight,
+            queued_incrementals: s.incrementals,
             ..s.stats
         })
     }
@@ -239,7 +260,7 @@ impl Fanout {
 /// Clears the queue and schedules a resync, or drops the subscriber at the policy's limit.
 fn strike(sub: &mut Subscriber, policy: QueuePolicy, now: Timestamp) {
     sub.queue.clear();
-    sub.weight = 0;
+    sub.incrementals = 0;
     while sub
         .strikes
         .front()

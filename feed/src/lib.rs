@@ -122,6 +122,11 @@ impl Feed {
         self.fanout.poll(id, &self.builder, max, out)
     }
 
+    /// See [`Fanout::heartbeat`].
+    pub fn heartbeat(&mut self, id: SubscriberId) -> Result<Option<Message>, UnknownSubscriber> {
+        self.fanout.heartbeat(id, &self.builder)
+    }
+
     pub fn builder(&self) -> &FeedBuilder {
         &self.builder
     }

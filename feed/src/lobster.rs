@@ -368,7 +368,8 @@ impl<M: Write, B: Write> LobsterWriter<M, B> {
             Body::Auction { .. }
             | Body::Indicative { .. }
             | Body::Reference { .. }
-            | Body::SnapshotBegin { .. } => {}
+            | Body::SnapshotBegin { .. }
+            | Body::Heartbeat => {}
         }
         Ok(())
     }

@@ -170,10 +170,13 @@ pub enum Body {
         securities: u32,
     },
     Snapshot(Box<Snapshot>),
+    /// Sent when the view has nothing queued: its `seq` is the view's LAST sequence number
+    /// (not a new one), so a subscriber that lost the tail of the stream notices.
+    Heartbeat,
 }
 
 impl Body {
-    /// The security the body is about; `None` for `SnapshotBegin`.
+    /// The security the body is about; `None` for `SnapshotBegin` and `Heartbeat`.
     pub fn security(&self) -> Option<SecurityId> {
         match self {
             Body::Add { security, .. }
@@ -187,16 +190,13 @@ impl Body {
             | Body::Reference { security, .. } => Some(*security),
             Body::Trade(t) => Some(t.security),
             Body::Snapshot(s) => Some(s.security),
-            Body::SnapshotBegin { .. } => None,
+            Body::SnapshotBegin { .. } | Body::Heartbeat => None,
         }
     }
 
-    /// True for the L3 order messages (add, reduce, delete); trades also change an L3 book.
-    pub fn is_order_update(&self) -> bool {
-        matches!(
-            self,
-            Body::Add { .. } | Body::Reduce { .. } | Body::Delete { .. }
-        )
+    /// Part of a resynchronisation (`SnapshotBegin` or `Snapshot`).
+    pub fn is_snapshot(&self) -> bool {
+        matches!(self, Body::Snapshot(_) | Body::SnapshotBegin { .. })
     }
 }
 
@@ -207,22 +207,6 @@ pub struct Message {
     pub seq: u64,
     pub time: Timestamp,
     pub body: Body,
-}
-
-impl Message {
-    /// Cost of the message in a subscriber queue: 1, or 1 + entries for a snapshot, so a
-    /// queue's bound is a bound on memory.
-    pub fn weight(&self) -> usize {
-        match &self.body {
-            Body::Snapshot(s) => {
-                1 + match &s.book {
-                    BookImage::Levels { bids, asks } => bids.len() + asks.len(),
-                    BookImage::Orders { bids, asks } => bids.len() + asks.len(),
-                }
-            }
-            _ => 1,
-        }
-    }
 }
 
 /// Largest L2 window a subscriber may ask for.

@@ -79,7 +79,11 @@ fn totals(bid: u64, ask: u64) -> Event {
 /// resting at market.
 fn toy_indicative(book: &L3Book, anchor: i64) -> Option<Uncross> {
     let best = book.levels(Side::Buy).find(|l| l.price != 0)?;
-    let at_market: u64 = book.levels(Side::Buy).filter(|l| l.price == 0).map(|l| l.qty).sum();
+    let at_market: u64 = book
+        .levels(Side::Buy)
+        .filter(|l| l.price == 0)
+        .map(|l| l.qty)
+        .sum();
     Some(Uncross {
         price: best.price.max(anchor),
         volume: at_market,
@@ -147,7 +151,11 @@ impl Harness {
         let mirror = self.feed.builder().book(S).unwrap();
         for (i, (_, client)) in self.subs.iter().enumerate() {
             let n = [usize::MAX, 10, 1][i];
-            assert_eq!(client.depth(S, usize::MAX), mirror.depth(n), "subscriber {i}");
+            assert_eq!(
+                client.depth(S, usize::MAX),
+                mirror.depth(n),
+                "subscriber {i}"
+            );
         }
     }
 
@@ -183,7 +191,10 @@ fn amend_keeping_priority_reduces_in_place() {
             qty: 200
         }]
     );
-    assert_eq!(ids(h.feed.builder().book(S).unwrap(), Side::Buy), vec![1, 2]);
+    assert_eq!(
+        ids(h.feed.builder().book(S).unwrap(), Side::Buy),
+        vec![1, 2]
+    );
     // Same price and quantity: nothing changes, nothing is sent.
     let same = Event::Amended {
         id: OrderId(1),
@@ -192,18 +203,30 @@ fn amend_keeping_priority_reduces_in_place() {
         qty: 200,
         priority_kept: true,
     };
-    assert_eq!(h.apply(&amend_cmd(), &[same, totals(500, 0)]).unwrap(), vec![]);
+    assert_eq!(
+        h.apply(&amend_cmd(), &[same, totals(500, 0)]).unwrap(),
+        vec![]
+    );
 }
 
 #[test]
 fn amend_losing_priority_deletes_trades_and_re_adds() {
     let mut h = Harness::new();
-    h.apply(&new_cmd(), &[rested(1, Side::Buy, 100, 500), totals(500, 0)])
-        .unwrap();
-    h.apply(&new_cmd(), &[rested(2, Side::Buy, 100, 300), totals(800, 0)])
-        .unwrap();
-    h.apply(&new_cmd(), &[rested(3, Side::Sell, 101, 100), totals(800, 100)])
-        .unwrap();
+    h.apply(
+        &new_cmd(),
+        &[rested(1, Side::Buy, 100, 500), totals(500, 0)],
+    )
+    .unwrap();
+    h.apply(
+        &new_cmd(),
+        &[rested(2, Side::Buy, 100, 300), totals(800, 0)],
+    )
+    .unwrap();
+    h.apply(
+        &new_cmd(),
+        &[rested(3, Side::Sell, 101, 100), totals(800, 100)],
+    )
+    .unwrap();
     let ev = [
         Event::Amended {
             id: OrderId(1),
@@ -229,7 +252,10 @@ fn amend_losing_priority_deletes_trades_and_re_adds() {
         panic!("{out:?}")
     };
     // Only the resting order's id is public; the amended (aggressing) order's is not.
-    assert_eq!((t.buy, t.sell, t.price, t.qty), (None, Some(OrderId(3)), 101, 100));
+    assert_eq!(
+        (t.buy, t.sell, t.price, t.qty),
+        (None, Some(OrderId(3)), 101, 100)
+    );
     assert_eq!(t.aggressor, Aggressor::Buy);
     assert!(matches!(
         out[2],
@@ -255,7 +281,10 @@ fn amend_losing_priority_deletes_trades_and_re_adds() {
         totals(600, 0),
     ];
     h.apply(&amend_cmd(), &ev).unwrap();
-    assert_eq!(ids(h.feed.builder().book(S).unwrap(), Side::Buy), vec![2, 1]);
+    assert_eq!(
+        ids(h.feed.builder().book(S).unwrap(), Side::Buy),
+        vec![2, 1]
+    );
     assert_eq!(
         ids(
             match &h.l3().security(S).unwrap().book {
@@ -284,7 +313,10 @@ fn call_auction_then_close() {
     h.apply(&new_cmd(), &[rested(10, Side::Buy, 0, 500), totals(500, 0)])
         .unwrap();
     let out = h
-        .apply(&new_cmd(), &[rested(11, Side::Buy, 100, 200), totals(700, 0)])
+        .apply(
+            &new_cmd(),
+            &[rested(11, Side::Buy, 100, 200), totals(700, 0)],
+        )
         .unwrap();
     // The indicative hook runs after each change in a call phase.
     assert!(out.contains(&Body::Indicative {
@@ -294,10 +326,16 @@ fn call_auction_then_close() {
             volume: 500
         })
     }));
-    h.apply(&new_cmd(), &[rested(12, Side::Sell, 99, 600), totals(700, 600)])
-        .unwrap();
-    h.apply(&new_cmd(), &[rested(13, Side::Buy, 0, 50), totals(750, 600)])
-        .unwrap();
+    h.apply(
+        &new_cmd(),
+        &[rested(12, Side::Sell, 99, 600), totals(700, 600)],
+    )
+    .unwrap();
+    h.apply(
+        &new_cmd(),
+        &[rested(13, Side::Buy, 0, 50), totals(750, 600)],
+    )
+    .unwrap();
     assert_eq!(
         h.l3().depth(S, 9),
         (vec![(0, 550), (100, 200)], vec![(99, 600)])
@@ -334,7 +372,12 @@ fn call_auction_then_close() {
     assert_eq!(
         trades,
         vec![
-            (Some(OrderId(10)), Some(OrderId(12)), 500, Aggressor::Auction),
+            (
+                Some(OrderId(10)),
+                Some(OrderId(12)),
+                500,
+                Aggressor::Auction
+            ),
             (Some(OrderId(13)), Some(OrderId(12)), 50, Aggressor::Auction),
             (Some(OrderId(11)), Some(OrderId(12)), 50, Aggressor::Auction),
         ]
@@ -353,7 +396,13 @@ fn call_auction_then_close() {
         })
     );
     let view = h.l3().security(S).unwrap();
-    assert_eq!(view.auction, Some(Uncross { price: 100, volume: 600 }));
+    assert_eq!(
+        view.auction,
+        Some(Uncross {
+            price: 100,
+            volume: 600
+        })
+    );
     assert_eq!(view.last_trade.map(|t| (t.price, t.qty)), Some((100, 50)));
     assert_eq!(h.l3().depth(S, 9), (vec![(100, 150)], vec![]));
     // Closing: the remaining order expires; the reference becomes the closing price.
@@ -379,7 +428,10 @@ fn call_auction_then_close() {
     assert_eq!((snap.reference, snap.phase), (100, Phase::Closed));
     assert_eq!(h.l3().security(S).unwrap().reference, 100);
     // A phase naming the current phase says nothing.
-    assert_eq!(h.apply(&Command::Phase(Phase::Closed), &[]).unwrap(), vec![]);
+    assert_eq!(
+        h.apply(&Command::Phase(Phase::Closed), &[]).unwrap(),
+        vec![]
+    );
 }
 
 #[test]
@@ -418,12 +470,21 @@ fn unfilled_ato_orders_are_deleted_and_ioc_remainders_ignored() {
 #[test]
 fn contradicting_batches_are_refused_and_change_nothing() {
     let mut h = Harness::new();
-    h.apply(&new_cmd(), &[rested(1, Side::Buy, 100, 500), totals(500, 0)])
-        .unwrap();
-    h.apply(&new_cmd(), &[rested(2, Side::Buy, 100, 300), totals(800, 0)])
-        .unwrap();
-    h.apply(&new_cmd(), &[rested(3, Side::Buy, 101, 100), totals(900, 0)])
-        .unwrap();
+    h.apply(
+        &new_cmd(),
+        &[rested(1, Side::Buy, 100, 500), totals(500, 0)],
+    )
+    .unwrap();
+    h.apply(
+        &new_cmd(),
+        &[rested(2, Side::Buy, 100, 300), totals(800, 0)],
+    )
+    .unwrap();
+    h.apply(
+        &new_cmd(),
+        &[rested(3, Side::Buy, 101, 100), totals(900, 0)],
+    )
+    .unwrap();
     let snap = h.feed.builder().snapshot(S, FeedLevel::L3).unwrap();
     let feed_seq = h.feed.builder().feed_seq();
     let bad: Vec<(Vec<Event>, &str)> = vec![
@@ -565,8 +626,11 @@ fn contradicting_batches_are_refused_and_change_nothing() {
 #[test]
 fn messages_are_compact_and_round_trip_through_bincode() {
     let mut h = Harness::new();
-    h.apply(&new_cmd(), &[rested(1, Side::Buy, 25_050, 500), totals(500, 0)])
-        .unwrap();
+    h.apply(
+        &new_cmd(),
+        &[rested(1, Side::Buy, 25_050, 500), totals(500, 0)],
+    )
+    .unwrap();
     h.apply(
         &new_cmd(),
         &[fill(1, 2, 25_050, 100, Aggressor::Sell), totals(400, 0)],

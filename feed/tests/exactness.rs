@@ -71,7 +71,11 @@ fn check(engine: &Engine, feed: &Feed, s: &Sub, sec: SecurityId, full: bool, at:
         return;
     };
     assert!(wants(&s.sub, sec), "cmd {at}: {:?} holds {sec:?}", s.sub);
-    assert_eq!(Some(view.phase), feed.builder().phase(sec), "cmd {at}: phase");
+    assert_eq!(
+        Some(view.phase),
+        feed.builder().phase(sec),
+        "cmd {at}: phase"
+    );
     let window = s.sub.level.window().unwrap_or(usize::MAX);
     assert_eq!(
         view.book.depth(usize::MAX),
@@ -81,7 +85,11 @@ fn check(engine: &Engine, feed: &Feed, s: &Sub, sec: SecurityId, full: bool, at:
     );
     if let ClientBook::Orders(book) = &view.book {
         assert_eq!(book.totals(), engine.totals(sec), "cmd {at}: totals");
-        assert_eq!(book.len(), engine.book(sec).unwrap().len(), "cmd {at}: count");
+        assert_eq!(
+            book.len(),
+            engine.book(sec).unwrap().len(),
+            "cmd {at}: count"
+        );
         if full {
             let mirror = feed.builder().book(sec).unwrap();
             for side in [Side::Buy, Side::Sell] {
@@ -115,6 +123,7 @@ fn drain(feed: &mut Feed, subs: &mut [Sub], kinds: &mut BTreeMap<&'static str, u
                 Body::Reference { .. } => "reference",
                 Body::SnapshotBegin { .. } => "snapshot_begin",
                 Body::Snapshot(_) => "snapshot",
+                Body::Heartbeat => "heartbeat",
             };
             *kinds.entry(kind).or_default() += 1;
         }
@@ -204,10 +213,19 @@ fn run(seed: u64, commands: usize, cfg: GenConfig, sample: usize) {
     }
     eprintln!("seed {seed}: engine events {events_seen:?}");
     eprintln!("seed {seed}: feed messages {kinds:?}");
-    for k in ["accepted", "rejected", "fill", "rested", "cancelled", "totals"] {
+    for k in [
+        "accepted",
+        "rejected",
+        "fill",
+        "rested",
+        "cancelled",
+        "totals",
+    ] {
         assert!(events_seen.get(k).is_some_and(|&n| n > 0), "no {k} event");
     }
-    for k in ["add", "delete", "trade", "level", "quote", "phase", "snapshot"] {
+    for k in [
+        "add", "delete", "trade", "level", "quote", "phase", "snapshot",
+    ] {
         assert!(kinds.get(k).is_some_and(|&n| n > 0), "no {k} message");
     }
 }

@@ -78,12 +78,16 @@ impl Gen {
         let (floor, ceiling) = self.rules.band(reference).unwrap();
         // Mostly near the reference (busy levels, deep FIFOs); sometimes anywhere in the band.
         let p = if self.rng.gen_bool(0.9) {
-            let k = self.rng.gen_range(-self.cfg.spread_ticks..=self.cfg.spread_ticks);
+            let k = self
+                .rng
+                .gen_range(-self.cfg.spread_ticks..=self.cfg.spread_ticks);
             reference + k * tick
         } else {
             self.rng.gen_range(floor..=ceiling)
         };
-        self.rules.round_to_tick(p.clamp(floor, ceiling), false).max(floor)
+        self.rules
+            .round_to_tick(p.clamp(floor, ceiling), false)
+            .max(floor)
     }
 
     fn qty(&mut self) -> Qty {
@@ -141,7 +145,10 @@ impl Gen {
                     match self.rng.gen_range(0..3) {
                         0 => c.broker = BrokerId(broker + 1),
                         1 => c.id = OrderId(self.next_id + 1_000_000),
-                        _ => c.security = SecurityId(sec.wrapping_add(1) % self.cfg.securities as u32),
+                        _ => {
+                            c.security =
+                                SecurityId(sec.wrapping_add(1) % self.cfg.securities as u32)
+                        }
                     }
                 }
                 return Command::Cancel(c);
@@ -177,13 +184,21 @@ impl Gen {
             96..=97 => OrderType::Ato,
             _ => OrderType::Atc,
         };
-        let price = if kind.is_priceless() { 0 } else { self.price(sec) };
+        let price = if kind.is_priceless() {
+            0
+        } else {
+            self.price(sec)
+        };
         let broker = self.rng.gen_range(0..8);
         let mut o = NewOrder {
             id: OrderId(self.next_id),
             broker: BrokerId(broker),
             security: SecurityId(sec),
-            side: if self.rng.gen_bool(0.5) { Side::Buy } else { Side::Sell },
+            side: if self.rng.gen_bool(0.5) {
+                Side::Buy
+            } else {
+                Side::Sell
+            },
             kind,
             price,
             qty: self.qty(),
@@ -213,8 +228,10 @@ pub struct Driver {
 impl Driver {
     pub fn new(rules: MarketRules, table: &SecurityTable) -> Self {
         let mut engine = Engine::new(rules, table);
-        let mut by_code: Vec<(String, SecurityId)> =
-            table.iter().map(|(id, code, _)| (code.to_string(), id)).collect();
+        let mut by_code: Vec<(String, SecurityId)> = table
+            .iter()
+            .map(|(id, code, _)| (code.to_string(), id))
+            .collect();
         by_code.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         for &(_, id) in &by_code {
             engine.open_book(id);
