@@ -96,6 +96,8 @@ pub struct ClientStats {
 pub struct FeedClient {
     /// Sequence number expected next; `None` until the first `SnapshotBegin`, and after a gap.
     expected: Option<u64>,
+    /// Highest sequence number received: an older `SnapshotBegin` (a redelivery) is ignored.
+    high: u64,
     /// Snapshots announced by the last `SnapshotBegin` not yet received.
     pending: u32,
     feed_seq: u64,
@@ -160,6 +162,11 @@ impl FeedClient {
             securities,
         } = msg.body
         {
+            if msg.seq <= self.high {
+                self.stats.ignored += 1;
+                return Applied::Ignored;
+            }
+            self.high = msg.seq;
             self.securities.clear();
             self.expected = Some(msg.seq + 1);
             self.pending = securities;
@@ -169,6 +176,14 @@ impl FeedClient {
             return Applied::Applied;
         }
         let Some(expected) = self.expected else {
+            if msg.body == Body::Heartbeat {
+                // Still waiting, and the feed has nothing queued for us: the resync request or
+                // the start of its snapshot was lost. Ask again.
+                return Applied::Gap {
+                    expected: self.high + 1,
+                    got: msg.seq,
+                };
+            }
             self.stats.ignored += 1;
             return Applied::Ignored;
         };
@@ -189,6 +204,7 @@ impl FeedClient {
             self.stats.ignored += 1;
             return Applied::Ignored;
         }
+        self.high = self.high.max(msg.seq);
         if msg.seq > expected {
             self.expected = None;
             self.stats.gaps += 1;
