@@ -48,7 +48,7 @@ impl SecurityView {
                 for (side, list) in [(Side::Buy, bids), (Side::Sell, asks)] {
                     for o in list {
                         b.add(o.id, side, o.price, o.qty)
-                            .map_err(|_| "snapshot lists an order twice")?;
+                            .map_err(|_| "snapshot lists an order twice or with no quantity")?;
                     }
                 }
                 ClientBook::Orders(b)
