@@ -11,7 +11,7 @@ use matching::Timestamp;
 
 use crate::builder::FeedBuilder;
 use crate::message::{Message, Subscription, SubscriptionError};
-use crate::view::View;
+use crate::view::{Tops, View};
 
 /// Slow-subscriber policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +92,9 @@ pub struct Fanout {
     scratch: Vec<Message>,
     /// Latest exchange time seen (the clock of resync requests).
     now: Timestamp,
+    /// Widest L1/L2 window among the subscribers: the top levels loaded once per batch.
+    max_window: usize,
+    tops: Tops,
 }
 
 impl Fanout {
@@ -102,6 +105,8 @@ impl Fanout {
             next_id: 1,
             scratch: Vec::new(),
             now: Timestamp::MIN,
+            max_window: 0,
+            tops: Tops::none(),
         }
     }
 
@@ -133,6 +138,7 @@ impl Fanout {
         builder: &FeedBuilder,
     ) -> Result<SubscriberId, SubscriptionError> {
         let view = View::new(sub, builder)?;
+        self.max_window = self.max_window.max(view.level().window().unwrap_or(0));
         let id = SubscriberId(self.next_id);
         self.next_id += 1;
         // Ids only grow, so `subs` stays sorted by id.
@@ -154,21 +160,33 @@ impl Fanout {
             .binary_search_by_key(&id, |s| s.id)
             .map_err(|_| UnknownSubscriber(id))?;
         self.subs.remove(i);
+        self.max_window = self
+            .subs
+            .iter()
+            .filter_map(|s| s.view.level().window())
+            .max()
+            .unwrap_or(0);
         Ok(())
     }
 
     /// Queues the builder's last batch for every live subscriber that wants it. Never waits:
     /// an overflowing queue is cleared and its subscriber resynced (or dropped).
     pub fn publish(&mut self, builder: &FeedBuilder) {
-        let now = builder.last_batch().time;
+        let batch = builder.last_batch();
+        let now = batch.time;
         self.now = self.now.max(now);
+        if batch.messages.is_empty() {
+            // No message and no book change: no view has anything to say.
+            return;
+        }
+        self.tops.load(builder, self.max_window);
         let policy = self.policy;
         for sub in &mut self.subs {
             if sub.state != SubscriberState::Live {
                 continue;
             }
             self.scratch.clear();
-            sub.view.on_batch(builder, &mut self.scratch);
+            sub.view.on_batch(builder, &self.tops, &mut self.scratch);
             let added = self.scratch.len();
             if sub.incrementals + added > policy.capacity {
                 sub.stats.overflows += 1;

@@ -63,7 +63,7 @@ pub use message::{
     Body, BookImage, DeleteReason, FeedLevel, LevelInfo, Message, OrderInfo, Securities, Snapshot,
     Subscription, SubscriptionError, Trade, TradeId, Uncross,
 };
-pub use view::View;
+pub use view::{Tops, View};
 
 use matching::SecurityTable;
 

@@ -201,7 +201,7 @@ pub fn orderbook_line(book: &L3Book, levels: usize) -> String {
 /// Parses an orderbook-file line into `(ask_price, ask_size, bid_price, bid_size)` per level.
 pub fn parse_orderbook_line(line: &str) -> Result<Vec<(i64, Qty, i64, Qty)>, String> {
     let f: Vec<&str> = line.split(',').collect();
-    if f.is_empty() || f.len() % 4 != 0 {
+    if f.is_empty() || !f.len().is_multiple_of(4) {
         return Err(format!("{} fields is not a multiple of 4", f.len()));
     }
     f.chunks(4)

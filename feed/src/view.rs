@@ -112,8 +112,8 @@ impl View {
     }
 
     /// Appends this view's messages for the builder's last batch (nothing if the security is
-    /// not wanted).
-    pub fn on_batch(&mut self, builder: &FeedBuilder, out: &mut Vec<Message>) {
+    /// not wanted). `tops` may hold the batch's top levels, loaded once for many views.
+    pub fn on_batch(&mut self, builder: &FeedBuilder, tops: &Tops, out: &mut Vec<Message>) {
         let batch = builder.last_batch();
         if !self.wants(batch.security) {
             return;
@@ -136,7 +136,7 @@ impl View {
             };
             self.push(batch.time, body, out);
         }
-        self.window_updates(builder, &batch, window, out);
+        self.window_updates(builder, &batch, window, tops, out);
     }
 
     fn window_updates(
@@ -144,37 +144,49 @@ impl View {
         builder: &FeedBuilder,
         batch: &Batch<'_>,
         window: usize,
+        tops: &Tops,
         out: &mut Vec<Message>,
     ) {
         let Some(book) = builder.book(batch.security) else {
             return;
         };
-        let sec = batch.security;
+        let (sec, time) = (batch.security, batch.time);
         let mut quote_changed = false;
+        let mut scratch = std::mem::take(&mut self.scratch);
         for side in [Side::Buy, Side::Sell] {
-            if !batch.touched[side as usize].is_some_and(|r| r < window) {
+            if batch.touched[side as usize].is_none_or(|r| r >= window) {
                 continue;
             }
-            self.scratch.clear();
-            self.scratch.extend(book.levels(side).take(window));
-            let old = std::mem::take(&mut self.windows[sec.0 as usize][side as usize]);
-            if self.level == FeedLevel::L1 {
-                quote_changed |= old != self.scratch;
+            let new: &[LevelInfo] = if tops.depth >= window {
+                let t = &tops.sides[side as usize];
+                &t[..window.min(t.len())]
             } else {
-                for level in diff(side, &old, &self.scratch) {
-                    let body = Body::Level {
-                        security: sec,
-                        side,
-                        level,
-                    };
-                    self.push(batch.time, body, out);
-                }
+                scratch.clear();
+                scratch.extend(book.levels(side).take(window));
+                &scratch
+            };
+            let old = &mut self.windows[sec.0 as usize][side as usize];
+            if self.level == FeedLevel::L1 {
+                quote_changed |= old.as_slice() != new;
+            } else {
+                let seq = &mut self.seq;
+                diff(side, old, new, |level| {
+                    *seq += 1;
+                    out.push(Message {
+                        seq: *seq,
+                        time,
+                        body: Body::Level {
+                            security: sec,
+                            side,
+                            level,
+                        },
+                    });
+                });
             }
-            let mut new = old;
-            new.clear();
-            new.extend_from_slice(&self.scratch);
-            self.windows[sec.0 as usize][side as usize] = new;
+            old.clear();
+            old.extend_from_slice(new);
         }
+        self.scratch = scratch;
         if quote_changed {
             let [bids, asks] = &self.windows[sec.0 as usize];
             let body = Body::Quote {
@@ -182,27 +194,57 @@ impl View {
                 bid: bids.first().copied(),
                 ask: asks.first().copied(),
             };
-            self.push(batch.time, body, out);
+            self.push(time, body, out);
+        }
+    }
+}
+
+/// The best levels of the sides a batch changed, loaded once and shared by every L1/L2 view.
+#[derive(Clone, Debug, Default)]
+pub struct Tops {
+    /// Levels loaded per side (views with a wider window load their own).
+    depth: usize,
+    sides: [Vec<LevelInfo>; 2],
+}
+
+impl Tops {
+    /// Nothing loaded: every view reads the book itself.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Loads up to `depth` levels of each side the builder's last batch changed within them.
+    pub fn load(&mut self, builder: &FeedBuilder, depth: usize) {
+        let batch = builder.last_batch();
+        self.depth = depth;
+        for side in [Side::Buy, Side::Sell] {
+            let v = &mut self.sides[side as usize];
+            v.clear();
+            if let (Some(book), true) = (
+                builder.book(batch.security),
+                batch.touched[side as usize].is_some_and(|r| r < depth),
+            ) {
+                v.extend(book.levels(side).take(depth));
+            }
         }
     }
 }
 
 /// The level updates that turn `old` into `new` (both best first): a zero-quantity level for
 /// every price that left, the new level for every price that appeared or changed.
-fn diff(side: Side, old: &[LevelInfo], new: &[LevelInfo]) -> Vec<LevelInfo> {
-    let mut updates = Vec::new();
+fn diff(side: Side, old: &[LevelInfo], new: &[LevelInfo], mut emit: impl FnMut(LevelInfo)) {
     let (mut i, mut j) = (0, 0);
     while i < old.len() || j < new.len() {
         match (old.get(i), new.get(j)) {
             (Some(o), Some(n)) if o.price == n.price => {
                 if o != n {
-                    updates.push(*n);
+                    emit(*n);
                 }
                 i += 1;
                 j += 1;
             }
             (Some(o), Some(n)) if better(side, o.price, n.price) => {
-                updates.push(LevelInfo {
+                emit(LevelInfo {
                     price: o.price,
                     qty: 0,
                     orders: 0,
@@ -210,7 +252,7 @@ fn diff(side: Side, old: &[LevelInfo], new: &[LevelInfo]) -> Vec<LevelInfo> {
                 i += 1;
             }
             (Some(o), None) => {
-                updates.push(LevelInfo {
+                emit(LevelInfo {
                     price: o.price,
                     qty: 0,
                     orders: 0,
@@ -218,13 +260,12 @@ fn diff(side: Side, old: &[LevelInfo], new: &[LevelInfo]) -> Vec<LevelInfo> {
                 i += 1;
             }
             (_, Some(n)) => {
-                updates.push(*n);
+                emit(*n);
                 j += 1;
             }
             (None, None) => break,
         }
     }
-    updates
 }
 
 #[cfg(test)]
@@ -243,7 +284,8 @@ mod tests {
     fn diff_emits_removals_changes_and_additions() {
         let old = [lv(0, 5), lv(105, 1), lv(104, 2), lv(100, 3)];
         let new = [lv(105, 1), lv(104, 9), lv(102, 1), lv(101, 1)];
-        let d = diff(Side::Buy, &old, &new);
+        let mut d = Vec::new();
+        diff(Side::Buy, &old, &new, |l| d.push(l));
         assert_eq!(
             d,
             vec![
@@ -262,6 +304,8 @@ mod tests {
                 },
             ]
         );
-        assert!(diff(Side::Sell, &new, &new).is_empty());
+        diff(Side::Sell, &new, &new, |l| {
+            panic!("no change expected: {l:?}")
+        });
     }
 }

@@ -110,7 +110,12 @@ fn body() -> impl Strategy<Value = Body> {
             id,
             reason: DeleteReason::Cancelled
         }),
-        (s.clone(), proptest::option::of(id.clone()), proptest::option::of(id), 0..3u64)
+        (
+            s.clone(),
+            proptest::option::of(id.clone()),
+            proptest::option::of(id),
+            0..3u64
+        )
             .prop_map(|(security, buy, sell, qty)| Body::Trade(Trade {
                 security,
                 id: TradeId { seq: 1, index: 0 },
