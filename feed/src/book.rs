@@ -32,6 +32,8 @@ pub type Rank = usize;
 #[derive(Clone, Copy, Debug)]
 struct Node {
     id: u64,
+    /// The id published for the order (see [`L3Book::add_public`]).
+    public: u64,
     price: Price,
     qty: Qty,
     side: Side,
@@ -117,6 +119,7 @@ enum Undo {
     Qty(u64, Qty),
     Removed {
         id: u64,
+        public: u64,
         side: Side,
         price: Price,
         qty: Qty,
@@ -130,6 +133,8 @@ pub struct Resting {
     pub side: Side,
     pub price: Price,
     pub qty: Qty,
+    /// The id published for it.
+    pub public: OrderId,
 }
 
 /// An order-by-order book. Quantities add and subtract with wrapping arithmetic like the
@@ -182,6 +187,7 @@ impl L3Book {
             side: n.side,
             price: n.price,
             qty: n.qty,
+            public: OrderId(n.public),
         })
     }
 
@@ -212,7 +218,7 @@ impl L3Book {
         (side(Side::Buy), side(Side::Sell))
     }
 
-    /// The orders of `side` in priority order.
+    /// The orders of `side` in priority order, under their public ids.
     pub fn orders(&self, side: Side) -> impl Iterator<Item = OrderInfo> + '_ {
         let s = &self.sides[side_ix(side)];
         std::iter::once(&s.market)
@@ -226,7 +232,7 @@ impl L3Book {
                     let n = &self.slots[cur as usize];
                     cur = n.next;
                     Some(OrderInfo {
-                        id: OrderId(n.id),
+                        id: OrderId(n.public),
                         price: n.price,
                         qty: n.qty,
                     })
@@ -261,19 +267,34 @@ impl L3Book {
                 Undo::Qty(id, qty) => self.set_qty(id, qty).map(|_| ()),
                 Undo::Removed {
                     id,
+                    public,
                     side,
                     price,
                     qty,
                     prev,
-                } => self.link(id, side, price, qty, prev).map(|_| ()),
+                } => self.link(id, public, side, price, qty, prev).map(|_| ()),
             };
         }
     }
 
-    /// Adds order `id` at the back of its level (price 0: at market). Returns the level's rank.
+    /// Adds order `id` at the back of its level (price 0: at market), published as itself.
+    /// Returns the level's rank.
     pub fn add(
         &mut self,
         id: OrderId,
+        side: Side,
+        price: Price,
+        qty: Qty,
+    ) -> Result<Rank, BookError> {
+        self.add_public(id, id, side, price, qty)
+    }
+
+    /// Adds order `id` at the back of its level, published as `public` ([`L3Book::orders`]
+    /// lists it under that id; every other call names it by `id`).
+    pub fn add_public(
+        &mut self,
+        id: OrderId,
+        public: OrderId,
         side: Side,
         price: Price,
         qty: Qty,
@@ -288,7 +309,7 @@ impl L3Book {
             return Err(BookError::BadPrice(id));
         }
         let tail = self.tail_of(side, price);
-        let rank = self.link(id.0, side, price, qty, tail)?;
+        let rank = self.link(id.0, public.0, side, price, qty, tail)?;
         if self.recording {
             self.undo.push(Undo::Added(id.0));
         }
@@ -331,6 +352,7 @@ impl L3Book {
             let prev = (node.prev != NIL).then(|| self.slots[node.prev as usize].id);
             self.undo.push(Undo::Removed {
                 id: node.id,
+                public: node.public,
                 side: node.side,
                 price: node.price,
                 qty: node.qty,
@@ -386,6 +408,7 @@ impl L3Book {
     fn link(
         &mut self,
         id: u64,
+        public: u64,
         side: Side,
         price: Price,
         qty: Qty,
@@ -400,6 +423,7 @@ impl L3Book {
         };
         let node = Node {
             id,
+            public,
             price,
             qty,
             side,

@@ -153,7 +153,7 @@ impl FeedBuilder {
             batch_time: 0,
             touched: [None; 2],
             indicative: None,
-            clock: Timestamp::MIN,
+            clock: 0,
         }
     }
 
@@ -173,7 +173,7 @@ impl FeedBuilder {
         self.seq
     }
 
-    /// Exchange time of the last accepted batch (`Timestamp::MIN` before the first).
+    /// Exchange time of the last accepted batch (0 before the first).
     pub fn clock(&self) -> Timestamp {
         self.clock
     }
@@ -328,6 +328,9 @@ fn apply_events(
     }
     let mut fills: u32 = 0;
     let mut auction_traded: Qty = 0;
+    // Orders an amend took out of their level in this batch: they come back under the same
+    // public id.
+    let mut amended: Vec<(OrderId, OrderId)> = Vec::new();
     for ev in c.events {
         match *ev {
             Event::Accepted { .. } | Event::Rejected { .. } => {}
@@ -351,7 +354,8 @@ fn apply_events(
                     if head != Some(oid) {
                         return Err(FeedError::OutOfPriority { seq, id: oid, head });
                     }
-                    let limit = st.book.order(oid).map_or(0, |o| o.price);
+                    let (limit, public) =
+                        st.book.order(oid).map_or((0, oid), |o| (o.price, o.public));
                     let fits = limit == 0
                         || match (f.aggressor, side) {
                             (Aggressor::Auction, Side::Buy) => limit >= f.price,
@@ -369,8 +373,8 @@ fn apply_events(
                     let (rank, _) = st.book.execute(oid, f.qty).map_err(book_err)?;
                     touch(touched, side, rank);
                     match side {
-                        Side::Buy => trade.buy = Some(oid),
-                        Side::Sell => trade.sell = Some(oid),
+                        Side::Buy => trade.buy = Some(public),
+                        Side::Sell => trade.sell = Some(public),
                     }
                 }
                 if f.aggressor == Aggressor::Auction {
@@ -393,11 +397,20 @@ fn apply_events(
                 qty,
             } => {
                 same(security)?;
-                let rank = st.book.add(id, side, price, qty).map_err(book_err)?;
+                // Public id: kept across a priority-losing amend, else the sequence number of
+                // the command that rested it (never the broker-chosen id).
+                let public = amended
+                    .iter()
+                    .find(|(a, _)| *a == id)
+                    .map_or(OrderId(seq), |&(_, p)| p);
+                let rank = st
+                    .book
+                    .add_public(id, public, side, price, qty)
+                    .map_err(book_err)?;
                 touch(touched, side, rank);
                 emit.push(Body::Add {
                     security,
-                    id,
+                    id: public,
                     side,
                     price,
                     qty,
@@ -418,9 +431,10 @@ fn apply_events(
                 if !priority_kept {
                     let rank = st.book.delete(id).map_err(book_err)?;
                     touch(touched, o.side, rank);
+                    amended.push((id, o.public));
                     emit.push(Body::Delete {
                         security,
-                        id,
+                        id: o.public,
                         reason: DeleteReason::Amended,
                     });
                 } else if price != o.price || qty > o.qty || qty == 0 {
@@ -428,7 +442,11 @@ fn apply_events(
                 } else if qty < o.qty {
                     let rank = st.book.reduce(id, qty).map_err(book_err)?;
                     touch(touched, o.side, rank);
-                    emit.push(Body::Reduce { security, id, qty });
+                    emit.push(Body::Reduce {
+                        security,
+                        id: o.public,
+                        qty,
+                    });
                 }
             }
             Event::Cancelled { id, qty, reason } => {
@@ -454,7 +472,7 @@ fn apply_events(
                     };
                     emit.push(Body::Delete {
                         security: sec,
-                        id,
+                        id: o.public,
                         reason,
                     });
                 } else {
@@ -464,7 +482,7 @@ fn apply_events(
                     touch(touched, o.side, rank);
                     emit.push(Body::Reduce {
                         security: sec,
-                        id,
+                        id: o.public,
                         qty: left,
                     });
                 }

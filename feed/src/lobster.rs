@@ -22,6 +22,7 @@
 //! - Prices: LOBSTER writes a dollar price times 10,000. gridmatch prices are integer VND, so
 //!   the price column is VND x 10,000 (25,050 VND -> `250500000`): a reader that divides by
 //!   10,000 as usual gets VND back exactly. Type 7 lines carry the indicator -1/0/1 unscaled.
+//! - Order ids are the feed's public ids (see [`crate::message`]), not the brokers' ids.
 //! - Direction: 1 buy, -1 sell. A type 4 line has the direction of the executed resting order
 //!   (-1: a buyer took liquidity), as LOBSTER does.
 //! - An amend that loses priority is a deletion (3) followed by the trades it made and a new

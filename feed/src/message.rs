@@ -3,6 +3,11 @@
 //!
 //! Prices and quantities are the engine's integers. A price of 0 on an order or a level means
 //! "at market": resting ATO/ATC orders during their call phase, always first in priority.
+//!
+//! Order ids on the feed are PUBLIC ids, never the broker-chosen order ids (a broker's id
+//! scheme could identify it): an order is published under the sequence number of the command
+//! that first rested it, kept across amends that cost it its priority. Deterministic, so the
+//! same on every replay; a broker learns its own order's sequence number from its `Accepted`.
 
 use matching::{Aggressor, OrderId, Phase, Price, Qty, SecurityId, Side, Timestamp};
 use serde::{Deserialize, Serialize};

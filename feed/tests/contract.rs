@@ -369,17 +369,15 @@ fn call_auction_then_close() {
             _ => None,
         })
         .collect();
+    // Public ids: the sequence numbers of the commands that rested orders 10 (seq 2), 11
+    // (seq 3), 12 (seq 4) and 13 (seq 5); the broker-chosen ids never appear.
+    let auction = Aggressor::Auction;
     assert_eq!(
         trades,
         vec![
-            (
-                Some(OrderId(10)),
-                Some(OrderId(12)),
-                500,
-                Aggressor::Auction
-            ),
-            (Some(OrderId(13)), Some(OrderId(12)), 50, Aggressor::Auction),
-            (Some(OrderId(11)), Some(OrderId(12)), 50, Aggressor::Auction),
+            (Some(OrderId(2)), Some(OrderId(4)), 500, auction),
+            (Some(OrderId(5)), Some(OrderId(4)), 50, auction),
+            (Some(OrderId(3)), Some(OrderId(4)), 50, auction),
         ]
     );
     assert!(out.contains(&Body::Auction {
@@ -421,7 +419,7 @@ fn call_auction_then_close() {
     let out = h.apply(&Command::Phase(Phase::Closed), &ev).unwrap();
     assert!(out.contains(&Body::Delete {
         security: S,
-        id: OrderId(11),
+        id: OrderId(3),
         reason: DeleteReason::Expired
     }));
     let snap = h.feed.builder().snapshot(S, FeedLevel::L3).unwrap();
@@ -449,9 +447,10 @@ fn unfilled_ato_orders_are_deleted_and_ioc_remainders_ignored() {
         totals(0, 0),
     ];
     let out = h.apply(&Command::Phase(Phase::Continuous), &ev).unwrap();
+    // Order 1 rested by command 2: published as 2.
     assert!(out.contains(&Body::Delete {
         security: S,
-        id: OrderId(1),
+        id: OrderId(2),
         reason: DeleteReason::Unfilled
     }));
     // An IOC remainder that never rested: nothing on the feed.
