@@ -123,13 +123,16 @@ fn main() {
     );
 
     let subs = subscriptions(securities as u32);
-    let run_fanout = |apply_clients: bool| {
+    let mut client_report: Vec<String> = Vec::new();
+    let mut run_fanout = |apply_clients: bool| {
         let mut d = Driver::new(rules, &table);
         let mut feed = Feed::new(&table, QueuePolicy::default());
         let ids: Vec<SubscriberId> = subs.iter().map(|s| feed.subscribe(s).unwrap()).collect();
         let mut clients: Vec<FeedClient> = subs.iter().map(|_| FeedClient::new()).collect();
         let mut out = Vec::with_capacity(1 << 16);
         let mut delivered = 0u64;
+        // Per subscriber: time spent in its client, messages applied.
+        let mut client_cost = vec![(Duration::ZERO, 0u64); subs.len()];
         for (i, c) in cmds.iter().enumerate() {
             d.step(c, |seq, time, security, command, events| {
                 feed.apply(Completed {
@@ -147,9 +150,12 @@ fn main() {
                     feed.poll(id, usize::MAX, &mut out).unwrap();
                     delivered += out.len() as u64;
                     if apply_clients {
+                        let start = Instant::now();
                         for m in &out {
                             clients[k].apply(m);
                         }
+                        client_cost[k].0 += start.elapsed();
+                        client_cost[k].1 += out.len() as u64;
                     }
                 }
             }
@@ -157,6 +163,35 @@ fn main() {
         for (k, &id) in ids.iter().enumerate() {
             let s = feed.fanout().stats(id).unwrap();
             assert_eq!(s.overflows, 0, "subscriber {k} overflowed");
+        }
+        if apply_clients {
+            // Per level: (time, messages) summed over its subscribers.
+            let mut per_level: Vec<(String, Duration, u64)> = Vec::new();
+            for (k, &(d, n)) in client_cost.iter().enumerate() {
+                let name = match (&subs[k].level, &subs[k].securities) {
+                    (l, Securities::All) => format!("{l:?}, all securities"),
+                    (l, Securities::Only(v)) => format!("{l:?}, {} securities", v.len()),
+                };
+                match per_level.iter_mut().find(|(l, _, _)| *l == name) {
+                    Some(e) => {
+                        e.1 += d;
+                        e.2 += n;
+                    }
+                    None => per_level.push((name, d, n)),
+                }
+            }
+            client_report.clear();
+            for (name, d, n) in per_level {
+                client_report.push(format!(
+                    "  4 clients {name:<36} {:>10} msgs, {:>6.0} ns/msg applied",
+                    n,
+                    d.as_nanos() as f64 / n.max(1) as f64
+                ));
+            }
+            client_report.push(format!(
+                "  resting orders at the end: {} (every L3 client holds them all)",
+                d.engine.live_orders()
+            ));
         }
         (feed.builder().feed_seq(), delivered)
     };
@@ -178,6 +213,9 @@ fn main() {
         canonical,
         Some(delivered),
     );
+    for line in &client_report {
+        println!("{line}");
+    }
     println!(
         "feed cost per command: builder {:.0} ns, builder + 16 subscribers {:.0} ns",
         (with_builder.as_secs_f64() - engine_alone.as_secs_f64()) * 1e9 / orders as f64,

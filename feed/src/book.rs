@@ -262,9 +262,13 @@ impl L3Book {
         self.recording = false;
         while let Some(u) = self.undo.pop() {
             // Each step restores the state right after the logged change, so it cannot fail.
-            let _ = match u {
-                Undo::Added(id) => self.unlink(id).map(|_| ()),
-                Undo::Qty(id, qty) => self.set_qty(id, qty).map(|_| ()),
+            match u {
+                Undo::Added(id) => {
+                    let _ = self.unlink(id);
+                }
+                Undo::Qty(id, qty) => {
+                    let _ = self.set_qty(id, qty);
+                }
                 Undo::Removed {
                     id,
                     public,
@@ -272,8 +276,11 @@ impl L3Book {
                     price,
                     qty,
                     prev,
-                } => self.link(id, public, side, price, qty, prev).map(|_| ()),
-            };
+                } => {
+                    let place = prev.map_or(Place::Head, Place::After);
+                    self.link(id, public, side, price, qty, place);
+                }
+            }
         }
     }
 
@@ -308,8 +315,7 @@ impl L3Book {
         if price < 0 {
             return Err(BookError::BadPrice(id));
         }
-        let tail = self.tail_of(side, price);
-        let rank = self.link(id.0, public.0, side, price, qty, tail)?;
+        let rank = self.link(id.0, public.0, side, price, qty, Place::Tail);
         if self.recording {
             self.undo.push(Undo::Added(id.0));
         }
@@ -330,6 +336,62 @@ impl L3Book {
             self.reduce(id, left)?
         };
         Ok((rank, left))
+    }
+
+    /// Executes `qty` of the order first in line on `side`, which must be `id` (the level is
+    /// then the best: rank 0). Returns the order as it was before.
+    pub fn execute_head(
+        &mut self,
+        side: Side,
+        id: OrderId,
+        qty: Qty,
+    ) -> Result<Resting, HeadError> {
+        let s = &self.sides[side_ix(side)];
+        let at = if s.market.orders > 0 {
+            At::Market
+        } else if s.levels.is_empty() {
+            return Err(HeadError::NotFirst(None));
+        } else {
+            At::Limit(s.levels.len() - 1)
+        };
+        let slot = self.fifo(side, at).head;
+        let node = self.slots[slot as usize];
+        if node.id != id.0 {
+            return Err(HeadError::NotFirst(Some(OrderId(node.id))));
+        }
+        let before = Resting {
+            side,
+            price: node.price,
+            qty: node.qty,
+            public: OrderId(node.public),
+        };
+        if qty == 0 || qty > node.qty {
+            return Err(HeadError::Book(BookError::BadQuantity {
+                id,
+                qty,
+                open: node.qty,
+            }));
+        }
+        if qty == node.qty {
+            self.index.remove(&id.0);
+            self.unlink_slot(slot, at);
+            if self.recording {
+                self.undo.push(Undo::Removed {
+                    id: node.id,
+                    public: node.public,
+                    side,
+                    price: node.price,
+                    qty: node.qty,
+                    prev: None,
+                });
+            }
+        } else {
+            self.adjust(slot, at, node.qty - qty);
+            if self.recording {
+                self.undo.push(Undo::Qty(id.0, node.qty));
+            }
+        }
+        Ok(before)
     }
 
     /// Sets order `id`'s open quantity to `qty` (0 < qty <= open), keeping its place.
@@ -362,49 +424,64 @@ impl L3Book {
         Ok(rank)
     }
 
-    fn tail_of(&self, side: Side, price: Price) -> Option<u64> {
-        let s = &self.sides[side_ix(side)];
-        let fifo = if price == 0 {
-            &s.market
-        } else {
-            let i = s
-                .levels
-                .binary_search_by(|l| key(side, l.price).cmp(&key(side, price)))
-                .ok()?;
-            &s.levels[i]
-        };
-        (fifo.tail != NIL).then(|| self.slots[fifo.tail as usize].id)
-    }
-
-    /// Rank of the limit level at index `i` of `side`'s ladder.
-    fn rank_of(&self, side: Side, i: usize) -> Rank {
-        let s = &self.sides[side_ix(side)];
-        usize::from(s.market.orders > 0) + (s.levels.len() - 1 - i)
-    }
-
-    /// The level of (`side`, `price`), creating it if `create`; with its rank.
-    fn level_mut(&mut self, side: Side, price: Price, create: bool) -> Option<(&mut Fifo, Rank)> {
+    /// The level of (`side`, `price`), if it exists.
+    fn find(&self, side: Side, price: Price) -> Option<At> {
         if price == 0 {
-            let s = &mut self.sides[side_ix(side)];
-            return Some((&mut s.market, 0));
+            return Some(At::Market);
         }
         let k = key(side, price);
-        let s = &self.sides[side_ix(side)];
-        let i = match s.levels.binary_search_by(|l| key(side, l.price).cmp(&k)) {
-            Ok(i) => i,
-            Err(i) if create => {
-                self.sides[side_ix(side)]
-                    .levels
-                    .insert(i, Fifo::empty(price));
-                i
-            }
-            Err(_) => return None,
-        };
-        let rank = self.rank_of(side, i);
-        Some((&mut self.sides[side_ix(side)].levels[i], rank))
+        let levels = &self.sides[side_ix(side)].levels;
+        // Activity clusters at the touch (the end): try it first.
+        if levels.last().is_some_and(|l| l.price == price) {
+            return Some(At::Limit(levels.len() - 1));
+        }
+        levels
+            .binary_search_by(|l| key(side, l.price).cmp(&k))
+            .ok()
+            .map(At::Limit)
     }
 
-    /// Inserts a node after order `prev` (or at the head of its level when `None`).
+    /// The level of (`side`, `price`), created empty if missing.
+    fn find_or_insert(&mut self, side: Side, price: Price) -> At {
+        if let Some(at) = self.find(side, price) {
+            return at;
+        }
+        let k = key(side, price);
+        let levels = &mut self.sides[side_ix(side)].levels;
+        let i = levels
+            .binary_search_by(|l| key(side, l.price).cmp(&k))
+            .unwrap_or_else(|i| i);
+        levels.insert(i, Fifo::empty(price));
+        At::Limit(i)
+    }
+
+    fn fifo(&self, side: Side, at: At) -> &Fifo {
+        let s = &self.sides[side_ix(side)];
+        match at {
+            At::Market => &s.market,
+            At::Limit(i) => &s.levels[i],
+        }
+    }
+
+    fn fifo_mut(&mut self, side: Side, at: At) -> &mut Fifo {
+        let s = &mut self.sides[side_ix(side)];
+        match at {
+            At::Market => &mut s.market,
+            At::Limit(i) => &mut s.levels[i],
+        }
+    }
+
+    /// Rank of a level: 0 for the market level, else its distance from the best limit level
+    /// (plus one when orders rest at market).
+    fn rank(&self, side: Side, at: At) -> Rank {
+        let s = &self.sides[side_ix(side)];
+        match at {
+            At::Market => 0,
+            At::Limit(i) => usize::from(s.market.orders > 0) + (s.levels.len() - 1 - i),
+        }
+    }
+
+    /// Inserts a node into its level at `place`; returns the level's rank afterwards.
     fn link(
         &mut self,
         id: u64,
@@ -412,14 +489,13 @@ impl L3Book {
         side: Side,
         price: Price,
         qty: Qty,
-        prev: Option<u64>,
-    ) -> Result<Rank, BookError> {
-        let prev_slot = match prev {
-            Some(p) => *self
-                .index
-                .get(&p)
-                .ok_or(BookError::UnknownOrder(OrderId(p)))?,
-            None => NIL,
+        place: Place,
+    ) -> Rank {
+        let at = self.find_or_insert(side, price);
+        let prev = match place {
+            Place::Tail => self.fifo(side, at).tail,
+            Place::After(p) => self.index.get(&p).copied().unwrap_or(NIL),
+            Place::Head => NIL,
         };
         let node = Node {
             id,
@@ -427,7 +503,7 @@ impl L3Book {
             price,
             qty,
             side,
-            prev: prev_slot,
+            prev,
             next: NIL,
         };
         let slot = match self.free.pop() {
@@ -441,35 +517,29 @@ impl L3Book {
             }
         };
         self.index.insert(id, slot);
-        let next = if prev_slot == NIL {
-            // At the head: the current head (if any) follows.
-            let (fifo, _) = self.level_mut(side, price, true).expect("created");
+        let next = if prev == NIL {
+            let fifo = self.fifo_mut(side, at);
             let old = fifo.head;
             fifo.head = slot;
-            if old == NIL {
-                fifo.tail = slot;
-            }
             old
         } else {
-            let n = self.slots[prev_slot as usize].next;
-            self.slots[prev_slot as usize].next = slot;
-            if n == NIL {
-                let (fifo, _) = self.level_mut(side, price, true).expect("created");
-                fifo.tail = slot;
-            }
+            let n = self.slots[prev as usize].next;
+            self.slots[prev as usize].next = slot;
             n
         };
         self.slots[slot as usize].next = next;
+        let fifo = self.fifo_mut(side, at);
+        if next == NIL {
+            fifo.tail = slot;
+        }
+        fifo.qty = fifo.qty.wrapping_add(qty);
+        fifo.orders += 1;
         if next != NIL {
             self.slots[next as usize].prev = slot;
         }
-        let (fifo, _) = self.level_mut(side, price, true).expect("created");
-        fifo.qty = fifo.qty.wrapping_add(qty);
-        fifo.orders += 1;
         let s = &mut self.sides[side_ix(side)];
         s.total = s.total.wrapping_add(qty);
-        // The rank after the insertion (the market level may just have appeared).
-        Ok(self.level_mut(side, price, false).map_or(0, |(_, r)| r))
+        self.rank(side, at)
     }
 
     /// Takes a node out of its level (dropping the level if it empties); returns the node as it
@@ -480,6 +550,17 @@ impl L3Book {
             .remove(&id)
             .ok_or(BookError::UnknownOrder(OrderId(id)))?;
         let node = self.slots[slot as usize];
+        let at = self
+            .find(node.side, node.price)
+            .expect("a resting order's level exists");
+        let rank = self.rank(node.side, at);
+        self.unlink_slot(slot, at);
+        Ok((node, rank))
+    }
+
+    /// Unlinks the node at `slot` (already out of the index) from its level `at`.
+    fn unlink_slot(&mut self, slot: u32, at: At) {
+        let node = self.slots[slot as usize];
         if node.prev != NIL {
             self.slots[node.prev as usize].next = node.next;
         }
@@ -489,9 +570,7 @@ impl L3Book {
         self.free.push(slot);
         let s = &mut self.sides[side_ix(node.side)];
         s.total = s.total.wrapping_sub(node.qty);
-        let (fifo, rank) = self
-            .level_mut(node.side, node.price, false)
-            .expect("a resting order's level exists");
+        let fifo = self.fifo_mut(node.side, at);
         if node.prev == NIL {
             fifo.head = node.next;
         }
@@ -500,17 +579,20 @@ impl L3Book {
         }
         fifo.qty = fifo.qty.wrapping_sub(node.qty);
         fifo.orders -= 1;
-        if fifo.orders == 0 && node.price != 0 {
-            let side = node.side;
-            let s = &mut self.sides[side_ix(side)];
-            if let Ok(i) = s
-                .levels
-                .binary_search_by(|l| key(side, l.price).cmp(&key(side, node.price)))
-            {
-                s.levels.remove(i);
-            }
+        if let (0, At::Limit(i)) = (fifo.orders, at) {
+            self.sides[side_ix(node.side)].levels.remove(i);
         }
-        Ok((node, rank))
+    }
+
+    /// Sets the open quantity of the node at `slot` in level `at`.
+    fn adjust(&mut self, slot: u32, at: At, qty: Qty) {
+        let node = &mut self.slots[slot as usize];
+        let (old, side) = (node.qty, node.side);
+        node.qty = qty;
+        let s = &mut self.sides[side_ix(side)];
+        s.total = s.total.wrapping_sub(old).wrapping_add(qty);
+        let fifo = self.fifo_mut(side, at);
+        fifo.qty = fifo.qty.wrapping_sub(old).wrapping_add(qty);
     }
 
     fn set_qty(&mut self, id: u64, qty: Qty) -> Result<Rank, BookError> {
@@ -518,18 +600,37 @@ impl L3Book {
             .index
             .get(&id)
             .ok_or(BookError::UnknownOrder(OrderId(id)))?;
-        let node = &mut self.slots[slot as usize];
-        let old = node.qty;
-        node.qty = qty;
-        let (side, price) = (node.side, node.price);
-        let s = &mut self.sides[side_ix(side)];
-        s.total = s.total.wrapping_sub(old).wrapping_add(qty);
-        let (fifo, rank) = self
-            .level_mut(side, price, false)
+        let node = self.slots[slot as usize];
+        let at = self
+            .find(node.side, node.price)
             .expect("a resting order's level exists");
-        fifo.qty = fifo.qty.wrapping_sub(old).wrapping_add(qty);
-        Ok(rank)
+        self.adjust(slot, at, qty);
+        Ok(self.rank(node.side, at))
     }
+}
+
+/// Where [`L3Book::link`] puts a node in its level.
+#[derive(Clone, Copy, Debug)]
+enum Place {
+    Tail,
+    Head,
+    /// Right after this order (which is at the same level).
+    After(u64),
+}
+
+/// A level of one side: the at-market FIFO, or the limit level at an index of the ladder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum At {
+    Market,
+    Limit(usize),
+}
+
+/// Why [`L3Book::execute_head`] refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadError {
+    /// The order is not first in line; the one that is (if any).
+    NotFirst(Option<OrderId>),
+    Book(BookError),
 }
 
 /// Aggregated levels, best first (at market first), at most `window` per side: an L1/L2

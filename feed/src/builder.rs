@@ -11,7 +11,7 @@ use matching::{
     Side, Timestamp,
 };
 
-use crate::book::{BookError, L3Book, Rank};
+use crate::book::{BookError, HeadError, L3Book, Rank};
 use crate::message::{
     Body, BookImage, DeleteReason, FeedLevel, LastTrade, Message, Snapshot, Trade, TradeId, Uncross,
 };
@@ -350,28 +350,32 @@ fn apply_events(
                     sell: None,
                 };
                 for (side, oid, _) in f.passive() {
-                    let head = st.book.head(side);
-                    if head != Some(oid) {
-                        return Err(FeedError::OutOfPriority { seq, id: oid, head });
-                    }
-                    let (limit, public) =
-                        st.book.order(oid).map_or((0, oid), |o| (o.price, o.public));
-                    let fits = limit == 0
+                    let o = st
+                        .book
+                        .execute_head(side, oid, f.qty)
+                        .map_err(|e| match e {
+                            HeadError::NotFirst(head) => {
+                                FeedError::OutOfPriority { seq, id: oid, head }
+                            }
+                            HeadError::Book(source) => FeedError::Book { seq, source },
+                        })?;
+                    let fits = o.price == 0
                         || match (f.aggressor, side) {
-                            (Aggressor::Auction, Side::Buy) => limit >= f.price,
-                            (Aggressor::Auction, Side::Sell) => limit <= f.price,
-                            _ => limit == f.price,
+                            (Aggressor::Auction, Side::Buy) => o.price >= f.price,
+                            (Aggressor::Auction, Side::Sell) => o.price <= f.price,
+                            _ => o.price == f.price,
                         };
                     if !fits {
+                        // The book is rolled back with the rest of the batch.
                         return Err(FeedError::FillPrice {
                             seq,
                             id: oid,
                             fill: f.price,
-                            limit,
+                            limit: o.price,
                         });
                     }
-                    let (rank, _) = st.book.execute(oid, f.qty).map_err(book_err)?;
-                    touch(touched, side, rank);
+                    touch(touched, side, 0);
+                    let public = o.public;
                     match side {
                         Side::Buy => trade.buy = Some(public),
                         Side::Sell => trade.sell = Some(public),

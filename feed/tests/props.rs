@@ -14,6 +14,8 @@ enum Op {
     Execute(u64, u64),
     Reduce(u64, u64),
     Delete(u64),
+    /// Execute the first in line (or, with `wrong`, name another order: refused, no change).
+    Head(bool, u64, bool),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -23,6 +25,8 @@ fn op() -> impl Strategy<Value = Op> {
         (0..12u64, 0..4u64).prop_map(|(i, q)| Op::Execute(i, q)),
         (0..12u64, 0..4u64).prop_map(|(i, q)| Op::Reduce(i, q)),
         (0..12u64).prop_map(Op::Delete),
+        (any::<bool>(), 0..4u64, proptest::bool::weighted(0.2))
+            .prop_map(|(b, q, w)| Op::Head(b, q, w)),
     ]
 }
 
@@ -33,6 +37,20 @@ fn run(book: &mut L3Book, op: &Op) {
         Op::Execute(i, q) => book.execute(OrderId(i), q).map(|_| ()),
         Op::Reduce(i, q) => book.reduce(OrderId(i), q).map(|_| ()),
         Op::Delete(i) => book.delete(OrderId(i)).map(|_| ()),
+        Op::Head(b, q, wrong) => {
+            let Some(head) = book.head(side(b)) else {
+                return;
+            };
+            let id = if wrong { OrderId(head.0 + 1) } else { head };
+            let before = image(book);
+            let r = book.execute_head(side(b), id, q);
+            if r.is_err() {
+                assert_eq!(image(book), before, "a refused execution changed the book");
+            } else {
+                assert!(!wrong && q > 0);
+            }
+            Ok(())
+        }
     };
 }
 
