@@ -89,7 +89,6 @@ pub struct Fanout {
     policy: QueuePolicy,
     subs: Vec<Subscriber>,
     next_id: u64,
-    scratch: Vec<Message>,
     /// Latest exchange time seen (the clock of resync requests).
     now: Timestamp,
     /// Widest L1/L2 window among the subscribers: the top levels loaded once per batch.
@@ -103,7 +102,6 @@ impl Fanout {
             policy,
             subs: Vec::new(),
             next_id: 1,
-            scratch: Vec::new(),
             now: Timestamp::MIN,
             max_window: 0,
             tops: Tops::none(),
@@ -185,15 +183,15 @@ impl Fanout {
             if sub.state != SubscriberState::Live {
                 continue;
             }
-            self.scratch.clear();
-            sub.view.on_batch(builder, &self.tops, &mut self.scratch);
-            let added = self.scratch.len();
+            let before = sub.queue.len();
+            sub.view.on_batch(builder, &self.tops, &mut sub.queue);
+            let added = sub.queue.len() - before;
             if sub.incrementals + added > policy.capacity {
+                // Over by at most one batch, and only until `strike` clears it.
                 sub.stats.overflows += 1;
                 strike(sub, policy, now);
             } else {
                 sub.incrementals += added;
-                sub.queue.extend(self.scratch.drain(..));
             }
         }
     }
@@ -224,9 +222,7 @@ impl Fanout {
         let time = builder.clock();
         let sub = self.find(id)?;
         if sub.state == SubscriberState::Resyncing && sub.queue.is_empty() {
-            let mut snap = Vec::new();
-            sub.view.resync(builder, time, &mut snap);
-            sub.queue.extend(snap);
+            sub.view.resync(builder, time, &mut sub.queue);
             sub.state = SubscriberState::Live;
             sub.stats.resyncs += 1;
         }

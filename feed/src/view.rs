@@ -79,18 +79,23 @@ impl View {
         self.seq
     }
 
-    fn push(&mut self, time: Timestamp, body: Body, out: &mut Vec<Message>) {
+    fn push(&mut self, time: Timestamp, body: Body, out: &mut impl Extend<Message>) {
         self.seq += 1;
-        out.push(Message {
+        out.extend(Some(Message {
             seq: self.seq,
             time,
             body,
-        });
+        }));
     }
 
     /// Appends a resynchronisation: `SnapshotBegin`, then a snapshot of every wanted security
     /// at the builder's current state. The view's windows restart from those snapshots.
-    pub fn resync(&mut self, builder: &FeedBuilder, time: Timestamp, out: &mut Vec<Message>) {
+    pub fn resync(
+        &mut self,
+        builder: &FeedBuilder,
+        time: Timestamp,
+        out: &mut impl Extend<Message>,
+    ) {
         let ids: Vec<SecurityId> = (0..builder.security_count() as u32)
             .map(SecurityId)
             .filter(|&s| self.wants(s))
@@ -113,7 +118,7 @@ impl View {
 
     /// Appends this view's messages for the builder's last batch (nothing if the security is
     /// not wanted). `tops` may hold the batch's top levels, loaded once for many views.
-    pub fn on_batch(&mut self, builder: &FeedBuilder, tops: &Tops, out: &mut Vec<Message>) {
+    pub fn on_batch(&mut self, builder: &FeedBuilder, tops: &Tops, out: &mut impl Extend<Message>) {
         let batch = builder.last_batch();
         if !self.wants(batch.security) {
             return;
@@ -145,7 +150,7 @@ impl View {
         batch: &Batch<'_>,
         window: usize,
         tops: &Tops,
-        out: &mut Vec<Message>,
+        out: &mut impl Extend<Message>,
     ) {
         let Some(book) = builder.book(batch.security) else {
             return;
@@ -172,7 +177,7 @@ impl View {
                 let seq = &mut self.seq;
                 diff(side, old, new, |level| {
                     *seq += 1;
-                    out.push(Message {
+                    out.extend(Some(Message {
                         seq: *seq,
                         time,
                         body: Body::Level {
@@ -180,7 +185,7 @@ impl View {
                             side,
                             level,
                         },
-                    });
+                    }));
                 });
             }
             old.clear();

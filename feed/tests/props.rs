@@ -211,3 +211,14 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn messages_stay_small_in_memory() {
+    // Queues hold many of them: keep a message within two cache lines.
+    let size = std::mem::size_of::<Message>();
+    eprintln!(
+        "Message: {size} bytes, Body: {}",
+        std::mem::size_of::<Body>()
+    );
+    assert!(size <= 96, "{size}");
+}
