@@ -6,7 +6,16 @@
 //! subscriber-side client, and the LOBSTER export.
 //!
 //! Must not: do I/O (beyond writing to a caller's `io::Write`), read clocks, spawn threads, or
-//! ever make its caller wait; never publish a broker's identity.
+//! ever make its caller wait; never publish a broker's identity (no broker ids, and order ids
+//! are public ids: the sequence number of the command that rested the order, not the id the
+//! broker chose).
+//!
+//! Input: for every command, once per security it touched (a PHASE once per security), the
+//! command, its sequence number and exchange time, and the engine's events for that security
+//! ([`Completed`]). The command is needed for phase changes (no event says "the phase is now
+//! X"). Each batch is checked against the mirror books; one that contradicts them (an
+//! execution not first in line, totals unlike the engine's, ...) is refused whole: that is an
+//! engine/feed disagreement, a bug to report loudly, never a silently wrong feed.
 //!
 //! Layout:
 //! - [`message`]: the wire types ([`Message`], [`Body`], snapshots, [`Subscription`]).
