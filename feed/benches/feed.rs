@@ -5,7 +5,8 @@
 //!
 //! `cargo bench -p feed --bench feed` prints commands/s (median of 3 runs), feed messages/s and
 //! the cost per command. `BENCH_ORDERS` (default 1,000,000) sets the stream length,
-//! `BENCH_SECURITIES` (default 100) the listing.
+//! `BENCH_SECURITIES` (default 100) the listing, `BENCH_SUBSCRIBERS` (default 16) the number
+//! of subscribers (cycling through L3 all, L2(10) all, L1 all, L2(5) of 10 securities).
 //!
 //! Everything runs on one thread, so the figures are the CPU cost of the feed next to the
 //! engine's; in the manager the feed task runs beside the sequencing path, not on it.
@@ -43,9 +44,10 @@ fn median3(mut f: impl FnMut() -> (u64, u64)) -> (Duration, u64, u64) {
     (runs[1], counts.0, counts.1)
 }
 
-fn subscriptions(n: u32) -> Vec<Subscription> {
+/// `count` subscriptions cycling through L3 all, L2(10) all, L1 all, L2(5) of 10 securities.
+fn subscriptions(n: u32, count: u32) -> Vec<Subscription> {
     let mut subs = Vec::new();
-    for i in 0..16u32 {
+    for i in 0..count {
         let securities = if i % 4 == 3 {
             Securities::Only((0..10).map(|k| SecurityId((i * 7 + k) % n)).collect())
         } else {
@@ -65,6 +67,7 @@ fn subscriptions(n: u32) -> Vec<Subscription> {
 fn main() {
     let orders = env_usize("BENCH_ORDERS", 1_000_000);
     let securities = env_usize("BENCH_SECURITIES", 100);
+    let subscribers = env_usize("BENCH_SUBSCRIBERS", 16);
     let cfg = GenConfig {
         securities,
         spread_ticks: 12,
@@ -122,7 +125,7 @@ fn main() {
         None,
     );
 
-    let subs = subscriptions(securities as u32);
+    let subs = subscriptions(securities as u32, subscribers as u32);
     let mut client_report: Vec<String> = Vec::new();
     let mut run_fanout = |apply_clients: bool| {
         let mut d = Driver::new(rules, &table);
@@ -183,7 +186,7 @@ fn main() {
             client_report.clear();
             for (name, d, n) in per_level {
                 client_report.push(format!(
-                    "  4 clients {name:<36} {:>10} msgs, {:>6.0} ns/msg applied",
+                    "  clients {name:<36} {:>10} msgs, {:>6.0} ns/msg applied",
                     n,
                     d.as_nanos() as f64 / n.max(1) as f64
                 ));
@@ -197,7 +200,7 @@ fn main() {
     };
     let (with_subs, canonical, delivered) = median3(|| run_fanout(false));
     report(
-        "engine + feed + 16 subscribers",
+        &format!("engine + feed + {subscribers} subscribers"),
         orders,
         with_subs,
         base,
@@ -206,7 +209,7 @@ fn main() {
     );
     let (with_clients, canonical, delivered) = median3(|| run_fanout(true));
     report(
-        "... + their 16 FeedClients applying",
+        &format!("... + their {subscribers} FeedClients applying"),
         orders,
         with_clients,
         base,
@@ -217,7 +220,7 @@ fn main() {
         println!("{line}");
     }
     println!(
-        "feed cost per command: builder {:.0} ns, builder + 16 subscribers {:.0} ns",
+        "feed cost per command: builder {:.0} ns, builder + {subscribers} subscribers {:.0} ns",
         (with_builder.as_secs_f64() - engine_alone.as_secs_f64()) * 1e9 / orders as f64,
         (with_subs.as_secs_f64() - engine_alone.as_secs_f64()) * 1e9 / orders as f64,
     );
