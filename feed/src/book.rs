@@ -325,16 +325,40 @@ impl L3Book {
     /// Removes `qty` of order `id` by execution (the order leaves when nothing is left).
     /// Returns the level's rank (before any removal) and the open quantity left.
     pub fn execute(&mut self, id: OrderId, qty: Qty) -> Result<(Rank, Qty), BookError> {
-        let open = self.order(id).ok_or(BookError::UnknownOrder(id))?.qty;
-        if qty == 0 || qty > open {
-            return Err(BookError::BadQuantity { id, qty, open });
+        let slot = *self.index.get(&id.0).ok_or(BookError::UnknownOrder(id))?;
+        let node = self.slots[slot as usize];
+        if qty == 0 || qty > node.qty {
+            return Err(BookError::BadQuantity {
+                id,
+                qty,
+                open: node.qty,
+            });
         }
-        let left = open - qty;
-        let rank = if left == 0 {
-            self.delete(id)?
+        let at = self
+            .find(node.side, node.price)
+            .expect("a resting order's level exists");
+        let rank = self.rank(node.side, at);
+        let left = node.qty - qty;
+        if left == 0 {
+            self.index.remove(&id.0);
+            self.unlink_slot(slot, at);
+            if self.recording {
+                let prev = (node.prev != NIL).then(|| self.slots[node.prev as usize].id);
+                self.undo.push(Undo::Removed {
+                    id: node.id,
+                    public: node.public,
+                    side: node.side,
+                    price: node.price,
+                    qty: node.qty,
+                    prev,
+                });
+            }
         } else {
-            self.reduce(id, left)?
-        };
+            self.adjust(slot, at, left);
+            if self.recording {
+                self.undo.push(Undo::Qty(id.0, node.qty));
+            }
+        }
         Ok((rank, left))
     }
 
