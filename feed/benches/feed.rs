@@ -219,6 +219,47 @@ fn main() {
     for line in &client_report {
         println!("{line}");
     }
+    // One L3 client alone (warm caches, as in its own process) on a recorded L3 stream.
+    let recorded = {
+        let mut d = Driver::new(rules, &table);
+        let mut feed = Feed::new(&table, QueuePolicy::default());
+        let all = Subscription {
+            level: FeedLevel::L3,
+            securities: Securities::All,
+        };
+        let id = feed.subscribe(&all).unwrap();
+        let mut msgs = Vec::new();
+        for c in &cmds {
+            d.step(c, |seq, time, security, command, events| {
+                feed.apply(Completed {
+                    seq,
+                    time,
+                    security,
+                    command,
+                    events,
+                })
+                .unwrap();
+            });
+            feed.poll(id, usize::MAX, &mut msgs).unwrap();
+            if msgs.len() >= 2_000_000 {
+                break;
+            }
+        }
+        msgs
+    };
+    let (alone, applied, _) = median3(|| {
+        let mut client = FeedClient::new();
+        for m in &recorded {
+            client.apply(m);
+        }
+        assert!(client.is_synced());
+        (client.stats().applied, 0)
+    });
+    println!(
+        "one L3 FeedClient alone: {applied} msgs, {:.0} ns/msg, {:.0} msgs/s",
+        alone.as_nanos() as f64 / applied as f64,
+        applied as f64 / alone.as_secs_f64()
+    );
     println!(
         "feed cost per command: builder {:.0} ns, builder + {subscribers} subscribers {:.0} ns",
         (with_builder.as_secs_f64() - engine_alone.as_secs_f64()) * 1e9 / orders as f64,
