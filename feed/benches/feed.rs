@@ -193,7 +193,7 @@ fn main() {
             }
             client_report.push(format!(
                 "  resting orders at the end: {} (every L3 client holds them all)",
-                d.engine.live_orders()
+                d.engine().live_orders()
             ));
         }
         (feed.builder().feed_seq(), delivered)

@@ -202,17 +202,33 @@ impl L3Book {
         Some(OrderId(self.slots[fifo.head as usize].id))
     }
 
-    /// Levels of `side`, best first (the at-market level, if any, first).
+    /// The limit levels of `side`, best first (orders at market are not at a price: see
+    /// [`L3Book::at_market`]).
     pub fn levels(&self, side: Side) -> impl Iterator<Item = LevelInfo> + '_ {
-        let s = &self.sides[side_ix(side)];
-        let market = (s.market.orders > 0).then(|| s.market.info());
-        market
-            .into_iter()
-            .chain(s.levels.iter().rev().map(Fifo::info))
+        self.sides[side_ix(side)]
+            .levels
+            .iter()
+            .rev()
+            .map(Fifo::info)
     }
 
-    /// Aggregated `(bids, asks)`, at most `n` levels per side, best first, as
-    /// `matching::Engine::depth` reports them.
+    /// The orders of `side` resting at market (ATO/ATC in their call phase), as a level with
+    /// price 0; `None` when there are none.
+    pub fn at_market(&self, side: Side) -> Option<LevelInfo> {
+        let m = &self.sides[side_ix(side)].market;
+        (m.orders > 0).then(|| m.info())
+    }
+
+    /// What a subscriber's window of `n` levels shows: the at-market level (if any), then the
+    /// best `n` limit levels.
+    pub fn window(&self, side: Side, n: usize) -> impl Iterator<Item = LevelInfo> + '_ {
+        self.at_market(side)
+            .into_iter()
+            .chain(self.levels(side).take(n))
+    }
+
+    /// Aggregated limit `(bids, asks)`, at most `n` levels per side, best first, as
+    /// `matching::Engine::depth` reports them (orders at market excluded).
     pub fn depth(&self, n: usize) -> matching::book::Depth {
         let side = |s| self.levels(s).take(n).map(|l| (l.price, l.qty)).collect();
         (side(Side::Buy), side(Side::Sell))
@@ -495,13 +511,12 @@ impl L3Book {
         }
     }
 
-    /// Rank of a level: 0 for the market level, else its distance from the best limit level
-    /// (plus one when orders rest at market).
+    /// Rank of a level: its distance from the best limit level; 0 for the at-market level
+    /// (which every window shows).
     fn rank(&self, side: Side, at: At) -> Rank {
-        let s = &self.sides[side_ix(side)];
         match at {
             At::Market => 0,
-            At::Limit(i) => usize::from(s.market.orders > 0) + (s.levels.len() - 1 - i),
+            At::Limit(i) => self.sides[side_ix(side)].levels.len() - 1 - i,
         }
     }
 
@@ -657,8 +672,8 @@ pub enum HeadError {
     Book(BookError),
 }
 
-/// Aggregated levels, best first (at market first), at most `window` per side: an L1/L2
-/// subscriber's book.
+/// Aggregated levels, best first, the at-market level (price 0) ahead of the limit levels:
+/// an L1/L2 subscriber's window.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LevelBook {
     bids: Vec<LevelInfo>,
@@ -670,6 +685,14 @@ impl LevelBook {
         LevelBook { bids, asks }
     }
 
+    fn side_mut(&mut self, side: Side) -> &mut Vec<LevelInfo> {
+        match side {
+            Side::Buy => &mut self.bids,
+            Side::Sell => &mut self.asks,
+        }
+    }
+
+    /// Every level of `side`, at market first.
     pub fn levels(&self, side: Side) -> &[LevelInfo] {
         match side {
             Side::Buy => &self.bids,
@@ -677,20 +700,21 @@ impl LevelBook {
         }
     }
 
-    /// Replaces one side wholesale (an L1 quote).
-    pub fn set_side(&mut self, side: Side, levels: Vec<LevelInfo>) {
-        match side {
-            Side::Buy => self.bids = levels,
-            Side::Sell => self.asks = levels,
-        }
+    /// The at-market level of `side`, if any.
+    pub fn at_market(&self, side: Side) -> Option<LevelInfo> {
+        self.levels(side).first().copied().filter(|l| l.price == 0)
+    }
+
+    /// Replaces the limit levels of `side` by `best` (an L1 quote), keeping the at-market level.
+    pub fn set_best(&mut self, side: Side, best: Option<LevelInfo>) {
+        let v = self.side_mut(side);
+        v.retain(|l| l.price == 0);
+        v.extend(best);
     }
 
     /// Applies one level update: `qty` 0 removes the level, anything else sets it.
     pub fn set(&mut self, side: Side, level: LevelInfo) {
-        let v = match side {
-            Side::Buy => &mut self.bids,
-            Side::Sell => &mut self.asks,
-        };
+        let v = self.side_mut(side);
         let pos = v.iter().position(|l| !better(side, l.price, level.price));
         match pos {
             Some(i) if v[i].price == level.price => {
@@ -706,9 +730,16 @@ impl LevelBook {
         }
     }
 
-    /// `(bids, asks)` as `(price, qty)`, at most `n` levels per side.
+    /// Limit `(bids, asks)` as `(price, qty)`, at most `n` levels per side (the at-market level
+    /// excluded, as in `matching::Engine::depth`).
     pub fn depth(&self, n: usize) -> matching::book::Depth {
-        let f = |v: &[LevelInfo]| v.iter().take(n).map(|l| (l.price, l.qty)).collect();
+        let f = |v: &[LevelInfo]| {
+            v.iter()
+                .filter(|l| l.price != 0)
+                .take(n)
+                .map(|l| (l.price, l.qty))
+                .collect()
+        };
         (f(&self.bids), f(&self.asks))
     }
 }
@@ -728,13 +759,17 @@ mod tests {
         assert_eq!(b.add(OrderId(2), Side::Buy, 101, 5), Ok(0));
         assert_eq!(b.add(OrderId(3), Side::Buy, 100, 7), Ok(1));
         assert_eq!(b.add(OrderId(4), Side::Buy, 99, 1), Ok(2));
-        // An order at market goes ahead of every limit level and shifts their ranks.
+        // An order at market goes ahead of every limit level (first in line, in every window)
+        // but is not at a price: depth leaves it out, totals count it.
         assert_eq!(b.add(OrderId(5), Side::Buy, 0, 2), Ok(0));
         assert_eq!(b.head(Side::Buy), Some(OrderId(5)));
         assert_eq!(ids(&b, Side::Buy), vec![5, 2, 1, 3, 4]);
-        assert_eq!(b.depth(10).0, vec![(0, 2), (101, 5), (100, 12), (99, 1)]);
+        assert_eq!(b.depth(10).0, vec![(101, 5), (100, 12), (99, 1)]);
+        let window: Vec<_> = b.window(Side::Buy, 2).map(|l| (l.price, l.qty)).collect();
+        assert_eq!(window, vec![(0, 2), (101, 5), (100, 12)]);
+        assert_eq!(b.at_market(Side::Sell), None);
         assert_eq!(b.totals(), (20, 0));
-        assert_eq!(b.delete(OrderId(1)), Ok(2));
+        assert_eq!(b.delete(OrderId(1)), Ok(1));
         assert_eq!(ids(&b, Side::Buy), vec![5, 2, 3, 4]);
         assert_eq!(b.execute(OrderId(5), 2), Ok((0, 0)));
         assert_eq!(b.execute(OrderId(2), 1), Ok((0, 4)));
@@ -801,13 +836,19 @@ mod tests {
         l.set(Side::Sell, lv(104, 4));
         l.set(Side::Sell, lv(103, 5));
         l.set(Side::Sell, lv(110, 0));
-        assert_eq!(l.depth(9).1, vec![(0, 3), (103, 5), (104, 4), (105, 1)]);
+        assert_eq!(l.depth(9).1, vec![(103, 5), (104, 4), (105, 1)]);
+        assert_eq!(l.at_market(Side::Sell), Some(lv(0, 3)));
         l.set(Side::Sell, lv(104, 0));
         l.set(Side::Buy, lv(50, 1));
         l.set(Side::Buy, lv(51, 1));
         assert_eq!(
             l.depth(9),
-            (vec![(51, 1), (50, 1)], vec![(0, 3), (103, 5), (105, 1)])
+            (vec![(51, 1), (50, 1)], vec![(103, 5), (105, 1)])
         );
+        // A quote replaces the limit levels only.
+        l.set_best(Side::Sell, Some(lv(102, 7)));
+        assert_eq!(l.levels(Side::Sell), &[lv(0, 3), lv(102, 7)]);
+        l.set_best(Side::Sell, None);
+        assert_eq!(l.levels(Side::Sell), &[lv(0, 3)]);
     }
 }

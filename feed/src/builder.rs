@@ -202,8 +202,8 @@ impl FeedBuilder {
         let s = self.securities.get(security.0 as usize)?;
         let book = match level.window() {
             Some(n) => BookImage::Levels {
-                bids: s.book.levels(Side::Buy).take(n).collect(),
-                asks: s.book.levels(Side::Sell).take(n).collect(),
+                bids: s.book.window(Side::Buy, n).collect(),
+                asks: s.book.window(Side::Sell, n).collect(),
             },
             None => BookImage::Orders {
                 bids: s.book.orders(Side::Buy).collect(),

@@ -18,11 +18,20 @@ pub enum ClientBook {
 }
 
 impl ClientBook {
-    /// Aggregated `(bids, asks)`, best first, at most `n` levels per side.
+    /// Aggregated limit `(bids, asks)`, best first, at most `n` levels per side (orders at
+    /// market excluded, as in `matching::Engine::depth`).
     pub fn depth(&self, n: usize) -> matching::book::Depth {
         match self {
             ClientBook::Orders(b) => b.depth(n),
             ClientBook::Levels(b) => b.depth(n),
+        }
+    }
+
+    /// The orders resting at market on `side` (ATO/ATC in a call phase), as a price-0 level.
+    pub fn at_market(&self, side: Side) -> Option<crate::message::LevelInfo> {
+        match self {
+            ClientBook::Orders(b) => b.at_market(side),
+            ClientBook::Levels(b) => b.at_market(side),
         }
     }
 }
@@ -281,8 +290,8 @@ impl FeedClient {
             },
             Body::Quote { bid, ask, .. } => match &mut view.book {
                 ClientBook::Levels(b) => {
-                    b.set_side(Side::Buy, bid.into_iter().collect());
-                    b.set_side(Side::Sell, ask.into_iter().collect());
+                    b.set_best(Side::Buy, bid);
+                    b.set_best(Side::Sell, ask);
                 }
                 ClientBook::Orders(_) => return Err("quote message on an order book"),
             },

@@ -36,7 +36,8 @@
 //! use matching::{BrokerId, Command, Exchange, MarketRules, NewOrder, OrderId, OrderType,
 //!     SecurityId, SecurityTable, Side};
 //!
-//! let table = SecurityTable::synthetic(3);
+//! let mut table = SecurityTable::new();
+//! table.add("VNM", 70_000).unwrap();
 //! let mut exchange = Exchange::new(MarketRules::none(), table.clone());
 //! let mut feed = Feed::new(&table, QueuePolicy::default());
 //! let sub = Subscription { level: FeedLevel::L2 { levels: 5 }, securities: Securities::All };

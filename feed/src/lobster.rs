@@ -181,8 +181,8 @@ fn scale(price: Price) -> Result<i64, LobsterError> {
 
 /// The orderbook-file line for `book` (without its newline).
 pub fn orderbook_line(book: &L3Book, levels: usize) -> String {
-    let mut asks = book.levels(Side::Sell);
-    let mut bids = book.levels(Side::Buy);
+    let mut asks = book.window(Side::Sell, usize::MAX);
+    let mut bids = book.window(Side::Buy, usize::MAX);
     let mut line = String::with_capacity(levels * 40);
     for i in 0..levels {
         let (ap, asz) = asks.next().map_or((EMPTY_ASK_PRICE, 0), |l| {

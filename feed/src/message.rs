@@ -84,7 +84,8 @@ pub struct LastTrade {
 /// A book as a snapshot carries it, best first on each side.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum BookImage {
-    /// L1 (one level per side at most) or L2 (up to the subscribed number of levels).
+    /// L1 (one limit level per side at most) or L2 (up to the subscribed number of limit
+    /// levels), each side led by its at-market level (price 0) when orders rest at market.
     Levels {
         bids: Vec<LevelInfo>,
         asks: Vec<LevelInfo>,
@@ -140,7 +141,8 @@ pub enum Body {
         side: Side,
         level: LevelInfo,
     },
-    /// L1: the top of the book after a change.
+    /// L1: the best limit level of each side after a change (orders at market, during a
+    /// call phase, come as a `Level` update at price 0).
     Quote {
         security: SecurityId,
         bid: Option<LevelInfo>,
@@ -220,16 +222,19 @@ pub const MAX_L2_LEVELS: u32 = 1_000;
 /// How much of each book a subscriber wants.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum FeedLevel {
-    /// Top of book: best bid and ask (price, size, orders), trades, phases, auctions.
+    /// Top of book: best bid and ask (price, size, orders) and the quantity at market, trades,
+    /// phases, auctions.
     L1,
-    /// The best `levels` price levels per side, plus everything L1 has.
+    /// The best `levels` limit levels per side and the quantity at market, plus everything L1
+    /// has.
     L2 { levels: u32 },
     /// Order by order (no broker), trades with the resting order ids, everything else.
     L3,
 }
 
 impl FeedLevel {
-    /// Number of levels per side of the window (`None` for L3: the whole book).
+    /// Number of limit levels per side of the window (`None` for L3: the whole book); the
+    /// at-market level comes on top.
     pub fn window(self) -> Option<usize> {
         match self {
             FeedLevel::L1 => Some(1),

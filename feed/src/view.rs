@@ -2,8 +2,10 @@
 //!
 //! - L3: the canonical messages of the wanted securities, renumbered.
 //! - L2 (N levels) / L1: trades without order ids, phases, auctions, indicative and reference
-//!   messages, then, when the batch changed a level among the best N of a side, the level
-//!   updates (L2) or one quote (L1) that turn the subscriber's last window into the new one.
+//!   messages, then, when the batch changed the subscriber's window of a side (the at-market
+//!   level and the best N limit levels; N = 1 for L1), the updates that turn its last window
+//!   into the new one: level updates (L2), or a quote of the best limit levels plus a level
+//!   update for an at-market change (L1).
 
 use matching::{SecurityId, Side, Timestamp};
 
@@ -163,41 +165,58 @@ impl View {
                 continue;
             }
             let new: &[LevelInfo] = if tops.depth >= window {
+                // The loaded window: at market (if any) + `tops.depth` limit levels.
                 let t = &tops.sides[side as usize];
-                &t[..window.min(t.len())]
+                let market = usize::from(t.first().is_some_and(|l| l.price == 0));
+                &t[..(market + window).min(t.len())]
             } else {
                 scratch.clear();
-                scratch.extend(book.levels(side).take(window));
+                scratch.extend(book.window(side, window));
                 &scratch
             };
             let old = &mut self.windows[sec.0 as usize][side as usize];
+            let seq = &mut self.seq;
+            let mut emit = |level| {
+                *seq += 1;
+                out.extend(Some(Message {
+                    seq: *seq,
+                    time,
+                    body: Body::Level {
+                        security: sec,
+                        side,
+                        level,
+                    },
+                }));
+            };
             if self.level == FeedLevel::L1 {
-                quote_changed |= old.as_slice() != new;
-            } else {
-                let seq = &mut self.seq;
-                diff(side, old, new, |level| {
-                    *seq += 1;
-                    out.extend(Some(Message {
-                        seq: *seq,
-                        time,
-                        body: Body::Level {
-                            security: sec,
-                            side,
-                            level,
-                        },
+                // The at-market level travels as a level update, the best limit in the quote.
+                let split = |w: &[LevelInfo]| {
+                    let m = w.first().copied().filter(|l| l.price == 0);
+                    (m, w.iter().copied().find(|l| l.price != 0))
+                };
+                let ((old_m, old_best), (new_m, new_best)) = (split(old), split(new));
+                if old_m != new_m {
+                    emit(new_m.unwrap_or(LevelInfo {
+                        price: 0,
+                        qty: 0,
+                        orders: 0,
                     }));
-                });
+                }
+                quote_changed |= old_best != new_best;
+            } else {
+                diff(side, old, new, emit);
             }
             old.clear();
             old.extend_from_slice(new);
         }
         self.scratch = scratch;
         if quote_changed {
+            let best = |w: &[LevelInfo]| w.iter().copied().find(|l| l.price != 0);
             let [bids, asks] = &self.windows[sec.0 as usize];
             let body = Body::Quote {
                 security: sec,
-                bid: bids.first().copied(),
-                ask: asks.first().copied(),
+                bid: best(bids),
+                ask: best(asks),
             };
             self.push(time, body, out);
         }
@@ -229,7 +248,7 @@ impl Tops {
                 builder.book(batch.security),
                 batch.touched[side as usize].is_some_and(|r| r < depth),
             ) {
-                v.extend(book.levels(side).take(depth));
+                v.extend(book.window(side, depth));
             }
         }
     }

@@ -78,12 +78,8 @@ fn totals(bid: u64, ask: u64) -> Event {
 /// Indicative hook for the tests: the best bid's price (at least the anchor) and the quantity
 /// resting at market.
 fn toy_indicative(book: &L3Book, anchor: i64) -> Option<Uncross> {
-    let best = book.levels(Side::Buy).find(|l| l.price != 0)?;
-    let at_market: u64 = book
-        .levels(Side::Buy)
-        .filter(|l| l.price == 0)
-        .map(|l| l.qty)
-        .sum();
+    let best = book.levels(Side::Buy).next()?;
+    let at_market = book.at_market(Side::Buy).map_or(0, |l| l.qty);
     Some(Uncross {
         price: best.price.max(anchor),
         volume: at_market,
@@ -336,10 +332,14 @@ fn call_auction_then_close() {
         &[rested(13, Side::Buy, 0, 50), totals(750, 600)],
     )
     .unwrap();
-    assert_eq!(
-        h.l3().depth(S, 9),
-        (vec![(0, 550), (100, 200)], vec![(99, 600)])
-    );
+    // At market: ahead of every level, not at a price (depth leaves it out, totals count it).
+    assert_eq!(h.l3().depth(S, 9), (vec![(100, 200)], vec![(99, 600)]));
+    let at_market = h.l3().security(S).unwrap().book.at_market(Side::Buy);
+    assert_eq!(at_market.map(|l| (l.qty, l.orders)), Some((550, 2)));
+    let l1 = &h.subs[2].1;
+    assert_eq!(l1.depth(S, 9), (vec![(100, 200)], vec![(99, 600)]));
+    let l1_market = l1.security(S).unwrap().book.at_market(Side::Buy);
+    assert_eq!(l1_market.map(|l| l.qty), Some(550));
     assert_eq!(h.l3().security(S).unwrap().phase, Phase::Ato);
     // Leaving ATO: the uncross, in priority order (at market first), both sides resting.
     let open = Command::Phase(Phase::Continuous);

@@ -92,10 +92,10 @@ fn random_stream_round_trips_through_lobster_files() {
         let rebuilt = replay(&m, &b, lob.levels);
         assert_eq!(
             rebuilt.book.depth(usize::MAX),
-            driver.engine.depth(sec, usize::MAX)
+            driver.engine().depth(sec, usize::MAX)
         );
         assert_eq!(rebuilt.book.depth(usize::MAX), writer_depth);
-        assert_eq!(rebuilt.book.totals(), driver.engine.totals(sec));
+        assert_eq!(rebuilt.book.totals(), driver.engine().totals(sec));
     }
     eprintln!("LOBSTER event types 1..7: {:?}", &kinds[1..]);
     for k in [1, 3, 4, 7] {

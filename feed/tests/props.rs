@@ -80,12 +80,14 @@ proptest! {
         for o in &after { run(&mut book, o); run(&mut twin, o); }
         prop_assert_eq!(image(&book), image(&twin));
         prop_assert_eq!(book.depth(usize::MAX), twin.depth(usize::MAX));
-        // Level totals agree with the orders.
+        // Level totals (at market included) agree with the orders and the side's total.
         for side in [Side::Buy, Side::Sell] {
-            let sum: u64 = book.levels(side).map(|l| l.qty).sum();
+            let sum: u64 = book.window(side, usize::MAX).map(|l| l.qty).sum();
             let orders: u64 = book.orders(side).map(|o| o.qty).sum();
             prop_assert_eq!(sum, orders);
-            let n: u32 = book.levels(side).map(|l| l.orders).sum();
+            let total = if side == Side::Buy { book.totals().0 } else { book.totals().1 };
+            prop_assert_eq!(total, orders);
+            let n: u32 = book.window(side, usize::MAX).map(|l| l.orders).sum();
             prop_assert_eq!(n as usize, book.orders(side).count());
         }
     }

@@ -8,7 +8,7 @@ use feed::{
     Applied, Body, ClientBook, Completed, Feed, FeedClient, FeedLevel, Message, QueuePolicy,
     Securities, SubscriberId, SubscriberState, Subscription,
 };
-use matching::{Engine, SecurityId, SecurityTable};
+use matching::{Engine, SecurityId, SecurityTable, Side};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -30,6 +30,13 @@ fn assert_equal(engine: &Engine, table: &SecurityTable, client: &FeedClient, s: 
             engine.depth(sec, window),
             "{sec:?}"
         );
+        // Orders at market: in the engine's totals, not in its depth.
+        let all = engine.depth(sec, usize::MAX);
+        let (bid_total, ask_total) = engine.totals(sec);
+        let limit = |v: &[(i64, u64)]| v.iter().map(|l| l.1).sum::<u64>();
+        let at_market = |side| view.book.at_market(side).map_or(0, |l| l.qty);
+        assert_eq!(at_market(Side::Buy), bid_total - limit(&all.0));
+        assert_eq!(at_market(Side::Sell), ask_total - limit(&all.1));
         if let ClientBook::Orders(b) = &view.book {
             assert_eq!(b.totals(), engine.totals(sec));
         }
@@ -58,14 +65,14 @@ fn run(
             })
             .unwrap();
         });
-        after(i, feed, &driver.engine);
+        after(i, feed, driver.engine());
     }
     (driver, table)
 }
 
 #[test]
 fn a_lost_message_is_a_gap_and_a_resync_repairs_it() {
-    let table = SecurityTable::synthetic(6);
+    let table = common::listing(6);
     let mut feed = Feed::new(&table, QueuePolicy::default());
     let s = sub(FeedLevel::L3, Securities::All);
     let id = feed.subscribe(&s).unwrap();
@@ -115,14 +122,14 @@ fn a_lost_message_is_a_gap_and_a_resync_repairs_it() {
         }
     });
     assert_eq!(stage, 2);
-    assert_equal(&driver.engine, &table, &client, &s);
+    assert_equal(driver.engine(), &table, &client, &s);
     assert_eq!(client.stats().gaps, 1);
     assert_eq!(client.stats().resyncs, 2);
 }
 
 #[test]
 fn a_lost_tail_is_noticed_by_the_heartbeat() {
-    let table = SecurityTable::synthetic(6);
+    let table = common::listing(6);
     let mut feed = Feed::new(&table, QueuePolicy::default());
     let s = sub(FeedLevel::L2 { levels: 3 }, Securities::All);
     let id = feed.subscribe(&s).unwrap();
@@ -169,7 +176,7 @@ fn a_lost_tail_is_noticed_by_the_heartbeat() {
     for m in &msgs {
         assert_eq!(client.apply(m), Applied::Applied);
     }
-    assert_equal(&driver.engine, &table, &client, &s);
+    assert_equal(driver.engine(), &table, &client, &s);
 }
 
 /// A lossy link: drops single messages and bursts, and redelivers old ones.
@@ -197,7 +204,7 @@ impl Link {
 
 #[test]
 fn lossy_links_recover_and_end_equal() {
-    let table = SecurityTable::synthetic(6);
+    let table = common::listing(6);
     let mut feed = Feed::new(
         &table,
         QueuePolicy {
@@ -284,7 +291,7 @@ fn lossy_links_recover_and_end_equal() {
         );
         assert!(clients[k].stats().gaps > 0, "subscriber {k} lost nothing");
         assert!(clients[k].stats().resyncs > 1);
-        assert_equal(&driver.engine, &table, &clients[k], &subs[k]);
+        assert_equal(driver.engine(), &table, &clients[k], &subs[k]);
         eprintln!("subscriber {k}: {:?}", clients[k].stats());
     }
     assert!(checked > 1_000);
@@ -292,7 +299,7 @@ fn lossy_links_recover_and_end_equal() {
 
 #[test]
 fn slow_subscribers_are_resynced_or_dropped_and_the_others_are_unaffected() {
-    let table = SecurityTable::synthetic(6);
+    let table = common::listing(6);
     let policy = QueuePolicy {
         capacity: 1_000,
         max_overflows: 3,
@@ -382,14 +389,14 @@ fn slow_subscribers_are_resynced_or_dropped_and_the_others_are_unaffected() {
     for m in &msgs {
         lag_client.apply(m);
     }
-    assert_equal(&driver.engine, &table, &lag_client, &all_l3);
+    assert_equal(driver.engine(), &table, &lag_client, &all_l3);
     feed.unsubscribe(trickler).unwrap();
     assert!(feed.poll(trickler, 1, &mut msgs).is_err());
 }
 
 #[test]
 fn bad_subscriptions_are_refused() {
-    let table = SecurityTable::synthetic(3);
+    let table = common::listing(3);
     let mut feed = Feed::new(&table, QueuePolicy::default());
     for bad in [
         sub(FeedLevel::L2 { levels: 0 }, Securities::All),

@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use matching::{
-    AmendOrder, BrokerId, CancelOrder, Command, Engine, Event, Gateway, MarketRules, NewOrder,
+    AmendOrder, BrokerId, CancelOrder, Command, Engine, Event, Exchange, MarketRules, NewOrder,
     OrderId, OrderType, Phase, Price, Qty, SecurityId, SecurityTable, Side, Timestamp,
     MAX_ORDER_QTY,
 };
@@ -14,6 +14,22 @@ use rand_chacha::ChaCha8Rng;
 
 /// 2026-01-05 02:00:00 UTC = 09:00 in Hanoi.
 pub const DAY_START: Timestamp = 1_767_578_400_000_000_000;
+
+/// `n` listed securities `S000`, `S001`, ... with reference prices cycling through the three
+/// HOSE tick regions (below 10,000; 10,000 to 49,950; 50,000 and above), each on its tick.
+pub fn listing(n: usize) -> SecurityTable {
+    let mut table = SecurityTable::new();
+    for i in 0..n {
+        let k = (i / 3) as Price;
+        let reference = match i % 3 {
+            0 => 5_000 + 10 * k,
+            1 => 25_000 + 50 * k,
+            _ => 80_000 + 100 * k,
+        };
+        table.add(&format!("S{i:03}"), reference).unwrap();
+    }
+    table
+}
 
 /// Generator knobs.
 #[derive(Clone, Copy, Debug)]
@@ -56,7 +72,7 @@ impl Gen {
             rng: ChaCha8Rng::seed_from_u64(seed),
             cfg,
             rules: MarketRules::hose(),
-            table: SecurityTable::synthetic(cfg.securities),
+            table: listing(cfg.securities),
             next_id: 1,
             issued: Vec::new(),
         }
@@ -214,41 +230,43 @@ impl Gen {
     }
 }
 
-/// The manager's path without the network: gateway, then one engine; PHASE per security.
+/// The sequential reference exchange, its events handed out the way the manager hands them to
+/// the feed: per command and per security; a PHASE once per security (with that book's events:
+/// the engine emits them book by book, each group closed by the book's `Totals`).
 pub struct Driver {
-    pub gateway: Gateway,
-    pub engine: Engine,
+    pub exchange: Exchange,
     pub seq: u64,
     pub time: Timestamp,
     by_code: Vec<SecurityId>,
     events: Vec<Event>,
+    groups: Vec<Vec<Event>>,
     rng: ChaCha8Rng,
 }
 
 impl Driver {
     pub fn new(rules: MarketRules, table: &SecurityTable) -> Self {
-        let mut engine = Engine::new(rules, table);
         let mut by_code: Vec<(String, SecurityId)> = table
             .iter()
             .map(|(id, code, _)| (code.to_string(), id))
             .collect();
         by_code.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        for &(_, id) in &by_code {
-            engine.open_book(id);
-        }
         Driver {
-            gateway: Gateway::new(rules, table.clone()),
-            engine,
+            exchange: Exchange::new(rules, table.clone()),
             seq: 0,
             time: DAY_START,
             by_code: by_code.into_iter().map(|(_, id)| id).collect(),
             events: Vec::new(),
+            groups: vec![Vec::new(); table.len()],
             rng: ChaCha8Rng::seed_from_u64(7),
         }
     }
 
+    pub fn engine(&self) -> &Engine {
+        self.exchange.engine()
+    }
+
     /// Sequences one command; calls `f(seq, time, security, command, events)` for each
-    /// per-security batch the engine produced (none for a gateway reject).
+    /// per-security batch (none for a gateway reject).
     pub fn step(
         &mut self,
         cmd: &Command,
@@ -256,21 +274,32 @@ impl Driver {
     ) {
         self.seq += 1;
         self.time += self.rng.gen_range(0..2_000_000);
-        if self.gateway.check(cmd).is_err() {
-            return;
-        }
+        self.events.clear();
+        self.exchange.process(cmd, &mut self.events);
         match cmd.security() {
             Some(sec) => {
-                self.events.clear();
-                self.engine.process_for(sec, cmd, &mut self.events);
-                f(self.seq, self.time, sec, cmd, &self.events);
+                let gateway_reject = matches!(self.events.as_slice(), [Event::Rejected { .. }]);
+                if !gateway_reject {
+                    f(self.seq, self.time, sec, cmd, &self.events);
+                }
             }
             None => {
+                let mut start = 0;
+                for (i, e) in self.events.iter().enumerate() {
+                    if let Event::Totals { security, .. } = e {
+                        self.groups[security.0 as usize] = self.events[start..=i].to_vec();
+                        start = i + 1;
+                    }
+                }
+                assert_eq!(
+                    start,
+                    self.events.len(),
+                    "phase events after the last Totals"
+                );
                 for i in 0..self.by_code.len() {
                     let sec = self.by_code[i];
-                    self.events.clear();
-                    self.engine.process_for(sec, cmd, &mut self.events);
-                    f(self.seq, self.time, sec, cmd, &self.events);
+                    let group = std::mem::take(&mut self.groups[sec.0 as usize]);
+                    f(self.seq, self.time, sec, cmd, &group);
                 }
             }
         }
