@@ -82,8 +82,21 @@ pub enum FeedError {
 }
 
 /// Computes the indicative uncross of a book in a call phase: the book and the auction's anchor
-/// price (last trade since the last close, else the reference price). `matching` is to expose
-/// the real uncross as a pure function; until then the builder runs whatever is plugged in.
+/// price (last trade since the last close, else the reference price). Nothing is plugged in by
+/// default (no `Indicative` messages). With the trading-day engine's pure uncross
+/// (`matching::auction::clearing_price`, on the `matching-day` branch) the hook is:
+///
+/// ```text
+/// fn uncross(book: &L3Book, anchor: Price) -> Option<Uncross> {
+///     let (bids, asks) = book.depth(usize::MAX);
+///     let m = |s| book.at_market(s).map_or(0, |l| l.qty);
+///     matching::auction::clearing_price(&bids, &asks, m(Side::Buy), m(Side::Sell), anchor)
+///         .map(|(price, volume)| Uncross { price, volume })
+/// }
+/// ```
+///
+/// (checked against that branch: equal to `Engine::indicative` after each of 60,000 commands
+/// in 4 securities.)
 pub type IndicativeFn = fn(&L3Book, Price) -> Option<Uncross>;
 
 /// The last applied batch: its canonical messages and where its books changed.
