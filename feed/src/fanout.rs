@@ -1,0 +1,292 @@
+//! [`Fanout`]: every subscriber's [`View`] and bounded queue, and the slow-subscriber policy.
+//!
+//! Publishing never waits: a batch's messages go into each subscriber's queue; a queue that
+//! would pass its bound is cleared instead and its subscriber is resynchronised with a fresh
+//! snapshot when it next polls (when it can take it). A subscriber that overflows (or asks for
+//! a resync) `max_overflows` times within `window` nanoseconds of exchange time is dropped.
+
+use std::collections::VecDeque;
+
+use matching::Timestamp;
+
+use crate::builder::FeedBuilder;
+use crate::message::{Message, Subscription, SubscriptionError};
+use crate::view::{Tops, View};
+
+/// Slow-subscriber policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QueuePolicy {
+    /// Bound of a queue in incremental messages. A resync's snapshot messages are not counted:
+    /// they are queued only into an empty queue, so a queue holds at most one resync plus
+    /// `capacity` incrementals, and a subscriber of a big book can always resync.
+    pub capacity: usize,
+    /// Overflows or resync requests within `window` that get a subscriber dropped.
+    pub max_overflows: u32,
+    /// The window, in nanoseconds of exchange time.
+    pub window: i64,
+}
+
+impl Default for QueuePolicy {
+    /// 65,536 messages; dropped at the 3rd overflow within 60 s.
+    fn default() -> Self {
+        QueuePolicy {
+            capacity: 1 << 16,
+            max_overflows: 3,
+            window: 60_000_000_000,
+        }
+    }
+}
+
+/// A subscriber's handle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SubscriberId(pub u64);
+
+/// Where a subscriber stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SubscriberState {
+    /// Receiving incrementals.
+    Live,
+    /// Its queue was cleared; a snapshot is queued at its next poll.
+    Resyncing,
+    /// Too many overflows: nothing more is queued; the session should be closed.
+    Dropped,
+}
+
+/// A subscriber's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SubscriberStats {
+    /// Messages handed out by `poll`.
+    pub delivered: u64,
+    /// Queue overflows so far.
+    pub overflows: u64,
+    /// Resynchronisations (the initial snapshot included).
+    pub resyncs: u64,
+    /// Messages now queued, and how many of them are incrementals (the bounded part).
+    pub queued: usize,
+    pub queued_incrementals: usize,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    id: SubscriberId,
+    view: View,
+    queue: VecDeque<Message>,
+    /// Incremental (non-snapshot) messages in `queue`.
+    incrementals: usize,
+    state: SubscriberState,
+    /// Exchange times of recent overflows and resync requests (within the window).
+    strikes: VecDeque<Timestamp>,
+    stats: SubscriberStats,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("no subscriber {0:?}")]
+pub struct UnknownSubscriber(pub SubscriberId);
+
+/// All subscribers of one feed.
+#[derive(Debug)]
+pub struct Fanout {
+    policy: QueuePolicy,
+    subs: Vec<Subscriber>,
+    next_id: u64,
+    /// Latest exchange time seen (the clock of resync requests).
+    now: Timestamp,
+    /// Widest L1/L2 window among the subscribers: the top levels loaded once per batch.
+    max_window: usize,
+    tops: Tops,
+}
+
+impl Fanout {
+    pub fn new(policy: QueuePolicy) -> Self {
+        Fanout {
+            policy,
+            subs: Vec::new(),
+            next_id: 1,
+            now: Timestamp::MIN,
+            max_window: 0,
+            tops: Tops::none(),
+        }
+    }
+
+    pub fn policy(&self) -> QueuePolicy {
+        self.policy
+    }
+
+    /// Number of subscribers (dropped ones included until unsubscribed).
+    pub fn len(&self) -> usize {
+        self.subs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.subs.is_empty()
+    }
+
+    fn find(&mut self, id: SubscriberId) -> Result<&mut Subscriber, UnknownSubscriber> {
+        let i = self
+            .subs
+            .binary_search_by_key(&id, |s| s.id)
+            .map_err(|_| UnknownSubscriber(id))?;
+        Ok(&mut self.subs[i])
+    }
+
+    /// Adds a subscriber; its first poll starts with a full snapshot.
+    pub fn subscribe(
+        &mut self,
+        sub: &Subscription,
+        builder: &FeedBuilder,
+    ) -> Result<SubscriberId, SubscriptionError> {
+        let view = View::new(sub, builder)?;
+        self.max_window = self.max_window.max(view.level().window().unwrap_or(0));
+        let id = SubscriberId(self.next_id);
+        self.next_id += 1;
+        // Ids only grow, so `subs` stays sorted by id.
+        self.subs.push(Subscriber {
+            id,
+            view,
+            queue: VecDeque::new(),
+            incrementals: 0,
+            state: SubscriberState::Resyncing,
+            strikes: VecDeque::new(),
+            stats: SubscriberStats::default(),
+        });
+        Ok(id)
+    }
+
+    pub fn unsubscribe(&mut self, id: SubscriberId) -> Result<(), UnknownSubscriber> {
+        let i = self
+            .subs
+            .binary_search_by_key(&id, |s| s.id)
+            .map_err(|_| UnknownSubscriber(id))?;
+        self.subs.remove(i);
+        self.max_window = self
+            .subs
+            .iter()
+            .filter_map(|s| s.view.level().window())
+            .max()
+            .unwrap_or(0);
+        Ok(())
+    }
+
+    /// Queues the builder's last batch for every live subscriber that wants it. Never waits:
+    /// an overflowing queue is cleared and its subscriber resynced (or dropped).
+    pub fn publish(&mut self, builder: &FeedBuilder) {
+        let batch = builder.last_batch();
+        let now = batch.time;
+        self.now = self.now.max(now);
+        if batch.messages.is_empty() {
+            // No message and no book change: no view has anything to say.
+            return;
+        }
+        self.tops.load(builder, self.max_window);
+        let policy = self.policy;
+        for sub in &mut self.subs {
+            if sub.state != SubscriberState::Live {
+                continue;
+            }
+            let before = sub.queue.len();
+            sub.view.on_batch(builder, &self.tops, &mut sub.queue);
+            let added = sub.queue.len() - before;
+            if sub.incrementals + added > policy.capacity {
+                // Over by at most one batch, and only until `strike` clears it.
+                sub.stats.overflows += 1;
+                strike(sub, policy, now);
+            } else {
+                sub.incrementals += added;
+            }
+        }
+    }
+
+    /// The subscriber lost messages (a gap) and asks for a fresh snapshot: its queue is cleared
+    /// and the snapshot comes at its next poll. Counts towards the drop policy.
+    pub fn request_resync(
+        &mut self,
+        id: SubscriberId,
+    ) -> Result<SubscriberState, UnknownSubscriber> {
+        let (policy, now) = (self.policy, self.now);
+        let sub = self.find(id)?;
+        if sub.state == SubscriberState::Live {
+            strike(sub, policy, now);
+        }
+        Ok(sub.state)
+    }
+
+    /// Moves up to `max` queued messages of subscriber `id` into `out` (a pending resync first
+    /// queues the snapshot). Returns the subscriber's state: `Dropped` means close the session.
+    pub fn poll(
+        &mut self,
+        id: SubscriberId,
+        builder: &FeedBuilder,
+        max: usize,
+        out: &mut Vec<Message>,
+    ) -> Result<SubscriberState, UnknownSubscriber> {
+        let time = builder.clock();
+        let sub = self.find(id)?;
+        if sub.state == SubscriberState::Resyncing && sub.queue.is_empty() {
+            sub.view.resync(builder, time, &mut sub.queue);
+            sub.state = SubscriberState::Live;
+            sub.stats.resyncs += 1;
+        }
+        let n = max.min(sub.queue.len());
+        for m in sub.queue.drain(..n) {
+            if !m.body.is_snapshot() {
+                sub.incrementals -= 1;
+            }
+            out.push(m);
+        }
+        sub.stats.delivered += n as u64;
+        Ok(sub.state)
+    }
+
+    /// A heartbeat for subscriber `id` when it is live and has nothing queued (`None`
+    /// otherwise): it carries the view's last sequence number, so a subscriber that lost the
+    /// tail of the stream notices the gap without waiting for the next message.
+    pub fn heartbeat(
+        &mut self,
+        id: SubscriberId,
+        builder: &FeedBuilder,
+    ) -> Result<Option<Message>, UnknownSubscriber> {
+        let time = builder.clock();
+        let sub = self.find(id)?;
+        let idle = sub.state == SubscriberState::Live && sub.queue.is_empty();
+        Ok(idle.then(|| Message {
+            seq: sub.view.seq(),
+            time,
+            body: crate::message::Body::Heartbeat,
+        }))
+    }
+
+    pub fn state(&self, id: SubscriberId) -> Option<SubscriberState> {
+        let i = self.subs.binary_search_by_key(&id, |s| s.id).ok()?;
+        Some(self.subs[i].state)
+    }
+
+    pub fn stats(&self, id: SubscriberId) -> Option<SubscriberStats> {
+        let i = self.subs.binary_search_by_key(&id, |s| s.id).ok()?;
+        let s = &self.subs[i];
+        Some(SubscriberStats {
+            queued: s.queue.len(),
+            queued_incrementals: s.incrementals,
+            ..s.stats
+        })
+    }
+}
+
+/// Clears the queue and schedules a resync, or drops the subscriber at the policy's limit.
+fn strike(sub: &mut Subscriber, policy: QueuePolicy, now: Timestamp) {
+    sub.queue.clear();
+    sub.incrementals = 0;
+    while sub
+        .strikes
+        .front()
+        .is_some_and(|&t| now.saturating_sub(t) >= policy.window)
+    {
+        sub.strikes.pop_front();
+    }
+    sub.strikes.push_back(now);
+    sub.state = if sub.strikes.len() >= policy.max_overflows as usize {
+        sub.strikes.clear();
+        SubscriberState::Dropped
+    } else {
+        SubscriberState::Resyncing
+    };
+}
