@@ -128,6 +128,7 @@ pub struct Ctx<'a> {
     broker: BrokerId,
     next_id: &'a mut u64,
     out: &'a mut Vec<Command>,
+    replace_amends: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -151,7 +152,15 @@ impl<'a> Ctx<'a> {
             broker,
             next_id,
             out,
+            replace_amends: false,
         }
+    }
+
+    /// With `true`, [`Ctx::amend`] sends a CANCEL and a new limit order instead of an AMEND
+    /// (for venues without amend; a price change loses time priority either way).
+    pub fn replace_amends(mut self, yes: bool) -> Self {
+        self.replace_amends = yes;
+        self
     }
 
     pub fn phase(&self) -> Phase {
@@ -266,7 +275,8 @@ impl<'a> Ctx<'a> {
         self.push(cmd)
     }
 
-    /// Amends one of the agent's resting limit orders to `price` with `qty` open.
+    /// Amends one of the agent's resting limit orders to `price` with `qty` open (or cancels
+    /// and re-enters it, see [`Ctx::replace_amends`]).
     pub fn amend(&mut self, id: OrderId, price: Price, qty: Qty) -> Result<(), Refused> {
         let o = self.account.order(id).ok_or(Refused::NotMine)?;
         if o.cancel_sent || o.kind != OrderType::Limit && o.kind != OrderType::Mtl {
@@ -288,6 +298,14 @@ impl<'a> Ctx<'a> {
             qty,
         });
         phase_allows(self.view.phase, &cmd).map_err(Refused::Rule)?;
+        if self.replace_amends {
+            let (security, side) = (o.security, o.side);
+            if self.out.len() + 2 > MAX_COMMANDS_PER_STEP {
+                return Err(Refused::Budget);
+            }
+            self.cancel(id)?;
+            return self.limit(security, side, price, qty).map(|_| ());
+        }
         self.push(cmd)
     }
 

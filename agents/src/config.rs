@@ -140,6 +140,9 @@ impl Default for MarketConfig {
     }
 }
 
+fn yes() -> bool {
+    true
+}
 fn default_days() -> u32 {
     1
 }
@@ -177,6 +180,10 @@ pub struct Population {
     pub starting_cash: i64,
     #[serde(default)]
     pub mode: Mode,
+    /// `false`: agents cancel and re-enter an order instead of amending it (venues or
+    /// engines without AMEND).
+    #[serde(default = "yes")]
+    pub use_amend: bool,
     #[serde(default)]
     pub market: MarketConfig,
     #[serde(default)]
@@ -391,6 +398,7 @@ mod tests {
         assert_eq!((p.seed, p.days, p.steps_per_day), (7, 1, 345));
         assert_eq!(p.securities, Selection::All);
         assert_eq!(p.mode, Mode::Lockstep);
+        assert!(p.use_amend);
         assert_eq!(p.noise.count, 3);
         assert_eq!(p.noise.activity, NoiseConfig::default().activity);
         assert_eq!(p.value.count, 0);
@@ -411,6 +419,7 @@ mod tests {
             depth_levels = 10
             starting_cash = 5_000_000
             mode = "realtime"
+            use_amend = false
             [market]
             rules = "hnx"
             listing = 3
@@ -436,6 +445,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(p.mode, Mode::Realtime);
+        assert!(!p.use_amend);
         assert_eq!(p.agent_count(), 15);
         assert_eq!(p.start().unwrap().to_string(), "2025-06-05");
         assert_eq!(p.momentum.short, 3);

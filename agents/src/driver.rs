@@ -80,6 +80,8 @@ pub enum Next {
 pub struct Submission {
     pub token: u64,
     pub agent: u32,
+    /// Exchange time at which it reaches the exchange (decision time + the agent's latency).
+    pub at: Timestamp,
     pub command: Command,
 }
 
@@ -146,6 +148,7 @@ pub struct DriverStats {
 pub struct Lockstep {
     clock: DayClock,
     mode: Mode,
+    use_amend: bool,
     rules: MarketRules,
     slots: Vec<Slot>,
     fundamental: Fundamental,
@@ -222,6 +225,7 @@ impl Lockstep {
         Ok(Lockstep {
             clock,
             mode: pop.mode,
+            use_amend: pop.use_amend,
             rules,
             slots,
             fundamental,
@@ -407,7 +411,8 @@ impl Lockstep {
                 slot.broker,
                 &mut self.next_id,
                 &mut self.scratch,
-            );
+            )
+            .replace_amends(!self.use_amend);
             slot.agent.decide(&mut ctx);
             let due = now.saturating_add(slot.latency_ns);
             for cmd in self.scratch.drain(..) {
@@ -425,13 +430,14 @@ impl Lockstep {
             if entry.key().0 >= step_end {
                 break;
             }
-            let ((_, agent, _), command) = entry.remove_entry();
+            let ((at, agent, _), command) = entry.remove_entry();
             let token = self.next_token;
             self.next_token += 1;
             self.outstanding.insert(token, (agent, command));
             out.push(Submission {
                 token,
                 agent,
+                at,
                 command,
             });
         }
