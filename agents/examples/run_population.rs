@@ -89,10 +89,11 @@ fn main() -> Result<()> {
     writeln!(summary, "\nRejects by reason: {:?}\n", out.stats.rejects)?;
     writeln!(summary, "```\n{}```", kinds_table(&out.agents))?;
     write("summary.md", &summary)?;
-    for (_, code, bars) in out.history.iter().take(plots) {
+    for ((_, code, bars), fund) in out.history.iter().zip(&out.fundamental).take(plots) {
+        let fund = (pop.value.count > 0).then_some(fund.as_slice());
         for day in 0..pop.days {
             let path = dir.join(format!("{code}_day{}.png", day + 1));
-            plot_day(&path, code, bars, day, &out.clock)?;
+            plot_day(&path, code, bars, fund, day, &out.clock)?;
         }
     }
     print!("{summary}");

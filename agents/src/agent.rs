@@ -419,4 +419,63 @@ mod tests {
         }
         assert_eq!(phase_allows(Closed, &Command::Phase(Ato)), Ok(()));
     }
+
+    #[test]
+    fn ctx_refuses_what_the_exchange_would_reject_and_can_replace_amends() {
+        use crate::kinds::testkit::{flat_fundamental, rng, view, SEC};
+        use crate::Account;
+        let v = view(Phase::Continuous, &[(19_950, 100)], &[(20_050, 100)]);
+        let f = flat_fundamental(1.0);
+        let rules = MarketRules::hose();
+        let mut acc = Account::new(0);
+        acc.on_sent(&Command::New(NewOrder {
+            id: OrderId(5),
+            broker: BrokerId(7),
+            security: SEC,
+            side: Side::Buy,
+            kind: OrderType::Limit,
+            price: 19_900,
+            qty: 200,
+        }));
+        for replace in [false, true] {
+            let (mut r, mut next_id, mut out) = (rng(1), 100, Vec::new());
+            let mut ctx = Ctx::new(
+                &v,
+                &acc,
+                &rules,
+                Signals { fundamental: &f },
+                &mut r,
+                BrokerId(7),
+                &mut next_id,
+                &mut out,
+            )
+            .replace_amends(replace);
+            let off_tick = ctx.limit(SEC, Side::Buy, 19_910, 100);
+            assert_eq!(off_tick, Err(Refused::Rule(RejectReason::OffTick)));
+            let outside = ctx.limit(SEC, Side::Buy, 30_000, 100);
+            assert_eq!(outside, Err(Refused::Rule(RejectReason::OutsideBand)));
+            let ato = ctx.new_order(SEC, Side::Buy, OrderType::Ato, 0, 100);
+            assert_eq!(ato, Err(Refused::Rule(RejectReason::PhaseForbids)));
+            assert_eq!(ctx.cancel(OrderId(99)), Err(Refused::NotMine));
+            assert_eq!(
+                ctx.limit(SecurityId(3), Side::Buy, 100, 100),
+                Err(Refused::UnknownSecurity)
+            );
+            ctx.amend(OrderId(5), 19_950, 300).unwrap();
+            assert_eq!(
+                ctx.amend(OrderId(5), 19_950, 150),
+                Err(Refused::Rule(RejectReason::OddLot))
+            );
+            if replace {
+                assert!(matches!(out[..], [Command::Cancel(c), Command::New(n)]
+                    if c.id == OrderId(5) && n.id == OrderId(100) && n.price == 19_950 && n.qty == 300));
+                assert_eq!(next_id, 101);
+            } else {
+                assert!(
+                    matches!(out[..], [Command::Amend(a)] if a.id == OrderId(5) && a.qty == 300)
+                );
+                assert_eq!(next_id, 100, "refused orders burn no id");
+            }
+        }
+    }
 }

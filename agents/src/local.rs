@@ -96,6 +96,8 @@ pub struct LocalRun {
     stats: RunStats,
     events: Vec<Event>,
     begun: Option<(u32, u32)>,
+    /// The fundamental of every traded security at each step (parallel to the bars).
+    fundamental: Vec<Vec<f64>>,
 }
 
 /// Everything a finished run produced.
@@ -105,6 +107,8 @@ pub struct LocalOutcome {
     pub agents: Vec<AgentSummary>,
     /// Per traded security: its code and every bar of the run.
     pub history: Vec<(SecurityId, String, Vec<Bar>)>,
+    /// Per traded security (same order): the fundamental value at each bar.
+    pub fundamental: Vec<Vec<f64>>,
     pub clock: DayClock,
     pub listing: SecurityTable,
 }
@@ -131,6 +135,7 @@ impl LocalRun {
             stats: RunStats::default(),
             events: Vec::with_capacity(64),
             begun: None,
+            fundamental: vec![Vec::new(); universe.len()],
         })
     }
 
@@ -193,6 +198,9 @@ impl LocalRun {
                 self.begin(day, step, time, phase);
                 self.refresh_depth();
                 let subs = self.driver.decide(self.tracker.view())?;
+                for (i, f) in self.fundamental.iter_mut().enumerate() {
+                    f.push(self.driver.fundamental().value(i));
+                }
                 for sub in subs {
                     self.count(day, &sub.command);
                     self.events.clear();
@@ -228,6 +236,7 @@ impl LocalRun {
             stats: self.stats,
             agents,
             history,
+            fundamental: self.fundamental,
             clock: self.driver.clock().clone(),
             listing: self.listing,
         }

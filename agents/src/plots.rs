@@ -68,20 +68,27 @@ fn hhmm(minutes_after_open: f64) -> String {
     format!("{:02}:{:02}", total / 60, total % 60)
 }
 
-/// Writes the chart of `day` of `code` (its `bars`, the whole run's) to `path`.
+/// Writes the chart of `day` of `code` (its `bars`, the whole run's) to `path`; with
+/// `fundamental` (one value per bar) the value agents' private signal is drawn too.
 pub fn plot_day(
     path: &Path,
     code: &str,
     bars: &[Bar],
+    fundamental: Option<&[f64]>,
     day: u32,
     clock: &DayClock,
 ) -> Result<(), PlotError> {
     register_font(Path::new(FONT_PATH))?;
-    let today: Vec<&Bar> = bars.iter().filter(|b| b.day == day).collect();
+    let (today, fund): (Vec<&Bar>, Vec<Option<f64>>) = bars
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| b.day == day)
+        .map(|(i, b)| (b, fundamental.and_then(|f| f.get(i).copied())))
+        .unzip();
     if today.is_empty() {
         return Err(PlotError::NoBars(day));
     }
-    draw(path, code, &today, day, clock).map_err(|message| PlotError::Draw {
+    draw(path, code, &today, &fund, day, clock).map_err(|message| PlotError::Draw {
         path: path.to_owned(),
         message,
     })
@@ -132,7 +139,14 @@ fn panel<'a, 'b>(
     Ok(chart)
 }
 
-fn draw(path: &Path, code: &str, bars: &[&Bar], day: u32, clock: &DayClock) -> Result<(), String> {
+fn draw(
+    path: &Path,
+    code: &str,
+    bars: &[&Bar],
+    fund: &[Option<f64>],
+    day: u32,
+    clock: &DayClock,
+) -> Result<(), String> {
     let e = |x: &dyn std::fmt::Display| x.to_string();
     let x: Vec<i64> = bars
         .iter()
@@ -143,8 +157,10 @@ fn draw(path: &Path, code: &str, bars: &[&Bar], day: u32, clock: &DayClock) -> R
     let ma20 = moving_average(&closes, 20);
     let (lo, hi) = closes
         .iter()
-        .fold((i64::MAX, i64::MIN), |(l, h), &c| (l.min(c), h.max(c)));
-    let pad = ((hi - lo) as f64 * 0.05).max(1.0);
+        .map(|&c| c as f64)
+        .chain(fund.iter().flatten().copied())
+        .fold((f64::MAX, f64::MIN), |(l, h), c| (l.min(c), h.max(c)));
+    let pad = ((hi - lo) * 0.05).max(1.0);
 
     let root = BitMapBackend::new(path, SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|x| e(&x))?;
@@ -165,8 +181,21 @@ fn draw(path: &Path, code: &str, bars: &[&Bar], day: u32, clock: &DayClock) -> R
     let mut price = panel(
         &top,
         "price (bar close) with MA5 and MA20",
-        lo as f64 - pad..hi as f64 + pad,
+        lo - pad..hi + pad,
     )?;
+    let fund_pts: Vec<(i64, f64)> = x
+        .iter()
+        .zip(fund)
+        .filter_map(|(&x, f)| f.map(|v| (x, v)))
+        .collect();
+    if !fund_pts.is_empty() {
+        let grey = RGBColor(150, 150, 150);
+        price
+            .draw_series(LineSeries::new(fund_pts, grey.stroke_width(2)))
+            .map_err(|x| e(&x))?
+            .label("fundamental (value agents' private signal)")
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], grey));
+    }
     let close_series = x.iter().zip(&closes).map(|(&x, &c)| (x, c as f64));
     price
         .draw_series(LineSeries::new(close_series, &BLACK))

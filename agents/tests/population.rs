@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use agents::local::{trades_csv, LocalRun};
 use agents::report::agents_csv;
-use agents::{AgentKind, Population};
+use agents::{AgentKind, OrderState, Population};
 use matching::{Aggressor, Phase, SecurityId, Side};
 
 fn file(name: &str) -> PathBuf {
@@ -71,7 +71,11 @@ fn accounts_reconcile_with_the_exchange_at_every_step() {
             for (s, q) in a.account.positions() {
                 *positions.entry(s).or_default() += q;
             }
-            for o in a.account.live_orders() {
+            for o in a
+                .account
+                .live_orders()
+                .filter(|o| o.state == OrderState::Resting)
+            {
                 *open.entry((o.security, o.side == Side::Buy)).or_default() += o.open;
             }
         }
