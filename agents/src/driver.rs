@@ -1,11 +1,11 @@
 //! The lockstep driver: a pure state machine that runs a population over trading days.
 //!
 //! The shell (a local exchange, or later the grid with the feed and broker sessions) asks
-//! [`Lockstep::next`] what to do and reports back:
+//! [`Lockstep::poll`] what to do and reports back:
 //!
 //! ```text
 //! loop {
-//!     match driver.next() {
+//!     match driver.poll() {
 //!         Next::Phase { phase, .. }  => enter the phase at the exchange (or wait for the feed to
 //!                                       announce it), pass its events to on_event(None, ..),
 //!                                       then phase_done()
@@ -26,7 +26,7 @@
 //! population seed and its index. So the same population and seed give the same commands and,
 //! through a deterministic exchange, the same trades, however the exchange is spread.
 //!
-//! Real-time mode differs in one point: [`Lockstep::next`] never waits for outstanding
+//! Real-time mode differs in one point: [`Lockstep::poll`] never waits for outstanding
 //! commands, so the shell paces the steps by the clock and agents see whatever has arrived.
 
 use std::collections::BTreeMap;
@@ -301,7 +301,7 @@ impl Lockstep {
     }
 
     /// What to do next.
-    pub fn next(&mut self) -> Next {
+    pub fn poll(&mut self) -> Next {
         loop {
             match self.stage {
                 Stage::StepStart => {
@@ -532,7 +532,7 @@ mod tests {
             step,
             time,
             phase,
-        } = d.next()
+        } = d.poll()
         {
             t.begin_step(day, step, time, phase);
         }
@@ -541,7 +541,7 @@ mod tests {
 
     /// Enters phases until the driver asks for a decision.
     fn to_decision(d: &mut Lockstep) -> MarketView {
-        while let Next::Phase { .. } = d.next() {
+        while let Next::Phase { .. } = d.poll() {
             d.phase_done().unwrap();
         }
         empty_view(d)
@@ -571,7 +571,7 @@ mod tests {
         assert_eq!(d.phase_done(), Err(DriverError::NoPhasePending));
         let mut last_view = None;
         loop {
-            match d.next() {
+            match d.poll() {
                 Next::Phase { phase, step, .. } => {
                     if let Some(v) = &last_view {
                         assert!(d.decide(v).is_err());
@@ -615,7 +615,7 @@ mod tests {
             let subs = d.decide(&view).unwrap();
             assert_eq!(subs.len(), 3, "{subs:?}");
             assert_eq!(d.outstanding(), 3);
-            let next = d.next();
+            let next = d.poll();
             assert_eq!(
                 matches!(next, Next::Wait { outstanding: 3 }),
                 waits,
@@ -624,7 +624,7 @@ mod tests {
             for s in &subs {
                 d.complete(s.token);
             }
-            assert!(!matches!(d.next(), Next::Wait { .. }));
+            assert!(!matches!(d.poll(), Next::Wait { .. }));
         }
     }
 

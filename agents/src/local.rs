@@ -98,6 +98,8 @@ pub struct LocalRun {
     begun: Option<(u32, u32)>,
     /// The fundamental of every traded security at each step (parallel to the bars).
     fundamental: Vec<Vec<f64>>,
+    /// Every command sent to the exchange, in order, when recording.
+    journal: Option<Vec<Command>>,
 }
 
 /// Everything a finished run produced.
@@ -136,12 +138,23 @@ impl LocalRun {
             events: Vec::with_capacity(64),
             begun: None,
             fundamental: vec![Vec::new(); universe.len()],
+            journal: None,
         })
     }
 
     /// A run of `pop` over its synthetic listing (`[market] listing`).
     pub fn synthetic(pop: &Population) -> Result<LocalRun, ConfigError> {
         LocalRun::new(pop, SecurityTable::synthetic(pop.market.listing))
+    }
+
+    /// Keeps every command sent to the exchange (phase changes included), for replay.
+    pub fn record_commands(&mut self) {
+        self.journal.get_or_insert_with(Vec::new);
+    }
+
+    /// The commands recorded so far (empty unless [`LocalRun::record_commands`] was called).
+    pub fn commands(&self) -> &[Command] {
+        self.journal.as_deref().unwrap_or(&[])
     }
 
     pub fn driver(&self) -> &Lockstep {
@@ -166,7 +179,7 @@ impl LocalRun {
 
     /// Carries out one action of the driver; `false` once the run is over.
     pub fn advance(&mut self) -> Result<bool, LocalError> {
-        match self.driver.next() {
+        match self.driver.poll() {
             Next::Phase {
                 phase,
                 day,
@@ -178,8 +191,11 @@ impl LocalRun {
                     self.begin(day, step, time, phase);
                 }
                 self.events.clear();
-                self.exchange
-                    .process(&Command::Phase(phase), &mut self.events);
+                let cmd = Command::Phase(phase);
+                if let Some(j) = self.journal.as_mut() {
+                    j.push(cmd);
+                }
+                self.exchange.process(&cmd, &mut self.events);
                 self.stats.phases += 1;
                 self.absorb(None, day, step.min(last), time, true);
                 self.driver.phase_done()?;
@@ -203,6 +219,9 @@ impl LocalRun {
                 }
                 for sub in subs {
                     self.count(day, &sub.command);
+                    if let Some(j) = self.journal.as_mut() {
+                        j.push(sub.command);
+                    }
                     self.events.clear();
                     self.exchange.process(&sub.command, &mut self.events);
                     self.absorb(Some(sub.token), day, step, sub.at, false);

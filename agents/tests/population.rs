@@ -235,8 +235,7 @@ fn every_day_opens_and_closes_with_an_auction_and_ends_flat_in_the_book() {
                 let close = run
                     .trades()
                     .iter()
-                    .filter(|t| t.day == 0 && t.security == s.id)
-                    .last()
+                    .rfind(|t| t.day == 0 && t.security == s.id)
                     .map(|t| t.price);
                 if let Some(close) = close {
                     assert_eq!(s.reference, close, "{}", s.code);

@@ -258,7 +258,9 @@ impl Agent for MarketMaker {
 
     fn decide(&mut self, ctx: &mut Ctx<'_>) {
         match ctx.phase() {
-            Phase::Continuous if ctx.view.step % self.cfg.every == 0 => self.continuous(ctx),
+            Phase::Continuous if ctx.view.step.is_multiple_of(self.cfg.every) => {
+                self.continuous(ctx)
+            }
             Phase::Ato => self.opening_call(ctx),
             _ => {}
         }
