@@ -6,7 +6,9 @@
 //!   of a white noise, +/-1.96/sqrt(n)) from the first lags on;
 //! - volatility clustering: positive, slowly decaying autocorrelation of absolute returns.
 //!
-//! Returns are log returns of the bar closes at one-minute-equivalent intervals (steps are
+//! Returns are log returns of the mid-quote at the end of each interval (the bar close when a
+//! side of the book was empty), so the bid-ask bounce of trade prices does not pose as a
+//! negative autocorrelation, at one-minute-equivalent intervals (steps are
 //! grouped into whole minutes when shorter; longer steps are used as they are), inside each
 //! continuous session only (no return spans the auctions, the lunch break or the night), each
 //! security's returns scaled by their own standard deviation before pooling.
@@ -57,11 +59,11 @@ impl StylizedFacts {
                     j += 1;
                 }
                 if bars[i].phase == matching::Phase::Continuous {
-                    // The close of every `per`-th bar of the session.
+                    // The mid (else the close) of every `per`-th bar of the session.
                     let prices: Vec<f64> = bars[i..j]
                         .chunks(per)
                         .filter(|c| c.len() == per)
-                        .map(|c| c[per - 1].close as f64)
+                        .map(|c| price_of(&c[per - 1]))
                         .collect();
                     let r: Vec<f64> = prices
                         .windows(2)
@@ -115,9 +117,9 @@ impl StylizedFacts {
         let _ = writeln!(s, "# Stylized facts of the simulated returns\n");
         let _ = writeln!(
             s,
-            "{} returns of {:.2} minutes from {} securities (continuous sessions only; \
-             {:.1}% of them exactly 0), each security's scaled to unit variance. White-noise \
-             band for autocorrelations: +/-{band:.3}.\n",
+            "{} mid-quote returns of {:.2} minutes from {} securities (continuous sessions \
+             only; {:.1}% of them exactly 0), each security's scaled to unit variance. \
+             White-noise band for autocorrelations: +/-{band:.3}.\n",
             self.returns,
             self.interval_minutes,
             self.securities,
@@ -182,6 +184,14 @@ impl StylizedFacts {
             let _ = writeln!(s, "| {} | {:.3} | {:.3} |", a.0, a.1, b.1);
         }
         s
+    }
+}
+
+/// The mid-quote at the end of the bar, or its close when a side was empty.
+fn price_of(b: &Bar) -> f64 {
+    match (b.bid, b.ask) {
+        (Some(bid), Some(ask)) if bid > 0 && ask > 0 => (bid + ask) as f64 / 2.0,
+        _ => b.close as f64,
     }
 }
 
@@ -321,6 +331,29 @@ mod tests {
         };
         assert!(holds("| heavy tails"));
         assert!(holds("| volatility clustering | corr"));
+    }
+
+    #[test]
+    fn mid_quotes_hide_the_bid_ask_bounce() {
+        let clock = DayClock::new(Date::new(2025, 6, 2).unwrap(), 1, 345).unwrap();
+        // Trades bounce between bid and ask; the quotes never move: no return at all.
+        let bars: Vec<Bar> = (0..345)
+            .map(|s| {
+                let mut b = Bar::flat(0, s, 0, clock.phase(s), if s % 2 == 0 { 100 } else { 110 });
+                b.bid = Some(100);
+                b.ask = Some(110);
+                b
+            })
+            .collect();
+        let f = StylizedFacts::compute(&[&bars], &clock, 2);
+        assert!(
+            f.is_none(),
+            "constant mid: zero variance, nothing to report"
+        );
+        // Without quotes the closes are used, and the bounce shows as lag-1 correlation -1.
+        let closes: Vec<Bar> = bars.iter().map(|b| Bar { bid: None, ..*b }).collect();
+        let f = StylizedFacts::compute(&[&closes], &clock, 2).unwrap();
+        assert!(f.acf[0].1 < -0.9, "{:?}", f.acf);
     }
 
     #[test]
