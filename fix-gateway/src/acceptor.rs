@@ -212,7 +212,10 @@ impl Gateway {
         let Some(_slot) = LogonSlot::claim(&self, &broker) else {
             anyhow::bail!("{broker} is already logged on");
         };
-        let password = logon.get_str(tags::PASSWORD).unwrap_or_default().to_string();
+        let password = logon
+            .get_str(tags::PASSWORD)
+            .unwrap_or_default()
+            .to_string();
         let path = FileStore::path_in(&self.cfg.data_dir, &broker);
         match self.backend.logon(&broker, &password).await {
             Err(text) => {
@@ -343,8 +346,7 @@ fn log_event(broker: &str, e: &Event) {
 pub fn valid_comp_id(c: &str) -> bool {
     (1..=64).contains(&c.len())
         && !c.starts_with('.')
-        && c
-            .bytes()
+        && c.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 

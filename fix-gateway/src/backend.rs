@@ -66,7 +66,10 @@ impl LoopbackBackend {
                 continue;
             }
             let Some((broker, secret)) = line.split_once(',') else {
-                return Err(format!("credentials line {}: expected broker,secret", n + 1));
+                return Err(format!(
+                    "credentials line {}: expected broker,secret",
+                    n + 1
+                ));
             };
             secrets.insert(broker.trim().to_string(), secret.trim().to_string());
         }

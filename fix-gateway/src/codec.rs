@@ -206,7 +206,8 @@ impl Message {
     /// The fields after the standard header and before the trailer, in wire order: what a
     /// resend copies into the retransmitted message.
     pub fn body_fields(&self) -> impl Iterator<Item = (u32, &[u8])> + '_ {
-        self.fields().filter(|(tag, _)| !tags::is_header_or_trailer(*tag))
+        self.fields()
+            .filter(|(tag, _)| !tags::is_header_or_trailer(*tag))
     }
 }
 
@@ -333,10 +334,7 @@ fn split_fields(raw: Vec<u8>) -> Decoded {
             },
         };
         match tag {
-            None => note(
-                defect_at(RejectReason::InvalidTagNumber, None),
-                &mut defect,
-            ),
+            None => note(defect_at(RejectReason::InvalidTagNumber, None), &mut defect),
             Some(t) if value_end == value_start => note(
                 defect_at(RejectReason::TagSpecifiedWithoutValue, Some(t)),
                 &mut defect,
@@ -464,14 +462,18 @@ impl Decoder {
 
     /// Drops bytes up to the next possible frame start after the current one.
     fn resync(&mut self) {
-        let skip = find(&self.buf[1..], b"8=FIX").map(|p| p + 1).unwrap_or_else(|| {
-            // Keep a tail that may be the start of "8=FIX" still arriving.
-            let keep = (1..5)
-                .rev()
-                .find(|&k| k < self.buf.len() && b"8=FIX".starts_with(&self.buf[self.buf.len() - k..]))
-                .unwrap_or(0);
-            self.buf.len() - keep
-        });
+        let skip = find(&self.buf[1..], b"8=FIX")
+            .map(|p| p + 1)
+            .unwrap_or_else(|| {
+                // Keep a tail that may be the start of "8=FIX" still arriving.
+                let keep = (1..5)
+                    .rev()
+                    .find(|&k| {
+                        k < self.buf.len() && b"8=FIX".starts_with(&self.buf[self.buf.len() - k..])
+                    })
+                    .unwrap_or(0);
+                self.buf.len() - keep
+            });
         self.buf.drain(..skip);
     }
 }
@@ -529,7 +531,10 @@ impl MessageBuilder {
     /// Appends `tag=value` for text; SOH bytes (which would split the field) become spaces.
     pub fn str_field(&mut self, tag: u32, value: &str) -> &mut Self {
         if value.as_bytes().contains(&SOH) {
-            let clean: Vec<u8> = value.bytes().map(|b| if b == SOH { b' ' } else { b }).collect();
+            let clean: Vec<u8> = value
+                .bytes()
+                .map(|b| if b == SOH { b' ' } else { b })
+                .collect();
             self.field(tag, &clean)
         } else {
             self.field(tag, value.as_bytes())
@@ -626,7 +631,10 @@ mod tests {
         d.extend(&bad);
         d.extend(&hand_frame("35=0|34=2|"));
         let out = decode_all(&mut d);
-        assert!(matches!(out[0], Err(Garbled::BadChecksum { .. })), "{out:?}");
+        assert!(
+            matches!(out[0], Err(Garbled::BadChecksum { .. })),
+            "{out:?}"
+        );
         let Ok(Decoded::Message(m)) = &out[1] else {
             panic!("{out:?}")
         };
@@ -638,7 +646,9 @@ mod tests {
     fn body_length_too_long_swallows_nothing_after_resync() {
         // Claims 60 bytes: the decoder waits, then finds no trailer at the claimed end.
         let mut bad = hand_frame("35=0|34=1|");
-        let s = String::from_utf8(bad.clone()).unwrap().replacen("9=10", "9=60", 1);
+        let s = String::from_utf8(bad.clone())
+            .unwrap()
+            .replacen("9=10", "9=60", 1);
         bad = s.into_bytes();
         let mut d = Decoder::new(4096);
         d.extend(&bad);
@@ -674,13 +684,33 @@ mod tests {
     #[test]
     fn field_defects_are_malformed_with_the_seq_num() {
         for (body, reason, tag) in [
-            ("35=D|34=5|58=|", RejectReason::TagSpecifiedWithoutValue, Some(58)),
+            (
+                "35=D|34=5|58=|",
+                RejectReason::TagSpecifiedWithoutValue,
+                Some(58),
+            ),
             ("35=D|34=5|x1=2|", RejectReason::InvalidTagNumber, None),
             ("35=D|34=5|0=2|", RejectReason::InvalidTagNumber, None),
-            ("35=D|34=5|34=6|", RejectReason::TagAppearsMoreThanOnce, Some(34)),
-            ("35=D|34=5|11=a|49=X|", RejectReason::TagSpecifiedOutOfRequiredOrder, Some(49)),
-            ("35=D|34=5|95=x|96=a|", RejectReason::IncorrectDataFormat, Some(95)),
-            ("35=D|34=5|95=9|96=ab|", RejectReason::IncorrectDataFormat, Some(96)),
+            (
+                "35=D|34=5|34=6|",
+                RejectReason::TagAppearsMoreThanOnce,
+                Some(34),
+            ),
+            (
+                "35=D|34=5|11=a|49=X|",
+                RejectReason::TagSpecifiedOutOfRequiredOrder,
+                Some(49),
+            ),
+            (
+                "35=D|34=5|95=x|96=a|",
+                RejectReason::IncorrectDataFormat,
+                Some(95),
+            ),
+            (
+                "35=D|34=5|95=9|96=ab|",
+                RejectReason::IncorrectDataFormat,
+                Some(96),
+            ),
         ] {
             let mut d = Decoder::new(4096);
             d.extend(&hand_frame(body));

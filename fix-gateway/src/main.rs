@@ -72,9 +72,8 @@ async fn main() -> anyhow::Result<()> {
         (args.max_clock_skew_secs > 0).then_some(args.max_clock_skew_secs * 1000);
     cfg.logon_timeout = Duration::from_secs(args.logon_timeout_secs);
 
-    let text = std::fs::read_to_string(&args.loopback_credentials).with_context(|| {
-        format!("reading {}", args.loopback_credentials.display())
-    })?;
+    let text = std::fs::read_to_string(&args.loopback_credentials)
+        .with_context(|| format!("reading {}", args.loopback_credentials.display()))?;
     let backend = LoopbackBackend::from_credentials(&text).map_err(anyhow::Error::msg)?;
 
     let tls = match (&args.tls_cert, &args.tls_key) {

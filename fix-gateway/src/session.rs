@@ -77,10 +77,17 @@ pub struct AppMessage {
 /// Something the session noticed; for logs, metrics and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    LoggedOn { heartbeat_secs: u64, reset: bool },
-    LogonRefused { text: String },
+    LoggedOn {
+        heartbeat_secs: u64,
+        reset: bool,
+    },
+    LogonRefused {
+        text: String,
+    },
     /// The session ended (Logout exchanged, timeout, protocol error); `text` says why.
-    LoggedOut { text: String },
+    LoggedOut {
+        text: String,
+    },
     Garbled(Garbled),
     /// We rejected a message (session-level Reject sent).
     Rejected {
@@ -89,9 +96,15 @@ pub enum Event {
         tag: Option<u32>,
     },
     /// The peer rejected one of ours.
-    RejectReceived { ref_seq: Option<u64>, text: String },
+    RejectReceived {
+        ref_seq: Option<u64>,
+        text: String,
+    },
     /// We asked for a resend of `from..` after receiving `seen`.
-    GapDetected { from: u64, seen: u64 },
+    GapDetected {
+        from: u64,
+        seen: u64,
+    },
     /// We answered a ResendRequest.
     ResendServed {
         begin: u64,
@@ -100,9 +113,14 @@ pub enum Event {
         gap_filled: usize,
     },
     /// The peer moved our expected sequence number.
-    SequenceReset { new_seq: u64, gap_fill: bool },
+    SequenceReset {
+        new_seq: u64,
+        gap_fill: bool,
+    },
     /// A PossDup message below the expected sequence number was ignored.
-    DuplicateIgnored { seq: u64 },
+    DuplicateIgnored {
+        seq: u64,
+    },
     TestRequestSent,
     StoreFailed(String),
 }
@@ -131,7 +149,9 @@ enum State {
     /// No connection: application messages are stored for a later resend.
     Offline,
     Active,
-    LogoutSent { since_ms: u64 },
+    LogoutSent {
+        since_ms: u64,
+    },
 }
 
 /// A message received ahead of a gap, waiting for the gap to be filled.
@@ -242,7 +262,11 @@ impl Session {
             let reset = logon.get_flag(tags::RESET_SEQ_NUM_FLAG).unwrap_or(false);
             let poss_dup = logon.get_flag(tags::POSS_DUP_FLAG).unwrap_or(false);
             let seq = logon.get_u64(tags::MSG_SEQ_NUM).ok().flatten().unwrap_or(0);
-            let hb = logon.get_u64(tags::HEART_BT_INT).ok().flatten().unwrap_or(0);
+            let hb = logon
+                .get_u64(tags::HEART_BT_INT)
+                .ok()
+                .flatten()
+                .unwrap_or(0);
             if reset {
                 self.store.reset()?;
             }
@@ -706,7 +730,8 @@ impl Session {
             .str_field(tags::ORIG_SENDING_TIME, &stamp);
         b.field(tags::GAP_FILL_FLAG, b"Y")
             .u64_field(tags::NEW_SEQ_NO, new_seq);
-        self.out.push_back(Output::Send(b.finish(&self.cfg.begin_string)));
+        self.out
+            .push_back(Output::Send(b.finish(&self.cfg.begin_string)));
     }
 
     /// A stored message as a retransmission: same MsgSeqNum and body, PossDupFlag=Y,
@@ -868,13 +893,7 @@ impl Session {
             .str_field(tags::SENDING_TIME, stamp);
     }
 
-    fn build(
-        &self,
-        now: Now,
-        msg_type: &[u8],
-        seq: u64,
-        body: &MessageBuilder,
-    ) -> Vec<u8> {
+    fn build(&self, now: Now, msg_type: &[u8], seq: u64, body: &MessageBuilder) -> Vec<u8> {
         let mut b = MessageBuilder::new(msg_type);
         self.write_header(&mut b, seq, &utc::format(now.utc_ms));
         b.append(body);
@@ -937,8 +956,7 @@ impl Session {
         });
         // The rejected message still used its number (not so for Logon and SequenceReset).
         let expected = self.store.next_target_seq();
-        if seq == Some(expected) && mtype != msg_type::LOGON && mtype != msg_type::SEQUENCE_RESET
-        {
+        if seq == Some(expected) && mtype != msg_type::LOGON && mtype != msg_type::SEQUENCE_RESET {
             self.advance(expected)?;
             self.drain_queue(now)?;
         }
@@ -995,5 +1013,342 @@ impl HeaderCheck {
                 None => d.reason.text().into(),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn at(ms: u64) -> Now {
+        Now {
+            mono_ms: ms,
+            utc_ms: T0 + ms as i64,
+        }
+    }
+
+    /// The counterparty: numbers its messages, stamps them at `now`.
+    struct Peer {
+        seq: u64,
+    }
+
+    impl Peer {
+        fn msg(&mut self, now: Now, mtype: &[u8], fields: &[(u32, &str)]) -> Message {
+            let m = self.msg_at(now, self.seq, mtype, fields);
+            self.seq += 1;
+            m
+        }
+        fn msg_at(&self, now: Now, seq: u64, mtype: &[u8], fields: &[(u32, &str)]) -> Message {
+            let mut b = MessageBuilder::new(mtype);
+            b.str_field(49, "BRK1")
+                .str_field(56, "GRIDMATCH")
+                .u64_field(34, seq)
+                .str_field(52, &utc::format(now.utc_ms));
+            for (t, v) in fields {
+                b.str_field(*t, v);
+            }
+            match Message::parse(b.finish("FIX.4.4")) {
+                Ok(Decoded::Message(m)) => m,
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    fn session() -> Session {
+        Session::new(
+            SessionConfig::new("GRIDMATCH"),
+            "BRK1",
+            Box::new(MemoryStore::default()),
+        )
+    }
+
+    /// Logged-on session and its peer (peer's next seq 2).
+    fn logged_on(hb: &str) -> (Session, Peer) {
+        let mut s = session();
+        let mut p = Peer { seq: 1 };
+        let logon = p.msg(at(0), b"A", &[(98, "0"), (108, hb)]);
+        s.on_logon(at(0), logon);
+        let out = sent(&mut s);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].msg_type(), b"A");
+        (s, p)
+    }
+
+    /// The messages the session sent since last asked.
+    fn sent(s: &mut Session) -> Vec<Message> {
+        outputs(s)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Send(b) => match Message::parse(b) {
+                    Ok(Decoded::Message(m)) => Some(m),
+                    other => panic!("session sent an unparsable message: {other:?}"),
+                },
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn outputs(s: &mut Session) -> Vec<Output> {
+        s.drain_output().collect()
+    }
+
+    fn types(ms: &[Message]) -> Vec<String> {
+        ms.iter()
+            .map(|m| String::from_utf8_lossy(m.msg_type()).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn heartbeat_then_test_request_then_timeout() {
+        let (mut s, mut p) = logged_on("10");
+        s.on_tick(at(9_999));
+        assert!(sent(&mut s).is_empty());
+        s.on_tick(at(10_000));
+        assert_eq!(
+            types(&sent(&mut s)),
+            ["0"],
+            "heartbeat after 10 s of our silence"
+        );
+        // Peer silent for HeartBtInt + 20%: TestRequest.
+        s.on_tick(at(12_000));
+        let tr = sent(&mut s);
+        assert_eq!(types(&tr), ["1"]);
+        let id = tr[0].get_str(112).unwrap().to_string();
+        // The answer clears it.
+        s.on_message(at(12_500), p.msg(at(12_500), b"0", &[(112, &id)]));
+        s.on_tick(at(14_000));
+        assert!(sent(&mut s).iter().all(|m| m.msg_type() == b"0"));
+        // Silence again: TestRequest, then disconnect at twice the allowance.
+        s.on_tick(at(24_500));
+        assert_eq!(types(&sent(&mut s)), ["1"]);
+        s.on_tick(at(36_000));
+        assert!(
+            !outputs(&mut s).contains(&Output::Disconnect),
+            "2.4 x HeartBtInt not yet"
+        );
+        s.on_tick(at(36_500));
+        let out = outputs(&mut s);
+        assert!(out.contains(&Output::Disconnect), "{out:?}");
+        assert!(!s.is_logged_on());
+    }
+
+    #[test]
+    fn logon_with_a_too_low_seq_num_is_logged_out() {
+        let mut store = MemoryStore::default();
+        store.set_next_target_seq(10).unwrap();
+        let mut s = Session::new(SessionConfig::new("GRIDMATCH"), "BRK1", Box::new(store));
+        let p = Peer { seq: 1 };
+        s.on_logon(at(0), p.msg_at(at(0), 5, b"A", &[(98, "0"), (108, "30")]));
+        let out = outputs(&mut s);
+        let logout = out.iter().find_map(|o| match o {
+            Output::Send(b) => Message::parse(b.clone()).ok(),
+            _ => None,
+        });
+        let Some(Decoded::Message(m)) = logout else {
+            panic!("{out:?}")
+        };
+        assert_eq!(m.msg_type(), b"5");
+        assert_eq!(
+            m.get_str(58),
+            Some("MsgSeqNum too low, expecting 10 but received 5")
+        );
+        assert_eq!(out.last(), Some(&Output::Disconnect));
+        assert_eq!(s.next_target_seq(), 10, "unchanged");
+    }
+
+    #[test]
+    fn logon_checks_comp_ids_heartbeat_and_encryption() {
+        for (fields, to, why) in [
+            (vec![(108, "30")], "GRIDMATCH", "EncryptMethod"),
+            (
+                vec![(98, "1"), (108, "30")],
+                "GRIDMATCH",
+                "EncryptMethod(98) must be 0",
+            ),
+            (vec![(98, "0")], "GRIDMATCH", "HeartBtInt"),
+            (vec![(98, "0"), (108, "99999")], "GRIDMATCH", "HeartBtInt"),
+            (vec![(98, "0"), (108, "30")], "OTHER", "CompID problem"),
+        ] {
+            let mut s = session();
+            let mut b = MessageBuilder::new(b"A");
+            b.str_field(49, "BRK1")
+                .str_field(56, to)
+                .u64_field(34, 1)
+                .str_field(52, &utc::format(T0));
+            for (t, v) in &fields {
+                b.str_field(*t, v);
+            }
+            let Ok(Decoded::Message(m)) = Message::parse(b.finish("FIX.4.4")) else {
+                panic!()
+            };
+            s.on_logon(at(0), m);
+            let out = sent(&mut s);
+            assert_eq!(types(&out), ["5"], "{why}");
+            assert!(out[0].get_str(58).unwrap().contains(why), "{:?}", out[0]);
+            assert!(!s.is_logged_on());
+        }
+    }
+
+    #[test]
+    fn a_gap_queues_later_messages_until_the_resend_fills_it() {
+        let (mut s, mut p) = logged_on("30");
+        let o2 = p.msg(at(1), b"D", &[(11, "two")]);
+        let o3 = p.msg(at(1), b"D", &[(11, "three")]);
+        let o4 = p.msg(at(1), b"D", &[(11, "four")]);
+        s.on_message(at(2), o4.clone());
+        s.on_message(at(2), o3.clone());
+        let rr = sent(&mut s);
+        assert_eq!(types(&rr), ["2"], "one ResendRequest for both");
+        assert_eq!(rr[0].get_u64(7), Ok(Some(2)));
+        assert_eq!(rr[0].get_u64(16), Ok(Some(0)));
+        // The peer resends 2 (PossDup) and the queue drains in order.
+        let mut again = MessageBuilder::new(b"D");
+        again
+            .str_field(49, "BRK1")
+            .str_field(56, "GRIDMATCH")
+            .u64_field(34, 2)
+            .field(43, b"Y")
+            .str_field(52, &utc::format(T0 + 3))
+            .str_field(122, &utc::format(T0 + 1))
+            .str_field(11, "two");
+        let Ok(Decoded::Message(again)) = Message::parse(again.finish("FIX.4.4")) else {
+            panic!()
+        };
+        s.on_message(at(3), again);
+        let delivered: Vec<(String, bool)> = outputs(&mut s)
+            .into_iter()
+            .filter_map(|o| match o {
+                Output::Deliver(a) => {
+                    Some((a.message.get_str(11).unwrap().to_string(), a.poss_dup))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            delivered,
+            [
+                ("two".into(), true),
+                ("three".into(), false),
+                ("four".into(), false)
+            ]
+        );
+        assert_eq!(s.next_target_seq(), 5);
+        // A late duplicate of 3 with PossDup is ignored; without it, it ends the session.
+        let _ = o2;
+        let dup = p.msg_at(at(4), 3, b"D", &[(43, "Y"), (122, &utc::format(T0))]);
+        s.on_message(at(4), dup);
+        let out = outputs(&mut s);
+        assert!(
+            out.contains(&Output::Event(Event::DuplicateIgnored { seq: 3 })),
+            "{out:?}"
+        );
+        s.on_message(at(5), p.msg_at(at(5), 3, b"D", &[(11, "x")]));
+        assert_eq!(types(&sent(&mut s)), ["5"]);
+    }
+
+    #[test]
+    fn messages_sent_offline_are_stored_and_resent_as_poss_dup_with_gap_fills() {
+        let (mut s, mut p) = logged_on("30");
+        s.on_message(at(1), p.msg(at(1), b"1", &[(112, "hello")])); // our seq 2: Heartbeat
+        assert_eq!(types(&sent(&mut s)), ["0"]);
+        s.on_disconnected();
+        let mut er = MessageBuilder::body();
+        er.str_field(11, "filled-while-away").str_field(150, "F");
+        assert_eq!(s.send_app(at(2), b"8", &er).unwrap(), 3);
+        assert_eq!(s.send_app(at(2), b"8", &er).unwrap(), 4);
+        assert!(sent(&mut s).is_empty(), "nothing on the wire while offline");
+        // Reconnect; the peer asks for everything from 2.
+        s.on_logon(at(10), p.msg(at(10), b"A", &[(98, "0"), (108, "30")]));
+        assert_eq!(types(&sent(&mut s)), ["A"]);
+        s.on_message(at(11), p.msg(at(11), b"2", &[(7, "2"), (16, "0")]));
+        let out = sent(&mut s);
+        assert_eq!(types(&out), ["4", "8", "8", "4"]);
+        assert_eq!(out[0].get_u64(34), Ok(Some(2)));
+        assert_eq!(out[0].get_u64(36), Ok(Some(3)));
+        assert_eq!(out[0].get(123), Some(&b"Y"[..]));
+        for (m, seq) in out[1..3].iter().zip([3, 4]) {
+            assert_eq!(m.get_u64(34), Ok(Some(seq)));
+            assert_eq!(m.get(43), Some(&b"Y"[..]));
+            assert_eq!(m.get_str(122), Some(utc::format(T0 + 2).as_str()));
+            assert_eq!(m.get_str(11), Some("filled-while-away"));
+        }
+        // Our Logon (5) is admin: gap-filled up to 6.
+        assert_eq!(out[3].get_u64(34), Ok(Some(5)));
+        assert_eq!(out[3].get_u64(36), Ok(Some(6)));
+    }
+
+    #[test]
+    fn malformed_and_header_problems_are_rejected_and_numbered_correctly() {
+        let (mut s, mut p) = logged_on("30");
+        let raw = {
+            let mut b = MessageBuilder::new(b"D");
+            b.str_field(49, "BRK1")
+                .str_field(56, "GRIDMATCH")
+                .u64_field(34, 2)
+                .str_field(52, &utc::format(T0))
+                .field(58, b"");
+            b.finish("FIX.4.4")
+        };
+        p.seq = 3;
+        match Message::parse(raw).unwrap() {
+            Decoded::Malformed(m) => s.on_malformed(at(1), m),
+            other => panic!("{other:?}"),
+        }
+        let rej = sent(&mut s);
+        assert_eq!(types(&rej), ["3"]);
+        assert_eq!(rej[0].get_u64(45), Ok(Some(2)));
+        assert_eq!(rej[0].get_u64(373), Ok(Some(4)));
+        assert_eq!(
+            s.next_target_seq(),
+            3,
+            "the rejected message used its number"
+        );
+        // SendingTime far off: Reject (10) and Logout.
+        let mut late = p.msg(at(2), b"D", &[(11, "late")]);
+        late = {
+            let mut b = MessageBuilder::new(b"D");
+            b.str_field(49, "BRK1")
+                .str_field(56, "GRIDMATCH")
+                .u64_field(34, late.get_u64(34).unwrap().unwrap())
+                .str_field(52, &utc::format(T0 - 600_000))
+                .str_field(11, "late");
+            let Ok(Decoded::Message(m)) = Message::parse(b.finish("FIX.4.4")) else {
+                panic!()
+            };
+            m
+        };
+        s.on_message(at(2), late);
+        let out = sent(&mut s);
+        assert_eq!(types(&out), ["3", "5"]);
+        assert_eq!(out[0].get_u64(373), Ok(Some(10)));
+        // Logout answered: disconnect.
+        s.on_message(at(3), p.msg(at(3), b"5", &[]));
+        assert!(outputs(&mut s).contains(&Output::Disconnect));
+    }
+
+    #[test]
+    fn logout_we_start_times_out_without_an_answer() {
+        let (mut s, _p) = logged_on("30");
+        s.logout(at(100), "bye");
+        assert_eq!(types(&sent(&mut s)), ["5"]);
+        s.on_tick(at(100 + 4_999));
+        assert!(!outputs(&mut s).contains(&Output::Disconnect));
+        s.on_tick(at(100 + 5_000));
+        assert!(outputs(&mut s).contains(&Output::Disconnect));
+    }
+
+    #[test]
+    fn sequence_reset_below_expected_is_rejected_and_changes_nothing() {
+        let (mut s, mut p) = logged_on("30");
+        s.on_message(at(1), p.msg(at(1), b"D", &[(11, "a")]));
+        let _ = outputs(&mut s);
+        s.on_message(at(2), p.msg(at(2), b"4", &[(36, "2")]));
+        let out = sent(&mut s);
+        assert_eq!(types(&out), ["3"]);
+        assert_eq!(out[0].get_u64(373), Ok(Some(5)));
+        assert_eq!(s.next_target_seq(), 3);
     }
 }

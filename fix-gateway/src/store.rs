@@ -160,7 +160,8 @@ impl FileStore {
     fn recover(&mut self, bytes: &[u8]) -> usize {
         let mut pos = 0usize;
         while bytes.len() - pos >= FRAME_HEAD {
-            let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap_or_default()) as usize;
+            let len =
+                u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap_or_default()) as usize;
             let crc = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap_or_default());
             let start = pos + FRAME_HEAD;
             if !(RECORD_HEAD..=MAX_RECORD).contains(&len) || bytes.len() - start < len {

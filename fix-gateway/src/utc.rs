@@ -34,9 +34,8 @@ pub fn parse(v: &[u8]) -> Option<i64> {
         }
         _ => return None,
     };
-    let date =
-        Date::from_calendar_date(year as i32, Month::try_from(month as u8).ok()?, day as u8)
-            .ok()?;
+    let date = Date::from_calendar_date(year as i32, Month::try_from(month as u8).ok()?, day as u8)
+        .ok()?;
     // FIX allows a leap second (60); treat it as 59.
     let time = Time::from_hms_milli(h as u8, m as u8, s.min(59) as u8, millis as u16).ok()?;
     let nanos = PrimitiveDateTime::new(date, time)

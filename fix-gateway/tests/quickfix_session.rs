@@ -21,7 +21,11 @@ fn ack_of<'a>(id: &'a str) -> impl Fn(&str) -> bool + 'a {
 fn logon_with_good_password_orders_are_acknowledged_and_logout_is_clean() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(dir.path(), CREDS, 0);
-    let mut c = Client::start(gw.addr.port(), &dir.path().join("c1"), ClientOpts::default());
+    let mut c = Client::start(
+        gw.addr.port(),
+        &dir.path().join("c1"),
+        ClientOpts::default(),
+    );
     c.logon();
     let reply = c.expect(|l| is_in(l, "A"), WAIT);
     assert_eq!(field(&reply, 49), Some("GRIDMATCH"));
@@ -116,7 +120,10 @@ fn heartbeats_flow_and_test_requests_are_answered_with_their_id() {
         .iter()
         .filter(|l| is_in(l, "0") && field(l, 112).is_none())
         .count();
-    assert!(beats >= 2, "gateway heartbeats in 3.5 s: {beats}: {lines:?}");
+    assert!(
+        beats >= 2,
+        "gateway heartbeats in 3.5 s: {beats}: {lines:?}"
+    );
     assert!(!lines.iter().any(|l| l == "logout"));
 }
 
@@ -124,7 +131,11 @@ fn heartbeats_flow_and_test_requests_are_answered_with_their_id() {
 fn resend_after_the_client_drops_messages_gap_fills_admin_and_resends_orders_as_poss_dup() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(dir.path(), CREDS, 0);
-    let mut c = Client::start(gw.addr.port(), &dir.path().join("c1"), ClientOpts::default());
+    let mut c = Client::start(
+        gw.addr.port(),
+        &dir.path().join("c1"),
+        ClientOpts::default(),
+    );
     c.logon();
     // Gateway seq 2: a Heartbeat (admin); seqs 3..5: ExecutionReports (application).
     c.send("35=1|112=T1");
@@ -141,7 +152,11 @@ fn resend_after_the_client_drops_messages_gap_fills_admin_and_resends_orders_as_
     let rr = c.expect(|l| l.starts_with("out ") && field(l, 35) == Some("2"), WAIT);
     assert_eq!((field(&rr, 7), field(&rr, 16)), (Some("2"), Some("0")));
     let fill = c.expect(|l| is_in(l, "4") && field(l, 34) == Some("2"), WAIT);
-    assert_eq!(field(&fill, 123), Some("Y"), "GapFill for the admin Heartbeat");
+    assert_eq!(
+        field(&fill, 123),
+        Some("Y"),
+        "GapFill for the admin Heartbeat"
+    );
     assert_eq!(field(&fill, 36), Some("3"));
     assert_eq!(field(&fill, 43), Some("Y"));
     for (id, seq) in [("a", "3"), ("b", "4"), ("c", "5")] {
@@ -163,7 +178,11 @@ fn resend_after_the_client_drops_messages_gap_fills_admin_and_resends_orders_as_
 fn gateway_asks_for_a_resend_when_the_client_skips_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(dir.path(), CREDS, 0);
-    let mut c = Client::start(gw.addr.port(), &dir.path().join("c1"), ClientOpts::default());
+    let mut c = Client::start(
+        gw.addr.port(),
+        &dir.path().join("c1"),
+        ClientOpts::default(),
+    );
     c.logon();
     let (sender, _) = c.seqnums();
     c.cmd(&format!("set_next_sender {}", sender + 5));
@@ -186,7 +205,11 @@ fn gateway_asks_for_a_resend_when_the_client_skips_numbers() {
 fn sequence_reset_moves_the_expected_number() {
     let dir = tempfile::tempdir().unwrap();
     let gw = Gateway::start(dir.path(), CREDS, 0);
-    let mut c = Client::start(gw.addr.port(), &dir.path().join("c1"), ClientOpts::default());
+    let mut c = Client::start(
+        gw.addr.port(),
+        &dir.path().join("c1"),
+        ClientOpts::default(),
+    );
     c.logon();
     c.send("35=4|36=50");
     c.cmd("set_next_sender 50");
@@ -241,14 +264,19 @@ fn garbled_message_is_ignored_and_malformed_message_is_rejected() {
     c.expect(ack_of("real"), WAIT);
     let lines = c.collect_for(Duration::from_millis(300));
     assert!(
-        !c.seen.iter().any(|l| ack_of("evil")(l) || is_in(l, "3") || is_in(l, "2")),
+        !c.seen
+            .iter()
+            .any(|l| ack_of("evil")(l) || is_in(l, "3") || is_in(l, "2")),
         "garbled input caused nothing: {lines:?}"
     );
     assert!(gw.log().contains("BadChecksum"), "{}", gw.log());
 
     // Malformed: a tag without a value. Reject(373=4, 371=58), and its number is consumed.
     c.send("35=D|11=empty|55=VNM|54=1|38=100|40=2|44=10000|60=20240101-00:00:00|58=");
-    let sent = c.expect(|l| l.starts_with("out ") && field(l, 11) == Some("empty"), WAIT);
+    let sent = c.expect(
+        |l| l.starts_with("out ") && field(l, 11) == Some("empty"),
+        WAIT,
+    );
     let rej = c.expect(|l| is_in(l, "3"), WAIT);
     assert_eq!(field(&rej, 373), Some("4"));
     assert_eq!(field(&rej, 371), Some("58"));

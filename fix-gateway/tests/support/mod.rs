@@ -32,9 +32,9 @@ pub fn fixclient() -> PathBuf {
 fn build_fixclient() -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/quickfix/fixclient.cpp");
     let text = std::fs::read(&src).expect("fixclient.cpp");
-    let hash = text
-        .iter()
-        .fold(0xcbf29ce484222325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+    let hash = text.iter().fold(0xcbf29ce484222325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100000001b3)
+    });
     let bin = target_dir().join(format!("fixclient-{hash:016x}"));
     if bin.exists() {
         return bin;
@@ -287,7 +287,10 @@ impl Client {
             if got == want {
                 return;
             }
-            assert!(Instant::now() < deadline, "seqnums {got:?}, expected {want:?}");
+            assert!(
+                Instant::now() < deadline,
+                "seqnums {got:?}, expected {want:?}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -314,7 +317,7 @@ impl Drop for Client {
 }
 
 /// The value of `tag` in an `in`/`out` line (fields separated by `|`).
-pub fn field<'a>(line: &'a str, tag: u32) -> Option<&'a str> {
+pub fn field(line: &str, tag: u32) -> Option<&str> {
     let prefix = format!("{tag}=");
     line.split('|').find_map(|f| {
         f.strip_prefix("in ")
