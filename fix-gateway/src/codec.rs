@@ -407,6 +407,8 @@ fn header_defect(fields: &[Span]) -> Option<Defect> {
 #[derive(Debug)]
 pub struct Decoder {
     buf: Vec<u8>,
+    /// Bytes before this were already decoded (compacted on the next `extend`).
+    start: usize,
     max_message_len: usize,
 }
 
@@ -415,39 +417,45 @@ impl Decoder {
     pub fn new(max_message_len: usize) -> Self {
         Decoder {
             buf: Vec::with_capacity(4096),
+            start: 0,
             max_message_len: max_message_len.max(64),
         }
     }
 
     /// Appends received bytes.
     pub fn extend(&mut self, bytes: &[u8]) {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// Bytes buffered and not yet decoded.
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 
     /// The next frame: `None` when more bytes are needed. A garbled frame is dropped up to the
     /// next `8=FIX` and reported, so the caller can log it and go on.
     pub fn next_frame(&mut self) -> Option<Result<Decoded, Garbled>> {
-        if self.buf.is_empty() {
+        let buf = &self.buf[self.start..];
+        if buf.is_empty() {
             return None;
         }
-        let result = match read_prefix(&self.buf) {
+        let result = match read_prefix(buf) {
             Ok(None) => return None,
             Ok(Some((body_start, len))) => {
                 let total = body_start.saturating_add(len).saturating_add(TRAILER_LEN);
                 if total > self.max_message_len {
                     Err(Garbled::TooLong(total))
-                } else if self.buf.len() < total {
+                } else if buf.len() < total {
                     return None;
                 } else {
-                    match check_trailer_and_type(&self.buf[..total], body_start, len) {
+                    match check_trailer_and_type(&buf[..total], body_start, len) {
                         Ok(()) => {
-                            let rest = self.buf.split_off(total);
-                            let frame = std::mem::replace(&mut self.buf, rest);
+                            let frame = buf[..total].to_vec();
+                            self.start += total;
                             return Some(Ok(split_fields(frame)));
                         }
                         Err(e) => Err(e),
@@ -462,19 +470,16 @@ impl Decoder {
 
     /// Drops bytes up to the next possible frame start after the current one.
     fn resync(&mut self) {
-        let skip = find(&self.buf[1..], b"8=FIX")
-            .map(|p| p + 1)
-            .unwrap_or_else(|| {
-                // Keep a tail that may be the start of "8=FIX" still arriving.
-                let keep = (1..5)
-                    .rev()
-                    .find(|&k| {
-                        k < self.buf.len() && b"8=FIX".starts_with(&self.buf[self.buf.len() - k..])
-                    })
-                    .unwrap_or(0);
-                self.buf.len() - keep
-            });
-        self.buf.drain(..skip);
+        let buf = &self.buf[self.start..];
+        let skip = find(&buf[1..], b"8=FIX").map(|p| p + 1).unwrap_or_else(|| {
+            // Keep a tail that may be the start of "8=FIX" still arriving.
+            let keep = (1..5)
+                .rev()
+                .find(|&k| k < buf.len() && b"8=FIX".starts_with(&buf[buf.len() - k..]))
+                .unwrap_or(0);
+            buf.len() - keep
+        });
+        self.start += skip;
     }
 }
 

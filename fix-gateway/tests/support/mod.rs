@@ -75,6 +75,11 @@ impl Gateway {
     /// Starts a gateway storing in `dir`, with brokers `creds` (`broker,secret` lines), on `port`
     /// (0 = any free port).
     pub fn start(dir: &Path, creds: &str, port: u16) -> Gateway {
+        Gateway::start_with(dir, creds, port, &[])
+    }
+
+    /// [`Gateway::start`] with extra command-line arguments.
+    pub fn start_with(dir: &Path, creds: &str, port: u16, extra: &[&str]) -> Gateway {
         std::fs::create_dir_all(dir).unwrap();
         let cred_file = dir.join("creds.txt");
         std::fs::write(&cred_file, creds).unwrap();
@@ -88,6 +93,7 @@ impl Gateway {
             .arg(&cred_file)
             .arg("--comp-id")
             .arg(COMP_ID)
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
