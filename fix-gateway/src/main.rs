@@ -1,0 +1,101 @@
+//! `fix-gateway`: FIX 4.4 order entry in front of gridmatch. Thin glue over the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use fix_gateway::acceptor::{tls_config, Gateway, GatewayConfig};
+use fix_gateway::backend::LoopbackBackend;
+
+/// FIX 4.4 acceptor: one FIX session per broker (SenderCompID = broker, Password = its secret).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to accept FIX connections on (port 0 picks a free port; the bound address is
+    /// printed on stdout as "fix-gateway listening on ADDR").
+    #[arg(long, default_value = "127.0.0.1:9878")]
+    listen: SocketAddr,
+
+    /// Our CompID: clients send it as TargetCompID(56) and see it as SenderCompID(49).
+    #[arg(long, default_value = "GRIDMATCH")]
+    comp_id: String,
+
+    /// Directory of the per-session message logs (sequence numbers and sent messages, kept
+    /// across restarts).
+    #[arg(long, default_value = "fix-data")]
+    data_dir: PathBuf,
+
+    /// fsync every message-log record: survives power loss, not only crashes; slower.
+    #[arg(long)]
+    fsync: bool,
+
+    /// Serve TLS with this certificate chain (PEM; e.g. the manager's cert.pem).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+
+    /// Private key for --tls-cert (PEM; e.g. the manager's key.pem).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+
+    /// Largest |SendingTime - now| accepted, in seconds (0 turns the check off).
+    #[arg(long, default_value_t = 120)]
+    max_clock_skew_secs: u64,
+
+    /// Seconds a connection may take to send its Logon.
+    #[arg(long, default_value_t = 10)]
+    logon_timeout_secs: u64,
+
+    /// Loopback backend (session tests and demos; no matching): `broker,secret` lines; every
+    /// NewOrderSingle is acknowledged, other application messages are rejected.
+    #[arg(long)]
+    loopback_credentials: PathBuf,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let args = Args::parse();
+
+    let mut cfg = GatewayConfig::new(&args.comp_id, &args.data_dir);
+    cfg.fsync = args.fsync;
+    cfg.session.max_clock_skew_ms =
+        (args.max_clock_skew_secs > 0).then_some(args.max_clock_skew_secs * 1000);
+    cfg.logon_timeout = Duration::from_secs(args.logon_timeout_secs);
+
+    let text = std::fs::read_to_string(&args.loopback_credentials)
+        .with_context(|| format!("reading {}", args.loopback_credentials.display()))?;
+    let backend = LoopbackBackend::from_credentials(&text).map_err(anyhow::Error::msg)?;
+
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
+        _ => None,
+    };
+    let gateway = Gateway::new(cfg, Arc::new(backend), tls)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    println!("fix-gateway listening on {}", listener.local_addr()?);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down: logging every session out");
+        let _ = stop_tx.send(true);
+    });
+    gateway.serve(listener, stop_rx).await
+}
