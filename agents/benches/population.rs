@@ -43,7 +43,7 @@ fn main() {
             let mut pop = base.clone();
             pop.mode = mode;
             pop.use_amend = use_amend;
-            let listing = SecurityTable::synthetic(pop.market.listing);
+            let listing = SecurityTable::synthetic(pop.market.listing).unwrap();
             let mut times = Vec::new();
             let mut replay_times = Vec::new();
             let mut last = None;

@@ -449,7 +449,7 @@ mod tests {
         assert_eq!(p.agent_count(), 15);
         assert_eq!(p.start().unwrap().to_string(), "2025-06-05");
         assert_eq!(p.momentum.short, 3);
-        let listing = SecurityTable::synthetic(3);
+        let listing = SecurityTable::synthetic(3).unwrap();
         assert_eq!(
             p.universe(&listing).unwrap(),
             [SecurityId(0), SecurityId(1)]
@@ -580,7 +580,7 @@ mod tests {
 
     #[test]
     fn universe_checks_the_listing() {
-        let listing = SecurityTable::synthetic(3);
+        let listing = SecurityTable::synthetic(3).unwrap();
         let p = Population::from_toml("seed=1\nsecurities=[\"AAA\",\"ZZZ\"]\n[noise]\ncount=1")
             .unwrap();
         assert!(matches!(

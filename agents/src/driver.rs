@@ -511,7 +511,7 @@ mod tests {
     fn driver(extra: &str) -> Lockstep {
         Lockstep::new(
             &pop(extra),
-            &SecurityTable::synthetic(3),
+            &SecurityTable::synthetic(3).unwrap(),
             MarketRules::hose(),
             1,
         )
@@ -521,7 +521,7 @@ mod tests {
     /// An empty book's view at the driver's current step.
     fn empty_view(d: &mut Lockstep) -> MarketView {
         let mut t = crate::tracker::MarketTracker::new(
-            &SecurityTable::synthetic(3),
+            &SecurityTable::synthetic(3).unwrap(),
             &[SecurityId(0)],
             MarketRules::hose(),
             5,

@@ -144,7 +144,11 @@ impl LocalRun {
 
     /// A run of `pop` over its synthetic listing (`[market] listing`).
     pub fn synthetic(pop: &Population) -> Result<LocalRun, ConfigError> {
-        LocalRun::new(pop, SecurityTable::synthetic(pop.market.listing))
+        let listing = SecurityTable::synthetic(pop.market.listing).map_err(|e| ConfigError::Invalid {
+            field: "market.listing".into(),
+            message: e.to_string(),
+        })?;
+        LocalRun::new(pop, listing)
     }
 
     /// Keeps every command sent to the exchange (phase changes included), for replay.

@@ -252,7 +252,7 @@ mod tests {
     use matching::{Aggressor, BrokerId, Fill, OrderId};
 
     fn tracker() -> MarketTracker {
-        let t = SecurityTable::synthetic(3);
+        let t = SecurityTable::synthetic(3).unwrap();
         MarketTracker::new(
             &t,
             &[SecurityId(2), SecurityId(0), SecurityId(0), SecurityId(9)],

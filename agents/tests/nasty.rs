@@ -67,7 +67,7 @@ proptest! {
     #[test]
     fn random_populations_run_and_keep_their_books(text in population()) {
         let pop = Population::from_toml(&text).unwrap();
-        let mut run = LocalRun::new(&pop, SecurityTable::synthetic(6)).unwrap();
+        let mut run = LocalRun::new(&pop, SecurityTable::synthetic(6).unwrap()).unwrap();
         while run.advance().unwrap() {}
         let start = i128::from(pop.starting_cash) * run.driver().len() as i128;
         let mut cash = 0;
@@ -139,7 +139,7 @@ proptest! {
         };
         if let Ok(pop) = Population::from_toml(&text) {
             // Accepted values must be usable: the run builds.
-            prop_assert!(LocalRun::new(&pop, SecurityTable::synthetic(3)).is_ok());
+            prop_assert!(LocalRun::new(&pop, SecurityTable::synthetic(3).unwrap()).is_ok());
         }
     }
 }

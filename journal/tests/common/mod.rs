@@ -20,7 +20,7 @@ use proptest::prelude::*;
 pub const T0: Timestamp = 1_767_578_400_000_000_000;
 
 pub fn listing() -> SecurityTable {
-    SecurityTable::synthetic(8)
+    SecurityTable::synthetic(8).unwrap()
 }
 
 pub fn binding() -> Binding {
