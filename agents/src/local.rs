@@ -144,10 +144,11 @@ impl LocalRun {
 
     /// A run of `pop` over its synthetic listing (`[market] listing`).
     pub fn synthetic(pop: &Population) -> Result<LocalRun, ConfigError> {
-        let listing = SecurityTable::synthetic(pop.market.listing).map_err(|e| ConfigError::Invalid {
-            field: "market.listing".into(),
-            message: e.to_string(),
-        })?;
+        let listing =
+            SecurityTable::synthetic(pop.market.listing).map_err(|e| ConfigError::Invalid {
+                field: "market.listing".into(),
+                message: e.to_string(),
+            })?;
         LocalRun::new(pop, listing)
     }
 

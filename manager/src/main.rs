@@ -140,6 +140,16 @@ struct RunArgs {
     /// stops reading the session until its reports catch up.
     #[arg(long, default_value_t = 200_000)]
     max_in_flight: u32,
+    /// Time a new connection has for its TLS handshake and hello, milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    handshake_timeout_ms: u64,
+    /// Time a client has to complete a frame once its header arrived, milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    frame_timeout_ms: u64,
+    /// A client that reads nothing of its reports for this long is disconnected (its orders
+    /// stay), milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    slow_client_ms: u64,
     /// Runtime worker threads for connections (default: the machine's cores). The core runs
     /// on a thread of its own in any case.
     #[arg(long)]
@@ -336,7 +346,9 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 max_connections: args.max_connections,
                 max_sessions_per_broker: args.max_sessions_per_broker,
                 max_in_flight: args.max_in_flight,
-                ..ServerLimits::default()
+                handshake_timeout: Duration::from_millis(args.handshake_timeout_ms),
+                frame_timeout: Duration::from_millis(args.frame_timeout_ms),
+                slow_consumer_timeout: Duration::from_millis(args.slow_client_ms),
             },
         };
         server::serve(

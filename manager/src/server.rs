@@ -44,14 +44,19 @@ use crate::schedule::Schedule;
 const SUBMIT_QUEUE: usize = 256;
 /// Control messages (executor events, session changes, queries) queued towards the core.
 const CONTROL_QUEUE: usize = 16_384;
-/// Messages queued to one client before it counts as not reading and is disconnected.
-const SESSION_QUEUE: usize = 4096;
+/// Messages queued to one client (also bounded in bytes by `SESSION_BYTES`).
+const SESSION_QUEUE: usize = 1024;
+/// Bytes of reports and answers queued to one client before it counts as not reading and is
+/// disconnected (its orders stay).
+const SESSION_BYTES: usize = 32 << 20;
+/// Query answers wait (the session reads nothing more) while this much is queued.
+const ANSWER_BYTES: usize = 4 << 20;
 /// Messages queued to one executor before it counts as stuck and is disconnected.
 const EXECUTOR_QUEUE: usize = 65_536;
 /// Reports per frame to a client.
 const REPORTS_PER_FRAME: usize = 8192;
 /// Order states per answer frame.
-const ORDERS_PER_FRAME: usize = 16_384;
+const ORDERS_PER_FRAME: usize = 4096;
 /// Commands taken into one group commit, at most (plus one batch).
 const GROUP_COMMIT_BUDGET: usize = 8192;
 const MONITOR_INTERVAL: Duration = Duration::from_millis(250);
@@ -67,6 +72,10 @@ pub struct ServerLimits {
     pub handshake_timeout: Duration,
     /// Commands a session may have sent and not yet seen final.
     pub max_in_flight: u32,
+    /// Time allowed for the rest of a frame once its header arrived.
+    pub frame_timeout: Duration,
+    /// A client whose stream accepts nothing for this long is disconnected.
+    pub slow_consumer_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -76,6 +85,8 @@ impl Default for ServerLimits {
             max_sessions_per_broker: 8,
             handshake_timeout: Duration::from_secs(5),
             max_in_flight: 200_000,
+            frame_timeout: Duration::from_secs(10),
+            slow_consumer_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -94,8 +105,7 @@ enum Control {
     OpenSession {
         session: SessionId,
         kind: SessionKind,
-        tx: mpsc::Sender<ManagerToClient>,
-        inflight: Arc<AtomicU64>,
+        out: SessionOut,
         max_per_broker: usize,
         reply: oneshot::Sender<Result<u64, String>>,
     },
@@ -132,6 +142,87 @@ enum Control {
     ExecutorClosed {
         node: NodeId,
     },
+}
+
+/// The way to one client: its bounded queue, with the bytes queued and the commands in flight
+/// counted, so the core thread never waits on it and a client that does not read is cut off.
+#[derive(Clone)]
+struct SessionOut {
+    conn: Connection,
+    tx: mpsc::Sender<ManagerToClient>,
+    inflight: Arc<AtomicU64>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// About how many bytes a message takes once encoded (for queue budgets, not framing).
+fn approx_bytes(m: &ManagerToClient) -> usize {
+    match m {
+        ManagerToClient::Reports(r) => 16 + r.len() * 48,
+        ManagerToClient::Orders { orders, .. } => 16 + orders.len() * 56,
+        ManagerToClient::Totals { totals, .. } => 16 + totals.len() * 24,
+        ManagerToClient::Brokers(b) => 16 + b.len() * 40,
+        ManagerToClient::Error(e) => 16 + e.len(),
+    }
+}
+
+impl SessionOut {
+    fn new(conn: Connection, tx: mpsc::Sender<ManagerToClient>) -> Self {
+        SessionOut {
+            conn,
+            tx,
+            inflight: Arc::new(AtomicU64::new(0)),
+            queued: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+        }
+    }
+
+    /// From the core thread: never waits. False when the client is over its budget (it does
+    /// not read): the caller disconnects it.
+    fn offer(&self, m: ManagerToClient) -> bool {
+        let n = approx_bytes(&m);
+        if self.queued.load(Ordering::Relaxed) + n > SESSION_BYTES {
+            return false;
+        }
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        if self.tx.try_send(m).is_err() {
+            self.queued.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// From the session's own task: waits while much is queued, so a client that asks and
+    /// does not read stops being read itself. False when the session is gone.
+    async fn send(&self, m: ManagerToClient) -> bool {
+        while self.queued.load(Ordering::Relaxed) > ANSWER_BYTES {
+            if self.tx.is_closed() {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let n = approx_bytes(&m);
+        self.queued.fetch_add(n, Ordering::Relaxed);
+        self.tx.send(m).await.is_ok()
+    }
+}
+
+/// Sends an answer of any size in frames of [`ORDERS_PER_FRAME`] items, `last` on the final
+/// one (an empty answer is one empty, final frame). False when the session is gone.
+async fn send_chunked<T: Clone>(
+    out: &SessionOut,
+    items: &[T],
+    frame: impl Fn(Vec<T>, bool) -> ManagerToClient,
+) -> bool {
+    if items.is_empty() {
+        return out.send(frame(Vec::new(), true)).await;
+    }
+    let mut chunks = items.chunks(ORDERS_PER_FRAME).peekable();
+    while let Some(c) = chunks.next() {
+        let last = chunks.peek().is_none();
+        if !out.send(frame(c.to_vec(), last)).await {
+            return false;
+        }
+    }
+    true
 }
 
 struct Submit {
@@ -353,7 +444,7 @@ async fn refuse_busy(conn: &Connection, shared: &Shared) {
     conn.close(4u32.into(), busy.as_bytes());
 }
 
-type Sessions = FxHashMap<SessionId, (mpsc::Sender<ManagerToClient>, Arc<AtomicU64>)>;
+type Sessions = FxHashMap<SessionId, SessionOut>;
 type Executors = BTreeMap<NodeId, (mpsc::Sender<ToExecutor>, Connection)>;
 
 fn wall_ns() -> i64 {
@@ -434,10 +525,9 @@ async fn run_core(
         phase.store(phase_code(core.phase()), Ordering::Relaxed);
         sequenced.store(core.next_seq() - 1, Ordering::Relaxed);
         for (session, mut reports) in out.reports {
-            let Some((tx, inflight)) = sessions.get(&session) else {
+            let Some(out) = sessions.get(&session) else {
                 continue;
             };
-            let finals = reports.iter().filter(|r| r.last && !r.passive).count() as u64;
             let mut ok = true;
             while ok && !reports.is_empty() {
                 let rest = if reports.len() > REPORTS_PER_FRAME {
@@ -445,20 +535,18 @@ async fn run_core(
                 } else {
                     Vec::new()
                 };
-                ok = tx.try_send(ManagerToClient::Reports(reports)).is_ok();
+                ok = out.offer(ManagerToClient::Reports(reports));
                 reports = rest;
             }
-            inflight.fetch_sub(
-                finals.min(inflight.load(Ordering::Relaxed)),
-                Ordering::Relaxed,
-            );
             if !ok {
                 // A client that does not read: cut it off rather than hold its backlog.
                 tracing::warn!(
                     session,
                     "client not reading its reports; disconnecting it (its orders stay)"
                 );
-                sessions.remove(&session);
+                if let Some(out) = sessions.remove(&session) {
+                    out.conn.close(5u32.into(), b"not reading its reports");
+                }
                 core.close_session(session);
             }
         }
@@ -524,8 +612,7 @@ fn handle_control(
         Control::OpenSession {
             session,
             kind,
-            tx,
-            inflight,
+            out,
             max_per_broker,
             reply,
         } => {
@@ -537,7 +624,7 @@ fn handle_control(
                     return Ok(());
                 }
             }
-            sessions.insert(session, (tx, inflight));
+            sessions.insert(session, out);
             core.open_session(session, kind);
             let _ = reply.send(Ok(core.max_order_id(session)));
         }
@@ -679,6 +766,7 @@ async fn handle_connection(conn: Connection, shared: &Arc<Shared>) -> anyhow::Re
                 .await?;
             let broker = rx.await?;
             reader.set_limit(CLIENT_MAX_FRAME);
+            reader.set_frame_timeout(shared.config.limits.frame_timeout);
             tracing::info!(%remote, broker = %name, session, "broker connected");
             client_session(
                 &conn,
@@ -693,6 +781,7 @@ async fn handle_connection(conn: Connection, shared: &Arc<Shared>) -> anyhow::Re
         }
         Role::Gateway => {
             reader.set_limit(CLIENT_MAX_FRAME);
+            reader.set_frame_timeout(shared.config.limits.frame_timeout);
             tracing::info!(%remote, session, "gateway connected");
             client_session(
                 &conn,
@@ -746,15 +835,14 @@ async fn client_session(
     mut reader: FrameReader,
 ) -> anyhow::Result<()> {
     let (tx, mut rx) = mpsc::channel::<ManagerToClient>(SESSION_QUEUE);
-    let inflight = Arc::new(AtomicU64::new(0));
+    let out = SessionOut::new(conn.clone(), tx);
     let (reply, opened) = oneshot::channel();
     shared
         .control
         .send(Control::OpenSession {
             session,
             kind,
-            tx: tx.clone(),
-            inflight: inflight.clone(),
+            out: out.clone(),
             max_per_broker: shared.config.limits.max_sessions_per_broker,
             reply,
         })
@@ -774,14 +862,33 @@ async fn client_session(
     };
     writer.send(&HelloReply::Welcome(welcome)).await?;
     let stopping = shared.stopping.clone();
+    let queued = out.queued.clone();
+    // Commands count as in flight until their final report is written to the client.
+    let written = out.inflight.clone();
+    let slow = shared.config.limits.slow_consumer_timeout;
+    let remote = conn.remote_address();
     let write_task = tokio::spawn(async move {
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(m) => {
-                        if writer.send(&m).await.is_err() {
-                            break;
+                        let n = approx_bytes(&m);
+                        let finals = match &m {
+                            ManagerToClient::Reports(r) => {
+                                r.iter().filter(|r| r.last && !r.passive).count() as u64
+                            }
+                            _ => 0,
+                        };
+                        match tokio::time::timeout(slow, writer.send(&m)).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(_)) => break,
+                            Err(_) => {
+                                tracing::warn!(%remote, session, "client read nothing for {slow:?}; disconnecting it (its orders stay)");
+                                break;
+                            }
                         }
+                        queued.fetch_sub(n.min(queued.load(Ordering::Relaxed)), Ordering::Relaxed);
+                        written.fetch_sub(finals.min(written.load(Ordering::Relaxed)), Ordering::Relaxed);
                     }
                     None => break,
                 },
@@ -793,22 +900,29 @@ async fn client_session(
         }
         writer.close(Duration::from_secs(2)).await;
     });
+    // The session ends when the writer gives up on the client.
+    let writer_gone = out.tx.clone();
+    let inflight = out.inflight.clone();
     let max_in_flight = shared.config.limits.max_in_flight as u64;
     let result = async {
         loop {
             // Order entry waits while too many of this session's commands are not final.
             while inflight.load(Ordering::Relaxed) >= max_in_flight {
                 tokio::time::sleep(Duration::from_millis(1)).await;
-                if tx.is_closed() {
+                if writer_gone.is_closed() {
                     return Ok(());
                 }
             }
-            let msg = match reader.recv::<ClientMsg>().await {
+            let msg = tokio::select! {
+                m = reader.recv::<ClientMsg>() => m,
+                _ = writer_gone.closed() => return Ok(()),
+            };
+            let msg = match msg {
                 Ok(Some(m)) => m,
                 Ok(None) => return Ok(()),
-                Err(transport::WireError::Codec(e)) => {
+                Err(e @ (transport::WireError::Codec(_) | transport::WireError::Timeout(_))) => {
                     tracing::warn!(remote = %conn.remote_address(), session, "bad frame: {e}");
-                    let _ = tx.try_send(ManagerToClient::Error(format!("bad frame: {e}")));
+                    out.offer(ManagerToClient::Error(format!("bad frame: {e}")));
                     return Ok(());
                 }
                 Err(e) => return Err(anyhow::Error::from(e)),
@@ -831,13 +945,13 @@ async fn client_session(
                     }
                     if let Ok(Err(e)) = checked.await {
                         tracing::warn!(session, "refused a submit: {e}");
-                        let _ = tx.try_send(ManagerToClient::Error(e));
+                        out.offer(ManagerToClient::Error(e));
                         return Ok(());
                     }
                 }
                 ClientMsg::DeclareBrokers(names) => {
                     if kind != SessionKind::Gateway {
-                        let _ = tx.try_send(ManagerToClient::Error(
+                        out.offer(ManagerToClient::Error(
                             "only a gateway may declare brokers".into(),
                         ));
                         return Ok(());
@@ -849,17 +963,17 @@ async fn client_session(
                         .await?;
                     match rx.await? {
                         Ok(ids) => {
-                            let _ = tx.send(ManagerToClient::Brokers(ids)).await;
+                            out.send(ManagerToClient::Brokers(ids)).await;
                         }
                         Err(e) => {
-                            let _ = tx.try_send(ManagerToClient::Error(e));
+                            out.offer(ManagerToClient::Error(e));
                             return Ok(());
                         }
                     }
                 }
                 ClientMsg::QueryOrders { query, ids } => {
                     if ids.len() > MAX_QUERY_IDS {
-                        let _ = tx.try_send(ManagerToClient::Error(format!(
+                        out.offer(ManagerToClient::Error(format!(
                             "at most {MAX_QUERY_IDS} ids per query"
                         )));
                         return Ok(());
@@ -874,58 +988,26 @@ async fn client_session(
                         })
                         .await?;
                     let orders = rx.await?;
-                    let mut chunks = orders.chunks(ORDERS_PER_FRAME).peekable();
-                    if chunks.peek().is_none() {
-                        let _ = tx
-                            .send(ManagerToClient::Orders {
-                                query,
-                                orders: Vec::new(),
-                                last: true,
-                            })
-                            .await;
-                    }
-                    while let Some(c) = chunks.next() {
-                        let last = chunks.peek().is_none();
-                        if tx
-                            .send(ManagerToClient::Orders {
-                                query,
-                                orders: c.to_vec(),
-                                last,
-                            })
-                            .await
-                            .is_err()
-                        {
-                            return Ok(());
-                        }
+                    let answer = |orders, last| ManagerToClient::Orders {
+                        query,
+                        orders,
+                        last,
+                    };
+                    if !send_chunked(&out, &orders, answer).await {
+                        return Ok(());
                     }
                 }
                 ClientMsg::QueryTotals { query } => {
                     let (reply, rx) = oneshot::channel();
                     shared.control.send(Control::QueryTotals { reply }).await?;
                     let totals = rx.await?;
-                    let mut chunks = totals.chunks(ORDERS_PER_FRAME).peekable();
-                    if chunks.peek().is_none() {
-                        let _ = tx
-                            .send(ManagerToClient::Totals {
-                                query,
-                                totals: Vec::new(),
-                                last: true,
-                            })
-                            .await;
-                    }
-                    while let Some(c) = chunks.next() {
-                        let last = chunks.peek().is_none();
-                        if tx
-                            .send(ManagerToClient::Totals {
-                                query,
-                                totals: c.to_vec(),
-                                last,
-                            })
-                            .await
-                            .is_err()
-                        {
-                            return Ok(());
-                        }
+                    let answer = |totals, last| ManagerToClient::Totals {
+                        query,
+                        totals,
+                        last,
+                    };
+                    if !send_chunked(&out, &totals, answer).await {
+                        return Ok(());
                     }
                 }
             }
@@ -933,7 +1015,8 @@ async fn client_session(
     }
     .await;
     let _ = shared.control.send(Control::CloseSession { session }).await;
-    drop(tx);
+    drop(out);
+    drop(writer_gone);
     let _ = tokio::time::timeout(Duration::from_secs(5), write_task).await;
     result
 }

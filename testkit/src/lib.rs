@@ -151,6 +151,8 @@ pub struct GridOptions {
     pub heartbeat_timeout_ms: u64,
     /// Listing to use (copied into the data dir); None = the manager's synthetic one.
     pub securities: Option<PathBuf>,
+    /// More manager flags (limits, schedule, ...).
+    pub manager_args: Vec<String>,
 }
 
 impl Default for GridOptions {
@@ -162,6 +164,7 @@ impl Default for GridOptions {
             rules: "hose",
             heartbeat_timeout_ms: 600,
             securities: None,
+            manager_args: Vec::new(),
         }
     }
 }
@@ -233,6 +236,7 @@ impl Grid {
             args.push("--securities".into());
             args.push(s.display().to_string());
         }
+        args.extend(o.manager_args.iter().cloned());
         let mut p = Proc::spawn(
             "manager",
             &bin("manager"),

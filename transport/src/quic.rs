@@ -307,6 +307,15 @@ fn endpoint(
 
 /// A client endpoint trusting only the certificate(s) in `ca_pem`.
 pub fn client_endpoint(ca_pem: &Path) -> Result<Endpoint, WireError> {
+    client_endpoint_with(ca_pem, transport_config())
+}
+
+/// [`client_endpoint`] with another transport configuration (e.g. the small receive windows of
+/// a client on a slow link).
+pub fn client_endpoint_with(
+    ca_pem: &Path,
+    transport: TransportConfig,
+) -> Result<Endpoint, WireError> {
     let mut roots = rustls::RootCertStore::empty();
     for cert in load_certs(ca_pem)? {
         roots
@@ -321,7 +330,7 @@ pub fn client_endpoint(ca_pem: &Path) -> Result<Endpoint, WireError> {
     tls.alpn_protocols = vec![ALPN.to_vec()];
     let crypto = QuicClientConfig::try_from(tls).map_err(|e| WireError::Tls(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(Arc::new(transport_config()));
+    config.transport_config(Arc::new(transport));
     let bind: SocketAddr = "0.0.0.0:0".parse().expect("valid literal");
     let rng = ring::rand::SystemRandom::new();
     let reset_key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng)

@@ -255,6 +255,13 @@ pub fn local_order_id(id: OrderId) -> OrderId {
     OrderId(id.0 & MAX_BROKER_ORDER_ID)
 }
 
+/// Whether `id` is in `broker`'s own namespace (placed by one of its sessions). Orders a
+/// gateway placed on a broker's behalf carry exchange-wide ids: they are the operator's to
+/// follow, and a broker session never sees them (their ids could collide with its own).
+pub fn in_namespace(broker: BrokerId, id: OrderId) -> bool {
+    id.0 >> 40 == u64::from(broker.0) + 1
+}
+
 /// Most brokers the id namespaces leave room for.
 pub const MAX_BROKERS: usize = 1 << 20;
 
@@ -1307,6 +1314,9 @@ impl Core {
         time: Timestamp,
         event: ReportEvent,
     ) {
+        if !in_namespace(broker, id) {
+            return;
+        }
         let Some(list) = self.broker_sessions.get(&broker) else {
             return;
         };
@@ -1338,20 +1348,22 @@ impl Core {
             Some(b) => global_order_id(b, id.0),
             None => Some(id),
         };
-        let visible = |b: BrokerId| broker.is_none_or(|x| x == b);
+        let visible =
+            |b: BrokerId, id: OrderId| broker.is_none_or(|x| x == b && in_namespace(x, id));
         let mut out: Vec<OrderStatus> = Vec::new();
-        let pending = |f: &InFlight| f.new.filter(|o| visible(o.broker));
+        let pending = |f: &InFlight| f.new.filter(|o| visible(o.broker, o.id));
         if ids.is_empty() {
             out.extend(
                 self.projection
                     .of_broker(broker)
+                    .filter(|(id, r)| visible(r.broker, *id))
                     .map(|(id, r)| r.status(id)),
             );
             out.extend(self.inflight.iter().filter_map(pending).map(pending_status));
         } else {
             for id in ids.iter().filter_map(|i| to_global(*i)) {
                 match self.projection.get(id) {
-                    Some(r) if visible(r.broker) => out.push(r.status(id)),
+                    Some(r) if visible(r.broker, id) => out.push(r.status(id)),
                     Some(_) => {}
                     None => {
                         if let Some(o) = self
