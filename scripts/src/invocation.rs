@@ -33,6 +33,12 @@ pub struct Invocation {
     pub commit: String,
     /// Cores and CPU model, e.g. `2 cores, AMD EPYC 7B13`.
     pub machine: String,
+    /// 1-minute load average of the machine when the invocation started and ended: on a shared
+    /// machine, anything well above 0 means other work competed with the runs.
+    #[serde(default)]
+    pub load_start: Option<f64>,
+    #[serde(default)]
+    pub load_end: Option<f64>,
 }
 
 impl Invocation {
@@ -139,6 +145,16 @@ pub fn probe_machine() -> String {
     format!("{cores} cores, {model}")
 }
 
+/// The 1-minute load average from /proc/loadavg (None where there is none).
+pub fn probe_load() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// The commit checked out in `repo` (12 hex digits), `-dirty` when tracked files differ from
 /// it (untracked files, like run directories, do not count); `unknown` without git.
 pub fn probe_commit(repo: &Path) -> String {
@@ -178,6 +194,8 @@ mod tests {
             command: "experiment run --quick --work-us 'a b'".into(),
             commit: "89f8082abcde-dirty".into(),
             machine: "2 cores, AMD EPYC, \"quoted\"".into(),
+            load_start: Some(7.5),
+            load_end: None,
         }
     }
 
@@ -257,8 +275,10 @@ mod tests {
     }
 
     #[test]
-    fn machine_names_cores() {
+    fn machine_names_cores_and_load_is_a_number() {
         assert!(probe_machine().contains(" cores, "));
+        let load = probe_load().expect("Linux has /proc/loadavg");
+        assert!(load >= 0.0 && load.is_finite());
     }
 
     #[test]

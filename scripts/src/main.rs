@@ -241,6 +241,8 @@ fn run(args: RunArgs) -> Result<()> {
             .join(" "),
         commit: invocation::probe_commit(Path::new(".")),
         machine: invocation::probe_machine(),
+        load_start: invocation::probe_load(),
+        load_end: None,
     };
     invocation::write(&dir, std::slice::from_ref(&inv))?;
     let csv = dir.join(RUNS);
@@ -260,6 +262,7 @@ fn run(args: RunArgs) -> Result<()> {
             runs::write_csv(&csv, &new)?;
             inv.runs_done = new.len() as u64;
             inv.wall_s = clock.elapsed().as_secs_f64();
+            inv.load_end = invocation::probe_load();
             invocation::write(&dir, std::slice::from_ref(&inv))
         },
         |line| eprintln!("{line}"),

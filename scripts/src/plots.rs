@@ -348,14 +348,15 @@ fn setup_legend(area: &Area, setups: &[Executors]) -> Drawn {
     Ok(())
 }
 
-/// One bar: a setup's median with its min..max whisker, in display units.
+/// One bar: a setup's median with its quartile whisker, in display units.
 struct Bar {
     setup: Executors,
     summary: Summary,
 }
 
 /// Grouped bars: one group per category on x, one bar per setup in each (same slot for the
-/// same setup in every group), linear y from 0, min..max whiskers.
+/// same setup in every group), linear y from 0, whiskers from the first to the third quartile
+/// (min-max would let one disturbed run set the scale; the tables keep min-max).
 fn grouped_bars(
     area: &Area,
     caption: &str,
@@ -367,7 +368,7 @@ fn grouped_bars(
     let n = groups.len() as f64;
     let top = groups
         .iter()
-        .flat_map(|g| g.1.iter().map(|b| b.summary.max))
+        .flat_map(|g| g.1.iter().map(|b| b.summary.q3))
         .fold(0.0, f64::max);
     let top = if top > 0.0 { top * 1.08 } else { 1.0 };
     let x = Ticked {
@@ -417,9 +418,9 @@ fn grouped_bars(
             chart
                 .draw_series(std::iter::once(ErrorBar::new_vertical(
                     x0 + slot / 2.0,
-                    s.min,
+                    s.q1,
                     s.median,
-                    s.max,
+                    s.q3,
                     BLACK.stroke_width(1),
                     7,
                 )))
@@ -445,9 +446,9 @@ fn repeats_text(stats: &[CellStats]) -> String {
         (lo.min(c.elapsed_s.n), hi.max(c.elapsed_s.n))
     });
     if lo == hi {
-        format!("median of {lo} runs")
+        format!("median of {lo} runs, whiskers Q1-Q3")
     } else {
-        format!("median of {lo}-{hi} runs")
+        format!("median of {lo}-{hi} runs, whiskers Q1-Q3")
     }
 }
 
@@ -455,7 +456,7 @@ fn repeats_text(stats: &[CellStats]) -> String {
 /// setup.
 fn processing_time(area: &Area, label: &str, stats: &[CellStats]) -> Drawn {
     let setups = setups_of(stats);
-    let max_s = stats.iter().map(|c| c.elapsed_s.max).fold(0.0, f64::max);
+    let max_s = stats.iter().map(|c| c.elapsed_s.q3).fold(0.0, f64::max);
     let (unit, k) = time_unit(max_s);
     let mut orders: Vec<u64> = stats.iter().map(|c| c.orders).collect();
     orders.dedup();
@@ -482,7 +483,7 @@ fn processing_time(area: &Area, label: &str, stats: &[CellStats]) -> Drawn {
     let (plot, legend) = titled.split_horizontally(SIZE.0 - LEGEND_PX);
     grouped_bars(
         &plot,
-        &format!("{}, whiskers min-max", repeats_text(stats)),
+        &repeats_text(stats),
         "orders sent",
         &format!("processing time ({unit}), first send to last final state"),
         &groups,
@@ -500,7 +501,7 @@ fn processing_time_large(area: &Area, label: &str, stats: &[CellStats]) -> Drawn
     let titled = area
         .titled(
             &format!(
-                "Processing time, large runs ({label}; {}, whiskers min-max)",
+                "Processing time, large runs ({label}; {})",
                 repeats_text(stats)
             ),
             (FONT, 22),
@@ -509,7 +510,7 @@ fn processing_time_large(area: &Area, label: &str, stats: &[CellStats]) -> Drawn
     let (plots, legend) = titled.split_horizontally(SIZE.0 - LEGEND_PX);
     for (panel, &o) in plots.split_evenly((1, orders.len())).iter().zip(&orders) {
         let here: Vec<&CellStats> = stats.iter().filter(|c| c.orders == o).collect();
-        let max_s = here.iter().map(|c| c.elapsed_s.max).fold(0.0, f64::max);
+        let max_s = here.iter().map(|c| c.elapsed_s.q3).fold(0.0, f64::max);
         let (unit, k) = time_unit(max_s);
         let group = vec![(
             String::new(),
@@ -724,12 +725,12 @@ fn latency_panel(area: &Area, orders: u64, here: &[&CellStats]) -> Drawn {
     ];
     let lo = series
         .iter()
-        .flat_map(|s| s.1.iter().map(|p| p.1.min))
+        .flat_map(|s| s.1.iter().map(|p| p.1.q1))
         .fold(f64::INFINITY, f64::min)
         .max(1e-3);
     let hi = series
         .iter()
-        .flat_map(|s| s.1.iter().map(|p| p.1.max))
+        .flat_map(|s| s.1.iter().map(|p| p.1.q3))
         .fold(lo, f64::max);
     let setups: Vec<Executors> = here.iter().map(|c| c.executors).collect();
     let x = Ticked {
@@ -737,8 +738,9 @@ fn latency_panel(area: &Area, orders: u64, here: &[&CellStats]) -> Drawn {
         ticks: (0..setups.len()).map(|i| i as f64 + 0.5).collect(),
     };
     let caption = format!(
-        "{} orders, median of runs, whiskers min-max",
-        thousands(orders)
+        "{} orders, {}",
+        thousands(orders),
+        repeats_text(&here.iter().map(|c| (*c).clone()).collect::<Vec<_>>())
     );
     let mut builder = ChartBuilder::on(area);
     builder
@@ -812,7 +814,7 @@ where
         });
         chart
             .draw_series(pts.iter().map(|(e, s)| {
-                ErrorBar::new_vertical(at(e), s.min, s.median, s.max, col.stroke_width(1), 8)
+                ErrorBar::new_vertical(at(e), s.q1, s.median, s.q3, col.stroke_width(1), 8)
             }))
             .text()?;
         chart

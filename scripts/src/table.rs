@@ -163,7 +163,7 @@ impl Sources {
                 ),
                 (Some(i), false) => writeln!(
                     out,
-                    "- **{}** `{}`: `{}` at commit `{}` on {}, {}; {} of {} runs{} in {:.0} s",
+                    "- **{}** `{}`: `{}` at commit `{}` on {}, {}; {} of {} runs{} in {:.0} s{}",
                     s.tag,
                     i.id,
                     i.command,
@@ -173,7 +173,8 @@ impl Sources {
                     i.runs_done,
                     i.runs_planned,
                     if i.complete() { "" } else { " (stopped early)" },
-                    i.wall_s
+                    i.wall_s,
+                    load_text(i)
                 ),
             };
         }
@@ -194,6 +195,16 @@ impl Sources {
                     .join(", ")
             ),
         }
+    }
+}
+
+/// "; load average 0.4 to 1.2" (1 minute, at start and end), or nothing if unknown.
+fn load_text(i: &Invocation) -> String {
+    match (i.load_start, i.load_end) {
+        (Some(a), Some(b)) => format!("; load average {a:.1} to {b:.1}"),
+        (Some(a), None) => format!("; load average {a:.1} at start"),
+        (None, Some(b)) => format!("; load average {b:.1} at end"),
+        (None, None) => String::new(),
     }
 }
 
@@ -469,6 +480,8 @@ mod tests {
             command: "experiment run --quick".into(),
             commit: "89f8082abcde".into(),
             machine: "2 cores, test CPU".into(),
+            load_start: Some(0.25),
+            load_end: Some(1.5),
         }
     }
 
@@ -506,7 +519,7 @@ mod tests {
         assert!(b.contains("- **A** (no id): rows recorded before"), "{b}");
         assert!(b.contains("- **B** `ghost`: not listed"), "{b}");
         assert!(
-            b.contains("- **C** `early`: `experiment run --quick` at commit `89f8082abcde` on 2 cores, test CPU, 1970-01-01 00:01 UTC; 180 of 180 runs in 61 s"),
+            b.contains("- **C** `early`: `experiment run --quick` at commit `89f8082abcde` on 2 cores, test CPU, 1970-01-01 00:01 UTC; 180 of 180 runs in 61 s; load average 0.2 to 1.5"),
             "{b}"
         );
         assert_eq!(s.tags(&["late".into(), "".into(), "late".into()]), "A, D");

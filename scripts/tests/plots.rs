@@ -60,6 +60,8 @@ fn invocation(id: &str, started_unix: u64, command: &str) -> Invocation {
         command: command.into(),
         commit: "0123456789ab".into(),
         machine: "2 cores, test CPU".into(),
+        load_start: None,
+        load_end: None,
     }
 }
 
