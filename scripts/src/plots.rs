@@ -30,6 +30,8 @@ const SIZE: (u32, u32) = (1200, 700);
 pub const PAPER_MAX_ORDERS: u64 = 10_000;
 const FOOTER_PX: u32 = 28;
 const LEGEND_PX: u32 = 190;
+/// y range = data range x this, leaving the top quarter of a chart free for its legend.
+const LEGEND_HEADROOM: f64 = 1.4;
 
 static FONT_OK: OnceLock<std::result::Result<(), String>> = OnceLock::new();
 
@@ -592,7 +594,8 @@ fn throughput(
         .margin(15)
         .x_label_area_size(55)
         .y_label_area_size(80)
-        .build_cartesian_2d(x, 0.0..(ymax * 1.15).max(1.0))
+        // Headroom above the data for the legend, so it never hides a point.
+        .build_cartesian_2d(x, 0.0..(ymax * LEGEND_HEADROOM).max(1.0))
         .text()?;
     chart
         .configure_mesh()
@@ -680,7 +683,7 @@ fn throughput(
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .label_font((FONT, 15))
         .background_style(WHITE.mix(0.9))
         .border_style(BLACK)
@@ -750,13 +753,15 @@ fn latency_panel(area: &Area, orders: u64, here: &[&CellStats]) -> Drawn {
         .y_label_area_size(75);
     // A log axis only when the percentiles span more than a decade; then 1-2-5 ticks.
     if hi / lo > 10.0 {
-        let (y0, y1) = (lo / 1.4, hi * 1.4);
+        let (y0, y1) = (lo / 1.4, hi * (hi / lo).powf(LEGEND_HEADROOM - 1.0) * 1.4);
         let ticks = log_ticks(y0, y1);
         let y = (y0..y1).log_scale().with_key_points(ticks);
         let mut chart = builder.build_cartesian_2d(x, y).text()?;
         draw_percentiles(&mut chart, &setups, &series, "latency (ms, log scale)")
     } else {
-        let mut chart = builder.build_cartesian_2d(x, 0.0..hi * 1.12).text()?;
+        let mut chart = builder
+            .build_cartesian_2d(x, 0.0..hi * LEGEND_HEADROOM)
+            .text()?;
         draw_percentiles(&mut chart, &setups, &series, "latency (ms)")
     }
 }
@@ -826,7 +831,7 @@ where
     }
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
+        .position(SeriesLabelPosition::UpperRight)
         .legend_area_size(44)
         .label_font((FONT, 16))
         .background_style(WHITE.mix(0.9))
