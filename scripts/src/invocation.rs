@@ -155,8 +155,10 @@ pub fn probe_load() -> Option<f64> {
         .ok()
 }
 
-/// The commit checked out in `repo` (12 hex digits), `-dirty` when tracked files differ from
-/// it (untracked files, like run directories, do not count); `unknown` without git.
+/// The commit checked out in `repo` (12 hex digits), `-dirty` when tracked files that can
+/// change the measurement differ from it; `unknown` without git. Untracked files (run
+/// directories), `results/` (published data) and Markdown do not count: publishing one run must
+/// not mark the next one dirty.
 pub fn probe_commit(repo: &Path) -> String {
     let git = |args: &[&str]| {
         std::process::Command::new("git")
@@ -170,7 +172,16 @@ pub fn probe_commit(repo: &Path) -> String {
     };
     match git(&["rev-parse", "--short=12", "HEAD"]) {
         Some(head) if !head.is_empty() => {
-            match git(&["status", "--porcelain", "--untracked-files=no"]) {
+            let status = git(&[
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":(exclude)results",
+                ":(exclude,glob)**/*.md",
+            ]);
+            match status {
                 Some(s) if s.is_empty() => head,
                 Some(_) => format!("{head}-dirty"),
                 None => format!("{head}-unknown-state"),
@@ -263,12 +274,19 @@ mod tests {
         };
         git(&["init", "-q"]);
         std::fs::write(dir.path().join("a"), "1").unwrap();
-        git(&["add", "a"]);
+        std::fs::create_dir(dir.path().join("results")).unwrap();
+        std::fs::write(dir.path().join("results/runs.csv"), "x").unwrap();
+        std::fs::write(dir.path().join("README.md"), "x").unwrap();
+        git(&["add", "-A"]);
         git(&["commit", "-q", "-m", "x"]);
         let clean = probe_commit(dir.path());
         assert_eq!(clean.len(), 12, "{clean}");
         assert!(clean.chars().all(|c| c.is_ascii_hexdigit()));
         std::fs::write(dir.path().join("untracked"), "u").unwrap();
+        assert_eq!(probe_commit(dir.path()), clean);
+        // Published data and docs do not make the code dirty.
+        std::fs::write(dir.path().join("results/runs.csv"), "changed").unwrap();
+        std::fs::write(dir.path().join("README.md"), "changed").unwrap();
         assert_eq!(probe_commit(dir.path()), clean);
         std::fs::write(dir.path().join("a"), "2").unwrap();
         assert_eq!(probe_commit(dir.path()), format!("{clean}-dirty"));

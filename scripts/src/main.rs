@@ -330,12 +330,17 @@ fn report_publish(p: &Published, target: &PublishTarget) -> Result<()> {
     report_render(&p.rendered);
     eprintln!(
         "experiment: published {} runs into {} ({} older runs of re-measured cells replaced; \
-         {} runs from {} invocation(s) now)",
+         {} runs from {} invocation(s) now{})",
         p.added,
         target.results.display(),
         p.replaced,
         p.total,
-        p.invocations
+        p.invocations,
+        if p.without_id > 0 {
+            format!(", {} older rows without an invocation id", p.without_id)
+        } else {
+            String::new()
+        }
     );
     match publish::update_readme_table(&target.readme, &target.results) {
         Ok(Some(path)) => eprintln!(

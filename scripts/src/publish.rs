@@ -17,9 +17,11 @@ pub struct Published {
     pub added: usize,
     /// Rows of earlier invocations replaced because the new one re-measured their cells.
     pub replaced: usize,
-    /// Rows now in the results directory, and how many invocations they come from.
+    /// Rows now in the results directory, how many invocations they come from, and how many
+    /// of them name no invocation (recorded before invocations were).
     pub total: usize,
     pub invocations: usize,
+    pub without_id: usize,
     pub rendered: Rendered,
 }
 
@@ -97,6 +99,7 @@ pub fn publish(run_dir: &Path, results: &Path, partial: bool) -> Result<Publishe
         replaced,
         total: merged.len(),
         invocations: invocations.len(),
+        without_id: merged.iter().filter(|r| r.invocation.is_empty()).count(),
         rendered,
     })
 }

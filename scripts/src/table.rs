@@ -294,10 +294,11 @@ pub fn detail(stats: &[CellStats], sources: &Sources) -> String {
 
 /// One line of USL coefficients.
 pub fn usl_row(label: &str, orders: u64, fit: &UslFit, from: &str) -> String {
-    let peak = fit
-        .peak_n()
-        .map(|n| format!("{n:.1}"))
-        .unwrap_or_else(|| "none (kappa=0)".into());
+    let peak = match fit.peak_n() {
+        Some(n) if n <= 1000.0 => format!("{n:.1}"),
+        Some(_) => "> 1000 (kappa ~ 0)".into(),
+        None => "none (kappa=0)".into(),
+    };
     format!(
         "| {label} | {orders} | {:.0} | {:.4} | {:.5} | {peak} | {:.3} | {} | {from} |\n",
         fit.lambda, fit.sigma, fit.kappa, fit.r2, fit.points
@@ -587,6 +588,21 @@ mod tests {
         let t = detail(&[cell(5000, Executors::Grid(3), 2.0, "a")], &one);
         assert!(t.contains("| 5000 | 3 | 3 | 2000 (1800-2200) |"), "{t}");
         assert!(!t.contains("from"));
+    }
+
+    #[test]
+    fn usl_rows_do_not_print_absurd_peaks() {
+        let fit = |kappa: f64| UslFit {
+            lambda: 1000.0,
+            sigma: 0.5,
+            kappa,
+            r2: 0.9,
+            points: 12,
+        };
+        assert!(usl_row("x", 5, &fit(0.02), "A").contains("| 5.0 |"));
+        assert!(usl_row("x", 5, &fit(1e-12), "A").contains("| > 1000 (kappa ~ 0) |"));
+        assert!(usl_row("x", 5, &fit(0.0), "A").contains("| none (kappa=0) |"));
+        assert!(usl_row("x", 5, &fit(0.02), "A").ends_with("| 0.900 | 12 | A |\n"));
     }
 
     #[test]
