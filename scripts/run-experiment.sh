@@ -10,9 +10,10 @@
 #   sudo scripts/run-experiment.sh run --netem-delay-ms 0.2 --work-us 20   # LAN emulation
 #   scripts/run-experiment.sh run --help       # every flag
 #
-# Time on the reference machine (2 vCPU, AMD EPYC, crates already downloaded): about 5 minutes
-# from a fresh clone, of which about 3.5 minutes is the release build (fat LTO) and about
-# 1.5 minutes the 180 runs; about 1.5 minutes once built.
+# Time on the reference machine (2-vCPU VM, AMD EPYC, crates already downloaded), measured from
+# a fresh clone: 12 min 10 s = 11 min 17 s release build (fat LTO, about 6.5 CPU-minutes, run
+# under nice while other builds shared the cores, load average 4 to 9) + 52 s of runs. An idle
+# 2-core machine should need roughly 4 to 5 minutes (estimate). Once built: about 50 s.
 # A plain run writes only its own run directory (git ignores results/runs/): no tracked file
 # changes unless you pass --publish or call `publish`.
 set -euo pipefail
