@@ -423,3 +423,73 @@ fn bad_invocations_fail_before_creating_anything() {
     );
     assert!(f.run_dirs().is_empty());
 }
+
+/// scripts/run-experiment.sh in a scratch tree with a fake `cargo` on PATH and a fake
+/// `target/release/experiment`, both logging their arguments.
+fn wrapper(args: &[&str], cargo_fails: bool) -> (Output, String) {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let exe = |p: &Path, text: &str| {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    };
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("run-experiment.sh");
+    exe(
+        &r.join("scripts/run-experiment.sh"),
+        &std::fs::read_to_string(script).unwrap(),
+    );
+    exe(
+        &r.join("fake/cargo"),
+        &format!(
+            "#!/bin/sh\necho \"cargo $*\" >> \"$LOG\"\nexit {}\n",
+            u8::from(cargo_fails)
+        ),
+    );
+    exe(
+        &r.join("target/release/experiment"),
+        "#!/bin/sh\necho \"experiment $*\" >> \"$LOG\"\n",
+    );
+    let path = format!(
+        "{}:{}",
+        r.join("fake").display(),
+        std::env::var("PATH").unwrap()
+    );
+    let out = Command::new(r.join("scripts/run-experiment.sh"))
+        .args(args)
+        .current_dir("/")
+        .env("PATH", path)
+        .env("LOG", r.join("log"))
+        .output()
+        .unwrap();
+    let log = std::fs::read_to_string(r.join("log")).unwrap_or_default();
+    (out, log)
+}
+
+#[test]
+fn the_wrapper_builds_only_what_it_runs_and_defaults_to_a_quick_run() {
+    let build = "cargo build --release -p manager -p executor -p user-sim -p scripts\n";
+    for (args, expected) in [
+        (&[][..], "experiment run --quick\n"),
+        (&["--publish"][..], "experiment run --quick --publish\n"),
+        (
+            &["--out", "x", "--publish"][..],
+            "experiment run --quick --out x --publish\n",
+        ),
+        (
+            &["run", "--orders", "1000"][..],
+            "experiment run --orders 1000\n",
+        ),
+        (&["plot", "--dir", "d"][..], "experiment plot --dir d\n"),
+        (&["--help"][..], "experiment --help\n"),
+    ] {
+        let (out, log) = wrapper(args, false);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert_eq!(log, format!("{build}{expected}"), "{args:?}");
+    }
+    // A failed build stops the script before anything runs.
+    let (out, log) = wrapper(&[], true);
+    assert!(!out.status.success());
+    assert_eq!(log, build);
+}
