@@ -13,6 +13,8 @@ use crate::{Error, Result};
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// Id of this invocation, written into every record.
+    pub invocation: String,
     pub orders: Vec<u64>,
     pub executors: Vec<Executors>,
     pub repeats: u32,
@@ -296,6 +298,7 @@ pub fn run_once(
     drop(execs);
     manager.stop();
     Ok(RunRecord {
+        invocation: plan.invocation.clone(),
         cell: RunRecord::cell_label(orders, executors),
         orders,
         executors,

@@ -2,19 +2,29 @@
 //!
 //! Owns: starting a manager, N executors and `user-sim` as child processes that cannot outlive
 //! the run ([`process`]), the optional LAN emulation with network namespaces ([`lan`], [`relay`]),
-//! the run grid itself ([`experiment`]), the CSV of every run ([`runs`]), statistics
-//! ([`stats`]), the Universal Scalability Law fit ([`usl`]), PNG plots ([`plots`]) and the
-//! Markdown tables ([`table`]).
+//! the run grid itself ([`experiment`]), the CSV of every run ([`runs`]) and of the invocations
+//! that measured them ([`invocation`]), statistics ([`stats`]), the Universal Scalability Law
+//! fit ([`usl`]), PNG plots ([`plots`]), the Markdown tables ([`table`]), rendering a results
+//! directory ([`render`]) and publishing a run into `results/` ([`publish`]).
+//!
+//! A results directory is `runs.csv` + `invocations.csv` plus what [`render`] derives from them.
+//! Each `experiment run` writes a fresh one (by default `results/runs/<UTC time>/`, gitignored);
+//! only [`publish`] writes the tracked `results/` and the README table.
 //!
 //! Must not: link the grid crates (it measures the release binaries from the outside, exactly
-//! as a user would run them), leave processes or namespaces behind, or sleep to wait for
-//! readiness (it polls ready files and log lines instead).
+//! as a user would run them), leave processes or namespaces behind, sleep to wait for
+//! readiness (it polls ready files and log lines instead), or build a table from several
+//! invocations' runs without saying which.
 
+mod csvfile;
 pub mod experiment;
+pub mod invocation;
 pub mod lan;
 pub mod plots;
 pub mod process;
+pub mod publish;
 pub mod relay;
+pub mod render;
 pub mod runs;
 pub mod stats;
 pub mod table;

@@ -87,6 +87,8 @@ pub struct Guarded {
     child: Child,
     status: Option<ExitStatus>,
     log: Option<PathBuf>,
+    /// Disconnects when the log reader has copied everything up to the child's EOF on stderr.
+    log_drained: Option<Receiver<()>>,
     grace: Duration,
 }
 
@@ -104,6 +106,7 @@ impl Guarded {
             child,
             status: None,
             log: None,
+            log_drained: None,
             grace: Duration::from_secs(3),
         })
     }
@@ -125,9 +128,14 @@ impl Guarded {
         guard.log = Some(log.to_owned());
         let stderr = guard.child.stderr.take().expect("stderr was piped above");
         let (tx, rx) = mpsc::channel();
+        let (drained_tx, drained_rx) = mpsc::channel::<()>();
+        guard.log_drained = Some(drained_rx);
         std::thread::Builder::new()
             .name(format!("{}-stderr", guard.name))
-            .spawn(move || tee_lines(stderr, out2, tx))
+            .spawn(move || {
+                tee_lines(stderr, out2, tx);
+                drop(drained_tx);
+            })
             .map_err(|e| Error::io("spawning a log reader", e))?;
         Ok((guard, rx))
     }
@@ -180,8 +188,13 @@ impl Guarded {
         }
     }
 
-    /// An error describing an early exit, with the last lines of the child's log.
+    /// An error describing an early exit, with the last lines of the child's log (once the log
+    /// reader has caught up with the exited child, waiting at most a second for it).
     pub fn failed(&self, status: ExitStatus) -> Error {
+        if let Some(drained) = &self.log_drained {
+            // Disconnected = drained; a timeout means a grandchild still holds stderr open.
+            let _ = drained.recv_timeout(Duration::from_secs(1));
+        }
         Error::ChildFailed {
             what: self.name.clone(),
             status: status.to_string(),

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Error, Result};
+use crate::{csvfile, Error, Result};
 
 /// Which setup a cell runs: the manager matching in-process, or a grid of N executors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -69,6 +69,10 @@ impl From<Executors> for String {
 /// One measured run: a row of `runs.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
+    /// Id of the `experiment run` that measured it (see [`crate::invocation`]); empty in rows
+    /// recorded before runs carried one.
+    #[serde(default)]
+    pub invocation: String,
     /// Cell label, `<orders>x<executors>`, e.g. `5000x3` or `1000xlocal`.
     pub cell: String,
     pub orders: u64,
@@ -210,42 +214,12 @@ impl UserSimReport {
 
 /// Reads every row of a runs CSV. A missing file is an empty list.
 pub fn read_csv(path: &Path) -> Result<Vec<RunRecord>> {
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let mut reader = csv::Reader::from_path(path).map_err(|source| Error::Csv {
-        path: path.to_owned(),
-        source,
-    })?;
-    reader
-        .deserialize()
-        .collect::<std::result::Result<Vec<RunRecord>, _>>()
-        .map_err(|source| Error::Csv {
-            path: path.to_owned(),
-            source,
-        })
+    csvfile::read(path)
 }
 
 /// Writes all rows (with a header), replacing the file atomically.
 pub fn write_csv(path: &Path, records: &[RunRecord]) -> Result<()> {
-    let tmp = path.with_extension("csv.tmp");
-    {
-        let mut writer = csv::Writer::from_path(&tmp).map_err(|source| Error::Csv {
-            path: tmp.clone(),
-            source,
-        })?;
-        for r in records {
-            writer.serialize(r).map_err(|source| Error::Csv {
-                path: tmp.clone(),
-                source,
-            })?;
-        }
-        writer
-            .flush()
-            .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
-    }
-    std::fs::rename(&tmp, path)
-        .map_err(|e| Error::io(format!("renaming {} into place", tmp.display()), e))
+    csvfile::write(path, records)
 }
 
 /// Replaces the rows of `old` that `new` re-measures (same scenario, orders and executors) and
@@ -261,12 +235,14 @@ pub fn merge(old: Vec<RunRecord>, new: &[RunRecord]) -> Vec<RunRecord> {
     out
 }
 
+/// A plausible record for tests of other modules.
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests_support {
     use super::*;
 
     pub(crate) fn sample(orders: u64, executors: Executors, repeat: u32) -> RunRecord {
         RunRecord {
+            invocation: "20240229T235959Z".into(),
             cell: RunRecord::cell_label(orders, executors),
             orders,
             executors,
@@ -289,6 +265,12 @@ mod tests {
             started_unix: 1_700_000_000,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::sample;
+    use super::*;
 
     #[test]
     fn executors_parse_and_print() {
@@ -312,6 +294,7 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         let header = text.lines().next().unwrap();
         for column in [
+            "invocation",
             "cell",
             "orders",
             "executors",
@@ -330,7 +313,10 @@ mod tests {
                 "missing column {column} in {header}"
             );
         }
-        assert!(text.contains("1000xlocal,1000,local,0,loopback"), "{text}");
+        assert!(
+            text.contains("20240229T235959Z,1000xlocal,1000,local,0,loopback"),
+            "{text}"
+        );
         assert_eq!(read_csv(&path).unwrap(), rows);
     }
 
@@ -346,6 +332,25 @@ mod tests {
         let err = read_csv(&path).unwrap_err().to_string();
         assert!(err.contains("runs.csv"), "{err}");
         assert!(read_csv(&dir.path().join("absent.csv")).unwrap().is_empty());
+    }
+
+    #[test]
+    fn legacy_csv_without_invocation_column_still_reads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("runs.csv");
+        let row = sample(1000, Executors::Grid(2), 0);
+        write_csv(&path, std::slice::from_ref(&row)).unwrap();
+        // Drop the first column, as in CSVs written before invocations were recorded.
+        let text: String = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .map(|l| format!("{}\n", l.split_once(',').unwrap().1))
+            .collect();
+        assert!(text.starts_with("cell,orders,"), "{text}");
+        std::fs::write(&path, text).unwrap();
+        let back = read_csv(&path).unwrap();
+        assert_eq!(back[0].invocation, "");
+        assert_eq!(back[0].elapsed_s, row.elapsed_s);
     }
 
     #[test]

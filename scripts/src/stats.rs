@@ -57,6 +57,9 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
 pub struct CellStats {
     pub orders: u64,
     pub executors: Executors,
+    /// Distinct invocation ids of the cell's runs, in first-seen order (one after a publish,
+    /// which replaces whole cells).
+    pub invocations: Vec<String>,
     pub elapsed_s: Summary,
     pub mean_us_per_order: Summary,
     pub throughput: Summary,
@@ -79,9 +82,16 @@ pub fn cells(records: &[&RunRecord]) -> Vec<CellStats> {
             let of = |f: &dyn Fn(&RunRecord) -> f64| {
                 Summary::of(&rs.iter().map(|r| f(r)).collect::<Vec<_>>())
             };
+            let mut invocations: Vec<String> = Vec::new();
+            for r in &rs {
+                if !invocations.contains(&r.invocation) {
+                    invocations.push(r.invocation.clone());
+                }
+            }
             Some(CellStats {
                 orders,
                 executors,
+                invocations,
                 elapsed_s: of(&|r| r.elapsed_s)?,
                 mean_us_per_order: of(&|r| r.mean_us_per_order)?,
                 throughput: of(&|r| r.throughput)?,
@@ -125,6 +135,7 @@ mod tests {
     #[test]
     fn cells_group_by_orders_and_executors() {
         let mk = |orders: u64, executors: Executors, elapsed_s: f64| RunRecord {
+            invocation: String::new(),
             cell: RunRecord::cell_label(orders, executors),
             orders,
             executors,

@@ -140,3 +140,24 @@ fn waits_for_a_ready_line_and_reports_early_exit_with_the_log() {
         Err(Error::Timeout { .. })
     ));
 }
+
+#[test]
+fn an_early_exit_reports_the_last_log_line_every_time() {
+    // The child's last words reach the log through a reader thread; the error must not be
+    // built before that thread caught up (it used to race and show an empty tail).
+    let dir = tempfile::tempdir().unwrap();
+    for i in 0..40 {
+        let mut c = Command::new("sh");
+        c.args(["-c", "echo \"fatal: refused $0\" >&2; exit 3"]);
+        c.arg(i.to_string());
+        let (mut g, _lines) =
+            Guarded::spawn_logged("quick", c, &dir.path().join(format!("{i}.log"))).unwrap();
+        let status = g.wait_timeout(Duration::from_secs(10)).unwrap();
+        match g.failed(status) {
+            Error::ChildFailed { log_tail, .. } => {
+                assert_eq!(log_tail, format!("fatal: refused {i}"), "attempt {i}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}
