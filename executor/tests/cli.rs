@@ -33,11 +33,23 @@ fn help_explains_every_flag() {
 }
 
 #[test]
-fn missing_required_flags_are_usage_errors() {
-    let out = executor().env_remove("GRIDMATCH_TOKEN").output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "clap usage error");
+fn defaults_point_at_a_local_manager_and_say_what_is_missing() {
+    // No flags: the defaults name gridmatch-data/ in the current directory; without it the
+    // executor stops at once with the file it needs (no retry loop, no backtrace).
+    let dir = tempfile::tempdir().unwrap();
+    let out = executor()
+        .current_dir(dir.path())
+        .env_remove("GRIDMATCH_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--manager") && err.contains("--ca"), "{err}");
+    assert!(err.contains("gridmatch-data/token"), "{err}");
+    assert!(!err.contains("backtrace"), "{err}");
+    // A bad flag value is a usage error.
+    let out = executor().args(["--name", "a b"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--name"));
 }
 
 #[test]

@@ -284,10 +284,12 @@ mod tests {
         );
         assert_eq!(local(due[1].0), "2026-01-09 09:15:00");
         assert!(s.due(now, Some(due[1].0)).is_empty());
-        // A manager down for a day and a half catches up on every missed change, in order.
+        // A manager down for a day and a half catches up on every missed change, in order:
+        // day 1 from 11:30, and day 2 up to 13:00 (100 s = 40 s into a 60 s day = 13:00).
         let later = (1_000_000 + 100_000) * 1_000_000;
         let rest = s.due(later, Some(due[1].0));
-        assert_eq!(rest.len(), 4 + 3);
+        assert_eq!(rest.len(), 4 + 4);
+        assert_eq!(local(rest[7].0), "2026-01-12 13:00:00");
         assert!(rest.windows(2).all(|w| w[0].0 < w[1].0));
     }
 

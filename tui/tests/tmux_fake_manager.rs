@@ -227,7 +227,7 @@ fn tui_shows_fake_grid_survives_restart_and_quits() {
 }
 
 #[test]
-fn tui_shows_refusal_and_still_quits() {
+fn tui_refused_exits_with_the_reason() {
     let tui = sibling_bin("tui");
     let dir = tempfile::tempdir().expect("tempdir");
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -243,15 +243,32 @@ fn tui_shows_refusal_and_still_quits() {
         NodeStatus::Up,
     );
     let addr = endpoint.local_addr().expect("local addr");
+    let stderr = dir.path().join("tui.err");
     let cmd = format!(
-        "{} --manager {addr} --ca {} --token wrong-token",
+        "{} --manager {addr} --ca {} --token wrong-token 2> {}",
         shell_quote(&tui),
-        shell_quote(&dir.path().join("cert.pem"))
+        shell_quote(&dir.path().join("cert.pem")),
+        shell_quote(&stderr)
     );
     let tmux = Tmux::start(&cmd, 120, 30, &dir.path().join("tui.exit"));
-    tmux.wait_for(Duration::from_secs(20), |s| {
-        s.contains("disconnected, retrying") && s.contains("bad token")
-    })
-    .unwrap_or_else(|s| panic!("refusal not shown:\n{s}"));
-    assert_eq!(tmux.quit(), 0, "tui exit status");
+    // A refusal is final: the tui gives the terminal back and exits non-zero with the reason
+    // (retrying with the same token cannot succeed).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = tmux.exit_status() {
+            break s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "tui did not exit:\n{}",
+            tmux.capture()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status, 1, "tui exit status");
+    let err = std::fs::read_to_string(&stderr).unwrap();
+    assert!(
+        err.contains("refused") && err.contains("bad token"),
+        "{err}"
+    );
 }
