@@ -185,13 +185,19 @@ impl BarBuilder {
             }
             Some(acc) => {
                 // Check every total before touching any, so a refused trade changes nothing.
-                let volume = acc.volume.checked_add(t.qty).ok_or_else(|| overflow("volume"))?;
+                let volume = acc
+                    .volume
+                    .checked_add(t.qty)
+                    .ok_or_else(|| overflow("volume"))?;
                 let sum = acc
                     .value
                     .checked_add(value)
                     .filter(|v| *v <= MAX_VALUE)
                     .ok_or_else(|| overflow("value"))?;
-                let trades = acc.trades.checked_add(1).ok_or_else(|| overflow("trade count"))?;
+                let trades = acc
+                    .trades
+                    .checked_add(1)
+                    .ok_or_else(|| overflow("trade count"))?;
                 acc.volume = volume;
                 acc.value = sum;
                 acc.trades = trades;

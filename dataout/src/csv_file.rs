@@ -59,8 +59,7 @@ pub fn write_csv<T: Table>(
             .from_writer(w),
         field: String::with_capacity(40),
     };
-    sink.out
-        .write_record(T::COLUMNS.iter().map(|c| c.name))?;
+    sink.out.write_record(T::COLUMNS.iter().map(|c| c.name))?;
     let mut n = 0u64;
     for row in rows {
         row.cells(&mut sink)?;

@@ -37,7 +37,9 @@ impl Builder {
     fn new(kind: Kind) -> Result<Builder, DataError> {
         let n = BATCH_ROWS;
         Ok(match kind {
-            Kind::Time => Builder::Time(TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC")),
+            Kind::Time => {
+                Builder::Time(TimestampNanosecondBuilder::with_capacity(n).with_timezone("UTC"))
+            }
             Kind::Date => Builder::Date(Date32Builder::with_capacity(n)),
             Kind::U32 => Builder::U32(UInt32Builder::with_capacity(n)),
             Kind::U64 => Builder::U64(UInt64Builder::with_capacity(n)),

@@ -217,7 +217,10 @@ fn write_tree(root: &Path, data: &QlibData) -> Result<(), DataError> {
         let dir = root.join("features").join(&i.dir);
         mkdir(&dir)?;
         for (field, values) in FIELDS.iter().zip(&i.series) {
-            write(&dir.join(format!("{field}.day.bin")), &bin_bytes(i.first, values))?;
+            write(
+                &dir.join(format!("{field}.day.bin")),
+                &bin_bytes(i.first, values),
+            )?;
         }
     }
     Ok(())

@@ -152,23 +152,47 @@ pub fn schema<T: Table>() -> SchemaRef {
 /// same empty fields: CANCEL has no side, type, price, qty; AMEND no side, type; PHASE only the
 /// type column, which holds the phase.
 pub const ORDER_COLUMNS: &[Column] = &[
-    col("time", Kind::Time, "exchange time the command was sequenced at"),
+    col(
+        "time",
+        Kind::Time,
+        "exchange time the command was sequenced at",
+    ),
     col("seq", Kind::U64, "global sequence number"),
     col("action", Kind::Str, "NEW, CANCEL, AMEND or PHASE"),
     opt("order_id", Kind::U64, "client order id (null for PHASE)"),
     opt("broker", Kind::Str, "broker name (null for PHASE)"),
     opt("security", Kind::Str, "security code (null for PHASE)"),
     opt("side", Kind::Str, "BUY or SELL (NEW only)"),
-    opt("type", Kind::Str, "LO, MP, MTL, IOC, FOK, ATO, ATC (NEW); the phase (PHASE)"),
-    opt("price", Kind::I64, "limit price, 0 for MP/MTL/ATO/ATC (NEW); new price (AMEND)"),
+    opt(
+        "type",
+        Kind::Str,
+        "LO, MP, MTL, IOC, FOK, ATO, ATC (NEW); the phase (PHASE)",
+    ),
+    opt(
+        "price",
+        Kind::I64,
+        "limit price, 0 for MP/MTL/ATO/ATC (NEW); new price (AMEND)",
+    ),
     opt("qty", Kind::U64, "shares (NEW); new open quantity (AMEND)"),
 ];
 
 /// Columns of `trades.csv` / `trades.parquet`, in tape order (`seq`, `fill`).
 pub const TRADE_COLUMNS: &[Column] = &[
-    col("time", Kind::Time, "exchange time of the command that traded"),
-    col("seq", Kind::U64, "sequence number of that command (the PHASE command for auction trades)"),
-    col("fill", Kind::U32, "index of the trade among the command's trades"),
+    col(
+        "time",
+        Kind::Time,
+        "exchange time of the command that traded",
+    ),
+    col(
+        "seq",
+        Kind::U64,
+        "sequence number of that command (the PHASE command for auction trades)",
+    ),
+    col(
+        "fill",
+        Kind::U32,
+        "index of the trade among the command's trades",
+    ),
     col("security", Kind::Str, "security code"),
     col("price", Kind::I64, "trade price"),
     col("qty", Kind::U64, "shares traded"),
@@ -181,7 +205,11 @@ pub const TRADE_COLUMNS: &[Column] = &[
 pub const BAR_COLUMNS: &[Column] = &[
     col("security", Kind::Str, "security code"),
     col("date", Kind::Date, "local trading day the bucket starts on"),
-    col("start", Kind::Time, "bucket start (a day starts at local midnight)"),
+    col(
+        "start",
+        Kind::Time,
+        "bucket start (a day starts at local midnight)",
+    ),
     col("open", Kind::I64, "first trade's price"),
     col("high", Kind::I64, "highest price"),
     col("low", Kind::I64, "lowest price"),
@@ -235,7 +263,16 @@ impl Table for OrderRecord<'_> {
                 Some(o.price),
                 Some(o.qty),
             ),
-            Command::Cancel(c) => ("CANCEL", Some(c.id.0), broker, security, None, None, None, None),
+            Command::Cancel(c) => (
+                "CANCEL",
+                Some(c.id.0),
+                broker,
+                security,
+                None,
+                None,
+                None,
+                None,
+            ),
             Command::Amend(a) => (
                 "AMEND",
                 Some(a.id.0),
@@ -246,7 +283,16 @@ impl Table for OrderRecord<'_> {
                 Some(a.price),
                 Some(a.qty),
             ),
-            Command::Phase(p) => ("PHASE", None, None, None, None, Some(p.as_str()), None, None),
+            Command::Phase(p) => (
+                "PHASE",
+                None,
+                None,
+                None,
+                None,
+                Some(p.as_str()),
+                None,
+                None,
+            ),
         };
         s.cell(Cell::Time(self.time))?;
         s.cell(Cell::U64(Some(self.seq)))?;
@@ -308,7 +354,10 @@ impl Bar {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use matching::{Aggressor, AmendOrder, BrokerId, CancelOrder, NewOrder, OrderId, OrderType, Phase, SecurityId, Side};
+    use matching::{
+        Aggressor, AmendOrder, BrokerId, CancelOrder, NewOrder, OrderId, OrderType, Phase,
+        SecurityId, Side,
+    };
 
     struct Collect(Vec<(Kind, bool)>);
     impl CellSink for Collect {
@@ -332,20 +381,60 @@ mod tests {
     fn every_row_shape_matches_its_columns() {
         let (b, s) = (BrokerId(0), SecurityId(0));
         for command in [
-            Command::New(NewOrder { id: OrderId(1), broker: b, security: s, side: Side::Buy, kind: OrderType::Mtl, price: 0, qty: 100 }),
-            Command::Cancel(CancelOrder { id: OrderId(1), broker: b, security: s }),
-            Command::Amend(AmendOrder { id: OrderId(1), broker: b, security: s, price: 10, qty: 100 }),
+            Command::New(NewOrder {
+                id: OrderId(1),
+                broker: b,
+                security: s,
+                side: Side::Buy,
+                kind: OrderType::Mtl,
+                price: 0,
+                qty: 100,
+            }),
+            Command::Cancel(CancelOrder {
+                id: OrderId(1),
+                broker: b,
+                security: s,
+            }),
+            Command::Amend(AmendOrder {
+                id: OrderId(1),
+                broker: b,
+                security: s,
+                price: 10,
+                qty: 100,
+            }),
             Command::Phase(Phase::Atc),
         ] {
-            check(&OrderRecord { time: 1, seq: 2, command, broker: "B", security: "S" });
+            check(&OrderRecord {
+                time: 1,
+                seq: 2,
+                command,
+                broker: "B",
+                security: "S",
+            });
         }
-        check(&TradeRecord { time: 1, seq: 2, fill: 0, security: "S", price: 10, qty: 1, buy_order_id: 1, sell_order_id: 2, aggressor: Aggressor::Auction });
+        check(&TradeRecord {
+            time: 1,
+            seq: 2,
+            fill: 0,
+            security: "S",
+            price: 10,
+            qty: 1,
+            buy_order_id: 1,
+            sell_order_id: 2,
+            aggressor: Aggressor::Auction,
+        });
         check(&Bar {
             security: "S".into(),
             interval: crate::Interval::Day,
             start: 0,
             date: crate::time::date_of_day(0),
-            open: 1, high: 2, low: 1, close: 2, volume: 3, value: 5, trades: 2,
+            open: 1,
+            high: 2,
+            low: 1,
+            close: 2,
+            volume: 3,
+            value: 5,
+            trades: 2,
         });
     }
 

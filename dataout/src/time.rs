@@ -29,9 +29,7 @@ pub struct UtcOffset {
 impl UtcOffset {
     pub const UTC: UtcOffset = UtcOffset { seconds: 0 };
     /// Asia/Ho_Chi_Minh, the HOSE trading day (UTC+07:00, no daylight saving).
-    pub const HOSE: UtcOffset = UtcOffset {
-        seconds: 7 * 3600,
-    };
+    pub const HOSE: UtcOffset = UtcOffset { seconds: 7 * 3600 };
 
     /// An offset of `seconds` east of UTC: whole minutes, strictly within one day.
     pub fn from_seconds(seconds: i32) -> Result<UtcOffset, DataError> {
@@ -169,11 +167,17 @@ mod tests {
     #[test]
     fn hose_day_runs_from_17_utc() {
         // 09:00 local on 2025-06-02 = 02:00Z.
-        let (start, day) = bucket(ts("2025-06-02T02:00:00Z"), SECS_PER_DAY, UtcOffset::HOSE).unwrap();
+        let (start, day) =
+            bucket(ts("2025-06-02T02:00:00Z"), SECS_PER_DAY, UtcOffset::HOSE).unwrap();
         assert_eq!(text(start), "2025-06-01T17:00:00.000000000Z");
         assert_eq!(date_of_day(day).to_string(), "2025-06-02");
         // 23:59:59.999999999 local is still that day; one ns later is the next.
-        let (s2, d2) = bucket(ts("2025-06-02T16:59:59.999999999Z"), SECS_PER_DAY, UtcOffset::HOSE).unwrap();
+        let (s2, d2) = bucket(
+            ts("2025-06-02T16:59:59.999999999Z"),
+            SECS_PER_DAY,
+            UtcOffset::HOSE,
+        )
+        .unwrap();
         assert_eq!((s2, d2), (start, day));
         let (s3, d3) = bucket(ts("2025-06-02T17:00:00Z"), SECS_PER_DAY, UtcOffset::HOSE).unwrap();
         assert_eq!(s3 - start, SECS_PER_DAY * NS);
@@ -202,10 +206,14 @@ mod tests {
 
     #[test]
     fn extremes_are_errors_not_panics() {
+        // The first day's bucket starts before the earliest instant.
         assert!(matches!(
-            bucket(i64::MAX, SECS_PER_DAY, UtcOffset::HOSE),
+            bucket(i64::MIN, SECS_PER_DAY, UtcOffset::HOSE),
             Err(DataError::TimeOutOfRange(_))
         ));
+        // The last instant's buckets start in range.
+        let (s, _) = bucket(i64::MAX, SECS_PER_DAY, UtcOffset::HOSE).unwrap();
+        assert!(s <= i64::MAX && i64::MAX - s < SECS_PER_DAY * NS);
         assert!(matches!(
             bucket(i64::MIN, 1, UtcOffset::UTC),
             Err(DataError::TimeOutOfRange(_))
@@ -218,13 +226,33 @@ mod tests {
 
     #[test]
     fn offsets_parse_and_print() {
-        for (s, secs) in [("+07:00", 25_200), ("-05:30", -19_800), ("Z", 0), ("UTC", 0), ("+00:00", 0)] {
+        for (s, secs) in [
+            ("+07:00", 25_200),
+            ("-05:30", -19_800),
+            ("Z", 0),
+            ("UTC", 0),
+            ("+00:00", 0),
+        ] {
             let o: UtcOffset = s.parse().unwrap();
             assert_eq!(o.seconds(), secs, "{s}");
         }
         assert_eq!(UtcOffset::HOSE.to_string(), "+07:00");
-        assert_eq!(UtcOffset::from_seconds(-19_800).unwrap().to_string(), "-05:30");
-        for bad in ["", "7", "+7:00", "+07", "+24:00", "+07:60", "07:00", "+0a:00", "+07:00:00", "+-7:00"] {
+        assert_eq!(
+            UtcOffset::from_seconds(-19_800).unwrap().to_string(),
+            "-05:30"
+        );
+        for bad in [
+            "",
+            "7",
+            "+7:00",
+            "+07",
+            "+24:00",
+            "+07:60",
+            "07:00",
+            "+0a:00",
+            "+07:00:00",
+            "+-7:00",
+        ] {
             assert!(bad.parse::<UtcOffset>().is_err(), "{bad:?}");
         }
         assert!(UtcOffset::from_seconds(30).is_err());

@@ -43,7 +43,10 @@ impl LatencyHistogram {
         debug_assert!(bounds_us.windows(2).all(|w| w[0] < w[1]));
         LatencyHistogram {
             inner: Arc::new(Inner {
-                bounds_ns: bounds_us.iter().map(|us| us.saturating_mul(1_000)).collect(),
+                bounds_ns: bounds_us
+                    .iter()
+                    .map(|us| us.saturating_mul(1_000))
+                    .collect(),
                 counts: (0..=bounds_us.len()).map(|_| AtomicU64::new(0)).collect(),
                 sum_ns: AtomicU64::new(0),
             }),

@@ -29,27 +29,39 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Largest request head accepted.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// The media type of the exposition: OpenMetrics text, which Prometheus negotiates natively.
-pub const CONTENT_TYPE_OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const CONTENT_TYPE_OPENMETRICS: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<String> {
     let plain = |status: StatusCode, text: &str| {
         let mut r = Response::new(format!("{text}\n"));
         *r.status_mut() = status;
-        r.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+        r.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
         r
     };
     if req.uri().path() != "/metrics" {
-        return plain(StatusCode::NOT_FOUND, "not found: the metrics are at /metrics");
+        return plain(
+            StatusCode::NOT_FOUND,
+            "not found: the metrics are at /metrics",
+        );
     }
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = plain(StatusCode::METHOD_NOT_ALLOWED, "method not allowed: use GET");
-        r.headers_mut().insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
+        let mut r = plain(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method not allowed: use GET",
+        );
+        r.headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
     let mut r = Response::new(metrics.encode());
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE_OPENMETRICS));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(CONTENT_TYPE_OPENMETRICS),
+    );
     r
 }
 

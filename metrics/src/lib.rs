@@ -31,4 +31,4 @@ pub mod registry;
 
 pub use histogram::{LatencyHistogram, LATENCY_BOUNDS_US};
 pub use http::serve;
-pub use registry::{Action, CommandResult, Metrics, OrderResult, SessionKind, MAX_EXECUTORS};
+pub use registry::{Action, AmendResult, Metrics, OrderResult, SessionKind, MAX_EXECUTORS};

@@ -47,27 +47,29 @@ impl OrderResult {
     }
 }
 
-/// How a CANCEL or AMEND command ended.
+/// How an AMEND command ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum CommandResult {
-    /// Cancelled; or amended keeping time priority.
-    Done,
-    /// Amended with loss of priority (the order re-entered its level, maybe trading first).
-    Requeued,
+pub enum AmendResult {
+    /// Reduced in place, time priority kept.
+    PriorityKept,
+    /// Priority lost: the order re-entered its (new) level, maybe trading first.
+    PriorityLost,
     Rejected(RejectReason),
 }
 
-impl CommandResult {
-    const LABELS: [&'static str; 3] = ["done", "requeued", "rejected"];
+impl AmendResult {
+    const LABELS: [&'static str; 3] = ["priority_kept", "priority_lost", "rejected"];
 
     fn index(self) -> usize {
         match self {
-            CommandResult::Done => 0,
-            CommandResult::Requeued => 1,
-            CommandResult::Rejected(_) => 2,
+            AmendResult::PriorityKept => 0,
+            AmendResult::PriorityLost => 1,
+            AmendResult::Rejected(_) => 2,
         }
     }
 }
+
+const CANCEL_LABELS: [&str; 2] = ["cancelled", "rejected"];
 
 /// A client command's action, for the latency and reject families.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -166,7 +168,7 @@ pub struct Metrics {
     orders: Vec<Counter>,
     /// [action][reason]
     rejects: Vec<Counter>,
-    cancels: [Counter; 3],
+    cancels: [Counter; 2],
     amends: [Counter; 3],
     latency: [LatencyHistogram; 3],
     trades: [Counter; 3],
@@ -228,27 +230,22 @@ impl Metrics {
             rejects_family,
         );
 
-        let result_counters = |registry: &mut Registry, name: &str, help: &str| {
-            let family = Family::<Labels1, Counter>::default();
-            let counters = CommandResult::LABELS
-                .map(|r| family.get_or_create(&[("result", r)]).clone());
-            registry.register(name, help, family);
-            counters
-        };
-        let cancels = result_counters(
-            &mut registry,
-            "cancels",
-            "CANCEL commands by result (done, rejected)",
-        );
-        let amends = result_counters(
-            &mut registry,
-            "amends",
-            "AMEND commands by result (done = priority kept, requeued = priority lost, rejected)",
-        );
+        let cancels_family = Family::<Labels1, Counter>::default();
+        let cancels = CANCEL_LABELS.map(|r| cancels_family.get_or_create(&[("result", r)]).clone());
+        registry.register("cancels", "CANCEL commands by result", cancels_family);
+        let amends_family = Family::<Labels1, Counter>::default();
+        let amends =
+            AmendResult::LABELS.map(|r| amends_family.get_or_create(&[("result", r)]).clone());
+        registry.register("amends", "AMEND commands by result", amends_family);
 
-        let latency_family =
-            Family::<Labels1, LatencyHistogram>::new_with_constructor(LatencyHistogram::default as fn() -> LatencyHistogram);
-        let latency = Action::ALL.map(|a| latency_family.get_or_create(&[("action", a.label())]).clone());
+        let latency_family = Family::<Labels1, LatencyHistogram>::new_with_constructor(
+            LatencyHistogram::default as fn() -> LatencyHistogram,
+        );
+        let latency = Action::ALL.map(|a| {
+            latency_family
+                .get_or_create(&[("action", a.label())])
+                .clone()
+        });
         registry.register_with_unit(
             "order_latency",
             "Time from receiving a command to its final report (last fill, rest, cancel or reject)",
@@ -257,11 +254,22 @@ impl Metrics {
         );
 
         let trades_family = Family::<Labels1, Counter>::default();
-        let trades = AGGRESSORS.map(|a| trades_family.get_or_create(&[("aggressor", a.as_str())]).clone());
-        registry.register("trades", "Trades by aggressor (BUY, SELL, AUCTION)", trades_family);
+        let trades = AGGRESSORS.map(|a| {
+            trades_family
+                .get_or_create(&[("aggressor", a.as_str())])
+                .clone()
+        });
+        registry.register(
+            "trades",
+            "Trades by aggressor (BUY, SELL, AUCTION)",
+            trades_family,
+        );
         let shares_family = Family::<Labels1, Counter>::default();
-        let traded_shares =
-            AGGRESSORS.map(|a| shares_family.get_or_create(&[("aggressor", a.as_str())]).clone());
+        let traded_shares = AGGRESSORS.map(|a| {
+            shares_family
+                .get_or_create(&[("aggressor", a.as_str())])
+                .clone()
+        });
         registry.register("traded_shares", "Shares traded by aggressor", shares_family);
 
         let journal_commit = LatencyHistogram::default();
@@ -291,8 +299,11 @@ impl Metrics {
             held.clone(),
         );
         let sessions_family = Family::<Labels1, Gauge>::default();
-        let sessions =
-            SessionKind::ALL.map(|k| sessions_family.get_or_create(&[("kind", k.label())]).clone());
+        let sessions = SessionKind::ALL.map(|k| {
+            sessions_family
+                .get_or_create(&[("kind", k.label())])
+                .clone()
+        });
         registry.register("sessions", "Connected sessions by kind", sessions_family);
         let feed_subscribers = Gauge::default();
         registry.register(
@@ -301,9 +312,14 @@ impl Metrics {
             feed_subscribers.clone(),
         );
         let phase_family = Family::<Labels1, Gauge>::default();
-        let phase = Phase::ALL.map(|p| phase_family.get_or_create(&[("phase", p.as_str())]).clone());
+        let phase =
+            Phase::ALL.map(|p| phase_family.get_or_create(&[("phase", p.as_str())]).clone());
         phase[1].set(1); // A stream starts in CONTINUOUS.
-        registry.register("phase", "1 for the market's current trading phase, 0 for the others", phase_family);
+        registry.register(
+            "phase",
+            "1 for the market's current trading phase, 0 for the others",
+            phase_family,
+        );
 
         let executor_handled = Family::<ExecutorLabels, Counter>::default();
         registry.register(
@@ -347,7 +363,8 @@ impl Metrics {
 
     /// A NEW order's processing ended with `result`, `latency` after it was received.
     pub fn order_final(&self, kind: OrderType, side: Side, result: OrderResult, latency: Duration) {
-        let i = (type_index(kind) * 2 + side_index(side)) * OrderResult::LABELS.len() + result.index();
+        let i =
+            (type_index(kind) * 2 + side_index(side)) * OrderResult::LABELS.len() + result.index();
         self.orders[i].inc();
         if let OrderResult::Rejected(reason) = result {
             self.reject(Action::New, reason);
@@ -355,19 +372,22 @@ impl Metrics {
         self.latency[0].observe(latency);
     }
 
-    /// A CANCEL ended with `result` (`Done` or `Rejected`).
-    pub fn cancel_final(&self, result: CommandResult, latency: Duration) {
-        self.cancels[result.index()].inc();
-        if let CommandResult::Rejected(reason) = result {
-            self.reject(Action::Cancel, reason);
+    /// A CANCEL ended: the order was cancelled (`Ok`) or the cancel rejected.
+    pub fn cancel_final(&self, result: Result<(), RejectReason>, latency: Duration) {
+        match result {
+            Ok(()) => self.cancels[0].inc(),
+            Err(reason) => {
+                self.cancels[1].inc();
+                self.reject(Action::Cancel, reason);
+            }
         }
         self.latency[1].observe(latency);
     }
 
     /// An AMEND ended with `result`.
-    pub fn amend_final(&self, result: CommandResult, latency: Duration) {
+    pub fn amend_final(&self, result: AmendResult, latency: Duration) {
         self.amends[result.index()].inc();
-        if let CommandResult::Rejected(reason) = result {
+        if let AmendResult::Rejected(reason) = result {
             self.reject(Action::Amend, reason);
         }
         self.latency[2].observe(latency);
@@ -395,7 +415,10 @@ impl Metrics {
     }
 
     pub fn set_sessions(&self, kind: SessionKind, n: u64) {
-        let i = SessionKind::ALL.iter().position(|k| *k == kind).unwrap_or(0);
+        let i = SessionKind::ALL
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(0);
         self.sessions[i].set(gauge_value(n));
     }
 
@@ -420,18 +443,27 @@ impl Metrics {
             Some(&p) => p,
             None if marks.handled.len() >= MAX_EXECUTORS => {
                 if !std::mem::replace(&mut marks.warned, true) {
-                    tracing::warn!(max = MAX_EXECUTORS, "too many executors for per-executor metrics; ignoring the rest");
+                    tracing::warn!(
+                        max = MAX_EXECUTORS,
+                        "too many executors for per-executor metrics; ignoring the rest"
+                    );
                 }
                 return;
             }
             None => 0,
         };
         // A total below the last one means the executor started counting again.
-        let added = if handled >= previous { handled - previous } else { handled };
+        let added = if handled >= previous {
+            handled - previous
+        } else {
+            handled
+        };
         marks.handled.insert(name.to_owned(), handled);
         let labels = [("executor", name.to_owned())];
         self.executor_handled.get_or_create(&labels).inc_by(added);
-        self.executor_queue.get_or_create(&labels).set(gauge_value(queue_depth));
+        self.executor_queue
+            .get_or_create(&labels)
+            .set(gauge_value(queue_depth));
     }
 
     /// The executor left for good: its series disappear.
@@ -455,4 +487,136 @@ impl Metrics {
 
 fn gauge_value(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The value of the sample line starting with `prefix` (name and labels, exactly).
+    fn sample(text: &str, prefix: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    #[test]
+    fn executor_totals_become_a_counter_that_survives_reconnections() {
+        let m = Metrics::new();
+        m.executor_stats("e1", 100, 4);
+        m.executor_stats("e1", 250, 9);
+        m.executor_stats("e1", 30, 1); // a fresh connection counts from 0
+        m.executor_stats("e1", 30, 0); // nothing new
+        let text = m.encode();
+        assert_eq!(
+            sample(&text, "gridmatch_executor_handled_total{executor=\"e1\"}"),
+            Some(280.0)
+        );
+        assert_eq!(
+            sample(&text, "gridmatch_executor_queue_depth{executor=\"e1\"}"),
+            Some(0.0)
+        );
+        m.executor_gone("e1");
+        let text = m.encode();
+        assert!(!text.contains("executor=\"e1\""), "{text}");
+        // Back again: a new series from 0.
+        m.executor_stats("e1", 5, 0);
+        assert_eq!(
+            sample(
+                &m.encode(),
+                "gridmatch_executor_handled_total{executor=\"e1\"}"
+            ),
+            Some(5.0)
+        );
+    }
+
+    #[test]
+    fn executor_series_are_capped() {
+        let m = Metrics::new();
+        for i in 0..MAX_EXECUTORS + 10 {
+            m.executor_stats(&format!("e{i}"), 1, 1);
+        }
+        let text = m.encode();
+        let series = text
+            .lines()
+            .filter(|l| l.starts_with("gridmatch_executor_handled_total{"))
+            .count();
+        assert_eq!(series, MAX_EXECUTORS);
+        // Known executors keep updating past the cap.
+        m.executor_stats("e0", 3, 1);
+        assert_eq!(
+            sample(
+                &m.encode(),
+                "gridmatch_executor_handled_total{executor=\"e0\"}"
+            ),
+            Some(3.0)
+        );
+    }
+
+    #[test]
+    fn every_hot_series_exists_from_the_start_and_records_where_labelled() {
+        let m = Metrics::new();
+        let text = m.encode();
+        // 7 types x 2 sides x 4 results, 3 actions x 14 reasons.
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("gridmatch_orders_total{"))
+                .count(),
+            56
+        );
+        assert_eq!(
+            text.lines()
+                .filter(|l| l.starts_with("gridmatch_rejects_total{"))
+                .count(),
+            42
+        );
+        assert!(text.ends_with("# EOF\n"));
+        m.order_final(
+            OrderType::Mtl,
+            Side::Sell,
+            OrderResult::Rejected(RejectReason::OddLot),
+            Duration::from_micros(3),
+        );
+        m.amend_final(AmendResult::PriorityLost, Duration::from_millis(2));
+        m.cancel_final(Err(RejectReason::NotOwner), Duration::ZERO);
+        m.trade(Aggressor::Auction, 500);
+        m.set_phase(Phase::Break);
+        let text = m.encode();
+        for (line, v) in [
+            (
+                "gridmatch_orders_total{type=\"MTL\",side=\"SELL\",result=\"rejected\"}",
+                1.0,
+            ),
+            (
+                "gridmatch_orders_total{type=\"MTL\",side=\"BUY\",result=\"rejected\"}",
+                0.0,
+            ),
+            (
+                "gridmatch_rejects_total{action=\"new\",reason=\"odd_lot\"}",
+                1.0,
+            ),
+            (
+                "gridmatch_rejects_total{action=\"cancel\",reason=\"not_owner\"}",
+                1.0,
+            ),
+            ("gridmatch_amends_total{result=\"priority_lost\"}", 1.0),
+            ("gridmatch_cancels_total{result=\"rejected\"}", 1.0),
+            (
+                "gridmatch_traded_shares_total{aggressor=\"AUCTION\"}",
+                500.0,
+            ),
+            ("gridmatch_order_latency_seconds_count{action=\"new\"}", 1.0),
+            (
+                "gridmatch_order_latency_seconds_bucket{le=\"2e-6\",action=\"new\"}",
+                0.0,
+            ),
+            (
+                "gridmatch_order_latency_seconds_bucket{le=\"5e-6\",action=\"new\"}",
+                1.0,
+            ),
+            ("gridmatch_phase{phase=\"BREAK\"}", 1.0),
+            ("gridmatch_phase{phase=\"CONTINUOUS\"}", 0.0),
+        ] {
+            assert_eq!(sample(&text, line), Some(v), "{line}\n{text}");
+        }
+    }
 }

@@ -5,6 +5,7 @@ usage: check_tables.py TABLE CSV PARQUET
 TABLE is orders, trades or bars. Prints the row count; exits non-zero with a message on any
 difference.
 """
+import json
 import sys
 
 import pyarrow as pa
@@ -75,14 +76,15 @@ def main():
         if col.name != name:
             fail(f"Parquet column {i} is {col.name}, expected {name}")
         if typ == TS:
-            lt = col.logical_type.to_json()
-            if col.physical_type != "INT64" or '"isAdjustedToUTC": true' not in lt.replace("'", '"') \
-                    or "nanoseconds" not in lt:
+            lt = json.loads(col.logical_type.to_json())
+            if col.physical_type != "INT64" or lt.get("Type") != "Timestamp" \
+                    or lt.get("isAdjustedToUTC") is not True or lt.get("timeUnit") != "nanoseconds":
                 fail(f"column {name}: {col.physical_type} {lt}, expected INT64 TIMESTAMP(NANOS, UTC)")
 
     from_csv = pacsv.read_csv(
         csv_path,
         read_options=pacsv.ReadOptions(block_size=1 << 24),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(
             column_types={n: t for n, t, _ in SCHEMAS[table]},
             strings_can_be_null=True,
