@@ -375,7 +375,9 @@ impl Metrics {
     /// A CANCEL ended: the order was cancelled (`Ok`) or the cancel rejected.
     pub fn cancel_final(&self, result: Result<(), RejectReason>, latency: Duration) {
         match result {
-            Ok(()) => self.cancels[0].inc(),
+            Ok(()) => {
+                self.cancels[0].inc();
+            }
             Err(reason) => {
                 self.cancels[1].inc();
                 self.reject(Action::Cancel, reason);
@@ -606,11 +608,11 @@ mod tests {
             ),
             ("gridmatch_order_latency_seconds_count{action=\"new\"}", 1.0),
             (
-                "gridmatch_order_latency_seconds_bucket{le=\"2e-6\",action=\"new\"}",
+                "gridmatch_order_latency_seconds_bucket{le=\"0.000002\",action=\"new\"}",
                 0.0,
             ),
             (
-                "gridmatch_order_latency_seconds_bucket{le=\"5e-6\",action=\"new\"}",
+                "gridmatch_order_latency_seconds_bucket{le=\"0.000005\",action=\"new\"}",
                 1.0,
             ),
             ("gridmatch_phase{phase=\"BREAK\"}", 1.0),

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -86,10 +86,20 @@ impl Tally {
     }
 }
 
-fn load(seed: u64, m: &Metrics, ops: usize) -> Tally {
+/// Records random operations until it has done `min_ops` and the scraper has finished
+/// `min_scrapes` scrapes, so scrapes certainly overlap the load.
+fn load(
+    seed: u64,
+    m: &Metrics,
+    min_ops: usize,
+    scrapes: &AtomicUsize,
+    min_scrapes: usize,
+) -> Tally {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut t = Tally::default();
-    for _ in 0..ops {
+    let mut ops = 0;
+    while ops < min_ops || scrapes.load(Ordering::Acquire) < min_scrapes {
+        ops += 1;
         let latency = Duration::from_nanos(match rng.gen_range(0..10) {
             0 => 0,
             1 => rng.gen_range(0..20_000_000_000),
@@ -205,18 +215,22 @@ async fn scraped_during_a_load_the_endpoint_reports_exactly_what_was_recorded() 
 
     let dir = tempfile::tempdir().unwrap();
     let done = Arc::new(AtomicBool::new(false));
+    let scraped = Arc::new(AtomicUsize::new(0));
+    const MIN_SCRAPES: usize = 20;
     let recorders: Vec<_> = (0..4)
         .map(|i| {
             let m = metrics.clone();
-            std::thread::spawn(move || load(i, &m, 60_000))
+            let scraped = scraped.clone();
+            std::thread::spawn(move || load(i, &m, 50_000, &scraped, MIN_SCRAPES))
         })
         .collect();
     let scraper = {
         let done = done.clone();
+        let scraped = scraped.clone();
         let dir = dir.path().to_owned();
         tokio::task::spawn_blocking(move || {
             let mut files = Vec::new();
-            while !done.load(Ordering::Acquire) || files.len() < 3 {
+            while !done.load(Ordering::Acquire) {
                 let (status, headers, body) = get(addr, "/metrics");
                 assert!(status.starts_with("HTTP/1.1 200"), "{status}");
                 assert!(
@@ -226,7 +240,8 @@ async fn scraped_during_a_load_the_endpoint_reports_exactly_what_was_recorded() 
                 let path = dir.join(format!("scrape-{:04}.txt", files.len()));
                 std::fs::write(&path, body).unwrap();
                 files.push(path);
-                assert!(files.len() < 10_000, "scraper never saw the load end");
+                scraped.store(files.len(), Ordering::Release);
+                assert!(files.len() < 100_000, "scraper never saw the load end");
             }
             files
         })
@@ -315,21 +330,34 @@ async fn scraped_during_a_load_the_endpoint_reports_exactly_what_was_recorded() 
     let expected = dir.path().join("expected.json");
     std::fs::write(&expected, serde_like::to_json(&families, &samples)).unwrap();
 
-    let out = std::process::Command::new(python)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/check_metrics.py"))
-        .arg(&expected)
-        .args(&scrapes)
-        .output()
+    let check = |expected: &Path| {
+        let out = std::process::Command::new(&python)
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/check_metrics.py"))
+            .arg(expected)
+            .args(&scrapes)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, stdout, stderr) = check(&expected);
+    assert!(ok, "check_metrics.py failed:\n{stdout}\n{stderr}");
+    assert_eq!(stdout.trim().parse::<usize>().unwrap(), samples.len());
+    assert!(samples.len() > 200, "{} samples", samples.len());
+    // The check has teeth: one trade more than recorded is caught.
+    let i = samples
+        .iter()
+        .position(|s| s.0 == "gridmatch_trades_total")
         .unwrap();
-    assert!(
-        out.status.success(),
-        "check_metrics.py failed:\n{}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let checked: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    assert!(checked > 300, "only {checked} samples checked");
-    assert!(scrapes.len() >= 4, "{} scrapes", scrapes.len());
+    samples[i].2 += 1.0;
+    let wrong = dir.path().join("wrong.json");
+    std::fs::write(&wrong, serde_like::to_json(&families, &samples)).unwrap();
+    let (ok, _, stderr) = check(&wrong);
+    assert!(!ok && stderr.contains("gridmatch_trades_total"), "{stderr}");
+    assert!(scrapes.len() > MIN_SCRAPES, "{} scrapes", scrapes.len());
 
     stop.send(()).unwrap();
     server.await.unwrap().unwrap();
