@@ -36,7 +36,11 @@ fn tape() -> Vec<TradeRecord<'static>> {
                 qty: rng.gen_range(1..50) * 100,
                 buy_order_id: rng.gen(),
                 sell_order_id: rng.gen(),
-                aggressor: if rng.gen_bool(0.5) { Aggressor::Buy } else { Aggressor::Sell },
+                aggressor: if rng.gen_bool(0.5) {
+                    Aggressor::Buy
+                } else {
+                    Aggressor::Sell
+                },
             }
         })
         .collect()
@@ -45,7 +49,11 @@ fn tape() -> Vec<TradeRecord<'static>> {
 fn report(name: &str, rows: usize, start: Instant, bytes: Option<u64>) {
     let s = start.elapsed().as_secs_f64();
     let size = bytes.map_or(String::new(), |b| format!("{:>10.1} MB", b as f64 / 1e6));
-    println!("{name:<44} {:>8.0} ms {:>10.2} M rows/s {size}", s * 1e3, rows as f64 / s / 1e6);
+    println!(
+        "{name:<44} {:>8.0} ms {:>10.2} M rows/s {size}",
+        s * 1e3,
+        rows as f64 / s / 1e6
+    );
 }
 
 fn main() {
@@ -71,7 +79,12 @@ fn main() {
     }
     let path = dir.path().join("baseline.csv");
     std::fs::write(&path, &text).unwrap();
-    report("baseline: replay trades CSV (writeln!)", TRADES, start, Some(text.len() as u64));
+    report(
+        "baseline: replay trades CSV (writeln!)",
+        TRADES,
+        start,
+        Some(text.len() as u64),
+    );
     drop(text);
 
     for format in [Format::Csv, Format::Parquet] {
@@ -79,13 +92,23 @@ fn main() {
         let start = Instant::now();
         write_table(&path, format, &trades).unwrap();
         let size = std::fs::metadata(&path).unwrap().len();
-        report(&format!("dataout trades {format} (+time, seq, fill)"), TRADES, start, Some(size));
+        report(
+            &format!("dataout trades {format} (+time, seq, fill)"),
+            TRADES,
+            start,
+            Some(size),
+        );
     }
 
     for interval in Interval::ALL {
         let start = Instant::now();
         let b = black_box(bars(interval, UtcOffset::HOSE, &trades).unwrap());
-        report(&format!("bars {interval} ({} bars)", b.len()), TRADES, start, None);
+        report(
+            &format!("bars {interval} ({} bars)", b.len()),
+            TRADES,
+            start,
+            None,
+        );
         if interval == Interval::Second {
             let path = dir.path().join(Format::Parquet.bars_file_name(interval));
             let start = Instant::now();

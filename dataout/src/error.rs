@@ -62,8 +62,6 @@ pub enum DataError {
     Csv(#[from] csv::Error),
     #[error("Parquet: {0}")]
     Parquet(#[from] parquet::errors::ParquetError),
-    #[error("Arrow: {0}")]
-    Arrow(#[from] arrow_schema::ArrowError),
 }
 
 impl DataError {

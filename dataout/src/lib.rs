@@ -15,7 +15,8 @@
 //! - [`bars`]: [`BarBuilder`] and [`Bar`] (pure).
 //! - [`table`]: the columns of the orders, trades and bars tables and their types; both
 //!   writers are generic over it, so CSV and Parquet always agree.
-//! - [`csv_file`], [`parquet_file`]: the writers, over any `io::Write`.
+//! - [`csv_file`], [`parquet_file`]: the writers, over any `io::Write` (Parquet through the
+//!   `parquet` crate's column writers, without Arrow).
 //! - [`qlib`]: the Qlib layout (pure) and its writer.
 //!
 //! Typical use (what `manager journal export` does):

@@ -4,22 +4,19 @@
 //!
 //! Column types and units (the same in CSV and Parquet):
 //!
-//! | kind | Parquet (Arrow) | CSV |
+//! | kind | Parquet (what pyarrow reads) | CSV |
 //! |---|---|---|
 //! | time | INT64 TIMESTAMP(NANOS, UTC) (`timestamp[ns, tz=UTC]`) | RFC 3339 UTC, 9 fraction digits |
 //! | date | INT32 DATE (`date32`), the local trading day | `YYYY-MM-DD` |
-//! | u32, u64 | INT32/INT64 unsigned (`uint32`, `uint64`) | decimal |
-//! | i64 | INT64 (`int64`) | decimal |
-//! | str | BYTE_ARRAY UTF8 (`string`) | text |
+//! | u32, u64 | INT32/INT64 INT(32/64, unsigned) (`uint32`, `uint64`) | decimal |
+//! | i64 | INT64 INT(64, signed) (`int64`) | decimal |
+//! | str | BYTE_ARRAY STRING (`string`) | text |
 //! | decimal | FIXED_LEN_BYTE_ARRAY(16) DECIMAL(38, 0) (`decimal128(38, 0)`) | decimal |
 //! | f64 | DOUBLE (`float64`) | shortest text that reads back to the same double |
 //!
 //! A null is an empty CSV field. Prices are in the smallest currency unit (VND), quantities in
 //! shares, values in currency units (price x qty).
 
-use std::sync::Arc;
-
-use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use matching::{Command, Timestamp};
 
 use crate::bars::{Bar, MAX_VALUE};
@@ -38,21 +35,6 @@ pub enum Kind {
     Str,
     Decimal,
     F64,
-}
-
-impl Kind {
-    pub fn data_type(self) -> DataType {
-        match self {
-            Kind::Time => DataType::Timestamp(TimeUnit::Nanosecond, Some("UTC".into())),
-            Kind::Date => DataType::Date32,
-            Kind::U32 => DataType::UInt32,
-            Kind::U64 => DataType::UInt64,
-            Kind::I64 => DataType::Int64,
-            Kind::Str => DataType::Utf8,
-            Kind::Decimal => DataType::Decimal128(38, 0),
-            Kind::F64 => DataType::Float64,
-        }
-    }
 }
 
 /// One column: name, type, whether it may be null, and what it holds.
@@ -135,16 +117,6 @@ impl<T: Table> Table for &T {
     fn cells(&self, sink: &mut dyn CellSink) -> Result<(), DataError> {
         (**self).cells(sink)
     }
-}
-
-/// The Arrow schema of a table (also the Parquet file's schema).
-pub fn schema<T: Table>() -> SchemaRef {
-    Arc::new(Schema::new(
-        T::COLUMNS
-            .iter()
-            .map(|c| Field::new(c.name, c.kind.data_type(), c.nullable))
-            .collect::<Vec<_>>(),
-    ))
 }
 
 /// Columns of `orders.csv` / `orders.parquet`: the replay orders format

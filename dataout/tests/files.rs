@@ -51,11 +51,15 @@ fn write_both<T: dataout::Table + Copy>(
     (csv, parquet)
 }
 
+/// Rows and row groups pyarrow read.
+fn pyarrow_read(table: &str, csv: &Path, parquet: &Path) -> (usize, usize) {
+    let out = run_checker("check_tables.py", &[Path::new(table), csv, parquet]);
+    let mut it = out.split_whitespace().map(|t| t.parse().unwrap());
+    (it.next().unwrap(), it.next().unwrap())
+}
+
 fn pyarrow_rows(table: &str, csv: &Path, parquet: &Path) -> usize {
-    run_checker("check_tables.py", &[Path::new(table), csv, parquet])
-        .trim()
-        .parse()
-        .unwrap()
+    pyarrow_read(table, csv, parquet).0
 }
 
 /// The expected orders CSV fields of a record, spelled out per action.
@@ -180,10 +184,15 @@ fn orders_csv_and_parquet_hold_the_same_rows() {
 #[test]
 fn trades_across_many_parquet_batches_read_back_identically() {
     let dir = tempfile::tempdir().unwrap();
-    // Three record batches and a partial one.
-    let rows = tape(5, 3 * dataout::parquet_file::BATCH_ROWS + 1234, 12);
-    assert!(rows.len() > 3 * dataout::parquet_file::BATCH_ROWS);
-    let (csv, parquet) = write_both(dir.path(), "trades", &rows);
+    let rows = tape(5, 200_000, 12);
+    let (csv, _) = write_both(dir.path(), "trades", &rows);
+    // Seven row groups and a partial one.
+    let parquet = dir.path().join("grouped.parquet");
+    let n = dataout::write_file(&parquet, |w| {
+        dataout::parquet_file::write_parquet_grouped(w, rows.iter().copied(), 25_000 - 1)
+    })
+    .unwrap();
+    assert_eq!(n, rows.len() as u64);
     let (header, got) = read_csv(&csv);
     assert_eq!(
         header,
@@ -213,7 +222,14 @@ fn trades_across_many_parquet_batches_read_back_identically() {
         assert_eq!(parse_time(&g[0]), t.time);
         assert_eq!(g[1..], want[..]);
     }
-    assert_eq!(pyarrow_rows("trades", &csv, &parquet), rows.len());
+    assert!(rows.len() > 7 * 24_999);
+    assert_eq!(
+        pyarrow_read("trades", &csv, &parquet),
+        (rows.len(), rows.len().div_ceil(24_999))
+    );
+    // The default writer's file of the same rows (one row group) reads back identically too.
+    let default = dir.path().join("trades.parquet");
+    assert_eq!(pyarrow_read("trades", &csv, &default), (rows.len(), 1));
 }
 
 #[test]

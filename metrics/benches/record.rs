@@ -20,7 +20,10 @@ fn latency(i: u64) -> Duration {
 }
 
 fn bounds_s() -> Vec<f64> {
-    metrics::LATENCY_BOUNDS_US.iter().map(|us| *us as f64 / 1e6).collect()
+    metrics::LATENCY_BOUNDS_US
+        .iter()
+        .map(|us| *us as f64 / 1e6)
+        .collect()
 }
 
 /// ns per call of `f`, run `n` times on each of `threads` threads at once.
@@ -59,8 +62,12 @@ fn main() {
     );
     row(
         "histogram observe: baseline prometheus-client (mutex)",
-        per_op(1, N, move |i| t1.observe(black_box(latency(i).as_secs_f64()))),
-        per_op(2, N, move |i| t2.observe(black_box(latency(i).as_secs_f64()))),
+        per_op(1, N, move |i| {
+            t1.observe(black_box(latency(i).as_secs_f64()))
+        }),
+        per_op(2, N, move |i| {
+            t2.observe(black_box(latency(i).as_secs_f64()))
+        }),
     );
     let c = Counter::<u64>::default();
     let (c1, c2) = (c.clone(), c.clone());
@@ -81,13 +88,20 @@ fn main() {
             m1.order_final(OrderType::Limit, Side::Buy, OrderResult::Rested, latency(i))
         }),
         per_op(2, N, move |i| {
-            m2.order_final(OrderType::Limit, Side::Sell, OrderResult::Filled, latency(i))
+            m2.order_final(
+                OrderType::Limit,
+                Side::Sell,
+                OrderResult::Filled,
+                latency(i),
+            )
         }),
     );
     let m3 = m.clone();
     row(
         "Metrics::trade",
-        per_op(1, N, move |i| m3.trade(matching::Aggressor::Buy, i & 0xFFFF)),
+        per_op(1, N, move |i| {
+            m3.trade(matching::Aggressor::Buy, i & 0xFFFF)
+        }),
         f64::NAN,
     );
     black_box((ours.count(), c.get()));
@@ -100,5 +114,8 @@ fn main() {
         bytes = black_box(m.encode()).len();
     }
     let per = start.elapsed() / scrapes;
-    println!("encode (one scrape, {bytes} bytes): {:.1} us", per.as_secs_f64() * 1e6);
+    println!(
+        "encode (one scrape, {bytes} bytes): {:.1} us",
+        per.as_secs_f64() * 1e6
+    );
 }

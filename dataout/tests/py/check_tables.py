@@ -2,7 +2,7 @@
 schema and exactly the same rows from both.
 
 usage: check_tables.py TABLE CSV PARQUET
-TABLE is orders, trades or bars. Prints the row count; exits non-zero with a message on any
+TABLE is orders, trades or bars. Prints the row count and the number of row groups; exits non-zero with a message on any
 difference.
 """
 import json
@@ -107,7 +107,7 @@ def main():
                 if a[i] != b[i] and not (a[i].is_valid is False and b[i].is_valid is False):
                     fail(f"column {name} row {i}: CSV {a[i]!r}, Parquet {b[i]!r}")
             fail(f"column {name} differs")
-    print(from_parquet.num_rows)
+    print(from_parquet.num_rows, pf.metadata.num_row_groups)
 
 
 if __name__ == "__main__":
