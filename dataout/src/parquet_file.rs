@@ -11,6 +11,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parquet::basic::{Compression, LogicalType, Repetition, TimeUnit, Type as Physical};
 use parquet::column::writer::ColumnWriter;
 use parquet::data_type::{ByteArray, FixedLenByteArray};
@@ -18,6 +19,8 @@ use parquet::errors::ParquetError;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::Type;
+
+use rustc_hash::FxHashMap;
 
 use crate::error::DataError;
 use crate::table::{Cell, CellSink, Column, Kind, Table};
@@ -77,6 +80,23 @@ enum Values {
 struct Buffer {
     values: Values,
     defs: Option<Vec<i16>>,
+    /// Strings seen in this column (codes, sides, actions repeat endlessly): a hit clones a
+    /// reference-counted buffer instead of allocating. Capped at [`STRING_CACHE`] entries.
+    strings: FxHashMap<Box<[u8]>, ByteArray>,
+}
+
+/// Most distinct strings remembered per column.
+const STRING_CACHE: usize = 4096;
+
+fn byte_array(cache: &mut FxHashMap<Box<[u8]>, ByteArray>, s: &str) -> ByteArray {
+    if let Some(b) = cache.get(s.as_bytes()) {
+        return b.clone();
+    }
+    let b = ByteArray::from(Bytes::copy_from_slice(s.as_bytes()));
+    if cache.len() < STRING_CACHE {
+        cache.insert(s.as_bytes().into(), b.clone());
+    }
+    b
 }
 
 impl Buffer {
@@ -91,6 +111,7 @@ impl Buffer {
         Buffer {
             values,
             defs: c.nullable.then(Vec::new),
+            strings: FxHashMap::default(),
         }
     }
 
@@ -110,7 +131,7 @@ impl Buffer {
             (Values::I64(v), Cell::U64(x)) => v.extend(x.map(|x| x as i64)),
             (Values::I64(v), Cell::I64(x)) => v.extend(x),
             (Values::Bytes(v), Cell::Str(s)) => {
-                v.extend(s.map(|s| ByteArray::from(s.as_bytes().to_vec())))
+                v.extend(s.map(|s| byte_array(&mut self.strings, s)))
             }
             // DECIMAL in a 16-byte fixed array: big-endian two's complement.
             (Values::Fixed(v), Cell::Decimal(x)) => {
