@@ -136,11 +136,17 @@ fn orders_csv_and_parquet_hold_the_same_rows() {
     assert!(got.iter().any(|g| g[8] == i64::MIN.to_string()));
     assert_eq!(pyarrow_rows("orders", &csv, &parquet), rows.len());
 
-    // The check has teeth: one changed quantity, one row fewer, or a CANCEL's empty price
-    // turned into 0 in the CSV are each caught.
+    // The check has teeth (edits on one-line records, no quoted fields): one changed
+    // quantity, one row fewer, or a CANCEL's empty price turned into 0 are each caught.
     let text = fs::read_to_string(&csv).unwrap();
-    let new_row = text.lines().position(|l| l.contains(",NEW,")).unwrap();
-    let cancel_row = text.lines().position(|l| l.contains(",CANCEL,")).unwrap();
+    let new_row = text
+        .lines()
+        .position(|l| l.contains(",NEW,") && !l.contains('"'))
+        .unwrap();
+    let cancel_row = text
+        .lines()
+        .position(|l| l.contains(",CANCEL,") && !l.contains('"'))
+        .unwrap();
     let edit = |f: &dyn Fn(usize, &str) -> Option<String>| {
         let lines: Vec<String> = text
             .lines()

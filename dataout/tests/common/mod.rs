@@ -66,8 +66,14 @@ pub fn checker_rejects(script: &str, args: &[&Path], expected: &str) {
 /// Security codes that stress names: short, long, lowercase, punctuation CSV must quote-free
 /// carry, Windows-reserved (Qlib prefixes those).
 pub const CODES: [&str; 6] = ["VNM", "E1VFVN30", "con", "A-B.C", "X", "LPT1"];
-/// Broker names that need CSV quoting.
-pub const BROKERS: [&str; 4] = ["B1", "comma,broker", "quote\"broker", "line\nbreak"];
+/// Broker names that need CSV quoting, and one beyond ASCII.
+pub const BROKERS: [&str; 5] = [
+    "B1",
+    "comma,broker",
+    "quote\"broker",
+    "line\nbreak",
+    "môi giới ☂",
+];
 
 /// A tape of trades in tape order (seq increasing, fills numbered), over `days` HOSE trading
 /// days: opening and closing auction trades at 09:15 and 14:45 local, continuous trades in
