@@ -8,8 +8,11 @@
 //! Must not: sequence, validate or journal (the manager did all that before routing), keep a
 //! book across reconnections (the manager replays into a fresh core), or do I/O.
 
-use matching::{Engine, Event, MarketRules, SecurityId, SecurityTable};
-use proto::{BookDepth, EventGroup, ExecutorStats, Routed, ToExecutor};
+use matching::{Engine, Event, MarketRules, SecurityId, SecurityTable, MAX_ORDER_QTY};
+use proto::{
+    BookDepth, EventGroup, ExecutorStats, ImageAssembly, ImagePart, Routed, ToExecutor,
+    IMAGE_PART_ORDERS,
+};
 use rustc_hash::FxHashSet;
 
 /// Most events in one [`EventGroup`]: a command with more (one order sweeping a deep book)
@@ -24,6 +27,10 @@ pub struct Applied {
     pub replayed: usize,
     pub processed: usize,
     pub map_version: Option<u64>,
+    /// Images a `Snapshot` asked for, to send after the events (in this order).
+    pub images: Vec<ImagePart>,
+    /// A book installed from an image (its security), or why an image was refused.
+    pub installed: Option<Result<SecurityId, String>>,
 }
 
 /// The executor's state: one engine for every owned security.
@@ -33,6 +40,11 @@ pub struct ExecutorCore {
     /// Securities whose book changed since the last heartbeat (their depth is reported).
     touched: FxHashSet<SecurityId>,
     scratch: Vec<Event>,
+    /// Per security: the seq of the last command its book applied (0: none), so an image
+    /// says exactly which book state it is.
+    last_seq: Vec<u64>,
+    /// An image being received in parts.
+    incoming: ImageAssembly,
 }
 
 impl ExecutorCore {
@@ -42,6 +54,19 @@ impl ExecutorCore {
             stats: ExecutorStats::default(),
             touched: FxHashSet::default(),
             scratch: Vec::with_capacity(64),
+            last_seq: vec![0; securities.len()],
+            incoming: ImageAssembly::default(),
+        }
+    }
+
+    /// The seq of the last command `sec`'s book applied (0: none, or not listed).
+    pub fn last_seq(&self, sec: SecurityId) -> u64 {
+        self.last_seq.get(sec.0 as usize).copied().unwrap_or(0)
+    }
+
+    fn applied(&mut self, r: &Routed) {
+        if let Some(s) = self.last_seq.get_mut(r.security.0 as usize) {
+            *s = r.seq;
         }
     }
 
@@ -60,6 +85,9 @@ impl ExecutorCore {
                 for s in &securities {
                     self.engine.open_book(*s);
                     self.touched.insert(*s);
+                    if let Some(x) = self.last_seq.get_mut(s.0 as usize) {
+                        *x = 0;
+                    }
                 }
                 done.assigned = securities.len();
                 done.map_version = Some(map_version);
@@ -70,6 +98,7 @@ impl ExecutorCore {
                     self.scratch.clear();
                     self.engine
                         .process_for(r.security, &r.command, &mut self.scratch);
+                    self.applied(r);
                 }
                 done.replayed = cmds.len();
             }
@@ -88,6 +117,40 @@ impl ExecutorCore {
                 self.process(&cmds, out);
                 done.processed = cmds.len();
             }
+            ToExecutor::Snapshot(securities) => {
+                for s in securities {
+                    if let Some(image) = self.engine.export_book(s) {
+                        let seq = self.last_seq(s);
+                        done.images
+                            .extend(ImagePart::split(&image, seq, IMAGE_PART_ORDERS));
+                    }
+                }
+            }
+            ToExecutor::Image(part) => {
+                let (security, seq) = (part.security, part.seq);
+                // No book holds more orders than shares can be split into lots of one.
+                let max = usize::try_from(MAX_ORDER_QTY).unwrap_or(usize::MAX);
+                done.installed = match self.incoming.push(part, max) {
+                    Ok(None) => None,
+                    Ok(Some((seq, image))) => Some(match self.engine.import_book(&image) {
+                        Ok(()) => {
+                            if let Some(x) = self.last_seq.get_mut(security.0 as usize) {
+                                *x = seq;
+                            }
+                            self.touched.insert(security);
+                            Ok(security)
+                        }
+                        Err(e) => Err(format!(
+                            "image of security {} at seq {seq}: {e}",
+                            security.0
+                        )),
+                    }),
+                    Err(e) => Some(Err(format!(
+                        "image part of security {} at seq {seq}: {e}",
+                        security.0
+                    ))),
+                };
+            }
         }
         done
     }
@@ -98,6 +161,7 @@ impl ExecutorCore {
             self.scratch.clear();
             self.engine
                 .process_for(r.security, &r.command, &mut self.scratch);
+            self.applied(r);
             self.touched.insert(r.security);
             // The manager acknowledged acceptance already.
             let events: Vec<Event> = self

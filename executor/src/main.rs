@@ -168,6 +168,7 @@ async fn session(
     let mut heartbeat = tokio::time::interval(period);
     let mut ready = false;
     let mut groups = Vec::new();
+    let mut images = Vec::new();
     let result: anyhow::Result<()> = async {
         loop {
             tokio::select! {
@@ -191,9 +192,19 @@ async fn session(
                             if applied.replayed > 0 {
                                 tracing::debug!(commands = applied.replayed, "books rebuilt by replay");
                             }
+                            match applied.installed {
+                                Some(Ok(sec)) => tracing::debug!(security = sec.0, "book installed from an image"),
+                                Some(Err(e)) => tracing::error!("{e}"),
+                                None => {}
+                            }
+                            images = applied.images;
                         }
                     }
                     send_events(&mut writer, &mut groups).await?;
+                    // After the events of every command before the request, as promised.
+                    for part in images.drain(..) {
+                        writer.send(&FromExecutor::Image(part)).await.context("sending an image")?;
+                    }
                 }
                 _ = heartbeat.tick() => {
                     let stats = core.heartbeat(args.depth, in_rx.len());

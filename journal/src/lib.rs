@@ -1,7 +1,9 @@
 //! # journal: the order journal and the trade tape of gridmatch
 //!
 //! Owns the manager's durable record of the trading day: every sequenced command (the order
-//! journal), every NEW refused before sequencing, and every fill (the trade tape); their
+//! journal), every NEW refused before sequencing, and every fill (the trade tape); the
+//! checkpoints that bound a long day's memory and recovery time (book snapshots, the index of
+//! finished orders, the manifest tying them to a journal seq: [`snapshots`], [`finished`]); their
 //! recovery after a crash with a precise report of anything lost; the binding of a journal to
 //! the listing and rules it was written with; the data directory's exclusive lock; and the CSV
 //! export in the replay formats.
@@ -29,6 +31,9 @@
 //! <data>/journal/listing.csv             the listing the journal was written with
 //! <data>/tape/trades-<n:012>.seg         tape segments, named by their first trade number
 //!                                        (fills counted from 1 in tape order)
+//! <data>/snapshots/MANIFEST              the latest checkpoint ([`snapshots`])
+//! <data>/snapshots/book-<sec>-<seq>.snap book snapshots
+//! <data>/snapshots/run-<n>.fin           sorted runs of finished orders ([`finished`])
 //! ```
 //! A segment never exceeds `segment_bytes`: a writer rolls to a new file when the next record
 //! (with its dictionary record, if any) would not fit.
@@ -129,6 +134,7 @@
 
 mod codec;
 mod export;
+pub mod finished;
 mod hwm;
 mod listing;
 mod lock;
@@ -136,6 +142,7 @@ mod orders;
 mod records;
 mod recover;
 mod segment;
+pub mod snapshots;
 mod tape;
 mod varint;
 
@@ -146,6 +153,7 @@ use std::time::Duration;
 
 pub use codec::{Meta, FORMAT_VERSION, MAX_BROKER_NAME, MAX_RULES_NAME};
 pub use export::{export_csv, ExportOptions, ExportSummary};
+pub use finished::{FinalState, FinishedOrder, FinishedRun};
 pub use hwm::HighWaterMark;
 pub use listing::{journal_listing, listing_fingerprint, Binding};
 pub use lock::{DataDirLock, LockError};
@@ -155,6 +163,7 @@ pub use recover::{
     recover, Cut, Hole as LostHole, Loss, Recovery, RecoveryReport, Store, TailLoss,
 };
 pub use segment::WriterStats;
+pub use snapshots::{BookRef, BookSnapshot, BrokerRef, LiveOrder, Manifest, RunRef, SnapshotDir};
 pub use tape::{read_tape, TapeContents, TapeReader, TradeTape};
 
 /// Default segment size: 64 MiB.

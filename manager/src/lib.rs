@@ -6,10 +6,12 @@
 //! trading day's schedule, and feeds monitors.
 //!
 //! Layout: [`core`] (the sans-I/O state machine), [`server`] (the tokio/quinn shell),
-//! [`setup`] (the data directory), [`schedule`] (the exchange clock and the HOSE day).
+//! [`setup`] (the data directory and recovery), [`archive`] (finished orders and book
+//! snapshots on disk), [`schedule`] (the exchange clock and the HOSE day).
 //!
 //! Must not: match orders itself except in `--local` mode (which runs the executor's own core
 //! in-process), or block its sequencing loop on a slow client or monitor.
+pub mod archive;
 pub mod core;
 pub mod schedule;
 pub mod server;

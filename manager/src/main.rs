@@ -154,6 +154,17 @@ struct RunArgs {
     /// on a thread of its own in any case.
     #[arg(long)]
     threads: Option<usize>,
+    /// Ask a book's executor for an image of it once this many commands of that security
+    /// arrived since its last image (0: only on the --snapshot-secs timer). The image replaces
+    /// that history for failover, so failover replays at most about this many commands.
+    #[arg(long, default_value_t = 20_000)]
+    snapshot_every: usize,
+    /// Every this many seconds: write a checkpoint (the book images received, the finished
+    /// orders they let go to the on-disk index, a manifest), then ask for an image of every book
+    /// that changed. Bounds memory and restart time; 0 turns snapshots and the index off (the
+    /// manager then keeps every order and command of the day in memory).
+    #[arg(long, default_value_t = 5.0)]
+    snapshot_secs: f64,
 }
 
 /// `90s`, `10m`, `6h`, `250ms` or plain seconds.
@@ -261,11 +272,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     )?;
     tracing::info!(cert = %cert_path.display(), securities = securities.len(), rules = args.rules.name(), "manager starting");
 
+    if !(args.snapshot_secs.is_finite() && args.snapshot_secs >= 0.0) {
+        anyhow::bail!("--snapshot-secs must be a number of seconds >= 0");
+    }
+    let snapshots_on = args.snapshot_secs > 0.0;
     let config = CoreConfig {
         local: args.local,
         heartbeat_interval: Duration::from_millis(args.heartbeat_ms as u64),
         heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms),
         commit_each: args.fsync == Durability::Always,
+        snapshot_every: if snapshots_on { args.snapshot_every } else { 0 },
+        snapshot_interval: snapshots_on.then(|| Duration::from_secs_f64(args.snapshot_secs)),
         ..CoreConfig::default()
     };
     // One manager per data dir: a second one would overwrite the first one's journal.
@@ -294,30 +311,22 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         setup::save_listing(&args.data_dir, &securities)?;
         let gateway = Gateway::new(args.rules, securities);
         let t = Instant::now();
-        let contents = journal::read_journal(&cfg.journal_dir)?;
-        let taped = journal::read_tape(&cfg.tape_dir)?
-            .fills
-            .iter()
-            .map(journal::TapeFill::key)
-            .collect();
-        let mut core = Core::new(
+        let journal_next_seq = store.journal.next_seq();
+        let core = Core::new(
             config,
             gateway,
             Box::new(setup::DiskPersist::new(store)),
             started,
         );
-        if !contents.records.is_empty() || !contents.rejected.is_empty() {
-            let missing = core.recover(
-                &contents.brokers,
-                &contents.records,
-                &contents.rejected,
-                &taped,
-            )?;
+        let (core, r) = setup::recover_core(core, &args.data_dir, &cfg, journal_next_seq)?;
+        if r.records > 0 || r.rejected > 0 || r.books > 0 {
             tracing::info!(
-                records = contents.records.len(),
-                rejected = contents.rejected.len(),
+                resume_seq = r.resume_seq,
+                books = r.books,
+                records = r.records,
+                rejected = r.rejected,
                 next_seq = core.next_seq(),
-                fills_restored = missing,
+                fills_restored = r.fills_restored,
                 elapsed_ms = t.elapsed().as_millis() as u64,
                 "recovered from the journal"
             );

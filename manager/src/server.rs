@@ -490,6 +490,7 @@ async fn run_core(
             _ = tick.tick() => {
                 let now = Instant::now();
                 core.tick(now);
+                core.maintain(now)?;
                 for (t, p) in schedule.due(wall_ns(), issued) {
                     issued = Some(t);
                     let cmd = ClientCommand { client_ref: 0, command: Command::Phase(p) };
@@ -643,7 +644,7 @@ fn handle_control(
             ids,
             reply,
         } => {
-            let _ = reply.send(core.query_orders(session, &ids));
+            let _ = reply.send(core.query_orders(session, &ids)?);
         }
         Control::QueryTotals { reply } => {
             let _ = reply.send(core.totals());
@@ -664,6 +665,7 @@ fn handle_control(
                 match msg {
                     FromExecutor::Events(groups) => core.executor_events(node, groups, now)?,
                     FromExecutor::Heartbeat(stats) => core.executor_heartbeat(node, stats, now),
+                    FromExecutor::Image(part) => core.executor_image(node, part, now)?,
                 }
             }
         }

@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use matching::SecurityTable;
 use rand::Rng;
 
-use crate::core::{JournalEntry, Persist, RejectedEntry, TapeEntry};
+use crate::core::{Core, JournalEntry, Persist, RejectedEntry, Restart, TapeEntry};
 
 /// The wall clock, ns since the Unix epoch.
 pub fn wall_ns() -> i64 {
@@ -206,6 +206,96 @@ impl Persist for DiskPersist {
         }
         Ok(())
     }
+}
+
+/// What recovery did, for the log.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Recovered {
+    /// The journal was read from this seq (1: the whole journal).
+    pub resume_seq: u64,
+    pub records: u64,
+    pub rejected: u64,
+    pub books: usize,
+    pub fills_restored: u64,
+}
+
+/// Opens the checkpoint of `data_dir/snapshots` (removing what the manifest does not name),
+/// installs the disk archive in `core` and rebuilds the core from the book snapshots plus the
+/// journal and tape from the checkpoint's resume seq on. The journal writer's next seq must
+/// equal what recovery reached (`journal_next_seq`).
+pub fn recover_core(
+    core: Core,
+    data_dir: &Path,
+    cfg: &journal::StoreConfig,
+    journal_next_seq: u64,
+) -> anyhow::Result<(Core, Recovered)> {
+    let dir = journal::SnapshotDir::open(&data_dir.join("snapshots"))?;
+    let manifest = dir.read_manifest()?;
+    let removed = dir.remove_unreferenced(manifest.as_ref())?;
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "removed checkpoint files the manifest does not name (an unfinished checkpoint)"
+        );
+    }
+    let mut books = Vec::new();
+    if let Some(m) = &manifest {
+        for b in &m.books {
+            if let Some(file) = &b.file {
+                let snap = dir.read_book(file)?;
+                anyhow::ensure!(
+                    snap.security == b.security && snap.seq == b.seq,
+                    "{file} holds security {} at seq {}, the manifest says {} at {}",
+                    snap.security.0,
+                    snap.seq,
+                    b.security.0,
+                    b.seq
+                );
+                books.push(snap);
+            }
+        }
+    }
+    let archive = crate::archive::DiskArchive::open(dir, manifest.as_ref())?;
+    let mut core = core.with_archive(Box::new(archive));
+    let restart = Restart { manifest, books };
+    let resume_seq = restart.resume_seq();
+    let mut out = Recovered {
+        resume_seq,
+        books: restart.books.len(),
+        ..Recovered::default()
+    };
+    if journal_next_seq <= 1 && restart.manifest.is_none() {
+        return Ok((core, out));
+    }
+    let mut taped = rustc_hash::FxHashSet::default();
+    for f in journal::TapeReader::open(&cfg.tape_dir, resume_seq)? {
+        let f = f?;
+        if f.seq >= resume_seq {
+            taped.insert(f.key());
+        }
+    }
+    let mut reader = journal::JournalReader::open(&cfg.journal_dir, resume_seq)?;
+    let (mut records, mut rejected) = (0u64, 0u64);
+    let items = reader.by_ref().map(|item| {
+        match &item {
+            Ok(journal::JournalItem::Record(_)) => records += 1,
+            Ok(journal::JournalItem::Rejected(_)) => rejected += 1,
+            Err(_) => {}
+        }
+        item.map_err(anyhow::Error::from)
+    });
+    out.fills_restored = core.recover(restart, items, &taped)?;
+    core.restore_brokers(&reader.brokers())?;
+    out.records = records;
+    out.rejected = rejected;
+    anyhow::ensure!(
+        core.next_seq() == journal_next_seq,
+        "recovery reached seq {} but the journal continues at {}: the snapshots in {} do not belong to this journal",
+        core.next_seq(),
+        journal_next_seq,
+        data_dir.join("snapshots").display()
+    );
+    Ok((core, out))
 }
 
 #[cfg(test)]

@@ -3,6 +3,11 @@
 //! replay runs it too (via [`crate::Exchange`]). Whether a cancelled or amended order is still
 //! live, an amend's new price and quantity, and the phase of a cancel or amend are the
 //! engine's call (they come after liveness in the order of checks).
+//!
+//! The registry of used ids is split: ids in memory, and ids the caller moved out
+//! ([`Gateway::forget`], e.g. to an on-disk index of finished orders). [`Gateway::check_with`]
+//! asks the caller's archive about an id only when memory does not know it, so a day of fresh,
+//! increasing ids never leaves memory, and memory holds only the ids not yet archived.
 
 use crate::idmap::IdMap;
 use crate::rules::MarketRules;
@@ -31,6 +36,25 @@ impl Seen {
     };
     fn accepted(&self) -> Option<(BrokerId, SecurityId)> {
         (self.state == ACCEPTED).then_some((self.broker, self.security))
+    }
+}
+
+/// What an archive remembers of an id the gateway forgot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArchivedId {
+    pub broker: BrokerId,
+    pub security: SecurityId,
+    /// A sequenced NEW (false: a NEW rejected before sequencing; its id is only burnt).
+    pub accepted: bool,
+}
+
+impl ArchivedId {
+    fn seen(self) -> Seen {
+        Seen {
+            state: if self.accepted { ACCEPTED } else { REJECTED },
+            broker: self.broker,
+            security: self.security,
+        }
     }
 }
 
@@ -93,23 +117,45 @@ impl Gateway {
         &self.rules
     }
 
-    /// Checks one command and records its effect on the gateway's state.
+    /// Checks one command and records its effect on the gateway's state (every id is in
+    /// memory: nothing was ever forgotten).
     ///
     /// NEW: `unknown_security`, `duplicate_order_id`, the rules, then the phase table; every
     /// NEW burns its id (whatever the outcome) unless the id was already used.
     /// CANCEL/AMEND: `unknown_order` (also for an order of another security), `not_owner`.
     /// PHASE: always accepted; it becomes the gateway's phase.
     pub fn check(&mut self, cmd: &Command) -> Result<(), RejectReason> {
-        match cmd {
+        let none = |_: OrderId| Ok::<_, std::convert::Infallible>(None);
+        match self.check_with(cmd, none) {
+            Ok(r) => r,
+            Err(e) => match e {},
+        }
+    }
+
+    /// [`Self::check`] for a gateway some of whose ids were forgotten: `archive` is asked about
+    /// an id memory does not hold (only then). Its error (an I/O failure) is returned as is,
+    /// and the gateway is left unchanged.
+    pub fn check_with<E>(
+        &mut self,
+        cmd: &Command,
+        mut archive: impl FnMut(OrderId) -> Result<Option<ArchivedId>, E>,
+    ) -> Result<Result<(), RejectReason>, E> {
+        let mut seen = |ids: &IdMap<Seen>, id: OrderId| -> Result<Option<Seen>, E> {
+            match ids.get(id.0) {
+                Some(s) => Ok(Some(s)),
+                None => Ok(archive(id)?.map(ArchivedId::seen)),
+            }
+        };
+        Ok(match cmd {
             Command::New(o) => {
                 let band = self.bands.get(o.security.0 as usize).copied();
-                if self.ids.contains(o.id.0) {
+                if seen(&self.ids, o.id)?.is_some() {
                     // An unknown security is reported first, as documented.
-                    return Err(if band.is_none() {
+                    return Ok(Err(if band.is_none() {
                         RejectReason::UnknownSecurity
                     } else {
                         RejectReason::DuplicateOrderId
-                    });
+                    }));
                 }
                 let result = match band {
                     None => Err(RejectReason::UnknownSecurity),
@@ -130,23 +176,28 @@ impl Gateway {
                 );
                 result
             }
-            Command::Cancel(c) => self.check_owner(c.id, c.broker, c.security),
-            Command::Amend(a) => self.check_owner(a.id, a.broker, a.security),
+            Command::Cancel(c) => {
+                let s = seen(&self.ids, c.id)?;
+                Self::check_owner(s, c.broker, c.security)
+            }
+            Command::Amend(a) => {
+                let s = seen(&self.ids, a.id)?;
+                Self::check_owner(s, a.broker, a.security)
+            }
             Command::Phase(p) => {
                 self.phase = *p;
                 Ok(())
             }
-        }
+        })
     }
 
     /// CANCEL and AMEND: the order was accepted, for this security, from this broker.
     fn check_owner(
-        &self,
-        id: OrderId,
+        seen: Option<Seen>,
         broker: BrokerId,
         security: SecurityId,
     ) -> Result<(), RejectReason> {
-        match self.ids.get(id.0).and_then(|s| s.accepted()) {
+        match seen.and_then(|s| s.accepted()) {
             Some((owner, sec)) if sec == security => {
                 if owner == broker {
                     Ok(())
@@ -156,6 +207,22 @@ impl Gateway {
             }
             _ => Err(RejectReason::UnknownOrder),
         }
+    }
+
+    /// Drops `id` from memory once the caller's archive answers for it (see
+    /// [`Self::check_with`]). False if memory did not hold it.
+    pub fn forget(&mut self, id: OrderId) -> bool {
+        self.ids.remove(id.0).is_some()
+    }
+
+    /// Ids held in memory.
+    pub fn ids_in_memory(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Whether memory holds `id` (whatever an archive may hold).
+    pub fn remembers(&self, id: OrderId) -> bool {
+        self.ids.contains(id.0)
     }
 
     /// The highest order id used so far by any NEW (0 if none): ids above it are free.
@@ -185,6 +252,24 @@ impl Gateway {
             Command::Phase(p) => self.phase = *p,
             Command::Cancel(_) | Command::Amend(_) => {}
         }
+    }
+
+    /// Records an accepted order (recovery from a book snapshot: a live order), without checks.
+    pub fn restore_accepted(&mut self, id: OrderId, broker: BrokerId, security: SecurityId) {
+        self.ids.set(
+            id.0,
+            Seen {
+                state: ACCEPTED,
+                broker,
+                security,
+            },
+        );
+        self.max_id = self.max_id.max(id.0);
+    }
+
+    /// Raises the highest used order id (recovery: ids used before, now archived).
+    pub fn restore_max_id(&mut self, id: u64) {
+        self.max_id = self.max_id.max(id);
     }
 
     /// Records a NEW the gateway rejected (journal recovery): its id stays burnt, so re-using

@@ -4,7 +4,10 @@
 //! order. Those ids go into a paged direct table: an insert touches the newest (cache-hot) page,
 //! there is no hashing and no rehash pause, and a page is recycled once all its entries are
 //! gone. Ids far beyond what has been seen (sparse or random ids) go to an `FxHashMap`, so memory
-//! stays proportional to the number of ids stored, whatever the ids look like.
+//! stays proportional to the number of ids stored, whatever the ids look like. A page left
+//! nearly empty by removals (a few long-resting orders among thousands of finished ones) moves
+//! its last entries to the hash map and is freed: a long day does not keep a 4096-slot page
+//! alive per straggler.
 
 use rustc_hash::FxHashMap;
 
@@ -14,6 +17,8 @@ const PAGE: usize = 1 << PAGE_BITS;
 const SLACK: u64 = 1 << 20;
 /// Spare pages kept for reuse instead of being freed and reallocated.
 const MAX_SPARE: usize = 8;
+/// A page below the newest whose live entries fall to this many moves them to the hash map.
+const SPARSE: u32 = (PAGE / 64) as u32;
 
 #[derive(Clone, Debug)]
 struct Page<V> {
@@ -137,10 +142,19 @@ impl<V: Copy + PartialEq> IdMap<V> {
                         page.slots[i] = self.empty;
                         page.live -= 1;
                         self.len -= 1;
-                        if page.live == 0 {
+                        let newest = (p + 1) << PAGE_BITS >= self.limit as usize;
+                        if page.live == 0 || (page.live <= SPARSE && !newest) {
                             if let Some(page) = slot.take() {
+                                let base = (p as u64) << PAGE_BITS;
+                                for (k, &x) in page.slots.iter().enumerate() {
+                                    if x != self.empty {
+                                        self.far.insert(base + k as u64, x);
+                                    }
+                                }
                                 if self.spare.len() < MAX_SPARE {
-                                    self.spare.push(page.slots);
+                                    let mut slots = page.slots;
+                                    slots.fill(self.empty);
+                                    self.spare.push(slots);
                                 }
                             }
                         }
@@ -196,6 +210,34 @@ mod tests {
         for (&k, &v) in &h {
             assert_eq!(m.get(k), Some(v));
         }
+    }
+
+    #[test]
+    fn stragglers_do_not_keep_pages_alive() {
+        // 1M increasing ids, all removed but one in every 5,000: the survivors end up in the
+        // hash map and (almost) every page is freed, and every lookup still answers.
+        let mut m = IdMap::new(0u32);
+        let n = 1_000_000u64;
+        for id in 0..n {
+            m.insert_new(id, id as u32 + 1);
+        }
+        for id in 0..n {
+            if id % 5_000 != 0 {
+                assert_eq!(m.remove(id), Some(id as u32 + 1));
+            }
+        }
+        let pages = m.pages.iter().filter(|p| p.is_some()).count();
+        assert!(pages <= 1, "{pages} pages kept for {} ids", m.len());
+        assert_eq!(m.len(), (n / 5_000) as usize);
+        for id in (0..n).step_by(2_500) {
+            let expect = (id % 5_000 == 0).then_some(id as u32 + 1);
+            assert_eq!(m.get(id), expect, "id {id}");
+        }
+        // Old ranges can still be written and removed.
+        m.set(7, 99);
+        assert_eq!(m.get(7), Some(99));
+        assert_eq!(m.remove(5_000), Some(5_001));
+        assert_eq!(m.get(5_000), None);
     }
 
     #[test]

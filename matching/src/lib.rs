@@ -58,7 +58,7 @@ extern crate self as matching;
 
 pub use engine::Engine;
 pub use exchange::Exchange;
-pub use gateway::Gateway;
+pub use gateway::{ArchivedId, Gateway};
 pub use image::{BookImage, ImportError, RestingKind, RestingOrder};
 pub use rules::MarketRules;
 pub use securities::SecurityTable;

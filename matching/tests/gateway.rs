@@ -294,3 +294,157 @@ fn restore_of_phases_and_rejected_new_orders() {
     assert_eq!(g.owner(OrderId(60)), Some((BrokerId(3), SecurityId(1))));
     assert_eq!(g.check(&cancel(60, 3, 1)), Ok(()));
 }
+
+mod split_registry {
+    //! The gateway with part of its id registry moved out (forgotten into an archive the
+    //! caller answers from) decides exactly like one that keeps every id in memory, and asks
+    //! the archive only about ids memory does not hold.
+
+    use super::common::gen::{build, table, RawOp};
+    use matching::stream::{to_command, BrokerRegistry};
+    use matching::{ArchivedId, Command, Gateway, MarketRules, OrderId};
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn run(ops: &[RawOp], scale: u64, forget_every: u64) {
+        let rules = MarketRules::hose();
+        let sec = table();
+        let rows = build(&rules, ops, scale);
+        let mut brokers = BrokerRegistry::new();
+        let mut whole = Gateway::new(rules, sec.clone());
+        let mut split = Gateway::new(rules, sec.clone());
+        let mut archive: HashMap<OrderId, ArchivedId> = HashMap::new();
+        let mut used: Vec<OrderId> = Vec::new();
+        let mut in_memory: std::collections::HashSet<OrderId> = Default::default();
+        for (i, row) in rows.iter().enumerate() {
+            let cmd = to_command(row, &sec, &mut brokers);
+            let expected = whole.check(&cmd);
+            let got = split
+                .check_with(&cmd, |id| {
+                    assert!(!in_memory.contains(&id), "asked about an id memory holds");
+                    Ok::<_, ()>(archive.get(&id).copied())
+                })
+                .unwrap();
+            assert_eq!(got, expected, "row {i}: {row:?}");
+            assert_eq!(split.max_order_id(), whole.max_order_id());
+            if let Command::New(o) = cmd {
+                if split.remembers(o.id) && in_memory.insert(o.id) {
+                    used.push(o.id);
+                }
+            }
+            // Move the oldest ids out now and then, as the manager archives finished orders.
+            if forget_every > 0 && (i as u64 + 1) % forget_every == 0 {
+                let n = used.len() / 2;
+                for id in used.drain(..n) {
+                    let (broker, security, accepted) = match whole.owner(id) {
+                        Some((b, s)) => (b, s, true),
+                        None => {
+                            // A rejected NEW: burnt, not cancellable. Its broker and security
+                            // do not matter to any later check.
+                            (matching::BrokerId(0), matching::SecurityId(0), false)
+                        }
+                    };
+                    assert!(split.forget(id));
+                    assert!(!split.forget(id), "forgotten once");
+                    in_memory.remove(&id);
+                    archive.insert(
+                        id,
+                        ArchivedId {
+                            broker,
+                            security,
+                            accepted,
+                        },
+                    );
+                }
+            }
+        }
+        assert_eq!(split.ids_in_memory(), in_memory.len());
+        assert_eq!(
+            split.ids_in_memory() + archive.len(),
+            whole.ids_in_memory(),
+            "every id is in exactly one place"
+        );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+        #[test]
+        fn forgetting_ids_changes_no_decision(
+            ops in proptest::collection::vec(any::<RawOp>(), 1..600),
+            scattered in any::<bool>(),
+            forget_every in 1u64..50,
+        ) {
+            let scale = if scattered { 0x9e37_79b9_7f4a_7c15 } else { 1 };
+            run(&ops, scale, forget_every);
+        }
+    }
+
+    #[test]
+    fn memory_holds_only_what_was_not_forgotten() {
+        let mut g = Gateway::new(MarketRules::hose(), table());
+        let mut asked = 0;
+        for id in 1..=10_000u64 {
+            let cmd = super::new(
+                id,
+                1,
+                0,
+                matching::Side::Buy,
+                matching::OrderType::Limit,
+                10_000,
+                100,
+            );
+            if id > 1 {
+                g.forget(OrderId(id - 1));
+            }
+            let r = g
+                .check_with(&cmd, |x| {
+                    asked += 1;
+                    Ok::<_, ()>((x.0 < id).then_some(ArchivedId {
+                        broker: matching::BrokerId(1),
+                        security: matching::SecurityId(0),
+                        accepted: true,
+                    }))
+                })
+                .unwrap();
+            assert_eq!(r, Ok(()));
+        }
+        // Memory cannot know a fresh id was never used, so the archive is asked (the manager's
+        // archive answers "no" from its highest id before any disk read).
+        assert_eq!(asked, 10_000);
+        assert_eq!(g.ids_in_memory(), 1);
+        // An archived id is still a duplicate, and still cancellable by its owner only.
+        let dup = super::new(
+            5,
+            1,
+            0,
+            matching::Side::Buy,
+            matching::OrderType::Limit,
+            10_000,
+            100,
+        );
+        let archived = |x: OrderId| {
+            Ok::<_, ()>((x.0 < 10_000).then_some(ArchivedId {
+                broker: matching::BrokerId(1),
+                security: matching::SecurityId(0),
+                accepted: true,
+            }))
+        };
+        assert_eq!(
+            g.check_with(&dup, archived).unwrap(),
+            Err(matching::RejectReason::DuplicateOrderId)
+        );
+        assert_eq!(
+            g.check_with(&super::cancel(5, 1, 0), archived).unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            g.check_with(&super::cancel(5, 2, 0), archived).unwrap(),
+            Err(matching::RejectReason::NotOwner)
+        );
+        assert_eq!(
+            g.check_with(&super::cancel(5, 1, 1), archived).unwrap(),
+            Err(matching::RejectReason::UnknownOrder)
+        );
+        assert_eq!(g.check_with(&dup, |_| Err("disk")), Err("disk"));
+    }
+}

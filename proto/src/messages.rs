@@ -11,13 +11,13 @@
 //! correlate by these references, never by arrival order.
 
 use matching::{
-    BrokerId, CancelReason, Command, Event, OrderId, Phase, Price, Qty, RejectReason, SecurityId,
-    Side, Timestamp,
+    BookImage, BrokerId, CancelReason, Command, Event, OrderId, Phase, Price, Qty, RejectReason,
+    RestingOrder, SecurityId, Side, Timestamp,
 };
 use serde::{Deserialize, Serialize};
 
 /// Bumped whenever a message layout changes; a mismatch is refused at the handshake.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Who the client is and the secret that proves it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -350,6 +350,140 @@ pub enum ToExecutor {
     },
     /// Commands to match, in sequence order.
     Orders(Vec<Routed>),
+    /// Answer with an image of each of these books ([`FromExecutor::Image`] parts), taken
+    /// after every command sent before this message: it travels in the same ordered queue.
+    Snapshot(Vec<SecurityId>),
+    /// Install a book from an image (failover, migration, manager restart): the book becomes
+    /// exactly the image, as of command `seq`; a following `Replay` continues from there. The
+    /// parts of one image are consecutive; the book is installed at the `last` one.
+    Image(ImagePart),
+}
+
+/// Most resting orders in one [`ImagePart`] (keeps frames far below the frame limit).
+pub const IMAGE_PART_ORDERS: usize = 32_768;
+
+/// One part of a book image: the book's exact state right after command `seq` of its
+/// security (0: before any). Every part repeats the header; orders are in priority order,
+/// the parts' bids and asks concatenated in part order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImagePart {
+    pub security: SecurityId,
+    pub seq: u64,
+    pub phase: Phase,
+    pub reference: Price,
+    pub last_trade: Option<Price>,
+    pub bids: Vec<RestingOrder>,
+    pub asks: Vec<RestingOrder>,
+    pub last: bool,
+}
+
+impl ImagePart {
+    /// Cuts `image` (the book after `seq`) into parts of at most `max_orders` orders
+    /// (at least one part, even for an empty book).
+    pub fn split(image: &BookImage, seq: u64, max_orders: usize) -> Vec<ImagePart> {
+        let max = max_orders.max(1);
+        let header = |bids: &[RestingOrder], asks: &[RestingOrder]| ImagePart {
+            security: image.security,
+            seq,
+            phase: image.phase,
+            reference: image.reference,
+            last_trade: image.last_trade,
+            bids: bids.to_vec(),
+            asks: asks.to_vec(),
+            last: false,
+        };
+        let mut parts: Vec<ImagePart> = image
+            .bids
+            .chunks(max)
+            .map(|c| header(c, &[]))
+            .chain(image.asks.chunks(max).map(|c| header(&[], c)))
+            .collect();
+        if parts.is_empty() {
+            parts.push(header(&[], &[]));
+        }
+        if let Some(p) = parts.last_mut() {
+            p.last = true;
+        }
+        parts
+    }
+}
+
+/// Why [`ImageAssembly`] refused a part.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ImagePartError {
+    #[error("image part of security {got:?} (seq {got_seq}) inside the image of {expected:?} (seq {expected_seq})")]
+    Interleaved {
+        expected: SecurityId,
+        expected_seq: u64,
+        got: SecurityId,
+        got_seq: u64,
+    },
+    #[error("image parts disagree on the book's phase, reference or last trade")]
+    HeaderChanged,
+    #[error("image of more than {0} resting orders")]
+    TooLarge(usize),
+}
+
+/// Collects the parts of one image, bounded: at most `max_orders` orders in all.
+#[derive(Clone, Debug, Default)]
+pub struct ImageAssembly {
+    image: Option<(u64, BookImage)>,
+}
+
+impl ImageAssembly {
+    /// Adds a part; returns the whole image and its seq at the last part.
+    pub fn push(
+        &mut self,
+        part: ImagePart,
+        max_orders: usize,
+    ) -> Result<Option<(u64, BookImage)>, ImagePartError> {
+        let (seq, image) = self.image.get_or_insert_with(|| {
+            (
+                part.seq,
+                BookImage {
+                    security: part.security,
+                    phase: part.phase,
+                    reference: part.reference,
+                    last_trade: part.last_trade,
+                    bids: Vec::new(),
+                    asks: Vec::new(),
+                },
+            )
+        });
+        let result = if image.security != part.security || *seq != part.seq {
+            Err(ImagePartError::Interleaved {
+                expected: image.security,
+                expected_seq: *seq,
+                got: part.security,
+                got_seq: part.seq,
+            })
+        } else if (image.phase, image.reference, image.last_trade)
+            != (part.phase, part.reference, part.last_trade)
+        {
+            Err(ImagePartError::HeaderChanged)
+        } else if image.bids.len() + image.asks.len() + part.bids.len() + part.asks.len()
+            > max_orders
+        {
+            Err(ImagePartError::TooLarge(max_orders))
+        } else {
+            image.bids.extend_from_slice(&part.bids);
+            image.asks.extend_from_slice(&part.asks);
+            Ok(())
+        };
+        match result {
+            Err(e) => {
+                self.image = None;
+                Err(e)
+            }
+            Ok(()) if part.last => Ok(self.image.take()),
+            Ok(()) => Ok(None),
+        }
+    }
+
+    /// Whether a part was received and the image is not complete yet.
+    pub fn in_progress(&self) -> bool {
+        self.image.is_some()
+    }
 }
 
 /// The events of one routed command, or of one part of them: a command whose events do not
@@ -369,6 +503,9 @@ pub enum FromExecutor {
     /// consecutive.
     Events(Vec<EventGroup>),
     Heartbeat(ExecutorStats),
+    /// One part of the image a [`ToExecutor::Snapshot`] asked for, after the events of every
+    /// command before the request; `seq` is the last command the book applied.
+    Image(ImagePart),
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

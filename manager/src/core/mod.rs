@@ -4,6 +4,8 @@
 //!   collection of executors' event groups and the reports they become;
 //! - [`shards`]: the shard map, per-security routing state, migration and failover;
 //! - [`orders`]: the order-state projection, which also checks every executor event;
+//! - [`checkpoint`]: book images, checkpoints and the finished-order index, which keep memory
+//!   flat over a long day; `recovery`: restart from the last checkpoint and the journal tail;
 //! - `stats`: counters, latency and the market summary for monitors.
 //!
 //! Invariants kept here:
@@ -22,9 +24,14 @@
 //! - a broker session sees only its own orders: its order ids are its own namespace (mapped
 //!   into the exchange's at the edge), its fill reports never name the counterparty.
 
+pub mod checkpoint;
 pub mod orders;
+mod recovery;
 pub mod shards;
 mod stats;
+
+pub use checkpoint::{Archive, ArchiveStats, Checkpoint, MemoryArchive, MemoryFigures};
+pub use recovery::Restart;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -36,13 +43,13 @@ use matching::{
 };
 use proto::limits::MAX_BROKER_ORDER_ID;
 use proto::{
-    ClientCommand, EventGroup, ExecutorStats, GridSnapshot, Liquidity, LogEntry, LogKind, NodeInfo,
-    NodeStatus, OrderState, OrderStatus, OwnFill, Report, ReportEvent, Routed, SecurityView,
-    ToExecutor, TradeId, TradeTick,
+    ClientCommand, EventGroup, ExecutorStats, GridSnapshot, ImageAssembly, ImagePart, Liquidity,
+    LogEntry, LogKind, NodeInfo, NodeStatus, OrderState, OrderStatus, OwnFill, Report, ReportEvent,
+    Routed, SecurityView, ToExecutor, TradeId, TradeTick,
 };
 use rustc_hash::FxHashMap;
 
-use journal::{JournalRecord, RejectedNew};
+use journal::{JournalItem, JournalRecord, RejectedNew};
 use orders::Projection;
 pub use shards::{NodeId, LOCAL_NODE};
 use shards::{ShardNews, Shards};
@@ -97,29 +104,45 @@ pub trait Persist: Send {
 /// Keeps everything in memory (tests and the `--no-journal` experiments).
 #[derive(Default)]
 pub struct MemoryPersist {
-    pub orders: Vec<JournalRecord>,
-    pub rejected: Vec<RejectedNew>,
+    /// Records and rejected NEWs in journal order.
+    pub items: Vec<JournalItem>,
     pub trades: Vec<TapeEntry>,
+    next_seq: u64,
+}
+
+impl MemoryPersist {
+    /// The items a journal reader from `from_seq` yields (see `journal::JournalReader`).
+    pub fn items_from(&self, from_seq: u64) -> Vec<JournalItem> {
+        self.items
+            .iter()
+            .filter(|i| match i {
+                JournalItem::Record(r) => r.next_seq() > from_seq,
+                JournalItem::Rejected(r) => r.next_seq >= from_seq,
+            })
+            .copied()
+            .collect()
+    }
 }
 
 impl Persist for MemoryPersist {
     fn append(&mut self, e: &JournalEntry<'_>) -> anyhow::Result<()> {
-        self.orders.push(JournalRecord {
+        self.items.push(JournalItem::Record(JournalRecord {
             seq: e.seq,
             time: e.time,
             client_ref: e.client_ref,
             entry: journal::Entry::Command(*e.command),
-        });
+        }));
+        self.next_seq = e.seq + 1;
         Ok(())
     }
     fn append_rejected(&mut self, e: &RejectedEntry<'_>) -> anyhow::Result<()> {
-        self.rejected.push(RejectedNew {
+        self.items.push(JournalItem::Rejected(RejectedNew {
             order: *e.order,
             reason: e.reason,
             time: e.time,
             client_ref: e.client_ref,
-            next_seq: 0,
-        });
+            next_seq: self.next_seq.max(1),
+        }));
         Ok(())
     }
     fn append_trade(&mut self, e: &TapeEntry) -> anyhow::Result<()> {
@@ -142,6 +165,12 @@ pub struct CoreConfig {
     pub commit_each: bool,
     /// Commands held (sequenced, no owner yet) before order entry pauses.
     pub max_held: usize,
+    /// Ask a book's owner for an image once its history holds this many commands (0: only
+    /// on the timer).
+    pub snapshot_every: usize,
+    /// Checkpoint, then ask for images of every book that changed, this often (`None`: never;
+    /// then nothing leaves memory).
+    pub snapshot_interval: Option<Duration>,
 }
 
 impl Default for CoreConfig {
@@ -152,6 +181,8 @@ impl Default for CoreConfig {
             heartbeat_timeout: Duration::from_millis(1500),
             commit_each: false,
             max_held: 2_000_000,
+            snapshot_every: 0,
+            snapshot_interval: None,
         }
     }
 }
@@ -292,6 +323,17 @@ pub struct Core {
     out: Outbox,
     /// Schedule name for monitors.
     schedule: String,
+    /// Finished orders and book snapshots leave memory for it (see [`checkpoint`]).
+    archive: Box<dyn Archive>,
+    /// Finished orders of books whose image was trusted: due for the next checkpoint.
+    due: Vec<OrderId>,
+    /// Image parts being received, per executor.
+    images_in: FxHashMap<NodeId, ImageAssembly>,
+    last_checkpoint: Instant,
+    /// Recent phase changes (seq, new phase), bounded, and the phase before the oldest: the
+    /// phase in effect at a checkpoint's resume seq.
+    phase_log: VecDeque<(u64, Phase)>,
+    phase_floor: Phase,
 }
 
 impl Core {
@@ -317,8 +359,10 @@ impl Core {
         });
         let mut sessions = FxHashMap::default();
         sessions.insert(EXCHANGE_SESSION, SessionKind::Exchange);
+        let mut shards = Shards::new(n, config.local);
+        shards.snapshot_every = config.snapshot_every;
         Core {
-            shards: Shards::new(n, config.local),
+            shards,
             projection: Projection::new(references),
             stats: Stats::new(n, now),
             gateway,
@@ -339,7 +383,38 @@ impl Core {
             out: Outbox::default(),
             schedule: "continuous".into(),
             config,
+            archive: Box::new(MemoryArchive::default()),
+            due: Vec::new(),
+            images_in: FxHashMap::default(),
+            last_checkpoint: now,
+            phase_log: VecDeque::new(),
+            phase_floor: Phase::Continuous,
         }
+    }
+
+    /// Replaces the archive (the disk index in production; memory by default).
+    pub fn with_archive(mut self, archive: Box<dyn Archive>) -> Self {
+        self.archive = archive;
+        self
+    }
+
+    /// Records a phase change at `seq` in the bounded phase log.
+    fn note_phase(&mut self, seq: u64, phase: Phase) {
+        self.phase_log.push_back((seq, phase));
+        if self.phase_log.len() > 64 {
+            if let Some((_, p)) = self.phase_log.pop_front() {
+                self.phase_floor = p;
+            }
+        }
+    }
+
+    /// The phase in effect right after command `seq` (as far as the log reaches back).
+    fn phase_at(&self, seq: u64) -> Phase {
+        self.phase_log
+            .iter()
+            .rev()
+            .find(|(s, _)| *s <= seq)
+            .map_or(self.phase_floor, |(_, p)| *p)
     }
 
     pub fn set_schedule_name(&mut self, name: impl Into<String>) {
@@ -408,126 +483,6 @@ impl Core {
     }
 
     // ------------------------------------------------------------------------------ recovery
-
-    /// Rebuilds state after a restart from the journaled commands and rejects: the gateway's
-    /// memory (burnt ids, phase, reference prices), every security's history (all of it counts
-    /// as completed: the books are recomputed here by a sequential engine, and rebuilt by
-    /// replay on the executors), the projection, and the fills the trade tape is missing
-    /// (`taped` holds the tape's (seq, security, fill index) keys). Returns how many fills were
-    /// restored to the tape.
-    pub fn recover(
-        &mut self,
-        brokers: &[(BrokerId, String)],
-        orders: &[JournalRecord],
-        rejected: &[RejectedNew],
-        taped: &rustc_hash::FxHashSet<(u64, u32, u32)>,
-    ) -> anyhow::Result<u64> {
-        let mut sorted: Vec<&(BrokerId, String)> = brokers.iter().collect();
-        sorted.sort_by_key(|(id, _)| id.0);
-        for (id, name) in sorted {
-            let got = self.brokers.intern(name);
-            anyhow::ensure!(
-                got == *id,
-                "journal broker ids are not dense: {name} is {id:?}"
-            );
-        }
-        for r in rejected {
-            self.gateway.restore_rejected(&r.order);
-            self.projection
-                .insert_rejected(&r.order, r.client_ref, r.reason);
-            self.note_max_id(&r.order);
-            self.last_time = self.last_time.max(r.time);
-        }
-        let n = self.gateway.securities().len();
-        let mut engine =
-            executor::ExecutorCore::new(*self.gateway.rules(), self.gateway.securities());
-        let mut groups = Vec::new();
-        engine.apply(
-            ToExecutor::Assign {
-                map_version: 0,
-                securities: (0..n as u32).map(SecurityId).collect(),
-            },
-            &mut groups,
-        );
-        let mut restored = 0u64;
-        for rec in orders {
-            anyhow::ensure!(
-                rec.seq == self.next_seq,
-                "journal gap: expected seq {}, found {}",
-                self.next_seq,
-                rec.seq
-            );
-            self.last_time = self.last_time.max(rec.time);
-            let command = match rec.entry {
-                journal::Entry::Gap { count } => {
-                    // Seqs an operator accepted as lost: never reused.
-                    self.next_seq += count;
-                    continue;
-                }
-                journal::Entry::Command(c) => c,
-            };
-            self.next_seq += 1;
-            if let Err(reason) = self.gateway.check(&command) {
-                anyhow::bail!(
-                    "journaled command seq {} is refused on replay ({}): the journal does not match this listing or these rules",
-                    rec.seq,
-                    reason.code()
-                );
-            }
-            if let Command::New(o) = &command {
-                self.note_max_id(o);
-            }
-            if let Command::Phase(p) = command {
-                self.phase = p;
-            }
-            let routed: Vec<Routed> = self.fan_out(rec.seq, &command);
-            groups.clear();
-            engine.process(&routed, &mut groups);
-            for r in routed {
-                self.shards.secs[r.security.0 as usize].history.push(r);
-            }
-            for g in groups.drain(..) {
-                let routed = Routed {
-                    seq: rec.seq,
-                    security: g.security,
-                    command,
-                };
-                let outcome = self
-                    .projection
-                    .apply_group(&routed, rec.client_ref, &g.events)
-                    .map_err(|e| {
-                        anyhow::anyhow!("journal replay of seq {} is inconsistent: {e}", rec.seq)
-                    })?;
-                for (sec, price) in outcome.references {
-                    self.gateway.set_reference(sec, price);
-                }
-                let mut fill_index = 0u32;
-                for ev in &g.events {
-                    if let Event::Fill(f) = ev {
-                        if !taped.contains(&(rec.seq, g.security.0, fill_index)) {
-                            self.persist.append_trade(&TapeEntry {
-                                seq: rec.seq,
-                                time: rec.time,
-                                fill_index,
-                                fill: *f,
-                            })?;
-                            restored += 1;
-                        }
-                        fill_index += 1;
-                    }
-                }
-            }
-        }
-        for st in &mut self.shards.secs {
-            st.completed = st.history.len();
-            st.sent = if self.config.local { st.completed } else { 0 };
-        }
-        self.persist.commit()?;
-        if self.config.local {
-            self.local = Some(engine);
-        }
-        Ok(restored)
-    }
 
     fn note_max_id(&mut self, o: &NewOrder) {
         if o.id.0 >> 40 == u64::from(o.broker.0) + 1 {
@@ -677,7 +632,11 @@ impl Core {
             }
             SessionKind::Exchange => {}
         }
-        if let Err(reason) = self.gateway.check(&cmd) {
+        let archive = &*self.archive;
+        let checked = self
+            .gateway
+            .check_with(&cmd, |id| Core::archived_id(archive, id))?;
+        if let Err(reason) = checked {
             return self.reject(session, cc.client_ref, &cmd, reason, now, time);
         }
         let seq = self.next_seq;
@@ -732,6 +691,7 @@ impl Core {
         }
         if let Command::Phase(p) = cmd {
             self.phase = p;
+            self.note_phase(seq, p);
             if p == Phase::Closed {
                 self.barrier = Some(seq);
             }
@@ -859,12 +819,24 @@ impl Core {
 
     fn match_locally(&mut self, msgs: Vec<ToExecutor>, now: Instant) -> anyhow::Result<()> {
         let mut local = self.local.take().expect("local mode has an executor core");
+        // Images go in after the events before them, as an executor sends them.
+        let mut steps: Vec<(Vec<EventGroup>, Vec<ImagePart>)> = Vec::new();
         let mut groups = Vec::new();
         for m in msgs {
-            local.apply(m, &mut groups);
+            let applied = local.apply(m, &mut groups);
+            if !applied.images.is_empty() {
+                steps.push((std::mem::take(&mut groups), applied.images));
+            }
         }
+        steps.push((groups, Vec::new()));
         self.local = Some(local);
-        self.executor_events(LOCAL_NODE, groups, now)
+        for (groups, images) in steps {
+            self.executor_events(LOCAL_NODE, groups, now)?;
+            for part in images {
+                self.executor_image(LOCAL_NODE, part, now)?;
+            }
+        }
+        Ok(())
     }
 
     fn drain_news(&mut self, now: Instant) {
@@ -906,6 +878,7 @@ impl Core {
     /// An executor's connection closed or its heartbeat timed out.
     pub fn executor_lost(&mut self, node: NodeId, now: Instant) {
         self.partial.remove(&node);
+        self.images_in.remove(&node);
         self.shards.executor_lost(node);
         self.drain_news(now);
     }
@@ -1337,12 +1310,17 @@ impl Core {
     // ------------------------------------------------------------------------------- queries
 
     /// The state of the session's orders (`ids` empty: all of them, in the session's own id
-    /// namespace for a broker). Other brokers' orders are never returned.
-    pub fn query_orders(&self, session: SessionId, ids: &[OrderId]) -> Vec<OrderStatus> {
+    /// namespace for a broker). Other brokers' orders are never returned. Finished orders that
+    /// left memory are read from the archive (a broker's own ids are one id range there).
+    pub fn query_orders(
+        &self,
+        session: SessionId,
+        ids: &[OrderId],
+    ) -> anyhow::Result<Vec<OrderStatus>> {
         let broker = match self.sessions.get(&session) {
             Some(SessionKind::Broker(b)) => Some(*b),
             Some(_) => None,
-            None => return Vec::new(),
+            None => return Ok(Vec::new()),
         };
         let to_global = |id: OrderId| match broker {
             Some(b) => global_order_id(b, id.0),
@@ -1359,6 +1337,18 @@ impl Core {
                     .filter(|(id, r)| visible(r.broker, *id))
                     .map(|(id, r)| r.status(id)),
             );
+            let (lo, hi) = match broker {
+                Some(b) => (
+                    global_order_id(b, 0).map_or(u64::MAX, |x| x.0),
+                    global_order_id(b, MAX_BROKER_ORDER_ID).map_or(0, |x| x.0),
+                ),
+                None => (0, u64::MAX),
+            };
+            self.archive.scan(lo, hi, &mut |f| {
+                if visible(f.broker, f.id) {
+                    out.push(orders::finished_status(f));
+                }
+            })?;
             out.extend(self.inflight.iter().filter_map(pending).map(pending_status));
         } else {
             for id in ids.iter().filter_map(|i| to_global(*i)) {
@@ -1366,7 +1356,11 @@ impl Core {
                     Some(r) if visible(r.broker, id) => out.push(r.status(id)),
                     Some(_) => {}
                     None => {
-                        if let Some(o) = self
+                        if let Some(f) = self.archive.get(id)? {
+                            if visible(f.broker, id) {
+                                out.push(orders::finished_status(&f));
+                            }
+                        } else if let Some(o) = self
                             .inflight
                             .iter()
                             .filter_map(pending)
@@ -1385,7 +1379,7 @@ impl Core {
         }
         out.sort_by_key(|s| s.id);
         out.dedup_by_key(|s| s.id);
-        out
+        Ok(out)
     }
 
     pub fn totals(&self) -> Vec<(SecurityId, matching::Qty, matching::Qty)> {

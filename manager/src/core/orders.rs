@@ -9,13 +9,21 @@
 //! inconsistency it rolls everything back and says why, and the caller treats the executor as
 //! failed. A well-behaved engine's events always pass: the checks restate the engine's contract
 //! (matching/src/types.rs), they do not re-run the matching.
+//!
+//! Memory: live orders stay (every event is checked against them); an order that reached a
+//! final state is listed under its security ([`Projection::take_finished`]) and leaves memory
+//! once a checkpoint has put it in the finished-order index ([`Projection::archive`]). Book
+//! images are checked against the projection before they are trusted
+//! ([`Projection::verify_image`]): every resting order, its quantity, side, price, owner, kind
+//! and time priority (the seq it last rested at), the totals, phase, reference and last trade.
 
+use journal::{BookSnapshot, FinalState, FinishedOrder, LiveOrder};
 use matching::{
-    Aggressor, BrokerId, CancelReason, Command, Event, Fill, OrderId, OrderType, Phase, Price, Qty,
-    RejectReason, SecurityId, Side,
+    Aggressor, BookImage, BrokerId, CancelReason, Command, Event, Fill, OrderId, OrderType, Phase,
+    Price, Qty, RejectReason, RestingKind, RestingOrder, SecurityId, Side,
 };
 use proto::{OrderState, OrderStatus, Routed};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// One order as the manager knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +43,9 @@ pub(crate) struct OrderRecord {
     pub open: Qty,
     pub state: OrderState,
     pub reject: Option<RejectReason>,
+    /// The seq that gave a resting order its time priority: the command it rested at (its
+    /// NEW, or an AMEND that cost it priority).
+    pub since: u64,
 }
 
 impl OrderRecord {
@@ -50,6 +61,49 @@ impl OrderRecord {
             state: self.state,
             reject: self.reject,
         }
+    }
+
+    /// The record of a finished order for the index (`None` while it can still change).
+    pub fn finished(&self, id: OrderId) -> Option<FinishedOrder> {
+        let state = match self.state {
+            OrderState::Filled => FinalState::Filled,
+            OrderState::Cancelled => FinalState::Cancelled,
+            OrderState::Expired => FinalState::Expired,
+            OrderState::Rejected => FinalState::Rejected(self.reject?),
+            OrderState::Pending | OrderState::Resting => return None,
+        };
+        Some(FinishedOrder {
+            id,
+            broker: self.broker,
+            security: self.security,
+            side: self.side,
+            kind: self.kind,
+            price: self.price,
+            qty: self.qty,
+            filled: self.filled,
+            state,
+        })
+    }
+}
+
+/// A finished order from the index, as a query answers it.
+pub(crate) fn finished_status(f: &FinishedOrder) -> OrderStatus {
+    let (state, reject) = match f.state {
+        FinalState::Filled => (OrderState::Filled, None),
+        FinalState::Cancelled => (OrderState::Cancelled, None),
+        FinalState::Expired => (OrderState::Expired, None),
+        FinalState::Rejected(r) => (OrderState::Rejected, Some(r)),
+    };
+    OrderStatus {
+        id: f.id,
+        security: f.security,
+        side: f.side,
+        kind: f.kind,
+        price: f.price,
+        qty: f.qty,
+        filled: f.filled,
+        state,
+        reject,
     }
 }
 
@@ -77,6 +131,12 @@ pub(crate) struct Projection {
     records: FxHashMap<OrderId, OrderRecord>,
     books: Vec<BookState>,
     undo: Vec<Undo>,
+    /// Per security: orders that reached a final state, in the order they did.
+    finished: Vec<Vec<OrderId>>,
+    /// NEWs refused before sequencing, not yet archived.
+    rejected: Vec<OrderId>,
+    /// Orders the group being applied finished (moved to `finished` if it applies).
+    finishing: Vec<OrderId>,
 }
 
 /// What `apply_group` learned that the rest of the core acts on.
@@ -120,11 +180,213 @@ impl Projection {
                 })
                 .collect(),
             undo: Vec::new(),
+            finished: Vec::new(),
+            rejected: Vec::new(),
+            finishing: Vec::new(),
         }
     }
 
     pub fn get(&self, id: OrderId) -> Option<&OrderRecord> {
         self.records.get(&id)
+    }
+
+    /// Order records in memory (live, finished but not yet archived, rejected).
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    /// The orders of `sec` that finished since the last call (its book's image was just
+    /// trusted: they are ready for the index).
+    pub fn take_finished(&mut self, sec: SecurityId) -> Vec<OrderId> {
+        self.finished
+            .get_mut(sec.0 as usize)
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// NEWs refused before sequencing since the last call.
+    pub fn take_rejected(&mut self) -> Vec<OrderId> {
+        std::mem::take(&mut self.rejected)
+    }
+
+    /// Removes finished orders from memory and returns their index records, sorted by id. An
+    /// id that is unknown or not final (never the case for ids from `take_*`) is skipped.
+    pub fn archive(&mut self, ids: &[OrderId]) -> Vec<FinishedOrder> {
+        let mut out: Vec<FinishedOrder> = ids
+            .iter()
+            .filter_map(|id| {
+                let f = self.records.get(id)?.finished(*id)?;
+                self.records.remove(id);
+                Some(f)
+            })
+            .collect();
+        out.sort_unstable_by_key(|f| f.id);
+        out
+    }
+
+    /// Trims the record table after archiving shrank it well below its capacity.
+    pub fn shrink(&mut self) {
+        if self.records.capacity() > 4 * self.records.len().max(1 << 16) {
+            self.records.shrink_to(2 * self.records.len());
+        }
+    }
+
+    /// Checks an executor's image of `sec`'s book (taken right after command `seq`, which the
+    /// projection has just completed) against what the events said, and returns the book
+    /// snapshot to keep: the image with what the manager knows of each order. Any difference
+    /// (a missing, extra or changed order, another priority order, other totals, phase,
+    /// reference or last trade) is an error: a forged or broken image is never trusted.
+    pub fn verify_image(
+        &self,
+        sec: SecurityId,
+        seq: u64,
+        image: &BookImage,
+    ) -> Result<BookSnapshot, String> {
+        let i = sec.0 as usize;
+        let book = self
+            .books
+            .get(i)
+            .ok_or_else(|| format!("security {} is not listed", sec.0))?;
+        ensure(image.security == sec, || {
+            "the image names another security".into()
+        })?;
+        ensure(
+            image.phase == book.phase
+                && image.reference == book.reference
+                && image.last_trade == book.day_last,
+            || {
+                format!(
+                    "image header {:?}/{}/{:?} but the book is {:?}/{}/{:?}",
+                    image.phase,
+                    image.reference,
+                    image.last_trade,
+                    book.phase,
+                    book.reference,
+                    book.day_last
+                )
+            },
+        )?;
+        ensure(
+            (image.bids.len() + image.asks.len()) as u64 == book.live,
+            || {
+                format!(
+                    "image of {} orders but {} rest",
+                    image.bids.len() + image.asks.len(),
+                    book.live
+                )
+            },
+        )?;
+        let mut seen = FxHashSet::default();
+        let mut side_orders =
+            |side: Side, orders: &[RestingOrder]| -> Result<(Vec<LiveOrder>, Qty), String> {
+                let mut out = Vec::with_capacity(orders.len());
+                let mut total: Qty = 0;
+                // Priority: ATO/ATC first, then the better price, then the earlier time.
+                let mut previous: Option<(u8, i64, u64)> = None;
+                for o in orders {
+                    ensure(seen.insert(o.id), || format!("order {} twice", o.id.0))?;
+                    let r = self
+                        .records
+                        .get(&o.id)
+                        .ok_or_else(|| format!("order {} is unknown", o.id.0))?;
+                    let kind_ok = match o.kind {
+                        RestingKind::Limit => matches!(r.kind, OrderType::Limit | OrderType::Mtl),
+                        RestingKind::Ato => r.kind == OrderType::Ato,
+                        RestingKind::Atc => r.kind == OrderType::Atc,
+                    };
+                    ensure(
+                        r.state == OrderState::Resting
+                            && r.security == sec
+                            && r.side == side
+                            && r.broker == o.broker
+                            && r.open == o.qty
+                            && r.price == o.price
+                            && kind_ok,
+                        || format!("order {} in the image does not match it", o.id.0),
+                    )?;
+                    let price_rank = match side {
+                        Side::Buy => -o.price,
+                        Side::Sell => o.price,
+                    };
+                    let rank = match o.kind {
+                        RestingKind::Limit => (1, price_rank, r.since),
+                        _ => (0, 0, r.since),
+                    };
+                    ensure(previous.is_none_or(|p| p < rank), || {
+                        format!("order {} is out of priority order", o.id.0)
+                    })?;
+                    previous = Some(rank);
+                    total = total.checked_add(o.qty).ok_or("totals overflow")?;
+                    out.push(LiveOrder {
+                        id: o.id,
+                        broker: r.broker,
+                        side,
+                        kind: r.kind,
+                        price: r.price,
+                        qty: r.qty,
+                        filled: r.filled,
+                        client_ref: r.client_ref,
+                        since: r.since,
+                    });
+                }
+                Ok((out, total))
+            };
+        let (bids, bid_total) = side_orders(Side::Buy, &image.bids)?;
+        let (asks, ask_total) = side_orders(Side::Sell, &image.asks)?;
+        ensure(
+            bid_total == book.bid_total && ask_total == book.ask_total,
+            || "image totals differ from the book's".into(),
+        )?;
+        Ok(BookSnapshot {
+            security: sec,
+            seq,
+            phase: image.phase,
+            reference: image.reference,
+            last_trade: image.last_trade,
+            bids,
+            asks,
+        })
+    }
+
+    /// Installs a book from a snapshot (recovery): its resting orders and its state.
+    pub fn restore_book(&mut self, snap: &BookSnapshot) -> Result<(), String> {
+        let i = snap.security.0 as usize;
+        ensure(i < self.books.len(), || {
+            format!("snapshot of unlisted security {}", snap.security.0)
+        })?;
+        let mut book = BookState {
+            phase: snap.phase,
+            reference: snap.reference,
+            day_last: snap.last_trade,
+            ..BookState::default()
+        };
+        for o in snap.bids.iter().chain(&snap.asks) {
+            ensure(!self.records.contains_key(&o.id), || {
+                format!("order {} rests in two snapshots", o.id.0)
+            })?;
+            let open = o.open();
+            *Self::side_total(&mut book, o.side) += open;
+            book.live += 1;
+            self.records.insert(
+                o.id,
+                OrderRecord {
+                    broker: o.broker,
+                    client_ref: o.client_ref,
+                    security: snap.security,
+                    side: o.side,
+                    kind: o.kind,
+                    price: o.price,
+                    qty: o.qty,
+                    filled: o.filled,
+                    open,
+                    state: OrderState::Resting,
+                    reject: None,
+                    since: o.since,
+                },
+            );
+        }
+        self.books[i] = book;
+        Ok(())
     }
 
     pub fn book(&self, sec: SecurityId) -> Option<&BookState> {
@@ -156,19 +418,23 @@ impl Projection {
         client_ref: u64,
         reason: RejectReason,
     ) {
-        self.records.entry(o.id).or_insert(OrderRecord {
-            broker: o.broker,
-            client_ref,
-            security: o.security,
-            side: o.side,
-            kind: o.kind,
-            price: o.price,
-            qty: o.qty,
-            filled: 0,
-            open: 0,
-            state: OrderState::Rejected,
-            reject: Some(reason),
-        });
+        if let std::collections::hash_map::Entry::Vacant(e) = self.records.entry(o.id) {
+            e.insert(OrderRecord {
+                broker: o.broker,
+                client_ref,
+                security: o.security,
+                side: o.side,
+                kind: o.kind,
+                price: o.price,
+                qty: o.qty,
+                filled: 0,
+                open: 0,
+                state: OrderState::Rejected,
+                reject: Some(reason),
+                since: 0,
+            });
+            self.rejected.push(o.id);
+        }
     }
 
     /// Applies the events of `routed` (all of them, for that one security), checking each;
@@ -180,8 +446,16 @@ impl Projection {
         events: &[Event],
     ) -> Result<GroupOutcome, String> {
         self.undo.clear();
+        self.finishing.clear();
         let result = self.apply_inner(routed, client_ref, events);
-        if result.is_err() {
+        if result.is_ok() {
+            let i = routed.security.0 as usize;
+            if self.finished.len() <= i {
+                self.finished.resize_with(i + 1, Vec::new);
+            }
+            self.finished[i].append(&mut self.finishing);
+        } else {
+            self.finishing.clear();
             while let Some(u) = self.undo.pop() {
                 match u {
                     Undo::Record(id, Some(r)) => {
@@ -295,6 +569,7 @@ impl Projection {
                         open: o.qty,
                         state: OrderState::Pending,
                         reject: None,
+                        since: 0,
                     },
                 );
                 incoming = Some(Incoming {
@@ -391,6 +666,7 @@ impl Projection {
                     r.price = price;
                     r.open = qty;
                     r.state = OrderState::Resting;
+                    r.since = routed.seq;
                     self.add_to_book(i, side, qty)?;
                     self.book_mut(i).live += 1;
                     answered = true;
@@ -613,6 +889,9 @@ impl Projection {
             r.state = OrderState::Filled;
         }
         let rest_side = r.side;
+        if gone {
+            self.finishing.push(rest_id);
+        }
         self.take_from_book(sec.0 as usize, rest_side, f.qty)?;
         if gone {
             self.book_mut(sec.0 as usize).live -= 1;
@@ -623,6 +902,7 @@ impl Projection {
         a.open = a.open.saturating_sub(f.qty);
         if a.filled == a.qty {
             a.state = OrderState::Filled;
+            self.finishing.push(agg_id);
         }
         Ok(())
     }
@@ -648,6 +928,7 @@ impl Projection {
         let gone = r.open == 0;
         if gone {
             r.state = OrderState::Filled;
+            self.finishing.push(id);
         }
         self.take_from_book(f.security.0 as usize, side, f.qty)?;
         if gone {
@@ -677,6 +958,7 @@ impl Projection {
                 let side = r.side;
                 r.open = 0;
                 r.state = OrderState::Cancelled;
+                self.finishing.push(id);
                 self.leave_book(i, side, qty)
             }
             (CancelReason::Unfilled, Command::New(o)) if o.id == id => {
@@ -696,6 +978,7 @@ impl Projection {
                 let r = self.records.get_mut(&id).ok_or("order unknown")?;
                 r.open = 0;
                 r.state = OrderState::Cancelled;
+                self.finishing.push(id);
                 Ok(())
             }
             (CancelReason::Unfilled, Command::Phase(p)) if phase.is_call() && *p != phase => {
@@ -706,6 +989,7 @@ impl Projection {
                 let side = r.side;
                 r.open = 0;
                 r.state = OrderState::Cancelled;
+                self.finishing.push(id);
                 self.leave_book(i, side, qty)
             }
             (CancelReason::Expired, Command::Phase(Phase::Closed)) if phase != Phase::Closed => {
@@ -716,6 +1000,7 @@ impl Projection {
                 let side = r.side;
                 r.open = 0;
                 r.state = OrderState::Expired;
+                self.finishing.push(id);
                 self.leave_book(i, side, qty)
             }
             _ => Err(format!(

@@ -2,20 +2,27 @@
 //! came back; executors joining, failing and being replaced.
 //!
 //! Invariants:
-//! - per security, `history[..completed]` is exactly what the owner's book has absorbed;
-//!   commands reach the owner in sequence order; completion is a prefix;
+//! - per security, `base` (a trusted book image, or the empty book) followed by
+//!   `history[..completed]` is exactly what the owner's book has absorbed; commands reach the
+//!   owner in sequence order; completion is a prefix;
 //! - a security changes owner only when drained (migration: the owner has completed everything
-//!   it was sent) or when its owner is declared down (failover); the new owner replays
-//!   `history[..completed]` silently and then receives the rest live;
+//!   it was sent) or when its owner is declared down (failover); the new owner installs `base`,
+//!   replays `history[..completed]` silently and then receives the rest live;
+//! - the history is bounded: every `snapshot_every` commands (and on the core's timer) the
+//!   owner is asked for an image, in its ordered queue, after the last command routed; the
+//!   image is tagged with the seq of the last command the book applied, and once the core has
+//!   checked it against the projection it becomes `base` and the history before it is dropped;
 //! - messages to each executor go through one ordered queue (`outgoing`), released by the
 //!   core's flush after the journal commit, so a `Revoke` never overtakes commands routed
 //!   before it and nothing reaches an executor before it is durable.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
+use journal::BookSnapshot;
 use matching::SecurityId;
-use proto::{ExecutorStats, NodeStatus, Routed, ToExecutor};
+use proto::{ExecutorStats, ImagePart, NodeStatus, Routed, ToExecutor, IMAGE_PART_ORDERS};
 
 pub type NodeId = u32;
 
@@ -30,11 +37,30 @@ pub(crate) struct SecState {
     pub owner: Option<NodeId>,
     /// Migration in progress: the owner drains, then `target` takes over.
     pub target: Option<NodeId>,
+    /// The trusted image `history` continues from (`None`: the empty book before seq 1).
+    pub base: Option<Arc<BookSnapshot>>,
+    /// Whether `base` is in the latest durable checkpoint.
+    pub base_durable: bool,
+    /// Commands after `base`, in sequence order.
     pub history: Vec<Routed>,
     /// Prefix of `history` sent to the current owner.
     pub sent: usize,
     /// Prefix of `history` whose final event group has been received.
     pub completed: usize,
+    /// An image was asked of the owner right after the command with this seq.
+    pub asked: Option<u64>,
+}
+
+/// How an arriving image fits the security's state.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ImageFit {
+    /// The image answers the open request and the book's history is complete up to it.
+    Expected,
+    /// From a former owner, or answering a request that no longer stands: dropped.
+    Stale,
+    /// From the owner, answering the open request, but not for the state asked: the executor
+    /// is broken or lying.
+    Wrong(String),
 }
 
 pub(crate) struct Node {
@@ -84,6 +110,8 @@ pub(crate) struct Shards {
     /// Executors declared down: the shell closes their connections.
     pub disconnect: Vec<NodeId>,
     pub news: Vec<ShardNews>,
+    /// Ask for an image once a security's history holds this many commands (0: never).
+    pub snapshot_every: usize,
 }
 
 impl Shards {
@@ -92,9 +120,12 @@ impl Shards {
             .map(|_| SecState {
                 owner: local.then_some(LOCAL_NODE),
                 target: None,
+                base: None,
+                base_durable: false,
                 history: Vec::new(),
                 sent: 0,
                 completed: 0,
+                asked: None,
             })
             .collect();
         Shards {
@@ -106,6 +137,7 @@ impl Shards {
             outgoing: BTreeMap::new(),
             disconnect: Vec::new(),
             news: Vec::new(),
+            snapshot_every: 0,
         }
     }
 
@@ -117,7 +149,111 @@ impl Shards {
         if let (Some(owner), None) = (st.owner, st.target) {
             st.sent += 1;
             Self::enqueue(&mut self.outgoing, owner, routed);
+            if self.snapshot_every > 0
+                && st.asked.is_none()
+                && st.sent == st.history.len()
+                && st.history.len() >= self.snapshot_every
+            {
+                st.asked = Some(routed.seq);
+                self.outgoing
+                    .entry(owner)
+                    .or_default()
+                    .push(ToExecutor::Snapshot(vec![routed.security]));
+            }
         }
+    }
+
+    /// Asks every settled owner for an image of each of its books that has commands since
+    /// its last image (the core's timer). Returns how many were asked.
+    pub fn request_images(&mut self) -> usize {
+        let mut asks: BTreeMap<NodeId, Vec<SecurityId>> = BTreeMap::new();
+        for (i, st) in self.secs.iter_mut().enumerate() {
+            if let (Some(owner), None, None, Some(last)) =
+                (st.owner, st.target, st.asked, st.history.last())
+            {
+                if st.sent == st.history.len() {
+                    st.asked = Some(last.seq);
+                    asks.entry(owner).or_default().push(SecurityId(i as u32));
+                }
+            }
+        }
+        let n = asks.values().map(Vec::len).sum();
+        for (node, secs) in asks {
+            self.outgoing
+                .entry(node)
+                .or_default()
+                .push(ToExecutor::Snapshot(secs));
+        }
+        n
+    }
+
+    /// Whether an image of `sec` from `node`, taken after command `seq`, answers the open
+    /// request for the state the manager has completed.
+    pub fn image_fit(&self, node: NodeId, sec: SecurityId, seq: u64) -> ImageFit {
+        let Some(st) = self.secs.get(sec.0 as usize) else {
+            return ImageFit::Wrong(format!("image of unlisted security {}", sec.0));
+        };
+        let Some(asked) = st.asked else {
+            return ImageFit::Stale;
+        };
+        if st.owner != Some(node) {
+            return ImageFit::Stale;
+        }
+        let done = st.completed.checked_sub(1).map(|k| st.history[k].seq);
+        if seq != asked || done != Some(seq) {
+            return ImageFit::Wrong(format!(
+                "image of security {} after seq {seq}, but seq {asked} was asked and {done:?} is complete",
+                sec.0
+            ));
+        }
+        ImageFit::Expected
+    }
+
+    /// Makes a checked image the security's base and drops the history it covers.
+    pub fn accept_image(&mut self, snap: BookSnapshot) {
+        let st = &mut self.secs[snap.security.0 as usize];
+        st.history.drain(..st.completed);
+        st.sent -= st.completed;
+        st.completed = 0;
+        st.base = Some(Arc::new(snap));
+        st.base_durable = false;
+        st.asked = None;
+    }
+
+    /// The first seq whose command a recovery must read: every security's base covers all its
+    /// commands before its history's first (`next_seq` when every history is empty).
+    pub fn resume_seq(&self, next_seq: u64) -> u64 {
+        self.secs
+            .iter()
+            .filter_map(|st| st.history.first().map(|r| r.seq))
+            .min()
+            .unwrap_or(next_seq)
+            .min(next_seq)
+    }
+
+    /// Bases not yet in a durable checkpoint.
+    pub fn fresh_bases(&self) -> Vec<Arc<BookSnapshot>> {
+        self.secs
+            .iter()
+            .filter(|st| !st.base_durable)
+            .filter_map(|st| st.base.clone())
+            .collect()
+    }
+
+    /// The bases of `written` (securities and seqs) are durable now.
+    pub fn bases_durable(&mut self, written: &[(SecurityId, u64)]) {
+        for (sec, seq) in written {
+            if let Some(st) = self.secs.get_mut(sec.0 as usize) {
+                if st.base.as_ref().is_some_and(|b| b.seq == *seq) {
+                    st.base_durable = true;
+                }
+            }
+        }
+    }
+
+    /// Commands kept for failover, over all securities.
+    pub fn history_len(&self) -> usize {
+        self.secs.iter().map(|s| s.history.len()).sum()
     }
 
     /// Queues one command for `node`, batching consecutive commands into one frame.
@@ -205,6 +341,7 @@ impl Shards {
         for (i, st) in self.secs.iter_mut().enumerate() {
             if st.owner == Some(node) {
                 st.owner = None;
+                st.asked = None;
                 // Whatever was sent but not completed is sent again to the next owner.
                 st.sent = st.completed;
                 moved += 1;
@@ -219,6 +356,7 @@ impl Shards {
                 // sent again, and late events from the old owner are no longer accepted.
                 st.target = None;
                 st.owner = None;
+                st.asked = None;
                 st.sent = st.completed;
                 moved += 1;
             }
@@ -317,8 +455,8 @@ impl Shards {
         }
     }
 
-    /// Makes `node` the owner of `secs`: it replays each one's completed history silently, then
-    /// receives the commands not yet completed.
+    /// Makes `node` the owner of `secs`: it installs each one's base image, replays the
+    /// completed history after it silently, then receives the commands not yet completed.
     fn hand_over(&mut self, node: NodeId, secs: &[usize]) {
         let securities = secs.iter().map(|i| SecurityId(*i as u32)).collect();
         let mut msgs = vec![ToExecutor::Assign {
@@ -335,6 +473,14 @@ impl Shards {
             let st = &mut self.secs[i];
             st.owner = Some(node);
             st.target = None;
+            st.asked = None;
+            if let Some(base) = &st.base {
+                msgs.extend(
+                    ImagePart::split(&base.image(), base.seq, IMAGE_PART_ORDERS)
+                        .into_iter()
+                        .map(ToExecutor::Image),
+                );
+            }
             replay.extend_from_slice(&st.history[..st.completed]);
             live.extend_from_slice(&st.history[st.completed..]);
             st.sent = st.history.len();
