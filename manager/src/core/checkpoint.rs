@@ -155,6 +155,9 @@ pub struct MemoryFigures {
     /// Finished orders waiting for the next checkpoint.
     pub due: usize,
     pub in_flight: usize,
+    /// Images trusted, and dropped as stale, since the start.
+    pub images_accepted: u64,
+    pub images_stale: u64,
 }
 
 impl Core {
@@ -172,6 +175,7 @@ impl Core {
         let (sec, seq) = (part.security, part.seq);
         match self.shards.image_fit(node, sec, seq) {
             ImageFit::Stale => {
+                self.images_stale += 1;
                 self.images_in.remove(&node);
                 tracing::debug!(node, security = sec.0, seq, "dropping a stale image");
                 return Ok(());
@@ -199,6 +203,7 @@ impl Core {
                 let due = self.projection.take_finished(sec);
                 self.due.extend(due);
                 self.shards.accept_image(snap);
+                self.images_accepted += 1;
             }
             Err(why) => self.fail_executor(
                 node,
@@ -218,6 +223,12 @@ impl Core {
         if now.saturating_duration_since(self.last_checkpoint) < interval {
             return Ok(());
         }
+        self.snapshot_round(now)
+    }
+
+    /// A checkpoint of what is ready, then a request for an image of every book that changed
+    /// since its last one (what the timer does; tests call it directly).
+    pub fn snapshot_round(&mut self, now: Instant) -> anyhow::Result<()> {
         self.checkpoint(now)?;
         let asked = self.shards.request_images();
         tracing::debug!(asked, "asked for book images");
@@ -314,6 +325,8 @@ impl Core {
                 .sum(),
             due: self.due.len(),
             in_flight: self.inflight.len(),
+            images_accepted: self.images_accepted,
+            images_stale: self.images_stale,
         }
     }
 

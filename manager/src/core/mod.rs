@@ -334,6 +334,8 @@ pub struct Core {
     /// phase in effect at a checkpoint's resume seq.
     phase_log: VecDeque<(u64, Phase)>,
     phase_floor: Phase,
+    images_accepted: u64,
+    images_stale: u64,
 }
 
 impl Core {
@@ -389,6 +391,8 @@ impl Core {
             last_checkpoint: now,
             phase_log: VecDeque::new(),
             phase_floor: Phase::Continuous,
+            images_accepted: 0,
+            images_stale: 0,
         }
     }
 
@@ -1389,6 +1393,11 @@ impl Core {
     /// Commands sequenced but not yet routed to any executor (no owner yet, or migrating).
     pub fn held(&self) -> usize {
         self.shards.held()
+    }
+
+    /// Submissions waiting, unsequenced, for a CLOSED to complete.
+    pub fn deferred(&self) -> usize {
+        self.deferred.iter().map(|(_, c, _)| c.len()).sum()
     }
 
     /// Commands sequenced and not yet completed.
