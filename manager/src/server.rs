@@ -92,6 +92,8 @@ impl Default for ServerLimits {
 }
 
 pub struct ServerConfig {
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (`--metrics-addr`).
+    pub metrics_addr: Option<SocketAddr>,
     pub token: String,
     pub credentials: BTreeMap<String, String>,
     pub heartbeat_ms: u32,
@@ -248,6 +250,8 @@ struct Shared {
     sequenced: Arc<AtomicU64>,
     /// Set when the core stopped (persistence failure): every session says why and ends.
     stopping: Arc<StopSignal>,
+    /// Open monitor sessions (the core thread publishes session counts as metrics).
+    monitors: Arc<AtomicU64>,
 }
 
 /// Why the manager is stopping, once it is.
@@ -306,6 +310,21 @@ pub async fn serve(
         core.broker_id(name);
     }
     core.set_schedule_name(config.schedule.describe());
+    let metrics = Arc::new(metrics::Metrics::new());
+    if let Some(addr) = config.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding --metrics-addr {addr}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
+        core.set_metrics(metrics.clone());
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(listener, m, std::future::pending()).await {
+                tracing::warn!("metrics endpoint stopped: {e}");
+            }
+        });
+    }
+    let monitors = Arc::new(AtomicU64::new(0));
     let securities = core
         .gateway()
         .securities()
@@ -336,6 +355,7 @@ pub async fn serve(
         phase: phase.clone(),
         sequenced: sequenced.clone(),
         stopping: stopping.clone(),
+        monitors: monitors.clone(),
         config,
     });
     let schedule = shared.config.schedule.clone();
@@ -356,6 +376,7 @@ pub async fn serve(
                     snap_tx,
                     feed_tx,
                     (phase, sequenced),
+                    (metrics, monitors),
                 )),
                 Err(e) => Err(e.into()),
             };
@@ -461,6 +482,7 @@ async fn run_core(
     snapshot: watch::Sender<Option<GridSnapshot>>,
     feed: broadcast::Sender<MonitorMsg>,
     (phase, sequenced): (Arc<AtomicU32>, Arc<AtomicU64>),
+    (metrics, monitors): (Arc<metrics::Metrics>, Arc<AtomicU64>),
 ) -> anyhow::Result<()> {
     let mut sessions: Sessions = FxHashMap::default();
     let mut executors: Executors = BTreeMap::new();
@@ -498,6 +520,9 @@ async fn run_core(
                 }
                 if now.duration_since(last_snapshot) >= MONITOR_INTERVAL {
                     last_snapshot = now;
+                    metrics.set_sessions(metrics::SessionKind::Broker, sessions.len() as u64);
+                    metrics.set_sessions(metrics::SessionKind::Executor, executors.len() as u64);
+                    metrics.set_sessions(metrics::SessionKind::Monitor, monitors.load(Ordering::Relaxed));
                     core.refresh_local_depth();
                     let _ = snapshot.send(Some(core.snapshot(now)));
                 }
@@ -819,7 +844,10 @@ async fn handle_connection(conn: Connection, shared: &Arc<Shared>) -> anyhow::Re
         Role::Monitor => {
             writer.send(&HelloReply::Welcome(welcome)).await?;
             tracing::info!(%remote, "monitor connected");
-            monitor_session(&conn, shared, writer).await
+            shared.monitors.fetch_add(1, Ordering::Relaxed);
+            let r = monitor_session(&conn, shared, writer).await;
+            shared.monitors.fetch_sub(1, Ordering::Relaxed);
+            r
         }
     }
 }
@@ -890,7 +918,14 @@ async fn client_session(
                         queued.fetch_sub(n.min(queued.load(Ordering::Relaxed)), Ordering::Relaxed);
                         written.fetch_sub(finals.min(written.load(Ordering::Relaxed)), Ordering::Relaxed);
                     }
-                    None => break,
+                    None => {
+                        // The core drops its senders as it dies, a moment before it says why:
+                        // give the reason that moment so the client hears it.
+                        if tokio::time::timeout(Duration::from_secs(1), stopping.wait()).await.is_ok() {
+                            let _ = writer.send(&ManagerToClient::Error(stopping.reason())).await;
+                        }
+                        break;
+                    }
                 },
                 _ = stopping.wait() => {
                     let _ = writer.send(&ManagerToClient::Error(stopping.reason())).await;
