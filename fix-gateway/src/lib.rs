@@ -23,6 +23,10 @@
 pub mod acceptor;
 pub mod backend;
 pub mod codec;
+pub mod link;
+pub mod mapping;
+pub mod orders;
+pub mod reclog;
 pub mod session;
 pub mod store;
 pub mod tags;

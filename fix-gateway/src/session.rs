@@ -269,6 +269,12 @@ impl Session {
                 .unwrap_or(0);
             if reset {
                 self.store.reset()?;
+            } else if self.store.is_fresh() && seq > 1 {
+                // No history here, yet the peer has numbers behind it: it counted a Logout of
+                // ours (a refused first Logon, answered from a store that was not kept) or our
+                // store was lost. Any number at or above its own is one it cannot have seen; a
+                // number too high costs it a ResendRequest, one too low the session.
+                self.store.set_next_sender_seq(seq)?;
             }
             let expected = self.store.next_target_seq();
             if !reset && seq < expected && !poss_dup {
