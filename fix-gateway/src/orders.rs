@@ -843,6 +843,21 @@ impl OrderEntry {
                 let Some(o) = self.orders.get_mut(&order) else {
                     return Ok(());
                 };
+                if o.status.is_final() {
+                    // The exchange checks liveness first; an ended order stays ended.
+                    tracing::warn!(order, "amend reported for an order that had ended");
+                    let o = o.clone();
+                    out.push(cancel_reject(
+                        time_ms,
+                        Some(&o),
+                        &cl_ord_id,
+                        &orig,
+                        true,
+                        0,
+                        "order_not_live: the order had ended",
+                    ));
+                    return Ok(());
+                }
                 o.price = price;
                 o.leaves = qty;
                 o.order_qty = o.cum_qty + qty;
@@ -891,6 +906,12 @@ impl OrderEntry {
         out: &mut Vec<Outbound>,
     ) -> Result<(), LogError> {
         let id = r.order.0;
+        let fill = matches!(r.event, ReportEvent::Fill(_));
+        if !fill && self.orders.get(&id).is_some_and(|o| o.status.is_final()) {
+            // Nothing rests or is cancelled after the end; a fill is reported whatever we
+            // thought (it is a fact at the exchange).
+            return Ok(());
+        }
         self.acknowledge(time_ms, id, out)?;
         let Some(o) = self.orders.get_mut(&id) else {
             return Ok(());
@@ -900,11 +921,13 @@ impl OrderEntry {
                 o.cum_qty += f.qty;
                 o.notional += i128::from(f.price) * i128::from(f.qty);
                 o.leaves = o.leaves.saturating_sub(f.qty);
-                o.status = if o.leaves == 0 {
-                    Status::Filled
-                } else {
-                    Status::Partial
-                };
+                if !o.status.is_final() || o.status == Status::Filled {
+                    o.status = if o.leaves == 0 {
+                        Status::Filled
+                    } else {
+                        Status::Partial
+                    };
+                }
                 let o = o.clone();
                 self.save(&o)?;
                 let side = if f.side == Side::Buy { 'B' } else { 'S' };
@@ -1354,3 +1377,7 @@ fn business_reject(m: &Message, reason: u64, text: &str) -> Outbound {
         body: b,
     }
 }
+
+#[cfg(test)]
+#[path = "orders_tests.rs"]
+mod tests;
