@@ -341,7 +341,7 @@ impl BrokerTask {
         true
     }
 
-    async fn to_session(&mut self, outs: Vec<Outbound>) -> bool {
+    async fn forward(&mut self, outs: Vec<Outbound>) -> bool {
         for o in outs {
             if self.to_session.send(o).await.is_err() {
                 return false;
@@ -375,7 +375,7 @@ impl BrokerTask {
                     Action::Reply(o) => replies.push(o),
                 }
             }
-            if !self.to_session(replies).await {
+            if !self.forward(replies).await {
                 return false;
             }
             if batch.len() < batch_max && self.entry.in_flight() < window {
@@ -439,7 +439,7 @@ impl BrokerTask {
             }
             ManagerToClient::Brokers(_) | ManagerToClient::Totals { .. } => {}
         }
-        self.to_session(outs).await
+        self.forward(outs).await
     }
 
     /// Asks the manager about `ids` (in chunks within its query limit).

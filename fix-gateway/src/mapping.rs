@@ -34,11 +34,13 @@ pub fn order_type(ord_type: &[u8], tif: Option<&[u8]>) -> Result<OrderType, Stri
         (b"K", b"0") => OrderType::Mtl,
         (b"1", b"2") => OrderType::Ato,
         (b"1", b"7") => OrderType::Atc,
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "OrdType {} with TimeInForce {} is not supported (see the gateway's order type table)",
             String::from_utf8_lossy(ord_type),
             String::from_utf8_lossy(tif)
-        )),
+        ))
+        }
     })
 }
 

@@ -472,23 +472,7 @@ impl OrderEntry {
             }
             return Ok(());
         }
-        let parsed = (|| -> Result<(String, Side, OrderType, Price, Qty), (u32, String)> {
-            let symbol = usable_id(m, SYMBOL).map_err(|e| (99, e))?;
-            let side = m
-                .get(SIDE)
-                .and_then(mapping::side)
-                .ok_or((11, "Side(54) must be 1 (buy) or 2 (sell)".to_string()))?;
-            let kind =
-                mapping::order_type(m.get(ORD_TYPE).unwrap_or_default(), m.get(TIME_IN_FORCE))
-                    .map_err(|e| (11, e))?;
-            let price = match m.get(PRICE) {
-                Some(p) => mapping::price(p).map_err(|e| (99, e))?,
-                None if kind.is_priceless() => 0,
-                None => return Err((99, "Price(44) is required for a limit order".into())),
-            };
-            let qty = mapping::qty(m.get(ORDER_QTY).unwrap_or_default()).map_err(|e| (13, e))?;
-            Ok((symbol, side, kind, price, qty))
-        })();
+        let parsed = parse_new_order(m);
         let (symbol, side, kind, price, qty) = match parsed {
             Ok(p) => p,
             Err((reason, text)) => {
@@ -1251,6 +1235,27 @@ impl OrderEntry {
         out.push(er(b));
         Ok(())
     }
+}
+
+/// A NewOrderSingle's order fields: symbol, side, type, price, quantity.
+type NewFields = (String, Side, OrderType, Price, Qty);
+
+/// Reads a NewOrderSingle's order fields; an error carries OrdRejReason and Text.
+fn parse_new_order(m: &Message) -> Result<NewFields, (u32, String)> {
+    let symbol = usable_id(m, SYMBOL).map_err(|e| (99, e))?;
+    let side = m
+        .get(SIDE)
+        .and_then(mapping::side)
+        .ok_or((11, "Side(54) must be 1 (buy) or 2 (sell)".to_string()))?;
+    let kind = mapping::order_type(m.get(ORD_TYPE).unwrap_or_default(), m.get(TIME_IN_FORCE))
+        .map_err(|e| (11, e))?;
+    let price = match m.get(PRICE) {
+        Some(p) => mapping::price(p).map_err(|e| (99, e))?,
+        None if kind.is_priceless() => 0,
+        None => return Err((99, "Price(44) is required for a limit order".into())),
+    };
+    let qty = mapping::qty(m.get(ORDER_QTY).unwrap_or_default()).map_err(|e| (13, e))?;
+    Ok((symbol, side, kind, price, qty))
 }
 
 /// Text of an identifier field: 1..=64 printable ASCII bytes.

@@ -4,8 +4,8 @@
 use super::*;
 use crate::codec::Decoded;
 use matching::{OrderId, RejectReason, SecurityId};
-use proto::{OwnFill, TradeId};
 use proptest::prelude::*;
+use proto::{OwnFill, TradeId};
 
 const NOW: i64 = 1_700_000_000_000;
 
@@ -59,7 +59,7 @@ fn parsed(o: &Outbound) -> Message {
     }
 }
 
-fn get<'a>(m: &'a Message, tag: u32) -> &'a str {
+fn get(m: &Message, tag: u32) -> &str {
     m.get_str(tag)
         .unwrap_or_else(|| panic!("tag {tag} missing in {m:?}"))
 }
@@ -140,10 +140,23 @@ fn a_new_order_is_submitted_above_the_id_floor_and_acknowledged_by_its_first_eng
         panic!("{c:?}")
     };
     assert_eq!(o.id, OrderId(1001), "above the broker's highest id");
-    assert_eq!((o.security, o.side, o.kind, o.price, o.qty), (SecurityId(0), Side::Buy, OrderType::Limit, 10_000, 500));
+    assert_eq!(
+        (o.security, o.side, o.kind, o.price, o.qty),
+        (SecurityId(0), Side::Buy, OrderType::Limit, 10_000, 500)
+    );
     let r = c.client_ref;
-    assert!(h.report(report(r, 1001, ReportEvent::Accepted, false, false)).is_empty(), "sequenced is not yet New");
-    let ers = h.report(report(r, 1001, fill(Side::Buy, 9_990, 200, Liquidity::Taker, 0), false, false));
+    assert!(
+        h.report(report(r, 1001, ReportEvent::Accepted, false, false))
+            .is_empty(),
+        "sequenced is not yet New"
+    );
+    let ers = h.report(report(
+        r,
+        1001,
+        fill(Side::Buy, 9_990, 200, Liquidity::Taker, 0),
+        false,
+        false,
+    ));
     assert_eq!(ers.len(), 2, "New, then the Trade: {ers:?}");
     assert_eq!((get(&ers[0], 150), get(&ers[0], 39)), ("0", "0"));
     assert_eq!((get(&ers[0], 151), get(&ers[0], 14)), ("500", "0"));
@@ -151,17 +164,55 @@ fn a_new_order_is_submitted_above_the_id_floor_and_acknowledged_by_its_first_eng
     assert_eq!((get(t, 150), get(t, 39)), ("F", "1"));
     assert_eq!((get(t, 32), get(t, 31)), ("200", "9990"));
     assert_eq!((get(t, 14), get(t, 151), get(t, 6)), ("200", "300", "9990"));
-    assert_eq!((get(t, 37), get(t, 11), get(t, 55), get(t, 54)), ("1001", "a1", "VNM", "1"));
-    assert_eq!(get(t, 527), "55.0.0", "the trade's id, the same on both sides");
+    assert_eq!(
+        (get(t, 37), get(t, 11), get(t, 55), get(t, 54)),
+        ("1001", "a1", "VNM", "1")
+    );
+    assert_eq!(
+        get(t, 527),
+        "55.0.0",
+        "the trade's id, the same on both sides"
+    );
     assert_eq!(get(t, 851), "2", "aggressor removed liquidity");
-    assert_eq!(get(t, 60), "20231114-22:13:20.123", "exchange time of the command");
-    assert!(h.report(report(r, 1001, ReportEvent::Rested { price: 10_000, qty: 300 }, false, false)).is_empty());
+    assert_eq!(
+        get(t, 60),
+        "20231114-22:13:20.123",
+        "exchange time of the command"
+    );
     assert!(h
-        .report(report(r, 1001, ReportEvent::Totals { security: SecurityId(0), bid_total: 300, ask_total: 0 }, true, false))
+        .report(report(
+            r,
+            1001,
+            ReportEvent::Rested {
+                price: 10_000,
+                qty: 300
+            },
+            false,
+            false
+        ))
+        .is_empty());
+    assert!(h
+        .report(report(
+            r,
+            1001,
+            ReportEvent::Totals {
+                security: SecurityId(0),
+                bid_total: 300,
+                ask_total: 0
+            },
+            true,
+            false
+        ))
         .is_empty());
     assert_eq!(h.e.in_flight(), 0);
     // Later, a passive fill at the order's own price completes it.
-    let ers = h.report(report(999, 1001, fill(Side::Buy, 10_000, 300, Liquidity::Maker, 3), false, true));
+    let ers = h.report(report(
+        999,
+        1001,
+        fill(Side::Buy, 10_000, 300, Liquidity::Maker, 3),
+        false,
+        true,
+    ));
     let [t] = &ers[..] else { panic!("{ers:?}") };
     assert_eq!((get(t, 150), get(t, 39), get(t, 851)), ("F", "2", "1"));
     assert_eq!((get(t, 14), get(t, 151)), ("500", "0"));
@@ -175,7 +226,15 @@ fn exchange_rejects_carry_ord_rej_reason_and_the_code_in_text() {
     let mut h = Harness::new();
     let (cmds, _) = h.send(new_order("r1", "2", 150, "10000"));
     let r = cmds[0].client_ref;
-    let ers = h.report(report(r, 1001, ReportEvent::Rejected { reason: RejectReason::OddLot }, true, false));
+    let ers = h.report(report(
+        r,
+        1001,
+        ReportEvent::Rejected {
+            reason: RejectReason::OddLot,
+        },
+        true,
+        false,
+    ));
     let [er] = &ers[..] else { panic!("{ers:?}") };
     assert_eq!((get(er, 150), get(er, 39), get(er, 103)), ("8", "8", "13"));
     assert_eq!(mapping::code_of_text(get(er, 58)), "odd_lot");
@@ -183,11 +242,17 @@ fn exchange_rejects_carry_ord_rej_reason_and_the_code_in_text() {
     // The ClOrdID is used: reusing it is a duplicate; a possible resend gets the state instead.
     let (cmds, ers) = h.send(new_order("r1", "2", 100, "10000"));
     assert!(cmds.is_empty());
-    assert_eq!((get(&ers[0], 150), get(&ers[0], 103), get(&ers[0], 37)), ("8", "6", "NONE"));
+    assert_eq!(
+        (get(&ers[0], 150), get(&ers[0], 103), get(&ers[0], 37)),
+        ("8", "6", "NONE")
+    );
     assert!(get(&ers[0], 58).starts_with("duplicate_order_id"));
     let (cmds, ers) = h.send(msg_dup("D", "11=r1|55=VNM|54=2|38=150|40=2|44=10000", true));
     assert!(cmds.is_empty());
-    assert_eq!((get(&ers[0], 150), get(&ers[0], 39), get(&ers[0], 37)), ("I", "8", "1001"));
+    assert_eq!(
+        (get(&ers[0], 150), get(&ers[0], 39), get(&ers[0], 37)),
+        ("I", "8", "1001")
+    );
 }
 
 #[test]
@@ -195,10 +260,22 @@ fn cancels_are_matched_by_orig_cl_ord_id_and_answered_with_the_cancels_cl_ord_id
     let mut h = Harness::new();
     let (cmds, _) = h.send(new_order("o1", "1", 100, "10000"));
     let r = cmds[0].client_ref;
-    h.report(report(r, 1001, ReportEvent::Rested { price: 10_000, qty: 100 }, true, false));
+    h.report(report(
+        r,
+        1001,
+        ReportEvent::Rested {
+            price: 10_000,
+            qty: 100,
+        },
+        true,
+        false,
+    ));
     let (_, ers) = h.send(msg("F", "11=c1|41=nope|55=VNM|54=1"));
     assert_eq!(ers[0].msg_type(), b"9");
-    assert_eq!((get(&ers[0], 102), get(&ers[0], 434), get(&ers[0], 37)), ("1", "1", "NONE"));
+    assert_eq!(
+        (get(&ers[0], 102), get(&ers[0], 434), get(&ers[0], 37)),
+        ("1", "1", "NONE")
+    );
     assert!(get(&ers[0], 58).starts_with("unknown_order"));
     let (cmds, ers) = h.send(msg("F", "11=c2|41=o1|55=VNM|54=1"));
     assert!(ers.is_empty());
@@ -209,7 +286,10 @@ fn cancels_are_matched_by_orig_cl_ord_id_and_answered_with_the_cancels_cl_ord_id
     let ers = h.report(report(
         cmds[0].client_ref,
         1001,
-        ReportEvent::Cancelled { qty: 100, reason: CancelReason::Requested },
+        ReportEvent::Cancelled {
+            qty: 100,
+            reason: CancelReason::Requested,
+        },
         false,
         false,
     ));
@@ -220,12 +300,17 @@ fn cancels_are_matched_by_orig_cl_ord_id_and_answered_with_the_cancels_cl_ord_id
     let ers = h.report(report(
         cmds[0].client_ref,
         1001,
-        ReportEvent::Rejected { reason: RejectReason::OrderNotLive },
+        ReportEvent::Rejected {
+            reason: RejectReason::OrderNotLive,
+        },
         true,
         false,
     ));
     assert_eq!(ers[0].msg_type(), b"9");
-    assert_eq!((get(&ers[0], 102), get(&ers[0], 39), get(&ers[0], 11)), ("0", "4", "c3"));
+    assert_eq!(
+        (get(&ers[0], 102), get(&ers[0], 39), get(&ers[0], 11)),
+        ("0", "4", "c3")
+    );
     assert_eq!(mapping::code_of_text(get(&ers[0], 58)), "order_not_live");
     // The cancel's ClOrdID was used too.
     let (cmds, ers) = h.send(msg("F", "11=c2|41=o1|55=VNM|54=1"));
@@ -238,8 +323,23 @@ fn a_replace_sends_the_new_open_quantity_and_reports_the_total() {
     let mut h = Harness::new();
     let (cmds, _) = h.send(new_order("o1", "2", 1000, "10000"));
     let r = cmds[0].client_ref;
-    h.report(report(r, 1001, fill(Side::Sell, 10_000, 300, Liquidity::Taker, 0), false, false));
-    h.report(report(r, 1001, ReportEvent::Rested { price: 10_000, qty: 700 }, true, false));
+    h.report(report(
+        r,
+        1001,
+        fill(Side::Sell, 10_000, 300, Liquidity::Taker, 0),
+        false,
+        false,
+    ));
+    h.report(report(
+        r,
+        1001,
+        ReportEvent::Rested {
+            price: 10_000,
+            qty: 700,
+        },
+        true,
+        false,
+    ));
     // OrderQty 800 with 300 done: 500 open.
     let (cmds, _) = h.send(msg("G", "11=g1|41=o1|55=VNM|54=2|38=800|40=2|44=10050"));
     let Command::Amend(a) = cmds[0].command else {
@@ -249,13 +349,23 @@ fn a_replace_sends_the_new_open_quantity_and_reports_the_total() {
     let ers = h.report(report(
         cmds[0].client_ref,
         1001,
-        ReportEvent::Amended { price: 10_050, qty: 500, priority_kept: false },
+        ReportEvent::Amended {
+            price: 10_050,
+            qty: 500,
+            priority_kept: false,
+        },
         false,
         false,
     ));
     let er = &ers[0];
-    assert_eq!((get(er, 150), get(er, 39), get(er, 11), get(er, 41)), ("5", "1", "g1", "o1"));
-    assert_eq!((get(er, 38), get(er, 151), get(er, 14), get(er, 44)), ("800", "500", "300", "10050"));
+    assert_eq!(
+        (get(er, 150), get(er, 39), get(er, 11), get(er, 41)),
+        ("5", "1", "g1", "o1")
+    );
+    assert_eq!(
+        (get(er, 38), get(er, 151), get(er, 14), get(er, 44)),
+        ("800", "500", "300", "10050")
+    );
     assert!(get(er, 58).contains("priority lost"));
     // A replace asking for no more than what is done: open 0, the exchange's zero_quantity.
     let (cmds, _) = h.send(msg("G", "11=g2|41=g1|55=VNM|54=2|38=200|40=2|44=10050"));
@@ -266,11 +376,16 @@ fn a_replace_sends_the_new_open_quantity_and_reports_the_total() {
     let ers = h.report(report(
         cmds[0].client_ref,
         1001,
-        ReportEvent::Rejected { reason: RejectReason::ZeroQuantity },
+        ReportEvent::Rejected {
+            reason: RejectReason::ZeroQuantity,
+        },
         true,
         false,
     ));
-    assert_eq!((get(&ers[0], 434), get(&ers[0], 102), get(&ers[0], 39)), ("2", "99", "1"));
+    assert_eq!(
+        (get(&ers[0], 434), get(&ers[0], 102), get(&ers[0], 39)),
+        ("2", "99", "1")
+    );
     // Side cannot change; OrdType must be Limit.
     let (cmds, ers) = h.send(msg("G", "11=g3|41=g1|55=VNM|54=1|38=800|40=2|44=10050"));
     assert!(cmds.is_empty() && ers[0].msg_type() == b"9");
@@ -287,9 +402,21 @@ fn ioc_remainders_expiry_and_auction_fills_are_reported() {
     };
     assert_eq!((o.kind, o.security), (OrderType::Ioc, SecurityId(1)));
     let r = cmds[0].client_ref;
-    let ers = h.report(report(r, 1001, ReportEvent::Cancelled { qty: 500, reason: CancelReason::Unfilled }, false, false));
+    let ers = h.report(report(
+        r,
+        1001,
+        ReportEvent::Cancelled {
+            qty: 500,
+            reason: CancelReason::Unfilled,
+        },
+        false,
+        false,
+    ));
     assert_eq!(ers.len(), 2);
-    assert_eq!((get(&ers[0], 150), get(&ers[1], 150), get(&ers[1], 39)), ("0", "4", "4"));
+    assert_eq!(
+        (get(&ers[0], 150), get(&ers[1], 150), get(&ers[1], 39)),
+        ("0", "4", "4")
+    );
     assert_eq!(get(&ers[1], 59), "3");
     // An ATC order rests, trades in the auction and its rest expires... no: ATC remainder is
     // cancelled unfilled; a limit order expires at the close.
@@ -298,14 +425,53 @@ fn ioc_remainders_expiry_and_auction_fills_are_reported() {
         panic!()
     };
     assert_eq!((o.kind, o.price), (OrderType::Atc, 0));
-    h.report(report(cmds[0].client_ref, 1002, ReportEvent::Rested { price: 0, qty: 300 }, true, false));
-    let ers = h.report(report(0, 1002, fill(Side::Sell, 10_050, 100, Liquidity::Auction, 0), false, true));
-    assert_eq!((get(&ers[0], 150), get(&ers[0], 39), get(&ers[0], 31)), ("F", "1", "10050"));
-    assert!(ers[0].get(851).is_none(), "no LastLiquidityInd for an auction trade");
+    h.report(report(
+        cmds[0].client_ref,
+        1002,
+        ReportEvent::Rested { price: 0, qty: 300 },
+        true,
+        false,
+    ));
+    let ers = h.report(report(
+        0,
+        1002,
+        fill(Side::Sell, 10_050, 100, Liquidity::Auction, 0),
+        false,
+        true,
+    ));
+    assert_eq!(
+        (get(&ers[0], 150), get(&ers[0], 39), get(&ers[0], 31)),
+        ("F", "1", "10050")
+    );
+    assert!(
+        ers[0].get(851).is_none(),
+        "no LastLiquidityInd for an auction trade"
+    );
     let (cmds, _) = h.send(new_order("lo", "1", 100, "10000"));
-    h.report(report(cmds[0].client_ref, 1003, ReportEvent::Rested { price: 10_000, qty: 100 }, true, false));
-    let ers = h.report(report(0, 1003, ReportEvent::Cancelled { qty: 100, reason: CancelReason::Expired }, false, true));
-    assert_eq!((get(&ers[0], 150), get(&ers[0], 39), get(&ers[0], 151)), ("C", "C", "0"));
+    h.report(report(
+        cmds[0].client_ref,
+        1003,
+        ReportEvent::Rested {
+            price: 10_000,
+            qty: 100,
+        },
+        true,
+        false,
+    ));
+    let ers = h.report(report(
+        0,
+        1003,
+        ReportEvent::Cancelled {
+            qty: 100,
+            reason: CancelReason::Expired,
+        },
+        false,
+        true,
+    ));
+    assert_eq!(
+        (get(&ers[0], 150), get(&ers[0], 39), get(&ers[0], 151)),
+        ("C", "C", "0")
+    );
 }
 
 #[test]
@@ -321,7 +487,11 @@ fn bad_requests_are_refused_without_reaching_the_exchange() {
     ] {
         let (cmds, ers) = h.send(msg("D", fields));
         assert!(cmds.is_empty(), "{fields}");
-        assert_eq!((get(&ers[0], 150), get(&ers[0], 103)), ("8", reason), "{fields}");
+        assert_eq!(
+            (get(&ers[0], 150), get(&ers[0], 103)),
+            ("8", reason),
+            "{fields}"
+        );
     }
     // Missing required fields: a business reject naming the tag.
     let (cmds, ers) = h.send(msg("D", "11=y1|54=1|38=100|40=2|44=10000"));
@@ -346,7 +516,8 @@ fn bad_requests_are_refused_without_reaching_the_exchange() {
     assert_eq!(o.security, SecurityId::UNKNOWN);
     // No link: refused at once.
     let mut out = Vec::new();
-    h.e.on_message(NOW, &new_order("n1", "1", 100, "10000"), false, &mut out).unwrap();
+    h.e.on_message(NOW, &new_order("n1", "1", 100, "10000"), false, &mut out)
+        .unwrap();
     assert!(matches!(&out[..], [Action::Reply(_)]));
 }
 
@@ -354,28 +525,60 @@ fn bad_requests_are_refused_without_reaching_the_exchange() {
 fn the_order_log_brings_back_ids_cl_ord_ids_and_states_after_a_restart() {
     let mut h = Harness::new();
     let (cmds, _) = h.send(new_order("p1", "1", 400, "10000"));
-    h.report(report(cmds[0].client_ref, 1001, fill(Side::Buy, 9_990, 100, Liquidity::Taker, 0), false, false));
-    h.report(report(cmds[0].client_ref, 1001, ReportEvent::Rested { price: 10_000, qty: 300 }, true, false));
+    h.report(report(
+        cmds[0].client_ref,
+        1001,
+        fill(Side::Buy, 9_990, 100, Liquidity::Taker, 0),
+        false,
+        false,
+    ));
+    h.report(report(
+        cmds[0].client_ref,
+        1001,
+        ReportEvent::Rested {
+            price: 10_000,
+            qty: 300,
+        },
+        true,
+        false,
+    ));
     let (cmds, _) = h.send(msg("G", "11=p2|41=p1|55=VNM|54=1|38=400|40=2|44=10050"));
     h.report(report(
         cmds[0].client_ref,
         1001,
-        ReportEvent::Amended { price: 10_050, qty: 300, priority_kept: false },
+        ReportEvent::Amended {
+            price: 10_050,
+            qty: 300,
+            priority_kept: false,
+        },
         true,
         false,
     ));
     let mut h2 = Harness { e: h.e.restarted() };
     assert_eq!(h2.e.order(1001), h.e.order(1001));
     let (_, ers) = h2.send(new_order("p1", "1", 100, "10000"));
-    assert_eq!(get(&ers[0], 103), "6", "still a duplicate after the restart");
+    assert_eq!(
+        get(&ers[0], 103),
+        "6",
+        "still a duplicate after the restart"
+    );
     let (cmds, _) = h2.send(new_order("p3", "1", 100, "10000"));
     let Command::New(o) = cmds[0].command else {
         panic!()
     };
     assert_eq!(o.id, OrderId(1002), "ids keep increasing");
     assert!(cmds[0].client_ref > 2, "client references too");
-    let ers = h2.report(report(0, 1001, fill(Side::Buy, 10_050, 300, Liquidity::Maker, 1), false, true));
-    assert_eq!((get(&ers[0], 11), get(&ers[0], 39), get(&ers[0], 14)), ("p2", "2", "400"));
+    let ers = h2.report(report(
+        0,
+        1001,
+        fill(Side::Buy, 10_050, 300, Liquidity::Maker, 1),
+        false,
+        true,
+    ));
+    assert_eq!(
+        (get(&ers[0], 11), get(&ers[0], 39), get(&ers[0], 14)),
+        ("p2", "2", "400")
+    );
     // (100 x 9990 + 300 x 10050) / 400
     assert_eq!(get(&ers[0], 6), "10035");
 }
@@ -396,33 +599,74 @@ fn after_a_lost_connection_the_manager_state_settles_what_the_client_missed() {
     };
     let mut h = Harness::new();
     let (a, _) = h.send(new_order("a", "1", 500, "10000")); // rested, then filled while away
-    h.report(report(a[0].client_ref, 1001, ReportEvent::Rested { price: 10_000, qty: 500 }, true, false));
+    h.report(report(
+        a[0].client_ref,
+        1001,
+        ReportEvent::Rested {
+            price: 10_000,
+            qty: 500,
+        },
+        true,
+        false,
+    ));
     let (_, _) = h.send(new_order("b", "1", 100, "10000")); // in flight: rejected meanwhile
     let (_, _) = h.send(new_order("c", "1", 100, "10000")); // in flight: never arrived
     let (d, _) = h.send(new_order("d", "1", 100, "10000")); // rested; a cancel in flight worked
-    h.report(report(d[0].client_ref, 1004, ReportEvent::Rested { price: 10_000, qty: 100 }, true, false));
+    h.report(report(
+        d[0].client_ref,
+        1004,
+        ReportEvent::Rested {
+            price: 10_000,
+            qty: 100,
+        },
+        true,
+        false,
+    ));
     let (cx, _) = h.send(msg("F", "11=dx|41=d|55=VNM|54=1"));
     assert_eq!(cx.len(), 1);
     h.e.link_lost();
     let mut ids = h.e.to_reconcile();
     ids.sort();
-    assert_eq!(ids, [OrderId(1001), OrderId(1002), OrderId(1003), OrderId(1004)]);
+    assert_eq!(
+        ids,
+        [OrderId(1001), OrderId(1002), OrderId(1003), OrderId(1004)]
+    );
     let mut out = Vec::new();
-    h.e.on_status(NOW, &status(1001, 10_000, 500, 200, OrderState::Resting), &mut out).unwrap();
+    h.e.on_status(
+        NOW,
+        &status(1001, 10_000, 500, 200, OrderState::Resting),
+        &mut out,
+    )
+    .unwrap();
     let mut rej = status(1002, 10_000, 100, 0, OrderState::Rejected);
     rej.reject = Some(RejectReason::OutsideBand);
     h.e.on_status(NOW, &rej, &mut out).unwrap();
     h.e.on_missing(NOW, OrderId(1003), &mut out).unwrap();
-    h.e.on_status(NOW, &status(1004, 10_000, 100, 0, OrderState::Cancelled), &mut out).unwrap();
+    h.e.on_status(
+        NOW,
+        &status(1004, 10_000, 100, 0, OrderState::Cancelled),
+        &mut out,
+    )
+    .unwrap();
     let ers: Vec<Message> = out.iter().map(parsed).collect();
-    let kinds: Vec<(&str, &str, &str)> =
-        ers.iter().map(|m| (get(m, 11), get(m, 150), get(m, 39))).collect();
+    let kinds: Vec<(&str, &str, &str)> = ers
+        .iter()
+        .map(|m| (get(m, 11), get(m, 150), get(m, 39)))
+        .collect();
     assert_eq!(
         kinds,
-        [("a", "D", "1"), ("b", "8", "8"), ("c", "8", "8"), ("dx", "4", "4")],
+        [
+            ("a", "D", "1"),
+            ("b", "8", "8"),
+            ("c", "8", "8"),
+            ("dx", "4", "4")
+        ],
         "{ers:?}"
     );
-    assert_eq!((get(&ers[0], 14), get(&ers[0], 151), get(&ers[0], 6)), ("200", "300", "10000"));
+    assert_eq!(
+        (get(&ers[0], 14), get(&ers[0], 151), get(&ers[0], 6)),
+        ("200", "300", "10000")
+    );
     assert_eq!(mapping::code_of_text(get(&ers[1], 58)), "outside_band");
     assert_eq!(get(&ers[3], 41), "d");
     assert!(h.e.to_reconcile().contains(&OrderId(1001)), "still working");
@@ -459,7 +703,10 @@ fn arb_field() -> impl Strategy<Value = (u32, String)> {
         Just("1.5".to_string()),
         "[ -~]{1,80}",
     ];
-    (tag, value.prop_filter("no SOH, no '|' or '='", |v| !v.contains(['|', '='])))
+    (
+        tag,
+        value.prop_filter("no SOH, no '|' or '='", |v| !v.contains(['|', '='])),
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -479,7 +726,15 @@ fn arb_request() -> impl Strategy<Value = Step> {
         cl,
         cl,
         prop_oneof![Just("1"), Just("2")],
-        prop_oneof![Just("2|59=0"), Just("2|59=3"), Just("2|59=4"), Just("1"), Just("K"), Just("1|59=2"), Just("1|59=7")],
+        prop_oneof![
+            Just("2|59=0"),
+            Just("2|59=3"),
+            Just("2|59=4"),
+            Just("1"),
+            Just("K"),
+            Just("1|59=2"),
+            Just("1|59=7")
+        ],
         prop_oneof![Just(0u64), 1u64..3000, Just(u64::MAX / 4)],
         prop_oneof![Just("10000"), Just("-10"), Just("0"), Just("10050.00")],
         any::<bool>(),

@@ -1166,6 +1166,37 @@ mod tests {
     }
 
     #[test]
+    fn a_fresh_store_starts_our_numbers_at_the_peers_and_an_old_one_keeps_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = crate::store::FileStore::path_in(dir.path(), "BRK1");
+        let open = || Box::new(crate::store::FileStore::open(&path, false).unwrap());
+        let p = Peer { seq: 1 };
+        // The peer counted a Logout of ours that no store kept: its Logon is number 3.
+        let mut s = Session::new(SessionConfig::new("GRIDMATCH"), "BRK1", open());
+        s.on_logon(at(0), p.msg_at(at(0), 3, b"A", &[(98, "0"), (108, "30")]));
+        let out = sent(&mut s);
+        assert_eq!(
+            types(&out),
+            ["A", "2"],
+            "Logon, then a ResendRequest for 1.."
+        );
+        assert_eq!(out[0].get_u64(34), Ok(Some(3)));
+        assert_eq!(
+            (out[1].get_u64(7), out[1].get_u64(16)),
+            (Ok(Some(1)), Ok(Some(0)))
+        );
+        drop(s);
+        // The store now has history: a later Logon with a high number does not move ours.
+        let mut s = Session::new(SessionConfig::new("GRIDMATCH"), "BRK1", open());
+        s.on_logon(
+            at(10),
+            p.msg_at(at(10), 50, b"A", &[(98, "0"), (108, "30")]),
+        );
+        let out = sent(&mut s);
+        assert_eq!(out[0].get_u64(34), Ok(Some(5)));
+    }
+
+    #[test]
     fn logon_checks_comp_ids_heartbeat_and_encryption() {
         for (fields, to, why) in [
             (vec![(108, "30")], "GRIDMATCH", "EncryptMethod"),
