@@ -292,6 +292,22 @@ impl Client {
         got
     }
 
+    /// Takes the first line read but not yet matched that satisfies `pred`.
+    pub fn take_pending(&mut self, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let i = self.pending.iter().position(|l| pred(l))?;
+        Some(self.pending.remove(i))
+    }
+
+    /// Reads what has arrived, waiting at most `wait` for the first line.
+    pub fn poll(&mut self, wait: Duration) {
+        let mut next = self.lines.recv_timeout(wait).ok();
+        while let Some(line) = next {
+            self.seen.push(line.clone());
+            self.pending.push(line);
+            next = self.lines.try_recv().ok();
+        }
+    }
+
     /// The client's (next sender, next target) sequence numbers.
     pub fn seqnums(&mut self) -> (u64, u64) {
         writeln!(self.stdin, "seqnums").unwrap();
