@@ -428,3 +428,48 @@ fn a_gateway_restart_keeps_numbers_and_orders_and_restates_fills_it_missed() {
         b1.seen
     );
 }
+
+#[test]
+fn after_a_manager_restart_the_gateway_reconnects_and_the_orders_carry_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fg = FixGrid::start(dir.path(), 1);
+    let mut b1 = logged_on(&fg, "B01");
+    b1.send(&nos("m1", "1", 100, 10_000));
+    b1.expect(er("m1", "0"), WAIT);
+    fg.grid.restart_manager();
+    // The FIX session stays up. An order sent before the gateway noticed the loss is rejected
+    // once the reconnection shows the exchange never got it; orders sent while the link is
+    // down are refused at once; both say why.
+    let mut accepted = None;
+    for i in 0..100 {
+        let cl = format!("m2-{i}");
+        b1.send(&nos(&cl, "1", 100, 10_000));
+        let a = b1.expect(
+            |l| {
+                is_in(l, "8")
+                    && field(l, 11) == Some(cl.as_str())
+                    && matches!(field(l, 150), Some("0" | "8"))
+            },
+            WAIT,
+        );
+        if field(&a, 150) == Some("0") {
+            accepted = Some(cl);
+            break;
+        }
+        let why = f(&a, 58);
+        assert!(
+            why.contains("no connection to the exchange") || why.starts_with("lost:"),
+            "{a}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let accepted = accepted.expect("the gateway reconnected");
+    // The order from before the restart is still known, both to the gateway and the exchange.
+    b1.send("35=F|11=mc|41=m1|55=VNM|54=1|60=20240101-00:00:00");
+    b1.expect(er("mc", "4"), WAIT);
+    let mut b2 = logged_on(&fg, "B02");
+    b2.send(&nos("ms", "2", 100, 10_000));
+    let t = b1.expect(er(&accepted, "F"), WAIT);
+    assert_eq!(f(&t, 39), "2");
+    assert!(!b1.seen.iter().any(|l| l == "logout"), "{:?}", b1.seen);
+}
