@@ -216,6 +216,8 @@ const REC_ORDER: u8 = 1;
 const REC_REQUEST: u8 = 2;
 const REC_STATE: u8 = 3;
 const SEP: u8 = 0x01;
+/// Records beyond twice the state's size tolerated before a compaction on open.
+const COMPACT_SLACK: usize = 10_000;
 
 /// Where the order log goes.
 enum Store {
@@ -264,10 +266,60 @@ impl std::fmt::Debug for OrderEntry {
 
 impl OrderEntry {
     /// Opens (or creates) the order log at `path` and recovers the session's orders.
+    /// A log much longer than the state it holds (every fill appends a state record) is
+    /// compacted on open: one record per order and per extra ClOrdID.
     pub fn open(path: &Path, fsync: bool, listing: Listing) -> Result<Self, LogError> {
         let (log, records) = RecordLog::open(path, fsync)?;
+        let n = records.len();
         let records = records.into_iter().map(|r| (r.kind, r.value, r.data));
-        Ok(Self::restore(Store::File(log), listing, records))
+        let mut e = Self::restore(Store::File(log), listing, records);
+        if n > 2 * (e.orders.len() + e.cl_ord_ids.len()) + COMPACT_SLACK {
+            let compact = e.snapshot();
+            if let Store::File(log) = &mut e.store {
+                log.rewrite(&compact)?;
+                tracing::info!(path = %path.display(), before = n, after = compact.len(), "order log compacted");
+            }
+        }
+        Ok(e)
+    }
+
+    /// Records that restore exactly this state.
+    fn snapshot(&self) -> Vec<(u8, u64, Vec<u8>)> {
+        let last_ref = self.next_ref.saturating_sub(1).to_string();
+        let mut out = Vec::with_capacity(2 * self.orders.len() + self.cl_ord_ids.len());
+        let mut ids: Vec<&u64> = self.orders.keys().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let o = &self.orders[id];
+            out.push((
+                REC_ORDER,
+                o.id,
+                join(&[
+                    last_ref.as_bytes(),
+                    o.cl_ord_id.as_bytes(),
+                    o.symbol.as_bytes(),
+                    if o.side == Side::Buy { b"B" } else { b"S" },
+                    o.kind.as_str().as_bytes(),
+                    o.price.to_string().as_bytes(),
+                    o.order_qty.to_string().as_bytes(),
+                ]),
+            ));
+            out.push((REC_STATE, o.id, state_record(o)));
+        }
+        let mut extra: Vec<(&String, &u64)> = self
+            .cl_ord_ids
+            .iter()
+            .filter(|(cl, id)| self.orders.get(id).is_none_or(|o| &o.cl_ord_id != *cl))
+            .collect();
+        extra.sort_unstable();
+        for (cl, id) in extra {
+            out.push((
+                REC_REQUEST,
+                *id,
+                join(&[last_ref.as_bytes(), cl.as_bytes()]),
+            ));
+        }
+        out
     }
 
     /// An order entry whose log lives in memory (tests).
@@ -1009,19 +1061,7 @@ impl OrderEntry {
     }
 
     fn save(&mut self, o: &Order) -> Result<(), LogError> {
-        self.store.append(
-            REC_STATE,
-            o.id,
-            join(&[
-                o.cl_ord_id.as_bytes(),
-                o.price.to_string().as_bytes(),
-                o.order_qty.to_string().as_bytes(),
-                o.cum_qty.to_string().as_bytes(),
-                o.notional.to_string().as_bytes(),
-                o.leaves.to_string().as_bytes(),
-                &[o.status.code()],
-            ]),
-        )
+        self.store.append(REC_STATE, o.id, state_record(o))
     }
 
     // ------------------------------------------------------- after a lost connection
@@ -1256,6 +1296,18 @@ fn parse_new_order(m: &Message) -> Result<NewFields, (u32, String)> {
     };
     let qty = mapping::qty(m.get(ORDER_QTY).unwrap_or_default()).map_err(|e| (13, e))?;
     Ok((symbol, side, kind, price, qty))
+}
+
+fn state_record(o: &Order) -> Vec<u8> {
+    join(&[
+        o.cl_ord_id.as_bytes(),
+        o.price.to_string().as_bytes(),
+        o.order_qty.to_string().as_bytes(),
+        o.cum_qty.to_string().as_bytes(),
+        o.notional.to_string().as_bytes(),
+        o.leaves.to_string().as_bytes(),
+        &[o.status.code()],
+    ])
 }
 
 /// Text of an identifier field: 1..=64 printable ASCII bytes.

@@ -839,3 +839,70 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_long_order_log_is_compacted_on_open_and_means_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = OrderEntry::path_in(dir.path(), "BRK1");
+    let mut h = Harness {
+        e: OrderEntry::open(&path, false, listing()).unwrap(),
+    };
+    h.e.set_id_floor(1000);
+    let (cmds, _) = h.send(new_order("big", "1", 100_000, "10000"));
+    let r = cmds[0].client_ref;
+    // 12,000 fills of 1 share: 12,000 state records for one order.
+    for i in 0..12_000 {
+        h.report(report(
+            r,
+            1001,
+            fill(
+                Side::Buy,
+                10_000 + (i % 3) * 50,
+                1,
+                Liquidity::Maker,
+                i as u32,
+            ),
+            false,
+            true,
+        ));
+    }
+    let (cmds, _) = h.send(msg(
+        "G",
+        "11=big2|41=big|55=VNM|54=1|38=100000|40=2|44=10050",
+    ));
+    h.report(report(
+        cmds[0].client_ref,
+        1001,
+        ReportEvent::Amended {
+            price: 10_050,
+            qty: 88_000,
+            priority_kept: false,
+        },
+        true,
+        false,
+    ));
+    let before = std::fs::metadata(&path).unwrap().len();
+    let want = h.e.order(1001).cloned();
+    drop(h);
+    let e = OrderEntry::open(&path, false, listing()).unwrap();
+    let after = std::fs::metadata(&path).unwrap().len();
+    assert!(after * 100 < before, "{before} -> {after} bytes");
+    assert_eq!(e.order(1001).cloned(), want);
+    assert_eq!(
+        e.order_by_cl_ord_id("big").map(|o| o.id),
+        Some(1001),
+        "old ClOrdIDs kept"
+    );
+    let mut h = Harness { e };
+    let (cmds, _) = h.send(new_order("next", "1", 100, "10000"));
+    let Command::New(o) = cmds[0].command else {
+        panic!()
+    };
+    assert_eq!(o.id, OrderId(1002));
+    assert!(cmds[0].client_ref > 2);
+    // Reopened again: the same.
+    drop(h);
+    let e = OrderEntry::open(&path, false, listing()).unwrap();
+    assert_eq!(e.order(1001).cloned(), want);
+    assert_eq!(e.order_count(), 2);
+}
