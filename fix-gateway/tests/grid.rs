@@ -473,3 +473,22 @@ fn after_a_manager_restart_the_gateway_reconnects_and_the_orders_carry_on() {
     assert_eq!(f(&t, 39), "2");
     assert!(!b1.seen.iter().any(|l| l == "logout"), "{:?}", b1.seen);
 }
+
+#[test]
+fn sigterm_logs_every_session_out_and_the_gateway_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fg = FixGrid::start(dir.path(), 0);
+    let mut b1 = logged_on(&fg, "B01");
+    let b2 = logged_on(&fg, "B02");
+    b2.stop(); // a session task with no connection must end too
+    b1.send(&nos("t1", "1", 100, 10_000));
+    b1.expect(er("t1", "0"), WAIT);
+    let mut gw = fg.gateway.take().unwrap();
+    assert!(
+        gw.terminate(Duration::from_secs(10)),
+        "clean exit:\n{}",
+        gw.log()
+    );
+    let logout = b1.expect(|l| is_in(l, "5"), WAIT);
+    assert_eq!(field(&logout, 58), Some("gateway shutting down"));
+}

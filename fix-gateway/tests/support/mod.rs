@@ -143,6 +143,21 @@ impl Gateway {
         read(&self.log)
     }
 
+    /// SIGTERM; waits (bounded) for the exit and returns whether it was clean.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
     /// kill -9: no Logout, nothing flushed beyond what was written.
     pub fn kill(mut self) {
         let _ = self.child.kill();
