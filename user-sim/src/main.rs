@@ -61,6 +61,11 @@ struct RunArgs {
     /// No progress bar and no report on stdout (the JSON file is still written).
     #[arg(long)]
     quiet: bool,
+    /// Also report the run as a timeline: windows of this many seconds, each with the orders
+    /// that became final in it (rate, rejects, p50/p99, exchange times: on a scheduled
+    /// manager, which part of the trading day it was).
+    #[arg(long, value_name = "SECS")]
+    timeline: Option<f64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -274,7 +279,11 @@ fn run_load(a: RunArgs) -> anyhow::Result<()> {
         rate: a.rate,
         seed: a.seed,
         progress: !a.quiet,
+        timeline_s: a.timeline,
     };
+    if a.timeline.is_some_and(|w| !(w > 0.0 && w.is_finite())) {
+        anyhow::bail!("--timeline must be a positive number of seconds");
+    }
     let report = run_until_signal(client::run_load(cfg))?;
     if !a.quiet {
         print!("{report}");
