@@ -506,18 +506,13 @@ async fn run_core(
                 None => return Ok(()),
             },
             msg = submits.recv(), if accepting => match msg {
-                Some(s) => submit(&mut core, s, &schedule)?,
+                Some(s) => submit(&mut core, s, &schedule, &mut issued)?,
                 None => return Ok(()),
             },
             _ = tick.tick() => {
                 let now = Instant::now();
                 core.tick(now);
-                for (t, p) in schedule.due(wall_ns(), issued) {
-                    issued = Some(t);
-                    let cmd = ClientCommand { client_ref: 0, command: Command::Phase(p) };
-                    core.submit(EXCHANGE_SESSION, &[cmd], now, t)?;
-                    tracing::info!(phase = p.as_str(), "schedule: phase change");
-                }
+                issue_due_phases(&mut core, &schedule, &mut issued, wall_ns(), now)?;
                 if now.duration_since(last_snapshot) >= MONITOR_INTERVAL {
                     last_snapshot = now;
                     metrics.set_sessions(metrics::SessionKind::Broker, sessions.len() as u64);
@@ -541,7 +536,7 @@ async fn run_core(
             match submits.try_recv() {
                 Ok(s) => {
                     budget = budget.saturating_sub(s.cmds.len());
-                    submit(&mut core, s, &schedule)?;
+                    submit(&mut core, s, &schedule, &mut issued)?;
                 }
                 Err(_) => break,
             }
@@ -607,19 +602,46 @@ async fn run_core(
     }
 }
 
-fn submit(core: &mut Core, s: Submit, schedule: &Schedule) -> anyhow::Result<()> {
+/// Sequences the schedule's phase changes due at wall-clock `wall` (ns) that come after
+/// `issued`, each stamped with its exact boundary time.
+fn issue_due_phases(
+    core: &mut Core,
+    schedule: &Schedule,
+    issued: &mut Option<matching::Timestamp>,
+    wall: i64,
+    now: Instant,
+) -> anyhow::Result<()> {
+    for (t, p) in schedule.due(wall, *issued) {
+        *issued = Some(t);
+        let cmd = ClientCommand {
+            client_ref: 0,
+            command: Command::Phase(p),
+        };
+        core.submit(EXCHANGE_SESSION, &[cmd], now, t)?;
+        tracing::info!(phase = p.as_str(), "schedule: phase change");
+    }
+    Ok(())
+}
+
+fn submit(
+    core: &mut Core,
+    s: Submit,
+    schedule: &Schedule,
+    issued: &mut Option<matching::Timestamp>,
+) -> anyhow::Result<()> {
     if let Err(e) = core.check_batch(s.session, &s.cmds) {
         if let Some(reply) = s.reply {
             let _ = reply.send(Err(e));
         }
         return Ok(());
     }
-    core.submit(
-        s.session,
-        &s.cmds,
-        Instant::now(),
-        schedule.time_at(wall_ns()),
-    )?;
+    // A phase boundary that passed since the last tick is sequenced first: no order stamped
+    // after a boundary may be sequenced before its phase change (exchange time never goes
+    // backwards along the sequence, and a BREAK refuses what is stamped inside it).
+    let wall = wall_ns();
+    let now = Instant::now();
+    issue_due_phases(core, schedule, issued, wall, now)?;
+    core.submit(s.session, &s.cmds, now, schedule.time_at(wall))?;
     if let Some(reply) = s.reply {
         let _ = reply.send(Ok(()));
     }
