@@ -7,12 +7,14 @@
 //!
 //! Layout: [`core`] (the sans-I/O state machine), [`server`] (the tokio/quinn shell),
 //! [`setup`] (the data directory and recovery), [`archive`] (finished orders and book
-//! snapshots on disk), [`schedule`] (the exchange clock and the HOSE day).
+//! snapshots on disk), [`schedule`] (the exchange clock and the HOSE day),
+//! [`export`] (`manager journal export`: replay formats, CSV/Parquet tables, bars, Qlib).
 //!
 //! Must not: match orders itself except in `--local` mode (which runs the executor's own core
 //! in-process), or block its sequencing loop on a slow client or monitor.
 pub mod archive;
 pub mod core;
+pub mod export;
 pub mod schedule;
 pub mod server;
 pub mod setup;
