@@ -949,8 +949,11 @@ fn failover_and_migration_from_images_with_every_snapshot_cadence() {
                     Action::Flush,
                 ],
             );
+            // By count, images flow all along; by explicit rounds only, the script's three
+            // rounds are answered in part (one executor dies before it answers).
+            let least = if every == 0 { 2 } else { 6 };
             assert!(
-                images >= 6,
+                images >= least,
                 "seed {seed} every {every}: only {images} images trusted"
             );
         }
@@ -1242,7 +1245,14 @@ proptest! {
         }
         // Commands waiting unsequenced behind a CLOSED would be resent by their client after
         // a crash; here they are let through first, so `rest` is exactly what was never sent.
+        let mut rounds = 0;
         while sim.core.deferred() > 0 {
+            rounds += 1;
+            prop_assert!(rounds < 10_000, "deferred commands never let through");
+            if sim.execs.is_empty() {
+                sim.join();
+                sim.settle();
+            }
             sim.run_dry();
         }
         // Crash: whatever was not flushed is lost with the process (acks and routing only:

@@ -264,6 +264,7 @@ impl Core {
         let m = self.memory_figures();
         let elapsed = started.elapsed();
         tracing::info!(
+            next_seq = self.next_seq,
             archived,
             books = written.len(),
             records = m.records,

@@ -199,6 +199,13 @@ impl Shards {
         if st.owner != Some(node) {
             return ImageFit::Stale;
         }
+        // An answer to an older request of the same node (it owned the book before, lost it
+        // to a migration or failover, and got it back): the book state is older than asked.
+        // Never trusted, not a lie either. Seqs only grow, so a legitimate image is never
+        // newer than the open request.
+        if seq < asked {
+            return ImageFit::Stale;
+        }
         let done = st.completed.checked_sub(1).map(|k| st.history[k].seq);
         if seq != asked || done != Some(seq) {
             return ImageFit::Wrong(format!(
