@@ -248,6 +248,7 @@ impl Core {
         let books = self.shards.fresh_bases();
         let written: Vec<(SecurityId, u64)> = books.iter().map(|b| (b.security, b.seq)).collect();
         let manifest = self.manifest_core();
+        let resume_seq = manifest.resume_seq;
         let archived = finished.len();
         let cp = Checkpoint {
             finished,
@@ -265,6 +266,7 @@ impl Core {
         let elapsed = started.elapsed();
         tracing::info!(
             next_seq = self.next_seq,
+            resume_seq,
             archived,
             books = written.len(),
             records = m.records,
