@@ -437,7 +437,9 @@ impl FinishedRun {
         if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
             return Err(corrupt(fstart, "footer CRC mismatch".into()));
         }
-        let parse = || -> Result<(Vec<Fence>, u64, Vec<(u32, u64)>), String> {
+        /// Fences, the record count, and the highest id per broker prefix.
+        type Footer = (Vec<Fence>, u64, Vec<(u32, u64)>);
+        let parse = || -> Result<Footer, String> {
             let mut rd = Reader::new(body);
             let n = rd.u64()?;
             if n > body.len() as u64 / 28 {
@@ -671,13 +673,10 @@ pub fn merge_runs(
         heads.push(it.next().transpose()?);
     }
     let mut last: Option<u64> = None;
-    loop {
-        let Some(k) = (0..heads.len())
-            .filter(|&k| heads[k].is_some())
-            .min_by_key(|&k| heads[k].map(|r| r.id.0))
-        else {
-            break;
-        };
+    while let Some(k) = (0..heads.len())
+        .filter(|&k| heads[k].is_some())
+        .min_by_key(|&k| heads[k].map(|r| r.id.0))
+    {
         let r = heads[k].expect("some");
         heads[k] = iters[k].next().transpose()?;
         if last == Some(r.id.0) {

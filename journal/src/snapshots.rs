@@ -394,7 +394,7 @@ impl Manifest {
                 ("next_run", 2) => m.next_run = num(1)?,
                 ("broker", 4) => {
                     let hex = f[2];
-                    if hex.len() % 2 != 0 {
+                    if !hex.len().is_multiple_of(2) {
                         return Err(format!("bad broker name in {line:?}"));
                     }
                     let bytes = (0..hex.len())

@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use testkit::{assert_same_file, assert_same_outputs, bin, generate, local_reference, Grid, GridOptions, Proc};
+use testkit::{
+    assert_same_file, assert_same_outputs, bin, generate, local_reference, Grid, GridOptions, Proc,
+};
 
 /// Images often enough that a run of a few ten thousand orders takes many of them.
 fn snapshot_args() -> Vec<String> {
@@ -219,8 +221,15 @@ fn a_manager_restart_after_snapshots_equals_the_sequential_engine() {
     // Kill once a checkpoint lets recovery skip part of the journal (every book imaged once).
     let start = Instant::now();
     while last_resume_seq(&grid.manager.log_text()) <= 1 {
-        assert!(first.running(), "the replay ended first:\n{}", grid.manager.log_text());
-        assert!(start.elapsed() < Duration::from_secs(120), "no checkpoint moved resume_seq");
+        assert!(
+            first.running(),
+            "the replay ended first:\n{}",
+            grid.manager.log_text()
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint moved resume_seq"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     let seen = imaged_checkpoints(&grid.manager.log_text());
