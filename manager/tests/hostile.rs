@@ -352,6 +352,43 @@ fn a_huge_name_in_a_hello_is_refused_without_a_huge_log_line() {
     assert!(grown < 16 * 1024, "the log grew by {grown} bytes");
 }
 
+/// A replay file naming a 300-byte broker: refused with the reason; the manager's core keeps
+/// running and serves the next client (it used to exit with "core stopped").
+#[test]
+fn an_overlong_broker_name_in_a_replay_file_is_refused_and_the_core_runs_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut grid = grid_with(dir, 1, &[]);
+    let (_, code, reference) =
+        matching::SecurityTable::parse_csv(&std::fs::read_to_string(grid.securities()).unwrap())
+            .unwrap()
+            .iter()
+            .map(|(i, c, p)| (i, c.to_string(), p))
+            .next()
+            .unwrap();
+    let stream = dir.join("long.csv");
+    std::fs::write(
+        &stream,
+        format!(
+            "action,order_id,broker,security,side,type,price,qty\nNEW,1,{},{code},BUY,LO,{reference},100\n",
+            "b".repeat(300)
+        ),
+    )
+    .unwrap();
+    let mut replay = grid.spawn_replay(&stream, "long", &[]);
+    assert!(!replay.child.wait().unwrap().success());
+    let log = replay.log_text();
+    eprintln!("hostile: overlong broker name -> {}", log.trim());
+    assert!(log.contains("broker") && log.contains("long"), "{log}");
+    assert!(grid.manager.running(), "{}", grid.manager.log_text());
+    let out = grid.load(&["--orders", "200", "--quiet"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// An executor holding the token forges a fill for a security it does not own, against an
 /// invented order of another broker, for 1,000,000,000 shares at price 1; then one for a
 /// security it owns. The manager refuses both, treats it as failed, and the grid's result
