@@ -38,7 +38,7 @@ print((min if which == "first" else max)(times) if times else "nan")
 PY
 }
 # The field VALUE of the last manager log line containing TEXT.
-field() { grep "$1" "$work/manager.log" | tail -1 | grep -o "$2=[0-9]*" | cut -d= -f2; }
+field() { grep " $1 " "$work/manager.log" | tail -1 | grep -o " $2=[0-9]*" | cut -d= -f2 || true; }
 
 start_manager 0 --fsync batch "${SNAP[@]}"
 PORT=${ADDR##*:}
@@ -68,7 +68,7 @@ failover() { # failover LABEL
   sleep 8
   lost=$(logtime first "$t0" "lost;" "$work/manager.log")
   rebuilt=$(logtime last "$t0" "books rebuilt by replay" "$work/${EXNAME[1]}.log" "$work/${EXNAME[3]}.log")
-  replayed=$(grep -h "books rebuilt by replay" "$work/${EXNAME[1]}.log" "$work/${EXNAME[3]}.log" | tail -2 | grep -o "commands=[0-9]*" | cut -d= -f2 | paste -sd+ | bc)
+  replayed=$(grep -h "books rebuilt by replay" "$work/${EXNAME[1]}.log" "$work/${EXNAME[3]}.log" | tail -2 | grep -o "commands=[0-9]*" | cut -d= -f2 | paste -sd+ | bc || true)
   events+=("$(python3 -c "print(f'$1 executor failover: kill->lost {1000*($lost-$t0):.0f} ms, kill->books rebuilt {1000*($rebuilt-$t0):.0f} ms, tail replayed ${replayed:-0} commands')")")
   spawn_exec $k
 }
@@ -79,7 +79,6 @@ restart_manager() { # restart_manager LABEL
   start_manager "$PORT" --fsync batch "${SNAP[@]}"; t1=$(now)
   sleep 8
   t2=$(logtime last "$t0" "books rebuilt by replay" "$work/${EXNAME[1]}.log" "$work/${EXNAME[2]}.log" "$work/${EXNAME[3]}.log")
-  local line; line=$(grep "recovered from the journal" "$work/manager.log" | tail -1 | sed 's/.*recovered from the journal//')
   events+=("$(python3 -c "print(f'$1 manager restart: kill->listening {1000*($t1-$t0):.0f} ms, kill->books rebuilt {1000*($t2-$t0):.0f} ms;')") $(grep "recovered from the journal" "$work/manager.log" | tail -1 | grep -o 'resume_seq=[0-9]* books=[0-9]* records=[0-9]* rejected=[0-9]* next_seq=[0-9]* .*elapsed_ms=[0-9]*')")
 }
 

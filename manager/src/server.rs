@@ -371,8 +371,7 @@ pub async fn serve(
                 Ok(rt) => rt.block_on(run_core(
                     core,
                     schedule,
-                    control_rx,
-                    submit_rx,
+                    (control_rx, submit_rx),
                     snap_tx,
                     feed_tx,
                     (phase, sequenced),
@@ -477,8 +476,7 @@ fn wall_ns() -> i64 {
 async fn run_core(
     mut core: Core,
     schedule: Schedule,
-    mut control: mpsc::Receiver<Control>,
-    mut submits: mpsc::Receiver<Submit>,
+    (mut control, mut submits): (mpsc::Receiver<Control>, mpsc::Receiver<Submit>),
     snapshot: watch::Sender<Option<GridSnapshot>>,
     feed: broadcast::Sender<MonitorMsg>,
     (phase, sequenced): (Arc<AtomicU32>, Arc<AtomicU64>),
@@ -513,6 +511,7 @@ async fn run_core(
                 let now = Instant::now();
                 core.tick(now);
                 core.maintain(now)?;
+                core.persist_idle()?;
                 issue_due_phases(&mut core, &schedule, &mut issued, wall_ns(), now)?;
                 if now.duration_since(last_snapshot) >= MONITOR_INTERVAL {
                     last_snapshot = now;
