@@ -3,7 +3,7 @@
 # the ready file and the executors' "executor ready" log line (never a fixed sleep).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build --release -p manager -p executor -p user-sim --quiet
+[ -n "${NO_BUILD:-}" ] || cargo build --release -p manager -p executor -p user-sim --quiet
 B=target/release
 work=$(mktemp -d)
 pids=()
