@@ -70,7 +70,7 @@ failover() { # failover LABEL
   lost=$(logtime first "$t0" "lost;" "$work/manager.log")
   # The survivors take the books over (Assign, images, replay of the tail in one batch).
   moved=$(logtime last "$t0" "shard map changed" "$work/${EXNAME[1]}.log" "$work/${EXNAME[3]}.log")
-  events+=("$(python3 -c "nan=float('nan'); print(f'$1 executor failover: kill->lost {1000*($lost-$t0):.0f} ms, kill->books taken over {1000*($moved-$t0):.0f} ms; history kept for failover before the kill: ${history:-?} commands (all securities)')")")
+  events+=("$(python3 -c "nan=float('nan'); print(f'$1 executor failover: kill->lost {1000*($lost-$t0):.0f} ms, kill->books taken over {1000*($moved-$t0):.0f} ms; history kept for failover before the kill: ${history:-?} commands (all securities)')")") || true
   spawn_exec $k
 }
 restart_manager() { # restart_manager LABEL
@@ -80,7 +80,7 @@ restart_manager() { # restart_manager LABEL
   start_manager "$PORT" --fsync batch "${SNAP[@]}"; t1=$(now)
   sleep 8
   t2=$(logtime last "$t0" "executor ready" "$work/${EXNAME[1]}.log" "$work/${EXNAME[2]}.log" "$work/${EXNAME[3]}.log")
-  events+=("$(python3 -c "nan=float('nan'); print(f'$1 manager restart: kill->listening {1000*($t1-$t0):.0f} ms, kill->executors ready again {1000*($t2-$t0):.0f} ms;')") $(grep "recovered from the journal" "$work/manager.log" | tail -1 | grep -o 'resume_seq=[0-9]* books=[0-9]* records=[0-9]* rejected=[0-9]* next_seq=[0-9]* .*elapsed_ms=[0-9]*')")
+  events+=("$(python3 -c "nan=float('nan'); print(f'$1 manager restart: kill->listening {1000*($t1-$t0):.0f} ms, kill->executors ready again {1000*($t2-$t0):.0f} ms;')") $(grep "recovered from the journal" "$work/manager.log" | tail -1 | grep -o 'resume_seq=[0-9]* books=[0-9]* records=[0-9]* rejected=[0-9]* next_seq=[0-9]* .*elapsed_ms=[0-9]*')") || true
 }
 
 printf "%-4s %10s %10s %10s %10s %10s %10s %9s %9s %10s\n" min next_seq mgr_MB ex1_MB ex2_MB ex3_MB records history gw_ids image_ord
