@@ -106,5 +106,5 @@ du -sh "$work/data/journal" "$work/data/tape" "$work/data/snapshots" | sed 's/^/
 python3 - "$work" <<'PY'
 import json, glob, sys
 rs = [json.load(open(f)) for f in sorted(glob.glob(sys.argv[1] + "/load-*.json"))]
-print(f"load chunks completed: {len(rs)}, orders final: {sum(r.get('orders', 0) for r in rs)}")
+print(f"load chunks completed: {len(rs)}, orders final: {sum(r.get('accepted', 0) + r.get('rejected', 0) for r in rs)}")
 PY
