@@ -65,7 +65,7 @@ events=()
 failover() { # failover LABEL
   local k=2 t0 lost moved history
   history=$(field checkpoint history)
-  kill -9 "${EX[$k]}"; t0=$(now)
+  kill -9 "${EX[$k]}"; t0=$(now); wait "${EX[$k]}" 2>/dev/null || true
   sleep 8
   lost=$(logtime first "$t0" "lost;" "$work/manager.log")
   # The survivors take the books over (Assign, images, replay of the tail in one batch).
@@ -76,7 +76,7 @@ failover() { # failover LABEL
 restart_manager() { # restart_manager LABEL
   local t0 t1 t2 before
   before=$(grep -c "recovered from the journal" "$work/manager.log" || true)
-  kill -9 "$MPID"; t0=$(now)
+  kill -9 "$MPID"; t0=$(now); wait "$MPID" 2>/dev/null || true
   start_manager "$PORT" --fsync batch "${SNAP[@]}"; t1=$(now)
   sleep 8
   t2=$(logtime last "$t0" "executor ready" "$work/${EXNAME[1]}.log" "$work/${EXNAME[2]}.log" "$work/${EXNAME[3]}.log")
