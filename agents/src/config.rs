@@ -281,6 +281,13 @@ impl Population {
             })
     }
 
+    /// The synthetic listing named in `[market] listing` (the manager's default listing has
+    /// the same securities for the same count).
+    pub fn listing(&self) -> Result<SecurityTable, ConfigError> {
+        SecurityTable::synthetic(self.market.listing)
+            .map_err(|e| ConfigError::invalid("market.listing", e.to_string()))
+    }
+
     /// Every check that does not need the listing.
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.clock()?;
