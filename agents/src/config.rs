@@ -53,7 +53,7 @@ pub enum ConfigError {
     Parse(String),
     #[error("population file: `{field}` {message}")]
     Invalid { field: String, message: String },
-    #[error("population file: security {0:?} is not listed")]
+    #[error("population file: `securities`: {0:?} is not in the listing ([market] listing)")]
     UnknownSecurity(String),
     #[error("population file: no agents (give at least one kind a count)")]
     NoAgents,

@@ -425,11 +425,7 @@ impl Venue for GridVenue {
         Ok(())
     }
 
-    fn submit(
-        &mut self,
-        subs: &[Submission],
-        out: &mut Vec<Vec<Event>>,
-    ) -> Result<(), VenueError> {
+    fn submit(&mut self, subs: &[Submission], out: &mut Vec<Vec<Event>>) -> Result<(), VenueError> {
         let link = &mut self.link;
         let mut cmds = Vec::with_capacity(subs.len());
         for s in subs {

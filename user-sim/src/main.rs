@@ -12,9 +12,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use matching::MarketRules;
-use user_sim::{agents, client};
 use user_sim::generate::{self, GenConfig, GenerateJob};
 use user_sim::replay::{self, LocalReplay};
+use user_sim::{agents, client};
 
 #[derive(Parser, Debug)]
 #[command(
