@@ -46,5 +46,5 @@ pub use agent::{phase_allows, Agent, AgentKind, Ctx, Signals};
 pub use config::{ConfigError, Mode, Population};
 pub use driver::{Lockstep, Next, Submission};
 pub use facts::StylizedFacts;
-pub use local::{LocalOutcome, LocalRun, Run, RunError, TradeRecord, Venue, VenueError};
+pub use local::{Final, LocalOutcome, LocalRun, Run, RunError, TradeRecord, Venue, VenueError};
 pub use view::{Bar, MarketView, SecurityView};

@@ -98,20 +98,31 @@ pub type LocalError = RunError;
 /// A venue's failure, boxed: each venue has its own.
 pub type VenueError = Box<dyn std::error::Error + Send + Sync>;
 
-/// Where a run's commands are matched. Every method returns only once its commands are final,
-/// with their events in the order the sequential exchange produces them.
+/// One submission's events, once it is final.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Final {
+    pub token: u64,
+    pub events: Vec<Event>,
+}
+
+/// Where a run's commands are matched. Events come in the order the sequential exchange
+/// produces them.
 pub trait Venue {
-    /// Enters `phase` at exchange time `time`; appends its events to `out` (every book's, in
-    /// security-code byte order).
+    /// Enters `phase` at exchange time `time` and waits until it is in force; appends its
+    /// events to `out` (every book's, in security-code byte order).
     fn phase(
         &mut self,
         phase: Phase,
         time: Timestamp,
         out: &mut Vec<Event>,
     ) -> Result<(), VenueError>;
-    /// Sends `subs` in order and waits until all are final; `out[i]` receives the events of
-    /// `subs[i]` (`out` is resized to `subs.len()`).
-    fn submit(&mut self, subs: &[Submission], out: &mut Vec<Vec<Event>>) -> Result<(), VenueError>;
+    /// Sends `subs` in order. A lockstep venue waits until every one is final and pushes them
+    /// all to `finals`, in order; a real-time venue pushes whatever became final meanwhile
+    /// (of this step's or earlier submissions), in the order it learnt of them.
+    fn submit(&mut self, subs: &[Submission], finals: &mut Vec<Final>) -> Result<(), VenueError>;
+    /// Real-time venues: submissions that became final while [`Venue::phase`] waited (they
+    /// were sequenced before the phase change). Lockstep venues have none.
+    fn take_finals(&mut self, _finals: &mut Vec<Final>) {}
     /// The aggregated limit levels of `security`, at most `levels` per side, best first, as
     /// `matching::Engine::depth` gives them.
     fn depth(&self, security: SecurityId, levels: usize) -> Depth;
@@ -129,11 +140,14 @@ impl Venue for Exchange {
         Ok(())
     }
 
-    fn submit(&mut self, subs: &[Submission], out: &mut Vec<Vec<Event>>) -> Result<(), VenueError> {
-        out.resize_with(subs.len(), Vec::new);
-        for (sub, events) in subs.iter().zip(out.iter_mut()) {
-            events.clear();
-            self.process(&sub.command, events);
+    fn submit(&mut self, subs: &[Submission], finals: &mut Vec<Final>) -> Result<(), VenueError> {
+        for sub in subs {
+            let mut events = Vec::new();
+            self.process(&sub.command, &mut events);
+            finals.push(Final {
+                token: sub.token,
+                events,
+            });
         }
         Ok(())
     }
@@ -155,8 +169,10 @@ pub struct Run<V: Venue> {
     trades: Vec<TradeRecord>,
     stats: RunStats,
     events: Vec<Event>,
-    /// Per submission of the step: its events.
-    step_events: Vec<Vec<Event>>,
+    /// Final submissions handed back by the venue, to absorb.
+    finals: Vec<Final>,
+    /// Submissions not yet final: their delivery time.
+    sent_at: rustc_hash::FxHashMap<u64, Timestamp>,
     begun: Option<(u32, u32)>,
     /// The fundamental of every traded security at each step (parallel to the bars).
     fundamental: Vec<Vec<f64>>,
@@ -220,7 +236,8 @@ impl<V: Venue> Run<V> {
             trades: Vec::new(),
             stats: RunStats::default(),
             events: Vec::with_capacity(64),
-            step_events: Vec::new(),
+            finals: Vec::new(),
+            sent_at: rustc_hash::FxHashMap::default(),
             begun: None,
             fundamental: vec![Vec::new(); universe.len()],
             journal: None,
@@ -275,9 +292,15 @@ impl<V: Venue> Run<V> {
                 if let Some(j) = self.journal.as_mut() {
                     j.push(cmd);
                 }
+                let mut events = Vec::with_capacity(64);
                 self.venue
-                    .phase(phase, time, &mut self.events)
+                    .phase(phase, time, &mut events)
                     .map_err(RunError::Venue)?;
+                let mut finals = std::mem::take(&mut self.finals);
+                self.venue.take_finals(&mut finals);
+                self.absorb_finals(&mut finals, day, step.min(last));
+                self.finals = finals;
+                self.events = events;
                 self.stats.phases += 1;
                 self.absorb(None, day, step.min(last), time, true);
                 self.driver.phase_done()?;
@@ -305,17 +328,13 @@ impl<V: Venue> Run<V> {
                         j.push(sub.command);
                     }
                 }
-                let mut step_events = std::mem::take(&mut self.step_events);
+                self.sent_at.extend(subs.iter().map(|s| (s.token, s.at)));
+                let mut finals = std::mem::take(&mut self.finals);
                 self.venue
-                    .submit(&subs, &mut step_events)
+                    .submit(&subs, &mut finals)
                     .map_err(RunError::Venue)?;
-                for (sub, events) in subs.iter().zip(step_events.iter_mut()) {
-                    self.events.clear();
-                    self.events.append(events);
-                    self.absorb(Some(sub.token), day, step, sub.at, false);
-                    self.driver.complete(sub.token);
-                }
-                self.step_events = step_events;
+                self.absorb_finals(&mut finals, day, step);
+                self.finals = finals;
                 Ok(true)
             }
             Next::Wait { outstanding } => Err(LocalError::Stalled(outstanding)),
@@ -347,6 +366,16 @@ impl<V: Venue> Run<V> {
             fundamental: self.fundamental,
             clock: self.driver.clock().clone(),
             listing: self.listing,
+        }
+    }
+
+    /// Takes the events of final submissions, in order, and tells the driver they are final.
+    fn absorb_finals(&mut self, finals: &mut Vec<Final>, day: u32, step: u32) {
+        for f in finals.drain(..) {
+            let at = self.sent_at.remove(&f.token).unwrap_or_default();
+            self.events = f.events;
+            self.absorb(Some(f.token), day, step, at, false);
+            self.driver.complete(f.token);
         }
     }
 

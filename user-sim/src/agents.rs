@@ -11,12 +11,17 @@
 //! L3 mirror ([`feed::FeedBuilder`]) rebuilt from those events, never the manager's own. So a
 //! grid run's `trades.csv` and `agents.csv` equal `--local`'s byte for byte, however many
 //! executors match them and across an executor failure.
+//!
+//! Real time (`--realtime`, or `mode = "realtime"` in the file): the agents submit as they
+//! decide and a step lasts `--step-ms` of wall time, not until its commands are final; the
+//! agents see whatever reports have come in. Results then depend on timing and differ from run
+//! to run. Phase changes still wait until they are in force.
 
 use std::path::PathBuf;
 use std::str::FromStr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use agents::local::{Run, RunError, Venue, VenueError};
+use agents::local::{Final, Run, RunError, Venue, VenueError};
 use agents::results::{write_results, RunInfo};
 use agents::{Mode, Population, Submission};
 use anyhow::{bail, Context};
@@ -30,6 +35,7 @@ use proto::{ClientCommand, ClientMsg, Credentials, ManagerToClient, Report, Repo
 use rustc_hash::FxHashMap;
 
 use crate::client::{await_reply, connect, next_reports, table_from, GridTarget, Session};
+use std::collections::VecDeque;
 
 /// Where `user-sim agents` matches its commands.
 #[derive(Clone, Debug)]
@@ -51,11 +57,19 @@ pub struct AgentsJob {
     pub plots: usize,
     pub progress: bool,
     pub venue: AgentsVenue,
+    /// Run in real time (`mode = "realtime"`) whatever the population file says.
+    pub realtime: bool,
+    /// Real time over the grid: wall time of one step (zero: a step ends as soon as its
+    /// commands are sent and the reports already in are read).
+    pub step_wall: Duration,
 }
 
 /// Loads the population (with the `--days` override), validated.
 pub fn load_population(job: &AgentsJob) -> anyhow::Result<Population> {
     let mut pop = Population::load(&job.config)?;
+    if job.realtime {
+        pop.mode = Mode::Realtime;
+    }
     if let Some(days) = job.days {
         pop.days = days;
         pop.validate().context("--days")?;
@@ -74,12 +88,14 @@ pub fn run_agents(job: &AgentsJob) -> anyhow::Result<String> {
             (drive(run, &pop, job.progress)?, "local sequential exchange")
         }
         AgentsVenue::Grid { target, token } => {
-            if pop.mode == Mode::Realtime {
-                bail!("mode = \"realtime\" is not available over the grid yet: use mode = \"lockstep\" (the default)");
-            }
-            let venue = GridVenue::connect(target, token, &pop, &listing)?;
+            let pace = (pop.mode == Mode::Realtime).then_some(job.step_wall);
+            let venue = GridVenue::connect(target, token, &pop, &listing, pace)?;
             let run = Run::with_venue(&pop, listing.clone(), venue)?;
-            (drive(run, &pop, job.progress)?, "grid, lockstep")
+            let how = match pace {
+                None => "grid, lockstep",
+                Some(_) => "grid, real time",
+            };
+            (drive(run, &pop, job.progress)?, how)
         }
     };
     let info = RunInfo {
@@ -134,9 +150,27 @@ pub struct GridVenue {
     link: Link,
 }
 
+/// Report batches from the session's reader task (a bounded queue: the reader waits when the
+/// run falls behind, and the manager's flow control holds the rest).
+type ReportQueue = tokio::sync::mpsc::Receiver<anyhow::Result<Vec<Report>>>;
+
+/// A command sent and not yet final.
+struct Open {
+    /// The driver's token (`None`: a phase change).
+    token: Option<u64>,
+    command: Command,
+    reports: Vec<Report>,
+}
+
 /// The session and what the venue knows about the orders it sent.
 struct Link {
-    session: Session,
+    session_conn: quinn::Connection,
+    _endpoint: quinn::Endpoint,
+    writer: transport::FrameWriter,
+    reports: ReportQueue,
+    limits: proto::SessionLimits,
+    /// Real time: the wall time of a step; `None`: lockstep.
+    pace: Option<Duration>,
     /// Per agent (the driver's broker id): the manager's broker id.
     to_grid: Vec<BrokerId>,
     from_grid: FxHashMap<BrokerId, BrokerId>,
@@ -147,6 +181,11 @@ struct Link {
     /// Security ids in code byte order (a PHASE's books, as the sequential exchange runs them).
     code_order: Vec<SecurityId>,
     next_ref: u64,
+    open: FxHashMap<u64, Open>,
+    /// Client references that became final, in the order the reports said so.
+    finished: VecDeque<u64>,
+    /// Real time: submissions that became final while a phase change was awaited.
+    early: Vec<Final>,
 }
 
 fn contract(msg: String) -> VenueError {
@@ -156,16 +195,18 @@ fn contract(msg: String) -> VenueError {
 impl GridVenue {
     /// Logs in with the operator token and checks the manager can reproduce a local run: the
     /// same listing and rules, nothing sequenced yet; then declares one broker per agent.
+    /// `pace`: real time with this wall time per step; `None`: lockstep.
     pub fn connect(
         target: &GridTarget,
         token: &str,
         pop: &Population,
         listing: &SecurityTable,
+        pace: Option<Duration>,
     ) -> anyhow::Result<GridVenue> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let link = rt.block_on(Link::open(target, token, pop, listing))?;
+        let link = rt.block_on(Link::open(target, token, pop, listing, pace))?;
         Ok(GridVenue { rt, link })
     }
 }
@@ -176,33 +217,39 @@ impl Link {
         token: &str,
         pop: &Population,
         listing: &SecurityTable,
+        pace: Option<Duration>,
     ) -> anyhow::Result<Link> {
-        let mut session = connect(
+        let Session {
+            conn,
+            mut writer,
+            mut reader,
+            welcome,
+            endpoint,
+        } = connect(
             target,
             Credentials::Gateway {
                 token: token.to_string(),
             },
         )
         .await?;
-        let w = &session.welcome;
-        if w.sequenced > 0 {
+        if welcome.sequenced > 0 {
             bail!(
                 "the manager at {} has already sequenced {} commands (its journal is not empty, or its schedule is running), so an agents run through it cannot equal `agents --local`: start a manager on a fresh --data-dir with --schedule continuous for each run",
                 target.manager,
-                w.sequenced
+                welcome.sequenced
             );
         }
         let rules = pop.rules()?;
-        let theirs = MarketRules::from_str(&w.rules).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let theirs = MarketRules::from_str(&welcome.rules).map_err(|e| anyhow::anyhow!("{e}"))?;
         if theirs.name() != rules.name() {
             bail!(
                 "the population trades under [market] rules = {:?} but the manager runs {}: start it with --rules {}",
                 rules.name(),
-                w.rules,
+                welcome.rules,
                 rules.name()
             );
         }
-        let table = table_from(w)?;
+        let table = table_from(&welcome)?;
         if table.to_csv() != listing.to_csv() {
             bail!(
                 "the manager lists {} securities unlike the population's synthetic listing of {} ([market] listing): start it on a fresh data dir with --listings {} and no --securities",
@@ -216,11 +263,10 @@ impl Link {
             .collect();
         let mut to_grid = Vec::with_capacity(names.len());
         for chunk in names.chunks(proto::limits::MAX_DECLARED) {
-            session
-                .writer
+            writer
                 .send(&ClientMsg::DeclareBrokers(chunk.to_vec()))
                 .await?;
-            let ids = await_reply(&mut session.reader, |m| match m {
+            let ids = await_reply(&mut reader, |m| match m {
                 ManagerToClient::Brokers(ids) => Some(ids),
                 _ => None,
             })
@@ -242,65 +288,189 @@ impl Link {
             .collect();
         let mut code_order: Vec<SecurityId> = listing.iter().map(|(id, _, _)| id).collect();
         code_order.sort_by(|a, b| listing.code(*a).cmp(&listing.code(*b)));
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(async move {
+            loop {
+                let batch = next_reports(&mut reader).await;
+                let failed = batch.is_err();
+                if tx.send(batch).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
         Ok(Link {
-            session,
+            session_conn: conn,
+            _endpoint: endpoint,
+            writer,
+            reports: rx,
+            limits: welcome.limits,
+            pace,
             to_grid,
             from_grid,
             orders: FxHashMap::default(),
             feed: FeedBuilder::new(listing),
             code_order,
             next_ref: 0,
+            open: FxHashMap::default(),
+            finished: VecDeque::new(),
+            early: Vec::new(),
         })
     }
 
-    /// Sends `cmds` in order within the manager's in-flight window and collects each one's
-    /// reports until its final one.
-    async fn exchange(&mut self, cmds: &[Command]) -> anyhow::Result<Vec<Vec<Report>>> {
-        let n = cmds.len();
-        let first = self.next_ref;
-        self.next_ref += n as u64;
-        let limits = self.session.welcome.limits;
-        let batch = (limits.max_batch as usize).clamp(1, 2048);
-        let window = (limits.max_in_flight as usize).max(1);
-        let mut reports: Vec<Vec<Report>> = vec![Vec::new(); n];
-        let mut done = vec![false; n];
-        let (mut sent, mut finals) = (0usize, 0usize);
-        while finals < n {
-            while sent < n && sent - finals < window {
-                let end = (sent + batch).min(n).min(finals + window);
-                let chunk = (sent..end)
-                    .map(|i| ClientCommand {
-                        client_ref: first + i as u64,
-                        command: cmds[i],
-                    })
-                    .collect();
-                self.session.writer.send(&ClientMsg::Submit(chunk)).await?;
-                sent = end;
+    /// Sends `cmds` in order within the manager's in-flight window (reading reports while it
+    /// is full); returns their client references.
+    async fn send(&mut self, cmds: &[(Option<u64>, Command)]) -> anyhow::Result<Vec<u64>> {
+        let batch = (self.limits.max_batch as usize).clamp(1, 2048);
+        let window = (self.limits.max_in_flight as usize).max(1);
+        let mut refs = Vec::with_capacity(cmds.len());
+        let mut pos = 0;
+        while pos < cmds.len() {
+            while self.open.len() >= window {
+                self.read_batch().await?;
             }
-            for r in next_reports(&mut self.session.reader).await? {
-                if r.passive {
-                    continue; // about a broker's resting order: the gateway has its own copy
-                }
-                let pos = r
-                    .client_ref
-                    .checked_sub(first)
-                    .map(|p| p as usize)
-                    .filter(|&p| p < sent && !done[p])
-                    .with_context(|| {
-                        format!(
-                            "report for client reference {} outside the step's open commands",
-                            r.client_ref
-                        )
-                    })?;
-                let last = r.last;
-                reports[pos].push(r);
-                if last {
-                    done[pos] = true;
-                    finals += 1;
-                }
+            let end = (pos + batch)
+                .min(cmds.len())
+                .min(pos + window - self.open.len());
+            let mut chunk = Vec::with_capacity(end - pos);
+            for &(token, command) in &cmds[pos..end] {
+                let client_ref = self.next_ref;
+                self.next_ref += 1;
+                self.open.insert(
+                    client_ref,
+                    Open {
+                        token,
+                        command,
+                        reports: Vec::new(),
+                    },
+                );
+                refs.push(client_ref);
+                chunk.push(ClientCommand {
+                    client_ref,
+                    command,
+                });
+            }
+            self.writer.send(&ClientMsg::Submit(chunk)).await?;
+            pos = end;
+        }
+        Ok(refs)
+    }
+
+    /// Waits for the next batch of reports and files them.
+    async fn read_batch(&mut self) -> anyhow::Result<()> {
+        let batch = self
+            .reports
+            .recv()
+            .await
+            .context("the manager closed the session")??;
+        self.file(batch)
+    }
+
+    fn file(&mut self, batch: Vec<Report>) -> anyhow::Result<()> {
+        for r in batch {
+            if r.passive {
+                continue; // about a broker's resting order: the gateway has its own copy
+            }
+            let open = self.open.get_mut(&r.client_ref).with_context(|| {
+                format!(
+                    "report for client reference {}, which is not open",
+                    r.client_ref
+                )
+            })?;
+            let last = r.last;
+            open.reports.push(r);
+            if last {
+                self.finished.push_back(r.client_ref);
             }
         }
-        Ok(reports)
+        Ok(())
+    }
+
+    /// Reads reports until every one of `refs` is final.
+    async fn until_final(&mut self, refs: &[u64]) -> anyhow::Result<()> {
+        let mut waiting = refs.len();
+        let mut seen = 0;
+        loop {
+            // Count the finals among `refs` learnt so far (they stay in `finished`).
+            while seen < self.finished.len() {
+                if refs.contains(&self.finished[seen]) {
+                    waiting -= 1;
+                }
+                seen += 1;
+            }
+            if waiting == 0 {
+                return Ok(());
+            }
+            self.read_batch().await?;
+        }
+    }
+
+    /// Reads whatever reports arrive until `deadline` (at least those already queued).
+    async fn until(&mut self, deadline: tokio::time::Instant) -> anyhow::Result<()> {
+        tokio::task::yield_now().await;
+        loop {
+            match tokio::time::timeout_at(deadline, self.reports.recv()).await {
+                Err(_) => return Ok(()),
+                Ok(batch) => self.file(batch.context("the manager closed the session")??)?,
+            }
+            if tokio::time::Instant::now() >= deadline {
+                // Drain what is already queued, then stop.
+                while let Ok(batch) = self.reports.try_recv() {
+                    self.file(batch?)?;
+                }
+                return Ok(());
+            }
+        }
+    }
+
+    /// Takes a final command's reports: its engine events, also applied to the mirror books.
+    /// `Some` for a submission, `None` for a phase change (its events go to `phase_out`).
+    fn close(
+        &mut self,
+        client_ref: u64,
+        phase_out: &mut Vec<Event>,
+    ) -> Result<Option<Final>, VenueError> {
+        let open = self
+            .open
+            .remove(&client_ref)
+            .ok_or_else(|| contract(format!("client reference {client_ref} closed twice")))?;
+        let seq = open.reports.iter().map(|r| r.seq).max().unwrap_or(0);
+        let time = open.reports.last().map_or(0, |r| r.time);
+        if let Command::Phase(_) = open.command {
+            // One group per book, in whatever order the executors finished: put them back in
+            // code order, each book's events in the engine's order.
+            let mut books: FxHashMap<SecurityId, Vec<Event>> = FxHashMap::default();
+            for r in &open.reports {
+                if let Some(e) = self.engine_event(r)? {
+                    let sec = self
+                        .event_security(&e)
+                        .ok_or_else(|| contract(format!("a phase event names no book: {e:?}")))?;
+                    books.entry(sec).or_default().push(e);
+                }
+            }
+            for sec in self.code_order.clone() {
+                let events = books.remove(&sec).unwrap_or_default();
+                self.mirror(seq, time, sec, &open.command, &events)?;
+                phase_out.extend(events);
+            }
+            if !books.is_empty() {
+                return Err(contract("phase events for unlisted securities".into()));
+            }
+            return Ok(None);
+        }
+        let mut events = Vec::with_capacity(open.reports.len());
+        for r in &open.reports {
+            if let Some(e) = self.engine_event(r)? {
+                events.push(e);
+            }
+        }
+        // Commands the manager's gateway refused never reached a book (no sequence number).
+        if let (Some(sec), true) = (open.command.security(), seq > 0) {
+            self.mirror(seq, time, sec, &open.command, &events)?;
+        }
+        let token = open
+            .token
+            .ok_or_else(|| contract("a submission without a token".into()))?;
+        Ok(Some(Final { token, events }))
     }
 
     /// The engine event a report stands for (`None`: acceptance, the phase's final report).
@@ -389,6 +559,21 @@ impl Link {
             .map(|_| ())
             .map_err(|e| contract(format!("the manager's events do not fit the book: {e}")))
     }
+
+    /// Closes every command learnt final so far, in that order: submissions to `finals`, a
+    /// phase change's events to `phase_out`.
+    fn close_finished(
+        &mut self,
+        finals: &mut Vec<Final>,
+        phase_out: &mut Vec<Event>,
+    ) -> Result<(), VenueError> {
+        while let Some(r) = self.finished.pop_front() {
+            if let Some(f) = self.close(r, phase_out)? {
+                finals.push(f);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Venue for GridVenue {
@@ -398,34 +583,20 @@ impl Venue for GridVenue {
         _time: Timestamp,
         out: &mut Vec<Event>,
     ) -> Result<(), VenueError> {
-        let cmd = Command::Phase(phase);
         let link = &mut self.link;
-        let reports = self.rt.block_on(link.exchange(&[cmd]))?;
-        let reports = reports.into_iter().next().unwrap_or_default();
-        let (seq, time) = reports.last().map_or((0, 0), |r| (r.seq, r.time));
-        // One group per book, in whatever order the executors finished: put them back in
-        // code order, each book's events in the engine's order.
-        let mut books: FxHashMap<SecurityId, Vec<Event>> = FxHashMap::default();
-        for r in &reports {
-            if let Some(e) = link.engine_event(r)? {
-                let sec = link
-                    .event_security(&e)
-                    .ok_or_else(|| contract(format!("a phase event names no book: {e:?}")))?;
-                books.entry(sec).or_default().push(e);
-            }
-        }
-        for sec in link.code_order.clone() {
-            let events = books.remove(&sec).unwrap_or_default();
-            link.mirror(seq, time, sec, &cmd, &events)?;
-            out.extend(events);
-        }
-        if !books.is_empty() {
-            return Err(contract("phase events for unlisted securities".into()));
-        }
+        self.rt.block_on(async {
+            let refs = link.send(&[(None, Command::Phase(phase))]).await?;
+            link.until_final(&refs).await
+        })?;
+        // Real time: commands sequenced before the phase change are final before it is, so
+        // they close first (their books' events come before the phase's).
+        let mut early = std::mem::take(&mut link.early);
+        link.close_finished(&mut early, out)?;
+        link.early = early;
         Ok(())
     }
 
-    fn submit(&mut self, subs: &[Submission], out: &mut Vec<Vec<Event>>) -> Result<(), VenueError> {
+    fn submit(&mut self, subs: &[Submission], finals: &mut Vec<Final>) -> Result<(), VenueError> {
         let link = &mut self.link;
         let mut cmds = Vec::with_capacity(subs.len());
         for s in subs {
@@ -440,25 +611,39 @@ impl Venue for GridVenue {
             if let Command::New(o) = c {
                 link.orders.insert(o.id, (o.security, o.side));
             }
-            cmds.push(c);
+            cmds.push((Some(s.token), c));
         }
-        let reports = self.rt.block_on(link.exchange(&cmds))?;
-        out.resize_with(subs.len(), Vec::new);
-        for ((cmd, reps), events) in cmds.iter().zip(&reports).zip(out.iter_mut()) {
-            events.clear();
-            for r in reps {
-                if let Some(e) = link.engine_event(r)? {
-                    events.push(e);
+        let pace = link.pace;
+        let started = tokio::time::Instant::now();
+        let refs = self.rt.block_on(async {
+            let refs = link.send(&cmds).await?;
+            match pace {
+                None => link.until_final(&refs).await?,
+                Some(wall) => link.until(started + wall).await?,
+            }
+            Ok::<_, anyhow::Error>(refs)
+        })?;
+        let mut none = Vec::new();
+        if pace.is_none() {
+            // Lockstep: in submission order (the sequence order), whatever order the
+            // reports came in.
+            link.finished.retain(|r| !refs.contains(r));
+            for r in refs {
+                if let Some(f) = link.close(r, &mut none)? {
+                    finals.push(f);
                 }
             }
-            // Commands the manager's gateway refused never reached a book (no sequence).
-            let seq = reps.iter().map(|r| r.seq).max().unwrap_or(0);
-            if let (Some(sec), true) = (cmd.security(), seq > 0) {
-                let time = reps.last().map_or(0, |r| r.time);
-                link.mirror(seq, time, sec, cmd, events)?;
-            }
+        } else {
+            link.close_finished(finals, &mut none)?;
+        }
+        if !none.is_empty() {
+            return Err(contract("phase events outside a phase change".into()));
         }
         Ok(())
+    }
+
+    fn take_finals(&mut self, finals: &mut Vec<Final>) {
+        finals.append(&mut self.link.early);
     }
 
     fn depth(&self, security: SecurityId, levels: usize) -> Depth {
@@ -471,6 +656,6 @@ impl Venue for GridVenue {
 
 impl Drop for GridVenue {
     fn drop(&mut self) {
-        self.link.session.conn.close(0u32.into(), b"done");
+        self.link.session_conn.close(0u32.into(), b"done");
     }
 }

@@ -115,6 +115,15 @@ struct AgentsArgs {
     /// per security and day; 0: none).
     #[arg(long, value_name = "N", default_value_t = 3)]
     plots: usize,
+    /// Real time instead of lockstep (with --manager): agents submit as they decide and a step
+    /// lasts --step-ms of wall time, not until its commands are final; each decides from the
+    /// reports that have come in. Not reproducible (timing decides), unlike lockstep.
+    #[arg(long, requires = "manager")]
+    realtime: bool,
+    /// With --realtime: wall time of one step in milliseconds (0: a step ends as soon as its
+    /// commands are sent and the reports already in are read).
+    #[arg(long, value_name = "MS", default_value_t = 0, requires = "realtime")]
+    step_ms: u64,
     /// No progress bar and no summary on stdout (the files are still written).
     #[arg(long)]
     quiet: bool,
@@ -368,6 +377,8 @@ fn run_agents(a: AgentsArgs) -> anyhow::Result<()> {
         plots: a.plots,
         progress: !a.quiet,
         venue,
+        realtime: a.realtime,
+        step_wall: std::time::Duration::from_millis(a.step_ms),
     };
     let summary = agents::run_agents(&job).context("agents run failed")?;
     if !a.quiet {
