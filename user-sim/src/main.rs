@@ -118,7 +118,7 @@ struct AgentsArgs {
     /// Real time instead of lockstep (with --manager): agents submit as they decide and a step
     /// lasts --step-ms of wall time, not until its commands are final; each decides from the
     /// reports that have come in. Not reproducible (timing decides), unlike lockstep.
-    #[arg(long, requires = "manager")]
+    #[arg(long, conflicts_with = "local")]
     realtime: bool,
     /// With --realtime: wall time of one step in milliseconds (0: a step ends as soon as its
     /// commands are sent and the reports already in are read).

@@ -302,3 +302,40 @@ fn a_manager_that_cannot_reproduce_the_local_run_is_refused() {
         "results written for a refused run"
     );
 }
+
+/// Column `name` of a CSV file, as integers.
+fn column(path: &Path, name: &str) -> Vec<i128> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let i = header.iter().position(|h| *h == name).unwrap();
+    lines
+        .map(|l| l.split(',').nth(i).unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn realtime_over_the_grid_runs_the_days_and_its_books_balance() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let config = write_population(dir, "small.toml", SMALL);
+    let grid = start_grid(&dir.join("grid"), 2, 8);
+    let mut args = grid_args(&grid, &config, &dir.join("rt"));
+    args.extend(["--realtime", "--step-ms", "2"].map(String::from));
+    let o = user_sim(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let summary = std::fs::read_to_string(dir.join("rt/summary.md")).unwrap();
+    assert!(summary.contains("grid, real time"), "{summary}");
+    // Every trade has a buyer and a seller among the agents: their accounts add up to the
+    // tape, whatever the timing did to the decisions.
+    let traded: i128 = column(&dir.join("rt/trades.csv"), "qty").iter().sum();
+    assert!(traded > 0, "no trades in real time");
+    let bought: i128 = column(&dir.join("rt/agents.csv"), "bought").iter().sum();
+    let sold: i128 = column(&dir.join("rt/agents.csv"), "sold").iter().sum();
+    let inventory: i128 = column(&dir.join("rt/agents.csv"), "inventory").iter().sum();
+    assert_eq!((bought, sold, inventory), (traded, traded, 0));
+    // Real time needs a grid: locally every command is final at once.
+    let mut args = agents_args(&config, &dir.join("x"));
+    args.extend(["--local", "--realtime"].map(String::from));
+    assert!(!user_sim(&args).status.success());
+}
