@@ -387,6 +387,7 @@ impl Link {
 
     /// Reads reports until every one of `refs` is final.
     async fn until_final(&mut self, refs: &[u64]) -> anyhow::Result<()> {
+        let refs: rustc_hash::FxHashSet<u64> = refs.iter().copied().collect();
         let mut waiting = refs.len();
         let mut seen = 0;
         loop {
@@ -627,7 +628,8 @@ impl Venue for GridVenue {
         if pace.is_none() {
             // Lockstep: in submission order (the sequence order), whatever order the
             // reports came in.
-            link.finished.retain(|r| !refs.contains(r));
+            let step: rustc_hash::FxHashSet<u64> = refs.iter().copied().collect();
+            link.finished.retain(|r| !step.contains(r));
             for r in refs {
                 if let Some(f) = link.close(r, &mut none)? {
                     finals.push(f);
