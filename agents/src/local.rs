@@ -5,8 +5,9 @@
 //!
 //! [`LocalRun`] is the run against the sequential [`matching::Exchange`] (the reference); the
 //! grid shell (`user-sim agents --manager`) implements [`Venue`] over a gateway session and
-//! must produce the same trades byte for byte. A venue answers a step's submissions only once
-//! every one of them is final, so lockstep and real-time modes behave the same here.
+//! must produce the same trades byte for byte. A lockstep venue answers a step's submissions
+//! once every one of them is final (the local exchange at once); a real-time venue hands back
+//! whatever became final meanwhile, and the run absorbs the rest when it comes.
 
 use std::collections::BTreeMap;
 
