@@ -697,7 +697,11 @@ mod tests {
             id: OrderId(id),
             broker: BrokerId((k % 5) as u32),
             security: SecurityId((k % 300) as u32),
-            side: if k % 2 == 0 { Side::Buy } else { Side::Sell },
+            side: if k.is_multiple_of(2) {
+                Side::Buy
+            } else {
+                Side::Sell
+            },
             kind: OrderType::ALL[(k % 7) as usize],
             price: (k as i64 % 1000) * 50 - 100,
             qty: k * 100,
@@ -773,9 +777,8 @@ mod tests {
                 continue;
             };
             for want in recs.iter().step_by(13) {
-                match r.get(want.id) {
-                    Ok(Some(got)) => assert_eq!(got, *want, "byte {i}"),
-                    Ok(None) | Err(_) => {}
+                if let Ok(Some(got)) = r.get(want.id) {
+                    assert_eq!(got, *want, "byte {i}");
                 }
             }
         }

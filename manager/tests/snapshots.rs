@@ -84,10 +84,10 @@ fn wait_checkpoints(grid: &mut Grid, replay: Option<&mut Proc>, count: usize) {
 /// The resume seq of the latest checkpoint in a manager log (0: none).
 fn last_resume_seq(log: &str) -> u64 {
     log.lines()
+        .rev()
         .filter(|l| l.contains(" checkpoint "))
         .filter_map(|l| l.split("resume_seq=").nth(1))
-        .filter_map(|s| s.split_whitespace().next()?.parse().ok())
-        .last()
+        .find_map(|s| s.split_whitespace().next()?.parse().ok())
         .unwrap_or(0)
 }
 

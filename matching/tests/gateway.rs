@@ -333,7 +333,7 @@ mod split_registry {
                 }
             }
             // Move the oldest ids out now and then, as the manager archives finished orders.
-            if forget_every > 0 && (i as u64 + 1) % forget_every == 0 {
+            if forget_every > 0 && (i as u64 + 1).is_multiple_of(forget_every) {
                 let n = used.len() / 2;
                 for id in used.drain(..n) {
                     let (broker, security, accepted) = match whole.owner(id) {
