@@ -8,6 +8,7 @@ ORDERS=${1:-300000}
 shift || true
 POLICIES=("--snapshot-secs 0" "$@")
 [ $# -gt 0 ] || POLICIES+=("--snapshot-secs 30" "--snapshot-secs 2 --snapshot-every 5000")
+MANAGER_LOG=info
 source "$(dirname "$0")/grid-lib.sh"
 printf "%-45s %12s %10s %10s %12s\n" policy orders/s p50_us p99_us checkpoints
 for p in "${POLICIES[@]}"; do
