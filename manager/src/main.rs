@@ -154,6 +154,35 @@ struct RunArgs {
     /// on a thread of its own in any case.
     #[arg(long)]
     threads: Option<usize>,
+    #[command(flatten)]
+    feed: FeedArgs,
+}
+
+/// The public market-data feed (L1/L2/L3 subscriptions, off the sequencing path).
+#[derive(Args, Debug)]
+struct FeedArgs {
+    /// Run without the market-data feed: no feed sessions, no feed work at all.
+    #[arg(long)]
+    no_feed: bool,
+    /// Event groups (one command's events in one book) queued from the sequencing core to the
+    /// feed task. The core never waits: past this it drops them and the feed rebuilds itself
+    /// from the journal, resyncing every subscriber.
+    #[arg(long, default_value_t = 1 << 17, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    feed_queue: u64,
+    /// Messages queued per feed subscriber. A subscriber that lets its queue overflow is sent
+    /// a fresh snapshot; after --feed-max-overflows overflows within a minute it is dropped.
+    #[arg(long, default_value_t = 1 << 16, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    feed_subscriber_queue: u64,
+    /// Queue overflows (and resync requests) within a minute of exchange time that get a feed
+    /// subscriber dropped.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    feed_max_overflows: u32,
+    /// Most feed subscribers at once.
+    #[arg(long, default_value_t = 256)]
+    feed_max_subscribers: usize,
+    /// Heartbeat to idle feed subscribers, milliseconds (lets them notice a lost tail).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    feed_heartbeat_ms: u64,
 }
 
 /// `90s`, `10m`, `6h`, `250ms` or plain seconds.
@@ -266,8 +295,22 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         heartbeat_interval: Duration::from_millis(args.heartbeat_ms as u64),
         heartbeat_timeout: Duration::from_millis(args.heartbeat_timeout_ms),
         commit_each: args.fsync == Durability::Always,
+        feed: !args.feed.no_feed,
         ..CoreConfig::default()
     };
+    let feed = (!args.feed.no_feed).then(|| manager::feed::FeedOptions {
+        queue: args.feed.feed_queue as usize,
+        policy: feed::QueuePolicy {
+            capacity: args.feed.feed_subscriber_queue as usize,
+            max_overflows: args.feed.feed_max_overflows,
+            ..feed::QueuePolicy::default()
+        },
+        heartbeat: Duration::from_millis(args.feed.feed_heartbeat_ms),
+        max_subscribers: args.feed.feed_max_subscribers,
+        journal_dir: (!args.no_journal)
+            .then(|| journal::StoreConfig::in_data_dir(&args.data_dir).journal_dir),
+        ..manager::feed::FeedOptions::default()
+    });
     // One manager per data dir: a second one would overwrite the first one's journal.
     let _lock = journal::DataDirLock::acquire(&args.data_dir)?;
     let started = Instant::now();
@@ -338,6 +381,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("binding {bind}"))?;
         let config = ServerConfig {
             token,
+            feed,
             credentials,
             heartbeat_ms: args.heartbeat_ms,
             ready_file: args.ready_file,

@@ -93,6 +93,9 @@ impl Default for ServerLimits {
 
 pub struct ServerConfig {
     pub token: String,
+    /// The market-data feed (`None`: no feed sessions; the core must run with
+    /// `CoreConfig::feed` off too).
+    pub feed: Option<crate::feed::FeedOptions>,
     pub credentials: BTreeMap<String, String>,
     pub heartbeat_ms: u32,
     pub ready_file: Option<PathBuf>,
@@ -248,6 +251,8 @@ struct Shared {
     sequenced: Arc<AtomicU64>,
     /// Set when the core stopped (persistence failure): every session says why and ends.
     stopping: Arc<StopSignal>,
+    /// The feed task's control queue (`None`: the manager runs without a feed).
+    feed_control: Option<mpsc::Sender<crate::feed::FeedControl>>,
 }
 
 /// Why the manager is stopping, once it is.
@@ -323,6 +328,19 @@ pub async fn serve(
     let phase = Arc::new(AtomicU32::new(phase_code(core.phase())));
     let sequenced = Arc::new(AtomicU64::new(core.next_seq() - 1));
     let stopping = Arc::new(StopSignal::default());
+    let (feed_sender, feed_control) = match &config.feed {
+        Some(opts) => {
+            let (sender, handle) = crate::feed::spawn(
+                opts.clone(),
+                *core.gateway().rules(),
+                core.gateway().securities().clone(),
+                core.next_seq() > 1,
+            )
+            .context("starting the feed task")?;
+            (Some(sender), Some(handle.control))
+        }
+        None => (None, None),
+    };
     let shared = Arc::new(Shared {
         rules: core.gateway().rules().name().to_string(),
         local: core.is_local(),
@@ -336,6 +354,7 @@ pub async fn serve(
         phase: phase.clone(),
         sequenced: sequenced.clone(),
         stopping: stopping.clone(),
+        feed_control,
         config,
     });
     let schedule = shared.config.schedule.clone();
@@ -356,6 +375,7 @@ pub async fn serve(
                     snap_tx,
                     feed_tx,
                     (phase, sequenced),
+                    feed_sender,
                 )),
                 Err(e) => Err(e.into()),
             };
@@ -461,6 +481,7 @@ async fn run_core(
     snapshot: watch::Sender<Option<GridSnapshot>>,
     feed: broadcast::Sender<MonitorMsg>,
     (phase, sequenced): (Arc<AtomicU32>, Arc<AtomicU64>),
+    market_data: Option<crate::feed::FeedSender>,
 ) -> anyhow::Result<()> {
     let mut sessions: Sessions = FxHashMap::default();
     let mut executors: Executors = BTreeMap::new();
@@ -521,7 +542,12 @@ async fn run_core(
                 Err(_) => break,
             }
         }
-        let out = core.flush(Instant::now())?;
+        let mut out = core.flush(Instant::now())?;
+        // Before the reports: a client that saw its command final finds it in the feed queue.
+        let items = std::mem::take(&mut out.feed);
+        if let Some(md) = &market_data {
+            md.offer(items);
+        }
         phase.store(phase_code(core.phase()), Ordering::Relaxed);
         sequenced.store(core.next_seq() - 1, Ordering::Relaxed);
         for (session, mut reports) in out.reports {
@@ -686,6 +712,7 @@ enum Role {
     Executor(String),
     Monitor,
     Gateway,
+    Feed,
 }
 
 fn authenticate(shared: &Shared, version: u16, credentials: &Credentials) -> Result<Role, String> {
@@ -711,6 +738,20 @@ fn authenticate(shared: &Shared, version: u16, credentials: &Credentials) -> Res
             }
         }
         Credentials::Monitor { token } if token_ok(token) => Ok(Role::Monitor),
+        Credentials::Feed { .. } if shared.feed_control.is_none() => {
+            Err("this manager runs without a market-data feed".into())
+        }
+        Credentials::Feed {
+            broker: Some(name),
+            secret,
+        } => match shared.config.credentials.get(name) {
+            Some(s) if secret_eq(s, secret) => Ok(Role::Feed),
+            _ => Err("unknown broker or wrong secret".into()),
+        },
+        Credentials::Feed {
+            broker: None,
+            secret,
+        } if token_ok(secret) => Ok(Role::Feed),
         Credentials::Gateway { token } if token_ok(token) => Ok(Role::Gateway),
         other => Err(format!("wrong token for a {} session", other.role())),
     }
@@ -820,6 +861,20 @@ async fn handle_connection(conn: Connection, shared: &Arc<Shared>) -> anyhow::Re
             writer.send(&HelloReply::Welcome(welcome)).await?;
             tracing::info!(%remote, "monitor connected");
             monitor_session(&conn, shared, writer).await
+        }
+        Role::Feed => {
+            let Some(control) = shared.feed_control.clone() else {
+                return Ok(());
+            };
+            reader.set_limit(CLIENT_MAX_FRAME);
+            reader.set_frame_timeout(shared.config.limits.frame_timeout);
+            writer.send(&HelloReply::Welcome(welcome)).await?;
+            tracing::info!(%remote, "feed subscriber connected");
+            let timeouts = crate::feed::SessionTimeouts {
+                subscribe: shared.config.limits.handshake_timeout,
+                slow_consumer: shared.config.limits.slow_consumer_timeout,
+            };
+            crate::feed::serve_subscriber(remote, writer, reader, control, timeouts).await
         }
     }
 }

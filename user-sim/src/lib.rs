@@ -12,7 +12,9 @@
 //! - [`generate`]: pure generator: config + securities + rules in, order rows out.
 //! - [`replay`]: read securities and orders files, run [`matching::Exchange`], write trades,
 //!   totals and rejects files.
+//! - [`record`]: an L3 market-data subscriber writing LOBSTER files and a trades CSV.
 
 pub mod client;
 pub mod generate;
+pub mod record;
 pub mod replay;

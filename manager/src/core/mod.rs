@@ -142,6 +142,8 @@ pub struct CoreConfig {
     pub commit_each: bool,
     /// Commands held (sequenced, no owner yet) before order entry pauses.
     pub max_held: usize,
+    /// Hand every validated event group to the market-data feed ([`Outbox::feed`]).
+    pub feed: bool,
 }
 
 impl Default for CoreConfig {
@@ -152,6 +154,7 @@ impl Default for CoreConfig {
             heartbeat_timeout: Duration::from_millis(1500),
             commit_each: false,
             max_held: 2_000_000,
+            feed: false,
         }
     }
 }
@@ -167,6 +170,19 @@ pub struct Outbox {
     pub trades: Vec<TradeTick>,
     /// Phases the market entered (for the shell's schedule and monitors).
     pub phases: Vec<Phase>,
+    /// With [`CoreConfig::feed`]: every validated group, per security in sequence order,
+    /// deduplicated across failover (the shell hands them to the feed task; never waits).
+    pub feed: Vec<FeedItem>,
+}
+
+/// One command's events for one security, as the market-data feed consumes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedItem {
+    pub seq: u64,
+    pub time: Timestamp,
+    pub security: SecurityId,
+    pub command: Command,
+    pub events: Vec<Event>,
 }
 
 /// Who a session acts for.
@@ -1081,6 +1097,15 @@ impl Core {
             self.stats.auction(security, result);
         }
         self.report_group(session, client_ref, &routed, time, &events, now)?;
+        if self.config.feed {
+            self.out.feed.push(FeedItem {
+                seq,
+                time,
+                security,
+                command: routed.command,
+                events,
+            });
+        }
         self.shards.complete(security);
         let meta = self.inflight.get_mut(seq).expect("checked above");
         meta.remaining -= 1;
