@@ -903,3 +903,69 @@ pub async fn serve_subscriber(
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(seq: u64) -> FeedItem {
+        FeedItem {
+            seq,
+            time: 0,
+            security: SecurityId(0),
+            command: matching::Command::Phase(matching::Phase::Continuous),
+            events: Vec::new(),
+        }
+    }
+
+    fn sender(limit: usize, slots: usize) -> (FeedSender, mpsc::Receiver<Vec<FeedItem>>) {
+        let (tx, rx) = mpsc::channel(slots);
+        let s = FeedSender {
+            tx,
+            queued: Arc::new(AtomicUsize::new(0)),
+            limit,
+            lagged: Arc::new(AtomicBool::new(false)),
+            counters: Arc::new(FeedCounters::default()),
+        };
+        (s, rx)
+    }
+
+    #[test]
+    fn the_core_never_waits_past_the_bound_it_drops_and_marks_the_feed_lagged() {
+        let (s, mut rx) = sender(5, 100);
+        s.offer(vec![item(1), item(2), item(3)]);
+        s.offer(Vec::new());
+        assert!(!s.lagged.load(Ordering::SeqCst));
+        // 3 queued + 3 > 5: dropped whole, flagged.
+        s.offer(vec![item(4), item(5), item(6)]);
+        assert!(s.lagged.load(Ordering::SeqCst));
+        assert_eq!(s.counters.dropped.load(Ordering::Relaxed), 3);
+        assert_eq!(s.counters.offered.load(Ordering::Relaxed), 3);
+        assert_eq!(rx.try_recv().unwrap().len(), 3);
+        assert!(
+            rx.try_recv().is_err(),
+            "the dropped batch never reached the task"
+        );
+        // A full channel (in batches) drops too, and un-counts what it could not queue.
+        let (s, _rx) = sender(1000, 1);
+        s.offer(vec![item(1)]);
+        s.offer(vec![item(2)]);
+        assert_eq!(s.queued.load(Ordering::Relaxed), 1);
+        assert!(s.lagged.load(Ordering::SeqCst));
+    }
+
+    #[test]
+    fn frames_stay_near_their_byte_budget() {
+        let msg = |seq| Message {
+            seq,
+            time: 0,
+            body: feed::Body::Heartbeat,
+        };
+        let n = FRAME_BYTES / 40 * 3 + 7;
+        let split = frames((1..=n as u64).map(msg).collect());
+        assert_eq!(split.len(), 4);
+        assert!(split.iter().all(|f| f.len() * 40 <= FRAME_BYTES));
+        assert_eq!(split.iter().map(Vec::len).sum::<usize>(), n);
+        assert!(frames(Vec::new()).is_empty());
+    }
+}
