@@ -48,6 +48,8 @@ const MESSAGES_PER_SLOT: usize = 1024;
 const SESSION_SLOTS: usize = 4;
 /// Encoded bytes per frame to a subscriber, about (a single larger message goes alone).
 const FRAME_BYTES: usize = 1 << 20;
+/// Items applied between two moves of messages to the sessions.
+const PUMP_EVERY: usize = 256;
 /// How often the task moves queued messages to sessions that made room.
 const PUMP_INTERVAL: Duration = Duration::from_millis(5);
 /// Control messages (subscribe, resync, unsubscribe) queued towards the task.
@@ -460,8 +462,9 @@ impl Task {
                 }
                 Wake::Tick => {}
             }
-            // Take what is already queued, boundedly, so subscribers are served in between.
+            // Take what is already queued, boundedly, serving subscribers in between.
             for _ in 0..64 {
+                self.pump();
                 match items.try_recv() {
                     Ok(b) => self.receive(b),
                     Err(_) => break,
@@ -497,8 +500,15 @@ impl Task {
         }
         self.check_lagged("the core dropped items: the feed queue was full");
         let mut batch = batch.into_iter();
+        let mut since_pump = 0usize;
         while self.rebuilding.is_none() {
             let Some(item) = batch.next() else { return };
+            since_pump += 1;
+            if since_pump == PUMP_EVERY {
+                // A large batch: move what subscribers can take before their queues fill.
+                since_pump = 0;
+                self.pump();
+            }
             match self.state.apply(&item) {
                 Ok(ItemOutcome::Applied) => {
                     self.counters.applied.fetch_add(1, Ordering::Relaxed);
@@ -859,7 +869,7 @@ pub async fn serve_subscriber(
                         return;
                     }
                     Err(_) => {
-                        tracing::warn!(%remote, "feed subscriber read nothing for {slow:?}; disconnecting it");
+                        tracing::warn!(%remote, "feed subscriber accepted nothing for {slow:?}; disconnecting it");
                         return;
                     }
                 }

@@ -874,7 +874,10 @@ async fn handle_connection(conn: Connection, shared: &Arc<Shared>) -> anyhow::Re
                 subscribe: shared.config.limits.handshake_timeout,
                 slow_consumer: shared.config.limits.slow_consumer_timeout,
             };
-            crate::feed::serve_subscriber(remote, writer, reader, control, timeouts).await
+            let r = crate::feed::serve_subscriber(remote, writer, reader, control, timeouts).await;
+            // Whichever side ended it, end the connection too, so the subscriber knows.
+            conn.close(0u32.into(), b"feed session ended");
+            r
         }
     }
 }
