@@ -78,9 +78,14 @@ proptest! {
                 net[s.0 as usize] += q;
             }
             if a.kind != AgentKind::Random {
+                // Under a long latency an order may reach the book after the phase changed
+                // (phase_forbids, market_closed) or after it traded away (order_not_live), and a
+                // cancel still travelling when its order was refused finds no order
+                // (unknown_order): races of the latency, not broken rules.
                 for (reason, n) in a.account.rejects() {
                     prop_assert!(
-                        ["order_not_live", "phase_forbids", "market_closed"].contains(&reason),
+                        ["order_not_live", "phase_forbids", "market_closed", "unknown_order"]
+                            .contains(&reason),
                         "{:?} agent {} got {} x {}", a.kind, a.index, n, reason
                     );
                 }

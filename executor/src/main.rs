@@ -238,8 +238,12 @@ async fn process_with_work(
     in_rx: &mpsc::Receiver<ToExecutor>,
 ) -> anyhow::Result<()> {
     let work = Duration::from_micros(args.work_us as u64);
+    let period = heartbeat.period();
     // About a fifth of a heartbeat period per slice.
-    let slice = (heartbeat.period().as_micros() as u64 / 5 / args.work_us.max(1) as u64).max(1);
+    let slice = (period.as_micros() as u64 / 5 / args.work_us.max(1) as u64).max(1);
+    // The runtime's timers do not advance while this task spins (a current-thread runtime
+    // only drives them between tasks), so time the heartbeats by the clock itself.
+    let mut last = Instant::now();
     for chunk in cmds.chunks(slice as usize) {
         let started = Instant::now();
         match args.work_mode {
@@ -252,22 +256,19 @@ async fn process_with_work(
         }
         core.process(chunk, groups);
         core.add_busy_micros(started.elapsed().as_micros() as u64);
-        if heartbeat_due(heartbeat) {
+        if last.elapsed() >= period {
+            last = Instant::now();
             let stats = core.heartbeat(args.depth, in_rx.len());
             writer
                 .send(&FromExecutor::Heartbeat(stats))
                 .await
                 .context("sending heartbeat")?;
+            heartbeat.reset();
         }
+        // Let the connection's driver run: a written frame is only buffered until it does.
+        tokio::task::yield_now().await;
     }
     Ok(())
-}
-
-/// True (and the tick consumed) if the heartbeat interval is due now.
-fn heartbeat_due(interval: &mut tokio::time::Interval) -> bool {
-    let waker = std::task::Waker::noop();
-    let mut cx = std::task::Context::from_waker(waker);
-    interval.poll_tick(&mut cx).is_ready()
 }
 
 #[cfg(test)]

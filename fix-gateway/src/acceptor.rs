@@ -2,10 +2,14 @@
 //! Logon, has the [`Backend`] authenticate it, then moves bytes, ticks and application messages
 //! into the session and carries its outputs out. No FIX logic here.
 //!
-//! One task per connection. A SenderCompID is logged on at most once at a time; a second
-//! connection for it is closed without a word (its store is in use).
+//! A connection task reads the Logon and judges it; then it hands the connection to the
+//! broker's session task, which lives for the whole process once the broker's first Logon
+//! succeeded: it keeps the FIX session (and its store) and the link to the application side
+//! across TCP connections, so messages for a client that is not connected are stored and
+//! resent after its next Logon. A SenderCompID is logged on at most once at a time; a second
+//! connection for it is closed without a word.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::BufReader;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -15,11 +19,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
-use crate::backend::{AppLink, Backend};
+use crate::backend::{AppLink, AuthRequest, Backend, Outbound};
 use crate::codec::{display_raw, Decoded, Decoder, Message};
-use crate::session::{Event, Now, Output, Session, SessionConfig};
+use crate::session::{AppMessage, Event, Now, Output, Session, SessionConfig};
 use crate::store::{FileStore, MemoryStore, MessageStore};
 use crate::tags;
 
@@ -73,12 +77,49 @@ pub fn tls_config(cert: &Path, key: &Path) -> anyhow::Result<Arc<rustls::ServerC
     Ok(Arc::new(config))
 }
 
+/// The connection's byte stream: TCP, or TLS over TCP.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+type BoxIo = Box<dyn Io>;
+
+/// How long a write to a client may block before the connection is dropped (the session goes
+/// on storing its messages for a resend).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What a connection hands to its broker's session task once the Logon is judged.
+enum Attach {
+    /// Authenticated: the session takes the connection over.
+    Logon {
+        io: BoxIo,
+        decoder: Decoder,
+        logon: Message,
+        slot: LogonSlot,
+    },
+    /// Refused: the session answers with a Logout (its numbers stay consistent) and closes.
+    Refuse {
+        io: BoxIo,
+        text: String,
+        slot: LogonSlot,
+    },
+}
+
+/// A broker's session task, as the acceptor reaches it.
+#[derive(Clone)]
+struct BrokerHandle {
+    attach: mpsc::Sender<Attach>,
+    auth: mpsc::Sender<AuthRequest>,
+}
+
 /// A running acceptor.
 pub struct Gateway {
     cfg: GatewayConfig,
     backend: Arc<dyn Backend>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    logged_on: Mutex<HashSet<String>>,
+    /// SenderCompIDs with a connection past its Logon (or being judged).
+    logged_on: Arc<Mutex<HashSet<String>>>,
+    /// One session task per broker that ever logged on, for the life of the process.
+    brokers: Mutex<HashMap<String, BrokerHandle>>,
+    actors: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     started: Instant,
 }
 
@@ -95,7 +136,9 @@ impl Gateway {
             cfg,
             backend,
             tls: tls.map(tokio_rustls::TlsAcceptor::from),
-            logged_on: Mutex::new(HashSet::new()),
+            logged_on: Arc::new(Mutex::new(HashSet::new())),
+            brokers: Mutex::new(HashMap::new()),
+            actors: Mutex::new(Vec::new()),
             started: Instant::now(),
         }))
     }
@@ -128,7 +171,12 @@ impl Gateway {
                 Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
         }
+        drop(listener);
         while tasks.join_next().await.is_some() {}
+        let actors = std::mem::take(&mut *lock(&self.actors));
+        for a in actors {
+            let _ = a.await;
+        }
         Ok(())
     }
 
@@ -148,25 +196,26 @@ impl Gateway {
         peer: SocketAddr,
         shutdown: watch::Receiver<bool>,
     ) {
-        let result = match &self.tls {
-            None => self.clone().run(stream, shutdown).await,
-            Some(tls) => match tls.accept(stream).await {
-                Ok(s) => self.clone().run(s, shutdown).await,
-                Err(e) => Err(anyhow::anyhow!("TLS handshake: {e}")),
-            },
+        let io: anyhow::Result<BoxIo> = match &self.tls {
+            None => Ok(Box::new(stream)),
+            Some(tls) => tls
+                .accept(stream)
+                .await
+                .map(|s| Box::new(s) as BoxIo)
+                .map_err(|e| anyhow::anyhow!("TLS handshake: {e}")),
+        };
+        let result = match io {
+            Ok(io) => self.clone().run(io, shutdown).await,
+            Err(e) => Err(e),
         };
         match result {
-            Ok(()) => tracing::debug!(%peer, "connection closed"),
+            Ok(()) => tracing::debug!(%peer, "connection handed over or closed"),
             Err(e) => tracing::info!(%peer, "connection closed: {e:#}"),
         }
     }
 
     /// Reads the Logon (ignoring garbled frames), within the logon timeout.
-    async fn read_logon<S: AsyncRead + Unpin>(
-        &self,
-        io: &mut S,
-        decoder: &mut Decoder,
-    ) -> anyhow::Result<Message> {
+    async fn read_logon(&self, io: &mut BoxIo, decoder: &mut Decoder) -> anyhow::Result<Message> {
         let mut buf = vec![0u8; 16 * 1024];
         let deadline = tokio::time::Instant::now() + self.cfg.logon_timeout;
         loop {
@@ -194,13 +243,17 @@ impl Gateway {
         }
     }
 
-    async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    /// Judges the Logon and hands the connection to the broker's session task.
+    async fn run(
         self: Arc<Self>,
-        mut io: S,
+        mut io: BoxIo,
         mut shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<()> {
         let mut decoder = Decoder::new(self.cfg.max_message_len);
-        let logon = self.read_logon(&mut io, &mut decoder).await?;
+        let logon = tokio::select! {
+            l = self.read_logon(&mut io, &mut decoder) => l?,
+            _ = shutdown.changed() => anyhow::bail!("shutting down"),
+        };
         let broker = logon
             .get_str(tags::SENDER_COMP_ID)
             .filter(|c| valid_comp_id(c))
@@ -209,128 +262,287 @@ impl Gateway {
         if logon.get(tags::TARGET_COMP_ID) != Some(self.cfg.session.comp_id.as_bytes()) {
             anyhow::bail!("Logon from {broker} for another TargetCompID");
         }
-        let Some(_slot) = LogonSlot::claim(&self, &broker) else {
+        let Some(slot) = LogonSlot::claim(&self.logged_on, &broker) else {
             anyhow::bail!("{broker} is already logged on");
         };
         let password = logon
             .get_str(tags::PASSWORD)
             .unwrap_or_default()
             .to_string();
+        let handle = lock(&self.brokers).get(&broker).cloned();
+        if let Some(h) = handle {
+            let attach = match AppLink::check(&h.auth, &password).await {
+                Ok(()) => Attach::Logon {
+                    io,
+                    decoder,
+                    logon,
+                    slot,
+                },
+                Err(text) => {
+                    tracing::info!(%broker, "logon refused: {text}");
+                    Attach::Refuse { io, text, slot }
+                }
+            };
+            if h.attach.send(attach).await.is_err() {
+                anyhow::bail!("{broker}'s session has ended");
+            }
+            return Ok(());
+        }
         let path = FileStore::path_in(&self.cfg.data_dir, &broker);
         match self.backend.logon(&broker, &password).await {
             Err(text) => {
+                tracing::info!(%broker, "logon refused: {text}");
                 // Keep the numbers of a known session consistent; leave no trace of a stranger.
+                // Without a store, our Logout carries the peer's own number: a later session
+                // (its numbers continuing) then starts ours there (see Session::on_logon).
                 let store: Box<dyn MessageStore> = if path.exists() {
                     Box::new(FileStore::open(&path, self.cfg.fsync)?)
                 } else {
-                    Box::new(MemoryStore::default())
+                    let seq = logon.get_u64(tags::MSG_SEQ_NUM).ok().flatten().unwrap_or(1);
+                    Box::new(MemoryStore::starting_at(seq))
                 };
                 let mut session = Session::new(self.cfg.session.clone(), &broker, store);
                 session.refuse_logon(self.now(), &text);
-                tracing::info!(%broker, "logon refused: {text}");
-                self.flush(&mut io, &mut session, None).await?;
+                let wire: Vec<u8> = session
+                    .drain_output()
+                    .filter_map(|o| match o {
+                        Output::Send(b) => Some(b),
+                        _ => None,
+                    })
+                    .flatten()
+                    .collect();
+                let _ = tokio::time::timeout(WRITE_TIMEOUT, io.write_all(&wire)).await;
+                let _ = io.shutdown().await;
+                drop(slot);
                 Ok(())
             }
             Ok(link) => {
                 let store = FileStore::open(&path, self.cfg.fsync)?;
-                let mut session = Session::new(self.cfg.session.clone(), &broker, Box::new(store));
-                session.on_logon(self.now(), logon);
-                self.drive(io, decoder, session, link, &mut shutdown).await
+                let session = Session::new(self.cfg.session.clone(), &broker, Box::new(store));
+                let (attach_tx, attach_rx) = mpsc::channel(4);
+                lock(&self.brokers).insert(
+                    broker.clone(),
+                    BrokerHandle {
+                        attach: attach_tx.clone(),
+                        auth: link.auth.clone(),
+                    },
+                );
+                let actor = BrokerSession {
+                    gw: self.clone(),
+                    session,
+                    to_backend: link.to_backend,
+                    from_backend: link.from_backend,
+                    conn: None,
+                    pending: VecDeque::new(),
+                    backend_open: true,
+                };
+                let task = tokio::spawn(actor.run(attach_rx, shutdown));
+                lock(&self.actors).push(task);
+                let attach = Attach::Logon {
+                    io,
+                    decoder,
+                    logon,
+                    slot,
+                };
+                if attach_tx.send(attach).await.is_err() {
+                    anyhow::bail!("{broker}'s session has ended");
+                }
+                Ok(())
             }
         }
     }
+}
 
-    /// The connection's loop after a successful Logon.
-    async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
-        &self,
-        mut io: S,
-        mut decoder: Decoder,
-        mut session: Session,
-        mut link: AppLink,
-        shutdown: &mut watch::Receiver<bool>,
-    ) -> anyhow::Result<()> {
+/// One broker's FIX session for the life of the process: the session layer, the link to the
+/// application side, and the TCP connection while one is attached.
+struct BrokerSession {
+    gw: Arc<Gateway>,
+    session: Session,
+    to_backend: mpsc::Sender<AppMessage>,
+    from_backend: mpsc::Receiver<Outbound>,
+    conn: Option<Conn>,
+    /// Application messages received, not yet taken by the backend. While any wait, the socket
+    /// is not read: a slow backend slows this client and nobody else.
+    pending: VecDeque<AppMessage>,
+    backend_open: bool,
+}
+
+struct Conn {
+    io: BoxIo,
+    decoder: Decoder,
+    _slot: LogonSlot,
+}
+
+async fn read_some(conn: &mut Option<Conn>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match conn {
+        Some(c) => c.io.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl BrokerSession {
+    async fn run(
+        mut self,
+        mut attach: mpsc::Receiver<Attach>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         let mut buf = vec![0u8; 64 * 1024];
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut backend_open = true;
+        let mut stopping = *shutdown.borrow();
         loop {
-            if !self.flush(&mut io, &mut session, Some(&link)).await? {
-                return Ok(());
+            self.flush().await;
+            if stopping && self.conn.is_none() {
+                break;
             }
+            let to_backend = self.to_backend.clone();
             tokio::select! {
-                read = io.read(&mut buf) => {
-                    let n = read?;
-                    if n == 0 {
-                        session.on_disconnected();
-                        tracing::info!(broker = session.peer(), "peer closed the connection");
-                        return Ok(());
-                    }
-                    decoder.extend(&buf[..n]);
-                    let now = self.now();
-                    while let Some(frame) = decoder.next_frame() {
-                        match frame {
-                            Ok(decoded) => session.on_decoded(now, decoded),
-                            Err(g) => session.on_garbled(now, g),
+                a = attach.recv() => match a {
+                    Some(a) => self.on_attach(a),
+                    None => break,
+                },
+                n = read_some(&mut self.conn, &mut buf), if self.pending.is_empty() => {
+                    self.on_read(n, &buf);
+                }
+                permit = to_backend.reserve_owned(), if !self.pending.is_empty() => match permit {
+                    Ok(p) => {
+                        if let Some(app) = self.pending.pop_front() {
+                            p.send(app);
                         }
                     }
-                }
-                _ = ticker.tick() => session.on_tick(self.now()),
-                out = link.from_backend.recv(), if backend_open => match out {
-                    Some(out) => {
-                        session.send_app(self.now(), &out.msg_type, &out.body)?;
-                    }
-                    None => {
-                        backend_open = false;
-                        session.logout(self.now(), "order entry unavailable");
+                    Err(_) => {
+                        self.pending.clear();
+                        self.backend_gone();
                     }
                 },
-                _ = shutdown.changed() => session.logout(self.now(), "gateway shutting down"),
+                out = self.from_backend.recv(), if self.backend_open => match out {
+                    Some(out) => {
+                        if let Err(e) = self.session.send_app(self.gw.now(), &out.msg_type, &out.body) {
+                            tracing::error!(broker = self.session.peer(), "message store: {e}");
+                            self.session.logout(self.gw.now(), "message store failed");
+                        }
+                    }
+                    None => self.backend_gone(),
+                },
+                _ = ticker.tick() => self.session.on_tick(self.gw.now()),
+                _ = shutdown.changed(), if !stopping => {
+                    stopping = true;
+                    self.session.logout(self.gw.now(), "gateway shutting down");
+                }
             }
         }
     }
 
-    /// Carries out the session's outputs. Returns false once it asked to disconnect.
-    async fn flush<S: AsyncWrite + Unpin>(
-        &self,
-        io: &mut S,
-        session: &mut Session,
-        link: Option<&AppLink>,
-    ) -> anyhow::Result<bool> {
-        let mut wire = Vec::new();
-        let mut open = true;
-        let broker = session.peer().to_string();
-        let outputs: Vec<Output> = session.drain_output().collect();
-        for out in outputs {
-            match out {
-                Output::Send(bytes) => wire.extend_from_slice(&bytes),
-                Output::Deliver(app) => {
-                    if let Some(link) = link {
-                        // Bounded: a slow backend slows this client, nobody else.
-                        if !wire.is_empty() {
-                            io.write_all(&wire).await?;
-                            wire.clear();
-                        }
-                        if link.to_backend.send(app).await.is_err() {
-                            tracing::warn!(%broker, "backend gone; message dropped");
-                        }
-                    }
+    fn backend_gone(&mut self) {
+        self.backend_open = false;
+        self.session
+            .logout(self.gw.now(), "order entry unavailable");
+    }
+
+    fn on_attach(&mut self, a: Attach) {
+        let now = self.gw.now();
+        match a {
+            Attach::Logon {
+                io,
+                decoder,
+                logon,
+                slot,
+            } => {
+                if self.conn.is_some() {
+                    return; // cannot happen: the slot admits one connection per broker
                 }
-                Output::Event(e) => log_event(&broker, &e),
-                Output::Disconnect => {
-                    open = false;
-                    break;
+                self.session.on_logon(now, logon);
+                self.conn = Some(Conn {
+                    io,
+                    decoder,
+                    _slot: slot,
+                });
+                // Messages the client sent right behind its Logon.
+                self.decode(now);
+            }
+            Attach::Refuse { io, text, slot } => {
+                if self.conn.is_some() {
+                    return;
                 }
+                self.session.refuse_logon(now, &text);
+                // The next flush writes the Logout to this connection, then closes it.
+                self.conn = Some(Conn {
+                    io,
+                    decoder: Decoder::new(64),
+                    _slot: slot,
+                });
             }
         }
-        if !wire.is_empty() {
-            io.write_all(&wire).await?;
-        }
-        io.flush().await?;
-        if !open {
-            let _ = io.shutdown().await;
-        }
-        Ok(open)
     }
+
+    fn on_read(&mut self, n: std::io::Result<usize>, buf: &[u8]) {
+        match n {
+            Ok(n) if n > 0 => {
+                if let Some(c) = &mut self.conn {
+                    c.decoder.extend(&buf[..n]);
+                }
+                self.decode(self.gw.now());
+            }
+            other => {
+                if let Err(e) = other {
+                    tracing::info!(broker = self.session.peer(), "connection error: {e}");
+                } else {
+                    tracing::info!(broker = self.session.peer(), "peer closed the connection");
+                }
+                self.session.on_disconnected();
+                self.conn = None;
+            }
+        }
+    }
+
+    fn decode(&mut self, now: Now) {
+        let Some(c) = &mut self.conn else { return };
+        while let Some(frame) = c.decoder.next_frame() {
+            match frame {
+                Ok(decoded) => self.session.on_decoded(now, decoded),
+                Err(g) => self.session.on_garbled(now, g),
+            }
+        }
+    }
+
+    /// Carries out the session's outputs.
+    async fn flush(&mut self) {
+        let mut wire = Vec::new();
+        let mut disconnect = false;
+        let broker = self.session.peer().to_string();
+        let outputs: Vec<Output> = self.session.drain_output().collect();
+        for out in outputs {
+            match out {
+                Output::Send(bytes) if !disconnect => wire.extend_from_slice(&bytes),
+                Output::Send(_) => {}
+                Output::Deliver(app) => self.pending.push_back(app),
+                Output::Event(e) => log_event(&broker, &e),
+                Output::Disconnect => disconnect = true,
+            }
+        }
+        let Some(c) = &mut self.conn else { return };
+        if !wire.is_empty() {
+            let written = tokio::time::timeout(WRITE_TIMEOUT, async {
+                c.io.write_all(&wire).await?;
+                c.io.flush().await
+            })
+            .await;
+            if !matches!(written, Ok(Ok(()))) {
+                tracing::warn!(%broker, "client not reading: connection dropped");
+                self.session.on_disconnected();
+                disconnect = true;
+            }
+        }
+        if disconnect {
+            if let Some(mut c) = self.conn.take() {
+                let _ = tokio::time::timeout(Duration::from_secs(1), c.io.shutdown()).await;
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn log_event(broker: &str, e: &Event) {
@@ -351,29 +563,23 @@ pub fn valid_comp_id(c: &str) -> bool {
 }
 
 /// Marks a SenderCompID logged on for as long as it lives.
-struct LogonSlot<'a> {
-    gateway: &'a Gateway,
+struct LogonSlot {
+    set: Arc<Mutex<HashSet<String>>>,
     broker: String,
 }
 
-impl<'a> LogonSlot<'a> {
-    fn claim(gateway: &'a Gateway, broker: &str) -> Option<Self> {
-        let mut set = gateway.logged_on.lock().unwrap_or_else(|p| p.into_inner());
-        set.insert(broker.to_string()).then(|| LogonSlot {
-            gateway,
+impl LogonSlot {
+    fn claim(set: &Arc<Mutex<HashSet<String>>>, broker: &str) -> Option<Self> {
+        lock(set).insert(broker.to_string()).then(|| LogonSlot {
+            set: set.clone(),
             broker: broker.to_string(),
         })
     }
 }
 
-impl Drop for LogonSlot<'_> {
+impl Drop for LogonSlot {
     fn drop(&mut self) {
-        let mut set = self
-            .gateway
-            .logged_on
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        set.remove(&self.broker);
+        lock(&self.set).remove(&self.broker);
     }
 }
 

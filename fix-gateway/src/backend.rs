@@ -1,16 +1,18 @@
 //! The application side of a FIX session: who authenticates a Logon and what answers its
 //! application messages.
 //!
-//! The acceptor asks the [`Backend`] to log a broker on with the Logon's SenderCompID and
-//! Password; on success it gets an [`AppLink`], two bounded channels: application messages in
-//! session order towards the backend, application messages to send back to the client. The
-//! gateway itself holds no secrets.
+//! The first successful Logon of a broker asks the [`Backend`] to start that broker's
+//! application side; it returns an [`AppLink`]: application messages in session order towards
+//! the backend, application messages to send back to the client, and a channel to check the
+//! password of later Logons. The link lives as long as the gateway, across TCP connections, so
+//! reports that arrive while no client is connected are stored by the session and resent. The
+//! gateway itself holds no secret files: the backend (the manager) decides.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::codec::MessageBuilder;
 use crate::session::AppMessage;
@@ -27,6 +29,13 @@ pub struct Outbound {
     pub body: MessageBuilder,
 }
 
+/// A later Logon's password, to be checked by the broker's running application side.
+#[derive(Debug)]
+pub struct AuthRequest {
+    pub password: String,
+    pub reply: oneshot::Sender<Result<(), Refusal>>,
+}
+
 /// A logged-on broker's channels to and from the backend.
 #[derive(Debug)]
 pub struct AppLink {
@@ -34,6 +43,25 @@ pub struct AppLink {
     pub to_backend: mpsc::Sender<AppMessage>,
     /// Application messages for the client. Closed = the backend is gone: the session logs out.
     pub from_backend: mpsc::Receiver<Outbound>,
+    /// Password checks of later Logons.
+    pub auth: mpsc::Sender<AuthRequest>,
+}
+
+impl AppLink {
+    /// Checks the password of a later Logon of the same broker.
+    pub async fn check(auth: &mpsc::Sender<AuthRequest>, password: &str) -> Result<(), Refusal> {
+        let (reply, answer) = oneshot::channel();
+        let req = AuthRequest {
+            password: password.to_string(),
+            reply,
+        };
+        if auth.send(req).await.is_err() {
+            return Err("order entry unavailable".into());
+        }
+        answer
+            .await
+            .unwrap_or_else(|_| Err("order entry unavailable".into()))
+    }
 }
 
 /// Why a Logon was refused; the text goes into the Logout.
@@ -44,8 +72,15 @@ pub type LogonFuture<'a> = Pin<Box<dyn Future<Output = Result<AppLink, Refusal>>
 
 /// Authenticates brokers and carries their application traffic.
 pub trait Backend: Send + Sync + 'static {
-    /// Logs `broker` on with `password`.
+    /// Logs `broker` on with `password` for the first time in this process, starting its
+    /// application side.
     fn logon<'a>(&'a self, broker: &'a str, password: &'a str) -> LogonFuture<'a>;
+}
+
+/// Constant-time comparison of secrets.
+pub fn secret_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A backend for session tests and demos: brokers and passwords from a list; every
@@ -75,29 +110,46 @@ impl LoopbackBackend {
         }
         Ok(LoopbackBackend { secrets })
     }
+
+    fn check(&self, broker: &str, password: &str) -> Result<(), Refusal> {
+        match self.secrets.get(broker) {
+            Some(secret) if secret_eq(secret, password) => Ok(()),
+            _ => Err("unknown broker or wrong password".to_string()),
+        }
+    }
 }
 
 impl Backend for LoopbackBackend {
     fn logon<'a>(&'a self, broker: &'a str, password: &'a str) -> LogonFuture<'a> {
         Box::pin(async move {
-            match self.secrets.get(broker) {
-                Some(secret) if secret == password => {}
-                _ => return Err("unknown broker or wrong password".to_string()),
-            }
+            self.check(broker, password)?;
             let (to_backend, mut inbound) = mpsc::channel::<AppMessage>(LINK_CAPACITY);
             let (outbound, from_backend) = mpsc::channel(LINK_CAPACITY);
+            let (auth, mut auth_rx) = mpsc::channel::<AuthRequest>(8);
+            let me = self.clone();
+            let broker = broker.to_string();
             tokio::spawn(async move {
                 let mut exec_id = 0u64;
-                while let Some(app) = inbound.recv().await {
-                    exec_id += 1;
-                    if outbound.send(loopback_answer(&app, exec_id)).await.is_err() {
-                        break;
+                loop {
+                    tokio::select! {
+                        app = inbound.recv() => {
+                            let Some(app) = app else { break };
+                            exec_id += 1;
+                            if outbound.send(loopback_answer(&app, exec_id)).await.is_err() {
+                                break;
+                            }
+                        }
+                        req = auth_rx.recv() => {
+                            let Some(req) = req else { break };
+                            let _ = req.reply.send(me.check(&broker, &req.password));
+                        }
                     }
                 }
             });
             Ok(AppLink {
                 to_backend,
                 from_backend,
+                auth,
             })
         })
     }

@@ -8,9 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use fix_gateway::acceptor::{tls_config, Gateway, GatewayConfig};
-use fix_gateway::backend::LoopbackBackend;
+use fix_gateway::backend::{Backend, LoopbackBackend};
+use fix_gateway::link::ManagerBackend;
 
-/// FIX 4.4 acceptor: one FIX session per broker (SenderCompID = broker, Password = its secret).
+/// FIX 4.4 order entry for gridmatch: one FIX session per broker (SenderCompID = the broker,
+/// Password = its secret), each a broker session at the manager over QUIC.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Args {
@@ -23,12 +25,13 @@ struct Args {
     #[arg(long, default_value = "GRIDMATCH")]
     comp_id: String,
 
-    /// Directory of the per-session message logs (sequence numbers and sent messages, kept
-    /// across restarts).
+    /// Directory of the per-session message logs (sequence numbers and sent messages) and order
+    /// logs (ClOrdID <-> order id, order states), kept across restarts.
     #[arg(long, default_value = "fix-data")]
     data_dir: PathBuf,
 
-    /// fsync every message-log record: survives power loss, not only crashes; slower.
+    /// fsync every message-log and order-log record: survives power loss, not only crashes;
+    /// slower.
     #[arg(long)]
     fsync: bool,
 
@@ -48,10 +51,14 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     logon_timeout_secs: u64,
 
-    /// Loopback backend (session tests and demos; no matching): `broker,secret` lines; every
-    /// NewOrderSingle is acknowledged, other application messages are rejected.
-    #[arg(long)]
-    loopback_credentials: PathBuf,
+    #[command(flatten)]
+    manager: transport::cli::ManagerArgs,
+
+    /// Instead of a manager, a loopback backend for session tests and demos (no matching):
+    /// `broker,secret` lines; every NewOrderSingle is acknowledged, other application messages
+    /// are rejected.
+    #[arg(long, value_name = "FILE")]
+    loopback_credentials: Option<PathBuf>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -72,15 +79,25 @@ async fn main() -> anyhow::Result<()> {
         (args.max_clock_skew_secs > 0).then_some(args.max_clock_skew_secs * 1000);
     cfg.logon_timeout = Duration::from_secs(args.logon_timeout_secs);
 
-    let text = std::fs::read_to_string(&args.loopback_credentials)
-        .with_context(|| format!("reading {}", args.loopback_credentials.display()))?;
-    let backend = LoopbackBackend::from_credentials(&text).map_err(anyhow::Error::msg)?;
+    let backend: Arc<dyn Backend> = match &args.loopback_credentials {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            Arc::new(LoopbackBackend::from_credentials(&text).map_err(anyhow::Error::msg)?)
+        }
+        None => Arc::new(ManagerBackend::new(
+            &args.manager.manager,
+            &args.manager.ca,
+            &args.data_dir,
+            args.fsync,
+        )?),
+    };
 
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => Some(tls_config(cert, key)?),
         _ => None,
     };
-    let gateway = Gateway::new(cfg, Arc::new(backend), tls)?;
+    let gateway = Gateway::new(cfg, backend, tls)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("binding {}", args.listen))?;

@@ -269,6 +269,12 @@ impl Session {
                 .unwrap_or(0);
             if reset {
                 self.store.reset()?;
+            } else if self.store.is_fresh() && seq > 1 {
+                // No history here, yet the peer has numbers behind it: it counted a Logout of
+                // ours (a refused first Logon, answered from a store that was not kept) or our
+                // store was lost. Any number at or above its own is one it cannot have seen; a
+                // number too high costs it a ResendRequest, one too low the session.
+                self.store.set_next_sender_seq(seq)?;
             }
             let expected = self.store.next_target_seq();
             if !reset && seq < expected && !poss_dup {
@@ -1157,6 +1163,37 @@ mod tests {
         );
         assert_eq!(out.last(), Some(&Output::Disconnect));
         assert_eq!(s.next_target_seq(), 10, "unchanged");
+    }
+
+    #[test]
+    fn a_fresh_store_starts_our_numbers_at_the_peers_and_an_old_one_keeps_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = crate::store::FileStore::path_in(dir.path(), "BRK1");
+        let open = || Box::new(crate::store::FileStore::open(&path, false).unwrap());
+        let p = Peer { seq: 1 };
+        // The peer counted a Logout of ours that no store kept: its Logon is number 3.
+        let mut s = Session::new(SessionConfig::new("GRIDMATCH"), "BRK1", open());
+        s.on_logon(at(0), p.msg_at(at(0), 3, b"A", &[(98, "0"), (108, "30")]));
+        let out = sent(&mut s);
+        assert_eq!(
+            types(&out),
+            ["A", "2"],
+            "Logon, then a ResendRequest for 1.."
+        );
+        assert_eq!(out[0].get_u64(34), Ok(Some(3)));
+        assert_eq!(
+            (out[1].get_u64(7), out[1].get_u64(16)),
+            (Ok(Some(1)), Ok(Some(0)))
+        );
+        drop(s);
+        // The store now has history: a later Logon with a high number does not move ours.
+        let mut s = Session::new(SessionConfig::new("GRIDMATCH"), "BRK1", open());
+        s.on_logon(
+            at(10),
+            p.msg_at(at(10), 50, b"A", &[(98, "0"), (108, "30")]),
+        );
+        let out = sent(&mut s);
+        assert_eq!(out[0].get_u64(34), Ok(Some(5)));
     }
 
     #[test]

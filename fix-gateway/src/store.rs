@@ -1,15 +1,14 @@
 //! Per-session message store: the two sequence numbers and every application message sent, so a
 //! ResendRequest can be answered across restarts of the gateway.
 //!
-//! [`FileStore`] is one append-only log per session. Records are `len u32 | crc32 u32 | kind u8 |
-//! value u64 | bytes`; a torn or corrupt tail (crash mid-write) is cut on open. A reset truncates
-//! the log. Sent messages are read back from the file on resend; only their offsets stay in
+//! [`FileStore`] is one append-only [`RecordLog`] per session; a torn or corrupt tail (crash
+//! mid-write) is cut on open. A reset truncates the log. Sent messages are read back from the file on resend; only their offsets stay in
 //! memory.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+
+use crate::reclog::{LogError, RecordLog};
 
 /// Store failures; the session disconnects on any of them rather than break its promises.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +37,11 @@ pub trait MessageStore: Send {
     fn sent_range(&self, begin: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
     /// Both sequence numbers back to 1, sent messages forgotten.
     fn reset(&mut self) -> Result<(), StoreError>;
+    /// Nothing was ever recorded here (a new session, or a lost store): no number we could
+    /// send has been seen by the peer.
+    fn is_fresh(&self) -> bool {
+        false
+    }
 }
 
 /// In-memory store, for tests and for sessions that must leave no trace.
@@ -54,6 +58,16 @@ impl Default for MemoryStore {
             sender: 1,
             target: 1,
             sent: BTreeMap::new(),
+        }
+    }
+}
+
+impl MemoryStore {
+    /// An empty store whose next outgoing MsgSeqNum is `sender`.
+    pub fn starting_at(sender: u64) -> Self {
+        MemoryStore {
+            sender: sender.max(1),
+            ..MemoryStore::default()
         }
     }
 }
@@ -97,24 +111,26 @@ impl MessageStore for MemoryStore {
 const KIND_SENT: u8 = 1;
 const KIND_SENDER: u8 = 2;
 const KIND_TARGET: u8 = 3;
-/// len + crc
-const FRAME_HEAD: usize = 8;
-/// kind + value
-const RECORD_HEAD: usize = 9;
-/// A record larger than this is corruption, not data (messages are far smaller).
-const MAX_RECORD: usize = 16 << 20;
 
-/// Durable store: one append-only log file per session.
+impl From<LogError> for StoreError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Io { path, source } => StoreError::Io { path, source },
+            LogError::Corrupt { path, at } => StoreError::Corrupt { path, seq: at },
+        }
+    }
+}
+
+/// Durable store: one append-only [`RecordLog`] per session.
 #[derive(Debug)]
 pub struct FileStore {
-    path: PathBuf,
-    file: File,
-    len: u64,
+    log: RecordLog,
     sender: u64,
     target: u64,
     /// seq -> (offset of the message bytes, length)
     sent: BTreeMap<u64, (u64, u32)>,
-    fsync: bool,
+    /// Nothing was ever recorded: a session that starts here has no history to honour.
+    fresh: bool,
 }
 
 impl FileStore {
@@ -126,93 +142,26 @@ impl FileStore {
     /// Opens (or creates) the log at `path`, recovering its state and cutting a torn tail.
     /// With `fsync`, every record is flushed to the disk before the call returns.
     pub fn open(path: &Path, fsync: bool) -> Result<Self, StoreError> {
-        let io = |source| StoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(io)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io)?;
+        let (log, records) = RecordLog::open(path, fsync)?;
         let mut store = FileStore {
-            path: path.to_path_buf(),
-            file,
-            len: 0,
+            log,
             sender: 1,
             target: 1,
             sent: BTreeMap::new(),
-            fsync,
+            fresh: records.is_empty(),
         };
-        let good = store.recover(&bytes);
-        if good < bytes.len() {
-            tracing::warn!(path = %path.display(), cut = bytes.len() - good, "message store: torn tail cut");
-            store.file.set_len(good as u64).map_err(io)?;
-        }
-        store.len = good as u64;
-        Ok(store)
-    }
-
-    /// Replays records; returns the length of the valid prefix.
-    fn recover(&mut self, bytes: &[u8]) -> usize {
-        let mut pos = 0usize;
-        while bytes.len() - pos >= FRAME_HEAD {
-            let len =
-                u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap_or_default()) as usize;
-            let crc = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap_or_default());
-            let start = pos + FRAME_HEAD;
-            if !(RECORD_HEAD..=MAX_RECORD).contains(&len) || bytes.len() - start < len {
-                break;
-            }
-            let payload = &bytes[start..start + len];
-            if crc32fast::hash(payload) != crc {
-                break;
-            }
-            let value = u64::from_le_bytes(payload[1..9].try_into().unwrap_or_default());
-            match payload[0] {
+        for r in records {
+            match r.kind {
                 KIND_SENT => {
-                    self.sent.insert(
-                        value,
-                        ((start + RECORD_HEAD) as u64, (len - RECORD_HEAD) as u32),
-                    );
-                    self.sender = value + 1;
+                    store.sent.insert(r.value, (r.data_at, r.data.len() as u32));
+                    store.sender = r.value + 1;
                 }
-                KIND_SENDER => self.sender = value,
-                KIND_TARGET => self.target = value,
-                _ => break,
+                KIND_SENDER => store.sender = r.value,
+                KIND_TARGET => store.target = r.value,
+                other => tracing::warn!(kind = other, "message store: unknown record kind skipped"),
             }
-            pos = start + len;
         }
-        pos
-    }
-
-    fn append(&mut self, kind: u8, value: u64, data: &[u8]) -> Result<u64, StoreError> {
-        let len = RECORD_HEAD + data.len();
-        let mut rec = Vec::with_capacity(FRAME_HEAD + len);
-        rec.extend_from_slice(&(len as u32).to_le_bytes());
-        rec.extend_from_slice(&[0; 4]);
-        rec.push(kind);
-        rec.extend_from_slice(&value.to_le_bytes());
-        rec.extend_from_slice(data);
-        let crc = crc32fast::hash(&rec[FRAME_HEAD..]);
-        rec[4..8].copy_from_slice(&crc.to_le_bytes());
-        // One write per record: a crash leaves a whole record or a torn tail, never a mix.
-        self.file.write_all(&rec).map_err(|source| StoreError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
-        if self.fsync {
-            self.file.sync_data().map_err(|source| StoreError::Io {
-                path: self.path.clone(),
-                source,
-            })?;
-        }
-        let data_at = self.len + (FRAME_HEAD + RECORD_HEAD) as u64;
-        self.len += rec.len() as u64;
-        Ok(data_at)
+        Ok(store)
     }
 }
 
@@ -224,33 +173,35 @@ impl MessageStore for FileStore {
         self.target
     }
     fn set_next_sender_seq(&mut self, n: u64) -> Result<(), StoreError> {
-        self.append(KIND_SENDER, n, &[])?;
+        self.log.append(KIND_SENDER, n, &[])?;
         self.sender = n;
+        self.fresh = false;
         Ok(())
     }
     fn set_next_target_seq(&mut self, n: u64) -> Result<(), StoreError> {
-        self.append(KIND_TARGET, n, &[])?;
+        self.log.append(KIND_TARGET, n, &[])?;
         self.target = n;
+        self.fresh = false;
         Ok(())
     }
     fn store_sent(&mut self, seq: u64, raw: &[u8]) -> Result<(), StoreError> {
-        let at = self.append(KIND_SENT, seq, raw)?;
+        let at = self.log.append(KIND_SENT, seq, raw)?;
         self.sent.insert(seq, (at, raw.len() as u32));
         self.sender = seq + 1;
+        self.fresh = false;
         Ok(())
     }
     fn sent_range(&self, begin: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
         if begin > end {
             return Ok(Vec::new());
         }
-        let mut file = &self.file;
         let mut out = Vec::new();
         for (&seq, &(at, len)) in self.sent.range(begin..=end) {
-            let mut buf = vec![0; len as usize];
-            file.seek(SeekFrom::Start(at))
-                .and_then(|_| file.read_exact(&mut buf))
+            let buf = self
+                .log
+                .read_at(at, len as usize)
                 .map_err(|_| StoreError::Corrupt {
-                    path: self.path.clone(),
+                    path: self.log.path().to_path_buf(),
                     seq,
                 })?;
             out.push((seq, buf));
@@ -258,21 +209,23 @@ impl MessageStore for FileStore {
         Ok(out)
     }
     fn reset(&mut self) -> Result<(), StoreError> {
-        self.file.set_len(0).map_err(|source| StoreError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
-        self.len = 0;
+        self.log.truncate()?;
         self.sent.clear();
         self.sender = 1;
         self.target = 1;
+        // A reset is history too: the peer agreed to start over at 1.
+        self.fresh = false;
         Ok(())
+    }
+    fn is_fresh(&self) -> bool {
+        self.fresh
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::OpenOptions;
 
     #[test]
     fn state_survives_reopen() {

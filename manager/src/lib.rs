@@ -7,11 +7,13 @@
 //!
 //! Layout: [`core`] (the sans-I/O state machine), [`server`] (the tokio/quinn shell),
 //! [`feed`] (the market-data feed task and its subscriber sessions, off the sequencing path),
-//! [`setup`] (the data directory), [`schedule`] (the exchange clock and the HOSE day).
+//! [`setup`] (the data directory), [`schedule`] (the exchange clock and the HOSE day),
+//! [`export`] (`manager journal export`: replay formats, CSV/Parquet tables, bars, Qlib).
 //!
 //! Must not: match orders itself except in `--local` mode (which runs the executor's own core
 //! in-process), or block its sequencing loop on a slow client or monitor.
 pub mod core;
+pub mod export;
 pub mod feed;
 pub mod schedule;
 pub mod server;

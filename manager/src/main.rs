@@ -38,21 +38,34 @@ enum Command {
 
 #[derive(Subcommand, Debug)]
 enum JournalAction {
-    /// Write orders.csv and trades.csv (the replay formats) from the journal and trade tape.
+    /// Export the journal and trade tape: by default orders.csv and trades.csv in the replay
+    /// formats; with --format, the data-out tables (orders, trades, bars) in CSV or Parquet;
+    /// --bars and --qlib add OHLCV bars and a Qlib data directory. Reads only.
     Export {
-        /// Write CSV files (the only export format).
-        #[arg(long, default_value_t = true)]
+        /// The replay formats (the default; kept for compatibility).
+        #[arg(long, conflicts_with = "format")]
         csv: bool,
+        /// Write the data-out tables instead: orders and trades with exchange time and seq,
+        /// `csv` or `parquet` (same columns; see README "Data out").
+        #[arg(long)]
+        format: Option<dataout::Format>,
         /// The manager's data directory.
         #[arg(long, default_value = "gridmatch-data")]
         data_dir: PathBuf,
-        /// Directory to write orders.csv and trades.csv into.
+        /// Directory to write into.
         #[arg(long, default_value = ".")]
         out_dir: PathBuf,
-        /// Also write `seq,time,client_ref,reject_reason` (orders) and `seq,time,fill_index`
-        /// (trades) after the replay columns.
-        #[arg(long)]
+        /// Replay formats: also write `seq,time,client_ref,reject_reason` (orders) and
+        /// `seq,time,fill_index` (trades) after the replay columns.
+        #[arg(long, conflicts_with = "format")]
         extra_columns: bool,
+        /// OHLCV bars per security at these intervals (1s, 1m, 1d; comma separated), in
+        /// --format (CSV by default); days are HOSE trading days (UTC+07:00).
+        #[arg(long, value_delimiter = ',')]
+        bars: Vec<dataout::Interval>,
+        /// Also write a Qlib data directory of daily bars here (must be new or empty).
+        #[arg(long)]
+        qlib: Option<PathBuf>,
     },
 }
 
@@ -140,6 +153,10 @@ struct RunArgs {
     /// stops reading the session until its reports catch up.
     #[arg(long, default_value_t = 200_000)]
     max_in_flight: u32,
+    /// Serve Prometheus metrics (OpenMetrics text) at http://ADDR/metrics, e.g.
+    /// 127.0.0.1:9464 (see scripts/prometheus.yml). Off by default.
+    #[arg(long)]
+    metrics_addr: Option<std::net::SocketAddr>,
     /// Time a new connection has for its TLS handshake and hello, milliseconds.
     #[arg(long, default_value_t = 5000)]
     handshake_timeout_ms: u64,
@@ -216,11 +233,22 @@ fn main() -> std::process::ExitCode {
             action:
                 JournalAction::Export {
                     csv: _,
+                    format,
                     data_dir,
                     out_dir,
                     extra_columns,
+                    bars,
+                    qlib,
                 },
-        }) => export(&data_dir, &out_dir, extra_columns),
+        }) => manager::export::run(&manager::export::ExportJob {
+            data_dir,
+            out_dir,
+            format,
+            extra_columns,
+            bars,
+            qlib,
+        })
+        .map(|r| eprint!("{r}")),
         None => run(cli.run),
     };
     match result {
@@ -231,30 +259,6 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
-}
-
-fn export(
-    data_dir: &std::path::Path,
-    out_dir: &std::path::Path,
-    extra_columns: bool,
-) -> anyhow::Result<()> {
-    let journal_dir = data_dir.join("journal");
-    // The journal's own copy of the listing it was written with.
-    let securities = journal::journal_listing(&journal_dir)?
-        .with_context(|| format!("{} holds no journal", journal_dir.display()))?;
-    let summary = journal::export_csv(
-        &journal_dir,
-        &data_dir.join("tape"),
-        &securities,
-        out_dir,
-        journal::ExportOptions { extra_columns },
-    )?;
-    eprintln!(
-        "wrote {} and {} ({summary:?})",
-        out_dir.join("orders.csv").display(),
-        out_dir.join("trades.csv").display()
-    );
-    Ok(())
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {
@@ -380,6 +384,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let endpoint = transport::quic::server_endpoint(bind, identity)
             .with_context(|| format!("binding {bind}"))?;
         let config = ServerConfig {
+            metrics_addr: args.metrics_addr,
             token,
             feed,
             credentials,

@@ -92,6 +92,8 @@ impl Default for ServerLimits {
 }
 
 pub struct ServerConfig {
+    /// Serve Prometheus metrics at `http://ADDR/metrics` (`--metrics-addr`).
+    pub metrics_addr: Option<SocketAddr>,
     pub token: String,
     /// The market-data feed (`None`: no feed sessions; the core must run with
     /// `CoreConfig::feed` off too).
@@ -253,6 +255,8 @@ struct Shared {
     stopping: Arc<StopSignal>,
     /// The feed task's control queue (`None`: the manager runs without a feed).
     feed_control: Option<mpsc::Sender<crate::feed::FeedControl>>,
+    /// Open monitor sessions (the core thread publishes session counts as metrics).
+    monitors: Arc<AtomicU64>,
 }
 
 /// Why the manager is stopping, once it is.
@@ -311,6 +315,21 @@ pub async fn serve(
         core.broker_id(name);
     }
     core.set_schedule_name(config.schedule.describe());
+    let metrics = Arc::new(metrics::Metrics::new());
+    if let Some(addr) = config.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding --metrics-addr {addr}"))?;
+        tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
+        core.set_metrics(metrics.clone());
+        let m = metrics.clone();
+        tokio::spawn(async move {
+            if let Err(e) = metrics::serve(listener, m, std::future::pending()).await {
+                tracing::warn!("metrics endpoint stopped: {e}");
+            }
+        });
+    }
+    let monitors = Arc::new(AtomicU64::new(0));
     let securities = core
         .gateway()
         .securities()
@@ -355,6 +374,7 @@ pub async fn serve(
         sequenced: sequenced.clone(),
         stopping: stopping.clone(),
         feed_control,
+        monitors: monitors.clone(),
         config,
     });
     let schedule = shared.config.schedule.clone();
@@ -376,6 +396,7 @@ pub async fn serve(
                     feed_tx,
                     (phase, sequenced),
                     feed_sender,
+                    (metrics, monitors),
                 )),
                 Err(e) => Err(e.into()),
             };
@@ -482,6 +503,7 @@ async fn run_core(
     feed: broadcast::Sender<MonitorMsg>,
     (phase, sequenced): (Arc<AtomicU32>, Arc<AtomicU64>),
     market_data: Option<crate::feed::FeedSender>,
+    (metrics, monitors): (Arc<metrics::Metrics>, Arc<AtomicU64>),
 ) -> anyhow::Result<()> {
     let mut sessions: Sessions = FxHashMap::default();
     let mut executors: Executors = BTreeMap::new();
@@ -505,20 +527,18 @@ async fn run_core(
                 None => return Ok(()),
             },
             msg = submits.recv(), if accepting => match msg {
-                Some(s) => submit(&mut core, s, &schedule)?,
+                Some(s) => submit(&mut core, s, &schedule, &mut issued)?,
                 None => return Ok(()),
             },
             _ = tick.tick() => {
                 let now = Instant::now();
                 core.tick(now);
-                for (t, p) in schedule.due(wall_ns(), issued) {
-                    issued = Some(t);
-                    let cmd = ClientCommand { client_ref: 0, command: Command::Phase(p) };
-                    core.submit(EXCHANGE_SESSION, &[cmd], now, t)?;
-                    tracing::info!(phase = p.as_str(), "schedule: phase change");
-                }
+                issue_due_phases(&mut core, &schedule, &mut issued, wall_ns(), now)?;
                 if now.duration_since(last_snapshot) >= MONITOR_INTERVAL {
                     last_snapshot = now;
+                    metrics.set_sessions(metrics::SessionKind::Broker, sessions.len() as u64);
+                    metrics.set_sessions(metrics::SessionKind::Executor, executors.len() as u64);
+                    metrics.set_sessions(metrics::SessionKind::Monitor, monitors.load(Ordering::Relaxed));
                     core.refresh_local_depth();
                     let _ = snapshot.send(Some(core.snapshot(now)));
                 }
@@ -537,7 +557,7 @@ async fn run_core(
             match submits.try_recv() {
                 Ok(s) => {
                     budget = budget.saturating_sub(s.cmds.len());
-                    submit(&mut core, s, &schedule)?;
+                    submit(&mut core, s, &schedule, &mut issued)?;
                 }
                 Err(_) => break,
             }
@@ -608,19 +628,46 @@ async fn run_core(
     }
 }
 
-fn submit(core: &mut Core, s: Submit, schedule: &Schedule) -> anyhow::Result<()> {
+/// Sequences the schedule's phase changes due at wall-clock `wall` (ns) that come after
+/// `issued`, each stamped with its exact boundary time.
+fn issue_due_phases(
+    core: &mut Core,
+    schedule: &Schedule,
+    issued: &mut Option<matching::Timestamp>,
+    wall: i64,
+    now: Instant,
+) -> anyhow::Result<()> {
+    for (t, p) in schedule.due(wall, *issued) {
+        *issued = Some(t);
+        let cmd = ClientCommand {
+            client_ref: 0,
+            command: Command::Phase(p),
+        };
+        core.submit(EXCHANGE_SESSION, &[cmd], now, t)?;
+        tracing::info!(phase = p.as_str(), "schedule: phase change");
+    }
+    Ok(())
+}
+
+fn submit(
+    core: &mut Core,
+    s: Submit,
+    schedule: &Schedule,
+    issued: &mut Option<matching::Timestamp>,
+) -> anyhow::Result<()> {
     if let Err(e) = core.check_batch(s.session, &s.cmds) {
         if let Some(reply) = s.reply {
             let _ = reply.send(Err(e));
         }
         return Ok(());
     }
-    core.submit(
-        s.session,
-        &s.cmds,
-        Instant::now(),
-        schedule.time_at(wall_ns()),
-    )?;
+    // A phase boundary that passed since the last tick is sequenced first: no order stamped
+    // after a boundary may be sequenced before its phase change (exchange time never goes
+    // backwards along the sequence, and a BREAK refuses what is stamped inside it).
+    let wall = wall_ns();
+    let now = Instant::now();
+    issue_due_phases(core, schedule, issued, wall, now)?;
+    core.submit(s.session, &s.cmds, now, schedule.time_at(wall))?;
     if let Some(reply) = s.reply {
         let _ = reply.send(Ok(()));
     }
@@ -860,7 +907,10 @@ async fn handle_connection(conn: Connection, shared: &Arc<Shared>) -> anyhow::Re
         Role::Monitor => {
             writer.send(&HelloReply::Welcome(welcome)).await?;
             tracing::info!(%remote, "monitor connected");
-            monitor_session(&conn, shared, writer).await
+            shared.monitors.fetch_add(1, Ordering::Relaxed);
+            let r = monitor_session(&conn, shared, writer).await;
+            shared.monitors.fetch_sub(1, Ordering::Relaxed);
+            r
         }
         Role::Feed => {
             let Some(control) = shared.feed_control.clone() else {
@@ -948,7 +998,14 @@ async fn client_session(
                         queued.fetch_sub(n.min(queued.load(Ordering::Relaxed)), Ordering::Relaxed);
                         written.fetch_sub(finals.min(written.load(Ordering::Relaxed)), Ordering::Relaxed);
                     }
-                    None => break,
+                    None => {
+                        // The core drops its senders as it dies, a moment before it says why:
+                        // give the reason that moment so the client hears it.
+                        if tokio::time::timeout(Duration::from_secs(1), stopping.wait()).await.is_ok() {
+                            let _ = writer.send(&ManagerToClient::Error(stopping.reason())).await;
+                        }
+                        break;
+                    }
                 },
                 _ = stopping.wait() => {
                     let _ = writer.send(&ManagerToClient::Error(stopping.reason())).await;

@@ -325,6 +325,50 @@ impl Grid {
         );
     }
 
+    /// kill -9 the manager only (to tamper with its data dir before [`Grid::restart_manager`]).
+    pub fn kill_manager(&mut self) {
+        self.manager.kill();
+    }
+
+    /// Runs another manager process on this grid's data dir with `extra` flags, to completion
+    /// (for starts that must fail: it is killed if still running after `timeout`).
+    pub fn manager_once(&self, extra: &[&str], timeout: Duration) -> Output {
+        let mut cmd = Command::new(bin("manager"));
+        cmd.args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--data-dir",
+            path_str(&self.data_dir),
+            "--rules",
+            self.options.rules,
+        ])
+        .args(extra)
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn manager");
+        let start = Instant::now();
+        while start.elapsed() < timeout {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait_with_output().expect("manager output")
+    }
+
+    /// The port the manager listens on.
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port")
+    }
+
     /// Runs user-sim to completion with these arguments.
     pub fn user_sim(&self, args: &[&str]) -> Output {
         Command::new(bin("user-sim"))

@@ -4,7 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use matching::{Price, Qty, SecurityId};
+use matching::{Phase, Price, Qty, SecurityId, Timestamp};
 use proto::{
     Counters, GridSnapshot, LatencySummary, LogEntry, LogKind, MonitorMsg, NodeInfo, SecurityView,
     TradeTick, Welcome,
@@ -218,6 +218,29 @@ pub struct AppState {
     pub feed_dropped: u64,
     /// Set when the manager refused this monitor for good: the tui exits with it.
     pub fatal: Option<String>,
+
+    /// The trading phase (from the welcome, then every snapshot).
+    pub phase: Phase,
+    /// The exchange clock of the last snapshot, ns since the Unix epoch (0: none yet).
+    pub exchange_time: Timestamp,
+    /// The manager's schedule, as it describes it (`continuous`, or `hose, ...`).
+    pub schedule: String,
+}
+
+/// One row of the grid view's auction panel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuctionRow {
+    pub code: String,
+    pub price: Price,
+    pub volume: Qty,
+}
+
+/// What the auction panel shows: while a call phase is open, the indicative price and volume
+/// of each security that would trade; otherwise the latest auction's results.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AuctionPanel {
+    Indicative(Vec<AuctionRow>),
+    Results(Vec<AuctionRow>),
 }
 
 fn push_bounded<T>(q: &mut VecDeque<T>, item: T, cap: usize) -> bool {
@@ -261,6 +284,34 @@ impl AppState {
             dropped: 0,
             feed_dropped: 0,
             fatal: None,
+            phase: Phase::Continuous,
+            exchange_time: 0,
+            schedule: String::new(),
+        }
+    }
+
+    /// The auction panel's rows, the largest volume first (then by code): indicative while a
+    /// call phase is open, else each security's latest auction.
+    pub fn auctions(&self) -> AuctionPanel {
+        let call = self.phase.is_call();
+        let mut rows: Vec<AuctionRow> = self
+            .securities
+            .iter()
+            .filter_map(|s| {
+                let v = &s.view;
+                let (price, volume) = if call { v.indicative } else { v.last_auction }?;
+                Some(AuctionRow {
+                    code: v.code.clone(),
+                    price,
+                    volume,
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| b.volume.cmp(&a.volume).then_with(|| a.code.cmp(&b.code)));
+        if call {
+            AuctionPanel::Indicative(rows)
+        } else {
+            AuctionPanel::Results(rows)
         }
     }
 
@@ -412,6 +463,17 @@ impl AppState {
     fn apply_snapshot(&mut self, snap: GridSnapshot) {
         self.last_snapshot_at = Some(self.now_ms);
         self.uptime_ms = snap.uptime_ms;
+        if snap.phase != self.phase {
+            self.local_event(format!(
+                "phase {} -> {} at {}",
+                self.phase.as_str(),
+                snap.phase.as_str(),
+                fmt_exchange_time(snap.exchange_time)
+            ));
+        }
+        self.phase = snap.phase;
+        self.exchange_time = snap.exchange_time;
+        self.schedule = snap.schedule;
         self.shard_map_version = snap.shard_map_version;
         self.counters = snap.counters;
         self.orders_per_sec = snap.orders_per_sec;
@@ -458,6 +520,7 @@ impl AppState {
             }
             NetEvent::Connected(welcome) => {
                 self.set_listing(&welcome);
+                self.phase = welcome.phase;
                 self.conn = Conn::Connected {
                     session: welcome.session,
                     rules: welcome.rules.clone(),
@@ -625,6 +688,32 @@ pub fn fmt_uptime(ms: u64) -> String {
         s % 60,
         ms % 1000
     )
+}
+
+/// Formats an exchange time (ns since the Unix epoch) as `YYYY-MM-DD HH:MM:SS` at the
+/// exchange (HOSE, UTC+7, no daylight saving); `--` before the first snapshot.
+pub fn fmt_exchange_time(t: Timestamp) -> String {
+    if t == 0 {
+        return "--".into();
+    }
+    let Ok(offset) = time::UtcOffset::from_hms(7, 0, 0) else {
+        return "--".into();
+    };
+    match time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t)) {
+        Ok(at) => {
+            let at = at.to_offset(offset);
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
+                at.year(),
+                u8::from(at.month()),
+                at.day(),
+                at.hour(),
+                at.minute(),
+                at.second()
+            )
+        }
+        Err(_) => "--".into(),
+    }
 }
 
 /// Formats an integer with thousands separators (`25350` -> `25,350`).
@@ -907,8 +996,91 @@ mod tests {
         assert!(s.is_stale());
     }
 
+    fn view(id: u32, code: &str) -> SecurityView {
+        SecurityView {
+            id: SecurityId(id),
+            code: code.into(),
+            reference_price: 10_000,
+            last_price: None,
+            volume: 0,
+            bid_total: 0,
+            ask_total: 0,
+            owner: None,
+            bids: Vec::new(),
+            asks: Vec::new(),
+            recent_prices: Vec::new(),
+            indicative: None,
+            last_auction: None,
+        }
+    }
+
+    #[test]
+    fn phase_and_clock_follow_snapshots_and_changes_are_logged() {
+        let mut s = AppState::new("m");
+        let mut w = welcome(&["AAA"]);
+        w.phase = matching::Phase::Ato;
+        s.apply(NetEvent::Connected(w));
+        assert_eq!(s.phase, matching::Phase::Ato, "the welcome tells the phase");
+        let mut snap = snapshot(vec![], 0.0);
+        snap.phase = matching::Phase::Ato;
+        // 2026-01-09 09:07:30 at HOSE (UTC+7) = 02:07:30 UTC.
+        snap.exchange_time = 1_767_924_450_000_000_000;
+        snap.schedule = "hose, 1 day(s) from 2026-01-09, 60.0 s per day".into();
+        s.apply(NetEvent::Msg(MonitorMsg::Snapshot(snap.clone())));
+        assert_eq!(s.exchange_time, snap.exchange_time);
+        assert!(s.schedule.starts_with("hose"));
+        assert!(!s.log.iter().any(|e| e.text.contains("phase ")));
+        snap.phase = matching::Phase::Continuous;
+        snap.exchange_time += 8 * 60 * 1_000_000_000;
+        s.apply(NetEvent::Msg(MonitorMsg::Snapshot(snap)));
+        assert_eq!(s.phase, matching::Phase::Continuous);
+        assert!(
+            s.log
+                .iter()
+                .any(|e| e.text == "phase ATO -> CONTINUOUS at 2026-01-09 09:15:30"),
+            "{:?}",
+            s.log
+        );
+    }
+
+    #[test]
+    fn auction_panel_shows_indicative_in_a_call_and_results_outside() {
+        let mut s = AppState::new("m");
+        s.apply(NetEvent::Connected(welcome(&["AAA", "BBB", "CCC"])));
+        let mut snap = snapshot(vec![], 0.0);
+        let mut a = view(0, "AAA");
+        a.indicative = Some((10_050, 300));
+        a.last_auction = Some((9_990, 1_000));
+        let mut b = view(1, "BBB");
+        b.indicative = Some((20_000, 5_000));
+        let c = view(2, "CCC");
+        snap.securities = vec![a, b, c];
+        snap.phase = matching::Phase::Atc;
+        s.apply(NetEvent::Msg(MonitorMsg::Snapshot(snap.clone())));
+        let row = |code: &str, price, volume| AuctionRow {
+            code: code.into(),
+            price,
+            volume,
+        };
+        assert_eq!(
+            s.auctions(),
+            AuctionPanel::Indicative(vec![row("BBB", 20_000, 5_000), row("AAA", 10_050, 300)])
+        );
+        snap.phase = matching::Phase::Closed;
+        s.apply(NetEvent::Msg(MonitorMsg::Snapshot(snap)));
+        assert_eq!(
+            s.auctions(),
+            AuctionPanel::Results(vec![row("AAA", 9_990, 1_000)])
+        );
+    }
+
     #[test]
     fn formatting() {
+        assert_eq!(fmt_exchange_time(0), "--");
+        assert_eq!(
+            fmt_exchange_time(1_767_924_450_000_000_000),
+            "2026-01-09 09:07:30"
+        );
         assert_eq!(fmt_uptime(3_723_004), "01:02:03.004");
         assert_eq!(fmt_int(25_350), "25,350");
         assert_eq!(fmt_int(-1_234_567), "-1,234,567");

@@ -12,10 +12,12 @@ use ratatui::widgets::{
 };
 use ratatui::Frame;
 
+use matching::Phase;
 use proto::{LogKind, NodeStatus};
 
 use crate::state::{
-    fmt_age, fmt_int, fmt_price, fmt_qty, fmt_uptime, AppState, Conn, LogPane, View,
+    fmt_age, fmt_exchange_time, fmt_int, fmt_price, fmt_qty, fmt_uptime, AppState, AuctionPanel,
+    Conn, LogPane, View,
 };
 
 /// Book levels shown per side in the Market view.
@@ -30,6 +32,16 @@ pub fn status_color(status: NodeStatus) -> Color {
         NodeStatus::Up => Color::Green,
         NodeStatus::Suspect => Color::Yellow,
         NodeStatus::Down => Color::Red,
+    }
+}
+
+/// Call phases yellow (orders wait), continuous green, the break blue, closed red.
+pub fn phase_color(phase: Phase) -> Color {
+    match phase {
+        Phase::Ato | Phase::Atc => Color::Yellow,
+        Phase::Continuous => Color::Green,
+        Phase::Break => Color::Blue,
+        Phase::Closed => Color::Red,
     }
 }
 
@@ -99,6 +111,14 @@ fn draw_top(frame: &mut Frame, area: Rect, state: &AppState) {
                 )
                 .into(),
             );
+            spans.push(" | ".into());
+            spans.push(
+                format!(" {} ", state.phase.as_str())
+                    .fg(Color::Black)
+                    .bg(phase_color(state.phase))
+                    .add_modifier(Modifier::BOLD),
+            );
+            spans.push(format!(" {}", fmt_exchange_time(state.exchange_time)).into());
         }
         Conn::Disconnected {
             reason,
@@ -193,9 +213,12 @@ fn draw_grid(frame: &mut Frame, area: Rect, state: &AppState) {
         Layout::vertical([Constraint::Length(8), Constraint::Min(0)]).areas(left);
     let [latency_area, shard_area] =
         Layout::vertical([Constraint::Length(7), Constraint::Min(0)]).areas(right);
+    let [distribution_area, day_area] =
+        Layout::vertical([Constraint::Percentage(45), Constraint::Min(0)]).areas(mid);
     draw_totals(frame, totals_area, state);
     draw_rate(frame, spark_area, state);
-    draw_distribution(frame, mid, state);
+    draw_distribution(frame, distribution_area, state);
+    draw_day(frame, day_area, state);
     draw_latency(frame, latency_area, state);
     draw_shards(frame, shard_area, state);
 }
@@ -331,6 +354,71 @@ fn draw_distribution(frame: &mut Frame, area: Rect, state: &AppState) {
         .bar_gap(1)
         .value_style(Style::new().fg(Color::Black).bg(Color::Gray));
     frame.render_widget(chart, area);
+}
+
+/// The trading day: schedule, phase and exchange clock, then the auction panel (indicative
+/// price and volume while a call is open, else the latest auction of each security).
+fn draw_day(frame: &mut Frame, area: Rect, state: &AppState) {
+    let title = Line::from(vec![
+        " Trading day ".into(),
+        format!(" {} ", state.phase.as_str())
+            .fg(Color::Black)
+            .bg(phase_color(state.phase))
+            .add_modifier(Modifier::BOLD),
+        format!(" {} ", fmt_exchange_time(state.exchange_time)).into(),
+    ]);
+    let block = Block::bordered().title(title);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    // The schedule's description may need two lines in a narrow column.
+    let [schedule_area, table_area] =
+        Layout::vertical([Constraint::Length(2), Constraint::Min(0)]).areas(inner);
+    let schedule = if state.schedule.is_empty() {
+        "schedule: -".to_string()
+    } else {
+        format!("schedule: {}", state.schedule)
+    };
+    frame.render_widget(
+        Paragraph::new(schedule)
+            .style(GREYED)
+            .wrap(Wrap { trim: true }),
+        schedule_area,
+    );
+    let (caption, rows, empty) = match state.auctions() {
+        AuctionPanel::Indicative(rows) => (
+            ["Code", "Indicative", "Volume"],
+            rows,
+            "call open: nothing crosses yet",
+        ),
+        AuctionPanel::Results(rows) => (["Code", "Auction", "Volume"], rows, "no auction yet"),
+    };
+    if rows.is_empty() {
+        frame.render_widget(Paragraph::new(empty).style(GREYED), table_area);
+        return;
+    }
+    let visible = table_area.height.saturating_sub(1) as usize;
+    let more = rows.len().saturating_sub(visible);
+    let body = rows.iter().take(visible).map(|r| {
+        Row::new(vec![
+            Cell::from(r.code.clone()).bold(),
+            Cell::from(fmt_price(r.price)),
+            Cell::from(fmt_qty(r.volume)),
+        ])
+    });
+    let mut header = caption.map(String::from);
+    if more > 0 {
+        header[0] = format!("Code (+{more})");
+    }
+    let table = Table::new(
+        body,
+        [
+            Constraint::Length(11),
+            Constraint::Length(11),
+            Constraint::Min(8),
+        ],
+    )
+    .header(Row::new(header).style(HEADER));
+    frame.render_widget(table, table_area);
 }
 
 fn draw_latency(frame: &mut Frame, area: Rect, state: &AppState) {

@@ -243,6 +243,7 @@ fn main() {
         invalid_pct: 0.0,
         cancel_pct: 20.0,
         taker_pct: 10.0,
+        ..GenConfig::default()
     };
     let t = Instant::now();
     let rows = generate(&cfg, &secs, &rules);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use hdrhistogram::Histogram;
 use matching::stream::{BrokerRegistry, OrderRow, ReplayCollector};
-use matching::{Command, Event, MarketRules, OrderId, SecurityTable};
+use matching::{CancelReason, Command, Event, MarketRules, OrderId, RejectReason, SecurityTable};
 use proto::{
     ClientCommand, ClientMsg, Credentials, ManagerToClient, OrderStatus, Report, ReportEvent,
     SessionLimits, Welcome,
@@ -52,6 +52,17 @@ pub struct Tracker {
     pub fills: u64,
     pub passive_fills: u64,
     pub passive_cancels: u64,
+    /// Resting orders expired by the close (passive cancels with reason `Expired`).
+    pub expired: u64,
+    /// Rejects per reason, indexed like [`RejectReason::ALL`].
+    pub rejects_by_reason: [u64; RejectReason::ALL.len()],
+}
+
+fn reason_index(reason: RejectReason) -> usize {
+    RejectReason::ALL
+        .iter()
+        .position(|r| *r == reason)
+        .unwrap_or(0)
 }
 
 impl Tracker {
@@ -65,6 +76,8 @@ impl Tracker {
             fills: 0,
             passive_fills: 0,
             passive_cancels: 0,
+            expired: 0,
+            rejects_by_reason: [0; RejectReason::ALL.len()],
         }
     }
 
@@ -80,7 +93,12 @@ impl Tracker {
         if r.passive {
             match r.event {
                 ReportEvent::Fill(_) => self.passive_fills += 1,
-                ReportEvent::Cancelled { .. } => self.passive_cancels += 1,
+                ReportEvent::Cancelled { reason, .. } => {
+                    self.passive_cancels += 1;
+                    if reason == CancelReason::Expired {
+                        self.expired += 1;
+                    }
+                }
                 _ => {}
             }
             return Ok((Progress::Nothing, None));
@@ -98,7 +116,10 @@ impl Tracker {
                 return Ok((Progress::Accepted { pos }, Some(pos)));
             }
             ReportEvent::Fill(_) | ReportEvent::Trade { .. } => self.fills += 1,
-            ReportEvent::Rejected { .. } => self.rejected += 1,
+            ReportEvent::Rejected { reason } => {
+                self.rejected += 1;
+                self.rejects_by_reason[reason_index(reason)] += 1;
+            }
             _ => {}
         }
         if r.last {
@@ -150,6 +171,106 @@ pub struct LoadReport {
     pub accept_us: Percentiles,
     /// From the same start to the order's final state.
     pub final_us: Percentiles,
+    /// The trading phase when the load started and when it ended (a manager on a schedule
+    /// moves through the day meanwhile).
+    pub phase_at_start: String,
+    pub phase_at_end: String,
+    /// Rejects per reason code (phase rejects included: `phase_forbids`, `market_closed`).
+    pub rejects_by_reason: std::collections::BTreeMap<String, u64>,
+    /// Fills of resting orders caused by others (auction fills included).
+    pub passive_fills: u64,
+    /// Resting orders expired by the close.
+    pub expired: u64,
+    /// With `--timeline`: the run cut into windows of final-state time.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub timeline: Vec<Window>,
+}
+
+/// One window of a load run's timeline: the orders that reached their final state in it.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Window {
+    /// Seconds since the start of the run.
+    pub start_s: f64,
+    pub end_s: f64,
+    /// Orders that became final in the window, and their rate.
+    pub finals: u64,
+    pub orders_per_s: f64,
+    /// Of those, rejected ones.
+    pub rejected: u64,
+    /// Send (or due) to final, microseconds.
+    pub p50_us: u64,
+    pub p99_us: u64,
+    /// Exchange time (ns since the epoch) of the first and last of those orders.
+    pub exchange_from: i64,
+    pub exchange_to: i64,
+}
+
+/// One order's final state, for the timeline.
+#[derive(Clone, Copy, Debug)]
+struct FinalSample {
+    at: Duration,
+    latency_us: u64,
+    rejected: bool,
+    exchange_time: i64,
+}
+
+/// Cuts samples into windows of `width` seconds of final-state time (empty windows kept, so
+/// a stall shows as zeros).
+fn timeline(mut samples: Vec<FinalSample>, width: f64) -> Vec<Window> {
+    if samples.is_empty() || !(width > 0.0 && width.is_finite()) {
+        return Vec::new();
+    }
+    samples.sort_by_key(|s| s.at);
+    let last = samples.last().map_or(0.0, |s| s.at.as_secs_f64());
+    let n = ((last / width).floor() as usize + 1).min(100_000);
+    let mut windows: Vec<Vec<FinalSample>> = vec![Vec::new(); n];
+    for s in samples {
+        let i = ((s.at.as_secs_f64() / width) as usize).min(n - 1);
+        windows[i].push(s);
+    }
+    windows
+        .into_iter()
+        .enumerate()
+        .map(|(i, w)| {
+            let mut h = histogram();
+            for s in &w {
+                let _ = h.record(s.latency_us.max(1));
+            }
+            let exchange = w.iter().map(|s| s.exchange_time).filter(|t| *t > 0);
+            Window {
+                start_s: i as f64 * width,
+                end_s: (i + 1) as f64 * width,
+                finals: w.len() as u64,
+                orders_per_s: w.len() as f64 / width,
+                rejected: w.iter().filter(|s| s.rejected).count() as u64,
+                p50_us: if w.is_empty() {
+                    0
+                } else {
+                    h.value_at_quantile(0.5)
+                },
+                p99_us: if w.is_empty() {
+                    0
+                } else {
+                    h.value_at_quantile(0.99)
+                },
+                exchange_from: exchange.clone().min().unwrap_or(0),
+                exchange_to: exchange.max().unwrap_or(0),
+            }
+        })
+        .collect()
+}
+
+/// `HH:MM:SS` of an exchange time at HOSE (UTC+7); `--` for none.
+pub fn fmt_exchange_clock(t: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t)).ok();
+    let offset = time::UtcOffset::from_hms(7, 0, 0).ok();
+    match (t, at, offset) {
+        (1.., Some(at), Some(offset)) => {
+            let at = at.to_offset(offset);
+            format!("{:02}:{:02}:{:02}", at.hour(), at.minute(), at.second())
+        }
+        _ => "--".into(),
+    }
 }
 
 impl std::fmt::Display for LoadReport {
@@ -170,6 +291,52 @@ impl std::fmt::Display for LoadReport {
         if self.rate.is_some() {
             writeln!(f, "  (paced evenly; latency counted from each order's due time: coordinated omission corrected)")?;
         }
+        if self.phase_at_start == self.phase_at_end {
+            writeln!(f, "  phase {}", self.phase_at_start)?;
+        } else {
+            writeln!(
+                f,
+                "  phase {} at the start, {} at the end",
+                self.phase_at_start, self.phase_at_end
+            )?;
+        }
+        if !self.rejects_by_reason.is_empty() {
+            let list: Vec<String> = self
+                .rejects_by_reason
+                .iter()
+                .map(|(r, n)| format!("{r} {n}"))
+                .collect();
+            writeln!(f, "  rejects: {}", list.join(", "))?;
+        }
+        if self.passive_fills > 0 || self.expired > 0 {
+            writeln!(
+                f,
+                "  resting orders: {} passive fills, {} expired at the close",
+                self.passive_fills, self.expired
+            )?;
+        }
+        if !self.timeline.is_empty() {
+            writeln!(
+                f,
+                "  {:>7} {:>7} {:>8} {:>10} {:>8} {:>9} {:>9}  exchange time",
+                "from_s", "to_s", "finals", "orders/s", "rejected", "p50_us", "p99_us"
+            )?;
+            for w in &self.timeline {
+                writeln!(
+                    f,
+                    "  {:>7.1} {:>7.1} {:>8} {:>10.0} {:>8} {:>9} {:>9}  {}-{}",
+                    w.start_s,
+                    w.end_s,
+                    w.finals,
+                    w.orders_per_s,
+                    w.rejected,
+                    w.p50_us,
+                    w.p99_us,
+                    fmt_exchange_clock(w.exchange_from),
+                    fmt_exchange_clock(w.exchange_to)
+                )?;
+            }
+        }
         Ok(())
     }
 }
@@ -183,6 +350,8 @@ pub struct LoadConfig {
     pub rate: Option<f64>,
     pub seed: u64,
     pub progress: bool,
+    /// Seconds per window of the report's timeline (`None`: no timeline).
+    pub timeline_s: Option<f64>,
 }
 
 fn histogram() -> Histogram<u64> {
@@ -252,6 +421,7 @@ pub async fn run_load(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
         };
         sessions.push(connect(&cfg.target, c).await?);
     }
+    let phase_at_start = sessions[0].welcome.phase;
     let securities = table_from(&sessions[0].welcome)?;
     let rules =
         MarketRules::from_str(&sessions[0].welcome.rules).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -290,6 +460,7 @@ pub async fn run_load(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
     let bar = progress_bar(cfg.progress && total >= 20_000, total as u64);
     let start = Instant::now();
     let mut tasks = Vec::new();
+    let keep_samples = cfg.timeline_s.is_some();
     for (s, cmds) in sessions.into_iter().zip(per_broker) {
         let rate = cfg.rate.map(|r| r / cfg.brokers as f64);
         let bar = bar.clone();
@@ -301,7 +472,12 @@ pub async fn run_load(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
                 welcome,
                 endpoint,
             } = s;
-            let r = broker_session(writer, reader, welcome.limits, cmds, rate, start, bar).await;
+            let pacing = Pacing {
+                rate,
+                start,
+                keep_samples,
+            };
+            let r = broker_session(writer, reader, welcome.limits, cmds, pacing, bar).await;
             conn.close(0u32.into(), b"done");
             drop(endpoint);
             r
@@ -320,8 +496,15 @@ pub async fn run_load(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
         fills: 0,
         accept_us: Percentiles::default(),
         final_us: Percentiles::default(),
+        phase_at_start: phase_at_start.as_str().into(),
+        phase_at_end: String::new(),
+        rejects_by_reason: Default::default(),
+        passive_fills: 0,
+        expired: 0,
+        timeline: Vec::new(),
     };
     let mut last_final = Duration::ZERO;
+    let mut samples = Vec::new();
     for t in tasks {
         let s = t.await.context("broker session panicked")??;
         accept.add(&s.accept)?;
@@ -329,9 +512,35 @@ pub async fn run_load(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
         report.accepted += s.tracker.accepted;
         report.rejected += s.tracker.rejected;
         report.fills += s.tracker.fills;
+        report.passive_fills += s.tracker.passive_fills;
+        report.expired += s.tracker.expired;
+        for (reason, n) in RejectReason::ALL.iter().zip(s.tracker.rejects_by_reason) {
+            if n > 0 {
+                *report
+                    .rejects_by_reason
+                    .entry(reason.code().to_string())
+                    .or_default() += n;
+            }
+        }
         last_final = last_final.max(s.last_final);
+        samples.extend(s.samples);
     }
     bar.finish_and_clear();
+    if let Some(width) = cfg.timeline_s {
+        report.timeline = timeline(samples, width);
+    }
+    // The phase now: a fresh handshake tells it (the manager may have moved through the day).
+    let (name, secret) = &creds[0];
+    let end = connect(
+        &cfg.target,
+        Credentials::Broker {
+            name: name.clone(),
+            secret: secret.clone(),
+        },
+    )
+    .await?;
+    report.phase_at_end = end.welcome.phase.as_str().into();
+    end.conn.close(0u32.into(), b"done");
     report.elapsed_s = last_final.as_secs_f64();
     report.throughput = if report.elapsed_s > 0.0 {
         total as f64 / report.elapsed_s
@@ -372,6 +581,17 @@ struct SessionResult {
     accept: Histogram<u64>,
     fin: Histogram<u64>,
     last_final: Duration,
+    /// Every order's final state, when a timeline was asked for.
+    samples: Vec<FinalSample>,
+}
+
+/// How a broker session sends: its share of the rate (`None`: as fast as the window allows),
+/// the run's common start, and whether to keep per-order samples for a timeline.
+#[derive(Clone, Copy)]
+struct Pacing {
+    rate: Option<f64>,
+    start: Instant,
+    keep_samples: bool,
 }
 
 /// Waits until `due` with sub-millisecond precision: sleeps while far (the timer has 1 ms
@@ -390,16 +610,19 @@ async fn wait_until(due: Instant) {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn broker_session(
     mut writer: transport::FrameWriter,
     mut reader: transport::FrameReader,
     limits: SessionLimits,
     cmds: Vec<Command>,
-    rate: Option<f64>,
-    start: Instant,
+    pacing: Pacing,
     bar: indicatif::ProgressBar,
 ) -> anyhow::Result<SessionResult> {
+    let Pacing {
+        rate,
+        start,
+        keep_samples,
+    } = pacing;
     let n = cmds.len();
     // When each command was due (paced) or sent (--max), ns since `start`.
     let due_at: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
@@ -452,7 +675,10 @@ async fn broker_session(
         accept: histogram(),
         fin: histogram(),
         last_final: Duration::ZERO,
+        samples: Vec::new(),
     };
+    // Per command: whether it was rejected (for the timeline).
+    let mut rejected = vec![false; if keep_samples { n } else { 0 }];
     let since = |pos: usize| {
         let now = start.elapsed();
         let sent = Duration::from_nanos(due_at[pos].load(Ordering::Relaxed));
@@ -460,7 +686,13 @@ async fn broker_session(
     };
     while !result.tracker.finished() {
         for r in &next_reports(&mut reader).await? {
-            match result.tracker.on_report(r)?.0 {
+            let (progress, pos) = result.tracker.on_report(r)?;
+            if let (Some(pos), ReportEvent::Rejected { .. }) = (pos, r.event) {
+                if let Some(flag) = rejected.get_mut(pos) {
+                    *flag = true;
+                }
+            }
+            match progress {
                 Progress::Accepted { pos } => {
                     result.accept.record(since(pos).1.max(1))?;
                 }
@@ -468,6 +700,14 @@ async fn broker_session(
                     let (now, us) = since(pos);
                     result.fin.record(us.max(1))?;
                     result.last_final = now;
+                    if keep_samples {
+                        result.samples.push(FinalSample {
+                            at: now,
+                            latency_us: us,
+                            rejected: rejected.get(pos).copied().unwrap_or(false),
+                            exchange_time: r.time,
+                        });
+                    }
                     completed.fetch_add(1, Ordering::Relaxed);
                     bar.inc(1);
                 }
@@ -904,5 +1144,53 @@ mod tests {
         let mut passive = rep(99, 12, totals, false);
         passive.passive = true;
         assert_eq!(t.on_report(&passive).unwrap().0, Progress::Nothing);
+        // Rejects are counted per reason; expiries at the close apart from other cancels.
+        assert_eq!(t.rejects_by_reason[reason_index(RejectReason::OffTick)], 1);
+        assert_eq!(
+            t.rejects_by_reason[reason_index(RejectReason::OrderNotLive)],
+            1
+        );
+        for reason in [CancelReason::Expired, CancelReason::Unfilled] {
+            let mut c = rep(0, 13, ReportEvent::Cancelled { qty: 100, reason }, false);
+            c.passive = true;
+            t.on_report(&c).unwrap();
+        }
+        assert_eq!((t.passive_cancels, t.expired), (2, 1));
+    }
+
+    #[test]
+    fn timeline_windows_count_rates_rejects_and_exchange_times() {
+        let sample = |ms: u64, us: u64, rejected: bool, t: i64| FinalSample {
+            at: Duration::from_millis(ms),
+            latency_us: us,
+            rejected,
+            exchange_time: t,
+        };
+        let samples = vec![
+            sample(2_500, 900, false, 30),
+            sample(100, 100, false, 10),
+            sample(900, 300, true, 20),
+            // Nothing in [1 s, 2 s): an empty window, not a missing one.
+        ];
+        let w = timeline(samples, 1.0);
+        assert_eq!(w.len(), 3);
+        assert_eq!((w[0].finals, w[0].rejected, w[0].orders_per_s), (2, 1, 2.0));
+        assert_eq!((w[0].exchange_from, w[0].exchange_to), (10, 20));
+        assert!(w[0].p50_us >= 100 && w[0].p99_us >= 300 && w[0].p99_us < 310);
+        assert_eq!((w[1].finals, w[1].p99_us, w[1].exchange_from), (0, 0, 0));
+        assert_eq!((w[2].start_s, w[2].finals, w[2].exchange_to), (2.0, 1, 30));
+        assert!(timeline(Vec::new(), 1.0).is_empty());
+        assert!(timeline(vec![sample(1, 1, false, 0)], 0.0).is_empty());
+        assert!(timeline(vec![sample(1, 1, false, 0)], f64::NAN).is_empty());
+        // A huge run with tiny windows stays bounded.
+        assert!(timeline(vec![sample(10_000_000, 1, false, 0)], 0.001).len() <= 100_000);
+    }
+
+    #[test]
+    fn exchange_clock_is_hose_local_time() {
+        // 2026-01-09 02:07:30 UTC is 09:07:30 at HOSE.
+        assert_eq!(fmt_exchange_clock(1_767_924_450_000_000_000), "09:07:30");
+        assert_eq!(fmt_exchange_clock(0), "--");
+        assert_eq!(fmt_exchange_clock(-5), "--");
     }
 }

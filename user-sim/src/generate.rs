@@ -14,14 +14,25 @@
 //! - quantities are board lots, mostly 100 to 1,000 shares;
 //! - cancels target orders this generator placed that are still resting in the shadow book
 //!   (a bounded, per-broker candidate list), naming the owner and the security;
+//! - amends (with `amend_pct`) target the same resting orders: a quantity reduction that
+//!   keeps priority, a price move of a few ticks (sometimes through the touch), or more
+//!   quantity;
 //! - a small share of rows is deliberately invalid, one of [`InvalidKind`].
+//!
+//! With [`GenConfig::day`] the stream is whole trading days instead of one continuous session
+//! (see [`day`]): PHASE rows, an opening call with crossing LO/ATO orders, continuous flow with
+//! MTL, amends and cancels, a lunch break, a closing call with ATC orders, the close.
 
 use std::path::{Path, PathBuf};
+
+pub mod day;
 
 use matching::stream::{to_command, write_orders, Action, BrokerRegistry, OrderRow};
 use matching::{
     Event, Exchange, MarketRules, OrderType, Price, Qty, SecurityId, SecurityTable, Side,
 };
+
+pub use day::DayShape;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rustc_hash::FxHashMap;
@@ -43,8 +54,13 @@ pub struct GenConfig {
     pub invalid_pct: f64,
     /// Percent of rows that cancel an earlier order (0..=100).
     pub cancel_pct: f64,
-    /// Percent of rows that are takers: MP, IOC or FOK (0..=100). The rest are LO.
+    /// Percent of rows that are takers: MP, IOC or FOK, and MTL in a trading day (0..=100).
+    /// The rest are LO.
     pub taker_pct: f64,
+    /// Percent of rows that amend a resting order (0..=100).
+    pub amend_pct: f64,
+    /// Whole trading days (phases, auctions, the close) instead of one continuous session.
+    pub day: Option<DayShape>,
 }
 
 impl Default for GenConfig {
@@ -56,6 +72,8 @@ impl Default for GenConfig {
             invalid_pct: 0.5,
             cancel_pct: 20.0,
             taker_pct: 10.0,
+            amend_pct: 0.0,
+            day: None,
         }
     }
 }
@@ -69,8 +87,12 @@ pub enum GenError {
     Brokers(u32),
     #[error("{name} must be a percentage between 0 and 100, got {value}")]
     Percent { name: &'static str, value: f64 },
-    #[error("--invalid-pct + --cancel-pct + --taker-pct must not exceed 100")]
+    #[error("--invalid-pct + --cancel-pct + --taker-pct + --amend-pct must not exceed 100")]
     SharesOver100,
+    #[error("--days must be between 1 and {max}, got {0}", max = day::MAX_DAYS)]
+    Days(u32),
+    #[error("--orders {orders} is too few for {days} trading day(s): at least {min} a day")]
+    TooFewForDays { orders: u64, days: u32, min: u64 },
 }
 
 impl GenConfig {
@@ -86,13 +108,17 @@ impl GenConfig {
             ("--invalid-pct", self.invalid_pct),
             ("--cancel-pct", self.cancel_pct),
             ("--taker-pct", self.taker_pct),
+            ("--amend-pct", self.amend_pct),
         ] {
             if !(0.0..=100.0).contains(&value) {
                 return Err(GenError::Percent { name, value });
             }
         }
-        if self.invalid_pct + self.cancel_pct + self.taker_pct > 100.0 {
+        if self.invalid_pct + self.cancel_pct + self.taker_pct + self.amend_pct > 100.0 {
             return Err(GenError::SharesOver100);
+        }
+        if let Some(shape) = &self.day {
+            shape.validate(self.orders)?;
         }
         Ok(())
     }
@@ -149,11 +175,19 @@ struct SecState {
     mid: Price,
 }
 
-/// A remembered resting order of some broker, candidate for a later cancel.
+/// A remembered resting order of some broker, candidate for a later cancel or amend.
 #[derive(Clone, Copy)]
 struct Resting {
     id: u64,
     sec: u32,
+}
+
+/// An order resting in the shadow book now, as its `Rested`/`Amended`/`Fill` events say.
+#[derive(Clone, Copy, Debug)]
+struct LiveOrder {
+    open: Qty,
+    /// Limit price (0 for an ATO/ATC order waiting for its auction).
+    price: Price,
 }
 
 /// Generates the stream described by `cfg` over `securities` under `rules`.
@@ -168,7 +202,11 @@ pub fn generate(cfg: &GenConfig, securities: &SecurityTable, rules: &MarketRules
     if cfg.validate(securities).is_err() {
         return Vec::new();
     }
-    Generator::new(cfg, securities, rules).run()
+    let generator = Generator::new(cfg, securities, rules);
+    match cfg.day {
+        Some(shape) => generator.run_days(shape),
+        None => generator.run(),
+    }
 }
 
 struct Generator<'a> {
@@ -182,8 +220,8 @@ struct Generator<'a> {
     brokers: Vec<String>,
     /// Per broker: resting candidates, possibly stale (checked against `live` when used).
     candidates: Vec<Vec<Resting>>,
-    /// Exactly the orders resting now, with their open quantity.
-    live: FxHashMap<u64, Qty>,
+    /// Exactly the orders resting now, with their open quantity and price.
+    live: FxHashMap<u64, LiveOrder>,
     exchange: Exchange,
     broker_ids: BrokerRegistry,
     events: Vec<Event>,
@@ -195,19 +233,7 @@ impl<'a> Generator<'a> {
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let mut secs = Vec::with_capacity(securities.len());
         for (id, code, reference) in securities.iter() {
-            let band = rules.band(reference);
-            let (floor, ceiling) = band.unwrap_or((
-                (reference / 2).max(rules.tick(reference)),
-                reference.saturating_add(reference / 2),
-            ));
-            secs.push(SecState {
-                id,
-                code: code.to_string(),
-                floor,
-                ceiling,
-                band,
-                mid: rules.round_to_tick(reference, false).clamp(floor, ceiling),
-            });
+            secs.push(day::sec_state(rules, id, code, reference));
         }
         // Popularity ~ 1/(rank+1), shuffled so the busy names are not all the first codes.
         let mut weights: Vec<u64> = (0..secs.len())
@@ -248,82 +274,106 @@ impl<'a> Generator<'a> {
 
     fn run(mut self) -> Vec<OrderRow> {
         let mut rows = Vec::with_capacity(self.cfg.orders as usize);
-        let invalid = self.cfg.invalid_pct;
-        let cancel = invalid + self.cfg.cancel_pct;
-        let taker = cancel + self.cfg.taker_pct;
         for id in 1..=self.cfg.orders {
-            let roll: f64 = self.rng.gen_range(0.0..100.0);
-            let row = if roll < invalid {
-                self.invalid(id)
-            } else if roll < cancel {
-                match self.cancel() {
-                    Some(row) => row,
-                    None => self.limit(id),
-                }
-            } else if roll < taker {
-                self.taker(id)
-            } else {
-                self.limit(id)
-            };
+            let row = self.continuous_row(id);
             self.apply(&row);
             rows.push(row);
         }
         rows
     }
 
-    /// Feeds the row to the shadow exchange and updates the live set from its events.
+    /// One row of continuous trading: invalid, cancel, taker, amend or limit by the config's
+    /// shares (a cancel or amend with nothing to target becomes a limit order).
+    fn continuous_row(&mut self, id: u64) -> OrderRow {
+        let invalid = self.cfg.invalid_pct;
+        let cancel = invalid + self.cfg.cancel_pct;
+        let taker = cancel + self.cfg.taker_pct;
+        let amend = taker + self.cfg.amend_pct;
+        let roll: f64 = self.rng.gen_range(0.0..100.0);
+        if roll < invalid {
+            self.invalid(id)
+        } else if roll < cancel {
+            match self.cancel() {
+                Some(row) => row,
+                None => self.limit(id),
+            }
+        } else if roll < taker {
+            self.taker(id)
+        } else if roll < amend {
+            match self.amend() {
+                Some(row) => row,
+                None => self.limit(id),
+            }
+        } else {
+            self.limit(id)
+        }
+    }
+
+    /// Feeds the row to the shadow exchange and updates the live set from its events: an
+    /// order is live from its `Rested` (with the open quantity it reports) until a `Cancelled`
+    /// or the fills that use it up; an amend that loses priority takes it out until its
+    /// `Rested` brings it back.
     fn apply(&mut self, row: &OrderRow) {
         let cmd = to_command(row, self.securities, &mut self.broker_ids);
         self.events.clear();
         self.exchange.process(&cmd, &mut self.events);
-        let mut own_filled: Qty = 0;
-        let mut accepted = false;
+        let mut rested = None;
         for ev in &self.events {
             match *ev {
-                Event::Accepted { .. } => accepted = true,
                 Event::Fill(f) => {
-                    // The resting side of every fill is an older order.
-                    let (own, resting) = match f.aggressor.side() {
-                        Some(Side::Buy) => (f.buy, f.sell),
-                        Some(Side::Sell) => (f.sell, f.buy),
-                        // Auction trades come from PHASE rows, never from this order.
-                        None => continue,
-                    };
-                    if own.0 == row.order_id {
-                        own_filled += f.qty;
-                    }
-                    if let Some(open) = self.live.get_mut(&resting.0) {
-                        *open = open.saturating_sub(f.qty);
-                        if *open == 0 {
-                            self.live.remove(&resting.0);
+                    // Both sides: an incoming order is not live yet, an auction's both rest.
+                    for id in [f.buy.0, f.sell.0] {
+                        if let Some(o) = self.live.get_mut(&id) {
+                            o.open = o.open.saturating_sub(f.qty);
+                            if o.open == 0 {
+                                self.live.remove(&id);
+                            }
                         }
                     }
                 }
                 Event::Cancelled { id, .. } => {
                     self.live.remove(&id.0);
                 }
-                Event::Rejected { .. }
+                Event::Rested {
+                    id,
+                    security,
+                    price,
+                    qty,
+                    ..
+                } => {
+                    self.live.insert(id.0, LiveOrder { open: qty, price });
+                    // An ATO/ATC order (price 0) can be neither cancelled nor amended in its
+                    // call phase and is gone after it.
+                    if price > 0 {
+                        rested = Some(Resting {
+                            id: id.0,
+                            sec: security.0,
+                        });
+                    }
+                }
+                Event::Amended {
+                    id,
+                    price,
+                    qty,
+                    priority_kept,
+                    ..
+                } => {
+                    if priority_kept {
+                        self.live.insert(id.0, LiveOrder { open: qty, price });
+                    } else {
+                        self.live.remove(&id.0);
+                    }
+                }
+                Event::Accepted { .. }
+                | Event::Rejected { .. }
                 | Event::Totals { .. }
-                | Event::Rested { .. }
-                | Event::Amended { .. }
                 | Event::Auction { .. }
                 | Event::Reference { .. } => {}
             }
         }
-        if accepted && row.action == Action::New && row.kind == Some(OrderType::Limit) {
-            let open = row.qty.saturating_sub(own_filled);
-            if open > 0 {
-                self.live.insert(row.order_id, open);
-                let sec = self.securities.lookup(&row.security).0;
-                if let Some(b) = self.brokers.iter().position(|b| *b == row.broker) {
-                    self.remember(
-                        b,
-                        Resting {
-                            id: row.order_id,
-                            sec,
-                        },
-                    );
-                }
+        if let Some(r) = rested {
+            if let Some(b) = self.brokers.iter().position(|b| *b == row.broker) {
+                self.remember(b, r);
             }
         }
     }
@@ -517,7 +567,8 @@ impl<'a> Generator<'a> {
         self.new_row(id, broker, &code, side, OrderType::Limit, price, qty)
     }
 
-    /// MP (40%), IOC (30%) or FOK (30%).
+    /// MP (40%), IOC (30%) or FOK (30%); in a trading day (HOSE since 2025: MTL replaced
+    /// most MP) MTL 30%, MP 10%, IOC 30%, FOK 30%.
     fn taker(&mut self, id: u64) -> OrderRow {
         let sec = self.pick_security();
         self.walk(sec);
@@ -525,7 +576,9 @@ impl<'a> Generator<'a> {
         let broker = self.rng.gen_range(0..self.brokers.len());
         let code = self.secs[sec as usize].code.clone();
         let qty = self.qty();
+        let day = self.cfg.day.is_some();
         match self.rng.gen_range(0..10) {
+            0..=2 if day => self.new_row(id, broker, &code, side, OrderType::Mtl, 0, qty),
             0..=3 => self.new_row(id, broker, &code, side, OrderType::Market, 0, qty),
             k => {
                 let kind = if k < 7 {
@@ -587,6 +640,51 @@ impl<'a> Generator<'a> {
         let broker = self.rng.gen_range(0..self.brokers.len());
         let r = self.take_live(broker)?;
         Some(self.cancel_row(r.id, broker, r.sec))
+    }
+
+    /// An amend of one of a broker's resting limit orders: 40% a quantity reduction at the
+    /// same price (keeps priority), 40% a price move of 1 to 3 ticks either way (loses
+    /// priority; a move through the touch trades), 20% more quantity (loses priority).
+    fn amend(&mut self) -> Option<OrderRow> {
+        let broker = self.rng.gen_range(0..self.brokers.len());
+        let r = self.take_live(broker)?;
+        let o = self.live.get(&r.id).copied()?;
+        let lot = self.rules.lot().max(1);
+        let lots = o.open / lot;
+        let kind = self.rng.gen_range(0..10);
+        let (price, qty) = if kind < 4 && lots >= 2 {
+            (o.price, lot * self.rng.gen_range(1..lots))
+        } else if kind < 8 {
+            let steps = self.rng.gen_range(1..=3i64) * if self.rng.gen_bool(0.5) { 1 } else { -1 };
+            let up = steps > 0;
+            let mut p = o.price;
+            for _ in 0..steps.abs() {
+                p = if up {
+                    p + self.rules.tick(p)
+                } else {
+                    p - self.rules.tick(p - 1)
+                };
+            }
+            (self.legal(r.sec, p, up), o.open)
+        } else {
+            (o.price, o.open + lot * self.rng.gen_range(1..=5))
+        };
+        // An amend that keeps priority leaves the order live where it is; one that loses it
+        // comes back through its `Rested` (which remembers it again).
+        if price == o.price && qty <= o.open {
+            self.candidates[broker].push(r);
+        }
+        Some(OrderRow {
+            action: Action::Amend,
+            order_id: r.id,
+            broker: self.brokers[broker].clone(),
+            security: self.secs[r.sec as usize].code.clone(),
+            side: None,
+            kind: None,
+            price,
+            qty,
+            phase: None,
+        })
     }
 
     fn invalid(&mut self, id: u64) -> OrderRow {

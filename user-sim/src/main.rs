@@ -62,6 +62,11 @@ struct RunArgs {
     /// No progress bar and no report on stdout (the JSON file is still written).
     #[arg(long)]
     quiet: bool,
+    /// Also report the run as a timeline: windows of this many seconds, each with the orders
+    /// that became final in it (rate, rejects, p50/p99, exchange times: on a scheduled
+    /// manager, which part of the trading day it was).
+    #[arg(long, value_name = "SECS")]
+    timeline: Option<f64>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -139,9 +144,30 @@ struct GenerateArgs {
     /// Percent of rows that cancel an earlier, probably still live order.
     #[arg(long, default_value_t = 20.0)]
     cancel_pct: f64,
-    /// Percent of rows that are takers (MP, IOC or FOK); the rest are LO.
+    /// Percent of rows that are takers (MP, IOC or FOK; with --day also MTL); the rest are LO.
     #[arg(long, default_value_t = 10.0)]
     taker_pct: f64,
+    /// Percent of rows that amend a resting order (a smaller quantity, a new price or more
+    /// quantity). Default 0, or 10 with --day.
+    #[arg(long)]
+    amend_pct: Option<f64>,
+    /// Generate whole trading days instead of one continuous session: `hose` writes PHASE rows
+    /// and each day's opening call (LO and ATO orders that cross), continuous trading with
+    /// MTL, amends and cancels, a lunch break (cancels, and orders refused as market_closed),
+    /// a closing call with ATC orders, and the close. --orders counts order rows over all
+    /// days (PHASE rows come on top, six a day).
+    #[arg(long, value_enum, value_name = "SCHEDULE")]
+    day: Option<DayKind>,
+    /// With --day: trading days to generate; each day's band follows the previous close.
+    #[arg(long, default_value_t = 1, requires = "day")]
+    days: u32,
+}
+
+/// Trading-day shapes `generate --day` knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum DayKind {
+    /// The HOSE day: ATO, continuous, break, continuous, ATC, closed.
+    Hose,
 }
 
 #[derive(Args, Debug)]
@@ -229,6 +255,12 @@ fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {
             invalid_pct: a.invalid_pct,
             cancel_pct: a.cancel_pct,
             taker_pct: a.taker_pct,
+            amend_pct: a
+                .amend_pct
+                .unwrap_or(if a.day.is_some() { 10.0 } else { 0.0 }),
+            day: a
+                .day
+                .map(|DayKind::Hose| generate::DayShape { days: a.days }),
         },
         rules: a.rules,
         securities: a.securities,
@@ -284,7 +316,11 @@ fn run_load(a: RunArgs) -> anyhow::Result<()> {
         rate: a.rate,
         seed: a.seed,
         progress: !a.quiet,
+        timeline_s: a.timeline,
     };
+    if a.timeline.is_some_and(|w| !(w > 0.0 && w.is_finite())) {
+        anyhow::bail!("--timeline must be a positive number of seconds");
+    }
     let report = run_until_signal(client::run_load(cfg))?;
     if !a.quiet {
         print!("{report}");

@@ -3,6 +3,8 @@
 //! byte relay that can inject raw bytes between them.
 #![allow(dead_code)]
 
+pub mod grid;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -83,17 +85,36 @@ impl Gateway {
         std::fs::create_dir_all(dir).unwrap();
         let cred_file = dir.join("creds.txt");
         std::fs::write(&cred_file, creds).unwrap();
+        let mut args: Vec<String> = vec![
+            "--loopback-credentials".into(),
+            cred_file.display().to_string(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        Gateway::spawn(dir, port, &args)
+    }
+
+    /// A gateway in front of the manager at `manager` (its certificate `ca`).
+    pub fn for_manager(dir: &Path, manager: &str, ca: &Path, port: u16) -> Gateway {
+        std::fs::create_dir_all(dir).unwrap();
+        let args = [
+            "--manager".to_string(),
+            manager.to_string(),
+            "--ca".into(),
+            ca.display().to_string(),
+        ];
+        Gateway::spawn(dir, port, &args)
+    }
+
+    fn spawn(dir: &Path, port: u16, args: &[String]) -> Gateway {
         let log = dir.join(format!("gateway-{}.log", unique()));
         let mut child = Command::new(env!("CARGO_BIN_EXE_fix-gateway"))
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .arg("--data-dir")
             .arg(dir.join("store"))
-            .arg("--loopback-credentials")
-            .arg(&cred_file)
             .arg("--comp-id")
             .arg(COMP_ID)
-            .args(extra)
+            .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).unwrap())
@@ -120,6 +141,21 @@ impl Gateway {
     /// The gateway's log so far.
     pub fn log(&self) -> String {
         read(&self.log)
+    }
+
+    /// SIGTERM; waits (bounded) for the exit and returns whether it was clean.
+    pub fn terminate(&mut self, within: Duration) -> bool {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// kill -9: no Logout, nothing flushed beyond what was written.
@@ -269,6 +305,22 @@ impl Client {
             got.push(line);
         }
         got
+    }
+
+    /// Takes the first line read but not yet matched that satisfies `pred`.
+    pub fn take_pending(&mut self, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let i = self.pending.iter().position(|l| pred(l))?;
+        Some(self.pending.remove(i))
+    }
+
+    /// Reads what has arrived, waiting at most `wait` for the first line.
+    pub fn poll(&mut self, wait: Duration) {
+        let mut next = self.lines.recv_timeout(wait).ok();
+        while let Some(line) = next {
+            self.seen.push(line.clone());
+            self.pending.push(line);
+            next = self.lines.try_recv().ok();
+        }
     }
 
     /// The client's (next sender, next target) sequence numbers.

@@ -308,6 +308,8 @@ pub struct Core {
     out: Outbox,
     /// Schedule name for monitors.
     schedule: String,
+    /// Prometheus metrics (`--metrics-addr`): atomics only, cheap on the hot path.
+    metrics: Option<std::sync::Arc<metrics::Metrics>>,
 }
 
 impl Core {
@@ -354,8 +356,14 @@ impl Core {
             local,
             out: Outbox::default(),
             schedule: "continuous".into(),
+            metrics: None,
             config,
         }
+    }
+
+    /// Records into these metrics from now on.
+    pub fn set_metrics(&mut self, m: std::sync::Arc<metrics::Metrics>) {
+        self.metrics = Some(m);
     }
 
     pub fn set_schedule_name(&mut self, name: impl Into<String>) {
@@ -804,6 +812,21 @@ impl Core {
                 self.note_max_id(o);
             }
         }
+        if let Some(m) = &self.metrics {
+            match cmd {
+                Command::New(o) => m.order_final(
+                    o.kind,
+                    o.side,
+                    metrics::OrderResult::Rejected(reason),
+                    Duration::ZERO,
+                ),
+                Command::Cancel(_) => m.cancel_final(Err(reason), Duration::ZERO),
+                Command::Amend(_) => {
+                    m.amend_final(metrics::AmendResult::Rejected(reason), Duration::ZERO)
+                }
+                Command::Phase(_) => {}
+            }
+        }
         self.stats.log(
             now,
             LogKind::Reject,
@@ -836,7 +859,11 @@ impl Core {
     /// to executors. In local mode the routed commands are matched here.
     pub fn flush(&mut self, now: Instant) -> anyhow::Result<Outbox> {
         if !self.unacked.is_empty() {
+            let started = Instant::now();
             self.persist.commit()?;
+            if let Some(m) = &self.metrics {
+                m.journal_commit(started.elapsed(), self.unacked.len() as u64);
+            }
             for (session, report) in std::mem::take(&mut self.unacked) {
                 if self.sessions.contains_key(&session) && session != EXCHANGE_SESSION {
                     self.out.reports.entry(session).or_default().push(report);
@@ -948,6 +975,22 @@ impl Core {
             self.executor_lost(id, now);
         }
         self.stats.tick(now);
+        if let Some(m) = &self.metrics {
+            m.set_in_flight(self.inflight.len() as u64);
+            m.set_held(self.shards.held() as u64);
+            m.set_phase(self.phase);
+            for n in self.shards.nodes.values() {
+                if n.status == NodeStatus::Down {
+                    m.executor_gone(&n.name);
+                } else {
+                    m.executor_stats(
+                        &n.name,
+                        n.stats.orders_handled,
+                        u64::from(n.stats.queue_depth),
+                    );
+                }
+            }
+        }
     }
 
     /// Event groups from an executor (or the local core), in the order it processed them.
@@ -1097,6 +1140,19 @@ impl Core {
             self.stats.auction(security, result);
         }
         self.report_group(session, client_ref, &routed, time, &events, now)?;
+        self.shards.complete(security);
+        let meta = self.inflight.get_mut(seq).expect("checked above");
+        meta.remaining -= 1;
+        let done = meta.remaining == 0;
+        if done {
+            self.inflight.remove(seq);
+            self.stats.completed(received, now);
+            self.record_final(
+                &routed.command,
+                &events,
+                now.saturating_duration_since(received),
+            );
+        }
         if self.config.feed {
             self.out.feed.push(FeedItem {
                 seq,
@@ -1106,12 +1162,7 @@ impl Core {
                 events,
             });
         }
-        self.shards.complete(security);
-        let meta = self.inflight.get_mut(seq).expect("checked above");
-        meta.remaining -= 1;
-        if meta.remaining == 0 {
-            self.inflight.remove(seq);
-            self.stats.completed(received, now);
+        if done {
             if let Command::Phase(p) = routed.command {
                 self.push_report(
                     session,
@@ -1141,6 +1192,41 @@ impl Core {
     }
 
     /// Sequences what waited behind a barrier, in arrival order, until the next barrier.
+    /// How a completed command ended, for the metrics.
+    fn record_final(&self, cmd: &Command, events: &[Event], latency: Duration) {
+        let Some(m) = &self.metrics else { return };
+        let rejected = events.iter().find_map(|e| match e {
+            Event::Rejected { reason, .. } => Some(*reason),
+            _ => None,
+        });
+        match cmd {
+            Command::New(o) => {
+                let result = match self.projection.get(o.id).map(|r| r.state) {
+                    Some(OrderState::Filled) => metrics::OrderResult::Filled,
+                    Some(OrderState::Resting) => metrics::OrderResult::Rested,
+                    _ => metrics::OrderResult::Cancelled,
+                };
+                m.order_final(o.kind, o.side, result, latency);
+            }
+            Command::Cancel(_) => m.cancel_final(rejected.map_or(Ok(()), Err), latency),
+            Command::Amend(_) => {
+                let result = match (rejected, events.first()) {
+                    (Some(r), _) => metrics::AmendResult::Rejected(r),
+                    (
+                        None,
+                        Some(Event::Amended {
+                            priority_kept: true,
+                            ..
+                        }),
+                    ) => metrics::AmendResult::PriorityKept,
+                    _ => metrics::AmendResult::PriorityLost,
+                };
+                m.amend_final(result, latency);
+            }
+            Command::Phase(p) => m.set_phase(*p),
+        }
+    }
+
     fn resume_deferred(&mut self, now: Instant) -> anyhow::Result<()> {
         while self.barrier.is_none() {
             let Some((session, cmds, time)) = self.deferred.pop_front() else {
@@ -1211,6 +1297,9 @@ impl Core {
                         fill: f,
                     })?;
                     self.stats.trade(&f, now);
+                    if let Some(m) = &self.metrics {
+                        m.trade(f.aggressor, f.qty);
+                    }
                     if is_broker {
                         if let Some(side) = f.aggressor.side() {
                             let id = if side == Side::Buy { f.buy } else { f.sell };
