@@ -502,33 +502,77 @@ async fn read_all(raw: &mut Raw, pause: Duration) -> (u64, Option<String>) {
     }
 }
 
+/// What the stalled subscriber saw in one reading phase.
+#[derive(Debug, Default)]
+struct Phase {
+    messages: u64,
+    snapshots: u64,
+    closed: Option<String>,
+}
+
+/// Reads until a snapshot begins (the resync after an overflow), or the session ends.
+async fn read_until_snapshot(raw: &mut Raw) -> Phase {
+    let mut p = Phase::default();
+    loop {
+        match raw.reader.recv::<FeedUpdate>().await {
+            Ok(Some(FeedUpdate::Messages(m))) => {
+                p.messages += m.len() as u64;
+                let begins = m
+                    .iter()
+                    .filter(|m| matches!(m.body, feed::Body::SnapshotBegin { .. }))
+                    .count() as u64;
+                p.snapshots += begins;
+                if begins > 0 {
+                    return p;
+                }
+            }
+            Ok(Some(FeedUpdate::Closed(why))) => {
+                p.closed = Some(why);
+                return p;
+            }
+            Ok(None) | Err(_) => return p,
+        }
+    }
+}
+
+/// A subscriber that stops reading while a burst of orders is sequenced overflows its queue
+/// whatever the machine's speed (the burst is far larger than everything that can be buffered
+/// for it: its queue, its session's channel, a small QUIC window); when it reads again it gets
+/// a fresh snapshot; at the third overflow it is dropped with the reason. A recorder that
+/// reads all along is never resynced and stays exact.
 #[test]
 fn a_slow_subscriber_is_resynced_then_dropped_while_others_continue() {
+    const BURSTS: usize = 3;
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-
     let mut grid = grid(
         dir,
         2,
         4,
         &[
             "--feed-subscriber-queue",
-            "5000",
+            "3000",
             "--feed-max-overflows",
             "3",
+            // Stalled on purpose: not disconnected for that while a burst runs.
+            "--slow-client-ms",
+            "600000",
         ],
     );
     let table = table(&grid);
     let out = dir.join("rec");
     let mut rec = record(&grid, "record", &out, &[]);
     let (addr, ca, secret) = (grid.addr.clone(), grid.ca(), grid.token());
+    // The test says "read now"; the subscriber answers with what it read.
+    let (go_tx, mut go_rx) = tokio::sync::mpsc::channel::<()>(1);
+    let (seen_tx, seen_rx) = std::sync::mpsc::channel::<Phase>();
     let slow = std::thread::spawn(move || {
         runtime().block_on(async {
-            // A small receive window, like a subscriber on a slow link: it holds the manager's
-            // writes back as soon as it stops reading.
+            // Small receive windows, like a subscriber on a slow link: the manager's writes
+            // are held back as soon as it stops reading.
             let mut t = transport::quic::transport_config();
-            t.stream_receive_window(quinn::VarInt::from_u32(64 * 1024))
-                .receive_window(quinn::VarInt::from_u32(128 * 1024));
+            t.stream_receive_window(quinn::VarInt::from_u32(16 * 1024))
+                .receive_window(quinn::VarInt::from_u32(32 * 1024));
             let endpoint = transport::quic::client_endpoint_with(&ca, t).unwrap();
             let addr = transport::quic::resolve(&addr).unwrap();
             let creds = Credentials::Feed {
@@ -545,29 +589,55 @@ fn a_slow_subscriber_is_resynced_then_dropped_while_others_continue() {
                 welcome,
             };
             raw.writer.send(&l3_all()).await.unwrap();
-            // 2,000 messages a second: well behind the load's 4,000 orders a second.
-            let read = read_all(&mut raw, Duration::from_millis(500));
-            tokio::time::timeout(Duration::from_secs(120), read).await
+            // The first snapshot, then stall until told to read.
+            let _ = seen_tx.send(read_until_snapshot(&mut raw).await);
+            while go_rx.recv().await.is_some() {
+                let p = read_until_snapshot(&mut raw).await;
+                let ended = p.closed.is_some();
+                let _ = seen_tx.send(p);
+                if ended {
+                    break;
+                }
+            }
         })
     });
-    // A paced load, long enough for the slow subscriber to overflow again after each resync.
-    let load = grid.load(&["--orders", "24000", "--rate", "4000", "--quiet"]);
-    assert!(
-        load.status.success(),
-        "{}",
-        String::from_utf8_lossy(&load.stderr)
-    );
-    let (got, closed) = slow
-        .join()
-        .unwrap()
-        .expect("the slow subscriber's session ended");
-    let why = closed.unwrap_or_else(|| {
+    let first = seen_rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(first.snapshots, 1, "{first:?}");
+    let mut phases = Vec::new();
+    for burst in 0..BURSTS {
+        // 10,000 orders make over 20,000 L3 messages; the stalled subscriber can hold about
+        // 3,000 (queue) + 4 x 1,024 (channel) + one frame + 16 KiB of them. Paced, so that the
+        // recorder (writing its files as it reads) keeps up on a busy machine.
+        let seed = (burst + 1).to_string();
+        let load = grid.load(&["--orders", "10000", "--rate", "5000", "--seed", &seed, "--quiet"]);
+        assert!(
+            load.status.success(),
+            "{}",
+            String::from_utf8_lossy(&load.stderr)
+        );
+        go_tx.blocking_send(()).unwrap();
+        let p = seen_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the stalled subscriber read again");
+        phases.push(p);
+    }
+    drop(go_tx);
+    slow.join().unwrap();
+    eprintln!("stalled subscriber: {phases:?}");
+    // Resynced after the first two overflows, dropped at the third.
+    for p in &phases[..BURSTS - 1] {
+        assert_eq!(p.snapshots, 1, "resynced after the overflow: {phases:?}");
+        assert!(p.closed.is_none(), "{phases:?}");
+    }
+    let last = &phases[BURSTS - 1];
+    let why = last.closed.as_deref().unwrap_or_else(|| {
         panic!(
-            "no Closed after {got} messages:\n{}",
+            "not dropped: {phases:?}\n{}",
             grid.manager.log_text()
         )
     });
     assert!(why.contains("too slow"), "{why}");
+    assert_eq!(last.snapshots, 0, "{phases:?}");
     grid.manager
         .wait_log("subscriber dropped", 1, Duration::from_secs(5));
     let log = stop_recorder(&mut rec);
@@ -576,6 +646,7 @@ fn a_slow_subscriber_is_resynced_then_dropped_while_others_continue() {
         1,
         "the other subscriber never had to resync: {log}"
     );
+    assert_eq!(summary_number(&log, "gaps"), 0, "{log}");
     // The other subscriber is exact: against the sequential replay of what the journal holds.
     let s = sequence(
         &rows_of(&export_journal(&grid)),
