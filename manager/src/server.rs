@@ -390,8 +390,7 @@ pub async fn serve(
                 Ok(rt) => rt.block_on(run_core(
                     core,
                     schedule,
-                    control_rx,
-                    submit_rx,
+                    (control_rx, submit_rx),
                     snap_tx,
                     feed_tx,
                     (phase, sequenced),
@@ -497,8 +496,7 @@ fn wall_ns() -> i64 {
 async fn run_core(
     mut core: Core,
     schedule: Schedule,
-    mut control: mpsc::Receiver<Control>,
-    mut submits: mpsc::Receiver<Submit>,
+    (mut control, mut submits): (mpsc::Receiver<Control>, mpsc::Receiver<Submit>),
     snapshot: watch::Sender<Option<GridSnapshot>>,
     feed: broadcast::Sender<MonitorMsg>,
     (phase, sequenced): (Arc<AtomicU32>, Arc<AtomicU64>),

@@ -426,7 +426,6 @@ fn absurd_limits_are_clear_errors() {
 /// An executor spinning through a large batch keeps heartbeating: it is not declared dead
 /// while it works.
 #[test]
-#[ignore = "WIP: hangs; being diagnosed"]
 fn a_busy_spinning_executor_is_not_declared_dead() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
