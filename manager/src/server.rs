@@ -392,9 +392,8 @@ pub async fn serve(
                     schedule,
                     (control_rx, submit_rx),
                     snap_tx,
-                    feed_tx,
+                    (feed_tx, feed_sender),
                     (phase, sequenced),
-                    feed_sender,
                     (metrics, monitors),
                 )),
                 Err(e) => Err(e.into()),
@@ -498,9 +497,11 @@ async fn run_core(
     schedule: Schedule,
     (mut control, mut submits): (mpsc::Receiver<Control>, mpsc::Receiver<Submit>),
     snapshot: watch::Sender<Option<GridSnapshot>>,
-    feed: broadcast::Sender<MonitorMsg>,
+    (feed, market_data): (
+        broadcast::Sender<MonitorMsg>,
+        Option<crate::feed::FeedSender>,
+    ),
     (phase, sequenced): (Arc<AtomicU32>, Arc<AtomicU64>),
-    market_data: Option<crate::feed::FeedSender>,
     (metrics, monitors): (Arc<metrics::Metrics>, Arc<AtomicU64>),
 ) -> anyhow::Result<()> {
     let mut sessions: Sessions = FxHashMap::default();

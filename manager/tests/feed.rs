@@ -99,7 +99,7 @@ fn summary_number(log: &str, after_word: &str) -> u64 {
         .find(|l| l.starts_with("recorded "))
         .expect("summary line");
     let words: Vec<&str> = line
-        .split(|c: char| c == ' ' || c == ',' || c == ';')
+        .split([' ', ',', ';'])
         .filter(|w| !w.is_empty())
         .collect();
     let i = words
@@ -609,7 +609,9 @@ fn a_slow_subscriber_is_resynced_then_dropped_while_others_continue() {
         // 3,000 (queue) + 4 x 1,024 (channel) + one frame + 16 KiB of them. Paced, so that the
         // recorder (writing its files as it reads) keeps up on a busy machine.
         let seed = (burst + 1).to_string();
-        let load = grid.load(&["--orders", "10000", "--rate", "5000", "--seed", &seed, "--quiet"]);
+        let load = grid.load(&[
+            "--orders", "10000", "--rate", "5000", "--seed", &seed, "--quiet",
+        ]);
         assert!(
             load.status.success(),
             "{}",
@@ -630,12 +632,10 @@ fn a_slow_subscriber_is_resynced_then_dropped_while_others_continue() {
         assert!(p.closed.is_none(), "{phases:?}");
     }
     let last = &phases[BURSTS - 1];
-    let why = last.closed.as_deref().unwrap_or_else(|| {
-        panic!(
-            "not dropped: {phases:?}\n{}",
-            grid.manager.log_text()
-        )
-    });
+    let why = last
+        .closed
+        .as_deref()
+        .unwrap_or_else(|| panic!("not dropped: {phases:?}\n{}", grid.manager.log_text()));
     assert!(why.contains("too slow"), "{why}");
     assert_eq!(last.snapshots, 0, "{phases:?}");
     grid.manager

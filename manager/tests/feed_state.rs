@@ -150,7 +150,7 @@ fn run(seed: u64, loss: f64) -> (u32, u64) {
             covered += 1;
         }
         drain(&mut state, &mut subs);
-        if !lost && steps % 97 == 0 {
+        if !lost && steps.is_multiple_of(97) {
             // Sampled point: each security stands where the engine stood after the last
             // command of it the feed holds.
             for (sec, _, _) in table.iter() {

@@ -374,7 +374,10 @@ async fn one_session(
         let mut resync = false;
         for m in &msgs {
             *received += 1;
-            if cfg.drop_every.is_some_and(|n| *received % n == 0) {
+            if cfg
+                .drop_every
+                .is_some_and(|n| (*received).is_multiple_of(n))
+            {
                 rec.discarded();
                 continue;
             }
