@@ -54,6 +54,9 @@ pub enum NetEvent {
     FeedTrades(Vec<FeedTrade>),
 }
 
+/// One side's price levels, best first.
+pub type Levels<'a> = &'a [(Price, Qty)];
+
 /// The Market view's feed session as shown.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum FeedConn {
@@ -355,7 +358,7 @@ impl AppState {
     pub fn book_levels<'a>(
         &'a self,
         row: &'a SecurityRow,
-    ) -> (&'a [(Price, Qty)], &'a [(Price, Qty)], &'static str) {
+    ) -> (Levels<'a>, Levels<'a>, &'static str) {
         match self.market.books.get(&row.view.id) {
             Some(b) if self.feed_live() && self.market.synced => (&b.bids, &b.asks, "feed"),
             _ => (&row.view.bids, &row.view.asks, "sampled"),
