@@ -204,6 +204,12 @@ impl HwmWriter {
         Ok(if sync { 2 } else { 0 })
     }
 
+    /// Whether the mark trails `last_seq` and its interval has passed: an idle journal's mark
+    /// must not lag behind the last commit for ever (recovery trusts it to see a lost tail).
+    pub(crate) fn stale(&self, last_seq: u64) -> bool {
+        last_seq != self.written_seq && self.last_write.elapsed() >= self.interval
+    }
+
     pub(crate) fn written_seq(&self) -> u64 {
         self.written_seq
     }

@@ -443,6 +443,34 @@ fn high_water_mark_lags_by_its_interval_and_only_covers_what_it_saw() {
 }
 
 #[test]
+fn an_idle_journal_brings_its_lagging_mark_up_to_date() {
+    // The window above closes once the journal is idle for an interval: refresh_mark (the
+    // manager calls it every tick) writes the mark, so a later loss is seen as one.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = cfg(tmp.path(), 1 << 20, Durability::Never);
+    c.hwm_commits = 0;
+    c.hwm_interval = std::time::Duration::from_millis(30);
+    let (items, _) = write_day(&c, 500);
+    let mut store = recover(&c, &binding()).unwrap().open().unwrap();
+    store.journal.refresh_mark().unwrap();
+    let before = journal::HighWaterMark::read(&c.journal_dir)
+        .unwrap()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    store.journal.refresh_mark().unwrap();
+    let after = journal::HighWaterMark::read(&c.journal_dir)
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.seq, last_seq(&items), "before: {before:?}");
+    drop(store); // a kill: no close
+    let last = segments(&c.journal_dir, "orders-").pop().unwrap();
+    let len = fs::metadata(&last).unwrap().len();
+    truncate(&last, len - 2);
+    let rec = recover(&c, &binding()).unwrap();
+    assert!(rec.report().loss.is_some(), "{:?}", rec.report());
+}
+
+#[test]
 fn corrupt_record_in_the_middle_is_an_error_naming_file_and_offset() {
     let tmp = tempfile::tempdir().unwrap();
     let c = cfg(tmp.path(), 1 << 20, Durability::Never);

@@ -532,6 +532,7 @@ async fn run_core(
             _ = tick.tick() => {
                 let now = Instant::now();
                 core.tick(now);
+                core.persist_idle()?;
                 issue_due_phases(&mut core, &schedule, &mut issued, wall_ns(), now)?;
                 if now.duration_since(last_snapshot) >= MONITOR_INTERVAL {
                     last_snapshot = now;

@@ -206,6 +206,9 @@ impl Persist for DiskPersist {
         }
         Ok(())
     }
+    fn idle(&mut self) -> anyhow::Result<()> {
+        Ok(self.store.journal.refresh_mark()?)
+    }
 }
 
 #[cfg(test)]

@@ -194,9 +194,20 @@ fn connection_and_session_caps_hold() {
         }
         drop(others.pop());
         drop(b01b);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        // Room again; and the sessions held meanwhile still work.
-        let _b07 = connect(&ep, addr, broker(&grid, "B07")).await.unwrap();
+        // Room again once the manager has seen those connections close (the closes travel;
+        // a loaded machine may take a while): poll, never sleep a guess.
+        let started = std::time::Instant::now();
+        let _b07 = loop {
+            match connect(&ep, addr, broker(&grid, "B07")).await {
+                Ok(c) => break c,
+                Err(WireError::Busy(reason)) if started.elapsed() < Duration::from_secs(10) => {
+                    assert!(reason.contains("too many connections"), "{reason}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("room must come back after two connections closed: {e}"),
+            }
+        };
+        // The sessions held meanwhile still work.
         let (_c, mut w, mut r, welcome) = b01a;
         let reference = welcome.securities[0].reference_price;
         submit_all(&mut w, &mut r, &resting(1, 10, reference)).await;
@@ -339,6 +350,43 @@ fn a_huge_name_in_a_hello_is_refused_without_a_huge_log_line() {
     std::thread::sleep(Duration::from_millis(200));
     let grown = std::fs::metadata(&grid.manager.log).unwrap().len() - log_before;
     assert!(grown < 16 * 1024, "the log grew by {grown} bytes");
+}
+
+/// A replay file naming a 300-byte broker: refused with the reason; the manager's core keeps
+/// running and serves the next client (it used to exit with "core stopped").
+#[test]
+fn an_overlong_broker_name_in_a_replay_file_is_refused_and_the_core_runs_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut grid = grid_with(dir, 1, &[]);
+    let (_, code, reference) =
+        matching::SecurityTable::parse_csv(&std::fs::read_to_string(grid.securities()).unwrap())
+            .unwrap()
+            .iter()
+            .map(|(i, c, p)| (i, c.to_string(), p))
+            .next()
+            .unwrap();
+    let stream = dir.join("long.csv");
+    std::fs::write(
+        &stream,
+        format!(
+            "action,order_id,broker,security,side,type,price,qty\nNEW,1,{},{code},BUY,LO,{reference},100\n",
+            "b".repeat(300)
+        ),
+    )
+    .unwrap();
+    let mut replay = grid.spawn_replay(&stream, "long", &[]);
+    assert!(!replay.child.wait().unwrap().success());
+    let log = replay.log_text();
+    eprintln!("hostile: overlong broker name -> {}", log.trim());
+    assert!(log.contains("broker") && log.contains("long"), "{log}");
+    assert!(grid.manager.running(), "{}", grid.manager.log_text());
+    let out = grid.load(&["--orders", "200", "--quiet"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// An executor holding the token forges a fill for a security it does not own, against an

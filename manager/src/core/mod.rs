@@ -92,6 +92,10 @@ pub trait Persist: Send {
     fn append_trade(&mut self, entry: &TapeEntry) -> anyhow::Result<()>;
     /// Makes everything appended so far durable (group commit).
     fn commit(&mut self) -> anyhow::Result<()>;
+    /// Called while idle: housekeeping that must not wait for the next commit.
+    fn idle(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Keeps everything in memory (tests and the `--no-journal` experiments).
@@ -965,6 +969,11 @@ impl Core {
     }
 
     /// Periodic check: heartbeat ages, node status, rates.
+    /// Persistence housekeeping while idle (the journal's high-water mark catches up).
+    pub fn persist_idle(&mut self) -> anyhow::Result<()> {
+        self.persist.idle()
+    }
+
     pub fn tick(&mut self, now: Instant) {
         let lost = self.shards.silent(
             now,

@@ -1,0 +1,200 @@
+//! The manager's serial path alone, sans I/O: commands in, outbox out, persistence in memory,
+//! executors as in-process `ExecutorCore`s. Prints orders/s and ns/order per stage, next to the
+//! sequential `matching::Exchange` on the same stream in the same run (the machine is shared and
+//! noisy: read the ratio, not the absolute figure).
+//!
+//! ```sh
+//! cargo bench -p manager --bench core [-- ORDERS [EXECUTORS]]
+//! ```
+//!
+//! Stages, per batch of 4,096 commands (the server's group-commit budget):
+//! - `submit`: gateway checks, sequencing, journal append (memory), per-security queues;
+//! - `flush`: group commit (memory) and routing into executor messages, reports to the client;
+//! - `events`: the executors' groups validated against the projection, reports built;
+//! - `executor`: the executors' matching (not the manager's cost; shown for scale).
+
+use std::time::{Duration, Instant};
+
+use executor::ExecutorCore;
+use manager::core::{Core, CoreConfig, MemoryPersist, NodeId, SessionKind};
+use matching::stream::{to_command, BrokerRegistry};
+use matching::{BrokerId, Exchange, Gateway, MarketRules, SecurityTable};
+use proto::ClientCommand;
+use user_sim::generate::{generate, GenConfig};
+
+const GATEWAY: u32 = 1;
+const BATCH: usize = 4096;
+
+#[derive(Default)]
+struct Stages {
+    submit: Duration,
+    flush: Duration,
+    events: Duration,
+    executor: Duration,
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let orders: u64 = args
+        .first()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let executors: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(4);
+    let rules = MarketRules::hose();
+    let securities = SecurityTable::synthetic(200).unwrap();
+    let rows = generate(
+        &GenConfig {
+            orders,
+            seed: 1,
+            ..GenConfig::default()
+        },
+        &securities,
+        &rules,
+    );
+    let mut names = BrokerRegistry::new();
+    let cmds: Vec<ClientCommand> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ClientCommand {
+            client_ref: i as u64,
+            command: to_command(r, &securities, &mut names),
+        })
+        .collect();
+    println!(
+        "manager core bench: {} commands, {} securities, {executors} in-process executors",
+        cmds.len(),
+        securities.len()
+    );
+
+    // Baseline: the sequential exchange (gateway + engine) on the same commands.
+    let started = Instant::now();
+    let mut exchange = Exchange::new(rules, securities.clone());
+    let mut events = Vec::new();
+    for c in &cmds {
+        events.clear();
+        exchange.process(&c.command, &mut events);
+    }
+    let baseline = started.elapsed();
+
+    let stages = run_core(&cmds, &names, &securities, executors);
+    let n = cmds.len() as f64;
+    let ns = |d: Duration| d.as_nanos() as f64 / n;
+    let manager = stages.submit + stages.flush + stages.events;
+    println!("{:<34} {:>10} {:>12}", "stage", "ns/order", "orders/s");
+    let line = |name: &str, d: Duration| {
+        println!(
+            "{name:<34} {:>10.0} {:>12.0}",
+            ns(d),
+            n / d.as_secs_f64().max(1e-9)
+        )
+    };
+    line("sequential Exchange (baseline)", baseline);
+    line("manager: submit (check, seq, journal)", stages.submit);
+    line("manager: flush (commit, route)", stages.flush);
+    line("manager: events (validate, report)", stages.events);
+    line("manager serial path, total", manager);
+    line("executors' matching (for scale)", stages.executor);
+    println!(
+        "manager serial path / sequential exchange: {:.2}x the time per order",
+        manager.as_secs_f64() / baseline.as_secs_f64()
+    );
+}
+
+fn run_core(
+    cmds: &[ClientCommand],
+    names: &BrokerRegistry,
+    securities: &SecurityTable,
+    executors: usize,
+) -> Stages {
+    let now = Instant::now();
+    let mut core = Core::new(
+        CoreConfig::default(),
+        Gateway::new(MarketRules::hose(), securities.clone()),
+        Box::new(MemoryPersist::default()),
+        now,
+    );
+    for i in 0..names.len() as u32 {
+        core.broker_id(names.name(BrokerId(i)).unwrap());
+    }
+    core.open_session(GATEWAY, SessionKind::Gateway);
+    let mut execs: Vec<(NodeId, ExecutorCore)> = (0..executors)
+        .map(|i| {
+            let id = core.executor_joined(&format!("e{i}"), "bench", now);
+            (id, ExecutorCore::new(MarketRules::hose(), securities))
+        })
+        .collect();
+    let mut stages = Stages::default();
+    let mut groups = Vec::new();
+    let mut finals = 0usize;
+    // Settle the shard map before measuring.
+    deliver(
+        &mut core,
+        &mut execs,
+        &mut groups,
+        now,
+        &mut Stages::default(),
+        &mut 0,
+    );
+    for batch in cmds.chunks(BATCH) {
+        let t = Instant::now();
+        core.submit(GATEWAY, batch, now, 0).unwrap();
+        stages.submit += t.elapsed();
+        deliver(
+            &mut core,
+            &mut execs,
+            &mut groups,
+            now,
+            &mut stages,
+            &mut finals,
+        );
+    }
+    // Whatever is still travelling.
+    for _ in 0..8 {
+        deliver(
+            &mut core,
+            &mut execs,
+            &mut groups,
+            now,
+            &mut stages,
+            &mut finals,
+        );
+    }
+    assert_eq!(core.in_flight(), 0, "every command must be final");
+    stages
+}
+
+/// One loop of the core: flush, executors process, their groups come back.
+fn deliver(
+    core: &mut Core,
+    execs: &mut [(NodeId, ExecutorCore)],
+    groups: &mut Vec<proto::EventGroup>,
+    now: Instant,
+    stages: &mut Stages,
+    finals: &mut usize,
+) {
+    let t = Instant::now();
+    let out = core.flush(now).unwrap();
+    stages.flush += t.elapsed();
+    *finals += out
+        .reports
+        .get(&GATEWAY)
+        .map_or(0, |r| r.iter().filter(|r| r.last && !r.passive).count());
+    for (node, msgs) in out.executors {
+        let Some((_, exec)) = execs.iter_mut().find(|(id, _)| *id == node) else {
+            continue;
+        };
+        groups.clear();
+        let t = Instant::now();
+        for m in msgs {
+            exec.apply(m, groups);
+        }
+        stages.executor += t.elapsed();
+        let t = Instant::now();
+        core.executor_events(node, std::mem::take(groups), now)
+            .unwrap();
+        stages.events += t.elapsed();
+    }
+}
