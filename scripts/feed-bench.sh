@@ -47,8 +47,9 @@ echo "throughput: $(field "f\"{d['throughput']:.0f} orders/s in {d['elapsed_s']:
 # Let the subscribers drain what is queued for them (each logs "caught up" on a heartbeat
 # sent only with nothing queued), then stop them: their summaries give the messages.
 for i in $(seq "$S"); do
+  [ -f "$work/rec$i.log" ] || continue
   n=$(grep -c "caught up" "$work/rec$i.log" || true)
-  for _ in $(seq 1200); do [ "$(grep -c "caught up" "$work/rec$i.log" || true)" -ge $((n + 2)) ] && break; sleep 0.05; done
+  for _ in $(seq 600); do [ "$(grep -c "caught up" "$work/rec$i.log" || true)" -ge $((n + 2)) ] && break; sleep 0.05; done
 done
 for p in "${rec_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
 for p in "${rec_pids[@]}"; do wait "$p" 2>/dev/null || true; done

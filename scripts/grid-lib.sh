@@ -3,8 +3,13 @@
 # the ready file and the executors' "executor ready" log line (never a fixed sleep).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build --release -p manager -p executor -p user-sim --quiet
-B=target/release
+# BIN_DIR=target/debug: use binaries already built (no release build; figures then say so).
+if [ -n "${BIN_DIR:-}" ]; then
+  B=$BIN_DIR
+else
+  cargo build --release -p manager -p executor -p user-sim --quiet
+  B=target/release
+fi
 work=$(mktemp -d)
 pids=()
 cleanup() {
