@@ -100,7 +100,7 @@ fn the_market_views_feed_ends_on_the_engines_books_with_every_trade() {
     // Subscribed and synced (the first picture follows the first snapshot) before the load,
     // so that every trade comes as a trade.
     let (mut picture, mut trades_seen, mut up) = (MarketPicture::default(), 0usize, 0);
-    let mut drain = |picture: &mut MarketPicture, trades_seen: &mut usize, up: &mut u32| {
+    let drain = |picture: &mut MarketPicture, trades_seen: &mut usize, up: &mut u32| {
         let mut pictures = 0;
         for ev in inbox.drain() {
             match ev {
