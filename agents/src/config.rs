@@ -53,7 +53,7 @@ pub enum ConfigError {
     Parse(String),
     #[error("population file: `{field}` {message}")]
     Invalid { field: String, message: String },
-    #[error("population file: security {0:?} is not listed")]
+    #[error("population file: `securities`: {0:?} is not in the listing ([market] listing)")]
     UnknownSecurity(String),
     #[error("population file: no agents (give at least one kind a count)")]
     NoAgents,
@@ -279,6 +279,13 @@ impl Population {
             .map_err(|e: matching::rules::UnknownRules| {
                 ConfigError::invalid("market.rules", e.to_string())
             })
+    }
+
+    /// The synthetic listing named in `[market] listing` (the manager's default listing has
+    /// the same securities for the same count).
+    pub fn listing(&self) -> Result<SecurityTable, ConfigError> {
+        SecurityTable::synthetic(self.market.listing)
+            .map_err(|e| ConfigError::invalid("market.listing", e.to_string()))
     }
 
     /// Every check that does not need the listing.

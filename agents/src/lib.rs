@@ -18,10 +18,11 @@
 //! - [`account`]: an agent's own orders, cash, inventory and counts, from its reports.
 //! - [`agent`]: the [`Agent`] trait, the decision context [`Ctx`], the phase table.
 //! - [`kinds`]: the strategies; [`fundamental`]: the value agents' private signal.
-//! - [`driver`]: [`Lockstep`], the step machine; [`local`]: a run against
-//!   [`matching::Exchange`].
+//! - [`driver`]: [`Lockstep`], the step machine; [`local`]: the run over a [`Venue`]
+//!   ([`LocalRun`]: against [`matching::Exchange`]; the grid's venue lives in `user-sim`).
 //! - [`report`]: per-agent results (CSV, text table); [`facts`]: stylized facts of the
-//!   returns (Markdown); [`plots`]: price with MA5/MA20, spread and volume (PNG).
+//!   returns (Markdown); [`plots`]: price with MA5/MA20, spread and volume (PNG);
+//!   [`results`]: every result file of a run, written by one function for every shell.
 #![warn(missing_docs)]
 #![allow(missing_docs)]
 
@@ -35,6 +36,7 @@ pub mod kinds;
 pub mod local;
 pub mod plots;
 pub mod report;
+pub mod results;
 pub mod schedule;
 pub mod tracker;
 pub mod view;
@@ -44,5 +46,5 @@ pub use agent::{phase_allows, Agent, AgentKind, Ctx, Signals};
 pub use config::{ConfigError, Mode, Population};
 pub use driver::{Lockstep, Next, Submission};
 pub use facts::StylizedFacts;
-pub use local::{LocalOutcome, LocalRun, TradeRecord};
+pub use local::{Final, LocalOutcome, LocalRun, Run, RunError, TradeRecord, Venue, VenueError};
 pub use view::{Bar, MarketView, SecurityView};

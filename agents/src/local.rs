@@ -1,20 +1,24 @@
-//! A population run against the sequential [`matching::Exchange`]: the reference shell of the
-//! [`Lockstep`] driver, and the stand-in for the grid until the feed and broker sessions are
-//! wired. It plays the exchange's side of the protocol: phase changes, submissions in order,
-//! every event back to the driver and to the view builder, depth snapshots from the book.
+//! A population run: the shell of the [`Lockstep`] driver over a [`Venue`] (where commands
+//! are matched). It plays the exchange's side of the protocol: phase changes, each step's
+//! submissions in order, every event back to the driver and to the view builder, depth
+//! snapshots of the books.
 //!
-//! The exchange answers each command synchronously, so every command is final as soon as it is
-//! processed; lockstep and real-time modes therefore behave the same here.
+//! [`LocalRun`] is the run against the sequential [`matching::Exchange`] (the reference); the
+//! grid shell (`user-sim agents --manager`) implements [`Venue`] over a gateway session and
+//! must produce the same trades byte for byte. A lockstep venue answers a step's submissions
+//! once every one of them is final (the local exchange at once); a real-time venue hands back
+//! whatever became final meanwhile, and the run absorbs the rest when it comes.
 
 use std::collections::BTreeMap;
 
+use matching::book::Depth;
 use matching::{
     Aggressor, Command, Event, Exchange, OrderId, Phase, Price, Qty, SecurityId, SecurityTable,
     Timestamp,
 };
 
 use crate::config::{ConfigError, Population};
-use crate::driver::{DriverError, Lockstep, Next};
+use crate::driver::{DriverError, Lockstep, Next, Submission};
 use crate::report::{summarize, AgentSummary};
 use crate::schedule::DayClock;
 use crate::tracker::MarketTracker;
@@ -75,26 +79,101 @@ impl RunStats {
     }
 }
 
-/// The shell failed to keep the protocol (a bug, never bad input).
+/// Why a run stopped: the shell broke the protocol (a bug, never bad input) or the venue
+/// failed (over the grid: the connection, or a manager that broke the contract).
 #[derive(Debug, thiserror::Error)]
-pub enum LocalError {
+pub enum RunError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     #[error(transparent)]
     Driver(#[from] DriverError),
-    #[error("the driver waits for {0} reports the local exchange never owes")]
+    #[error("the driver waits for {0} reports the venue never owes")]
     Stalled(usize),
+    #[error("venue: {0}")]
+    Venue(#[source] VenueError),
 }
 
+/// The old name of [`RunError`].
+pub type LocalError = RunError;
+
+/// A venue's failure, boxed: each venue has its own.
+pub type VenueError = Box<dyn std::error::Error + Send + Sync>;
+
+/// One submission's events, once it is final.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Final {
+    pub token: u64,
+    pub events: Vec<Event>,
+}
+
+/// Where a run's commands are matched. Events come in the order the sequential exchange
+/// produces them.
+pub trait Venue {
+    /// Enters `phase` at exchange time `time` and waits until it is in force; appends its
+    /// events to `out` (every book's, in security-code byte order).
+    fn phase(
+        &mut self,
+        phase: Phase,
+        time: Timestamp,
+        out: &mut Vec<Event>,
+    ) -> Result<(), VenueError>;
+    /// Sends `subs` in order. A lockstep venue waits until every one is final and pushes them
+    /// all to `finals`, in order; a real-time venue pushes whatever became final meanwhile
+    /// (of this step's or earlier submissions), in the order it learnt of them.
+    fn submit(&mut self, subs: &[Submission], finals: &mut Vec<Final>) -> Result<(), VenueError>;
+    /// Real-time venues: submissions that became final while [`Venue::phase`] waited (they
+    /// were sequenced before the phase change). Lockstep venues have none.
+    fn take_finals(&mut self, _finals: &mut Vec<Final>) {}
+    /// The aggregated limit levels of `security`, at most `levels` per side, best first, as
+    /// `matching::Engine::depth` gives them.
+    fn depth(&self, security: SecurityId, levels: usize) -> Depth;
+}
+
+/// The sequential exchange as a venue: every command is final as soon as it is processed.
+impl Venue for Exchange {
+    fn phase(
+        &mut self,
+        phase: Phase,
+        _time: Timestamp,
+        out: &mut Vec<Event>,
+    ) -> Result<(), VenueError> {
+        self.process(&Command::Phase(phase), out);
+        Ok(())
+    }
+
+    fn submit(&mut self, subs: &[Submission], finals: &mut Vec<Final>) -> Result<(), VenueError> {
+        for sub in subs {
+            let mut events = Vec::new();
+            self.process(&sub.command, &mut events);
+            finals.push(Final {
+                token: sub.token,
+                events,
+            });
+        }
+        Ok(())
+    }
+
+    fn depth(&self, security: SecurityId, levels: usize) -> Depth {
+        self.engine().depth(security, levels)
+    }
+}
+
+/// A run against the sequential exchange.
+pub type LocalRun = Run<Exchange>;
+
 /// A run in progress.
-pub struct LocalRun {
-    exchange: Exchange,
+pub struct Run<V: Venue> {
+    venue: V,
     tracker: MarketTracker,
     driver: Lockstep,
     listing: SecurityTable,
     trades: Vec<TradeRecord>,
     stats: RunStats,
     events: Vec<Event>,
+    /// Final submissions handed back by the venue, to absorb.
+    finals: Vec<Final>,
+    /// Submissions not yet final: their delivery time.
+    sent_at: rustc_hash::FxHashMap<u64, Timestamp>,
     begun: Option<(u32, u32)>,
     /// The fundamental of every traded security at each step (parallel to the bars).
     fundamental: Vec<Vec<f64>>,
@@ -118,6 +197,28 @@ pub struct LocalOutcome {
 impl LocalRun {
     /// A run of `pop` over `listing` (the population's `[market]` rules), order ids from 1.
     pub fn new(pop: &Population, listing: SecurityTable) -> Result<LocalRun, ConfigError> {
+        let exchange = Exchange::new(pop.rules()?, listing.clone());
+        Run::with_venue(pop, listing, exchange)
+    }
+
+    /// A run of `pop` over its synthetic listing (`[market] listing`).
+    pub fn synthetic(pop: &Population) -> Result<LocalRun, ConfigError> {
+        LocalRun::new(pop, pop.listing()?)
+    }
+
+    pub fn exchange(&self) -> &Exchange {
+        &self.venue
+    }
+}
+
+impl<V: Venue> Run<V> {
+    /// A run of `pop` over `listing` (the population's `[market]` rules) through `venue`, which
+    /// must list the same securities and have sequenced nothing; order ids from 1.
+    pub fn with_venue(
+        pop: &Population,
+        listing: SecurityTable,
+        venue: V,
+    ) -> Result<Self, ConfigError> {
         let rules = pop.rules()?;
         let driver = Lockstep::new(pop, &listing, rules, 1)?;
         let universe = pop.universe(&listing)?;
@@ -128,28 +229,20 @@ impl LocalRun {
             pop.depth_levels,
             pop.steps_per_day,
         );
-        Ok(LocalRun {
-            exchange: Exchange::new(rules, listing.clone()),
+        Ok(Run {
+            venue,
             tracker,
             driver,
             listing,
             trades: Vec::new(),
             stats: RunStats::default(),
             events: Vec::with_capacity(64),
+            finals: Vec::new(),
+            sent_at: rustc_hash::FxHashMap::default(),
             begun: None,
             fundamental: vec![Vec::new(); universe.len()],
             journal: None,
         })
-    }
-
-    /// A run of `pop` over its synthetic listing (`[market] listing`).
-    pub fn synthetic(pop: &Population) -> Result<LocalRun, ConfigError> {
-        let listing =
-            SecurityTable::synthetic(pop.market.listing).map_err(|e| ConfigError::Invalid {
-                field: "market.listing".into(),
-                message: e.to_string(),
-            })?;
-        LocalRun::new(pop, listing)
     }
 
     /// Keeps every command sent to the exchange (phase changes included), for replay.
@@ -170,8 +263,8 @@ impl LocalRun {
         &self.tracker
     }
 
-    pub fn exchange(&self) -> &Exchange {
-        &self.exchange
+    pub fn venue(&self) -> &V {
+        &self.venue
     }
 
     pub fn trades(&self) -> &[TradeRecord] {
@@ -183,7 +276,7 @@ impl LocalRun {
     }
 
     /// Carries out one action of the driver; `false` once the run is over.
-    pub fn advance(&mut self) -> Result<bool, LocalError> {
+    pub fn advance(&mut self) -> Result<bool, RunError> {
         match self.driver.poll() {
             Next::Phase {
                 phase,
@@ -200,7 +293,15 @@ impl LocalRun {
                 if let Some(j) = self.journal.as_mut() {
                     j.push(cmd);
                 }
-                self.exchange.process(&cmd, &mut self.events);
+                let mut events = Vec::with_capacity(64);
+                self.venue
+                    .phase(phase, time, &mut events)
+                    .map_err(RunError::Venue)?;
+                let mut finals = std::mem::take(&mut self.finals);
+                self.venue.take_finals(&mut finals);
+                self.absorb_finals(&mut finals, day, step.min(last));
+                self.finals = finals;
+                self.events = events;
                 self.stats.phases += 1;
                 self.absorb(None, day, step.min(last), time, true);
                 self.driver.phase_done()?;
@@ -222,16 +323,19 @@ impl LocalRun {
                 for (i, f) in self.fundamental.iter_mut().enumerate() {
                     f.push(self.driver.fundamental().value(i));
                 }
-                for sub in subs {
+                for sub in &subs {
                     self.count(day, &sub.command);
                     if let Some(j) = self.journal.as_mut() {
                         j.push(sub.command);
                     }
-                    self.events.clear();
-                    self.exchange.process(&sub.command, &mut self.events);
-                    self.absorb(Some(sub.token), day, step, sub.at, false);
-                    self.driver.complete(sub.token);
                 }
+                self.sent_at.extend(subs.iter().map(|s| (s.token, s.at)));
+                let mut finals = std::mem::take(&mut self.finals);
+                self.venue
+                    .submit(&subs, &mut finals)
+                    .map_err(RunError::Venue)?;
+                self.absorb_finals(&mut finals, day, step);
+                self.finals = finals;
                 Ok(true)
             }
             Next::Wait { outstanding } => Err(LocalError::Stalled(outstanding)),
@@ -240,7 +344,7 @@ impl LocalRun {
     }
 
     /// Runs to the end.
-    pub fn run(mut self) -> Result<LocalOutcome, LocalError> {
+    pub fn run(mut self) -> Result<LocalOutcome, RunError> {
         while self.advance()? {}
         Ok(self.finish())
     }
@@ -266,6 +370,16 @@ impl LocalRun {
         }
     }
 
+    /// Takes the events of final submissions, in order, and tells the driver they are final.
+    fn absorb_finals(&mut self, finals: &mut Vec<Final>, day: u32, step: u32) {
+        for f in finals.drain(..) {
+            let at = self.sent_at.remove(&f.token).unwrap_or_default();
+            self.events = f.events;
+            self.absorb(Some(f.token), day, step, at, false);
+            self.driver.complete(f.token);
+        }
+    }
+
     fn begin(&mut self, day: u32, step: u32, time: Timestamp, phase: Phase) {
         if self.begun != Some((day, step)) {
             self.refresh_depth();
@@ -277,7 +391,7 @@ impl LocalRun {
     fn refresh_depth(&mut self) {
         let levels = self.tracker.levels();
         for sec in self.tracker.dirty() {
-            let (bids, asks) = self.exchange.engine().depth(sec, levels);
+            let (bids, asks) = self.venue.depth(sec, levels);
             self.tracker.set_depth(sec, &bids, &asks);
         }
     }

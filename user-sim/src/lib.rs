@@ -10,10 +10,13 @@
 //!
 //! Layout:
 //! - [`generate`]: pure generator: config + securities + rules in, order rows out.
+//! - [`agents`]: `user-sim agents`: a strategy-agent population through the local exchange
+//!   or, in lockstep, through the grid ([`agents::GridVenue`]).
 //! - [`replay`]: read securities and orders files, run [`matching::Exchange`], write trades,
 //!   totals and rejects files.
 //! - [`record`]: an L3 market-data subscriber writing LOBSTER files and a trades CSV.
 
+pub mod agents;
 pub mod client;
 pub mod generate;
 pub mod record;

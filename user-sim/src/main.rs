@@ -2,7 +2,8 @@
 //!
 //! Thin clap front end over the `user_sim` library: `generate` writes a seeded order stream,
 //! `replay --local` runs an order file through the sequential reference exchange, `record`
-//! writes the L3 market-data feed as LOBSTER files. Logic lives
+//! writes the L3 market-data feed as LOBSTER files, `agents` runs a population of strategy
+//! agents. Logic lives
 //! in the library modules; this file only parses flags, calls them and prints summaries.
 //!
 //! Must not: hold generator, replay or client logic of its own.
@@ -12,9 +13,9 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{ArgGroup, Args, Parser, Subcommand};
 use matching::MarketRules;
-use user_sim::client;
 use user_sim::generate::{self, GenConfig, GenerateJob};
 use user_sim::replay::{self, LocalReplay};
+use user_sim::{agents, client};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -80,6 +81,9 @@ enum Command {
     /// Subscribe to the manager's L3 market-data feed and write LOBSTER message and orderbook
     /// files per security plus a trades CSV, until Ctrl-C / SIGTERM (or --duration).
     Record(RecordArgs),
+    /// Run a population of strategy agents (noise, value, momentum, market makers, random) for
+    /// whole trading days, locally or through the grid in lockstep, and write their results.
+    Agents(AgentsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -112,6 +116,53 @@ struct RecordArgs {
     /// (the recorder then asks for a resync, as it would after a real loss).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
     drop_every: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("venue").required(true).args(["local", "manager"])))]
+struct AgentsArgs {
+    /// Population file (TOML): seed, days, steps per day, securities, market rules and listing,
+    /// and per agent kind its count, latency and parameters (see agents/populations/).
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+    /// Directory for the results (created): trades.csv, agents.csv (per-agent P&L, inventory,
+    /// order counts), agents.txt and kinds.txt (tables), facts.md (stylized facts of the
+    /// returns next to the literature's values), summary.md and PNG plots.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Run through one sequential exchange in this process (the reference results).
+    #[arg(long)]
+    local: bool,
+    /// Run through the grid, in lockstep: the manager's address, host:port. The manager must
+    /// be fresh (a new --data-dir, nothing sequenced), run --schedule continuous (the agents'
+    /// driver sends the trading day's PHASE commands itself) and the population's rules and
+    /// synthetic listing (--rules, --listings); then the results equal --local's byte for byte.
+    #[arg(long, value_name = "ADDR")]
+    manager: Option<String>,
+    /// The manager's certificate (with --manager).
+    #[arg(long, default_value = "gridmatch-data/cert.pem")]
+    ca: PathBuf,
+    #[command(flatten)]
+    token: transport::cli::TokenArg,
+    /// Trade this many days instead of the population file's `days`.
+    #[arg(long, value_name = "N")]
+    days: Option<u32>,
+    /// Plot price with MA5/MA20, spread and volume for the first N traded securities (one PNG
+    /// per security and day; 0: none).
+    #[arg(long, value_name = "N", default_value_t = 3)]
+    plots: usize,
+    /// Real time instead of lockstep (with --manager): agents submit as they decide and a step
+    /// lasts --step-ms of wall time, not until its commands are final; each decides from the
+    /// reports that have come in. Not reproducible (timing decides), unlike lockstep.
+    #[arg(long, conflicts_with = "local")]
+    realtime: bool,
+    /// With --realtime: wall time of one step in milliseconds (0: a step ends as soon as its
+    /// commands are sent and the reports already in are read).
+    #[arg(long, value_name = "MS", default_value_t = 0, requires = "realtime")]
+    step_ms: u64,
+    /// No progress bar and no summary on stdout (the files are still written).
+    #[arg(long)]
+    quiet: bool,
 }
 
 #[derive(Args, Debug)]
@@ -234,6 +285,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Replay(a)) => run_replay(a),
         Some(Command::Orders(a)) => run_orders(a),
         Some(Command::Record(a)) => run_record(a),
+        Some(Command::Agents(a)) => run_agents(a),
         None => run_load(cli.run),
     };
     match result {
@@ -386,6 +438,31 @@ fn run_record(a: RecordArgs) -> anyhow::Result<()> {
         transport::runtime::shutdown_signal(),
     ))?;
     eprintln!("{summary}");
+    Ok(())
+}
+
+fn run_agents(a: AgentsArgs) -> anyhow::Result<()> {
+    let venue = match a.manager {
+        None => agents::AgentsVenue::Local,
+        Some(manager) => agents::AgentsVenue::Grid {
+            target: client::GridTarget { manager, ca: a.ca },
+            token: a.token.resolve().context("--token")?,
+        },
+    };
+    let job = agents::AgentsJob {
+        config: a.config,
+        out: a.out,
+        days: a.days,
+        plots: a.plots,
+        progress: !a.quiet,
+        venue,
+        realtime: a.realtime,
+        step_wall: std::time::Duration::from_millis(a.step_ms),
+    };
+    let summary = agents::run_agents(&job).context("agents run failed")?;
+    if !a.quiet {
+        print!("{summary}");
+    }
     Ok(())
 }
 
