@@ -349,7 +349,7 @@ fn a_lossy_subscriber_recovers_by_resync_while_a_lossless_one_stays_exact() {
     generate(&grid.securities(), 20_000, 8, &stream);
     let (good, lossy) = (dir.join("good"), dir.join("lossy"));
     let mut a = record(&grid, "good", &good, &[]);
-    let mut b = record(&grid, "lossy", &lossy, &["--drop-every", "1000"]);
+    let mut b = record(&grid, "lossy", &lossy, &["--drop-every", "500"]);
     let mut replay = grid.spawn_replay(&stream, "grid", &[]);
     wait_replay(&grid, &mut replay);
     stop_recorder(&mut a);
@@ -360,8 +360,11 @@ fn a_lossy_subscriber_recovers_by_resync_while_a_lossless_one_stays_exact() {
         summary_number(&log, "gaps"),
         summary_number(&log, "snapshots"),
     );
-    assert!(gaps >= 3, "the lossy subscriber saw gaps: {log}");
-    assert!(snapshots > gaps / 2, "and was resynced after them: {log}");
+    // How many discarded messages fall while it is in sync (a gap) rather than while it waits
+    // for a snapshot depends on timing; at least the first one is a gap, and each gap is
+    // repaired by a snapshot before the recorder is caught up.
+    assert!(gaps >= 1, "the lossy subscriber saw gaps: {log}");
+    assert!(snapshots > gaps, "and was resynced after each: {log}");
     assert!(log.contains("discarded on purpose"), "{log}");
     assert_final_books(&lossy, &table, &s.engine);
 }
