@@ -3,8 +3,14 @@
 # the ready file and the executors' "executor ready" log line (never a fixed sleep).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-[ -n "${NO_BUILD:-}" ] || cargo build --release -p manager -p executor -p user-sim --quiet
-B=target/release
+# BIN_DIR=target/debug: use binaries already built (no release build; figures then say so).
+# NO_BUILD=1: use target/release as it is.
+if [ -n "${BIN_DIR:-}" ]; then
+  B=$BIN_DIR
+else
+  [ -n "${NO_BUILD:-}" ] || cargo build --release -p manager -p executor -p user-sim --quiet
+  B=target/release
+fi
 work=$(mktemp -d)
 pids=()
 cleanup() {

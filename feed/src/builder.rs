@@ -83,21 +83,24 @@ pub enum FeedError {
 
 /// Computes the indicative uncross of a book in a call phase: the book and the auction's anchor
 /// price (last trade since the last close, else the reference price). Nothing is plugged in by
-/// default (no `Indicative` messages). With the trading-day engine's pure uncross
-/// (`matching::auction::clearing_price`, on the `matching-day` branch) the hook is:
-///
-/// ```text
-/// fn uncross(book: &L3Book, anchor: Price) -> Option<Uncross> {
-///     let (bids, asks) = book.depth(usize::MAX);
-///     let m = |s| book.at_market(s).map_or(0, |l| l.qty);
-///     matching::auction::clearing_price(&bids, &asks, m(Side::Buy), m(Side::Sell), anchor)
-///         .map(|(price, volume)| Uncross { price, volume })
-/// }
-/// ```
-///
-/// (checked against that branch: equal to `Engine::indicative` after each of 60,000 commands
-/// in 4 securities.)
+/// default (no `Indicative` messages); [`engine_indicative`] is the engine's own rule.
 pub type IndicativeFn = fn(&L3Book, Price) -> Option<Uncross>;
+
+/// The engine's auction rule ([`matching::auction::clearing_price`]) applied to the mirror
+/// book: the same answer as `Engine::indicative` for the same book (tested after every command
+/// of random trading days in `tests/contract.rs`).
+pub fn engine_indicative(book: &L3Book, anchor: Price) -> Option<Uncross> {
+    let (bids, asks) = book.depth(usize::MAX);
+    let at_market = |side| book.at_market(side).map_or(0, |l| l.qty);
+    matching::auction::clearing_price(
+        &bids,
+        &asks,
+        at_market(Side::Buy),
+        at_market(Side::Sell),
+        anchor,
+    )
+    .map(|(price, volume)| Uncross { price, volume })
+}
 
 /// The last applied batch: its canonical messages and where its books changed.
 #[derive(Clone, Copy, Debug)]
@@ -194,6 +197,11 @@ impl FeedBuilder {
     /// The mirror of `security`'s book.
     pub fn book(&self, security: SecurityId) -> Option<&L3Book> {
         self.securities.get(security.0 as usize).map(|s| &s.book)
+    }
+
+    /// Sequence number of the last command applied to `security` (`None`: none yet).
+    pub fn last_seq(&self, security: SecurityId) -> Option<u64> {
+        self.securities.get(security.0 as usize)?.last_seq
     }
 
     pub fn phase(&self, security: SecurityId) -> Option<Phase> {

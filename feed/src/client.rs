@@ -307,3 +307,82 @@ impl FeedClient {
         Ok(())
     }
 }
+
+/// When a subscriber asks the feed for a resync: on a gap or an inconsistency, once, and again
+/// only if no snapshot has started within `retry_ms` (the request or the snapshot's start may
+/// be lost too). Every request counts against the subscriber in the feed's drop policy, so
+/// asking again for each message that arrives after a gap would get it dropped.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ResyncGate {
+    asked_at: Option<u64>,
+}
+
+impl ResyncGate {
+    /// Call after each [`FeedClient::apply`] with its result and the time in milliseconds;
+    /// true: send a resync request now.
+    pub fn after(
+        &mut self,
+        applied: Applied,
+        client: &FeedClient,
+        now_ms: u64,
+        retry_ms: u64,
+    ) -> bool {
+        if !client.needs_resync() {
+            self.asked_at = None;
+            return false;
+        }
+        let lost = matches!(applied, Applied::Gap { .. } | Applied::Inconsistent(_));
+        let due = self
+            .asked_at
+            .is_none_or(|t| now_ms.saturating_sub(t) >= retry_ms);
+        if lost && due {
+            self.asked_at = Some(now_ms);
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+
+    fn msg(seq: u64, body: Body) -> Message {
+        Message { seq, time: 0, body }
+    }
+
+    #[test]
+    fn resync_is_asked_once_per_gap_and_again_after_the_retry_time() {
+        let mut client = FeedClient::new();
+        let mut gate = ResyncGate::default();
+        let begin = |seq| {
+            msg(
+                seq,
+                Body::SnapshotBegin {
+                    feed_seq: 0,
+                    securities: 0,
+                },
+            )
+        };
+        let a = client.apply(&begin(1));
+        assert!(!gate.after(a, &client, 0, 1000), "in sync");
+        // Message 3 after 1: a gap. Ask once...
+        let a = client.apply(&msg(3, Body::Heartbeat));
+        assert!(matches!(a, Applied::Gap { .. }));
+        assert!(gate.after(a, &client, 10, 1000));
+        // ...not again for the heartbeats that keep coming while the snapshot is on its way...
+        for t in [20, 500, 999] {
+            let a = client.apply(&msg(3, Body::Heartbeat));
+            assert!(!gate.after(a, &client, t, 1000), "at {t} ms");
+        }
+        // ...but again once the retry time passed without a snapshot.
+        let a = client.apply(&msg(3, Body::Heartbeat));
+        assert!(gate.after(a, &client, 1010, 1000));
+        // A snapshot starts: synced, and the next gap asks at once.
+        let a = client.apply(&begin(4));
+        assert!(!gate.after(a, &client, 1020, 1000));
+        let a = client.apply(&msg(9, Body::Heartbeat));
+        assert!(gate.after(a, &client, 1030, 1000));
+    }
+}

@@ -210,6 +210,20 @@ impl Fanout {
         Ok(sub.state)
     }
 
+    /// The feed was rebuilt (its builder replaced): every subscriber that is not dropped has
+    /// its queue cleared and gets a fresh snapshot at its next poll. Not its fault, so no
+    /// strike counts towards the drop policy.
+    pub fn resync_all(&mut self) {
+        for sub in &mut self.subs {
+            if sub.state == SubscriberState::Dropped {
+                continue;
+            }
+            sub.queue.clear();
+            sub.incrementals = 0;
+            sub.state = SubscriberState::Resyncing;
+        }
+    }
+
     /// Moves up to `max` queued messages of subscriber `id` into `out` (a pending resync first
     /// queues the snapshot). Returns the subscriber's state: `Dropped` means close the session.
     pub fn poll(

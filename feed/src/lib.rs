@@ -64,8 +64,8 @@ pub mod message;
 pub mod view;
 
 pub use book::{L3Book, LevelBook};
-pub use builder::{Batch, Completed, FeedBuilder, FeedError, IndicativeFn};
-pub use client::{Applied, ClientBook, FeedClient, SecurityView};
+pub use builder::{engine_indicative, Batch, Completed, FeedBuilder, FeedError, IndicativeFn};
+pub use client::{Applied, ClientBook, FeedClient, ResyncGate, SecurityView};
 pub use fanout::{
     Fanout, QueuePolicy, SubscriberId, SubscriberState, SubscriberStats, UnknownSubscriber,
 };
@@ -104,6 +104,14 @@ impl Feed {
         self.builder.apply(c)?;
         self.fanout.publish(&self.builder);
         Ok(())
+    }
+
+    /// Replaces the builder (rebuilt from the journal after the feed lost input) and resyncs
+    /// every subscriber from it: the messages they were missing cannot be rebuilt, so they
+    /// start over from a snapshot (their view sequence numbers keep growing).
+    pub fn replace_builder(&mut self, builder: FeedBuilder) {
+        self.builder = builder;
+        self.fanout.resync_all();
     }
 
     pub fn subscribe(&mut self, sub: &Subscription) -> Result<SubscriberId, SubscriptionError> {

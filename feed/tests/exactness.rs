@@ -387,3 +387,57 @@ fn out_of_order_securities_and_replayed_batches() {
     }
     assert_eq!(seq_bodies, shuffled_bodies);
 }
+
+/// The feed's indicative uncross (the engine's rule applied to the mirror book) equals the
+/// engine's own after every command of days with many phase changes, as an L1 subscriber
+/// receives it (`None` outside call phases and when nothing would trade).
+#[test]
+fn indicative_uncross_equals_the_engines() {
+    let cfg = GenConfig {
+        phases: 0.02,
+        ..GenConfig::default()
+    };
+    let mut gen = Gen::new(41, cfg);
+    let table = gen.table().clone();
+    let mut feed =
+        Feed::new(&table, QueuePolicy::default()).with_indicative(feed::engine_indicative);
+    let sub = Subscription {
+        level: FeedLevel::L1,
+        securities: Securities::All,
+    };
+    let id = feed.subscribe(&sub).unwrap();
+    let mut client = FeedClient::new();
+    let mut driver = Driver::new(gen.rules(), &table);
+    let (mut msgs, mut seen_some) = (Vec::new(), 0u32);
+    for _ in 0..30_000 {
+        let cmd = gen.next_command();
+        driver.step(&cmd, |seq, time, security, command, events| {
+            feed.apply(Completed {
+                seq,
+                time,
+                security,
+                command,
+                events,
+            })
+            .unwrap();
+        });
+        msgs.clear();
+        feed.poll(id, usize::MAX, &mut msgs).unwrap();
+        for m in &msgs {
+            assert_eq!(client.apply(m), Applied::Applied, "{m:?}");
+        }
+        for (sec, _, _) in table.iter() {
+            let engine = driver.engine().indicative(sec);
+            let published = client
+                .security(sec)
+                .and_then(|v| v.indicative)
+                .map(|u| (u.price, u.volume));
+            assert_eq!(published, engine, "{sec:?} after {cmd:?}");
+            seen_some += u32::from(engine.is_some());
+        }
+    }
+    assert!(
+        seen_some > 100,
+        "call phases with a crossing book happened ({seen_some})"
+    );
+}

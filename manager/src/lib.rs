@@ -3,9 +3,10 @@
 //! Sequences every order (global, gap-free), journals it before routing, routes it by security
 //! to the executor that owns it through a versioned shard map, relays each order's events to its
 //! own broker, detects lost or inconsistent executors and moves their securities, runs the
-//! trading day's schedule, and feeds monitors.
+//! trading day's schedule, feeds monitors, and publishes the public market-data feed.
 //!
 //! Layout: [`core`] (the sans-I/O state machine), [`server`] (the tokio/quinn shell),
+//! [`feed`] (the market-data feed task and its subscriber sessions, off the sequencing path),
 //! [`setup`] (the data directory and recovery), [`archive`] (finished orders and book
 //! snapshots on disk), [`schedule`] (the exchange clock and the HOSE day),
 //! [`export`] (`manager journal export`: replay formats, CSV/Parquet tables, bars, Qlib).
@@ -15,6 +16,7 @@
 pub mod archive;
 pub mod core;
 pub mod export;
+pub mod feed;
 pub mod schedule;
 pub mod server;
 pub mod setup;

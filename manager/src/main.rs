@@ -184,6 +184,35 @@ struct RunArgs {
     /// test machine, so ~1 s for 200 busy books): keep it at tens of seconds at peak.
     #[arg(long, default_value_t = 30.0)]
     snapshot_secs: f64,
+    #[command(flatten)]
+    feed: FeedArgs,
+}
+
+/// The public market-data feed (L1/L2/L3 subscriptions, off the sequencing path).
+#[derive(Args, Debug)]
+struct FeedArgs {
+    /// Run without the market-data feed: no feed sessions, no feed work at all.
+    #[arg(long)]
+    no_feed: bool,
+    /// Event groups (one command's events in one book) queued from the sequencing core to the
+    /// feed task. The core never waits: past this it drops them and the feed rebuilds itself
+    /// from the journal, resyncing every subscriber.
+    #[arg(long, default_value_t = 1 << 17, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    feed_queue: u64,
+    /// Messages queued per feed subscriber. A subscriber that lets its queue overflow is sent
+    /// a fresh snapshot; after --feed-max-overflows overflows within a minute it is dropped.
+    #[arg(long, default_value_t = 1 << 16, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    feed_subscriber_queue: u64,
+    /// Queue overflows (and resync requests) within a minute of exchange time that get a feed
+    /// subscriber dropped.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    feed_max_overflows: u32,
+    /// Most feed subscribers at once.
+    #[arg(long, default_value_t = 256)]
+    feed_max_subscribers: usize,
+    /// Heartbeat to idle feed subscribers, milliseconds (lets them notice a lost tail).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    feed_heartbeat_ms: u64,
 }
 
 /// `90s`, `10m`, `6h`, `250ms` or plain seconds.
@@ -289,8 +318,22 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         commit_each: args.fsync == Durability::Always,
         snapshot_every: if snapshots_on { args.snapshot_every } else { 0 },
         snapshot_interval: snapshots_on.then(|| Duration::from_secs_f64(args.snapshot_secs)),
+        feed: !args.feed.no_feed,
         ..CoreConfig::default()
     };
+    let feed = (!args.feed.no_feed).then(|| manager::feed::FeedOptions {
+        queue: args.feed.feed_queue as usize,
+        policy: feed::QueuePolicy {
+            capacity: args.feed.feed_subscriber_queue as usize,
+            max_overflows: args.feed.feed_max_overflows,
+            ..feed::QueuePolicy::default()
+        },
+        heartbeat: Duration::from_millis(args.feed.feed_heartbeat_ms),
+        max_subscribers: args.feed.feed_max_subscribers,
+        journal_dir: (!args.no_journal)
+            .then(|| journal::StoreConfig::in_data_dir(&args.data_dir).journal_dir),
+        ..manager::feed::FeedOptions::default()
+    });
     // One manager per data dir: a second one would overwrite the first one's journal.
     let _lock = journal::DataDirLock::acquire(&args.data_dir)?;
     let started = Instant::now();
@@ -354,6 +397,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let config = ServerConfig {
             metrics_addr: args.metrics_addr,
             token,
+            feed,
             credentials,
             heartbeat_ms: args.heartbeat_ms,
             ready_file: args.ready_file,

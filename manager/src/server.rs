@@ -95,6 +95,9 @@ pub struct ServerConfig {
     /// Serve Prometheus metrics at `http://ADDR/metrics` (`--metrics-addr`).
     pub metrics_addr: Option<SocketAddr>,
     pub token: String,
+    /// The market-data feed (`None`: no feed sessions; the core must run with
+    /// `CoreConfig::feed` off too).
+    pub feed: Option<crate::feed::FeedOptions>,
     pub credentials: BTreeMap<String, String>,
     pub heartbeat_ms: u32,
     pub ready_file: Option<PathBuf>,
@@ -250,6 +253,8 @@ struct Shared {
     sequenced: Arc<AtomicU64>,
     /// Set when the core stopped (persistence failure): every session says why and ends.
     stopping: Arc<StopSignal>,
+    /// The feed task's control queue (`None`: the manager runs without a feed).
+    feed_control: Option<mpsc::Sender<crate::feed::FeedControl>>,
     /// Open monitor sessions (the core thread publishes session counts as metrics).
     monitors: Arc<AtomicU64>,
 }
@@ -342,6 +347,19 @@ pub async fn serve(
     let phase = Arc::new(AtomicU32::new(phase_code(core.phase())));
     let sequenced = Arc::new(AtomicU64::new(core.next_seq() - 1));
     let stopping = Arc::new(StopSignal::default());
+    let (feed_sender, feed_control) = match &config.feed {
+        Some(opts) => {
+            let (sender, handle) = crate::feed::spawn(
+                opts.clone(),
+                *core.gateway().rules(),
+                core.gateway().securities().clone(),
+                core.next_seq() > 1,
+            )
+            .context("starting the feed task")?;
+            (Some(sender), Some(handle.control))
+        }
+        None => (None, None),
+    };
     let shared = Arc::new(Shared {
         rules: core.gateway().rules().name().to_string(),
         local: core.is_local(),
@@ -355,6 +373,7 @@ pub async fn serve(
         phase: phase.clone(),
         sequenced: sequenced.clone(),
         stopping: stopping.clone(),
+        feed_control,
         monitors: monitors.clone(),
         config,
     });
@@ -373,7 +392,7 @@ pub async fn serve(
                     schedule,
                     (control_rx, submit_rx),
                     snap_tx,
-                    feed_tx,
+                    (feed_tx, feed_sender),
                     (phase, sequenced),
                     (metrics, monitors),
                 )),
@@ -478,7 +497,10 @@ async fn run_core(
     schedule: Schedule,
     (mut control, mut submits): (mpsc::Receiver<Control>, mpsc::Receiver<Submit>),
     snapshot: watch::Sender<Option<GridSnapshot>>,
-    feed: broadcast::Sender<MonitorMsg>,
+    (feed, market_data): (
+        broadcast::Sender<MonitorMsg>,
+        Option<crate::feed::FeedSender>,
+    ),
     (phase, sequenced): (Arc<AtomicU32>, Arc<AtomicU64>),
     (metrics, monitors): (Arc<metrics::Metrics>, Arc<AtomicU64>),
 ) -> anyhow::Result<()> {
@@ -541,7 +563,12 @@ async fn run_core(
                 Err(_) => break,
             }
         }
-        let out = core.flush(Instant::now())?;
+        let mut out = core.flush(Instant::now())?;
+        // Before the reports: a client that saw its command final finds it in the feed queue.
+        let items = std::mem::take(&mut out.feed);
+        if let Some(md) = &market_data {
+            md.offer(items);
+        }
         phase.store(phase_code(core.phase()), Ordering::Relaxed);
         sequenced.store(core.next_seq() - 1, Ordering::Relaxed);
         for (session, mut reports) in out.reports {
@@ -734,6 +761,7 @@ enum Role {
     Executor(String),
     Monitor,
     Gateway,
+    Feed,
 }
 
 fn authenticate(shared: &Shared, version: u16, credentials: &Credentials) -> Result<Role, String> {
@@ -759,6 +787,20 @@ fn authenticate(shared: &Shared, version: u16, credentials: &Credentials) -> Res
             }
         }
         Credentials::Monitor { token } if token_ok(token) => Ok(Role::Monitor),
+        Credentials::Feed { .. } if shared.feed_control.is_none() => {
+            Err("this manager runs without a market-data feed".into())
+        }
+        Credentials::Feed {
+            broker: Some(name),
+            secret,
+        } => match shared.config.credentials.get(name) {
+            Some(s) if secret_eq(s, secret) => Ok(Role::Feed),
+            _ => Err("unknown broker or wrong secret".into()),
+        },
+        Credentials::Feed {
+            broker: None,
+            secret,
+        } if token_ok(secret) => Ok(Role::Feed),
         Credentials::Gateway { token } if token_ok(token) => Ok(Role::Gateway),
         other => Err(format!("wrong token for a {} session", other.role())),
     }
@@ -870,6 +912,23 @@ async fn handle_connection(conn: Connection, shared: &Arc<Shared>) -> anyhow::Re
             shared.monitors.fetch_add(1, Ordering::Relaxed);
             let r = monitor_session(&conn, shared, writer).await;
             shared.monitors.fetch_sub(1, Ordering::Relaxed);
+            r
+        }
+        Role::Feed => {
+            let Some(control) = shared.feed_control.clone() else {
+                return Ok(());
+            };
+            reader.set_limit(CLIENT_MAX_FRAME);
+            reader.set_frame_timeout(shared.config.limits.frame_timeout);
+            writer.send(&HelloReply::Welcome(welcome)).await?;
+            tracing::info!(%remote, "feed subscriber connected");
+            let timeouts = crate::feed::SessionTimeouts {
+                subscribe: shared.config.limits.handshake_timeout,
+                slow_consumer: shared.config.limits.slow_consumer_timeout,
+            };
+            let r = crate::feed::serve_subscriber(remote, writer, reader, control, timeouts).await;
+            // Whichever side ended it, end the connection too, so the subscriber knows.
+            conn.close(0u32.into(), b"feed session ended");
             r
         }
     }

@@ -1,6 +1,7 @@
 //! # proto: the wire messages of gridmatch
 //!
-//! Owns every message between broker, manager, executor and monitor ([`messages`]) and the
+//! Owns every message between broker, manager, executor, monitor and market-data subscriber
+//! ([`messages`]; the feed's message bodies are `feed` crate types) and the
 //! length-prefixed bincode frame codec with its size limits ([`codec`]). Both are pure: no
 //! sockets, no runtime, and decoding never panics on any bytes.
 //!

@@ -31,6 +31,13 @@ pub enum Credentials {
     /// An order-entry gateway submitting for several brokers (used by `user-sim replay`), with
     /// the operator token. Ownership rules still apply per order.
     Gateway { token: String },
+    /// A public market-data subscriber (no order entry): with a broker's name and secret, or
+    /// with the operator token as `secret` and no broker. The feed is the same for everyone
+    /// and names no broker.
+    Feed {
+        broker: Option<String>,
+        secret: String,
+    },
 }
 
 impl Credentials {
@@ -40,6 +47,7 @@ impl Credentials {
             Credentials::Executor { .. } => "executor",
             Credentials::Monitor { .. } => "monitor",
             Credentials::Gateway { .. } => "gateway",
+            Credentials::Feed { .. } => "feed",
         }
     }
 }
@@ -527,6 +535,31 @@ pub struct BookDepth {
     pub asks: Vec<(Price, Qty)>,
     /// While a call phase is open: the indicative auction price and volume.
     pub indicative: Option<(Price, Qty)>,
+}
+
+// ------------------------------------------------------------------ feed subscriber <-> manager
+
+/// What a market-data subscriber sends after the handshake. The feed's own types
+/// ([`feed::Subscription`], [`feed::Message`]) are the wire format: they are plain serde data
+/// with no logic, owned by the `feed` crate that builds and checks them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FeedRequest {
+    /// The session's first message, and only once: what to receive. Answered by a snapshot
+    /// (`SnapshotBegin`, then one `Snapshot` per security) and incrementals from then on.
+    Subscribe(feed::Subscription),
+    /// The subscriber lost track (a gap in its view's sequence numbers): its queue is cleared
+    /// and a fresh snapshot follows. Counts towards the slow-subscriber policy, like an
+    /// overflow of its queue.
+    Resync,
+}
+
+/// What the manager sends a market-data subscriber.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FeedUpdate {
+    /// Messages of the subscriber's view, in its sequence order (a frame holds many).
+    Messages(Vec<feed::Message>),
+    /// The subscription ended (refused, too slow, feed unavailable); the session closes.
+    Closed(String),
 }
 
 // ------------------------------------------------------------------------ manager -> monitor

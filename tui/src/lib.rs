@@ -5,12 +5,15 @@
 //! - [`state`]: pure application state: applies monitor messages, bounded history, key
 //!   handling. No I/O, no clock.
 //! - [`ui`]: pure rendering of the state into a ratatui frame (tested with `TestBackend`).
-//! - [`net`]: the connection task (QUIC monitor session, reconnect with backoff) and the
-//!   bounded inbox that keeps a slow terminal from ever slowing the manager.
+//! - [`net`]: the connection tasks (QUIC monitor session and market-data feed session,
+//!   reconnect with backoff) and the bounded inbox that keeps a slow terminal from ever
+//!   slowing the manager.
+//! - [`market`]: the Market view's books and trades from the public feed (pure).
 //!
-//! Must not: send anything to the manager after the hello (monitors are read-only), or block
-//! the network reader on the terminal.
+//! Must not: send anything to the manager after the hello but feed subscription requests
+//! (monitors are read-only), or block the network readers on the terminal.
 
+pub mod market;
 pub mod net;
 pub mod state;
 pub mod ui;

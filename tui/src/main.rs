@@ -28,6 +28,11 @@ struct Args {
     grid: transport::cli::ManagerArgs,
     #[command(flatten)]
     token: transport::cli::TokenArg,
+    /// Levels per side of the Market view's book, from the public market-data feed (an L2
+    /// subscription over every security: exact depth and every trade). 0: no feed session;
+    /// the view then shows the monitor's sampled depth and trades.
+    #[arg(long, default_value_t = tui::market::FEED_LEVELS)]
+    feed_levels: u32,
     /// Write tracing logs to this file (stderr would garble the screen); RUST_LOG filters.
     #[arg(long)]
     log: Option<PathBuf>,
@@ -161,11 +166,21 @@ fn run() -> anyhow::Result<()> {
     let inbox = Arc::new(Inbox::default());
     let quit = Arc::new(AtomicBool::new(false));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let cfg = NetConfig {
+    let cfg = |token| NetConfig {
         manager: args.grid.manager.clone(),
         token,
+        feed_levels: args.feed_levels,
     };
-    let net_task = runtime.spawn(net::run(endpoint, cfg, inbox.clone(), stop_rx));
+    if args.feed_levels > 0 {
+        let feed = net::run_feed(
+            endpoint.clone(),
+            cfg(token.clone()),
+            inbox.clone(),
+            stop_rx.clone(),
+        );
+        runtime.spawn(feed);
+    }
+    let net_task = runtime.spawn(net::run(endpoint, cfg(token), inbox.clone(), stop_rx));
     {
         let quit = quit.clone();
         runtime.spawn(async move {

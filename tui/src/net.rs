@@ -1,19 +1,23 @@
-//! The connection task: dials the manager as a monitor, reads [`MonitorMsg`] frames and hands
-//! them to the UI through an [`Inbox`]; reconnects with backoff when the session ends.
+//! The connection tasks: [`run`] dials the manager as a monitor, reads [`MonitorMsg`] frames
+//! and hands them to the UI through an [`Inbox`]; [`run_feed`] subscribes to the public
+//! market-data feed (L2, every security), applies it in a [`MarketTracker`] and hands the UI
+//! the books and every trade. Both reconnect with backoff when their session ends.
 //!
-//! The inbox never blocks the reader and is bounded: only the newest snapshot is kept (each one
-//! is complete), trades and log lines are capped (oldest dropped first, counted), connection
-//! changes are kept in order. So a slow or frozen terminal costs the manager nothing: it keeps
-//! writing to a reader that is always draining.
+//! The inbox never blocks the readers and is bounded: only the newest snapshot and market
+//! picture are kept (each one is complete), trades and log lines are capped (oldest dropped
+//! first, counted), connection changes are kept in order. So a slow or frozen terminal costs
+//! the manager nothing: it keeps writing to readers that are always draining.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use proto::{Credentials, GridSnapshot, LogEntry, MonitorMsg, TradeTick};
+use feed::{FeedLevel, Securities, Subscription};
+use proto::{Credentials, FeedRequest, FeedUpdate, GridSnapshot, LogEntry, MonitorMsg, TradeTick};
 use tokio::sync::watch;
 
+use crate::market::{FeedTrade, MarketPicture, MarketTracker};
 use crate::state::NetEvent;
 
 /// Trades buffered between two UI drains before the oldest are dropped.
@@ -36,6 +40,8 @@ pub struct InboxState {
     log: VecDeque<LogEntry>,
     trades: VecDeque<TradeTick>,
     snapshot: Option<GridSnapshot>,
+    feed_trades: VecDeque<FeedTrade>,
+    market: Option<MarketPicture>,
     /// Trades and log lines dropped because the UI did not drain in time.
     pub dropped: u64,
 }
@@ -56,6 +62,13 @@ impl InboxState {
                 self.log.drain(..over);
                 self.dropped += over as u64;
             }
+            NetEvent::FeedTrades(t) => {
+                self.feed_trades.extend(t);
+                let over = self.feed_trades.len().saturating_sub(INBOX_TRADES);
+                self.feed_trades.drain(..over);
+                self.dropped += over as u64;
+            }
+            NetEvent::Market(p) => self.market = Some(p),
             status => {
                 self.status.push_back(status);
                 if self.status.len() > INBOX_STATUS {
@@ -77,8 +90,14 @@ impl InboxState {
                 self.trades.drain(..).collect(),
             )));
         }
+        if !self.feed_trades.is_empty() {
+            out.push(NetEvent::FeedTrades(self.feed_trades.drain(..).collect()));
+        }
         if let Some(s) = self.snapshot.take() {
             out.push(NetEvent::Msg(MonitorMsg::Snapshot(s)));
+        }
+        if let Some(p) = self.market.take() {
+            out.push(NetEvent::Market(p));
         }
         out
     }
@@ -118,7 +137,13 @@ pub fn backoff(attempt: u32) -> Duration {
 pub struct NetConfig {
     pub manager: String,
     pub token: String,
+    /// Levels per side of the Market view's feed subscription.
+    pub feed_levels: u32,
 }
+
+/// How often the feed task hands the UI a new picture of the books while messages flow (the
+/// UI redraws at 10 Hz; trades go over as they come).
+pub const PICTURE_EVERY: Duration = Duration::from_millis(50);
 
 /// How one session ended.
 struct SessionEnd {
@@ -181,6 +206,114 @@ async fn session(
         connected: true,
         fatal: false,
         reason,
+    }
+}
+
+async fn feed_session(
+    endpoint: &quinn::Endpoint,
+    cfg: &NetConfig,
+    inbox: &Inbox,
+    attempt: u32,
+) -> SessionEnd {
+    let ended = |connected, fatal, reason: String| SessionEnd {
+        connected,
+        fatal,
+        reason,
+    };
+    let addr: SocketAddr = match transport::quic::resolve(&cfg.manager) {
+        Ok(a) => a,
+        Err(e) => return ended(false, false, e.to_string()),
+    };
+    // The operator token opens a feed session too; it carries no order entry.
+    let credentials = Credentials::Feed {
+        broker: None,
+        secret: cfg.token.clone(),
+    };
+    let dial = transport::quic::connect(endpoint, addr, credentials);
+    let (conn, mut writer, mut reader, _welcome) =
+        match tokio::time::timeout(connect_timeout(attempt), dial).await {
+            Ok(Ok(parts)) => parts,
+            Ok(Err(e)) => return ended(false, e.is_fatal(), e.to_string()),
+            Err(_) => return ended(false, false, "connect timed out".into()),
+        };
+    let sub = FeedRequest::Subscribe(Subscription {
+        level: FeedLevel::L2 {
+            levels: cfg.feed_levels,
+        },
+        securities: Securities::All,
+    });
+    if let Err(e) = writer.send(&sub).await {
+        return ended(false, false, e.to_string());
+    }
+    tracing::info!(%addr, levels = cfg.feed_levels, "subscribed to the market-data feed");
+    inbox.push(NetEvent::FeedUp {
+        levels: cfg.feed_levels,
+    });
+    let start = tokio::time::Instant::now();
+    let mut tracker = MarketTracker::new(cfg.feed_levels);
+    let mut tick = tokio::time::interval(PICTURE_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let reason = loop {
+        tokio::select! {
+            m = reader.recv::<FeedUpdate>() => match m {
+                Ok(Some(FeedUpdate::Messages(msgs))) => {
+                    let now_ms = start.elapsed().as_millis() as u64;
+                    let step = tracker.apply(&msgs, now_ms);
+                    if !step.trades.is_empty() {
+                        inbox.push(NetEvent::FeedTrades(step.trades));
+                    }
+                    if step.resync {
+                        tracing::warn!("market-data feed: gap; asking for a snapshot");
+                        if let Err(e) = writer.send(&FeedRequest::Resync).await {
+                            break e.to_string();
+                        }
+                    }
+                }
+                Ok(Some(FeedUpdate::Closed(why))) => break format!("the feed closed: {why}"),
+                Ok(None) => break "manager closed the feed stream".to_string(),
+                Err(e) => break e.to_string(),
+            },
+            _ = tick.tick() => {
+                if tracker.dirty && tracker.is_synced() {
+                    inbox.push(NetEvent::Market(tracker.picture()));
+                }
+            }
+        }
+    };
+    conn.close(0u32.into(), b"feed done");
+    ended(true, false, reason)
+}
+
+/// Runs feed sessions until `shutdown` turns true (like [`run`] for the monitor session).
+pub async fn run_feed(
+    endpoint: quinn::Endpoint,
+    cfg: NetConfig,
+    inbox: Arc<Inbox>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
+        let end = tokio::select! {
+            end = feed_session(&endpoint, &cfg, &inbox, attempt) => end,
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        if end.connected {
+            attempt = 1;
+        }
+        if end.fatal {
+            // The monitor session reports the refusal; the Market view keeps its fallback.
+            tracing::error!(reason = %end.reason, "feed refused; giving up");
+            inbox.push(NetEvent::FeedDown(end.reason));
+            break;
+        }
+        let delay = backoff(attempt);
+        tracing::warn!(reason = %end.reason, retry_in = ?delay, "feed session ended");
+        inbox.push(NetEvent::FeedDown(end.reason));
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
     }
 }
 
@@ -287,6 +420,47 @@ mod tests {
             other => panic!("expected trades, got {other:?}"),
         }
         assert!(matches!(&out[3], NetEvent::Msg(MonitorMsg::Snapshot(s)) if s.uptime_ms == 2));
+        assert!(inbox.drain().is_empty());
+    }
+
+    #[test]
+    fn keeps_only_the_newest_market_picture_and_bounds_feed_trades() {
+        use crate::market::{FeedTrade, MarketPicture};
+        let ft = |i: u64| FeedTrade {
+            time: i as i64,
+            trade: feed::Trade {
+                security: SecurityId(0),
+                id: feed::TradeId { seq: i, index: 0 },
+                price: 1,
+                qty: 1,
+                aggressor: matching::Aggressor::Sell,
+                buy: None,
+                sell: None,
+            },
+        };
+        let mut inbox = InboxState::default();
+        let pic = |messages| MarketPicture {
+            messages,
+            ..MarketPicture::default()
+        };
+        inbox.push(NetEvent::Market(pic(1)));
+        inbox.push(NetEvent::FeedUp { levels: 5 });
+        inbox.push(NetEvent::FeedTrades(
+            (0..INBOX_TRADES as u64 + 7).map(ft).collect(),
+        ));
+        inbox.push(NetEvent::Market(pic(2)));
+        assert_eq!(inbox.dropped, 7);
+        let out = inbox.drain();
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0], NetEvent::FeedUp { levels: 5 });
+        match &out[1] {
+            NetEvent::FeedTrades(t) => {
+                assert_eq!(t.len(), INBOX_TRADES);
+                assert_eq!(t[0].time, 7, "oldest dropped first");
+            }
+            other => panic!("expected trades, got {other:?}"),
+        }
+        assert_eq!(out[2], NetEvent::Market(pic(2)));
         assert!(inbox.drain().is_empty());
     }
 

@@ -4,6 +4,7 @@
 
 use std::collections::{HashMap, VecDeque};
 
+use crate::market::{FeedTrade, MarketPicture};
 use matching::{Phase, Price, Qty, SecurityId, Timestamp};
 use proto::{
     Counters, GridSnapshot, LatencySummary, LogEntry, LogKind, MonitorMsg, NodeInfo, SecurityView,
@@ -41,6 +42,31 @@ pub enum NetEvent {
     /// The manager refused this monitor (wrong token, wrong certificate, other version):
     /// retrying cannot help, the tui exits with this reason.
     Fatal(String),
+    /// Subscribed to the market-data feed (L2, `levels` per side, every security).
+    FeedUp {
+        levels: u32,
+    },
+    /// The feed session ended (a new one follows unless the manager refused it).
+    FeedDown(String),
+    /// The books as the feed shows them (newest only).
+    Market(MarketPicture),
+    /// Every trade from the feed, in order.
+    FeedTrades(Vec<FeedTrade>),
+}
+
+/// One side's price levels, best first.
+pub type Levels<'a> = &'a [(Price, Qty)];
+
+/// The Market view's feed session as shown.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum FeedConn {
+    /// Not subscribed (yet): the view shows the monitor's sampled depth and trades.
+    #[default]
+    Off,
+    Live {
+        levels: u32,
+    },
+    Lost(String),
 }
 
 /// The three screens, in Tab order.
@@ -225,6 +251,11 @@ pub struct AppState {
     pub exchange_time: Timestamp,
     /// The manager's schedule, as it describes it (`continuous`, or `hose, ...`).
     pub schedule: String,
+
+    /// The market-data feed session; while it is live its books and trades replace the
+    /// monitor's samples in the Market and Log views.
+    pub feed: FeedConn,
+    pub market: MarketPicture,
 }
 
 /// One row of the grid view's auction panel.
@@ -287,6 +318,8 @@ impl AppState {
             phase: Phase::Continuous,
             exchange_time: 0,
             schedule: String::new(),
+            feed: FeedConn::Off,
+            market: MarketPicture::default(),
         }
     }
 
@@ -312,6 +345,33 @@ impl AppState {
             AuctionPanel::Indicative(rows)
         } else {
             AuctionPanel::Results(rows)
+        }
+    }
+
+    /// The feed session is up and its books are in sync.
+    pub fn feed_live(&self) -> bool {
+        matches!(self.feed, FeedConn::Live { .. })
+    }
+
+    /// The selected book's top levels, from the feed when it is live and synced, else from
+    /// the monitor's snapshot; with where they came from.
+    pub fn book_levels<'a>(
+        &'a self,
+        row: &'a SecurityRow,
+    ) -> (Levels<'a>, Levels<'a>, &'static str) {
+        match self.market.books.get(&row.view.id) {
+            Some(b) if self.feed_live() && self.market.synced => (&b.bids, &b.asks, "feed"),
+            _ => (&row.view.bids, &row.view.asks, "sampled"),
+        }
+    }
+
+    /// Recent trade prices for the selected book's chart: every trade this tui saw while the
+    /// feed is live, else the snapshot's own history when it has one.
+    pub fn chart_prices(&self, row: &SecurityRow) -> Vec<Price> {
+        if self.feed_live() {
+            row.seen_prices.iter().copied().collect()
+        } else {
+            row.chart_prices()
         }
     }
 
@@ -551,7 +611,36 @@ impl AppState {
             NetEvent::Fatal(reason) => self.fatal = Some(reason),
             NetEvent::Msg(MonitorMsg::Snapshot(snap)) => self.apply_snapshot(snap),
             NetEvent::Msg(MonitorMsg::Trades(trades)) => {
-                trades.into_iter().for_each(|t| self.add_trade(t))
+                // The feed has every trade; the monitor's are samples.
+                if !self.feed_live() {
+                    trades.into_iter().for_each(|t| self.add_trade(t))
+                }
+            }
+            NetEvent::FeedUp { levels } => {
+                self.local_event(format!(
+                    "tui: market view on the feed (L2, {levels} levels, every trade)"
+                ));
+                self.feed = FeedConn::Live { levels };
+            }
+            NetEvent::FeedDown(reason) => {
+                if self.feed_live() {
+                    self.local_event(format!("tui: market feed lost: {reason}"));
+                }
+                self.feed = FeedConn::Lost(reason);
+            }
+            NetEvent::Market(picture) => self.market = picture,
+            NetEvent::FeedTrades(trades) => {
+                for t in trades {
+                    // Public trades name no orders at L2: ids show as 0.
+                    self.add_trade(TradeTick {
+                        uptime_ms: self.uptime_ms,
+                        security: t.trade.security,
+                        price: t.trade.price,
+                        qty: t.trade.qty,
+                        buy: t.trade.buy.unwrap_or(matching::OrderId(0)),
+                        sell: t.trade.sell.unwrap_or(matching::OrderId(0)),
+                    });
+                }
             }
             NetEvent::Msg(MonitorMsg::Log(entries)) => {
                 entries.into_iter().for_each(|e| self.add_log(e))

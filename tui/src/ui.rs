@@ -560,13 +560,14 @@ fn draw_book(frame: &mut Frame, area: Rect, state: &AppState) {
         return;
     };
     let v = &sec.view;
+    let (bids, asks, source) = state.book_levels(sec);
     let header = Row::new(["Bid qty", "Bid", "Ask", "Ask qty"]).style(HEADER);
     let level = |side: &[(i64, u64)], i: usize| side.get(i).copied();
     let rows = (0..BOOK_LEVELS).map(|i| {
-        let (bp, bq) = level(&v.bids, i).map_or((String::new(), String::new()), |(p, q)| {
+        let (bp, bq) = level(bids, i).map_or((String::new(), String::new()), |(p, q)| {
             (fmt_price(p), fmt_qty(q))
         });
-        let (ap, aq) = level(&v.asks, i).map_or((String::new(), String::new()), |(p, q)| {
+        let (ap, aq) = level(asks, i).map_or((String::new(), String::new()), |(p, q)| {
             (fmt_price(p), fmt_qty(q))
         });
         Row::new(vec![
@@ -578,7 +579,7 @@ fn draw_book(frame: &mut Frame, area: Rect, state: &AppState) {
         ])
     });
     let title = format!(
-        " {} book  bid {} / ask {}  ref {} ",
+        " {} book ({source})  bid {} / ask {}  ref {} ",
         v.code,
         fmt_qty(v.bid_total),
         fmt_qty(v.ask_total),
@@ -592,7 +593,7 @@ fn draw_book(frame: &mut Frame, area: Rect, state: &AppState) {
 
 fn draw_chart(frame: &mut Frame, area: Rect, state: &AppState) {
     let Some(sec) = state.selected() else { return };
-    let prices = sec.chart_prices();
+    let prices = state.chart_prices(sec);
     let title = format!(" {} recent trades ({}) ", sec.view.code, prices.len());
     if prices.is_empty() {
         frame.render_widget(

@@ -150,8 +150,24 @@ fn tui_watches_a_real_grid() {
     })
     .unwrap_or_else(|s| panic!("no trade row on the Log view:\n{s}\n{}", dump_logs(dir)));
 
+    // The Market view's book comes from the public feed, with levels in it.
+    tmux.send_keys(&["2"]);
+    tmux.wait_for(wait, |s| {
+        s.contains("book (feed)")
+            && s.lines()
+                .filter(|l| l.contains(" book (feed)") || l.matches(',').count() >= 4)
+                .count()
+                > 1
+    })
+    .unwrap_or_else(|s| {
+        panic!(
+            "the Market view's book is not on the feed:\n{s}\n{}",
+            dump_logs(dir)
+        )
+    });
+
     // An executor dies: back on the Grid view its row turns suspect, then down.
-    tmux.send_keys(&["Tab"]);
+    tmux.send_keys(&["1"]);
     children.kill("exec-b");
     tmux.wait_for(wait, |s| {
         s.lines()

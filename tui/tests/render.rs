@@ -366,3 +366,77 @@ fn every_view_survives_any_terminal_size() {
         render(&empty, w, h);
     }
 }
+
+#[test]
+fn market_view_shows_the_feeds_exact_book_and_every_trade() {
+    use tui::market::{FeedBook, FeedTrade, MarketPicture};
+    let mut s = fixed_state();
+    s.handle_key(Key::Tab);
+    s.handle_key(Key::Down);
+    let fpt = s.selected().unwrap().view.id;
+    let trades_before = s.trades.len();
+    let seen_before = s.selected().unwrap().seen_prices.len();
+    s.apply(NetEvent::FeedUp { levels: 10 });
+    let mut picture = MarketPicture {
+        synced: true,
+        ..MarketPicture::default()
+    };
+    picture.books.insert(
+        fpt,
+        FeedBook {
+            bids: vec![(25_250, 4_200), (25_200, 300)],
+            asks: vec![(25_450, 900)],
+            phase: Some(matching::Phase::Continuous),
+            last: Some((25_300, 100)),
+        },
+    );
+    s.apply(NetEvent::Market(picture.clone()));
+    let trade = |i: u64| FeedTrade {
+        time: 0,
+        trade: feed::Trade {
+            security: fpt,
+            id: feed::TradeId { seq: i, index: 0 },
+            price: 25_300 + i as i64,
+            qty: 10,
+            aggressor: matching::Aggressor::Buy,
+            buy: None,
+            sell: None,
+        },
+    };
+    s.apply(NetEvent::FeedTrades((1..=3).map(trade).collect()));
+    // The monitor's sampled trades are ignored while the feed is live.
+    s.apply(NetEvent::Msg(MonitorMsg::Trades(vec![TradeTick {
+        uptime_ms: 1,
+        security: fpt,
+        price: 1,
+        qty: 1,
+        buy: OrderId(1),
+        sell: OrderId(2),
+    }])));
+    assert_eq!(s.trades.len(), trades_before + 3);
+    let buf = render(&s, 160, 45);
+    let screen = text(&buf);
+    assert!(screen.contains("FPT book (feed)"), "{screen}");
+    let level = line_with(&buf, "25,250").1;
+    assert!(
+        level.contains("4,200") && level.contains("25,450") && level.contains("900"),
+        "{level}"
+    );
+    assert!(line_with(&buf, "25,200").1.contains("300"));
+    // The snapshot's sampled level is not shown any more.
+    assert!(!screen.contains("25,400"), "{screen}");
+    // The chart shows the trades this tui saw (every one from the feed), not the samples.
+    let title = format!("FPT recent trades ({})", seen_before + 3);
+    assert!(screen.contains(&title), "{title}:\n{screen}");
+
+    // Feed lost: back to the sampled book, and saying so.
+    s.apply(NetEvent::FeedDown("gone".into()));
+    let screen = text(&render(&s, 160, 45));
+    assert!(screen.contains("FPT book (sampled)"), "{screen}");
+    assert!(screen.contains("25,400"), "{screen}");
+    // Out of sync (between a gap and its snapshot): the sampled book too.
+    s.apply(NetEvent::FeedUp { levels: 10 });
+    picture.synced = false;
+    s.apply(NetEvent::Market(picture));
+    assert!(text(&render(&s, 160, 45)).contains("FPT book (sampled)"));
+}

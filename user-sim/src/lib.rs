@@ -14,8 +14,10 @@
 //!   or, in lockstep, through the grid ([`agents::GridVenue`]).
 //! - [`replay`]: read securities and orders files, run [`matching::Exchange`], write trades,
 //!   totals and rejects files.
+//! - [`record`]: an L3 market-data subscriber writing LOBSTER files and a trades CSV.
 
 pub mod agents;
 pub mod client;
 pub mod generate;
+pub mod record;
 pub mod replay;

@@ -1,8 +1,9 @@
 //! # user-sim binary
 //!
 //! Thin clap front end over the `user_sim` library: `generate` writes a seeded order stream,
-//! `replay --local` runs an order file through the sequential reference exchange, `agents`
-//! runs a population of strategy agents. Logic lives
+//! `replay --local` runs an order file through the sequential reference exchange, `record`
+//! writes the L3 market-data feed as LOBSTER files, `agents` runs a population of strategy
+//! agents. Logic lives
 //! in the library modules; this file only parses flags, calls them and prints summaries.
 //!
 //! Must not: hold generator, replay or client logic of its own.
@@ -77,9 +78,44 @@ enum Command {
     Replay(ReplayArgs),
     /// Log in as one broker and print the state of its orders (CSV), e.g. after a reconnect.
     Orders(OrdersArgs),
+    /// Subscribe to the manager's L3 market-data feed and write LOBSTER message and orderbook
+    /// files per security plus a trades CSV, until Ctrl-C / SIGTERM (or --duration).
+    Record(RecordArgs),
     /// Run a population of strategy agents (noise, value, momentum, market makers, random) for
     /// whole trading days, locally or through the grid in lockstep, and write their results.
     Agents(AgentsArgs),
+}
+
+#[derive(Args, Debug)]
+struct RecordArgs {
+    #[command(flatten)]
+    grid: transport::cli::ManagerArgs,
+    #[command(flatten)]
+    token: transport::cli::TokenArg,
+    /// Log in with this broker's secret (from --credentials) instead of the operator token;
+    /// the feed is the same, and public, either way.
+    #[arg(long)]
+    broker: Option<String>,
+    /// Broker credentials CSV `broker,secret` (with --broker).
+    #[arg(long, default_value = "gridmatch-data/brokers.csv")]
+    credentials: PathBuf,
+    /// Directory for `<CODE>_message_<N>.csv`, `<CODE>_orderbook_<N>.csv` and `trades.csv`
+    /// (created; existing files are overwritten).
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Price levels per side in the orderbook files.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    levels: u64,
+    /// Only these security codes (comma separated); default all listed securities.
+    #[arg(long, value_delimiter = ',')]
+    securities: Vec<String>,
+    /// Stop after this many seconds (default: at Ctrl-C / SIGTERM).
+    #[arg(long, value_name = "SECONDS")]
+    duration: Option<f64>,
+    /// For testing gap recovery: discard every N-th message received as if it had been lost
+    /// (the recorder then asks for a resync, as it would after a real loss).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..))]
+    drop_every: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -248,6 +284,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Generate(a)) => run_generate(a),
         Some(Command::Replay(a)) => run_replay(a),
         Some(Command::Orders(a)) => run_orders(a),
+        Some(Command::Record(a)) => run_record(a),
         Some(Command::Agents(a)) => run_agents(a),
         None => run_load(cli.run),
     };
@@ -359,6 +396,48 @@ fn run_orders(a: OrdersArgs) -> anyhow::Result<()> {
         &a.ids,
     ))?;
     print!("{csv}");
+    Ok(())
+}
+
+fn run_record(a: RecordArgs) -> anyhow::Result<()> {
+    use user_sim::record::{FeedAuth, RecordConfig};
+    let auth = match &a.broker {
+        Some(name) => {
+            let text = std::fs::read_to_string(&a.credentials)
+                .with_context(|| format!("reading {}", a.credentials.display()))?;
+            let creds = transport::credentials::parse(&text, &a.credentials.display().to_string())?;
+            let secret = creds
+                .get(name)
+                .with_context(|| format!("broker {name} is not in {}", a.credentials.display()))?;
+            FeedAuth::Broker {
+                name: name.clone(),
+                secret: secret.clone(),
+            }
+        }
+        None => FeedAuth::Token(a.token.resolve().context("--token")?),
+    };
+    let duration = match a.duration {
+        Some(s) if !(s.is_finite() && s > 0.0) => anyhow::bail!("--duration must be positive"),
+        Some(s) => Some(std::time::Duration::from_secs_f64(s)),
+        None => None,
+    };
+    let cfg = RecordConfig {
+        target: client::GridTarget {
+            manager: a.grid.manager,
+            ca: a.grid.ca,
+        },
+        auth,
+        out: a.out,
+        levels: a.levels as usize,
+        securities: a.securities,
+        duration,
+        drop_every: a.drop_every,
+    };
+    let summary = runtime()?.block_on(user_sim::record::run_record(
+        cfg,
+        transport::runtime::shutdown_signal(),
+    ))?;
+    eprintln!("{summary}");
     Ok(())
 }
 

@@ -175,6 +175,8 @@ pub struct CoreConfig {
     /// Checkpoint, then ask for images of every book that changed, this often (`None`: never;
     /// then nothing leaves memory).
     pub snapshot_interval: Option<Duration>,
+    /// Hand every validated event group to the market-data feed ([`Outbox::feed`]).
+    pub feed: bool,
 }
 
 impl Default for CoreConfig {
@@ -187,6 +189,7 @@ impl Default for CoreConfig {
             max_held: 2_000_000,
             snapshot_every: 0,
             snapshot_interval: None,
+            feed: false,
         }
     }
 }
@@ -202,6 +205,19 @@ pub struct Outbox {
     pub trades: Vec<TradeTick>,
     /// Phases the market entered (for the shell's schedule and monitors).
     pub phases: Vec<Phase>,
+    /// With [`CoreConfig::feed`]: every validated group, per security in sequence order,
+    /// deduplicated across failover (the shell hands them to the feed task; never waits).
+    pub feed: Vec<FeedItem>,
+}
+
+/// One command's events for one security, as the market-data feed consumes them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedItem {
+    pub seq: u64,
+    pub time: Timestamp,
+    pub security: SecurityId,
+    pub command: Command,
+    pub events: Vec<Event>,
 }
 
 /// Who a session acts for.
@@ -1113,7 +1129,8 @@ impl Core {
         self.shards.complete(security);
         let meta = self.inflight.get_mut(seq).expect("checked above");
         meta.remaining -= 1;
-        if meta.remaining == 0 {
+        let done = meta.remaining == 0;
+        if done {
             self.inflight.remove(seq);
             self.stats.completed(received, now);
             self.record_final(
@@ -1121,6 +1138,17 @@ impl Core {
                 &events,
                 now.saturating_duration_since(received),
             );
+        }
+        if self.config.feed {
+            self.out.feed.push(FeedItem {
+                seq,
+                time,
+                security,
+                command: routed.command,
+                events,
+            });
+        }
+        if done {
             if let Command::Phase(p) = routed.command {
                 self.push_report(
                     session,
