@@ -393,11 +393,22 @@ const READ_CHUNK: usize = 64 * 1024;
 /// authenticated) and a time limit for each frame once its header has arrived, so a peer that
 /// announces a large frame and trickles it (or sends nothing) holds little memory for little
 /// time.
+///
+/// `recv` is cancel-safe: a frame's progress (header bytes, payload bytes, its deadline) lives
+/// in the reader, so a `select!` that drops a `recv` future mid-frame loses nothing and the
+/// next `recv` carries on where it stopped.
 pub struct FrameReader {
     stream: RecvStream,
     buf: Vec<u8>,
     limit: usize,
     frame_timeout: Duration,
+    /// Header bytes of the frame in progress.
+    header: [u8; HEADER_LEN],
+    header_len: usize,
+    /// Once the header is whole: the payload length, and when the frame must be complete.
+    payload: Option<(usize, tokio::time::Instant)>,
+    /// Payload bytes received into `buf` so far.
+    filled: usize,
 }
 
 impl FrameReader {
@@ -408,6 +419,10 @@ impl FrameReader {
             buf: Vec::new(),
             limit: HELLO_MAX_FRAME,
             frame_timeout: Duration::from_secs(10),
+            header: [0; HEADER_LEN],
+            header_len: 0,
+            payload: None,
+            filled: 0,
         }
     }
 
@@ -422,23 +437,39 @@ impl FrameReader {
     }
 
     /// Next message; `Ok(None)` when the peer finished the stream cleanly between frames.
+    /// Cancel-safe (see the type's doc).
     pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>, WireError> {
-        let mut header = [0u8; HEADER_LEN];
-        match self.stream.read_exact(&mut header).await {
-            Ok(()) => {}
-            Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-            Err(e) => return Err(e.into()),
+        while self.header_len < HEADER_LEN {
+            match self.stream.read(&mut self.header[self.header_len..]).await {
+                Ok(Some(n)) => self.header_len += n,
+                Ok(None) if self.header_len == 0 => return Ok(None),
+                Ok(None) => return Err(finished_early(self.header_len)),
+                Err(e) => return Err(quinn::ReadExactError::ReadError(e).into()),
+            }
         }
-        let len = codec::frame_len(header, self.limit)?;
-        let deadline = self.frame_timeout;
-        tokio::time::timeout(deadline, self.read_payload(len))
+        let (len, deadline) = match self.payload {
+            Some(p) => p,
+            None => {
+                let len = codec::frame_len(self.header, self.limit)?;
+                let p = (len, tokio::time::Instant::now() + self.frame_timeout);
+                self.payload = Some(p);
+                self.buf.clear();
+                self.filled = 0;
+                p
+            }
+        };
+        tokio::time::timeout_at(deadline, self.read_payload(len))
             .await
             .map_err(|_| {
                 WireError::Timeout(format!(
-                    "a {len}-byte frame did not arrive within {deadline:?}"
+                    "a {len}-byte frame did not arrive within {:?}",
+                    self.frame_timeout
                 ))
             })??;
-        let msg = codec::decode_payload(&self.buf);
+        // The frame is whole: the next recv starts a new one.
+        self.header_len = 0;
+        self.payload = None;
+        let msg = codec::decode_payload(&self.buf[..len]);
         // Do not keep a large buffer alive for a session that sent one large frame.
         if self.buf.capacity() > 4 * READ_CHUNK {
             self.buf = Vec::new();
@@ -446,17 +477,29 @@ impl FrameReader {
         Ok(Some(msg?))
     }
 
-    /// Reads `len` payload bytes into `buf`, growing it only as data arrives.
+    /// Reads the rest of `len` payload bytes into `buf`, growing it only as data arrives.
     async fn read_payload(&mut self, len: usize) -> Result<(), WireError> {
-        self.buf.clear();
-        while self.buf.len() < len {
-            let start = self.buf.len();
-            let n = (len - start).min(READ_CHUNK);
-            self.buf.resize(start + n, 0);
-            self.stream.read_exact(&mut self.buf[start..]).await?;
+        while self.filled < len {
+            let n = (len - self.filled).min(READ_CHUNK);
+            if self.buf.len() < self.filled + n {
+                self.buf.resize(self.filled + n, 0);
+            }
+            match self
+                .stream
+                .read(&mut self.buf[self.filled..self.filled + n])
+                .await
+            {
+                Ok(Some(k)) => self.filled += k,
+                Ok(None) => return Err(finished_early(HEADER_LEN + self.filled)),
+                Err(e) => return Err(quinn::ReadExactError::ReadError(e).into()),
+            }
         }
         Ok(())
     }
+}
+
+fn finished_early(got: usize) -> WireError {
+    quinn::ReadExactError::FinishedEarly(got).into()
 }
 
 /// Client side of the handshake: opens the session stream, presents credentials, and returns

@@ -594,20 +594,67 @@ struct Pacing {
     keep_samples: bool,
 }
 
-/// Waits until `due` with sub-millisecond precision: sleeps while far (the timer has 1 ms
-/// granularity), then yields until the moment (letting the session's reader run meanwhile).
-async fn wait_until(due: Instant) {
-    loop {
-        let now = Instant::now();
-        if now >= due {
-            return;
+/// Even pacing: order `i` is due at `start + i / rate`. A thread of its own keeps the time
+/// (an OS sleep wakes within tens of microseconds, and spinning a runtime worker would steal
+/// a core from the grid it measures) and hands each order over when it is due; the writer
+/// sends whatever is due in one frame. Latency is counted from each order's due time, so a
+/// late sender shows up in the figures (coordinated omission corrected).
+#[allow(clippy::too_many_arguments)]
+fn paced_sender(
+    mut writer: transport::FrameWriter,
+    cmds: Vec<Command>,
+    rate: f64,
+    start: Instant,
+    window: usize,
+    batch: usize,
+    due_at: &Arc<Vec<AtomicU64>>,
+    completed: &Arc<AtomicUsize>,
+) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<transport::FrameWriter>>> {
+    let n = cmds.len();
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<usize>(window.clamp(1, 1 << 16));
+    let (due_at, completed) = (due_at.clone(), completed.clone());
+    std::thread::Builder::new()
+        .name("pacer".into())
+        .spawn(move || {
+            for pos in 0..n {
+                // Stay inside the manager's in-flight window.
+                while pos - completed.load(Ordering::Relaxed) >= window {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                let due = start + Duration::from_secs_f64(pos as f64 / rate);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                due_at[pos].store((due - start).as_nanos().max(1) as u64, Ordering::Relaxed);
+                if tx.blocking_send(pos).is_err() {
+                    return;
+                }
+            }
+        })
+        .context("starting the pacer thread")?;
+    Ok(tokio::spawn(async move {
+        let mut due = Vec::with_capacity(batch);
+        while let Some(first) = rx.recv().await {
+            due.clear();
+            due.push(first);
+            while due.len() < batch {
+                match rx.try_recv() {
+                    Ok(p) => due.push(p),
+                    Err(_) => break,
+                }
+            }
+            let chunk: Vec<ClientCommand> = due
+                .iter()
+                .map(|&i| ClientCommand {
+                    client_ref: i as u64,
+                    command: cmds[i],
+                })
+                .collect();
+            writer.send(&ClientMsg::Submit(chunk)).await?;
         }
-        if due - now > Duration::from_millis(2) {
-            tokio::time::sleep_until((due - Duration::from_millis(1)).into()).await;
-        } else {
-            tokio::task::yield_now().await;
-        }
-    }
+        Ok(writer)
+    }))
 }
 
 async fn broker_session(
@@ -629,46 +676,37 @@ async fn broker_session(
     let completed = Arc::new(AtomicUsize::new(0));
     let batch = (limits.max_batch as usize).clamp(1, 512);
     let window = (limits.max_in_flight as usize).max(1);
-    let sender = {
-        let due_at = due_at.clone();
-        let completed = completed.clone();
-        tokio::spawn(async move {
-            let mut pos = 0;
-            while pos < n {
-                // Stay inside the manager's in-flight window.
-                while pos - completed.load(Ordering::Relaxed) >= window {
-                    tokio::time::sleep(Duration::from_micros(200)).await;
-                }
-                let end = match rate {
-                    None => (pos + batch)
-                        .min(n)
-                        .min(completed.load(Ordering::Relaxed) + window),
-                    Some(r) => {
-                        // Even pacing: order i is due at start + i / r; send each at its time.
-                        let due = start + Duration::from_secs_f64(pos as f64 / r);
-                        wait_until(due).await;
-                        due_at[pos]
-                            .store((due - start).as_nanos().max(1) as u64, Ordering::Relaxed);
-                        pos + 1
+    let sender = match rate {
+        Some(r) => paced_sender(writer, cmds, r, start, window, batch, &due_at, &completed)?,
+        None => {
+            let due_at = due_at.clone();
+            let completed = completed.clone();
+            tokio::spawn(async move {
+                let mut pos = 0;
+                while pos < n {
+                    // Stay inside the manager's in-flight window.
+                    while pos - completed.load(Ordering::Relaxed) >= window {
+                        tokio::time::sleep(Duration::from_micros(200)).await;
                     }
-                };
-                if rate.is_none() {
+                    let end = (pos + batch)
+                        .min(n)
+                        .min(completed.load(Ordering::Relaxed) + window);
                     let now = start.elapsed().as_nanos().max(1) as u64;
                     for d in &due_at[pos..end] {
                         d.store(now, Ordering::Relaxed);
                     }
+                    let chunk: Vec<ClientCommand> = (pos..end)
+                        .map(|i| ClientCommand {
+                            client_ref: i as u64,
+                            command: cmds[i],
+                        })
+                        .collect();
+                    writer.send(&ClientMsg::Submit(chunk)).await?;
+                    pos = end;
                 }
-                let chunk: Vec<ClientCommand> = (pos..end)
-                    .map(|i| ClientCommand {
-                        client_ref: i as u64,
-                        command: cmds[i],
-                    })
-                    .collect();
-                writer.send(&ClientMsg::Submit(chunk)).await?;
-                pos = end;
-            }
-            Ok::<_, anyhow::Error>(writer)
-        })
+                Ok::<_, anyhow::Error>(writer)
+            })
+        }
     };
     let mut result = SessionResult {
         tracker: Tracker::new(n),
