@@ -167,7 +167,7 @@ fn the_abides_sized_population_trades_a_day_without_piling_up_rejects() {
             .sum();
         assert!(fills > 0, "{kind:?} never traded");
     }
-    // NEW and CANCEL rejects stay rare (amends: see the ignored test below).
+    // NEW and CANCEL rejects stay rare (amends: see the amend test below).
     let new_or_cancel_rejects: u64 = out
         .agents
         .iter()
