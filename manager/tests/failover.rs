@@ -6,41 +6,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use testkit::{
-    assert_same_file, assert_same_outputs, bin, generate, local_reference, Grid, GridOptions, Proc,
+    assert_same_file, assert_same_outputs, bin, generate, local_reference, Grid, GridOptions,
 };
 
 const ORDERS: u64 = 100_000;
 /// Journal bytes of a 100,000-order stream are about 1.1 MB; thresholds are fractions of it.
 const JOURNAL_BYTES: u64 = ORDERS * 11;
-
-/// Waits until the journal holds `bytes`, while the replay is still running.
-fn wait_journal(grid: &Grid, replay: &mut Proc, bytes: u64) {
-    let start = Instant::now();
-    while grid.journal_bytes() < bytes {
-        assert!(
-            replay.running(),
-            "replay finished before the journal reached {bytes} bytes:\n{}",
-            replay.log_text()
-        );
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "journal stuck at {} bytes",
-            grid.journal_bytes()
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
-
-fn finish_and_compare(dir: &Path, grid: &Grid, replay: &mut Proc) {
-    let status = replay.child.wait().unwrap();
-    assert!(
-        status.success(),
-        "replay failed:\n{}\nmanager:\n{}",
-        replay.log_text(),
-        grid.manager.log_text()
-    );
-    assert_same_outputs(dir, "local", "grid");
-}
 
 fn setup(dir: &Path, executors: usize, seed: u64) -> (Grid, std::path::PathBuf) {
     let grid = Grid::start(
@@ -61,9 +32,10 @@ fn killing_one_of_three_executors_mid_run_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut grid, stream) = setup(tmp.path(), 3, 31);
     let mut replay = grid.spawn_replay(&stream, "grid", &[]);
-    wait_journal(&grid, &mut replay, JOURNAL_BYTES / 3);
+    grid.wait_journal(&mut replay, JOURNAL_BYTES / 3);
     grid.executors[1].kill();
-    finish_and_compare(tmp.path(), &grid, &mut replay);
+    grid.wait_replay(&mut replay);
+    assert_same_outputs(tmp.path(), "local", "grid");
     grid.manager
         .wait_log("exec-2 (node 2) lost", 1, Duration::from_secs(5));
 }
@@ -73,12 +45,13 @@ fn killing_two_executors_one_after_the_other_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut grid, stream) = setup(tmp.path(), 3, 32);
     let mut replay = grid.spawn_replay(&stream, "grid", &[]);
-    wait_journal(&grid, &mut replay, JOURNAL_BYTES / 4);
+    grid.wait_journal(&mut replay, JOURNAL_BYTES / 4);
     grid.executors[0].kill();
     grid.manager.wait_log("lost", 1, Duration::from_secs(10));
-    wait_journal(&grid, &mut replay, JOURNAL_BYTES * 6 / 10);
+    grid.wait_journal(&mut replay, JOURNAL_BYTES * 6 / 10);
     grid.executors[1].kill();
-    finish_and_compare(tmp.path(), &grid, &mut replay);
+    grid.wait_replay(&mut replay);
+    assert_same_outputs(tmp.path(), "local", "grid");
     grid.manager.wait_log("lost", 2, Duration::from_secs(5));
 }
 
@@ -87,9 +60,10 @@ fn an_executor_added_mid_run_takes_securities_and_loses_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let (mut grid, stream) = setup(tmp.path(), 2, 33);
     let mut replay = grid.spawn_replay(&stream, "grid", &[]);
-    wait_journal(&grid, &mut replay, JOURNAL_BYTES / 3);
+    grid.wait_journal(&mut replay, JOURNAL_BYTES / 3);
     let i = grid.spawn_executor(&[]);
-    finish_and_compare(tmp.path(), &grid, &mut replay);
+    grid.wait_replay(&mut replay);
+    assert_same_outputs(tmp.path(), "local", "grid");
     grid.executors[i].wait_log("executor ready", 1, Duration::from_secs(10));
     grid.manager
         .wait_log("moving off node", 1, Duration::from_secs(5));
@@ -246,8 +220,9 @@ fn orders_wait_for_an_executor_and_none_is_lost() {
     generate(&grid.securities(), 5_000, 43, &stream);
     local_reference(dir, &grid.securities(), &stream, "hose", "local");
     let mut replay = grid.spawn_replay(&stream, "grid", &[]);
-    wait_journal(&grid, &mut replay, 5_000 * 11 / 2);
+    grid.wait_journal(&mut replay, 5_000 * 11 / 2);
     // Orders are journaled and held; the first executor to join gets them all.
     grid.add_executor();
-    finish_and_compare(dir, &grid, &mut replay);
+    grid.wait_replay(&mut replay);
+    assert_same_outputs(dir, "local", "grid");
 }

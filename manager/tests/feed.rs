@@ -12,7 +12,7 @@
 mod feed_common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use feed::lobster::{parse_orderbook_line, LobsterBook, LobsterMessage, PRICE_SCALE};
 use feed::{FeedLevel, Securities, Subscription};
@@ -107,28 +107,6 @@ fn summary_number(log: &str, after_word: &str) -> u64 {
         .position(|w| *w == after_word)
         .unwrap_or_else(|| panic!("{after_word} in {line}"));
     words[i - 1].parse().unwrap()
-}
-
-fn wait_replay(grid: &Grid, replay: &mut Proc) {
-    let status = replay.child.wait().unwrap();
-    assert!(
-        status.success(),
-        "replay failed:\n{}\nmanager:\n{}",
-        replay.log_text(),
-        grid.manager.log_text()
-    );
-}
-
-fn wait_journal(grid: &Grid, replay: &mut Proc, bytes: u64) {
-    let start = Instant::now();
-    while grid.journal_bytes() < bytes {
-        assert!(
-            replay.running(),
-            "replay ended before the journal reached {bytes} bytes"
-        );
-        assert!(start.elapsed() < Duration::from_secs(120), "journal stuck");
-        std::thread::sleep(Duration::from_millis(2));
-    }
 }
 
 fn read(path: &Path) -> String {
@@ -285,9 +263,9 @@ fn recorded_l3_feed_equals_the_sequential_engine_with_an_executor_killed() {
     let out = dir.join("rec");
     let mut rec = record(&grid, "record", &out, &[]);
     let mut replay = grid.spawn_replay(&stream, "grid", &[]);
-    wait_journal(&grid, &mut replay, 40_000 * 11 / 3);
+    grid.wait_journal(&mut replay, 40_000 * 11 / 3);
     grid.executors[1].kill();
-    wait_replay(&grid, &mut replay);
+    grid.wait_replay(&mut replay);
     grid.manager
         .wait_log("exec-2 (node 2) lost", 1, Duration::from_secs(5));
     let log = stop_recorder(&mut rec);
@@ -319,7 +297,7 @@ fn a_trading_day_of_nasty_orders_is_fed_exactly() {
     let out = dir.join("rec");
     let mut rec = record(&grid, "record", &out, &[]);
     let mut replay = grid.spawn_replay(&stream, "grid", &[]);
-    wait_replay(&grid, &mut replay);
+    grid.wait_replay(&mut replay);
     stop_recorder(&mut rec);
     let s = sequence(&rows, &table, MarketRules::hose());
     let phases = s
@@ -351,7 +329,7 @@ fn a_lossy_subscriber_recovers_by_resync_while_a_lossless_one_stays_exact() {
     let mut a = record(&grid, "good", &good, &[]);
     let mut b = record(&grid, "lossy", &lossy, &["--drop-every", "500"]);
     let mut replay = grid.spawn_replay(&stream, "grid", &[]);
-    wait_replay(&grid, &mut replay);
+    grid.wait_replay(&mut replay);
     stop_recorder(&mut a);
     let log = stop_recorder(&mut b);
     let s = sequence(&rows_of(&stream), &table, MarketRules::hose());
@@ -380,7 +358,7 @@ fn overflowing_the_feed_queue_rebuilds_the_feed_from_the_journal() {
     let out = dir.join("rec");
     let mut rec = record(&grid, "record", &out, &[]);
     let mut replay = grid.spawn_replay(&stream, "grid", &[]);
-    wait_replay(&grid, &mut replay);
+    grid.wait_replay(&mut replay);
     grid.manager
         .wait_log("rebuilt from the journal", 1, Duration::from_secs(30));
     let log = stop_recorder(&mut rec);
@@ -408,7 +386,7 @@ fn a_restarted_manager_rebuilds_its_feed_and_the_recorder_carries_on() {
     let out = dir.join("rec");
     let mut rec = record(&grid, "record", &out, &[]);
     let mut replay = grid.spawn_replay(&stream, "grid", &[]);
-    wait_journal(&grid, &mut replay, 30_000 * 11 / 2);
+    grid.wait_journal(&mut replay, 30_000 * 11 / 2);
     grid.restart_manager();
     assert!(!replay.child.wait().unwrap().success());
     grid.manager

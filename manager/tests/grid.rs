@@ -19,13 +19,7 @@ fn grid_equals_local(executors: usize, local: bool, orders: u64, seed: u64) {
     generate(&grid.securities(), orders, seed, &stream);
     local_reference(dir, &grid.securities(), &stream, "hose", "local");
     let mut replay = grid.spawn_replay(&stream, "grid", &[]);
-    let status = replay.child.wait().unwrap();
-    assert!(
-        status.success(),
-        "grid replay failed:\n{}\nmanager:\n{}",
-        replay.log_text(),
-        grid.manager.log_text()
-    );
+    grid.wait_replay(&mut replay);
     assert_same_outputs(dir, "local", "grid");
     let trades = std::fs::read_to_string(dir.join("grid-trades.csv"))
         .unwrap()
@@ -270,13 +264,7 @@ fn a_nasty_stream_with_a_deep_sweep_and_a_lost_executor_equals_local() {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
     grid.executors[2].kill();
-    let status = replay.child.wait().unwrap();
-    assert!(
-        status.success(),
-        "grid replay failed:\n{}\nmanager:\n{}",
-        replay.log_text(),
-        grid.manager.log_text()
-    );
+    grid.wait_replay(&mut replay);
     assert_same_outputs(dir, "local", "grid");
     let sweep = std::fs::read_to_string(dir.join("grid-trades.csv"))
         .unwrap()

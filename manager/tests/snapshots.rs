@@ -119,13 +119,7 @@ fn failover_from_images_equals_the_sequential_engine() {
     wait_checkpoints(&mut grid, None, seen + 1);
     grid.executors[1].kill();
     let i = grid.spawn_executor(&["--work-us", "150", "--work-mode", "sleep"]);
-    let status = replay.child.wait().unwrap();
-    assert!(
-        status.success(),
-        "replay failed:\n{}\nmanager:\n{}",
-        replay.log_text(),
-        grid.manager.log_text()
-    );
+    grid.wait_replay(&mut replay);
     assert_same_outputs(dir, "local", "grid");
     grid.executors[i].wait_log("executor ready", 1, Duration::from_secs(10));
     assert!(

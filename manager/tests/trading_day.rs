@@ -164,17 +164,6 @@ impl Acks {
     }
 }
 
-fn finish(dir: &Path, grid: &Grid, replay: &mut Proc) {
-    let status = replay.child.wait().unwrap();
-    assert!(
-        status.success(),
-        "replay failed:\n{}\nmanager:\n{}",
-        replay.log_text(),
-        grid.manager.log_text()
-    );
-    assert_same_outputs(dir, "local", "grid");
-}
-
 /// What a day's files must show: auction trades, phase rejects of both kinds.
 fn assert_day_outputs(dir: &Path) {
     let trades = std::fs::read_to_string(dir.join("grid-trades.csv")).unwrap();
@@ -213,7 +202,8 @@ fn day_grid_equals_local(executors: usize, orders: u64, seed: u64) {
     generate_day(&grid.securities(), orders, 2, seed, &stream);
     local_reference(dir, &grid.securities(), &stream, "hose", "local");
     let mut replay = grid.spawn_replay(&stream, "grid", &[]);
-    finish(dir, &grid, &mut replay);
+    grid.wait_replay(&mut replay);
+    assert_same_outputs(dir, "local", "grid");
     assert_day_outputs(dir);
     for e in &mut grid.executors {
         assert!(e.running(), "{} died:\n{}", e.name, e.log_text());
@@ -294,7 +284,8 @@ fn executors_lost_in_the_opening_call_and_in_continuous_trading_and_one_added_in
         .wait_log("moving off node", 1, Duration::from_secs(30));
     signal(&replay, "CONT");
 
-    finish(dir, &grid, &mut replay);
+    grid.wait_replay(&mut replay);
+    assert_same_outputs(dir, "local", "grid");
     assert_day_outputs(dir);
     assert!(grid.executors[2].running() && grid.executors[added].running());
 }

@@ -446,7 +446,37 @@ impl Grid {
         ]
     }
 
-    /// Bytes journaled so far (for "kill it mid-run" tests).
+    /// Waits until the journal holds `bytes` while `run` (a replay or any client run) is still
+    /// going: the moment for a "kill it mid-run" fault.
+    pub fn wait_journal(&self, run: &mut Proc, bytes: u64) {
+        let start = Instant::now();
+        while self.journal_bytes() < bytes {
+            assert!(
+                run.running(),
+                "{} ended before the journal reached {bytes} bytes:\n{}",
+                run.name,
+                run.log_text()
+            );
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "journal stuck at {} bytes",
+                self.journal_bytes()
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Waits for a replay to end and asserts it succeeded, showing its log and the manager's.
+    pub fn wait_replay(&self, replay: &mut Proc) {
+        let status = replay.child.wait().unwrap();
+        assert!(
+            status.success(),
+            "replay failed:\n{}\nmanager:\n{}",
+            replay.log_text(),
+            self.manager.log_text()
+        );
+    }
+
     /// Bytes of journal segments so far (not the journal's listing copy or high-water mark).
     pub fn journal_bytes(&self) -> u64 {
         std::fs::read_dir(self.data_dir.join("journal"))

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use testkit::{assert_same_file, bin, Grid, GridOptions, Proc};
 
@@ -181,16 +181,8 @@ fn grid_lockstep_with_an_executor_killed_mid_run_equals_local() {
     let mut args = grid_args(&grid, &config, &dir.join("out"));
     args.extend(["--days", "3"].map(String::from));
     let mut run = Proc::spawn("user-sim", &bin("user-sim"), &args, dir.join("agents.log"));
-    let start = Instant::now();
-    while grid.journal_bytes() < 12_000 {
-        assert!(
-            run.running(),
-            "the run ended before the kill:\n{}",
-            run.log_text()
-        );
-        assert!(start.elapsed() < Duration::from_secs(120), "journal stuck");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    // The kill must land mid-run.
+    grid.wait_journal(&mut run, 12_000);
     grid.executors[1].kill();
     let status = run.child.wait().unwrap();
     assert!(
