@@ -6,11 +6,11 @@ use proto::{
     Counters, GridSnapshot, LatencySummary, LogEntry, LogKind, MonitorMsg, NodeInfo, NodeStatus,
     SecurityInfo, SecurityView, TradeTick, Welcome,
 };
-use ratatui::backend::TestBackend;
-use ratatui::buffer::Buffer;
 use ratatui::style::Color;
-use ratatui::Terminal;
 use tui::{AppState, Key, NetEvent, View};
+
+mod screen;
+use screen::{cell_at, line_with, lines, render, text};
 
 fn node(id: u32, name: &str, status: NodeStatus, handled: u64) -> NodeInfo {
     NodeInfo {
@@ -138,52 +138,6 @@ fn fixed_state() -> AppState {
     s
 }
 
-fn render(state: &AppState, w: u16, h: u16) -> Buffer {
-    let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("test backend");
-    terminal.draw(|f| tui::ui::draw(f, state)).expect("draw");
-    terminal.backend().buffer().clone()
-}
-
-fn lines(buf: &Buffer) -> Vec<String> {
-    (0..buf.area.height)
-        .map(|y| {
-            (0..buf.area.width)
-                .map(|x| buf[(x, y)].symbol())
-                .collect::<String>()
-        })
-        .collect()
-}
-
-fn text(buf: &Buffer) -> String {
-    lines(buf).join("\n")
-}
-
-/// The line containing `needle`, or a failure that shows the whole screen.
-fn line_with(buf: &Buffer, needle: &str) -> (u16, String) {
-    lines(buf)
-        .into_iter()
-        .enumerate()
-        .find(|(_, l)| l.contains(needle))
-        .map(|(y, l)| (y as u16, l))
-        .unwrap_or_else(|| panic!("{needle:?} not on screen:\n{}", text(buf)))
-}
-
-fn fg_of(buf: &Buffer, y: u16, needle: &str) -> Color {
-    let line: Vec<&str> = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
-    let joined: String = line.concat();
-    // Leading spaces in `needle` only anchor the match; the colour is read at its first glyph.
-    let byte =
-        joined.find(needle).expect("needle on line") + (needle.len() - needle.trim_start().len());
-    // Column of the needle: count symbols before its byte offset.
-    let mut col = 0usize;
-    let mut acc = 0usize;
-    while acc < byte {
-        acc += line[col].len();
-        col += 1;
-    }
-    buf[(col as u16, y)].fg
-}
-
 #[test]
 fn grid_view_shows_nodes_totals_distribution_and_latency() {
     let s = fixed_state();
@@ -208,11 +162,11 @@ fn grid_view_shows_nodes_totals_distribution_and_latency() {
     for cell in ["127.0.0.1:40001", "up", "1234", "11,000", "17", "120ms"] {
         assert!(row.contains(cell), "node row lacks {cell:?}: {row}");
     }
-    assert_eq!(fg_of(&buf, y, " up "), Color::Green);
+    assert_eq!(cell_at(&buf, y, " up ").fg, Color::Green);
     let (y, _) = line_with(&buf, "suspect");
-    assert_eq!(fg_of(&buf, y, "suspect"), Color::Yellow);
+    assert_eq!(cell_at(&buf, y, "suspect").fg, Color::Yellow);
     let (y, _) = line_with(&buf, "down ");
-    assert_eq!(fg_of(&buf, y, "down "), Color::Red);
+    assert_eq!(cell_at(&buf, y, "down ").fg, Color::Red);
     assert!(line_with(&buf, "received").1.contains("20,000"));
     assert!(line_with(&buf, "rejected").1.contains("500"));
     assert!(line_with(&buf, "filled").1.contains("7,777"));
@@ -335,8 +289,8 @@ fn disconnected_header_and_greyed_nodes() {
         lines(&buf)[0]
     );
     let (y, _) = line_with(&buf, "exec-a");
-    assert_eq!(fg_of(&buf, y, "exec-a"), Color::DarkGray);
-    assert_eq!(fg_of(&buf, y, " up "), Color::DarkGray);
+    assert_eq!(cell_at(&buf, y, "exec-a").fg, Color::DarkGray);
+    assert_eq!(cell_at(&buf, y, " up ").fg, Color::DarkGray);
     assert!(text(&buf).contains("last known"));
 }
 

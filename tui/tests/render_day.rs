@@ -6,11 +6,11 @@ use matching::{Phase, SecurityId};
 use proto::{
     Counters, GridSnapshot, LatencySummary, MonitorMsg, SecurityInfo, SecurityView, Welcome,
 };
-use ratatui::backend::TestBackend;
-use ratatui::buffer::Buffer;
 use ratatui::style::Color;
-use ratatui::Terminal;
 use tui::{AppState, NetEvent, View};
+
+mod screen;
+use screen::{cell_at, line_with, lines, render};
 
 /// 2026-01-09 09:07:30 at HOSE (UTC+7).
 const T_0907: i64 = 1_767_924_450_000_000_000;
@@ -81,40 +81,6 @@ fn snapshot(phase: Phase, time: i64, securities: Vec<SecurityView>) -> MonitorMs
     })
 }
 
-fn render(state: &AppState, w: u16, h: u16) -> Buffer {
-    let mut terminal = Terminal::new(TestBackend::new(w, h)).expect("test backend");
-    terminal.draw(|f| tui::ui::draw(f, state)).expect("draw");
-    terminal.backend().buffer().clone()
-}
-
-fn lines(buf: &Buffer) -> Vec<String> {
-    (0..buf.area.height)
-        .map(|y| (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect())
-        .collect()
-}
-
-fn line_with(buf: &Buffer, needle: &str) -> (u16, String) {
-    lines(buf)
-        .into_iter()
-        .enumerate()
-        .find(|(_, l)| l.contains(needle))
-        .map(|(y, l)| (y as u16, l))
-        .unwrap_or_else(|| panic!("{needle:?} not on screen:\n{}", lines(buf).join("\n")))
-}
-
-/// Background colour of the first glyph of `needle` on line `y`.
-fn bg_at(buf: &Buffer, y: u16, needle: &str) -> Color {
-    let symbols: Vec<&str> = (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect();
-    let joined = symbols.concat();
-    let byte = joined.find(needle).expect("needle on line");
-    let (mut col, mut acc) = (0usize, 0usize);
-    while acc < byte {
-        acc += symbols[col].len();
-        col += 1;
-    }
-    buf[(col as u16, y)].bg
-}
-
 fn in_call() -> AppState {
     let mut s = AppState::new("127.0.0.1:7000");
     s.apply(NetEvent::Connected(welcome(
@@ -143,13 +109,13 @@ fn a_call_phase_shows_phase_clock_schedule_and_indicative_prices() {
         top.contains(" ATO ") && top.contains("2026-01-09 09:07:30"),
         "{top}"
     );
-    assert_eq!(bg_at(&buf, 0, "ATO "), Color::Yellow);
+    assert_eq!(cell_at(&buf, 0, "ATO ").bg, Color::Yellow);
     let (y, title) = line_with(&buf, "Trading day");
     assert!(
         title.contains("ATO") && title.contains("09:07:30"),
         "{title}"
     );
-    assert_eq!(bg_at(&buf, y, "ATO "), Color::Yellow);
+    assert_eq!(cell_at(&buf, y, "ATO ").bg, Color::Yellow);
     // The description wraps inside the panel: its first line reaches the day length.
     let (_, schedule) = line_with(&buf, "schedule: hose, 2 day(s) from 2026-01-09");
     assert!(schedule.contains("6.0 s per"), "{schedule}");
@@ -182,7 +148,7 @@ fn after_the_call_the_auction_results_replace_the_indicative_prices() {
         top.contains(" CONTINUOUS ") && top.contains("09:15:30"),
         "{top}"
     );
-    assert_eq!(bg_at(&buf, 0, "CONTINUOUS"), Color::Green);
+    assert_eq!(cell_at(&buf, 0, "CONTINUOUS").bg, Color::Green);
     let (_, header) = line_with(&buf, "Auction");
     assert!(!header.contains("Indicative"), "{header}");
     assert!(line_with(&buf, "AAA ").1.contains("1,000"));
@@ -212,7 +178,7 @@ fn an_open_call_with_nothing_crossing_and_a_closed_market_say_so() {
     )));
     let buf = render(&s, 160, 45);
     line_with(&buf, "no auction yet");
-    assert_eq!(bg_at(&buf, 0, "CLOSED"), Color::Red);
+    assert_eq!(cell_at(&buf, 0, "CLOSED").bg, Color::Red);
 }
 
 #[test]
