@@ -380,6 +380,7 @@ pub async fn serve(
     let schedule = shared.config.schedule.clone();
     // The core on its own thread: its journal commits block that thread only.
     let (done_tx, done_rx) = oneshot::channel();
+    let core_stopping = stopping.clone();
     std::thread::Builder::new()
         .name("core".into())
         .spawn(move || {
@@ -394,7 +395,7 @@ pub async fn serve(
                     snap_tx,
                     (feed_tx, feed_sender),
                     (phase, sequenced),
-                    (metrics, monitors),
+                    (metrics, monitors, core_stopping),
                 )),
                 Err(e) => Err(e.into()),
             };
@@ -502,7 +503,7 @@ async fn run_core(
         Option<crate::feed::FeedSender>,
     ),
     (phase, sequenced): (Arc<AtomicU32>, Arc<AtomicU64>),
-    (metrics, monitors): (Arc<metrics::Metrics>, Arc<AtomicU64>),
+    (metrics, monitors, stopping): (Arc<metrics::Metrics>, Arc<AtomicU64>, Arc<StopSignal>),
 ) -> anyhow::Result<()> {
     let mut sessions: Sessions = FxHashMap::default();
     let mut executors: Executors = BTreeMap::new();
@@ -517,6 +518,7 @@ async fn run_core(
             .filter(|t| *t <= core.last_time())
             .last();
     }
+    let result: anyhow::Result<()> = async {
     loop {
         let accepting = core.accepting();
         tokio::select! {
@@ -627,6 +629,13 @@ async fn run_core(
             let _ = feed.send(MonitorMsg::Log(out.log));
         }
     }
+    }
+    .await;
+    if let Err(e) = &result {
+        // Say why while the sessions are still open: their writers end when this returns.
+        stopping.stop(format!("manager stopping: {e:#}"));
+    }
+    result
 }
 
 /// Sequences the schedule's phase changes due at wall-clock `wall` (ns) that come after
@@ -1001,9 +1010,8 @@ async fn client_session(
                         written.fetch_sub(finals.min(written.load(Ordering::Relaxed)), Ordering::Relaxed);
                     }
                     None => {
-                        // The core drops its senders as it dies, a moment before it says why:
-                        // give the reason that moment so the client hears it.
-                        if tokio::time::timeout(Duration::from_secs(1), stopping.wait()).await.is_ok() {
+                        // The core is gone; it said why before dropping its senders.
+                        if stopping.stopped.load(Ordering::SeqCst) {
                             let _ = writer.send(&ManagerToClient::Error(stopping.reason())).await;
                         }
                         break;
