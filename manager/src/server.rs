@@ -37,7 +37,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 use transport::quic::accept_hello;
 use transport::{FrameReader, FrameWriter};
 
-use crate::core::{Core, NodeId, SessionId, SessionKind, EXCHANGE_SESSION};
+use crate::core::{check_submit, Core, NodeId, SessionId, SessionKind, EXCHANGE_SESSION};
 use crate::schedule::Schedule;
 
 /// Submit batches queued towards the core before senders wait.
@@ -233,7 +233,6 @@ async fn send_chunked<T: Clone>(
 struct Submit {
     session: SessionId,
     cmds: Vec<ClientCommand>,
-    reply: Option<oneshot::Sender<Result<(), String>>>,
 }
 
 /// Shared with connection tasks.
@@ -666,9 +665,8 @@ fn submit(
     issued: &mut Option<matching::Timestamp>,
 ) -> anyhow::Result<()> {
     if let Err(e) = core.check_batch(s.session, &s.cmds) {
-        if let Some(reply) = s.reply {
-            let _ = reply.send(Err(e));
-        }
+        // The session checked the frame already; this one's session is gone (or a bug).
+        tracing::warn!(session = s.session, "dropping a submit: {e}");
         return Ok(());
     }
     // A phase boundary that passed since the last tick is sequenced first: no order stamped
@@ -678,9 +676,6 @@ fn submit(
     let now = Instant::now();
     issue_due_phases(core, schedule, issued, wall, now)?;
     core.submit(s.session, &s.cmds, now, schedule.time_at(wall))?;
-    if let Some(reply) = s.reply {
-        let _ = reply.send(Ok(()));
-    }
     Ok(())
 }
 
@@ -1057,20 +1052,15 @@ async fn client_session(
                     if cmds.is_empty() {
                         continue;
                     }
-                    let n = cmds.len() as u64;
-                    inflight.fetch_add(n, Ordering::Relaxed);
-                    let (reply, checked) = oneshot::channel();
-                    let sent = shared.submits.send(Submit {
-                        session,
-                        cmds,
-                        reply: Some(reply),
-                    });
-                    if sent.await.is_err() {
-                        return Ok(());
-                    }
-                    if let Ok(Err(e)) = checked.await {
+                    // Checked here, not by a round trip to the core: the next frame is read
+                    // at once, so frames that arrive during a journal commit share the next.
+                    if let Err(e) = check_submit(kind, &cmds) {
                         tracing::warn!(session, "refused a submit: {e}");
                         out.offer(ManagerToClient::Error(e));
+                        return Ok(());
+                    }
+                    inflight.fetch_add(cmds.len() as u64, Ordering::Relaxed);
+                    if shared.submits.send(Submit { session, cmds }).await.is_err() {
                         return Ok(());
                     }
                 }

@@ -546,41 +546,11 @@ impl Core {
         self.broker_sessions.get(&broker).map_or(0, Vec::len)
     }
 
-    /// Checks a submit frame as a whole before anything of it is processed: the shell refuses
-    /// the frame (and ends the session) on an error, so a malformed batch changes nothing.
+    /// Checks a submit frame as a whole before anything of it is processed (see
+    /// [`check_submit`]); the core checks again what a session already checked.
     pub fn check_batch(&self, session: SessionId, cmds: &[ClientCommand]) -> Result<(), String> {
-        if cmds.len() > proto::limits::MAX_BATCH {
-            return Err(format!(
-                "a submit holds at most {} commands, got {}",
-                proto::limits::MAX_BATCH,
-                cmds.len()
-            ));
-        }
         match self.sessions.get(&session) {
-            Some(SessionKind::Broker(_)) => {
-                for c in cmds {
-                    if matches!(c.command, Command::Phase(_)) {
-                        return Err("a broker session cannot change the trading phase".into());
-                    }
-                    if let Some(id) = c.command.order_id() {
-                        if id.0 > MAX_BROKER_ORDER_ID {
-                            return Err(format!(
-                                "order id {} is above this session's maximum {MAX_BROKER_ORDER_ID}",
-                                id.0
-                            ));
-                        }
-                    }
-                }
-                Ok(())
-            }
-            Some(SessionKind::Gateway) => Ok(()),
-            Some(SessionKind::Exchange) => {
-                if cmds.iter().all(|c| matches!(c.command, Command::Phase(_))) {
-                    Ok(())
-                } else {
-                    Err("the exchange session only changes phases".into())
-                }
-            }
+            Some(kind) => check_submit(*kind, cmds),
             None => Err("no such session".into()),
         }
     }
@@ -1604,6 +1574,45 @@ impl Core {
             let stats = local.heartbeat(5, 0);
             for b in &stats.books {
                 self.stats.depth(b);
+            }
+        }
+    }
+}
+
+/// Checks a submit frame of a session of `kind` as a whole: the session refuses the frame (and
+/// ends) on an error, so a malformed batch changes nothing. It depends on the session's kind
+/// alone, so a session checks its frames itself and never waits for the core to read on.
+pub fn check_submit(kind: SessionKind, cmds: &[ClientCommand]) -> Result<(), String> {
+    if cmds.len() > proto::limits::MAX_BATCH {
+        return Err(format!(
+            "a submit holds at most {} commands, got {}",
+            proto::limits::MAX_BATCH,
+            cmds.len()
+        ));
+    }
+    match kind {
+        SessionKind::Broker(_) => {
+            for c in cmds {
+                if matches!(c.command, Command::Phase(_)) {
+                    return Err("a broker session cannot change the trading phase".into());
+                }
+                if let Some(id) = c.command.order_id() {
+                    if id.0 > MAX_BROKER_ORDER_ID {
+                        return Err(format!(
+                            "order id {} is above this session's maximum {MAX_BROKER_ORDER_ID}",
+                            id.0
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }
+        SessionKind::Gateway => Ok(()),
+        SessionKind::Exchange => {
+            if cmds.iter().all(|c| matches!(c.command, Command::Phase(_))) {
+                Ok(())
+            } else {
+                Err("the exchange session only changes phases".into())
             }
         }
     }
