@@ -1,7 +1,8 @@
 //! The manager's serial path alone, sans I/O: commands in, outbox out, persistence in memory,
 //! executors as in-process `ExecutorCore`s. Prints orders/s and ns/order per stage, next to the
 //! sequential `matching::Exchange` on the same stream in the same run (the machine is shared and
-//! noisy: read the ratio, not the absolute figure).
+//! noisy: read the ratio, not the absolute figure). Stages are timed in the thread's CPU time,
+//! so time the bench spends descheduled by other processes is not counted.
 //!
 //! ```sh
 //! cargo bench -p manager --bench core [-- ORDERS [EXECUTORS]]
@@ -31,6 +32,23 @@ struct Stages {
     flush: Duration,
     events: Duration,
     executor: Duration,
+}
+
+/// This thread's CPU time (time spent preempted by other processes is not in it).
+fn cpu_now() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec into the valid pointer it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    assert_eq!(rc, 0, "CLOCK_THREAD_CPUTIME_ID is unavailable");
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
+
+/// CPU time since `start` (a [`cpu_now`] reading).
+fn cpu_since(start: Duration) -> Duration {
+    cpu_now().saturating_sub(start)
 }
 
 fn main() {
@@ -70,14 +88,14 @@ fn main() {
     );
 
     // Baseline: the sequential exchange (gateway + engine) on the same commands.
-    let started = Instant::now();
+    let started = cpu_now();
     let mut exchange = Exchange::new(rules, securities.clone());
     let mut events = Vec::new();
     for c in &cmds {
         events.clear();
         exchange.process(&c.command, &mut events);
     }
-    let baseline = started.elapsed();
+    let baseline = cpu_since(started);
 
     let stages = run_core(&cmds, &names, &securities, executors);
     let n = cmds.len() as f64;
@@ -139,9 +157,9 @@ fn run_core(
         &mut 0,
     );
     for batch in cmds.chunks(BATCH) {
-        let t = Instant::now();
+        let t = cpu_now();
         core.submit(GATEWAY, batch, now, 0).unwrap();
-        stages.submit += t.elapsed();
+        stages.submit += cpu_since(t);
         deliver(
             &mut core,
             &mut execs,
@@ -175,9 +193,9 @@ fn deliver(
     stages: &mut Stages,
     finals: &mut usize,
 ) {
-    let t = Instant::now();
+    let t = cpu_now();
     let out = core.flush(now).unwrap();
-    stages.flush += t.elapsed();
+    stages.flush += cpu_since(t);
     *finals += out
         .reports
         .get(&GATEWAY)
@@ -187,14 +205,14 @@ fn deliver(
             continue;
         };
         groups.clear();
-        let t = Instant::now();
+        let t = cpu_now();
         for m in msgs {
             exec.apply(m, groups);
         }
-        stages.executor += t.elapsed();
-        let t = Instant::now();
+        stages.executor += cpu_since(t);
+        let t = cpu_now();
         core.executor_events(node, std::mem::take(groups), now)
             .unwrap();
-        stages.events += t.elapsed();
+        stages.events += cpu_since(t);
     }
 }

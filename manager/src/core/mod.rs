@@ -334,6 +334,8 @@ pub struct Core {
     stats: Stats,
     /// Reports waiting for the journal commit (acceptances, and rejects that burnt an id).
     unacked: Vec<(SessionId, Report)>,
+    /// Scratch buffer of [`Core::report_group`] (kept for its allocation).
+    submitter_reports: Vec<Report>,
     partial: FxHashMap<NodeId, Partial>,
     /// While a CLOSED is completing: the submissions that arrived meanwhile, in order.
     barrier: Option<u64>,
@@ -400,6 +402,7 @@ impl Core {
             phase: Phase::Continuous,
             inflight: InFlightRing::default(),
             unacked: Vec::new(),
+            submitter_reports: Vec::new(),
             partial: FxHashMap::default(),
             barrier: None,
             deferred: VecDeque::new(),
@@ -983,7 +986,12 @@ impl Core {
                 tracing::debug!(node, seq = g.seq, "dropping events of a completed command");
                 continue;
             }
-            let events = match self.partial.remove(&node) {
+            let pending = if self.partial.is_empty() {
+                None
+            } else {
+                self.partial.remove(&node)
+            };
+            let events = match pending {
                 Some(mut p) => {
                     if (p.seq, p.security) != (g.seq, g.security) {
                         self.fail_executor(
@@ -1221,22 +1229,28 @@ impl Core {
         let is_phase = matches!(routed.command, Command::Phase(_));
         let mut fill_index = 0u32;
         let n = events.len();
+        // The submitter's reports are gathered here and handed over in one go (before any
+        // passive report, which may go to the same session: a session sees them in event order).
+        let mut mine = std::mem::take(&mut self.submitter_reports);
+        let deliver = session != EXCHANGE_SESSION && kind.is_some();
         for (k, ev) in events.iter().enumerate() {
             let last = !is_phase && k + 1 == n;
-            let to_submitter = |core: &mut Core, order: OrderId, event: ReportEvent| {
-                let order = core.visible_id(session, order);
-                core.push_report(
-                    session,
-                    Report {
+            let to_submitter = |mine: &mut Vec<Report>, order: OrderId, event: ReportEvent| {
+                if deliver {
+                    mine.push(Report {
                         client_ref,
                         seq,
                         time,
-                        order,
+                        order: if is_broker {
+                            local_order_id(order)
+                        } else {
+                            order
+                        },
                         event,
                         last,
                         passive: false,
-                    },
-                );
+                    });
+                }
             };
             match *ev {
                 Event::Fill(f) => {
@@ -1267,11 +1281,11 @@ impl Core {
                                 liquidity: Liquidity::Taker,
                                 trade,
                             });
-                            to_submitter(self, id, event);
+                            to_submitter(&mut mine, id, event);
                         }
                     } else {
                         to_submitter(
-                            self,
+                            &mut mine,
                             own.unwrap_or(OrderId(0)),
                             ReportEvent::Trade { fill: f, trade },
                         );
@@ -1282,6 +1296,7 @@ impl Core {
                         } else {
                             Liquidity::Auction
                         };
+                        self.hand_over_reports(session, &mut mine);
                         self.passive_report(
                             broker,
                             id,
@@ -1302,22 +1317,23 @@ impl Core {
                     self.stats.counters.cancelled += 1;
                     let event = ReportEvent::Cancelled { qty, reason };
                     if Some(id) == own {
-                        to_submitter(self, id, event);
+                        to_submitter(&mut mine, id, event);
                     } else {
                         if !is_broker {
-                            to_submitter(self, id, event);
+                            to_submitter(&mut mine, id, event);
                         }
                         if let Some(broker) = self.projection.get(id).map(|r| r.broker) {
+                            self.hand_over_reports(session, &mut mine);
                             self.passive_report(broker, id, seq, time, event);
                         }
                     }
                 }
                 Event::Rejected { id, reason } => {
                     self.stats.counters.rejected += 1;
-                    to_submitter(self, id, ReportEvent::Rejected { reason });
+                    to_submitter(&mut mine, id, ReportEvent::Rejected { reason });
                 }
                 Event::Rested { id, price, qty, .. } => {
-                    to_submitter(self, id, ReportEvent::Rested { price, qty });
+                    to_submitter(&mut mine, id, ReportEvent::Rested { price, qty });
                 }
                 Event::Amended {
                     id,
@@ -1326,7 +1342,7 @@ impl Core {
                     priority_kept,
                     ..
                 } => to_submitter(
-                    self,
+                    &mut mine,
                     id,
                     ReportEvent::Amended {
                         price,
@@ -1341,7 +1357,7 @@ impl Core {
                 } => {
                     if !is_broker {
                         to_submitter(
-                            self,
+                            &mut mine,
                             OrderId(0),
                             ReportEvent::Auction {
                                 security,
@@ -1353,7 +1369,11 @@ impl Core {
                 }
                 Event::Reference { security, price } => {
                     if !is_broker {
-                        to_submitter(self, OrderId(0), ReportEvent::Reference { security, price });
+                        to_submitter(
+                            &mut mine,
+                            OrderId(0),
+                            ReportEvent::Reference { security, price },
+                        );
                     }
                 }
                 Event::Totals {
@@ -1361,7 +1381,7 @@ impl Core {
                     bid_total,
                     ask_total,
                 } => to_submitter(
-                    self,
+                    &mut mine,
                     own.unwrap_or(OrderId(0)),
                     ReportEvent::Totals {
                         security,
@@ -1372,7 +1392,16 @@ impl Core {
                 Event::Accepted { .. } => {}
             }
         }
+        self.hand_over_reports(session, &mut mine);
+        self.submitter_reports = mine;
         Ok(())
+    }
+
+    /// Appends the reports gathered for `session` to its outbox (leaves `reports` empty).
+    fn hand_over_reports(&mut self, session: SessionId, reports: &mut Vec<Report>) {
+        if !reports.is_empty() {
+            self.out.reports.entry(session).or_default().append(reports);
+        }
     }
 
     /// An unsolicited report about a broker's order, on every session of that broker.

@@ -137,6 +137,9 @@ pub(crate) struct Projection {
     rejected: Vec<OrderId>,
     /// Orders the group being applied finished (moved to `finished` if it applies).
     finishing: Vec<OrderId>,
+    /// The book of the group being applied, as it was before: a group touches one book, so it
+    /// is saved once rather than at every change.
+    group_book: Option<(usize, BookState)>,
 }
 
 /// What `apply_group` learned that the rest of the core acts on.
@@ -183,6 +186,7 @@ impl Projection {
             finished: Vec::new(),
             rejected: Vec::new(),
             finishing: Vec::new(),
+            group_book: None,
         }
     }
 
@@ -447,7 +451,10 @@ impl Projection {
     ) -> Result<GroupOutcome, String> {
         self.undo.clear();
         self.finishing.clear();
+        let i = routed.security.0 as usize;
+        self.group_book = self.books.get(i).map(|b| (i, *b));
         let result = self.apply_inner(routed, client_ref, events);
+        let saved = self.group_book.take();
         if result.is_ok() {
             let i = routed.security.0 as usize;
             if self.finished.len() <= i {
@@ -456,6 +463,9 @@ impl Projection {
             self.finished[i].append(&mut self.finishing);
         } else {
             self.finishing.clear();
+            if let Some((i, b)) = saved {
+                self.books[i] = b;
+            }
             while let Some(u) = self.undo.pop() {
                 match u {
                     Undo::Record(id, Some(r)) => {
@@ -472,9 +482,11 @@ impl Projection {
         result
     }
 
-    fn save_record(&mut self, id: OrderId) {
-        let old = self.records.get(&id).cloned();
-        self.undo.push(Undo::Record(id, old));
+    /// A known order, mutably, after saving it for rollback (one lookup).
+    fn touch(&mut self, id: OrderId) -> Option<&mut OrderRecord> {
+        let r = self.records.get_mut(&id)?;
+        self.undo.push(Undo::Record(id, Some(r.clone())));
+        Some(r)
     }
 
     fn save_book(&mut self, i: usize) {
@@ -483,22 +495,23 @@ impl Projection {
 
     /// A live (resting) order of security `sec`, mutably, after saving it for rollback.
     fn resting(&mut self, id: OrderId, sec: SecurityId) -> Result<&mut OrderRecord, String> {
-        match self.records.get(&id) {
-            Some(r) if r.security == sec && r.state == OrderState::Resting => {}
-            Some(r) => {
-                return Err(format!(
-                    "order {} is not resting in security {} (state {:?}, security {})",
-                    id.0, sec.0, r.state, r.security.0
-                ))
+        match self.records.get_mut(&id) {
+            Some(r) if r.security == sec && r.state == OrderState::Resting => {
+                self.undo.push(Undo::Record(id, Some(r.clone())));
+                Ok(r)
             }
-            None => return Err(format!("order {} is unknown", id.0)),
+            Some(r) => Err(format!(
+                "order {} is not resting in security {} (state {:?}, security {})",
+                id.0, sec.0, r.state, r.security.0
+            )),
+            None => Err(format!("order {} is unknown", id.0)),
         }
-        self.save_record(id);
-        Ok(self.records.get_mut(&id).expect("checked above"))
     }
 
     fn book_mut(&mut self, i: usize) -> &mut BookState {
-        self.save_book(i);
+        if self.group_book.is_none_or(|(j, _)| j != i) {
+            self.save_book(i);
+        }
         &mut self.books[i]
     }
 
@@ -551,27 +564,25 @@ impl Projection {
         let mut incoming = None;
         match routed.command {
             Command::New(o) => {
-                ensure(!self.records.contains_key(&o.id), || {
-                    format!("order {} already exists", o.id.0)
-                })?;
+                let std::collections::hash_map::Entry::Vacant(slot) = self.records.entry(o.id)
+                else {
+                    return Err(format!("order {} already exists", o.id.0));
+                };
                 self.undo.push(Undo::Record(o.id, None));
-                self.records.insert(
-                    o.id,
-                    OrderRecord {
-                        broker: o.broker,
-                        client_ref,
-                        security: o.security,
-                        side: o.side,
-                        kind: o.kind,
-                        price: o.price,
-                        qty: o.qty,
-                        filled: 0,
-                        open: o.qty,
-                        state: OrderState::Pending,
-                        reject: None,
-                        since: 0,
-                    },
-                );
+                slot.insert(OrderRecord {
+                    broker: o.broker,
+                    client_ref,
+                    security: o.security,
+                    side: o.side,
+                    kind: o.kind,
+                    price: o.price,
+                    qty: o.qty,
+                    filled: 0,
+                    open: o.qty,
+                    state: OrderState::Pending,
+                    reject: None,
+                    since: 0,
+                });
                 incoming = Some(Incoming {
                     id: o.id,
                     side: o.side,
@@ -661,8 +672,7 @@ impl Projection {
                         )
                     })?;
                     inc.remaining = 0;
-                    self.save_record(id);
-                    let r = self.records.get_mut(&id).ok_or("rested order unknown")?;
+                    let r = self.touch(id).ok_or("rested order unknown")?;
                     r.price = price;
                     r.open = qty;
                     r.state = OrderState::Resting;
@@ -896,8 +906,7 @@ impl Projection {
         if gone {
             self.book_mut(sec.0 as usize).live -= 1;
         }
-        self.save_record(agg_id);
-        let a = self.records.get_mut(&agg_id).expect("checked above");
+        let a = self.touch(agg_id).expect("checked above");
         a.filled += f.qty;
         a.open = a.open.saturating_sub(f.qty);
         if a.filled == a.qty {
@@ -974,8 +983,7 @@ impl Projection {
                     format!("cancelled {qty} of a remainder of {}", inc.remaining)
                 })?;
                 inc.remaining = 0;
-                self.save_record(id);
-                let r = self.records.get_mut(&id).ok_or("order unknown")?;
+                let r = self.touch(id).ok_or("order unknown")?;
                 r.open = 0;
                 r.state = OrderState::Cancelled;
                 self.finishing.push(id);
