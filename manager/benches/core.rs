@@ -8,6 +8,10 @@
 //! cargo bench -p manager --bench core [-- ORDERS [EXECUTORS]]
 //! ```
 //!
+//! Persistence runs twice: in memory ([`MemoryPersist`], as the tests use) and the real journal
+//! and finished-order archive writing to tmpfs (`/dev/shm`) without fsync, which is the
+//! production code path minus the disk.
+//!
 //! Stages, per batch of 4,096 commands (the server's group-commit budget):
 //! - `submit`: gateway checks, sequencing, journal append (memory), per-security queues;
 //! - `flush`: group commit (memory) and routing into executor messages, reports to the client;
@@ -18,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use executor::ExecutorCore;
 use manager::core::{Core, CoreConfig, MemoryPersist, NodeId, SessionKind};
+use manager::setup::{recover_core, DiskPersist};
 use matching::stream::{to_command, BrokerRegistry};
 use matching::{BrokerId, Exchange, Gateway, MarketRules, SecurityTable};
 use proto::ClientCommand;
@@ -97,10 +102,31 @@ fn main() {
     }
     let baseline = cpu_since(started);
 
-    let stages = run_core(&cmds, &names, &securities, executors);
     let n = cmds.len() as f64;
+    for persistence in [Persistence::Memory, Persistence::Journal] {
+        let stages = run_core(&cmds, &names, &securities, executors, persistence);
+        report(&stages, baseline, n, persistence);
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Persistence {
+    /// `MemoryPersist`: every record kept in a vector.
+    Memory,
+    /// The journal, tape and archive in a scratch directory on tmpfs, no fsync.
+    Journal,
+}
+
+fn report(stages: &Stages, baseline: Duration, n: f64, persistence: Persistence) {
     let ns = |d: Duration| d.as_nanos() as f64 / n;
     let manager = stages.submit + stages.flush + stages.events;
+    println!(
+        "\npersistence: {}",
+        match persistence {
+            Persistence::Memory => "in memory (MemoryPersist)",
+            Persistence::Journal => "the journal on tmpfs, no fsync",
+        }
+    );
     println!("{:<34} {:>10} {:>12}", "stage", "ns/order", "orders/s");
     let line = |name: &str, d: Duration| {
         println!(
@@ -126,14 +152,44 @@ fn run_core(
     names: &BrokerRegistry,
     securities: &SecurityTable,
     executors: usize,
+    persistence: Persistence,
 ) -> Stages {
     let now = Instant::now();
-    let mut core = Core::new(
-        CoreConfig::default(),
-        Gateway::new(MarketRules::hose(), securities.clone()),
-        Box::new(MemoryPersist::default()),
-        now,
-    );
+    let gateway = Gateway::new(MarketRules::hose(), securities.clone());
+    let scratch = tempfile::Builder::new()
+        .prefix("gridmatch-core-bench")
+        .tempdir_in(if std::path::Path::new("/dev/shm").is_dir() {
+            std::path::PathBuf::from("/dev/shm")
+        } else {
+            std::env::temp_dir()
+        })
+        .expect("a scratch directory");
+    let mut core = match persistence {
+        Persistence::Memory => Core::new(
+            CoreConfig::default(),
+            gateway,
+            Box::new(MemoryPersist::default()),
+            now,
+        ),
+        Persistence::Journal => {
+            let mut cfg = journal::StoreConfig::in_data_dir(scratch.path());
+            cfg.durability = journal::Durability::Never;
+            let binding = journal::Binding::new(securities, MarketRules::hose());
+            let store = journal::recover(&cfg, &binding)
+                .and_then(|r| r.open())
+                .expect("a fresh journal");
+            let next = store.journal.next_seq();
+            let core = Core::new(
+                CoreConfig::default(),
+                gateway,
+                Box::new(DiskPersist::new(store)),
+                now,
+            );
+            recover_core(core, scratch.path(), &cfg, next)
+                .expect("a fresh archive")
+                .0
+        }
+    };
     for i in 0..names.len() as u32 {
         core.broker_id(names.name(BrokerId(i)).unwrap());
     }
