@@ -320,12 +320,14 @@ fn bad_input_is_refused_and_changes_nothing() {
             (OrderState::Rejected, Some(RejectReason::OutsideBand))
         );
 
-        // A broker may not change the phase: its session ends with a reason, nothing changes.
+        // A broker may not change the phase: its session ends with a reason, and nothing of
+        // the frame is sequenced, not even the valid order before the phase change (it would
+        // rest and change the totals compared at the end).
         let (_e4, _c4, mut w4, mut r4) = session(&grid, broker_creds(&grid, "B04")).await;
-        w4.send(&ClientMsg::Submit(vec![cmd(
-            1,
-            Command::Phase(matching::Phase::Closed),
-        )]))
+        w4.send(&ClientMsg::Submit(vec![
+            cmd(1, new_order(1, 0, reference, 100, Side::Sell)),
+            cmd(2, Command::Phase(matching::Phase::Closed)),
+        ]))
         .await
         .unwrap();
         let err = closed_by_manager(&mut r4)
