@@ -327,7 +327,7 @@ mod tests {
             seq,
             phase: Phase::Continuous,
             reference: 10_000,
-            last_trade: (seq % 2 == 0).then_some(10_010),
+            last_trade: seq.is_multiple_of(2).then_some(10_010),
             bids: (0..orders).map(|i| o(i * 2 + 1, Side::Buy)).collect(),
             asks: (0..orders / 2).map(|i| o(i * 2 + 2, Side::Sell)).collect(),
         }
