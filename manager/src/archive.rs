@@ -551,3 +551,158 @@ fn remove(files: Vec<PathBuf>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use journal::snapshots::LiveOrder;
+    use journal::{BrokerRef, FinalState};
+    use matching::{BrokerId, OrderType, Phase, SecurityId, Side};
+
+    fn book(security: u32, seq: u64) -> Arc<BookSnapshot> {
+        Arc::new(BookSnapshot {
+            security: SecurityId(security),
+            seq,
+            phase: Phase::Continuous,
+            reference: 1_000,
+            last_trade: None,
+            bids: vec![LiveOrder {
+                id: OrderId(seq * 100 + u64::from(security)),
+                broker: BrokerId(0),
+                side: Side::Buy,
+                kind: OrderType::Limit,
+                price: 990,
+                qty: 100,
+                filled: 0,
+                client_ref: seq,
+                since: seq,
+            }],
+            asks: vec![],
+        })
+    }
+
+    fn finished(ids: std::ops::Range<u64>) -> Arc<[FinishedOrder]> {
+        ids.map(|id| FinishedOrder {
+            id: OrderId(id),
+            broker: BrokerId(0),
+            security: SecurityId(0),
+            side: Side::Sell,
+            kind: OrderType::Limit,
+            price: 1_000,
+            qty: 100,
+            filled: 100,
+            state: FinalState::Filled,
+        })
+        .collect()
+    }
+
+    fn manifest(next_seq: u64) -> Manifest {
+        Manifest {
+            generation: 0,
+            next_seq,
+            resume_seq: next_seq,
+            phase: Phase::Continuous,
+            last_time: 0,
+            max_order_id: 0,
+            next_run: 0,
+            brokers: vec![BrokerRef {
+                id: BrokerId(0),
+                name: "B".into(),
+                max_own_id: 0,
+            }],
+            runs: vec![],
+            books: vec![],
+        }
+    }
+
+    fn names(dir: &std::path::Path, prefix: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(prefix))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Checkpoints through the writer thread: a pack per checkpoint, lookups answer a run only
+    /// once it is reported durable, a pack mostly replaced is folded into the next one, and a
+    /// reopened archive reads exactly the books the manifest names.
+    #[test]
+    fn packs_are_written_replaced_and_folded_and_lookups_follow_durability() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SnapshotDir::open(tmp.path()).unwrap();
+        let mut a = DiskArchive::open(dir.clone(), None).unwrap();
+        assert_eq!(a.poll().unwrap(), WriteState::Idle);
+        // Checkpoint 1: books of securities 0..4 in one pack, orders 1..50.
+        a.begin(Checkpoint {
+            finished: finished(1..50),
+            books: (0..4).map(|s| book(s, 10)).collect(),
+            manifest: manifest(11),
+        })
+        .unwrap();
+        assert!(
+            a.begin(Checkpoint {
+                finished: finished(60..61),
+                books: vec![],
+                manifest: manifest(11),
+            })
+            .is_err(),
+            "one checkpoint at a time"
+        );
+        assert!(matches!(a.wait().unwrap(), WriteState::Durable { .. }));
+        assert_eq!(a.get(OrderId(7)).unwrap().map(|f| f.id), Some(OrderId(7)));
+        assert_eq!(a.get(OrderId(60)).unwrap(), None, "refused, never written");
+        let first = names(tmp.path(), "pack-");
+        assert_eq!(first.len(), 1);
+        // Checkpoint 2: one book replaced; the first pack still holds 3 of 4: it stays.
+        a.begin(Checkpoint {
+            finished: finished(50..60),
+            books: vec![book(1, 20)],
+            manifest: manifest(21),
+        })
+        .unwrap();
+        // Not answered before the writer said durable (the core answers meanwhile).
+        assert_eq!(a.get(OrderId(55)).unwrap(), None);
+        a.wait().unwrap();
+        assert!(a.get(OrderId(55)).unwrap().is_some());
+        assert_eq!(names(tmp.path(), "pack-").len(), 2);
+        // Checkpoint 3: two more replaced; 1 of 4 left in the first pack: folded into this one.
+        a.begin(Checkpoint {
+            finished: finished(0..0),
+            books: vec![book(0, 30), book(2, 30)],
+            manifest: manifest(31),
+        })
+        .unwrap();
+        a.wait().unwrap();
+        let packs = names(tmp.path(), "pack-");
+        assert_eq!(packs.len(), 2, "{packs:?}");
+        assert!(!packs.contains(&first[0]), "the folded pack is removed");
+        let m = dir.read_manifest().unwrap().unwrap();
+        let books = dir.read_books(&m).unwrap();
+        let seqs: Vec<(u32, u64)> = books.iter().map(|b| (b.security.0, b.seq)).collect();
+        assert_eq!(seqs, vec![(0, 30), (1, 20), (2, 30), (3, 10)]);
+        assert_eq!(books[3], *book(3, 10), "the folded book is the same book");
+        assert_eq!(m.next_seq, 31);
+        drop(a);
+        // Reopened: the same runs answer, and the next checkpoint goes on from the manifest.
+        let mut b = DiskArchive::open(dir.clone(), Some(&m)).unwrap();
+        assert_eq!(b.stats().records, 59);
+        assert!(b.get(OrderId(58)).unwrap().is_some());
+        b.begin(Checkpoint {
+            finished: finished(100..101),
+            books: vec![book(3, 40)],
+            manifest: manifest(41),
+        })
+        .unwrap();
+        b.wait().unwrap();
+        let m2 = dir.read_manifest().unwrap().unwrap();
+        assert_eq!(m2.generation, m.generation + 1);
+        assert_eq!(dir.read_books(&m2).unwrap().len(), 4);
+        assert_eq!(
+            dir.remove_unreferenced(Some(&m2)).unwrap(),
+            0,
+            "nothing left over"
+        );
+    }
+}
