@@ -93,7 +93,9 @@ pub(super) struct Writing {
     /// The bases it makes durable.
     written: Vec<(SecurityId, u64)>,
     began: Instant,
+    /// Time on the core thread, of which the journal commit took `commit_us`.
     core_us: u64,
+    commit_us: u64,
     next_seq: u64,
     resume_seq: u64,
 }
@@ -400,6 +402,7 @@ impl Core {
         self.last_checkpoint = now;
         // Every fill of every completed command, and every journaled command, durable first.
         self.persist.commit()?;
+        let commit_us = started.elapsed().as_micros() as u64;
         let mut ids = std::mem::take(&mut self.due);
         ids.extend(self.projection.take_rejected());
         let finished: Arc<[FinishedOrder]> = self.projection.archive(&ids).into();
@@ -421,6 +424,7 @@ impl Core {
             written,
             began: now,
             core_us: started.elapsed().as_micros() as u64,
+            commit_us,
             next_seq,
             resume_seq,
         });
@@ -467,6 +471,7 @@ impl Core {
             image_orders = m.image_orders,
             delayed = m.checkpoints_delayed,
             core_us = w.core_us,
+            commit_us = w.commit_us,
             write_us = write_time.as_micros() as u64,
             durable_after_ms = now.saturating_duration_since(w.began).as_millis() as u64,
             "checkpoint"
