@@ -139,6 +139,7 @@ mod hwm;
 mod listing;
 mod lock;
 mod orders;
+pub mod packs;
 mod records;
 mod recover;
 mod segment;

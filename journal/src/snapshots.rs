@@ -3,9 +3,12 @@
 //! (`<data>/snapshots/`). With them a manager restarts from the latest snapshot of every book
 //! plus the journal after it, instead of the whole day.
 //!
-//! ## Book snapshot `book-<security:06>-<seq:012>.snap`
+//! ## Book snapshot
 //! One book right after command `seq` of its security: the engine's exact state (priority
-//! order included) and, per resting order, what the manager's projection knows of it.
+//! order included) and, per resting order, what the manager's projection knows of it. The
+//! books of one checkpoint are stored together in one pack ([`crate::packs`]); data dirs of the
+//! previous format kept one file per book, `book-<security:06>-<seq:012>.snap`, and are still
+//! read.
 //! ```text
 //! magic[4] "GMSB" | version u8 = 1 | security u32 LE | seq u64 LE
 //! | phase u8 (Phase::ALL index) | zz(reference) | has_last u8 | [zz(last trade)]
@@ -28,7 +31,7 @@
 //! next_run <n>            number for the next run file
 //! broker <id> <hex name> <max own id>
 //! run <number> <level>    a run that counts (runs not listed are leftovers)
-//! book <security> <seq> <file | ->
+//! book <security> <seq> <file | ->   the pack (or old book file) holding it; -: empty book
 //! crc32 <8 hex digits>
 //! ```
 //! Written aside, fsynced, renamed in, directory fsynced: the checkpoint is the manifest, so
@@ -45,6 +48,7 @@ use matching::{
 };
 
 use crate::finished::sync_dir;
+use crate::packs::{parse_pack_file_name, Pack};
 use crate::varint::{put_uint, zigzag, Reader};
 use crate::{io_err, JournalError};
 
@@ -462,7 +466,39 @@ impl SnapshotDir {
         Ok(name)
     }
 
-    /// Reads and checks a book snapshot.
+    /// Reads every book snapshot `m` names, each checked against its manifest line: from
+    /// packs (each opened once) or from single book files of the previous format.
+    pub fn read_books(&self, m: &Manifest) -> Result<Vec<BookSnapshot>, JournalError> {
+        let mut packs: rustc_hash::FxHashMap<&str, Pack> = Default::default();
+        let mut out = Vec::with_capacity(m.books.len());
+        for b in &m.books {
+            let Some(file) = b.file.as_deref() else {
+                continue;
+            };
+            let snap = if parse_pack_file_name(file).is_some() {
+                if !packs.contains_key(file) {
+                    packs.insert(file, Pack::open(&self.dir.join(file))?);
+                }
+                packs[file].read_book(b.security.0)?
+            } else {
+                self.read_book(file)?
+            };
+            if snap.security != b.security || snap.seq != b.seq {
+                return Err(JournalError::Corrupt {
+                    segment: self.dir.join(file),
+                    offset: 0,
+                    detail: format!(
+                        "holds security {} at seq {}, the manifest says {} at {}",
+                        snap.security.0, snap.seq, b.security.0, b.seq
+                    ),
+                });
+            }
+            out.push(snap);
+        }
+        Ok(out)
+    }
+
+    /// Reads and checks a single-book snapshot file (the format before packs).
     pub fn read_book(&self, name: &str) -> Result<BookSnapshot, JournalError> {
         let path = self.dir.join(name);
         let bytes = fs::read(&path).map_err(|e| io_err(&path, e))?;
@@ -507,7 +543,7 @@ impl SnapshotDir {
             })
     }
 
-    /// Removes every book, run and temporary file `m` does not name (leftovers of a
+    /// Removes every book, pack, run and temporary file `m` does not name (leftovers of a
     /// checkpoint that never completed, or replaced by a later one). Returns how many.
     pub fn remove_unreferenced(&self, m: Option<&Manifest>) -> Result<usize, JournalError> {
         let keep_books: rustc_hash::FxHashSet<&str> = m
@@ -524,7 +560,9 @@ impl SnapshotDir {
             let name = entry.file_name().to_string_lossy().into_owned();
             let stale = if name.ends_with(".tmp") {
                 true
-            } else if name.starts_with("book-") && name.ends_with(".snap") {
+            } else if (name.starts_with("book-") && name.ends_with(".snap"))
+                || parse_pack_file_name(&name).is_some()
+            {
                 !keep_books.contains(name.as_str())
             } else if let Some(n) = crate::finished::parse_run_file_name(&name) {
                 !keep_runs.contains(&n)
@@ -597,6 +635,65 @@ mod tests {
             ..s
         };
         assert_eq!(BookSnapshot::decode(&empty.encode()).unwrap(), empty);
+    }
+
+    #[test]
+    fn books_are_read_from_packs_and_old_book_files_and_checked_against_the_manifest() {
+        use crate::packs::{pack_file_name, PackWriter};
+        let dir = tempfile::tempdir().unwrap();
+        let sd = SnapshotDir::open(dir.path()).unwrap();
+        let a = snap();
+        let b = BookSnapshot {
+            security: SecurityId(9),
+            seq: 7,
+            ..snap()
+        };
+        let mut w = PackWriter::create(sd.path(), 3).unwrap();
+        w.push(&a).unwrap();
+        w.push(&b).unwrap();
+        w.finish().unwrap();
+        let old = BookSnapshot {
+            security: SecurityId(11),
+            ..snap()
+        };
+        let old_file = sd.write_book(&old).unwrap();
+        let r = |sec: u32, seq: u64, file: &str| BookRef {
+            security: SecurityId(sec),
+            seq,
+            file: Some(file.into()),
+        };
+        let mut m = Manifest {
+            generation: 1,
+            next_seq: 200_000,
+            resume_seq: 10,
+            phase: Phase::Continuous,
+            last_time: 0,
+            max_order_id: 0,
+            next_run: 4,
+            brokers: vec![],
+            runs: vec![],
+            books: vec![
+                r(7, a.seq, &pack_file_name(3)),
+                r(9, 7, &pack_file_name(3)),
+                r(11, old.seq, &old_file),
+                BookRef {
+                    security: SecurityId(12),
+                    seq: 0,
+                    file: None,
+                },
+            ],
+        };
+        assert_eq!(sd.read_books(&m).unwrap(), vec![a, b, old]);
+        // Leftovers: an unnamed pack and its temporary file go, the named ones stay.
+        PackWriter::create(sd.path(), 5).unwrap().finish().unwrap();
+        fs::write(sd.path().join("pack-0000000006.gmp.tmp"), b"x").unwrap();
+        assert_eq!(sd.remove_unreferenced(Some(&m)).unwrap(), 2);
+        assert!(sd.path().join(pack_file_name(3)).exists());
+        // A manifest line the pack does not answer is an error.
+        m.books[1].seq = 8;
+        assert!(sd.read_books(&m).is_err());
+        m.books[1] = r(10, 7, &pack_file_name(3));
+        assert!(sd.read_books(&m).is_err());
     }
 
     #[test]

@@ -179,9 +179,10 @@ struct RunArgs {
     /// Every this many seconds: write a checkpoint (the book images received, the finished
     /// orders they let go to the on-disk index, a manifest), then ask for an image of every book
     /// that changed. Bounds memory and restart time; 0 turns snapshots and the index off (the
-    /// manager then keeps every order and command of the day in memory). The core waits while
-    /// a checkpoint writes one fsynced file per changed book (about 5 ms each on a loaded
-    /// test machine, so ~1 s for 200 busy books): keep it at tens of seconds at peak.
+    /// manager then keeps every order and command of the day in memory). A checkpoint is
+    /// written by a thread of its own (one pack of all changed books, a run of finished
+    /// orders, the manifest: four fsyncs whatever the number of books); the core never waits
+    /// for it, and while one is still being written the next is put off.
     #[arg(long, default_value_t = 30.0)]
     snapshot_secs: f64,
     #[command(flatten)]

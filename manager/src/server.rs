@@ -630,6 +630,8 @@ async fn run_core(
     }
     }
     .await;
+    // An orderly stop leaves the checkpoint being written durable (the writer thread's).
+    let result = result.and_then(|()| core.wait_checkpoint(Instant::now()));
     if let Err(e) = &result {
         // Say why while the sessions are still open: their writers end when this returns.
         stopping.stop(format!("manager stopping: {e:#}"));

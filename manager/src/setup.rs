@@ -222,6 +222,27 @@ pub struct Recovered {
     pub fills_restored: u64,
 }
 
+/// Opens the latest checkpoint of a snapshot directory: removes the files its manifest does
+/// not name (what an unfinished checkpoint left), reads the book snapshots it names and opens
+/// the disk archive (with its writer thread) on it.
+pub fn open_checkpoint(snapshots: &Path) -> anyhow::Result<(Restart, crate::archive::DiskArchive)> {
+    let dir = journal::SnapshotDir::open(snapshots)?;
+    let manifest = dir.read_manifest()?;
+    let removed = dir.remove_unreferenced(manifest.as_ref())?;
+    if removed > 0 {
+        tracing::info!(
+            removed,
+            "removed checkpoint files the manifest does not name (an unfinished checkpoint)"
+        );
+    }
+    let books = match &manifest {
+        Some(m) => dir.read_books(m)?,
+        None => Vec::new(),
+    };
+    let archive = crate::archive::DiskArchive::open(dir, manifest.as_ref())?;
+    Ok((Restart { manifest, books }, archive))
+}
+
 /// Opens the checkpoint of `data_dir/snapshots` (removing what the manifest does not name),
 /// installs the disk archive in `core` and rebuilds the core from the book snapshots plus the
 /// journal and tape from the checkpoint's resume seq on. The journal writer's next seq must
@@ -232,35 +253,8 @@ pub fn recover_core(
     cfg: &journal::StoreConfig,
     journal_next_seq: u64,
 ) -> anyhow::Result<(Core, Recovered)> {
-    let dir = journal::SnapshotDir::open(&data_dir.join("snapshots"))?;
-    let manifest = dir.read_manifest()?;
-    let removed = dir.remove_unreferenced(manifest.as_ref())?;
-    if removed > 0 {
-        tracing::info!(
-            removed,
-            "removed checkpoint files the manifest does not name (an unfinished checkpoint)"
-        );
-    }
-    let mut books = Vec::new();
-    if let Some(m) = &manifest {
-        for b in &m.books {
-            if let Some(file) = &b.file {
-                let snap = dir.read_book(file)?;
-                anyhow::ensure!(
-                    snap.security == b.security && snap.seq == b.seq,
-                    "{file} holds security {} at seq {}, the manifest says {} at {}",
-                    snap.security.0,
-                    snap.seq,
-                    b.security.0,
-                    b.seq
-                );
-                books.push(snap);
-            }
-        }
-    }
-    let archive = crate::archive::DiskArchive::open(dir, manifest.as_ref())?;
+    let (restart, archive) = open_checkpoint(&data_dir.join("snapshots"))?;
     let mut core = core.with_archive(Box::new(archive));
-    let restart = Restart { manifest, books };
     let resume_seq = restart.resume_seq();
     let mut out = Recovered {
         resume_seq,

@@ -123,7 +123,7 @@ fn failover_from_images_equals_the_sequential_engine() {
     assert_same_outputs(dir, "local", "grid");
     grid.executors[i].wait_log("executor ready", 1, Duration::from_secs(10));
     assert!(
-        !files(&grid, "book-").is_empty(),
+        !files(&grid, "pack-").is_empty(),
         "no book image reached the disk"
     );
 }

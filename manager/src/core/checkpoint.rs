@@ -11,7 +11,9 @@
 //! A checkpoint ([`Core::checkpoint`], on the timer) commits the journal and tape, takes the
 //! due finished orders and the rejected NEWs out of memory (projection and gateway), and hands
 //! them with the new bases to the [`Archive`], which makes them durable and then writes the
-//! manifest. Invariant of a written manifest: its runs hold exactly the finished orders of
+//! manifest, off the core's thread: the core never waits for the disk. Until the archive
+//! reports the checkpoint durable the core answers for its orders itself ([`Archived`]), and
+//! the next checkpoint waits (at most one is in flight). Invariant of a written manifest: its runs hold exactly the finished orders of
 //! each security up to that security's snapshot, plus every NEW rejected before it; the
 //! journal from `resume_seq` on holds everything else. So recovery (`recovery.rs`) rebuilds
 //! everything exactly from snapshots + runs + the journal tail, and nothing is indexed twice.
@@ -30,8 +32,9 @@ use super::Core;
 /// What one checkpoint makes durable.
 #[derive(Clone, Debug)]
 pub struct Checkpoint {
-    /// Orders leaving memory, sorted by id, unique.
-    pub finished: Vec<FinishedOrder>,
+    /// Orders leaving memory, sorted by id, unique (shared with the core, which answers from
+    /// them until the archive says they are durable).
+    pub finished: Arc<[FinishedOrder]>,
     /// Book snapshots trusted since the last checkpoint (at most one per security).
     pub books: Vec<Arc<BookSnapshot>>,
     /// The manifest's core fields; the archive fills in runs, books, generation and next run.
@@ -52,20 +55,99 @@ pub struct ArchiveStats {
     pub lookups: u64,
 }
 
-/// Where finished orders and book snapshots are kept. Lookups must be exact: a finished
-/// order's record is answered from here once the projection has dropped it.
+/// Where the checkpoint handed to [`Archive::begin`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteState {
+    /// Nothing handed over, or its completion was already reported.
+    Idle,
+    /// Being written.
+    Writing,
+    /// Durable (its manifest is written) and answered by `get`/`scan` from now on; reported
+    /// once. `write_time`: how long the writer took.
+    Durable { write_time: Duration },
+}
+
+/// Where finished orders and book snapshots are kept. Lookups must be exact for what it has
+/// reported durable; the core itself answers for the checkpoint being written.
 pub trait Archive: Send {
     /// The finished order `id`, if indexed.
     fn get(&self, id: OrderId) -> anyhow::Result<Option<FinishedOrder>>;
     /// Every indexed order with `lo <= id <= hi`, in id order.
     fn scan(&self, lo: u64, hi: u64, f: &mut dyn FnMut(&FinishedOrder)) -> anyhow::Result<()>;
-    /// Makes `cp` durable (records first, then books, then the manifest that names them).
-    fn checkpoint(&mut self, cp: Checkpoint) -> anyhow::Result<()>;
+    /// Starts making `cp` durable (records and books first, then the manifest that names
+    /// them), off the caller's thread where the archive has one. One at a time: called only
+    /// when [`Self::poll`] has nothing being written. Never waits for the disk.
+    fn begin(&mut self, cp: Checkpoint) -> anyhow::Result<()>;
+    /// Whether the checkpoint begun last is durable yet (never waits). An error is a failed
+    /// write: the checkpoint never became durable.
+    fn poll(&mut self) -> anyhow::Result<WriteState>;
+    /// Waits until the checkpoint begun last is durable (shutdown, tests).
+    fn wait(&mut self) -> anyhow::Result<WriteState>;
     fn stats(&self) -> ArchiveStats;
 }
 
+/// The checkpoint being written: its orders left the projection and the gateway's memory but
+/// the archive does not answer for them yet, so the core does.
+pub(super) struct Writing {
+    finished: Arc<[FinishedOrder]>,
+    /// The bases it makes durable.
+    written: Vec<(SecurityId, u64)>,
+    began: Instant,
+    /// Time on the core thread, of which the journal commit took `commit_us`.
+    core_us: u64,
+    commit_us: u64,
+    next_seq: u64,
+    resume_seq: u64,
+}
+
+/// The archive plus the checkpoint in flight: every finished order that left memory is
+/// answered exactly, whether the writer has finished with it or not.
+pub(super) struct Archived {
+    store: Box<dyn Archive>,
+    writing: Option<Writing>,
+}
+
+impl Archived {
+    pub fn new(store: Box<dyn Archive>) -> Archived {
+        Archived {
+            store,
+            writing: None,
+        }
+    }
+
+    fn in_flight(&self) -> &[FinishedOrder] {
+        self.writing.as_ref().map_or(&[], |w| &w.finished)
+    }
+
+    pub fn get(&self, id: OrderId) -> anyhow::Result<Option<FinishedOrder>> {
+        let fl = self.in_flight();
+        match fl.binary_search_by_key(&id.0, |f| f.id.0) {
+            Ok(i) => Ok(Some(fl[i])),
+            Err(_) => self.store.get(id),
+        }
+    }
+
+    /// Every finished order with `lo <= id <= hi` (the archive's, then those in flight).
+    pub fn scan(&self, lo: u64, hi: u64, f: &mut dyn FnMut(&FinishedOrder)) -> anyhow::Result<()> {
+        self.store.scan(lo, hi, f)?;
+        let fl = self.in_flight();
+        let start = fl.partition_point(|r| r.id.0 < lo);
+        for r in fl[start..].iter().take_while(|r| r.id.0 <= hi) {
+            f(r);
+        }
+        Ok(())
+    }
+
+    pub fn stats(&self) -> ArchiveStats {
+        self.store.stats()
+    }
+}
+
 /// The archive of tests and `--no-journal`: everything in memory, the latest manifest and
-/// books kept (a test restarts a core from them). Clones share the same contents.
+/// books kept (a test restarts a core from them). Clones share the same contents. A
+/// checkpoint becomes durable at the next `poll` (or `wait`); with [`Self::hold`] it stays in
+/// flight until [`Self::complete`], and a restart from [`MemoryArchiveInner::manifest`] then
+/// is a crash before the manifest.
 #[derive(Clone, Default)]
 pub struct MemoryArchive(Arc<Mutex<MemoryArchiveInner>>);
 
@@ -77,11 +159,70 @@ pub struct MemoryArchiveInner {
     pub books: BTreeMap<u32, Arc<BookSnapshot>>,
     pub checkpoints: u64,
     pub lookups: std::sync::atomic::AtomicU64,
+    /// The checkpoint handed over and not yet durable.
+    pub pending: Option<Checkpoint>,
+    /// Keep `pending` in flight until [`MemoryArchive::complete`].
+    pub held: bool,
+    /// A checkpoint became durable and `poll` has not said so yet.
+    completed: bool,
+}
+
+impl MemoryArchiveInner {
+    /// Makes the pending checkpoint durable, as the writer does.
+    fn apply(&mut self) -> anyhow::Result<()> {
+        let Some(cp) = self.pending.take() else {
+            return Ok(());
+        };
+        for r in cp.finished.iter() {
+            anyhow::ensure!(
+                self.records.insert(r.id.0, *r).is_none(),
+                "order {} indexed twice",
+                r.id.0
+            );
+        }
+        for b in cp.books {
+            self.books.insert(b.security.0, b);
+        }
+        let mut m = cp.manifest;
+        m.generation = self.manifest.as_ref().map_or(1, |x| x.generation + 1);
+        m.books = self
+            .books
+            .values()
+            .map(|b| BookRef {
+                security: b.security,
+                seq: b.seq,
+                file: Some(b.file_name()),
+            })
+            .collect();
+        self.manifest = Some(m);
+        self.checkpoints += 1;
+        self.completed = true;
+        Ok(())
+    }
 }
 
 impl MemoryArchive {
     pub fn inner(&self) -> std::sync::MutexGuard<'_, MemoryArchiveInner> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps checkpoints in flight (`true`) until [`Self::complete`].
+    pub fn hold(&self, held: bool) {
+        self.inner().held = held;
+    }
+
+    /// The process died: a checkpoint not yet durable is lost (a restart reads the manifest
+    /// before it), and nothing is left to report.
+    pub fn crash(&self) {
+        let mut inner = self.inner();
+        inner.pending = None;
+        inner.completed = false;
+    }
+
+    /// Makes the checkpoint in flight durable (the writer finished; the core learns it at its
+    /// next poll).
+    pub fn complete(&self) -> anyhow::Result<()> {
+        self.inner().apply()
     }
 }
 
@@ -101,32 +242,35 @@ impl Archive for MemoryArchive {
         Ok(())
     }
 
-    fn checkpoint(&mut self, cp: Checkpoint) -> anyhow::Result<()> {
+    fn begin(&mut self, cp: Checkpoint) -> anyhow::Result<()> {
         let mut inner = self.inner();
-        for r in cp.finished {
-            anyhow::ensure!(
-                inner.records.insert(r.id.0, r).is_none(),
-                "order {} indexed twice",
-                r.id.0
-            );
-        }
-        for b in cp.books {
-            inner.books.insert(b.security.0, b);
-        }
-        let mut m = cp.manifest;
-        m.generation = inner.manifest.as_ref().map_or(1, |x| x.generation + 1);
-        m.books = inner
-            .books
-            .values()
-            .map(|b| BookRef {
-                security: b.security,
-                seq: b.seq,
-                file: Some(b.file_name()),
-            })
-            .collect();
-        inner.manifest = Some(m);
-        inner.checkpoints += 1;
+        anyhow::ensure!(
+            inner.pending.is_none() && !inner.completed,
+            "a checkpoint is already being written"
+        );
+        inner.pending = Some(cp);
         Ok(())
+    }
+
+    fn poll(&mut self) -> anyhow::Result<WriteState> {
+        let mut inner = self.inner();
+        if inner.pending.is_some() && !inner.held {
+            inner.apply()?;
+        }
+        Ok(if std::mem::take(&mut inner.completed) {
+            WriteState::Durable {
+                write_time: Duration::ZERO,
+            }
+        } else if inner.pending.is_some() {
+            WriteState::Writing
+        } else {
+            WriteState::Idle
+        })
+    }
+
+    fn wait(&mut self) -> anyhow::Result<WriteState> {
+        self.inner().apply()?;
+        self.poll()
     }
 
     fn stats(&self) -> ArchiveStats {
@@ -155,6 +299,11 @@ pub struct MemoryFigures {
     /// Finished orders waiting for the next checkpoint.
     pub due: usize,
     pub in_flight: usize,
+    /// Finished orders of the checkpoint being written (out of the projection, not yet
+    /// answered by the archive).
+    pub archiving: usize,
+    /// Checkpoints put off because the previous one was still being written.
+    pub checkpoints_delayed: u64,
     /// Images trusted, and dropped as stale, since the start.
     pub images_accepted: u64,
     pub images_stale: u64,
@@ -215,11 +364,13 @@ impl Core {
     }
 
     /// The timer of the snapshot policy: every `snapshot_interval`, a checkpoint of what is
-    /// ready, then a request for an image of every book that changed since its last one.
+    /// ready, then a request for an image of every book that changed since its last one. A
+    /// checkpoint still being written puts the next one off (retried at the next call).
     pub fn maintain(&mut self, now: Instant) -> anyhow::Result<()> {
         let Some(interval) = self.config.snapshot_interval else {
             return Ok(());
         };
+        self.collect_checkpoint(now)?;
         if now.saturating_duration_since(self.last_checkpoint) < interval {
             return Ok(());
         }
@@ -227,63 +378,111 @@ impl Core {
     }
 
     /// A checkpoint of what is ready, then a request for an image of every book that changed
-    /// since its last one (what the timer does; tests call it directly).
+    /// since its last one (what the timer does; tests call it directly). Nothing happens
+    /// while the previous checkpoint is still being written.
     pub fn snapshot_round(&mut self, now: Instant) -> anyhow::Result<()> {
-        self.checkpoint(now)?;
-        let asked = self.shards.request_images();
-        tracing::debug!(asked, "asked for book images");
+        if self.checkpoint(now)? {
+            let asked = self.shards.request_images();
+            tracing::debug!(asked, "asked for book images");
+        }
         Ok(())
     }
 
-    /// Makes the trusted images and the finished orders due durable, and drops those orders
-    /// from memory (projection and gateway). See the module doc for the invariant.
-    pub fn checkpoint(&mut self, now: Instant) -> anyhow::Result<()> {
+    /// Takes the trusted images and the finished orders due out of memory (projection and
+    /// gateway) and hands them to the archive's writer; returns false (and does nothing) while
+    /// the previous checkpoint is still being written. Until the archive reports it durable,
+    /// the core answers for those orders itself. See the module doc for the invariant.
+    pub fn checkpoint(&mut self, now: Instant) -> anyhow::Result<bool> {
+        self.collect_checkpoint(now)?;
+        if self.archive.writing.is_some() {
+            self.checkpoints_delayed += 1;
+            return Ok(false);
+        }
         let started = Instant::now();
         self.last_checkpoint = now;
         // Every fill of every completed command, and every journaled command, durable first.
         self.persist.commit()?;
+        let commit_us = started.elapsed().as_micros() as u64;
         let mut ids = std::mem::take(&mut self.due);
         ids.extend(self.projection.take_rejected());
-        let finished = self.projection.archive(&ids);
+        let finished: Arc<[FinishedOrder]> = self.projection.archive(&ids).into();
         let books = self.shards.fresh_bases();
         let written: Vec<(SecurityId, u64)> = books.iter().map(|b| (b.security, b.seq)).collect();
         let manifest = self.manifest_core();
-        let resume_seq = manifest.resume_seq;
-        let archived = finished.len();
-        let cp = Checkpoint {
-            finished,
+        let (next_seq, resume_seq) = (manifest.next_seq, manifest.resume_seq);
+        self.archive.store.begin(Checkpoint {
+            finished: finished.clone(),
             books,
             manifest,
-        };
-        let forget: Vec<OrderId> = cp.finished.iter().map(|f| f.id).collect();
-        self.archive.checkpoint(cp)?;
-        for id in forget {
-            self.gateway.forget(id);
+        })?;
+        for f in finished.iter() {
+            self.gateway.forget(f.id);
         }
         self.projection.shrink();
-        self.shards.bases_durable(&written);
-        let m = self.memory_figures();
-        let elapsed = started.elapsed();
-        tracing::info!(
-            next_seq = self.next_seq,
+        self.archive.writing = Some(Writing {
+            finished,
+            written,
+            began: now,
+            core_us: started.elapsed().as_micros() as u64,
+            commit_us,
+            next_seq,
             resume_seq,
-            archived,
-            books = written.len(),
+        });
+        Ok(true)
+    }
+
+    /// Collects the checkpoint being written if the archive says it is durable: its bases
+    /// count as durable, and its orders are answered by the archive from now on.
+    fn collect_checkpoint(&mut self, now: Instant) -> anyhow::Result<()> {
+        if self.archive.writing.is_none() {
+            return Ok(());
+        }
+        if let WriteState::Durable { write_time } = self.archive.store.poll()? {
+            self.checkpoint_durable(now, write_time);
+        }
+        Ok(())
+    }
+
+    /// Waits until the checkpoint being written is durable (an orderly stop; tests).
+    pub fn wait_checkpoint(&mut self, now: Instant) -> anyhow::Result<()> {
+        if self.archive.writing.is_none() {
+            return Ok(());
+        }
+        if let WriteState::Durable { write_time } = self.archive.store.wait()? {
+            self.checkpoint_durable(now, write_time);
+        }
+        Ok(())
+    }
+
+    fn checkpoint_durable(&mut self, now: Instant, write_time: Duration) {
+        let Some(w) = self.archive.writing.take() else {
+            return;
+        };
+        self.shards.bases_durable(&w.written);
+        let m = self.memory_figures();
+        tracing::info!(
+            next_seq = w.next_seq,
+            resume_seq = w.resume_seq,
+            archived = w.finished.len(),
+            books = w.written.len(),
             records = m.records,
             gateway_ids = m.gateway_ids,
             history = m.history,
             image_orders = m.image_orders,
-            elapsed_us = elapsed.as_micros() as u64,
+            delayed = m.checkpoints_delayed,
+            core_us = w.core_us,
+            commit_us = w.commit_us,
+            write_us = write_time.as_micros() as u64,
+            durable_after_ms = now.saturating_duration_since(w.began).as_millis() as u64,
             "checkpoint"
         );
-        if elapsed > Duration::from_millis(500) {
+        if w.core_us > 100_000 {
             self.stats.log(
                 now,
                 LogKind::Info,
-                format!("slow checkpoint: {} ms", elapsed.as_millis()),
+                format!("slow checkpoint: {} ms on the core", w.core_us / 1000),
             );
         }
-        Ok(())
     }
 
     /// The manifest fields only the core knows.
@@ -328,6 +527,8 @@ impl Core {
                 .sum(),
             due: self.due.len(),
             in_flight: self.inflight.len(),
+            archiving: self.archive.in_flight().len(),
+            checkpoints_delayed: self.checkpoints_delayed,
             images_accepted: self.images_accepted,
             images_stale: self.images_stale,
         }
@@ -339,7 +540,7 @@ impl Core {
 
     /// The finished order `id` from the archive, as the gateway needs it.
     pub(super) fn archived_id(
-        archive: &dyn Archive,
+        archive: &Archived,
         id: OrderId,
     ) -> anyhow::Result<Option<matching::ArchivedId>> {
         Ok(archive.get(id)?.map(|f| f.archived_id()))

@@ -30,7 +30,7 @@ mod recovery;
 pub mod shards;
 mod stats;
 
-pub use checkpoint::{Archive, ArchiveStats, Checkpoint, MemoryArchive, MemoryFigures};
+pub use checkpoint::{Archive, ArchiveStats, Checkpoint, MemoryArchive, MemoryFigures, WriteState};
 pub use recovery::Restart;
 
 use std::collections::VecDeque;
@@ -345,8 +345,10 @@ pub struct Core {
     out: Outbox,
     /// Schedule name for monitors.
     schedule: String,
-    /// Finished orders and book snapshots leave memory for it (see [`checkpoint`]).
-    archive: Box<dyn Archive>,
+    /// Finished orders and book snapshots leave memory for it (see [`checkpoint`]), with the
+    /// checkpoint being written.
+    archive: checkpoint::Archived,
+    checkpoints_delayed: u64,
     /// Finished orders of books whose image was trusted: due for the next checkpoint.
     due: Vec<OrderId>,
     /// Image parts being received, per executor.
@@ -411,7 +413,8 @@ impl Core {
             schedule: "continuous".into(),
             metrics: None,
             config,
-            archive: Box::new(MemoryArchive::default()),
+            archive: checkpoint::Archived::new(Box::new(MemoryArchive::default())),
+            checkpoints_delayed: 0,
             due: Vec::new(),
             images_in: FxHashMap::default(),
             last_checkpoint: now,
@@ -424,7 +427,7 @@ impl Core {
 
     /// Replaces the archive (the disk index in production; memory by default).
     pub fn with_archive(mut self, archive: Box<dyn Archive>) -> Self {
-        self.archive = archive;
+        self.archive = checkpoint::Archived::new(archive);
         self
     }
 
@@ -637,7 +640,7 @@ impl Core {
             }
             SessionKind::Exchange => {}
         }
-        let archive = &*self.archive;
+        let archive = &self.archive;
         let checked = self
             .gateway
             .check_with(&cmd, |id| Core::archived_id(archive, id))?;

@@ -192,7 +192,7 @@ impl Core {
                 }
                 continue;
             }
-            let archive = &*self.archive;
+            let archive = &self.archive;
             let checked = self
                 .gateway
                 .check_with(&command, |id| Core::archived_id(archive, id))?;
