@@ -98,12 +98,13 @@ pub fn today_at_hose(unix_ms: i64) -> String {
 }
 
 /// The `n`-th trading day (0-based) from `start`: weekdays only.
+/// Closed form (five weekdays a week), so a late day of a long run costs no more than the first.
 fn trading_day(start: Date, n: u32) -> Date {
-    let mut d = next_weekday(start);
-    for _ in 0..n {
-        d = next_weekday(d.next_day().expect("dates far from the end of time"));
-    }
-    d
+    let first = next_weekday(start);
+    let weekday = i64::from(first.weekday().number_days_from_monday());
+    let count = weekday + i64::from(n);
+    let monday = first - time::Duration::days(weekday);
+    monday + time::Duration::days(count / 5 * 7 + count % 5)
 }
 
 /// Exchange time of `minute` after midnight (local) on `date`, plus `nanos`.
@@ -181,6 +182,11 @@ impl Schedule {
     /// Every phase boundary of the schedule, in order: exchange time, phase, and the wall
     /// clock (ms since the epoch) at which it falls due.
     fn timeline(&self) -> impl Iterator<Item = (Timestamp, Phase, i64)> + '_ {
+        self.timeline_from(0)
+    }
+
+    /// The boundaries of the days from `first_day` on (ordered by both times).
+    fn timeline_from(&self, first_day: u32) -> impl Iterator<Item = (Timestamp, Phase, i64)> + '_ {
         let days = if self.kind == ScheduleKind::Hose {
             self.days
         } else {
@@ -188,7 +194,7 @@ impl Schedule {
         };
         let start = self.start();
         let day_ms = self.day_length_ms as i64;
-        (0..days).flat_map(move |d| {
+        (first_day.min(days)..days).flat_map(move |d| {
             let date = trading_day(start, d);
             HOSE_DAY.iter().map(move |&(m, p)| {
                 let real = self.anchor_unix_ms
@@ -206,25 +212,119 @@ impl Schedule {
 
     /// The phase changes due at wall-clock `unix_ns` that come after exchange time `issued`
     /// (the last phase change already sequenced; `None` before the first).
+    ///
+    /// Called for every submit: it looks only at the days from `issued`'s on and stops at the
+    /// first boundary not yet due, so its cost does not grow with `--days` or the day reached.
     pub fn due(&self, unix_ns: i64, issued: Option<Timestamp>) -> Vec<(Timestamp, Phase)> {
         let now_ms = unix_ns.div_euclid(1_000_000);
-        self.timeline()
-            .filter(|(t, _, real)| *real <= now_ms && issued.is_none_or(|i| *t > i))
+        self.timeline_from(issued.map_or(0, |i| self.day_of(i)))
+            .take_while(|(_, _, real)| *real <= now_ms)
+            .filter(|(t, _, _)| issued.is_none_or(|i| *t > i))
             .map(|(t, p, _)| (t, p))
             .collect()
     }
 
     /// Wall-clock ms at which the next boundary after exchange time `after` falls due, if any.
     pub fn next_due_unix_ms(&self, after: Option<Timestamp>) -> Option<i64> {
-        self.timeline()
+        self.timeline_from(after.map_or(0, |a| self.day_of(a)))
             .find(|(t, _, _)| after.is_none_or(|a| *t > a))
             .map(|(_, _, real)| real)
+    }
+
+    /// The trading day (0-based) that exchange time `t` falls in or after: the last day whose
+    /// 09:00 is not after `t` (0 before the first). A binary search over the days.
+    fn day_of(&self, t: Timestamp) -> u32 {
+        let start = self.start();
+        let opens = |d: u32| stamp(trading_day(start, d), DAY_START_MIN, 0);
+        let (mut lo, mut hi) = (0u32, self.days.max(1));
+        // Invariant: opens(lo) <= t or lo == 0; every day from hi on opens after t.
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            if opens(mid) <= t {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The day-by-day definition the closed form must equal.
+    fn trading_day_by_steps(start: Date, n: u32) -> Date {
+        let mut d = next_weekday(start);
+        for _ in 0..n {
+            d = next_weekday(d.next_day().unwrap());
+        }
+        d
+    }
+
+    #[test]
+    fn the_closed_form_trading_day_counts_weekdays_like_the_calendar() {
+        // Every weekday and weekend start over four weeks, up to three years of trading days.
+        let first = parse_date("2026-01-01").unwrap();
+        for offset in 0..28 {
+            let start = first + time::Duration::days(offset);
+            let mut by_steps = next_weekday(start);
+            for n in 0..800 {
+                assert_eq!(trading_day(start, n), by_steps, "start {start}, day {n}");
+                by_steps = next_weekday(by_steps.next_day().unwrap());
+            }
+            assert_eq!(trading_day(start, 799), trading_day_by_steps(start, 799));
+        }
+    }
+
+    #[test]
+    fn due_on_a_long_schedule_equals_the_full_scan_at_every_point() {
+        let s = Schedule::new(
+            ScheduleKind::Hose,
+            Duration::from_secs(60),
+            1000,
+            "2026-01-09",
+            1_000_000,
+        )
+        .unwrap();
+        let all: Vec<(Timestamp, Phase, i64)> = s.timeline().collect();
+        let full_scan = |now_ms: i64, issued: Option<Timestamp>| -> Vec<(Timestamp, Phase)> {
+            all.iter()
+                .filter(|(t, _, real)| *real <= now_ms && issued.is_none_or(|i| *t > i))
+                .map(|(t, p, _)| (*t, *p))
+                .collect()
+        };
+        // Issued at every kind of point (none, each boundary of early, middle and late days,
+        // between boundaries, after the last), asked at several later instants.
+        let mut issued: Vec<Option<Timestamp>> = vec![None];
+        for k in (0..all.len()).filter(|k| k % 997 < 8 || *k + 8 >= all.len()) {
+            issued.push(Some(all[k].0));
+            issued.push(Some(all[k].0 + 1));
+            issued.push(Some(all[k].0 - 1));
+        }
+        for i in issued {
+            for now_ms in [
+                1_000_000,
+                1_030_000,
+                5_000_000,
+                30_000_500,
+                60_001_000,
+                100_000_000,
+            ] {
+                assert_eq!(
+                    s.due(now_ms * 1_000_000, i),
+                    full_scan(now_ms, i),
+                    "issued {i:?} at {now_ms}"
+                );
+            }
+            let next = all
+                .iter()
+                .find(|(t, _, _)| i.is_none_or(|x| *t > x))
+                .map(|(_, _, real)| *real);
+            assert_eq!(s.next_due_unix_ms(i), next, "next after {i:?}");
+        }
+    }
 
     fn hose(days: u32) -> Schedule {
         // 2026-01-09 is a Friday: the second trading day is Monday the 12th.
