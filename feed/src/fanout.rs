@@ -52,6 +52,23 @@ pub enum SubscriberState {
     Dropped,
 }
 
+/// What the fanout produced since it started (every subscriber, past ones included): the
+/// figures of the feed's throughput.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FanoutTotals {
+    /// Canonical messages published (the builder's batches, once each whoever subscribes).
+    pub canonical: u64,
+    /// Messages produced for subscribers' views, by view kind ([`FeedLevel::kind_index`]:
+    /// L1, L2, L3): incrementals queued plus resync snapshots, heartbeats not included.
+    pub produced: [u64; 3],
+    /// Of those, resync messages (`SnapshotBegin` and snapshots).
+    pub snapshot_messages: u64,
+    /// Messages handed out by `poll`.
+    pub delivered: u64,
+    /// Queue overflows (each cleared a queue and resynced or dropped its subscriber).
+    pub overflows: u64,
+}
+
 /// A subscriber's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SubscriberStats {
@@ -94,6 +111,7 @@ pub struct Fanout {
     /// Widest L1/L2 window among the subscribers: the top levels loaded once per batch.
     max_window: usize,
     tops: Tops,
+    totals: FanoutTotals,
 }
 
 impl Fanout {
@@ -105,11 +123,17 @@ impl Fanout {
             now: Timestamp::MIN,
             max_window: 0,
             tops: Tops::none(),
+            totals: FanoutTotals::default(),
         }
     }
 
     pub fn policy(&self) -> QueuePolicy {
         self.policy
+    }
+
+    /// What was produced and delivered so far.
+    pub fn totals(&self) -> FanoutTotals {
+        self.totals
     }
 
     /// Number of subscribers (dropped ones included until unsubscribed).
@@ -177,6 +201,7 @@ impl Fanout {
             // No message and no book change: no view has anything to say.
             return;
         }
+        self.totals.canonical += batch.messages.len() as u64;
         self.tops.load(builder, self.max_window);
         let policy = self.policy;
         for sub in &mut self.subs {
@@ -186,9 +211,11 @@ impl Fanout {
             let before = sub.queue.len();
             sub.view.on_batch(builder, &self.tops, &mut sub.queue);
             let added = sub.queue.len() - before;
+            self.totals.produced[sub.view.level().kind_index()] += added as u64;
             if sub.incrementals + added > policy.capacity {
                 // Over by at most one batch, and only until `strike` clears it.
                 sub.stats.overflows += 1;
+                self.totals.overflows += 1;
                 strike(sub, policy, now);
             } else {
                 sub.incrementals += added;
@@ -234,11 +261,18 @@ impl Fanout {
         out: &mut Vec<Message>,
     ) -> Result<SubscriberState, UnknownSubscriber> {
         let time = builder.clock();
-        let sub = self.find(id)?;
+        let i = self
+            .subs
+            .binary_search_by_key(&id, |s| s.id)
+            .map_err(|_| UnknownSubscriber(id))?;
+        let sub = &mut self.subs[i];
         if sub.state == SubscriberState::Resyncing && sub.queue.is_empty() {
             sub.view.resync(builder, time, &mut sub.queue);
             sub.state = SubscriberState::Live;
             sub.stats.resyncs += 1;
+            let n = sub.queue.len() as u64;
+            self.totals.produced[sub.view.level().kind_index()] += n;
+            self.totals.snapshot_messages += n;
         }
         let n = max.min(sub.queue.len());
         for m in sub.queue.drain(..n) {
@@ -248,6 +282,7 @@ impl Fanout {
             out.push(m);
         }
         sub.stats.delivered += n as u64;
+        self.totals.delivered += n as u64;
         Ok(sub.state)
     }
 

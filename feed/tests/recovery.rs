@@ -409,3 +409,133 @@ fn bad_subscriptions_are_refused() {
     }
     assert!(feed.fanout().is_empty());
 }
+
+/// The fanout's totals are exact: per view kind, what subscribers polled (snapshots included,
+/// a subscriber that left included); the canonical count is what the builder published; an
+/// overflow counts once and what it cleared was produced but never delivered.
+#[test]
+fn fanout_totals_count_every_message_produced_and_delivered() {
+    let mut gen = Gen::new(21, GenConfig::default());
+    let table = gen.table().clone();
+    let mut driver = common::Driver::new(gen.rules(), &table);
+    let mut feed = Feed::new(&table, QueuePolicy::default());
+    let subs = [
+        sub(FeedLevel::L1, Securities::All),
+        sub(FeedLevel::L2 { levels: 5 }, Securities::All),
+        sub(
+            FeedLevel::L2 { levels: 1 },
+            Securities::Only(vec![SecurityId(2)]),
+        ),
+        sub(FeedLevel::L3, Securities::All),
+        sub(
+            FeedLevel::L3,
+            Securities::Only(vec![SecurityId(0), SecurityId(4)]),
+        ),
+    ];
+    let mut ids: Vec<(SubscriberId, FeedLevel)> = subs
+        .iter()
+        .map(|s| (feed.subscribe(s).unwrap(), s.level))
+        .collect();
+    let (mut polled, mut snapshots, mut canonical) = ([0u64; 3], 0u64, 0u64);
+    let mut msgs = Vec::new();
+    for i in 0..12_000 {
+        let cmd = gen.next_command();
+        driver.step(&cmd, |seq, time, security, command, events| {
+            feed.apply(Completed {
+                seq,
+                time,
+                security,
+                command,
+                events,
+            })
+            .unwrap();
+            canonical += feed.builder().last_batch().messages.len() as u64;
+        });
+        match i {
+            // One joins late, one leaves after it took everything.
+            3_000 => ids.push((feed.subscribe(&subs[3]).unwrap(), FeedLevel::L3)),
+            6_000 => {
+                let (gone, level) = ids.remove(1);
+                msgs.clear();
+                feed.poll(gone, usize::MAX, &mut msgs).unwrap();
+                polled[level.kind_index()] += msgs.len() as u64;
+                snapshots += msgs.iter().filter(|m| m.body.is_snapshot()).count() as u64;
+                feed.unsubscribe(gone).unwrap();
+            }
+            _ => {}
+        }
+        // A resync on request: its snapshot is counted too.
+        if i == 8_000 {
+            feed.request_resync(ids[0].0).unwrap();
+        }
+        for &(id, level) in &ids {
+            msgs.clear();
+            // Small polls, so a subscriber's queue spans many commands.
+            feed.poll(id, 7, &mut msgs).unwrap();
+            polled[level.kind_index()] += msgs.len() as u64;
+            snapshots += msgs.iter().filter(|m| m.body.is_snapshot()).count() as u64;
+        }
+    }
+    for &(id, level) in &ids {
+        msgs.clear();
+        feed.poll(id, usize::MAX, &mut msgs).unwrap();
+        polled[level.kind_index()] += msgs.len() as u64;
+        snapshots += msgs.iter().filter(|m| m.body.is_snapshot()).count() as u64;
+    }
+    let t = feed.fanout().totals();
+    eprintln!("{t:?}");
+    assert_eq!(t.produced, polled);
+    assert!(polled.iter().all(|&n| n > 1_000), "{polled:?}");
+    assert_eq!(t.snapshot_messages, snapshots);
+    // Initial snapshots of 6 subscriptions and one requested resync (6 + 1 + 3 + 1 + 6 + 3 + 6
+    // securities, each with its SnapshotBegin).
+    assert_eq!(
+        snapshots,
+        (6 + 1) + (1 + 1) + (6 + 1) + (2 + 1) + (6 + 1) + (6 + 1) + (6 + 1)
+    );
+    assert_eq!(t.delivered, polled.iter().sum::<u64>());
+    assert_eq!(t.canonical, canonical);
+    assert!(canonical > 5_000, "{canonical}");
+    assert_eq!(t.overflows, 0);
+
+    // A subscriber that never polls overflows; the others' counts stay exact.
+    let policy = QueuePolicy {
+        capacity: 300,
+        max_overflows: 1_000,
+        window: 1,
+    };
+    let mut feed = Feed::new(&table, policy);
+    let stalled = feed.subscribe(&subs[3]).unwrap();
+    let reader = feed.subscribe(&subs[3]).unwrap();
+    let mut read = 0u64;
+    for _ in 0..3_000 {
+        let cmd = gen.next_command();
+        driver.step(&cmd, |seq, time, security, command, events| {
+            feed.apply(Completed {
+                seq,
+                time,
+                security,
+                command,
+                events,
+            })
+            .unwrap();
+        });
+        msgs.clear();
+        feed.poll(reader, usize::MAX, &mut msgs).unwrap();
+        read += msgs.len() as u64;
+        // The stalled one takes its snapshot only, at its first poll.
+        if feed.fanout().stats(stalled).unwrap().resyncs == 0 {
+            msgs.clear();
+            feed.poll(stalled, usize::MAX, &mut msgs).unwrap();
+            read += msgs.len() as u64;
+        }
+    }
+    let t = feed.fanout().totals();
+    let s = feed.fanout().stats(stalled).unwrap();
+    // Once: a resyncing subscriber gets nothing more until it polls its snapshot.
+    assert_eq!(s.overflows, 1, "{s:?}");
+    assert_eq!(t.overflows, 1);
+    assert_eq!(t.delivered, read);
+    // Produced: what was read, plus the more than `capacity` messages the overflow cleared.
+    assert!(t.produced[2] > read + policy.capacity as u64, "{t:?} {s:?}");
+}
