@@ -415,6 +415,130 @@ fn a_restarted_manager_rebuilds_its_feed_and_the_recorder_carries_on() {
     assert_final_books(&out, &table, &s.engine);
 }
 
+/// The benchmark's subscribers: `record --count-only --sessions 3` (three subscriptions in one
+/// process, no files) and a file-writing recorder both end with books equal to the sequential
+/// engine's: their `--books-out` files equal `replay --local --books-out` byte for byte, and
+/// the file recorder's LOBSTER files rebuild the same books.
+#[test]
+fn counting_subscribers_and_recorders_end_with_the_engines_books() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let grid = grid(dir, 2, 5, &[]);
+    let table = table(&grid);
+    let stream = dir.join("orders.csv");
+    generate(&grid.securities(), 20_000, 11, &stream);
+    let (out, books) = (dir.join("rec"), dir.join("books"));
+    std::fs::create_dir_all(&books).unwrap();
+    let file_books = books.join("files.csv");
+    let counted_books = books.join("count.csv");
+    let mut rec = record(
+        &grid,
+        "record",
+        &out,
+        &["--books-out", file_books.to_str().unwrap()],
+    );
+    let mut args: Vec<String> = [
+        "record",
+        "--manager",
+        &grid.addr,
+        "--ca",
+        grid.ca().to_str().unwrap(),
+        "--token",
+        &grid.token(),
+        "--count-only",
+        "--sessions",
+        "3",
+        "--books-out",
+        counted_books.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push("--levels=5".into());
+    let mut counter = Proc::spawn("count", &bin("user-sim"), &args, grid.dir.join("count.log"));
+    counter.wait_log("caught up", 3, Duration::from_secs(30));
+    let mut replay = grid.spawn_replay(&stream, "grid", &[]);
+    grid.wait_replay(&mut replay);
+    stop_recorder(&mut rec);
+    // Every subscription of the counting process caught up (two heartbeats each after now).
+    for i in 1..=3 {
+        let tag = format!("subscription{{n={i}}}");
+        let seen = |p: &Proc| {
+            p.log_text()
+                .lines()
+                .filter(|l| l.contains(&tag) && l.contains("caught up"))
+                .count()
+        };
+        let before = seen(&counter);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while seen(&counter) < before + 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{tag} never caught up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert!(counter.terminate(Duration::from_secs(10)));
+    let log = counter.log_text();
+    assert!(log.contains("counted only: no files"), "{log}");
+    assert_eq!(summary_number(&log, "sessions"), 3, "{log}");
+    assert_eq!(summary_number(&log, "gaps"), 0, "{log}");
+    assert_eq!(summary_number(&log, "LOBSTER"), 0, "no file lines: {log}");
+    // The reference books from the sequential exchange.
+    let reference = books.join("reference.csv");
+    let o = std::process::Command::new(bin("user-sim"))
+        .args(["replay", "--local", "--securities"])
+        .arg(grid.securities())
+        .arg("--orders")
+        .arg(&stream)
+        .args(["--trades-out", "/dev/null", "--totals-out", "/dev/null"])
+        .args(["--rejects-out", "/dev/null", "--books-out"])
+        .arg(&reference)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = read(&reference);
+    // Non-trivial: both sides of several books, and every security's totals.
+    assert!(
+        want.lines().filter(|l| l.contains(",bid,")).count() > 20,
+        "{want}"
+    );
+    assert!(
+        want.lines().filter(|l| l.contains(",ask,")).count() > 20,
+        "{want}"
+    );
+    assert_eq!(
+        want.lines().filter(|l| l.contains(",bid_total,")).count(),
+        5
+    );
+    for got in [file_books.clone()]
+        .into_iter()
+        .chain((1..=3).map(|i| books.join(format!("count.csv.{i}"))))
+    {
+        assert!(
+            read(&got) == want,
+            "{} differs from the engine's books",
+            got.display()
+        );
+    }
+    assert!(
+        !dir.join("rec").join("1").exists(),
+        "a counting subscriber writes no files"
+    );
+    // The engine's books, independently of the books CSV writer.
+    let s = sequence(&rows_of(&stream), &table, MarketRules::hose());
+    assert_final_books(&out, &table, &s.engine);
+    for (sec, code, _) in table.iter() {
+        let (bid_total, ask_total) = s.engine.totals(sec);
+        assert!(want.contains(&format!("{code},bid_total,,{bid_total}\n")));
+        assert!(want.contains(&format!("{code},ask_total,,{ask_total}\n")));
+        let (bids, _) = s.engine.depth(sec, 1);
+        if let Some((p, q)) = bids.first() {
+            assert!(want.contains(&format!("{code},bid,{p},{q}\n")));
+        }
+    }
+}
+
 // ------------------------------------------------------------------ raw sessions in-process
 
 fn runtime() -> tokio::runtime::Runtime {
