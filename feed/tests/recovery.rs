@@ -504,6 +504,8 @@ fn fanout_totals_count_every_message_produced_and_delivered() {
         max_overflows: 1_000,
         window: 1,
     };
+    let mut gen = Gen::new(22, GenConfig::default());
+    let mut driver = common::Driver::new(gen.rules(), &table);
     let mut feed = Feed::new(&table, policy);
     let stalled = feed.subscribe(&subs[3]).unwrap();
     let reader = feed.subscribe(&subs[3]).unwrap();
