@@ -112,7 +112,7 @@ pub struct FeedCounters {
     /// Messages and bytes written to subscriber streams (heartbeats included).
     pub sent: AtomicU64,
     pub sent_bytes: AtomicU64,
-    /// When the feed task started, and the first and last item applied, in microseconds
+    /// When the feed task started, and the first and last batch of items arrived, in µs
     /// after it (0: none yet): the span the message rates are computed over.
     pub started: Instant,
     pub first_item_us: AtomicU64,
@@ -174,6 +174,7 @@ impl FeedCounters {
         )
     }
 
+    /// A batch of items arrived now (once per batch: the clock is read once).
     fn mark_item(&self) {
         let us = (self.started.elapsed().as_micros() as u64).max(1);
         if self.first_item_us.load(Ordering::Relaxed) == 0 {
@@ -623,6 +624,7 @@ impl Task {
             batch.len().min(self.queued.load(Ordering::Relaxed)),
             Ordering::Relaxed,
         );
+        self.counters.mark_item();
         self.apply_items(batch);
     }
 
@@ -644,7 +646,6 @@ impl Task {
             match self.state.apply(&item) {
                 Ok(ItemOutcome::Applied) => {
                     self.counters.applied.fetch_add(1, Ordering::Relaxed);
-                    self.counters.mark_item();
                 }
                 Ok(ItemOutcome::Covered) => {}
                 Err(e) => {
