@@ -42,16 +42,24 @@ start_grid() {
   wait_ready $(seq -f "bench-%g" "$N")
 }
 
-# wait_caught_up LOG [PATTERN]: until LOG shows two more "caught up" heartbeats (matching
-# PATTERN too: one session of several) than now. The feed sends a heartbeat only with nothing
-# queued for the subscription: everything sequenced so far was received. A dropped or failed
-# subscriber is not waited for.
+# caught_up LOG PATTERN: how many "caught up" heartbeats LOG shows for PATTERN (one session).
+caught_up() { grep "caught up" "$1" | grep -c -F "$2" || true; }
+# wait_caught_up LOG:PATTERN...: until every one shows two more "caught up" heartbeats than now.
+# The feed sends a heartbeat only with nothing queued for the subscription: everything
+# sequenced so far was received. A dropped or failed subscriber is not waited for.
 wait_caught_up() {
-  local log=$1 pat=${2:-caught up} n
-  n=$(grep "caught up" "$log" | grep -c -F "$pat" || true)
+  local targets=() spec
+  for spec in "$@"; do targets+=("$(( $(caught_up "${spec%%:*}" "${spec#*:}") + 2 ))"); done
   for _ in $(seq 6000); do
-    [ "$(grep "caught up" "$log" | grep -c -F "$pat" || true)" -ge $((n + 2)) ] && return
-    grep -q -E "too slow|Error" "$log" && return
+    local pending=0 i=0
+    for spec in "$@"; do
+      local log=${spec%%:*}
+      if [ "$(caught_up "$log" "${spec#*:}")" -lt "${targets[$i]}" ] && ! grep -q -E "too slow|Error" "$log"; then
+        pending=1; break
+      fi
+      i=$((i + 1))
+    done
+    [ $pending = 0 ] && return
     sleep 0.05
   done
 }
@@ -92,11 +100,13 @@ run() {
   local drained=0 m2="$m1" exact="-" dropped=0
   if [ "$mode" != base ]; then
     t0=$(date +%s.%N)
+    local specs=()
     if [ "$mode" = count ]; then
-      for i in $(seq "$S"); do wait_caught_up "$work/count.log" "subscription{n=$i}"; done
+      for i in $(seq "$S"); do specs+=("$work/count.log:subscription{n=$i}"); done
     else
-      for log in "${logs[@]}"; do wait_caught_up "$log"; done
+      for log in "${logs[@]}"; do specs+=("$log:caught up"); done
     fi
+    wait_caught_up "${specs[@]}"
     t1=$(date +%s.%N); drained=$(python3 -c "print(f'{$t1 - $t0:.1f}')")
     m2=$(feed_metrics)
     for p in "${rec_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
