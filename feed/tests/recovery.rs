@@ -558,7 +558,7 @@ fn shared_log_readers_get_exactly_what_a_queue_of_their_own_would_hold() {
     };
     let mut feed = Feed::new(&table, policy);
     let every: Vec<SecurityId> = table.iter().map(|(id, _, _)| id).collect();
-    let mut subscribe_pair = |feed: &mut Feed| {
+    let subscribe_pair = |feed: &mut Feed| {
         let log = feed
             .subscribe(&sub(FeedLevel::L3, Securities::All))
             .unwrap();
