@@ -13,7 +13,9 @@
 # the load, and, after the subscribers drained, whether every subscriber's final books equal
 # the sequential engine's (journal export -> replay --local --books-out, compared with cmp).
 # Usage: scripts/feed-bench.sh [EXECUTORS] [BIG_ORDERS] [SUBSCRIBERS]
-# MODES="base count files" (default) picks the runs.
+# MODES="base count files" (default) picks the runs; MANAGER_ARGS adds manager flags to every
+# run (e.g. "--feed-subscriber-queue 2000000": whole-L3 subscribers share one log, so a deep
+# bound lets the one-thread counting process fall behind during the load without overflows).
 N=${1:-2}
 BIG=${2:-1000000}
 S=${3:-16}
@@ -37,7 +39,8 @@ $(metric gridmatch_feed_sent_messages_total) $(metric gridmatch_feed_sent_bytes_
 start_grid() {
   rm -rf "$work/data"
   MPORT=$(free_port)
-  MANAGER_LOG=${MANAGER_LOG:-warn,manager::server=info} start_manager 0 --fsync batch --metrics-addr "127.0.0.1:$MPORT"
+  # shellcheck disable=SC2086
+  MANAGER_LOG=${MANAGER_LOG:-warn,manager::server=info} start_manager 0 --fsync batch --metrics-addr "127.0.0.1:$MPORT" ${MANAGER_ARGS:-}
   for i in $(seq "$N"); do start_executor "bench-$i"; done
   wait_ready $(seq -f "bench-%g" "$N")
 }
