@@ -45,6 +45,18 @@ start_grid() {
   wait_ready $(seq -f "bench-%g" "$N")
 }
 
+# wait_feed_applied: until the feed task has applied everything the core handed it (its
+# canonical count stops growing once the load is over): before that, a subscriber can be
+# "caught up" with what the feed published so far while the feed still works off a backlog.
+wait_feed_applied() {
+  local last=-1 now
+  for _ in $(seq 600); do
+    now=$(metric 'gridmatch_feed_messages_total{view="canonical"}')
+    [ "$now" = "$last" ] && return
+    last=$now; sleep 0.5
+  done
+}
+
 # caught_up LOG PATTERN: how many "caught up" heartbeats LOG shows for PATTERN (one session).
 caught_up() { grep "caught up" "$1" | grep -c -F "$2" || true; }
 # wait_caught_up LOG:PATTERN...: until every one shows two more "caught up" heartbeats than now.
@@ -103,6 +115,7 @@ run() {
   local drained=0 m2="$m1" exact="-" dropped=0
   if [ "$mode" != base ]; then
     t0=$(date +%s.%N)
+    wait_feed_applied
     local specs=()
     if [ "$mode" = count ]; then
       for i in $(seq "$S"); do specs+=("$work/count.log:subscription{n=$i}"); done
