@@ -48,11 +48,12 @@ start_grid() {
 # wait_feed_applied: until the feed task has applied everything the core handed it (its
 # canonical count stops growing once the load is over): before that, a subscriber can be
 # "caught up" with what the feed published so far while the feed still works off a backlog.
+# Stable for 2 s: a feed thread starved of CPU on a loaded machine can pause for less.
 wait_feed_applied() {
-  local last=-1 now
+  local last=-1 now same=0
   for _ in $(seq 600); do
     now=$(metric 'gridmatch_feed_messages_total{view="canonical"}')
-    [ "$now" = "$last" ] && return
+    if [ "$now" = "$last" ]; then same=$((same + 1)); [ $same -ge 4 ] && return; else same=0; fi
     last=$now; sleep 0.5
   done
 }
@@ -115,14 +116,21 @@ run() {
   local drained=0 m2="$m1" exact="-" dropped=0
   if [ "$mode" != base ]; then
     t0=$(date +%s.%N)
-    wait_feed_applied
-    local specs=()
+    local specs=() before after
     if [ "$mode" = count ]; then
       for i in $(seq "$S"); do specs+=("$work/count.log:subscription{n=$i}"); done
     else
       for log in "${logs[@]}"; do specs+=("$log:caught up"); done
     fi
-    wait_caught_up "${specs[@]}"
+    # Caught up with a feed that published nothing meanwhile (else wait again).
+    for _ in 1 2 3 4 5; do
+      wait_feed_applied
+      before=$(metric 'gridmatch_feed_messages_total{view="canonical"}')
+      wait_caught_up "${specs[@]}"
+      after=$(metric 'gridmatch_feed_messages_total{view="canonical"}')
+      [ "$before" = "$after" ] && break
+      echo "the feed published more while the subscribers caught up: waiting again"
+    done
     t1=$(date +%s.%N); drained=$(python3 -c "print(f'{$t1 - $t0:.1f}')")
     m2=$(feed_metrics)
     for p in "${rec_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
@@ -141,6 +149,11 @@ run() {
     for b in "${books[@]}"; do cmp -s "$b" "$work/ref-books.csv" && equal=$((equal + 1)); done
     exact="$equal/${#books[@]}"
     echo "final books equal to the sequential engine's: $exact subscribers ($(grep -c . "$work/ref-books.csv") rows each)"
+    if [ "$equal" != "${#books[@]}" ]; then
+      echo "  distinct books among the subscribers: $(cat "${books[@]}" 2>/dev/null | md5sum >/dev/null; md5sum "${books[@]}" 2>/dev/null | cut -d' ' -f1 | sort -u | wc -l); first difference:"
+      diff "$work/ref-books.csv" "${books[0]}" | head -4 | sed 's/^/    /'
+      tail -1 "${logs[0]}" | sed 's/^/  subscriber: /'
+    fi
     rm -rf "$work/export"
   fi
   rm -rf "$recdir"
