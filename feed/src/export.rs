@@ -1,8 +1,10 @@
-//! The trades CSV a recorder writes beside the LOBSTER files.
+//! The trades CSV a recorder writes beside the LOBSTER files, and the final-books CSV that
+//! compares a subscriber's books with the engine's (the same rows from both sides).
 
 use std::io::{self, Write};
 
-use matching::Timestamp;
+use matching::book::Depth;
+use matching::{Qty, Timestamp};
 
 use crate::message::Trade;
 
@@ -31,4 +33,26 @@ pub fn write_trade_row(
         id(t.buy),
         id(t.sell)
     )
+}
+
+/// Header of the books CSV.
+pub const BOOKS_HEADER: &str = "security,row,price,qty";
+
+/// Writes one security's book as books-CSV rows: every limit level, best first (`bid` rows,
+/// then `ask` rows: `depth` as [`matching::Engine::depth`] gives it), then `bid_total` and
+/// `ask_total` (open quantity, orders at market included, as [`matching::Engine::totals`]) with
+/// an empty price. Equal books give equal rows, whoever writes them.
+pub fn write_book_rows(
+    w: &mut impl Write,
+    code: &str,
+    depth: &Depth,
+    (bid_total, ask_total): (Qty, Qty),
+) -> io::Result<()> {
+    for (row, levels) in [("bid", &depth.0), ("ask", &depth.1)] {
+        for (price, qty) in levels {
+            writeln!(w, "{code},{row},{price},{qty}")?;
+        }
+    }
+    writeln!(w, "{code},bid_total,,{bid_total}")?;
+    writeln!(w, "{code},ask_total,,{ask_total}")
 }

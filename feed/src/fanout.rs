@@ -1,5 +1,10 @@
 //! [`Fanout`]: every subscriber's [`View`] and bounded queue, and the slow-subscriber policy.
 //!
+//! The subscribers of the whole L3 feed (L3, every security: recorders, the common case) get no
+//! queue of their own: each batch's messages are stored once in a shared log that each of them
+//! reads from its own position, renumbered for its view when it polls. Their queue holds only
+//! their resync snapshots; their bound is how far behind the log's end they are.
+//!
 //! Publishing never waits: a batch's messages go into each subscriber's queue; a queue that
 //! would pass its bound is cleared instead and its subscriber is resynchronised with a fresh
 //! snapshot when it next polls (when it can take it). A subscriber that overflows (or asks for
@@ -10,7 +15,7 @@ use std::collections::VecDeque;
 use matching::Timestamp;
 
 use crate::builder::FeedBuilder;
-use crate::message::{Message, Subscription, SubscriptionError};
+use crate::message::{Body, FeedLevel, Message, Securities, Subscription, SubscriptionError};
 use crate::view::{Tops, View};
 
 /// Slow-subscriber policy.
@@ -52,6 +57,23 @@ pub enum SubscriberState {
     Dropped,
 }
 
+/// What the fanout produced since it started (every subscriber, past ones included): the
+/// figures of the feed's throughput.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FanoutTotals {
+    /// Canonical messages published (the builder's batches, once each whoever subscribes).
+    pub canonical: u64,
+    /// Messages produced for subscribers' views, by view kind ([`FeedLevel::kind_index`]:
+    /// L1, L2, L3): incrementals queued plus resync snapshots, heartbeats not included.
+    pub produced: [u64; 3],
+    /// Of those, resync messages (`SnapshotBegin` and snapshots).
+    pub snapshot_messages: u64,
+    /// Messages handed out by `poll`.
+    pub delivered: u64,
+    /// Queue overflows (each cleared a queue and resynced or dropped its subscriber).
+    pub overflows: u64,
+}
+
 /// A subscriber's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SubscriberStats {
@@ -77,6 +99,47 @@ struct Subscriber {
     /// Exchange times of recent overflows and resync requests (within the window).
     strikes: VecDeque<Timestamp>,
     stats: SubscriberStats,
+    /// Reads the shared log (L3, every security) instead of a queue of incrementals.
+    reads_log: bool,
+    /// While live, its position in the shared log (next entry to deliver).
+    cursor: Option<u64>,
+}
+
+impl Subscriber {
+    /// Incrementals waiting for it: queued, or the part of the shared log it has not read.
+    fn pending(&self, log: &SharedLog) -> usize {
+        match self.cursor {
+            Some(c) => (log.end() - c) as usize,
+            None => self.incrementals,
+        }
+    }
+}
+
+/// The L3 messages of every security, stored once for every subscriber that reads the whole L3
+/// feed, from the oldest position one of them still has to read.
+#[derive(Debug, Default)]
+struct SharedLog {
+    entries: VecDeque<(Timestamp, Body)>,
+    /// Position of `entries[0]` (positions count every entry ever appended).
+    start: u64,
+}
+
+impl SharedLog {
+    fn end(&self) -> u64 {
+        self.start + self.entries.len() as u64
+    }
+
+    /// Forgets what every reader has read (everything when nobody reads).
+    fn trim(&mut self, subs: &[Subscriber]) {
+        let keep_from = subs
+            .iter()
+            .filter_map(|s| s.cursor)
+            .min()
+            .unwrap_or(self.end());
+        let n = (keep_from - self.start) as usize;
+        self.entries.drain(..n);
+        self.start = keep_from;
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -94,6 +157,8 @@ pub struct Fanout {
     /// Widest L1/L2 window among the subscribers: the top levels loaded once per batch.
     max_window: usize,
     tops: Tops,
+    totals: FanoutTotals,
+    log: SharedLog,
 }
 
 impl Fanout {
@@ -105,11 +170,24 @@ impl Fanout {
             now: Timestamp::MIN,
             max_window: 0,
             tops: Tops::none(),
+            totals: FanoutTotals::default(),
+            log: SharedLog::default(),
         }
     }
 
     pub fn policy(&self) -> QueuePolicy {
         self.policy
+    }
+
+    /// What was produced and delivered so far.
+    pub fn totals(&self) -> FanoutTotals {
+        self.totals
+    }
+
+    /// Messages held in the shared log of the whole-L3 subscribers (what the slowest of them
+    /// has not read yet).
+    pub fn shared_log_len(&self) -> usize {
+        self.log.entries.len()
     }
 
     /// Number of subscribers (dropped ones included until unsubscribed).
@@ -139,6 +217,7 @@ impl Fanout {
         self.max_window = self.max_window.max(view.level().window().unwrap_or(0));
         let id = SubscriberId(self.next_id);
         self.next_id += 1;
+        let reads_log = sub.level == FeedLevel::L3 && sub.securities == Securities::All;
         // Ids only grow, so `subs` stays sorted by id.
         self.subs.push(Subscriber {
             id,
@@ -148,6 +227,8 @@ impl Fanout {
             state: SubscriberState::Resyncing,
             strikes: VecDeque::new(),
             stats: SubscriberStats::default(),
+            reads_log,
+            cursor: None,
         });
         Ok(id)
     }
@@ -158,6 +239,7 @@ impl Fanout {
             .binary_search_by_key(&id, |s| s.id)
             .map_err(|_| UnknownSubscriber(id))?;
         self.subs.remove(i);
+        self.log.trim(&self.subs);
         self.max_window = self
             .subs
             .iter()
@@ -177,23 +259,44 @@ impl Fanout {
             // No message and no book change: no view has anything to say.
             return;
         }
+        let n = batch.messages.len();
+        self.totals.canonical += n as u64;
+        if self.subs.iter().any(|s| s.cursor.is_some()) {
+            self.log
+                .entries
+                .extend(batch.messages.iter().map(|m| (batch.time, m.body.clone())));
+        }
         self.tops.load(builder, self.max_window);
         let policy = self.policy;
         for sub in &mut self.subs {
             if sub.state != SubscriberState::Live {
                 continue;
             }
+            if sub.cursor.is_some() {
+                // Numbered now, as a queue would (an overflow discards numbers too).
+                sub.view.skip(n as u64);
+                self.totals.produced[FeedLevel::L3.kind_index()] += n as u64;
+                if sub.pending(&self.log) > policy.capacity {
+                    sub.stats.overflows += 1;
+                    self.totals.overflows += 1;
+                    strike(sub, policy, now);
+                }
+                continue;
+            }
             let before = sub.queue.len();
             sub.view.on_batch(builder, &self.tops, &mut sub.queue);
             let added = sub.queue.len() - before;
+            self.totals.produced[sub.view.level().kind_index()] += added as u64;
             if sub.incrementals + added > policy.capacity {
                 // Over by at most one batch, and only until `strike` clears it.
                 sub.stats.overflows += 1;
+                self.totals.overflows += 1;
                 strike(sub, policy, now);
             } else {
                 sub.incrementals += added;
             }
         }
+        self.log.trim(&self.subs);
     }
 
     /// The subscriber lost messages (a gap) and asks for a fresh snapshot: its queue is cleared
@@ -207,7 +310,9 @@ impl Fanout {
         if sub.state == SubscriberState::Live {
             strike(sub, policy, now);
         }
-        Ok(sub.state)
+        let state = sub.state;
+        self.log.trim(&self.subs);
+        Ok(state)
     }
 
     /// The feed was rebuilt (its builder replaced): every subscriber that is not dropped has
@@ -220,8 +325,10 @@ impl Fanout {
             }
             sub.queue.clear();
             sub.incrementals = 0;
+            sub.cursor = None;
             sub.state = SubscriberState::Resyncing;
         }
+        self.log.trim(&self.subs);
     }
 
     /// Moves up to `max` queued messages of subscriber `id` into `out` (a pending resync first
@@ -234,21 +341,53 @@ impl Fanout {
         out: &mut Vec<Message>,
     ) -> Result<SubscriberState, UnknownSubscriber> {
         let time = builder.clock();
-        let sub = self.find(id)?;
+        let i = self
+            .subs
+            .binary_search_by_key(&id, |s| s.id)
+            .map_err(|_| UnknownSubscriber(id))?;
+        let sub = &mut self.subs[i];
         if sub.state == SubscriberState::Resyncing && sub.queue.is_empty() {
             sub.view.resync(builder, time, &mut sub.queue);
             sub.state = SubscriberState::Live;
             sub.stats.resyncs += 1;
+            let n = sub.queue.len() as u64;
+            self.totals.produced[sub.view.level().kind_index()] += n;
+            self.totals.snapshot_messages += n;
+            if sub.reads_log {
+                // The snapshot is the builder now: everything logged so far is in it.
+                sub.cursor = Some(self.log.end());
+            }
         }
-        let n = max.min(sub.queue.len());
+        let mut n = max.min(sub.queue.len());
         for m in sub.queue.drain(..n) {
             if !m.body.is_snapshot() {
                 sub.incrementals -= 1;
             }
             out.push(m);
         }
+        if let Some(cursor) = sub.cursor {
+            let pending = self.log.end() - cursor;
+            let take = (max - n).min(pending as usize);
+            let from = (cursor - self.log.start) as usize;
+            // The view numbered the pending entries when they were published.
+            let first = sub.view.seq() - pending + 1;
+            for (k, (time, body)) in self.log.entries.range(from..from + take).enumerate() {
+                out.push(Message {
+                    seq: first + k as u64,
+                    time: *time,
+                    body: body.clone(),
+                });
+            }
+            sub.cursor = Some(cursor + take as u64);
+            n += take;
+        }
         sub.stats.delivered += n as u64;
-        Ok(sub.state)
+        self.totals.delivered += n as u64;
+        let (state, read_log) = (sub.state, sub.reads_log && n > 0);
+        if read_log {
+            self.log.trim(&self.subs);
+        }
+        Ok(state)
     }
 
     /// A heartbeat for subscriber `id` when it is live and has nothing queued (`None`
@@ -260,8 +399,14 @@ impl Fanout {
         builder: &FeedBuilder,
     ) -> Result<Option<Message>, UnknownSubscriber> {
         let time = builder.clock();
-        let sub = self.find(id)?;
-        let idle = sub.state == SubscriberState::Live && sub.queue.is_empty();
+        let i = self
+            .subs
+            .binary_search_by_key(&id, |s| s.id)
+            .map_err(|_| UnknownSubscriber(id))?;
+        let sub = &self.subs[i];
+        let idle = sub.state == SubscriberState::Live
+            && sub.queue.is_empty()
+            && sub.pending(&self.log) == 0;
         Ok(idle.then(|| Message {
             seq: sub.view.seq(),
             time,
@@ -277,9 +422,10 @@ impl Fanout {
     pub fn stats(&self, id: SubscriberId) -> Option<SubscriberStats> {
         let i = self.subs.binary_search_by_key(&id, |s| s.id).ok()?;
         let s = &self.subs[i];
+        let pending = s.pending(&self.log);
         Some(SubscriberStats {
-            queued: s.queue.len(),
-            queued_incrementals: s.incrementals,
+            queued: s.queue.len() - s.incrementals + pending,
+            queued_incrementals: pending,
             ..s.stats
         })
     }
@@ -289,6 +435,7 @@ impl Fanout {
 fn strike(sub: &mut Subscriber, policy: QueuePolicy, now: Timestamp) {
     sub.queue.clear();
     sub.incrementals = 0;
+    sub.cursor = None;
     while sub
         .strikes
         .front()

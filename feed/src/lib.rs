@@ -67,7 +67,8 @@ pub use book::{L3Book, LevelBook};
 pub use builder::{engine_indicative, Batch, Completed, FeedBuilder, FeedError, IndicativeFn};
 pub use client::{Applied, ClientBook, FeedClient, ResyncGate, SecurityView};
 pub use fanout::{
-    Fanout, QueuePolicy, SubscriberId, SubscriberState, SubscriberStats, UnknownSubscriber,
+    Fanout, FanoutTotals, QueuePolicy, SubscriberId, SubscriberState, SubscriberStats,
+    UnknownSubscriber,
 };
 pub use message::{
     Body, BookImage, DeleteReason, FeedLevel, LevelInfo, Message, OrderInfo, Securities, Snapshot,

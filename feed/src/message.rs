@@ -242,6 +242,18 @@ impl FeedLevel {
             FeedLevel::L3 => None,
         }
     }
+
+    /// Names of the view kinds, in [`FeedLevel::kind_index`] order.
+    pub const KINDS: [&'static str; 3] = ["L1", "L2", "L3"];
+
+    /// 0 for L1, 1 for L2 (whatever its depth), 2 for L3: where counters per kind go.
+    pub fn kind_index(self) -> usize {
+        match self {
+            FeedLevel::L1 => 0,
+            FeedLevel::L2 { .. } => 1,
+            FeedLevel::L3 => 2,
+        }
+    }
 }
 
 /// Which securities a subscriber wants.

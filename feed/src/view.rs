@@ -81,6 +81,12 @@ impl View {
         self.seq
     }
 
+    /// Takes `n` sequence numbers for messages kept elsewhere (the fanout's shared log, for
+    /// an L3 view of every security: its messages are the canonical ones).
+    pub(crate) fn skip(&mut self, n: u64) {
+        self.seq += n;
+    }
+
     fn push(&mut self, time: Timestamp, body: Body, out: &mut impl Extend<Message>) {
         self.seq += 1;
         out.extend(Some(Message {

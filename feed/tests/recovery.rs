@@ -409,3 +409,255 @@ fn bad_subscriptions_are_refused() {
     }
     assert!(feed.fanout().is_empty());
 }
+
+/// The fanout's totals are exact: per view kind, what subscribers polled (snapshots included,
+/// a subscriber that left included); the canonical count is what the builder published; an
+/// overflow counts once and what it cleared was produced but never delivered.
+#[test]
+fn fanout_totals_count_every_message_produced_and_delivered() {
+    let mut gen = Gen::new(21, GenConfig::default());
+    let table = gen.table().clone();
+    let mut driver = common::Driver::new(gen.rules(), &table);
+    let mut feed = Feed::new(&table, QueuePolicy::default());
+    let subs = [
+        sub(FeedLevel::L1, Securities::All),
+        sub(FeedLevel::L2 { levels: 5 }, Securities::All),
+        sub(
+            FeedLevel::L2 { levels: 1 },
+            Securities::Only(vec![SecurityId(2)]),
+        ),
+        sub(FeedLevel::L3, Securities::All),
+        sub(
+            FeedLevel::L3,
+            Securities::Only(vec![SecurityId(0), SecurityId(4)]),
+        ),
+    ];
+    let mut ids: Vec<(SubscriberId, FeedLevel)> = subs
+        .iter()
+        .map(|s| (feed.subscribe(s).unwrap(), s.level))
+        .collect();
+    let (mut polled, mut snapshots, mut canonical) = ([0u64; 3], 0u64, 0u64);
+    let mut msgs = Vec::new();
+    for i in 0..12_000 {
+        let cmd = gen.next_command();
+        driver.step(&cmd, |seq, time, security, command, events| {
+            feed.apply(Completed {
+                seq,
+                time,
+                security,
+                command,
+                events,
+            })
+            .unwrap();
+            canonical += feed.builder().last_batch().messages.len() as u64;
+        });
+        match i {
+            // One joins late, one leaves after it took everything.
+            3_000 => ids.push((feed.subscribe(&subs[3]).unwrap(), FeedLevel::L3)),
+            6_000 => {
+                let (gone, level) = ids.remove(1);
+                msgs.clear();
+                feed.poll(gone, usize::MAX, &mut msgs).unwrap();
+                polled[level.kind_index()] += msgs.len() as u64;
+                snapshots += msgs.iter().filter(|m| m.body.is_snapshot()).count() as u64;
+                feed.unsubscribe(gone).unwrap();
+            }
+            _ => {}
+        }
+        // A resync on request: its snapshot is counted too.
+        if i == 8_000 {
+            feed.request_resync(ids[0].0).unwrap();
+        }
+        for &(id, level) in &ids {
+            msgs.clear();
+            // Small polls, so a subscriber's queue spans many commands.
+            feed.poll(id, 7, &mut msgs).unwrap();
+            polled[level.kind_index()] += msgs.len() as u64;
+            snapshots += msgs.iter().filter(|m| m.body.is_snapshot()).count() as u64;
+        }
+    }
+    for &(id, level) in &ids {
+        msgs.clear();
+        feed.poll(id, usize::MAX, &mut msgs).unwrap();
+        polled[level.kind_index()] += msgs.len() as u64;
+        snapshots += msgs.iter().filter(|m| m.body.is_snapshot()).count() as u64;
+    }
+    let t = feed.fanout().totals();
+    eprintln!("{t:?}");
+    assert_eq!(t.produced, polled);
+    assert!(polled.iter().all(|&n| n > 1_000), "{polled:?}");
+    assert_eq!(t.snapshot_messages, snapshots);
+    // Initial snapshots of 6 subscriptions and one requested resync (6 + 1 + 3 + 1 + 6 + 3 + 6
+    // securities, each with its SnapshotBegin).
+    assert_eq!(
+        snapshots,
+        (6 + 1) + (1 + 1) + (6 + 1) + (2 + 1) + (6 + 1) + (6 + 1) + (6 + 1)
+    );
+    assert_eq!(t.delivered, polled.iter().sum::<u64>());
+    assert_eq!(t.canonical, canonical);
+    assert!(canonical > 5_000, "{canonical}");
+    assert_eq!(t.overflows, 0);
+
+    // A subscriber that never polls overflows; the others' counts stay exact.
+    let policy = QueuePolicy {
+        capacity: 300,
+        max_overflows: 1_000,
+        window: 1,
+    };
+    let mut gen = Gen::new(22, GenConfig::default());
+    let mut driver = common::Driver::new(gen.rules(), &table);
+    let mut feed = Feed::new(&table, policy);
+    let stalled = feed.subscribe(&subs[3]).unwrap();
+    let reader = feed.subscribe(&subs[3]).unwrap();
+    let mut read = 0u64;
+    for _ in 0..3_000 {
+        let cmd = gen.next_command();
+        driver.step(&cmd, |seq, time, security, command, events| {
+            feed.apply(Completed {
+                seq,
+                time,
+                security,
+                command,
+                events,
+            })
+            .unwrap();
+        });
+        msgs.clear();
+        feed.poll(reader, usize::MAX, &mut msgs).unwrap();
+        read += msgs.len() as u64;
+        // The stalled one takes its snapshot only, at its first poll.
+        if feed.fanout().stats(stalled).unwrap().resyncs == 0 {
+            msgs.clear();
+            feed.poll(stalled, usize::MAX, &mut msgs).unwrap();
+            read += msgs.len() as u64;
+        }
+    }
+    let t = feed.fanout().totals();
+    let s = feed.fanout().stats(stalled).unwrap();
+    // Once: a resyncing subscriber gets nothing more until it polls its snapshot.
+    assert_eq!(s.overflows, 1, "{s:?}");
+    assert_eq!(t.overflows, 1);
+    assert_eq!(t.delivered, read);
+    // Produced: what was read, plus the more than `capacity` messages the overflow cleared.
+    assert!(t.produced[2] > read + policy.capacity as u64, "{t:?} {s:?}");
+}
+
+/// Subscribers of the whole L3 feed read one shared log: whatever its pace, each gets exactly
+/// what an L3 view with a queue of its own gets (a subscription naming every security, polled
+/// the same way): the same messages, overflows and resyncs. The log holds only what its
+/// slowest live reader has not read.
+#[test]
+fn shared_log_readers_get_exactly_what_a_queue_of_their_own_would_hold() {
+    let mut gen = Gen::new(23, GenConfig::default());
+    let table = gen.table().clone();
+    let mut driver = common::Driver::new(gen.rules(), &table);
+    let policy = QueuePolicy {
+        capacity: 2_000,
+        max_overflows: 1_000,
+        window: 1,
+    };
+    let mut feed = Feed::new(&table, policy);
+    let every: Vec<SecurityId> = table.iter().map(|(id, _, _)| id).collect();
+    let subscribe_pair = |feed: &mut Feed| {
+        let log = feed
+            .subscribe(&sub(FeedLevel::L3, Securities::All))
+            .unwrap();
+        let own = feed
+            .subscribe(&sub(FeedLevel::L3, Securities::Only(every.clone())))
+            .unwrap();
+        (log, own)
+    };
+    // Paces (messages, every so many commands): everything, 3 per command, then 1 every 4
+    // commands (fewer than the feed makes: it falls behind and overflows).
+    let mut pairs: Vec<((SubscriberId, SubscriberId), (usize, usize))> =
+        [(usize::MAX, 1), (3, 1), (1, 4)]
+            .into_iter()
+            .map(|pace| (subscribe_pair(&mut feed), pace))
+            .collect();
+    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let mut compared = 0usize;
+    let mut largest_log = 0;
+    for i in 0..15_000 {
+        let cmd = gen.next_command();
+        driver.step(&cmd, |seq, time, security, command, events| {
+            feed.apply(Completed {
+                seq,
+                time,
+                security,
+                command,
+                events,
+            })
+            .unwrap();
+        });
+        if i == 4_000 {
+            pairs.push((subscribe_pair(&mut feed), (2, 1)));
+        }
+        if i % 3_001 == 0 {
+            let (log, own) = pairs[0].0;
+            assert_eq!(
+                feed.request_resync(log).unwrap(),
+                feed.request_resync(own).unwrap()
+            );
+        }
+        for &((log, own), (pace, every)) in &pairs {
+            if i % every != 0 {
+                continue;
+            }
+            a.clear();
+            b.clear();
+            let sa = feed.poll(log, pace, &mut a).unwrap();
+            let sb = feed.poll(own, pace, &mut b).unwrap();
+            assert_eq!(sa, sb, "command {i}");
+            assert_eq!(a, b, "command {i}");
+            compared += a.len();
+        }
+        largest_log = largest_log.max(feed.fanout().shared_log_len());
+        assert!(
+            feed.fanout().shared_log_len() <= policy.capacity + 1_000,
+            "the log is bounded by its readers' bound"
+        );
+    }
+    for &((log, own), _) in &pairs {
+        let (sa, sb) = (
+            feed.fanout().stats(log).unwrap(),
+            feed.fanout().stats(own).unwrap(),
+        );
+        assert_eq!(sa.overflows, sb.overflows);
+        assert_eq!(sa.resyncs, sb.resyncs);
+        assert_eq!(sa.queued, sb.queued);
+        assert_eq!(sa.queued_incrementals, sb.queued_incrementals);
+        a.clear();
+        b.clear();
+        feed.poll(log, usize::MAX, &mut a).unwrap();
+        feed.poll(own, usize::MAX, &mut b).unwrap();
+        assert_eq!(a, b);
+    }
+    let slow = feed.fanout().stats(pairs[2].0 .0).unwrap();
+    assert!(slow.overflows >= 1, "the slow pair overflowed: {slow:?}");
+    assert!(compared > 15_000, "{compared}");
+    assert!(largest_log > 500, "the log held a backlog: {largest_log}");
+    assert_eq!(
+        feed.fanout().shared_log_len(),
+        0,
+        "every reader read it all"
+    );
+    // Nobody reading: nothing is kept.
+    for &((log, own), _) in &pairs {
+        feed.unsubscribe(log).unwrap();
+        feed.unsubscribe(own).unwrap();
+    }
+    for _ in 0..500 {
+        let cmd = gen.next_command();
+        driver.step(&cmd, |seq, time, security, command, events| {
+            feed.apply(Completed {
+                seq,
+                time,
+                security,
+                command,
+                events,
+            })
+            .unwrap();
+        });
+    }
+    assert_eq!(feed.fanout().shared_log_len(), 0);
+}

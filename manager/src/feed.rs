@@ -90,7 +90,7 @@ impl Default for FeedOptions {
 }
 
 /// Counters of the feed role, readable from any thread.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct FeedCounters {
     /// Items the core handed over (queued).
     pub offered: AtomicU64,
@@ -102,6 +102,86 @@ pub struct FeedCounters {
     pub rebuilds: AtomicU64,
     /// Messages handed to subscriber sessions.
     pub delivered: AtomicU64,
+    /// Canonical messages published (each once, whoever subscribes).
+    pub canonical: AtomicU64,
+    /// Messages produced for subscribers' views by kind (L1, L2, L3: `FeedLevel::KINDS`),
+    /// snapshots included.
+    pub produced: [AtomicU64; 3],
+    /// Subscriber queue overflows.
+    pub overflows: AtomicU64,
+    /// Messages and bytes written to subscriber streams (heartbeats included).
+    pub sent: AtomicU64,
+    pub sent_bytes: AtomicU64,
+    /// When the feed task started, and the first and last batch of items arrived, in µs
+    /// after it (0: none yet): the span the message rates are computed over.
+    pub started: Instant,
+    pub first_item_us: AtomicU64,
+    pub last_item_us: AtomicU64,
+}
+
+impl Default for FeedCounters {
+    fn default() -> Self {
+        FeedCounters {
+            offered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            rebuilds: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            canonical: AtomicU64::new(0),
+            produced: Default::default(),
+            overflows: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            sent_bytes: AtomicU64::new(0),
+            started: Instant::now(),
+            first_item_us: AtomicU64::new(0),
+            last_item_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl FeedCounters {
+    /// One line for the log: totals and rates over the span items were applied.
+    pub fn summary(&self) -> String {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let span_us = get(&self.last_item_us).saturating_sub(get(&self.first_item_us));
+        let secs = span_us as f64 / 1e6;
+        let rate = |n: u64| {
+            if secs > 0.0 {
+                format!("{:.0}/s", n as f64 / secs)
+            } else {
+                "-".to_string()
+            }
+        };
+        let produced: Vec<String> = feed::FeedLevel::KINDS
+            .iter()
+            .zip(&self.produced)
+            .map(|(k, n)| format!("{k} {}", get(n)))
+            .collect();
+        let (canonical, sent) = (get(&self.canonical), get(&self.sent));
+        format!(
+            "feed totals: {} items applied ({} dropped by the core, {} rebuilds) over {secs:.2} s; \
+             {canonical} canonical messages ({}); produced for views: {}; \
+             {sent} messages sent to subscribers ({}), {} bytes ({}); {} queue overflows",
+            get(&self.applied),
+            get(&self.dropped),
+            get(&self.rebuilds),
+            rate(canonical),
+            produced.join(", "),
+            rate(sent),
+            get(&self.sent_bytes),
+            rate(get(&self.sent_bytes)).replace("/s", " B/s"),
+            get(&self.overflows),
+        )
+    }
+
+    /// A batch of items arrived now (once per batch: the clock is read once).
+    fn mark_item(&self) {
+        let us = (self.started.elapsed().as_micros() as u64).max(1);
+        if self.first_item_us.load(Ordering::Relaxed) == 0 {
+            self.first_item_us.store(us, Ordering::Relaxed);
+        }
+        self.last_item_us.store(us, Ordering::Relaxed);
+    }
 }
 
 // ------------------------------------------------------------------------------- core side
@@ -328,6 +408,7 @@ pub enum FeedControl {
 pub struct FeedHandle {
     pub control: mpsc::Sender<FeedControl>,
     pub counters: Arc<FeedCounters>,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 struct SubOut {
@@ -357,7 +438,17 @@ struct Task {
     lagged: Arc<AtomicBool>,
     queued: Arc<AtomicUsize>,
     counters: Arc<FeedCounters>,
+    metrics: Arc<metrics::Metrics>,
+    /// What was last added to the metrics (they take increments).
+    reported: Reported,
     scratch: Vec<Message>,
+}
+
+#[derive(Default)]
+struct Reported {
+    totals: feed::FanoutTotals,
+    dropped: u64,
+    rebuilds: u64,
 }
 
 /// Starts the feed task on a thread of its own. `rebuild_first`: the journal already holds
@@ -367,6 +458,7 @@ pub fn spawn(
     rules: MarketRules,
     table: SecurityTable,
     rebuild_first: bool,
+    metrics: Arc<metrics::Metrics>,
 ) -> std::io::Result<(FeedSender, FeedHandle)> {
     let (tx, items) = mpsc::channel::<Vec<FeedItem>>(opts.queue.clamp(1, 1 << 16));
     let (control_tx, control) = mpsc::channel(CONTROL_QUEUE);
@@ -393,6 +485,8 @@ pub fn spawn(
         lagged,
         queued,
         counters: counters.clone(),
+        metrics: metrics.clone(),
+        reported: Reported::default(),
         scratch: Vec::new(),
     };
     std::thread::Builder::new()
@@ -411,6 +505,7 @@ pub fn spawn(
         FeedHandle {
             control: control_tx,
             counters,
+            metrics,
         },
     ))
 }
@@ -476,7 +571,45 @@ impl Task {
                 last_heartbeat = Instant::now();
                 self.heartbeats();
             }
+            self.report();
         }
+    }
+
+    /// Publishes what changed since the last call to the counters and the metrics.
+    fn report(&mut self) {
+        let t = self.state.feed().fanout().totals();
+        let r = &mut self.reported;
+        let c = &self.counters;
+        let m = &self.metrics;
+        if t != r.totals {
+            m.feed_messages(
+                metrics::FeedView::Canonical,
+                t.canonical - r.totals.canonical,
+            );
+            let views = [
+                metrics::FeedView::L1,
+                metrics::FeedView::L2,
+                metrics::FeedView::L3,
+            ];
+            for (k, view) in views.into_iter().enumerate() {
+                m.feed_messages(view, t.produced[k] - r.totals.produced[k]);
+                c.produced[k].store(t.produced[k], Ordering::Relaxed);
+            }
+            c.canonical.store(t.canonical, Ordering::Relaxed);
+            c.overflows.store(t.overflows, Ordering::Relaxed);
+        }
+        let dropped = c.dropped.load(Ordering::Relaxed);
+        let rebuilds = c.rebuilds.load(Ordering::Relaxed);
+        m.feed_trouble(
+            dropped - r.dropped,
+            t.overflows - r.totals.overflows,
+            rebuilds - r.rebuilds,
+        );
+        *r = Reported {
+            totals: t,
+            dropped,
+            rebuilds,
+        };
     }
 
     fn check_lagged(&mut self, why: &str) {
@@ -491,6 +624,7 @@ impl Task {
             batch.len().min(self.queued.load(Ordering::Relaxed)),
             Ordering::Relaxed,
         );
+        self.counters.mark_item();
         self.apply_items(batch);
     }
 
@@ -670,6 +804,7 @@ impl Task {
                     tracing::info!(subscriber = id.0, level = ?sub.level, "feed: subscribed");
                 }
                 let _ = reply.send(result);
+                self.metrics.set_feed_subscribers(self.subs.len() as u64);
             }
             FeedControl::Resync { id } => {
                 if let Ok(SubscriberState::Dropped) = self.state.feed_mut().request_resync(id) {
@@ -679,6 +814,7 @@ impl Task {
             FeedControl::Unsubscribe { id } => {
                 let _ = self.state.feed_mut().unsubscribe(id);
                 self.subs.remove(&id);
+                self.metrics.set_feed_subscribers(self.subs.len() as u64);
             }
         }
     }
@@ -689,6 +825,7 @@ impl Task {
             tracing::warn!(subscriber = id.0, "feed: subscriber dropped: {why}");
             close(&out, why);
         }
+        self.metrics.set_feed_subscribers(self.subs.len() as u64);
     }
 
     /// Moves queued messages to every session whose channel has room.
@@ -818,9 +955,14 @@ pub async fn serve_subscriber(
     remote: std::net::SocketAddr,
     mut writer: FrameWriter,
     mut reader: FrameReader,
-    control: mpsc::Sender<FeedControl>,
+    feed: FeedHandle,
     timeouts: SessionTimeouts,
 ) -> anyhow::Result<()> {
+    let FeedHandle {
+        control,
+        counters,
+        metrics,
+    } = feed;
     let first = tokio::time::timeout(timeouts.subscribe, reader.recv::<FeedRequest>()).await;
     let sub = match first {
         Ok(Ok(Some(FeedRequest::Subscribe(s)))) => s,
@@ -860,10 +1002,24 @@ pub async fn serve_subscriber(
     };
     let slow = timeouts.slow_consumer;
     let mut write_task = tokio::spawn(async move {
+        let mut buf = Vec::with_capacity(FRAME_BYTES + (64 << 10));
         while let Some(msgs) = rx.recv().await {
             for frame in frames(msgs) {
-                match tokio::time::timeout(slow, writer.send(&FeedUpdate::Messages(frame))).await {
-                    Ok(Ok(())) => {}
+                let n = frame.len() as u64;
+                buf.clear();
+                // Encoded here rather than in `send` to count the bytes.
+                if let Err(e) = proto::codec::encode_frame(&FeedUpdate::Messages(frame), &mut buf) {
+                    tracing::error!(%remote, "feed frame could not be encoded (a bug): {e}");
+                    return;
+                }
+                match tokio::time::timeout(slow, writer.send_raw(&buf)).await {
+                    Ok(Ok(())) => {
+                        counters.sent.fetch_add(n, Ordering::Relaxed);
+                        counters
+                            .sent_bytes
+                            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+                        metrics.feed_sent(n, buf.len() as u64);
+                    }
                     Ok(Err(e)) => {
                         tracing::debug!(%remote, "feed subscriber gone: {e}");
                         return;

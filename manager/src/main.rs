@@ -200,8 +200,10 @@ struct FeedArgs {
     /// from the journal, resyncing every subscriber.
     #[arg(long, default_value_t = 1 << 17, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
     feed_queue: u64,
-    /// Messages queued per feed subscriber. A subscriber that lets its queue overflow is sent
-    /// a fresh snapshot; after --feed-max-overflows overflows within a minute it is dropped.
+    /// Messages queued per feed subscriber (for subscribers of the whole L3 feed, which share
+    /// one log: how far behind its end each may fall). A subscriber that lets its queue
+    /// overflow is sent a fresh snapshot; after --feed-max-overflows overflows within a minute
+    /// it is dropped.
     #[arg(long, default_value_t = 1 << 16, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
     feed_subscriber_queue: u64,
     /// Queue overflows (and resync requests) within a minute of exchange time that get a feed

@@ -253,7 +253,7 @@ struct Shared {
     /// Set when the core stopped (persistence failure): every session says why and ends.
     stopping: Arc<StopSignal>,
     /// The feed task's control queue (`None`: the manager runs without a feed).
-    feed_control: Option<mpsc::Sender<crate::feed::FeedControl>>,
+    feed_control: Option<crate::feed::FeedHandle>,
     /// Open monitor sessions (the core thread publishes session counts as metrics).
     monitors: Arc<AtomicU64>,
 }
@@ -353,9 +353,10 @@ pub async fn serve(
                 *core.gateway().rules(),
                 core.gateway().securities().clone(),
                 core.next_seq() > 1,
+                metrics.clone(),
             )
             .context("starting the feed task")?;
-            (Some(sender), Some(handle.control))
+            (Some(sender), Some(handle))
         }
         None => (None, None),
     };
@@ -459,6 +460,9 @@ pub async fn serve(
             }
         }
     };
+    if let Some(feed) = &shared.feed_control {
+        tracing::info!("{}", feed.counters.summary());
+    }
     endpoint.close(0u32.into(), b"manager shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
     tracing::info!("manager stopped");
@@ -921,7 +925,7 @@ async fn handle_connection(conn: Connection, shared: &Arc<Shared>) -> anyhow::Re
             r
         }
         Role::Feed => {
-            let Some(control) = shared.feed_control.clone() else {
+            let Some(feed) = shared.feed_control.clone() else {
                 return Ok(());
             };
             reader.set_limit(CLIENT_MAX_FRAME);
@@ -932,7 +936,7 @@ async fn handle_connection(conn: Connection, shared: &Arc<Shared>) -> anyhow::Re
                 subscribe: shared.config.limits.handshake_timeout,
                 slow_consumer: shared.config.limits.slow_consumer_timeout,
             };
-            let r = crate::feed::serve_subscriber(remote, writer, reader, control, timeouts).await;
+            let r = crate::feed::serve_subscriber(remote, writer, reader, feed, timeouts).await;
             // Whichever side ended it, end the connection too, so the subscriber knows.
             conn.close(0u32.into(), b"feed session ended");
             r

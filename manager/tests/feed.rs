@@ -415,6 +415,130 @@ fn a_restarted_manager_rebuilds_its_feed_and_the_recorder_carries_on() {
     assert_final_books(&out, &table, &s.engine);
 }
 
+/// The benchmark's subscribers: `record --count-only --sessions 3` (three subscriptions in one
+/// process, no files) and a file-writing recorder both end with books equal to the sequential
+/// engine's: their `--books-out` files equal `replay --local --books-out` byte for byte, and
+/// the file recorder's LOBSTER files rebuild the same books.
+#[test]
+fn counting_subscribers_and_recorders_end_with_the_engines_books() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let grid = grid(dir, 2, 5, &[]);
+    let table = table(&grid);
+    let stream = dir.join("orders.csv");
+    generate(&grid.securities(), 20_000, 11, &stream);
+    let (out, books) = (dir.join("rec"), dir.join("books"));
+    std::fs::create_dir_all(&books).unwrap();
+    let file_books = books.join("files.csv");
+    let counted_books = books.join("count.csv");
+    let mut rec = record(
+        &grid,
+        "record",
+        &out,
+        &["--books-out", file_books.to_str().unwrap()],
+    );
+    let mut args: Vec<String> = [
+        "record",
+        "--manager",
+        &grid.addr,
+        "--ca",
+        grid.ca().to_str().unwrap(),
+        "--token",
+        &grid.token(),
+        "--count-only",
+        "--sessions",
+        "3",
+        "--books-out",
+        counted_books.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec();
+    args.push("--levels=5".into());
+    let mut counter = Proc::spawn("count", &bin("user-sim"), &args, grid.dir.join("count.log"));
+    counter.wait_log("caught up", 3, Duration::from_secs(30));
+    let mut replay = grid.spawn_replay(&stream, "grid", &[]);
+    grid.wait_replay(&mut replay);
+    stop_recorder(&mut rec);
+    // Every subscription of the counting process caught up (two heartbeats each after now).
+    for i in 1..=3 {
+        let tag = format!("subscription{{n={i}}}");
+        let seen = |p: &Proc| {
+            p.log_text()
+                .lines()
+                .filter(|l| l.contains(&tag) && l.contains("caught up"))
+                .count()
+        };
+        let before = seen(&counter);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while seen(&counter) < before + 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{tag} never caught up"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    assert!(counter.terminate(Duration::from_secs(10)));
+    let log = counter.log_text();
+    assert!(log.contains("counted only: no files"), "{log}");
+    assert_eq!(summary_number(&log, "sessions"), 3, "{log}");
+    assert_eq!(summary_number(&log, "gaps"), 0, "{log}");
+    assert_eq!(summary_number(&log, "LOBSTER"), 0, "no file lines: {log}");
+    // The reference books from the sequential exchange.
+    let reference = books.join("reference.csv");
+    let o = std::process::Command::new(bin("user-sim"))
+        .args(["replay", "--local", "--securities"])
+        .arg(grid.securities())
+        .arg("--orders")
+        .arg(&stream)
+        .args(["--trades-out", "/dev/null", "--totals-out", "/dev/null"])
+        .args(["--rejects-out", "/dev/null", "--books-out"])
+        .arg(&reference)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = read(&reference);
+    // Non-trivial: both sides of several books, and every security's totals.
+    assert!(
+        want.lines().filter(|l| l.contains(",bid,")).count() > 20,
+        "{want}"
+    );
+    assert!(
+        want.lines().filter(|l| l.contains(",ask,")).count() > 20,
+        "{want}"
+    );
+    assert_eq!(
+        want.lines().filter(|l| l.contains(",bid_total,")).count(),
+        5
+    );
+    for got in [file_books.clone()]
+        .into_iter()
+        .chain((1..=3).map(|i| books.join(format!("count.csv.{i}"))))
+    {
+        assert!(
+            read(&got) == want,
+            "{} differs from the engine's books",
+            got.display()
+        );
+    }
+    assert!(
+        !dir.join("rec").join("1").exists(),
+        "a counting subscriber writes no files"
+    );
+    // The engine's books, independently of the books CSV writer.
+    let s = sequence(&rows_of(&stream), &table, MarketRules::hose());
+    assert_final_books(&out, &table, &s.engine);
+    for (sec, code, _) in table.iter() {
+        let (bid_total, ask_total) = s.engine.totals(sec);
+        assert!(want.contains(&format!("{code},bid_total,,{bid_total}\n")));
+        assert!(want.contains(&format!("{code},ask_total,,{ask_total}\n")));
+        let (bids, _) = s.engine.depth(sec, 1);
+        if let Some((p, q)) = bids.first() {
+            assert!(want.contains(&format!("{code},bid,{p},{q}\n")));
+        }
+    }
+}
+
 // ------------------------------------------------------------------ raw sessions in-process
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -748,4 +872,201 @@ fn feed_sessions_authenticate_carry_no_order_entry_and_check_subscriptions() {
         }
         other => panic!("expected a refusal, got {:?}", other.map(|r| r.welcome)),
     }
+}
+
+/// A plain HTTP/1.1 GET of /metrics.
+fn scrape(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
+}
+
+/// The value of the sample named exactly `name` (with its labels).
+fn sample(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}")) as u64
+}
+
+/// What one raw subscriber received: every message, those that are not heartbeats, those
+/// that are snapshots, and the bytes of the frames (re-encoded: the codec is deterministic).
+#[derive(Default)]
+struct Received {
+    all: std::sync::atomic::AtomicU64,
+    not_heartbeats: std::sync::atomic::AtomicU64,
+    snapshots: std::sync::atomic::AtomicU64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+/// The feed's counters in /metrics equal what its subscribers received: messages and bytes
+/// sent, messages produced per view kind, and the canonical feed (an L3 subscriber of every
+/// security that joined before the first order received each canonical message once).
+#[test]
+fn the_feed_counters_in_the_metrics_equal_what_the_subscribers_received() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut grid = grid(dir, 2, 4, &["--metrics-addr", "127.0.0.1:0"]);
+    grid.manager
+        .wait_log("metrics at /metrics", 1, Duration::from_secs(10));
+    let addr = grid
+        .manager
+        .log_text()
+        .lines()
+        .find(|l| l.contains("metrics at /metrics"))
+        .and_then(|l| l.split("addr=").nth(1))
+        .and_then(|a| a.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let subs = [
+        Subscription {
+            level: FeedLevel::L3,
+            securities: Securities::All,
+        },
+        Subscription {
+            level: FeedLevel::L2 { levels: 3 },
+            securities: Securities::Only(vec![matching::SecurityId(1)]),
+        },
+        Subscription {
+            level: FeedLevel::L1,
+            securities: Securities::All,
+        },
+    ];
+    let received: Vec<Arc<Received>> = subs.iter().map(|_| Arc::default()).collect();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let (addr_q, ca, secret) = (grid.addr.clone(), grid.ca(), grid.token());
+    let counts = received.clone();
+    // Readers in a thread of their own for the whole test (ended with the process).
+    std::thread::spawn(move || {
+        runtime().block_on(async move {
+            let mut tasks = Vec::new();
+            for (sub, got) in subs.into_iter().zip(counts) {
+                let endpoint = transport::quic::client_endpoint(&ca).unwrap();
+                let addr = transport::quic::resolve(&addr_q).unwrap();
+                let creds = Credentials::Feed {
+                    broker: None,
+                    secret: secret.clone(),
+                };
+                let (conn, mut writer, mut reader, _) =
+                    transport::quic::connect(&endpoint, addr, creds)
+                        .await
+                        .unwrap();
+                writer.send(&FeedRequest::Subscribe(sub)).await.unwrap();
+                let ready = ready_tx.clone();
+                tasks.push(tokio::spawn(async move {
+                    let _keep = (endpoint, conn, writer);
+                    let mut buf = Vec::new();
+                    while let Ok(Some(update)) = reader.recv::<FeedUpdate>().await {
+                        let FeedUpdate::Messages(m) = &update else {
+                            panic!("the feed ended: {update:?}")
+                        };
+                        buf.clear();
+                        proto::codec::encode_frame(&update, &mut buf).unwrap();
+                        let count = |f: fn(&feed::Body) -> bool| {
+                            m.iter().filter(|m| f(&m.body)).count() as u64
+                        };
+                        got.not_heartbeats
+                            .fetch_add(count(|b| *b != feed::Body::Heartbeat), SeqCst);
+                        got.snapshots
+                            .fetch_add(count(feed::Body::is_snapshot), SeqCst);
+                        got.bytes.fetch_add(buf.len() as u64, SeqCst);
+                        if got.all.fetch_add(m.len() as u64, SeqCst) == 0 {
+                            let _ = ready.send(());
+                        }
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+        })
+    });
+    for _ in 0..received.len() {
+        ready_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("every subscriber got its snapshot");
+    }
+    let load = grid.load(&["--orders", "6000", "--quiet"]);
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let get = |a: &std::sync::atomic::AtomicU64| a.load(SeqCst);
+    let snapshot = || -> Vec<[u64; 4]> {
+        received
+            .iter()
+            .map(|r| {
+                [
+                    get(&r.all),
+                    get(&r.not_heartbeats),
+                    get(&r.snapshots),
+                    get(&r.bytes),
+                ]
+            })
+            .collect()
+    };
+    loop {
+        // Consistent when nothing arrived while the metrics were read (heartbeats keep
+        // coming, once a second, so retry until a quiet moment matches).
+        let before = snapshot();
+        let text = scrape(&addr);
+        let after = snapshot();
+        let sum = |k: usize| after.iter().map(|r| r[k]).sum::<u64>();
+        let got = [
+            sample(&text, "gridmatch_feed_sent_messages_total"),
+            sample(&text, "gridmatch_feed_sent_bytes_total"),
+            sample(&text, "gridmatch_feed_messages_total{view=\"L3\"}"),
+            sample(&text, "gridmatch_feed_messages_total{view=\"L2\"}"),
+            sample(&text, "gridmatch_feed_messages_total{view=\"L1\"}"),
+            sample(&text, "gridmatch_feed_messages_total{view=\"canonical\"}"),
+            sample(&text, "gridmatch_feed_subscribers"),
+        ];
+        let want = [
+            sum(0),
+            sum(3),
+            after[0][1],
+            after[1][1],
+            after[2][1],
+            // The L3-of-all subscriber: every canonical message, plus its snapshot.
+            after[0][1] - after[0][2],
+            3,
+        ];
+        if before == after && got == want {
+            eprintln!("feed metrics (sent, bytes, L3, L2, L1, canonical, subscribers) = {got:?}");
+            assert!(after.iter().all(|r| r[1] > r[2]), "incrementals: {after:?}");
+            assert!(got[5] > 6_000, "6,000 orders make more messages: {got:?}");
+            assert_eq!(
+                sample(&text, "gridmatch_feed_dropped_items_total"),
+                0,
+                "{text}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the metrics never matched what the subscribers received: got {got:?}, want {want:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The totals line at shutdown.
+    grid.manager.terminate(Duration::from_secs(10));
+    let log = grid.manager.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("feed totals:"))
+        .unwrap_or_else(|| panic!("no feed totals line:\n{log}"));
+    assert!(line.contains("canonical messages"), "{line}");
 }

@@ -20,7 +20,9 @@
 //! `order_latency_seconds{action}` (histogram), `trades_total{aggressor}`,
 //! `traded_shares_total{aggressor}`, `journal_commit_seconds` (histogram),
 //! `journal_records_total`, `in_flight_commands`, `held_commands`, `sessions{kind}`,
-//! `feed_subscribers`, `phase{phase}`, `executor_handled_total{executor}`,
+//! `feed_subscribers`, `feed_messages_total{view}` (canonical, L1, L2, L3),
+//! `feed_sent_messages_total`, `feed_sent_bytes_total`, `feed_dropped_items_total`,
+//! `feed_overflows_total`, `feed_rebuilds_total`, `phase{phase}`, `executor_handled_total{executor}`,
 //! `executor_queue_depth{executor}`.
 #![warn(missing_docs)]
 #![allow(missing_docs)]
@@ -31,4 +33,6 @@ pub mod registry;
 
 pub use histogram::{LatencyHistogram, LATENCY_BOUNDS_US};
 pub use http::serve;
-pub use registry::{Action, AmendResult, Metrics, OrderResult, SessionKind, MAX_EXECUTORS};
+pub use registry::{
+    Action, AmendResult, FeedView, Metrics, OrderResult, SessionKind, MAX_EXECUTORS,
+};

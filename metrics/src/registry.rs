@@ -122,6 +122,35 @@ impl SessionKind {
     }
 }
 
+/// A stream of the market-data feed, for `feed_messages_total{view}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FeedView {
+    /// The canonical feed: each message once, whoever subscribes.
+    Canonical,
+    /// Messages produced for subscribers' L1, L2 or L3 views (summed over the subscribers).
+    L1,
+    L2,
+    L3,
+}
+
+impl FeedView {
+    const ALL: [FeedView; 4] = [
+        FeedView::Canonical,
+        FeedView::L1,
+        FeedView::L2,
+        FeedView::L3,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            FeedView::Canonical => "canonical",
+            FeedView::L1 => "L1",
+            FeedView::L2 => "L2",
+            FeedView::L3 => "L3",
+        }
+    }
+}
+
 fn type_index(t: OrderType) -> usize {
     OrderType::ALL.iter().position(|k| *k == t).unwrap_or(0)
 }
@@ -179,6 +208,12 @@ pub struct Metrics {
     held: Gauge,
     sessions: [Gauge; 4],
     feed_subscribers: Gauge,
+    feed_messages: [Counter; 4],
+    feed_sent_messages: Counter,
+    feed_sent_bytes: Counter,
+    feed_dropped_items: Counter,
+    feed_overflows: Counter,
+    feed_rebuilds: Counter,
     phase: [Gauge; 5],
     executor_handled: Family<ExecutorLabels, Counter>,
     executor_queue: Family<ExecutorLabels, Gauge>,
@@ -311,6 +346,45 @@ impl Metrics {
             "Subscribers of the public market-data feed",
             feed_subscribers.clone(),
         );
+        let feed_family = Family::<Labels1, Counter>::default();
+        let feed_messages =
+            FeedView::ALL.map(|v| feed_family.get_or_create(&[("view", v.label())]).clone());
+        registry.register(
+            "feed_messages",
+            "Market-data messages produced: the canonical feed once, and per view kind the sum over the subscribers (snapshots included, heartbeats not)",
+            feed_family,
+        );
+        let feed_sent_messages = Counter::default();
+        registry.register(
+            "feed_sent_messages",
+            "Market-data messages written to subscriber streams (heartbeats included)",
+            feed_sent_messages.clone(),
+        );
+        let feed_sent_bytes = Counter::default();
+        registry.register_with_unit(
+            "feed_sent",
+            "Bytes of the market-data frames written to subscriber streams",
+            Unit::Bytes,
+            feed_sent_bytes.clone(),
+        );
+        let feed_dropped_items = Counter::default();
+        registry.register(
+            "feed_dropped_items",
+            "Event groups the core could not queue to the feed (the feed then rebuilds from the journal)",
+            feed_dropped_items.clone(),
+        );
+        let feed_overflows = Counter::default();
+        registry.register(
+            "feed_overflows",
+            "Subscriber queue overflows (each resyncs or drops a slow subscriber)",
+            feed_overflows.clone(),
+        );
+        let feed_rebuilds = Counter::default();
+        registry.register(
+            "feed_rebuilds",
+            "Rebuilds of the feed from the journal",
+            feed_rebuilds.clone(),
+        );
         let phase_family = Family::<Labels1, Gauge>::default();
         let phase =
             Phase::ALL.map(|p| phase_family.get_or_create(&[("phase", p.as_str())]).clone());
@@ -349,6 +423,12 @@ impl Metrics {
             held,
             sessions,
             feed_subscribers,
+            feed_messages,
+            feed_sent_messages,
+            feed_sent_bytes,
+            feed_dropped_items,
+            feed_overflows,
+            feed_rebuilds,
             phase,
             executor_handled,
             executor_queue,
@@ -426,6 +506,25 @@ impl Metrics {
 
     pub fn set_feed_subscribers(&self, n: u64) {
         self.feed_subscribers.set(gauge_value(n));
+    }
+
+    /// `n` more messages produced on the `view` stream.
+    pub fn feed_messages(&self, view: FeedView, n: u64) {
+        let i = FeedView::ALL.iter().position(|v| *v == view).unwrap_or(0);
+        self.feed_messages[i].inc_by(n);
+    }
+
+    /// One frame of `messages` messages, `bytes` long, written to a subscriber.
+    pub fn feed_sent(&self, messages: u64, bytes: u64) {
+        self.feed_sent_messages.inc_by(messages);
+        self.feed_sent_bytes.inc_by(bytes);
+    }
+
+    /// Feed trouble: items the core dropped, subscriber queue overflows, rebuilds (increments).
+    pub fn feed_trouble(&self, dropped_items: u64, overflows: u64, rebuilds: u64) {
+        self.feed_dropped_items.inc_by(dropped_items);
+        self.feed_overflows.inc_by(overflows);
+        self.feed_rebuilds.inc_by(rebuilds);
     }
 
     /// The market entered `phase`.
@@ -582,6 +681,13 @@ mod tests {
         m.cancel_final(Err(RejectReason::NotOwner), Duration::ZERO);
         m.trade(Aggressor::Auction, 500);
         m.set_phase(Phase::Break);
+        m.feed_messages(FeedView::Canonical, 10);
+        m.feed_messages(FeedView::L3, 7);
+        m.feed_messages(FeedView::L3, 5);
+        m.feed_sent(12, 300);
+        m.feed_sent(1, 9);
+        m.feed_trouble(4, 1, 0);
+        m.set_feed_subscribers(3);
         let text = m.encode();
         for (line, v) in [
             (
@@ -616,6 +722,15 @@ mod tests {
                 1.0,
             ),
             ("gridmatch_phase{phase=\"BREAK\"}", 1.0),
+            ("gridmatch_feed_messages_total{view=\"canonical\"}", 10.0),
+            ("gridmatch_feed_messages_total{view=\"L3\"}", 12.0),
+            ("gridmatch_feed_messages_total{view=\"L1\"}", 0.0),
+            ("gridmatch_feed_sent_messages_total", 13.0),
+            ("gridmatch_feed_sent_bytes_total", 309.0),
+            ("gridmatch_feed_dropped_items_total", 4.0),
+            ("gridmatch_feed_overflows_total", 1.0),
+            ("gridmatch_feed_rebuilds_total", 0.0),
+            ("gridmatch_feed_subscribers", 3.0),
             ("gridmatch_phase{phase=\"CONTINUOUS\"}", 0.0),
         ] {
             assert_eq!(sample(&text, line), Some(v), "{line}\n{text}");

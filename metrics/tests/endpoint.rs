@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use matching::{Aggressor, OrderType, Phase, RejectReason, Side};
-use metrics::{AmendResult, Metrics, OrderResult, SessionKind, LATENCY_BOUNDS_US, MAX_EXECUTORS};
+use metrics::{
+    AmendResult, FeedView, Metrics, OrderResult, SessionKind, LATENCY_BOUNDS_US, MAX_EXECUTORS,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tokio::net::TcpListener;
@@ -258,6 +260,11 @@ async fn scraped_during_a_load_the_endpoint_reports_exactly_what_was_recorded() 
     metrics.set_sessions(SessionKind::Broker, 12);
     metrics.set_sessions(SessionKind::Monitor, 1);
     metrics.set_feed_subscribers(5);
+    metrics.feed_messages(FeedView::Canonical, 1_000);
+    metrics.feed_messages(FeedView::L2, 640);
+    metrics.feed_messages(FeedView::L2, 2);
+    metrics.feed_sent(642, 20_000);
+    metrics.feed_trouble(0, 2, 1);
     metrics.set_phase(Phase::Atc);
     metrics.executor_stats("exec-1", 1_000, 7);
     metrics.executor_stats("exec-1", 1_500, 2);
@@ -282,6 +289,18 @@ async fn scraped_during_a_load_the_endpoint_reports_exactly_what_was_recorded() 
         ("gridmatch_sessions", vec![("kind", "fix")], 0.0),
         ("gridmatch_sessions", vec![("kind", "monitor")], 1.0),
         ("gridmatch_feed_subscribers", vec![], 5.0),
+        (
+            "gridmatch_feed_messages_total",
+            vec![("view", "canonical")],
+            1_000.0,
+        ),
+        ("gridmatch_feed_messages_total", vec![("view", "L2")], 642.0),
+        ("gridmatch_feed_messages_total", vec![("view", "L3")], 0.0),
+        ("gridmatch_feed_sent_messages_total", vec![], 642.0),
+        ("gridmatch_feed_sent_bytes_total", vec![], 20_000.0),
+        ("gridmatch_feed_dropped_items_total", vec![], 0.0),
+        ("gridmatch_feed_overflows_total", vec![], 2.0),
+        ("gridmatch_feed_rebuilds_total", vec![], 1.0),
         ("gridmatch_phase", vec![("phase", "ATC")], 1.0),
         ("gridmatch_phase", vec![("phase", "CONTINUOUS")], 0.0),
         (
@@ -323,6 +342,12 @@ async fn scraped_during_a_load_the_endpoint_reports_exactly_what_was_recorded() 
         "gridmatch_held_commands",
         "gridmatch_sessions",
         "gridmatch_feed_subscribers",
+        "gridmatch_feed_messages",
+        "gridmatch_feed_sent_messages",
+        "gridmatch_feed_sent_bytes",
+        "gridmatch_feed_dropped_items",
+        "gridmatch_feed_overflows",
+        "gridmatch_feed_rebuilds",
         "gridmatch_phase",
         "gridmatch_executor_handled",
         "gridmatch_executor_queue_depth",

@@ -100,9 +100,23 @@ struct RecordArgs {
     #[arg(long, default_value = "gridmatch-data/brokers.csv")]
     credentials: PathBuf,
     /// Directory for `<CODE>_message_<N>.csv`, `<CODE>_orderbook_<N>.csv` and `trades.csv`
-    /// (created; existing files are overwritten).
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    /// (created; existing files are overwritten). With --sessions N > 1, session i writes
+    /// under DIR/i.
+    #[arg(long, value_name = "DIR", required_unless_present = "count_only")]
+    out: Option<PathBuf>,
+    /// Write no files: decode every message, apply it to the books and count it (a subscriber
+    /// that loads the manager's feed, not the machine's disks).
+    #[arg(long, conflicts_with = "out")]
+    count_only: bool,
+    /// Subscriptions held by this process, each with its own connection and books (one
+    /// thread for all of them).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=256))]
+    sessions: u64,
+    /// At the end, write the final books of the recorded securities to this CSV
+    /// (`security,row,price,qty`: the same rows as `replay --local --books-out`, so equal books
+    /// give equal files). With --sessions N > 1, session i writes FILE.i.
+    #[arg(long, value_name = "FILE")]
+    books_out: Option<PathBuf>,
     /// Price levels per side in the orderbook files.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000))]
     levels: u64,
@@ -275,6 +289,10 @@ struct ReplayArgs {
     /// Where to write the rejects CSV.
     #[arg(long, value_name = "FILE")]
     rejects_out: PathBuf,
+    /// With --local: also write the exchange's final books (`security,row,price,qty`), the
+    /// reference for `record --books-out`.
+    #[arg(long, value_name = "FILE", requires = "local")]
+    books_out: Option<PathBuf>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -428,16 +446,26 @@ fn run_record(a: RecordArgs) -> anyhow::Result<()> {
         },
         auth,
         out: a.out,
+        books_out: a.books_out,
         levels: a.levels as usize,
         securities: a.securities,
         duration,
         drop_every: a.drop_every,
     };
-    let summary = runtime()?.block_on(user_sim::record::run_record(
+    let summaries = runtime()?.block_on(user_sim::record::run_records(
         cfg,
+        a.sessions as usize,
         transport::runtime::shutdown_signal(),
     ))?;
-    eprintln!("{summary}");
+    let mut total = user_sim::record::RecordSummary::default();
+    for (i, s) in summaries.iter().enumerate() {
+        if summaries.len() > 1 {
+            eprintln!("session {}: {s}", i + 1);
+        }
+        total.add(s);
+    }
+    // The last line: the whole process's figures.
+    eprintln!("{total}");
     Ok(())
 }
 
@@ -476,7 +504,13 @@ fn run_replay(a: ReplayArgs) -> anyhow::Result<()> {
         rejects_out: a.rejects_out,
     };
     let summary = match a.manager {
-        None => replay::run_local(&job).context("replay failed")?,
+        None => {
+            let summary = replay::run_local(&job).context("replay failed")?;
+            if let Some(path) = &a.books_out {
+                replay::write_books_local(&job, path).context("writing the books")?;
+            }
+            summary
+        }
         Some(manager) => {
             let token = a.token.resolve().context("--token")?;
             let target = client::GridTarget { manager, ca: a.ca };

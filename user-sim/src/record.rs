@@ -14,6 +14,12 @@
 //! the feed's public ids (the sequence number of the command that rested the order, never a
 //! broker's id); times are seconds after local midnight with nanoseconds.
 //!
+//! Counting only (`RecordConfig::out` = `None`): the same subscriber (messages decoded,
+//! applied to the books, gaps repaired) without files, to load the manager's feed without
+//! loading the machine with file writes; several such sessions can share one process
+//! ([`run_records`]). Either way, `books_out` writes the final books ([`feed::export`]'s books
+//! CSV), to compare with the engine's (`user-sim replay --local --books-out`).
+//!
 //! Gaps: the recorder checks the feed's sequence numbers; on a gap it asks for a resync and
 //! ignores messages until the snapshot. The snapshot is written as a type 3 line for every
 //! order held and a type 1 line for every order listed, so the files stay consistent (each
@@ -30,6 +36,7 @@ use feed::lobster::{LobsterConfig, LobsterWriter};
 use feed::{Applied, Body, FeedClient, FeedLevel, Message, ResyncGate, Securities, Subscription};
 use matching::{SecurityId, SecurityTable};
 use proto::{Credentials, FeedRequest, FeedUpdate};
+use tracing::Instrument;
 
 use crate::client::{connect, table_from, GridTarget};
 
@@ -62,7 +69,10 @@ impl FeedAuth {
 pub struct RecordConfig {
     pub target: GridTarget,
     pub auth: FeedAuth,
-    pub out: PathBuf,
+    /// Where the files go; `None`: count only (decode and apply, write nothing).
+    pub out: Option<PathBuf>,
+    /// At the end, write the final books of the recorded securities here (books CSV).
+    pub books_out: Option<PathBuf>,
     /// Levels per side in the orderbook files.
     pub levels: usize,
     /// Security codes to record (empty: all).
@@ -85,6 +95,23 @@ pub struct RecordSummary {
     pub resyncs: u64,
     pub discarded: u64,
     pub sessions: u64,
+    /// Counted only: no files written.
+    pub count_only: bool,
+}
+
+impl RecordSummary {
+    /// Adds another subscription's summary (several in one process).
+    pub fn add(&mut self, o: &RecordSummary) {
+        self.securities = self.securities.max(o.securities);
+        self.messages += o.messages;
+        self.lobster_lines += o.lobster_lines;
+        self.trades += o.trades;
+        self.gaps += o.gaps;
+        self.resyncs += o.resyncs;
+        self.discarded += o.discarded;
+        self.sessions += o.sessions;
+        self.count_only |= o.count_only;
+    }
 }
 
 impl std::fmt::Display for RecordSummary {
@@ -103,6 +130,9 @@ impl std::fmt::Display for RecordSummary {
         if self.discarded > 0 {
             write!(f, " ({} messages discarded on purpose)", self.discarded)?;
         }
+        if self.count_only {
+            write!(f, " (counted only: no files)")?;
+        }
         Ok(())
     }
 }
@@ -111,10 +141,12 @@ type Lobster = LobsterWriter<BufWriter<File>, BufWriter<File>>;
 
 /// The files of one recording (sans network): feed messages in, lines out.
 pub struct Recorder {
-    /// Indexed by security id; `None` for a security not recorded.
+    /// Indexed by security id; `None` for a security not recorded (all when counting only).
     writers: Vec<Option<Lobster>>,
     codes: Vec<String>,
-    trades: BufWriter<File>,
+    /// `None` when counting only.
+    trades: Option<BufWriter<File>>,
+    wanted: Vec<SecurityId>,
     client: FeedClient,
     gate: ResyncGate,
     summary: RecordSummary,
@@ -163,17 +195,61 @@ impl Recorder {
         }
         let mut trades = create(&out.join("trades.csv"))?;
         writeln!(trades, "{}", feed::export::TRADES_HEADER)?;
-        Ok(Recorder {
-            writers,
+        let mut r = Recorder::counting(table, wanted);
+        r.writers = writers;
+        r.trades = Some(trades);
+        r.summary.count_only = false;
+        Ok(r)
+    }
+
+    /// A recorder that writes nothing: messages are decoded, applied and counted.
+    pub fn counting(table: &SecurityTable, wanted: &[SecurityId]) -> Recorder {
+        let mut codes = vec![String::new(); table.len()];
+        for (id, code, _) in table.iter() {
+            codes[id.0 as usize] = code.to_string();
+        }
+        Recorder {
+            writers: (0..table.len()).map(|_| None).collect(),
             codes,
-            trades,
+            trades: None,
+            wanted: wanted.to_vec(),
             client: FeedClient::new(),
             gate: ResyncGate::default(),
             summary: RecordSummary {
                 securities: wanted.len(),
+                count_only: true,
                 ..RecordSummary::default()
             },
-        })
+        }
+    }
+
+    /// The books as the feed built them: every recorded security in listing order (a
+    /// security with no book yet writes only zero totals).
+    pub fn write_books(&self, w: &mut impl Write) -> std::io::Result<()> {
+        writeln!(w, "{}", feed::export::BOOKS_HEADER)?;
+        let mut wanted = self.wanted.clone();
+        wanted.sort();
+        for sec in wanted {
+            let code = &self.codes[sec.0 as usize];
+            let (depth, totals) = match self.client.security(sec) {
+                Some(v) => {
+                    let depth = v.book.depth(usize::MAX);
+                    let sum = |l: &[(matching::Price, matching::Qty)]| {
+                        l.iter().map(|l| l.1).sum::<matching::Qty>()
+                    };
+                    let at_market =
+                        |side| v.book.at_market(side).map_or(0, |l: feed::LevelInfo| l.qty);
+                    let totals = (
+                        sum(&depth.0) + at_market(matching::Side::Buy),
+                        sum(&depth.1) + at_market(matching::Side::Sell),
+                    );
+                    (depth, totals)
+                }
+                None => ((Vec::new(), Vec::new()), (0, 0)),
+            };
+            feed::export::write_book_rows(w, code, &depth, totals)?;
+        }
+        Ok(())
     }
 
     /// Applies one received message; true when the feed should be asked for a resync.
@@ -211,8 +287,10 @@ impl Recorder {
                 return Ok(());
             }
             Body::Trade(t) => {
-                let code = &self.codes[t.security.0 as usize];
-                feed::export::write_trade_row(&mut self.trades, m.time, code, t)?;
+                if let Some(trades) = &mut self.trades {
+                    let code = &self.codes[t.security.0 as usize];
+                    feed::export::write_trade_row(trades, m.time, code, t)?;
+                }
                 self.summary.trades += 1;
             }
             _ => {}
@@ -250,8 +328,9 @@ impl Recorder {
         for w in self.writers.into_iter().flatten() {
             w.into_inner().context("flushing the LOBSTER files")?;
         }
-        let mut trades = self.trades;
-        trades.flush().context("flushing trades.csv")?;
+        if let Some(mut trades) = self.trades {
+            trades.flush().context("flushing trades.csv")?;
+        }
         Ok(self.summary)
     }
 }
@@ -292,7 +371,10 @@ pub async fn run_record(
     let mut session = connect(&cfg.target, cfg.auth.credentials()).await?;
     let table = table_from(&session.welcome)?;
     let wanted = resolve_codes(&table, &cfg.securities)?;
-    let mut rec = Recorder::create(&cfg.out, &table, &wanted, cfg.levels)?;
+    let mut rec = match &cfg.out {
+        Some(out) => Recorder::create(out, &table, &wanted, cfg.levels)?,
+        None => Recorder::counting(&table, &wanted),
+    };
     let subscription = Subscription {
         level: FeedLevel::L3,
         securities: if cfg.securities.is_empty() {
@@ -338,7 +420,65 @@ pub async fn run_record(
             }
         }
     }
+    if let Some(path) = &cfg.books_out {
+        let mut w = create(path)?;
+        rec.write_books(&mut w)
+            .and_then(|()| w.flush())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     rec.finish()
+}
+
+/// `n` subscriptions of the same configuration in this process (their own connections and
+/// books), until `stop`; returns each one's summary. With `n` > 1, subscription `i` (from 1)
+/// writes its files under `<out>/<i>` and its books to `<books_out>.<i>`.
+pub async fn run_records(
+    cfg: RecordConfig,
+    n: usize,
+    stop: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Vec<RecordSummary>> {
+    if n <= 1 {
+        return Ok(vec![run_record(cfg, stop).await?]);
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut set = tokio::task::JoinSet::new();
+    for i in 1..=n {
+        let mut c = cfg.clone();
+        c.out = cfg.out.as_ref().map(|o| o.join(i.to_string()));
+        c.books_out = cfg.books_out.as_ref().map(|b| {
+            let mut s = b.clone().into_os_string();
+            s.push(format!(".{i}"));
+            PathBuf::from(s)
+        });
+        let mut rx = stop_rx.clone();
+        let span = tracing::info_span!("subscription", n = i);
+        set.spawn(
+            async move {
+                let stopped = async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                };
+                (i, run_record(c, stopped).await)
+            }
+            .instrument(span),
+        );
+    }
+    tokio::pin!(stop);
+    let mut out: Vec<Option<RecordSummary>> = vec![None; n];
+    let mut stopping = false;
+    while !set.is_empty() {
+        tokio::select! {
+            done = set.join_next() => match done {
+                Some(Ok((i, r))) => out[i - 1] = Some(r.with_context(|| format!("subscription {i}"))?),
+                Some(Err(e)) => bail!("a subscription task failed: {e}"),
+                None => break,
+            },
+            _ = &mut stop, if !stopping => {
+                stopping = true;
+                let _ = stop_tx.send(true);
+            }
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
 }
 
 async fn one_session(

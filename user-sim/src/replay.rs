@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use matching::stream::{parse_orders, replay_local, StreamError};
+use matching::stream::{parse_orders, replay_local, to_command, BrokerRegistry, StreamError};
 use matching::{MarketRules, SecurityTable};
 
 /// Errors of a local replay. Parse errors name the file and the 1-based line.
@@ -105,4 +105,39 @@ pub fn run_local(job: &LocalReplay) -> Result<ReplaySummary, ReplayError> {
         rejects: collector.reject_count(),
         elapsed: start.elapsed(),
     })
+}
+
+/// Replays `job`'s orders through one sequential exchange and writes its final books to `out`
+/// as [`feed::export`]'s books CSV (every listed security in id order): the reference a feed
+/// subscriber's books (`user-sim record --books-out`) must equal.
+pub fn write_books_local(job: &LocalReplay, out: &Path) -> Result<(), ReplayError> {
+    let securities = read_securities(&job.securities)?;
+    let rows = parse_orders(&read(&job.orders)?).map_err(|error| ReplayError::Parse {
+        path: job.orders.clone(),
+        error,
+    })?;
+    let mut exchange = matching::Exchange::new(job.rules, securities.clone());
+    let mut brokers = BrokerRegistry::new();
+    let mut events = Vec::with_capacity(64);
+    for row in &rows {
+        events.clear();
+        let cmd = to_command(row, &securities, &mut brokers);
+        exchange.process(&cmd, &mut events);
+    }
+    let mut text = Vec::new();
+    let engine = exchange.engine();
+    let mut w = || -> std::io::Result<()> {
+        use std::io::Write;
+        writeln!(text, "{}", feed::export::BOOKS_HEADER)?;
+        for (id, code, _) in securities.iter() {
+            let depth = engine.depth(id, usize::MAX);
+            feed::export::write_book_rows(&mut text, code, &depth, engine.totals(id))?;
+        }
+        Ok(())
+    };
+    w().map_err(|source| ReplayError::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    write(out, &String::from_utf8_lossy(&text))
 }

@@ -14,7 +14,7 @@ import sys
 
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-ALLOWED_LABELS = {"type", "side", "result", "action", "reason", "aggressor", "kind", "phase", "executor", "le"}
+ALLOWED_LABELS = {"type", "side", "result", "action", "reason", "aggressor", "kind", "phase", "executor", "view", "le"}
 
 
 def sample_key(name, labels):
