@@ -23,15 +23,17 @@
 //! ([`crate::snapshots`]).
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use matching::{
     ArchivedId, BrokerId, OrderId, OrderType, Price, Qty, RejectReason, SecurityId, Side,
 };
 
+use crate::files::{open_sealed, read_at, SealedKind, SealedWriter};
 use crate::varint::{put_uint, zigzag, Reader};
 use crate::{io_err, JournalError};
+
+pub use crate::files::sync_dir;
 
 const MAGIC: &[u8; 4] = b"GMFI";
 const END_MAGIC: &[u8; 4] = b"GMFE";
@@ -194,10 +196,7 @@ pub fn parse_run_file_name(name: &str) -> Option<u64> {
 
 /// Writes a run from records in strictly increasing id order.
 pub struct RunWriter {
-    path: PathBuf,
-    tmp: PathBuf,
-    file: BufWriter<File>,
-    offset: u64,
+    out: SealedWriter,
     block: Vec<u8>,
     block_count: u64,
     block_first: u64,
@@ -216,21 +215,12 @@ impl RunWriter {
         fs::create_dir_all(dir).map_err(|e| io_err(dir, e))?;
         let path = dir.join(run_file_name(number));
         let tmp = path.with_extension("fin.tmp");
-        let f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-        let mut file = BufWriter::with_capacity(1 << 16, f);
-        let mut header = Vec::with_capacity(HEADER_LEN as usize);
-        header.extend_from_slice(MAGIC);
-        header.push(VERSION);
-        header.push(level);
-        header.extend_from_slice(&number.to_le_bytes());
-        let crc = crc32fast::hash(&header);
-        header.extend_from_slice(&crc.to_le_bytes());
-        file.write_all(&header).map_err(|e| io_err(&tmp, e))?;
+        let mut fields = vec![level];
+        fields.extend_from_slice(&number.to_le_bytes());
+        let out = SealedWriter::create(path, tmp, MAGIC, VERSION, &fields)?;
+        debug_assert_eq!(out.offset(), HEADER_LEN);
         Ok(RunWriter {
-            path,
-            tmp,
-            file,
-            offset: HEADER_LEN,
+            out,
             block: Vec::with_capacity(BLOCK_BYTES + 64),
             block_count: 0,
             block_first: 0,
@@ -284,18 +274,16 @@ impl RunWriter {
         payload.extend_from_slice(&self.block);
         let len = payload.len() as u32;
         let crc = crc32fast::hash(&payload);
-        let w = &mut self.file;
-        w.write_all(&len.to_le_bytes())
-            .and_then(|()| w.write_all(&payload))
-            .and_then(|()| w.write_all(&crc.to_le_bytes()))
-            .map_err(|e| io_err(&self.tmp, e))?;
+        let offset = self.out.offset();
+        self.out.write(&len.to_le_bytes())?;
+        self.out.write(&payload)?;
+        self.out.write(&crc.to_le_bytes())?;
         self.fences.push(Fence {
             first: self.block_first,
             last: self.prev.unwrap_or(0),
-            offset: self.offset,
+            offset,
             len,
         });
-        self.offset += 8 + u64::from(len);
         self.block.clear();
         self.block_count = 0;
         Ok(())
@@ -319,21 +307,8 @@ impl RunWriter {
             footer.extend_from_slice(&p.to_le_bytes());
             footer.extend_from_slice(&max.to_le_bytes());
         }
-        let crc = crc32fast::hash(&footer);
-        footer.extend_from_slice(&crc.to_le_bytes());
-        let len = footer.len() as u64;
-        footer.extend_from_slice(&len.to_le_bytes());
-        footer.extend_from_slice(END_MAGIC);
-        let tmp = self.tmp.clone();
-        self.file.write_all(&footer).map_err(|e| io_err(&tmp, e))?;
-        let file = self
-            .file
-            .into_inner()
-            .map_err(|e| io_err(&tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| io_err(&tmp, e))?;
-        drop(file);
-        fs::rename(&tmp, &self.path).map_err(|e| io_err(&self.path, e))?;
-        FinishedRun::open(&self.path)
+        let path = self.out.seal(footer, END_MAGIC)?;
+        FinishedRun::open(&path)
     }
 
     /// The number of the run being written.
@@ -345,17 +320,6 @@ impl RunWriter {
     pub fn level(&self) -> u8 {
         self.level
     }
-}
-
-/// Makes new directory entries (renamed-in files) durable.
-pub fn sync_dir(dir: &Path) -> Result<(), JournalError> {
-    #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(dir, e))?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
 }
 
 /// An open run: its fences in memory, its blocks read on demand.
@@ -371,26 +335,6 @@ pub struct FinishedRun {
     bytes: u64,
 }
 
-#[cfg(unix)]
-pub(crate) fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    file.read_exact_at(buf, offset)
-}
-
-#[cfg(windows)]
-pub(crate) fn read_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> std::io::Result<()> {
-    use std::os::windows::fs::FileExt;
-    while !buf.is_empty() {
-        let n = file.seek_read(buf, offset)?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buf = &mut buf[n..];
-        offset += n as u64;
-    }
-    Ok(())
-}
-
 impl FinishedRun {
     /// Opens a run and reads its header and footer (not its blocks).
     pub fn open(path: &Path) -> Result<FinishedRun, JournalError> {
@@ -399,44 +343,22 @@ impl FinishedRun {
             offset,
             detail,
         };
-        let file = File::open(path).map_err(|e| io_err(path, e))?;
-        let bytes = file.metadata().map_err(|e| io_err(path, e))?.len();
-        if bytes < HEADER_LEN + 12 {
-            return Err(corrupt(0, format!("a run of {bytes} bytes is too short")));
-        }
-        let mut header = [0u8; HEADER_LEN as usize];
-        read_at(&file, &mut header, 0).map_err(|e| io_err(path, e))?;
-        if &header[..4] != MAGIC {
-            return Err(corrupt(0, "not a finished-order run (bad magic)".into()));
-        }
-        let crc = u32::from_le_bytes(header[14..18].try_into().expect("4 bytes"));
-        if crc32fast::hash(&header[..14]) != crc {
-            return Err(corrupt(0, "header CRC mismatch".into()));
-        }
-        if header[4] != VERSION {
-            return Err(corrupt(0, format!("unsupported run version {}", header[4])));
-        }
-        let level = header[5];
-        let number = u64::from_le_bytes(header[6..14].try_into().expect("8 bytes"));
-        let mut tail = [0u8; 12];
-        read_at(&file, &mut tail, bytes - 12).map_err(|e| io_err(path, e))?;
-        if &tail[8..] != END_MAGIC {
-            return Err(corrupt(bytes - 4, "missing footer (bad end magic)".into()));
-        }
-        let flen = u64::from_le_bytes(tail[..8].try_into().expect("8 bytes"));
-        if flen < 4 || flen > bytes - HEADER_LEN - 12 {
-            return Err(corrupt(
-                bytes - 12,
-                format!("footer length {flen} out of range"),
-            ));
-        }
-        let fstart = bytes - 12 - flen;
-        let mut footer = vec![0u8; flen as usize];
-        read_at(&file, &mut footer, fstart).map_err(|e| io_err(path, e))?;
-        let (body, crc) = footer.split_at(footer.len() - 4);
-        if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
-            return Err(corrupt(fstart, "footer CRC mismatch".into()));
-        }
+        let sealed = open_sealed(
+            path,
+            &SealedKind {
+                name: "finished-order run",
+                short: "run",
+                magic: MAGIC,
+                end_magic: END_MAGIC,
+                version: VERSION,
+                header_len: HEADER_LEN,
+                min_footer: 4,
+            },
+        )?;
+        let (file, fstart, body) = (sealed.file, sealed.footer_start, &sealed.footer[..]);
+        let level = sealed.header[5];
+        let number = u64::from_le_bytes(sealed.header[6..14].try_into().expect("8 bytes"));
+        let bytes = sealed.bytes;
         /// Fences, the record count, and the highest id per broker prefix.
         type Footer = (Vec<Fence>, u64, Vec<(u32, u64)>);
         let parse = || -> Result<Footer, String> {

@@ -134,6 +134,7 @@
 
 mod codec;
 mod export;
+mod files;
 pub mod finished;
 mod hwm;
 mod listing;

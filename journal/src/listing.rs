@@ -2,7 +2,7 @@
 //! and price band mean depends on both, so opening with others is an error.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use matching::{MarketRules, SecurityTable};
@@ -143,11 +143,7 @@ impl Binding {
             return Ok(());
         }
         let tmp = journal_dir.join("listing.csv.tmp");
-        let mut f = fs::File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-        f.write_all(self.csv.as_bytes())
-            .and_then(|_| f.sync_all())
-            .map_err(|e| io_err(&tmp, e))?;
-        fs::rename(&tmp, &copy).map_err(|e| io_err(&copy, e))
+        crate::files::write_aside(&tmp, &copy, self.csv.as_bytes())
     }
 }
 

@@ -17,11 +17,10 @@
 //! ([`crate::snapshots`]): a pack no manifest names is a leftover of a checkpoint that never
 //! completed.
 
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::finished::read_at;
+use crate::files::{open_sealed, read_at, SealedKind, SealedWriter};
 use crate::snapshots::BookSnapshot;
 use crate::varint::{put_uint, Reader};
 use crate::{io_err, JournalError};
@@ -56,10 +55,7 @@ pub struct PackEntry {
 
 /// Writes a pack; books in strictly increasing security order.
 pub struct PackWriter {
-    path: PathBuf,
-    tmp: PathBuf,
-    file: BufWriter<File>,
-    offset: u64,
+    out: SealedWriter,
     entries: Vec<PackEntry>,
 }
 
@@ -68,20 +64,10 @@ impl PackWriter {
     pub fn create(dir: &Path, number: u64) -> Result<PackWriter, JournalError> {
         let path = dir.join(pack_file_name(number));
         let tmp = path.with_extension("gmp.tmp");
-        let f = File::create(&tmp).map_err(|e| io_err(&tmp, e))?;
-        let mut file = BufWriter::with_capacity(1 << 16, f);
-        let mut header = Vec::with_capacity(HEADER_LEN as usize);
-        header.extend_from_slice(MAGIC);
-        header.push(VERSION);
-        header.extend_from_slice(&number.to_le_bytes());
-        let crc = crc32fast::hash(&header);
-        header.extend_from_slice(&crc.to_le_bytes());
-        file.write_all(&header).map_err(|e| io_err(&tmp, e))?;
+        let out = SealedWriter::create(path, tmp, MAGIC, VERSION, &number.to_le_bytes())?;
+        debug_assert_eq!(out.offset(), HEADER_LEN);
         Ok(PackWriter {
-            path,
-            tmp,
-            file,
-            offset: HEADER_LEN,
+            out,
             entries: Vec::new(),
         })
     }
@@ -106,16 +92,14 @@ impl PackWriter {
         }
         let len = u32::try_from(bytes.len())
             .map_err(|_| JournalError::Invalid(format!("book {security} is over 4 GiB")))?;
-        self.file
-            .write_all(bytes)
-            .map_err(|e| io_err(&self.tmp, e))?;
+        let offset = self.out.offset();
+        self.out.write(bytes)?;
         self.entries.push(PackEntry {
             security,
             seq,
-            offset: self.offset,
+            offset,
             len,
         });
-        self.offset += u64::from(len);
         Ok(())
     }
 
@@ -130,7 +114,7 @@ impl PackWriter {
 
     /// Writes the footer, fsyncs (the one fsync of the pack), renames the file in and returns
     /// its index. The directory entry is made durable by the next manifest write.
-    pub fn finish(mut self) -> Result<Vec<PackEntry>, JournalError> {
+    pub fn finish(self) -> Result<Vec<PackEntry>, JournalError> {
         let mut footer = Vec::with_capacity(16 + self.entries.len() * ENTRY_LEN);
         put_uint(&mut footer, self.entries.len() as u128);
         for e in &self.entries {
@@ -139,20 +123,7 @@ impl PackWriter {
             footer.extend_from_slice(&e.offset.to_le_bytes());
             footer.extend_from_slice(&e.len.to_le_bytes());
         }
-        let crc = crc32fast::hash(&footer);
-        footer.extend_from_slice(&crc.to_le_bytes());
-        let len = footer.len() as u64;
-        footer.extend_from_slice(&len.to_le_bytes());
-        footer.extend_from_slice(END_MAGIC);
-        let tmp = self.tmp.clone();
-        self.file.write_all(&footer).map_err(|e| io_err(&tmp, e))?;
-        let file = self
-            .file
-            .into_inner()
-            .map_err(|e| io_err(&tmp, e.into_error()))?;
-        file.sync_all().map_err(|e| io_err(&tmp, e))?;
-        drop(file);
-        fs::rename(&tmp, &self.path).map_err(|e| io_err(&self.path, e))?;
+        self.out.seal(footer, END_MAGIC)?;
         Ok(self.entries)
     }
 }
@@ -173,45 +144,19 @@ impl Pack {
             offset,
             detail,
         };
-        let file = File::open(path).map_err(|e| io_err(path, e))?;
-        let bytes = file.metadata().map_err(|e| io_err(path, e))?.len();
-        if bytes < HEADER_LEN + 12 + 5 {
-            return Err(corrupt(0, format!("a pack of {bytes} bytes is too short")));
-        }
-        let mut header = [0u8; HEADER_LEN as usize];
-        read_at(&file, &mut header, 0).map_err(|e| io_err(path, e))?;
-        if &header[..4] != MAGIC {
-            return Err(corrupt(0, "not a snapshot pack (bad magic)".into()));
-        }
-        let crc = u32::from_le_bytes(header[13..17].try_into().expect("4 bytes"));
-        if crc32fast::hash(&header[..13]) != crc {
-            return Err(corrupt(0, "header CRC mismatch".into()));
-        }
-        if header[4] != VERSION {
-            return Err(corrupt(
-                0,
-                format!("unsupported pack version {}", header[4]),
-            ));
-        }
-        let mut tail = [0u8; 12];
-        read_at(&file, &mut tail, bytes - 12).map_err(|e| io_err(path, e))?;
-        if &tail[8..] != END_MAGIC {
-            return Err(corrupt(bytes - 4, "missing footer (bad end magic)".into()));
-        }
-        let flen = u64::from_le_bytes(tail[..8].try_into().expect("8 bytes"));
-        if flen < 5 || flen > bytes - HEADER_LEN - 12 {
-            return Err(corrupt(
-                bytes - 12,
-                format!("footer length {flen} out of range"),
-            ));
-        }
-        let fstart = bytes - 12 - flen;
-        let mut footer = vec![0u8; flen as usize];
-        read_at(&file, &mut footer, fstart).map_err(|e| io_err(path, e))?;
-        let (body, crc) = footer.split_at(footer.len() - 4);
-        if crc32fast::hash(body) != u32::from_le_bytes(crc.try_into().expect("4 bytes")) {
-            return Err(corrupt(fstart, "footer CRC mismatch".into()));
-        }
+        let sealed = open_sealed(
+            path,
+            &SealedKind {
+                name: "snapshot pack",
+                short: "pack",
+                magic: MAGIC,
+                end_magic: END_MAGIC,
+                version: VERSION,
+                header_len: HEADER_LEN,
+                min_footer: 5,
+            },
+        )?;
+        let (file, fstart, body) = (sealed.file, sealed.footer_start, &sealed.footer[..]);
         let parse = || -> Result<Vec<PackEntry>, String> {
             let mut rd = Reader::new(body);
             let n = rd.u64()?;
@@ -309,6 +254,7 @@ mod tests {
     use super::*;
     use crate::snapshots::LiveOrder;
     use matching::{BrokerId, OrderId, OrderType, Phase, SecurityId, Side};
+    use std::fs;
 
     fn book(security: u32, seq: u64, orders: u64) -> BookSnapshot {
         let o = |id: u64, side| LiveOrder {

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::codec::{
     decode, encode_meta, parse_frame, Decoded, DeltaState, Log, Meta, FORMAT_VERSION, MAX_PAYLOAD,
 };
+use crate::files::sync_dir;
 use crate::{io_err, Durability, JournalError};
 
 /// Header: magic (4) | version (1) | first number u64 LE (8) | CRC32 LE of the previous 13 (4).
@@ -475,17 +476,6 @@ impl Scanner {
             });
         }
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), JournalError> {
-    // Makes a new segment's directory entry durable; directories cannot be opened on Windows.
-    #[cfg(unix)]
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io_err(dir, e))?;
-    #[cfg(not(unix))]
-    let _ = dir;
-    Ok(())
 }
 
 /// Write and fsync counts of a log writer, for tests and benchmarks.

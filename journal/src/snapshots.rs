@@ -47,7 +47,7 @@ use matching::{
     SecurityId, Side,
 };
 
-use crate::finished::sync_dir;
+use crate::files::{sync_dir, write_aside};
 use crate::packs::{parse_pack_file_name, Pack};
 use crate::varint::{put_uint, zigzag, Reader};
 use crate::{io_err, JournalError};
@@ -448,21 +448,14 @@ impl SnapshotDir {
         &self.dir
     }
 
-    /// Writes a book snapshot (aside, fsynced, renamed in) and returns its file name. Its
-    /// directory entry is durable after the next [`Self::write_manifest`].
+    /// Writes a single-book snapshot file, the format before packs (tests of reading it), and
+    /// returns its file name.
+    #[cfg(test)]
     pub fn write_book(&self, snap: &BookSnapshot) -> Result<String, JournalError> {
         let name = snap.file_name();
         let path = self.dir.join(&name);
         let tmp = path.with_extension("snap.tmp");
-        let bytes = snap.encode();
-        (|| {
-            use std::io::Write;
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()
-        })()
-        .map_err(|e| io_err(&tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+        write_aside(&tmp, &path, &snap.encode())?;
         Ok(name)
     }
 
@@ -514,15 +507,7 @@ impl SnapshotDir {
     pub fn write_manifest(&self, m: &Manifest) -> Result<(), JournalError> {
         let path = self.dir.join(MANIFEST);
         let tmp = self.dir.join("MANIFEST.tmp");
-        let text = m.encode();
-        (|| {
-            use std::io::Write;
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(text.as_bytes())?;
-            f.sync_all()
-        })()
-        .map_err(|e| io_err(&tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| io_err(&path, e))?;
+        write_aside(&tmp, &path, m.encode().as_bytes())?;
         sync_dir(&self.dir)
     }
 
