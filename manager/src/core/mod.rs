@@ -334,8 +334,6 @@ pub struct Core {
     stats: Stats,
     /// Reports waiting for the journal commit (acceptances, and rejects that burnt an id).
     unacked: Vec<(SessionId, Report)>,
-    /// Scratch buffer of [`Core::report_group`] (kept for its allocation).
-    submitter_reports: Vec<Report>,
     partial: FxHashMap<NodeId, Partial>,
     /// While a CLOSED is completing: the submissions that arrived meanwhile, in order.
     barrier: Option<u64>,
@@ -404,7 +402,6 @@ impl Core {
             phase: Phase::Continuous,
             inflight: InFlightRing::default(),
             unacked: Vec::new(),
-            submitter_reports: Vec::new(),
             partial: FxHashMap::default(),
             barrier: None,
             deferred: VecDeque::new(),
@@ -989,12 +986,7 @@ impl Core {
                 tracing::debug!(node, seq = g.seq, "dropping events of a completed command");
                 continue;
             }
-            let pending = if self.partial.is_empty() {
-                None
-            } else {
-                self.partial.remove(&node)
-            };
-            let events = match pending {
+            let events = match self.partial.remove(&node) {
                 Some(mut p) => {
                     if (p.seq, p.security) != (g.seq, g.security) {
                         self.fail_executor(
@@ -1232,28 +1224,26 @@ impl Core {
         let is_phase = matches!(routed.command, Command::Phase(_));
         let mut fill_index = 0u32;
         let n = events.len();
-        // The submitter's reports are gathered here and handed over in one go (before any
-        // passive report, which may go to the same session: a session sees them in event order).
-        let mut mine = std::mem::take(&mut self.submitter_reports);
-        let deliver = session != EXCHANGE_SESSION && kind.is_some();
         for (k, ev) in events.iter().enumerate() {
             let last = !is_phase && k + 1 == n;
-            let to_submitter = |mine: &mut Vec<Report>, order: OrderId, event: ReportEvent| {
-                if deliver {
-                    mine.push(Report {
+            let to_submitter = |core: &mut Core, order: OrderId, event: ReportEvent| {
+                let order = if is_broker {
+                    local_order_id(order)
+                } else {
+                    order
+                };
+                core.push_report(
+                    session,
+                    Report {
                         client_ref,
                         seq,
                         time,
-                        order: if is_broker {
-                            local_order_id(order)
-                        } else {
-                            order
-                        },
+                        order,
                         event,
                         last,
                         passive: false,
-                    });
-                }
+                    },
+                );
             };
             match *ev {
                 Event::Fill(f) => {
@@ -1284,11 +1274,11 @@ impl Core {
                                 liquidity: Liquidity::Taker,
                                 trade,
                             });
-                            to_submitter(&mut mine, id, event);
+                            to_submitter(self, id, event);
                         }
                     } else {
                         to_submitter(
-                            &mut mine,
+                            self,
                             own.unwrap_or(OrderId(0)),
                             ReportEvent::Trade { fill: f, trade },
                         );
@@ -1299,7 +1289,6 @@ impl Core {
                         } else {
                             Liquidity::Auction
                         };
-                        self.hand_over_reports(session, &mut mine);
                         self.passive_report(
                             broker,
                             id,
@@ -1320,23 +1309,22 @@ impl Core {
                     self.stats.counters.cancelled += 1;
                     let event = ReportEvent::Cancelled { qty, reason };
                     if Some(id) == own {
-                        to_submitter(&mut mine, id, event);
+                        to_submitter(self, id, event);
                     } else {
                         if !is_broker {
-                            to_submitter(&mut mine, id, event);
+                            to_submitter(self, id, event);
                         }
                         if let Some(broker) = self.projection.get(id).map(|r| r.broker) {
-                            self.hand_over_reports(session, &mut mine);
                             self.passive_report(broker, id, seq, time, event);
                         }
                     }
                 }
                 Event::Rejected { id, reason } => {
                     self.stats.counters.rejected += 1;
-                    to_submitter(&mut mine, id, ReportEvent::Rejected { reason });
+                    to_submitter(self, id, ReportEvent::Rejected { reason });
                 }
                 Event::Rested { id, price, qty, .. } => {
-                    to_submitter(&mut mine, id, ReportEvent::Rested { price, qty });
+                    to_submitter(self, id, ReportEvent::Rested { price, qty });
                 }
                 Event::Amended {
                     id,
@@ -1345,7 +1333,7 @@ impl Core {
                     priority_kept,
                     ..
                 } => to_submitter(
-                    &mut mine,
+                    self,
                     id,
                     ReportEvent::Amended {
                         price,
@@ -1360,7 +1348,7 @@ impl Core {
                 } => {
                     if !is_broker {
                         to_submitter(
-                            &mut mine,
+                            self,
                             OrderId(0),
                             ReportEvent::Auction {
                                 security,
@@ -1372,11 +1360,7 @@ impl Core {
                 }
                 Event::Reference { security, price } => {
                     if !is_broker {
-                        to_submitter(
-                            &mut mine,
-                            OrderId(0),
-                            ReportEvent::Reference { security, price },
-                        );
+                        to_submitter(self, OrderId(0), ReportEvent::Reference { security, price });
                     }
                 }
                 Event::Totals {
@@ -1384,7 +1368,7 @@ impl Core {
                     bid_total,
                     ask_total,
                 } => to_submitter(
-                    &mut mine,
+                    self,
                     own.unwrap_or(OrderId(0)),
                     ReportEvent::Totals {
                         security,
@@ -1395,16 +1379,7 @@ impl Core {
                 Event::Accepted { .. } => {}
             }
         }
-        self.hand_over_reports(session, &mut mine);
-        self.submitter_reports = mine;
         Ok(())
-    }
-
-    /// Appends the reports gathered for `session` to its outbox (leaves `reports` empty).
-    fn hand_over_reports(&mut self, session: SessionId, reports: &mut Vec<Report>) {
-        if !reports.is_empty() {
-            self.out.reports.entry(session).or_default().append(reports);
-        }
     }
 
     /// An unsolicited report about a broker's order, on every session of that broker.
@@ -1660,15 +1635,5 @@ fn set_order_id(cmd: &mut Command, id: OrderId) {
 }
 
 fn pending_status(o: NewOrder) -> OrderStatus {
-    OrderStatus {
-        id: o.id,
-        security: o.security,
-        side: o.side,
-        kind: o.kind,
-        price: o.price,
-        qty: o.qty,
-        filled: 0,
-        state: OrderState::Pending,
-        reject: None,
-    }
+    orders::OrderRecord::pending(&o, 0).status(o.id)
 }

@@ -49,6 +49,24 @@ pub(crate) struct OrderRecord {
 }
 
 impl OrderRecord {
+    /// A NEW as it is before its events: all of it open.
+    pub fn pending(o: &matching::NewOrder, client_ref: u64) -> OrderRecord {
+        OrderRecord {
+            broker: o.broker,
+            client_ref,
+            security: o.security,
+            side: o.side,
+            kind: o.kind,
+            price: o.price,
+            qty: o.qty,
+            filled: 0,
+            open: o.qty,
+            state: OrderState::Pending,
+            reject: None,
+            since: 0,
+        }
+    }
+
     pub fn status(&self, id: OrderId) -> OrderStatus {
         OrderStatus {
             id,
@@ -137,9 +155,6 @@ pub(crate) struct Projection {
     rejected: Vec<OrderId>,
     /// Orders the group being applied finished (moved to `finished` if it applies).
     finishing: Vec<OrderId>,
-    /// The book of the group being applied, as it was before: a group touches one book, so it
-    /// is saved once rather than at every change.
-    group_book: Option<(usize, BookState)>,
 }
 
 /// What `apply_group` learned that the rest of the core acts on.
@@ -186,7 +201,6 @@ impl Projection {
             finished: Vec::new(),
             rejected: Vec::new(),
             finishing: Vec::new(),
-            group_book: None,
         }
     }
 
@@ -424,18 +438,10 @@ impl Projection {
     ) {
         if let std::collections::hash_map::Entry::Vacant(e) = self.records.entry(o.id) {
             e.insert(OrderRecord {
-                broker: o.broker,
-                client_ref,
-                security: o.security,
-                side: o.side,
-                kind: o.kind,
-                price: o.price,
-                qty: o.qty,
-                filled: 0,
                 open: 0,
                 state: OrderState::Rejected,
                 reject: Some(reason),
-                since: 0,
+                ..OrderRecord::pending(o, client_ref)
             });
             self.rejected.push(o.id);
         }
@@ -451,10 +457,7 @@ impl Projection {
     ) -> Result<GroupOutcome, String> {
         self.undo.clear();
         self.finishing.clear();
-        let i = routed.security.0 as usize;
-        self.group_book = self.books.get(i).map(|b| (i, *b));
         let result = self.apply_inner(routed, client_ref, events);
-        let saved = self.group_book.take();
         if result.is_ok() {
             let i = routed.security.0 as usize;
             if self.finished.len() <= i {
@@ -463,9 +466,6 @@ impl Projection {
             self.finished[i].append(&mut self.finishing);
         } else {
             self.finishing.clear();
-            if let Some((i, b)) = saved {
-                self.books[i] = b;
-            }
             while let Some(u) = self.undo.pop() {
                 match u {
                     Undo::Record(id, Some(r)) => {
@@ -509,9 +509,7 @@ impl Projection {
     }
 
     fn book_mut(&mut self, i: usize) -> &mut BookState {
-        if self.group_book.is_none_or(|(j, _)| j != i) {
-            self.save_book(i);
-        }
+        self.save_book(i);
         &mut self.books[i]
     }
 
@@ -569,20 +567,7 @@ impl Projection {
                     return Err(format!("order {} already exists", o.id.0));
                 };
                 self.undo.push(Undo::Record(o.id, None));
-                slot.insert(OrderRecord {
-                    broker: o.broker,
-                    client_ref,
-                    security: o.security,
-                    side: o.side,
-                    kind: o.kind,
-                    price: o.price,
-                    qty: o.qty,
-                    filled: 0,
-                    open: o.qty,
-                    state: OrderState::Pending,
-                    reject: None,
-                    since: 0,
-                });
+                slot.insert(OrderRecord::pending(&o, client_ref));
                 incoming = Some(Incoming {
                     id: o.id,
                     side: o.side,
