@@ -252,8 +252,8 @@ struct Shared {
     sequenced: Arc<AtomicU64>,
     /// Set when the core stopped (persistence failure): every session says why and ends.
     stopping: Arc<StopSignal>,
-    /// The feed task's control queue (`None`: the manager runs without a feed).
-    feed_control: Option<crate::feed::FeedHandle>,
+    /// The feed task (its control queue and counters; `None`: the manager runs without a feed).
+    feed_handle: Option<crate::feed::FeedHandle>,
     /// Open monitor sessions (the core thread publishes session counts as metrics).
     monitors: Arc<AtomicU64>,
 }
@@ -346,7 +346,7 @@ pub async fn serve(
     let phase = Arc::new(AtomicU32::new(phase_code(core.phase())));
     let sequenced = Arc::new(AtomicU64::new(core.next_seq() - 1));
     let stopping = Arc::new(StopSignal::default());
-    let (feed_sender, feed_control) = match &config.feed {
+    let (feed_sender, feed_handle) = match &config.feed {
         Some(opts) => {
             let (sender, handle) = crate::feed::spawn(
                 opts.clone(),
@@ -373,7 +373,7 @@ pub async fn serve(
         phase: phase.clone(),
         sequenced: sequenced.clone(),
         stopping: stopping.clone(),
-        feed_control,
+        feed_handle,
         monitors: monitors.clone(),
         config,
     });
@@ -460,7 +460,7 @@ pub async fn serve(
             }
         }
     };
-    if let Some(feed) = &shared.feed_control {
+    if let Some(feed) = &shared.feed_handle {
         tracing::info!("{}", feed.counters.summary());
     }
     endpoint.close(0u32.into(), b"manager shutting down");
@@ -797,7 +797,7 @@ fn authenticate(shared: &Shared, version: u16, credentials: &Credentials) -> Res
             }
         }
         Credentials::Monitor { token } if token_ok(token) => Ok(Role::Monitor),
-        Credentials::Feed { .. } if shared.feed_control.is_none() => {
+        Credentials::Feed { .. } if shared.feed_handle.is_none() => {
             Err("this manager runs without a market-data feed".into())
         }
         Credentials::Feed {
@@ -925,7 +925,7 @@ async fn handle_connection(conn: Connection, shared: &Arc<Shared>) -> anyhow::Re
             r
         }
         Role::Feed => {
-            let Some(feed) = shared.feed_control.clone() else {
+            let Some(feed) = shared.feed_handle.clone() else {
                 return Ok(());
             };
             reader.set_limit(CLIENT_MAX_FRAME);
