@@ -31,10 +31,10 @@ use matching::{
     BrokerId, Command, Event, MarketRules, OrderId, Phase, SecurityId, SecurityTable, Side,
     Timestamp,
 };
-use proto::{ClientCommand, ClientMsg, Credentials, ManagerToClient, Report, ReportEvent};
+use proto::{ClientCommand, ClientMsg, Credentials, Report, ReportEvent};
 use rustc_hash::FxHashMap;
 
-use crate::client::{await_reply, connect, next_reports, table_from, GridTarget, Session};
+use crate::client::{connect, declare_brokers, next_reports, table_from, GridTarget, Session};
 use std::collections::VecDeque;
 
 /// Where `user-sim agents` matches its commands.
@@ -261,26 +261,9 @@ impl Link {
         let names: Vec<String> = (0..pop.agent_count() as usize)
             .map(agent_broker_name)
             .collect();
-        let mut to_grid = Vec::with_capacity(names.len());
-        for chunk in names.chunks(proto::limits::MAX_DECLARED) {
-            writer
-                .send(&ClientMsg::DeclareBrokers(chunk.to_vec()))
-                .await?;
-            let ids = await_reply(&mut reader, |m| match m {
-                ManagerToClient::Brokers(ids) => Some(ids),
-                _ => None,
-            })
+        let to_grid = declare_brokers(&mut writer, &mut reader, &names)
             .await
             .context("declaring the agents' brokers")?;
-            if ids.len() != chunk.len() {
-                bail!(
-                    "declared {} brokers, the manager answered {}",
-                    chunk.len(),
-                    ids.len()
-                );
-            }
-            to_grid.extend(ids.into_iter().map(|(_, id)| id));
-        }
         let from_grid = to_grid
             .iter()
             .enumerate()

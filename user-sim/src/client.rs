@@ -594,6 +594,20 @@ struct Pacing {
     keep_samples: bool,
 }
 
+/// A submit frame of `cmds[i]` for each index `i`, the index as its client reference (reports
+/// are matched back to rows by it).
+fn submit_of(cmds: &[Command], indices: impl IntoIterator<Item = usize>) -> ClientMsg {
+    ClientMsg::Submit(
+        indices
+            .into_iter()
+            .map(|i| ClientCommand {
+                client_ref: i as u64,
+                command: cmds[i],
+            })
+            .collect(),
+    )
+}
+
 /// Even pacing: order `i` is due at `start + i / rate`. A thread of its own keeps the time
 /// (an OS sleep wakes within tens of microseconds, and spinning a runtime worker would steal
 /// a core from the grid it measures) and hands each order over when it is due; the writer
@@ -644,14 +658,7 @@ fn paced_sender(
                     Err(_) => break,
                 }
             }
-            let chunk: Vec<ClientCommand> = due
-                .iter()
-                .map(|&i| ClientCommand {
-                    client_ref: i as u64,
-                    command: cmds[i],
-                })
-                .collect();
-            writer.send(&ClientMsg::Submit(chunk)).await?;
+            writer.send(&submit_of(&cmds, due.iter().copied())).await?;
         }
         Ok(writer)
     }))
@@ -695,13 +702,7 @@ async fn broker_session(
                     for d in &due_at[pos..end] {
                         d.store(now, Ordering::Relaxed);
                     }
-                    let chunk: Vec<ClientCommand> = (pos..end)
-                        .map(|i| ClientCommand {
-                            client_ref: i as u64,
-                            command: cmds[i],
-                        })
-                        .collect();
-                    writer.send(&ClientMsg::Submit(chunk)).await?;
+                    writer.send(&submit_of(&cmds, pos..end)).await?;
                     pos = end;
                 }
                 Ok::<_, anyhow::Error>(writer)
@@ -755,6 +756,35 @@ async fn broker_session(
     }
     let _writer = sender.await.context("sender panicked")??;
     Ok(result)
+}
+
+/// Declares `names` as brokers on a gateway session (in chunks the manager accepts) and returns
+/// the grid's id of each, in order.
+pub async fn declare_brokers(
+    writer: &mut transport::FrameWriter,
+    reader: &mut transport::FrameReader,
+    names: &[String],
+) -> anyhow::Result<Vec<matching::BrokerId>> {
+    let mut ids = Vec::with_capacity(names.len());
+    for chunk in names.chunks(proto::limits::MAX_DECLARED) {
+        writer
+            .send(&ClientMsg::DeclareBrokers(chunk.to_vec()))
+            .await?;
+        let answer = await_reply(reader, |m| match m {
+            ManagerToClient::Brokers(ids) => Some(ids),
+            _ => None,
+        })
+        .await?;
+        if answer.len() != chunk.len() {
+            bail!(
+                "declared {} brokers, the manager answered {}",
+                chunk.len(),
+                answer.len()
+            );
+        }
+        ids.extend(answer.into_iter().map(|(_, id)| id));
+    }
+    Ok(ids)
 }
 
 /// Reads messages until `pick` takes one; a manager error ends the wait.
@@ -893,19 +923,9 @@ pub async fn replay_grid(
                 .to_string()
         })
         .collect();
-    let mut map = Vec::with_capacity(names.len());
-    for chunk in names.chunks(proto::limits::MAX_DECLARED) {
-        writer
-            .send(&ClientMsg::DeclareBrokers(chunk.to_vec()))
-            .await?;
-        let ids = await_reply(&mut reader, |m| match m {
-            ManagerToClient::Brokers(ids) => Some(ids),
-            _ => None,
-        })
+    let map = declare_brokers(&mut writer, &mut reader, &names)
         .await
         .context("declaring the file's brokers")?;
-        map.extend(ids.into_iter().map(|(_, id)| id));
-    }
     let cmds: Vec<Command> = cmds_local
         .into_iter()
         .map(|mut c| {
@@ -928,13 +948,7 @@ pub async fn replay_grid(
                     tokio::time::sleep(Duration::from_micros(200)).await;
                 }
                 let end = (pos + batch).min(n);
-                let chunk = (pos..end)
-                    .map(|i| ClientCommand {
-                        client_ref: i as u64,
-                        command: cmds[i],
-                    })
-                    .collect();
-                writer.send(&ClientMsg::Submit(chunk)).await?;
+                writer.send(&submit_of(&cmds, pos..end)).await?;
                 pos = end;
             }
             Ok::<_, anyhow::Error>(writer)
