@@ -411,16 +411,7 @@ fn indicative_uncross_equals_the_engines() {
     let (mut msgs, mut seen_some) = (Vec::new(), 0u32);
     for _ in 0..30_000 {
         let cmd = gen.next_command();
-        driver.step(&cmd, |seq, time, security, command, events| {
-            feed.apply(Completed {
-                seq,
-                time,
-                security,
-                command,
-                events,
-            })
-            .unwrap();
-        });
+        driver.step_feed(&cmd, &mut feed);
         msgs.clear();
         feed.poll(id, usize::MAX, &mut msgs).unwrap();
         for m in &msgs {

@@ -9,8 +9,8 @@ use feed::lobster::{
     LobsterWriter,
 };
 use feed::{
-    Body, BookImage, Completed, Feed, FeedLevel, LevelInfo, Message, OrderInfo, QueuePolicy,
-    Securities, Snapshot, Subscription, Trade, TradeId,
+    Body, BookImage, Feed, FeedLevel, LevelInfo, Message, OrderInfo, QueuePolicy, Securities,
+    Snapshot, Subscription, Trade, TradeId,
 };
 use matching::{Aggressor, OrderId, Phase, SecurityId, Side};
 use proptest::prelude::*;
@@ -61,16 +61,7 @@ fn random_stream_round_trips_through_lobster_files() {
     let mut msgs = Vec::new();
     for _ in 0..15_000 {
         let cmd = gen.next_command();
-        driver.step(&cmd, |seq, time, security, command, events| {
-            feed.apply(Completed {
-                seq,
-                time,
-                security,
-                command,
-                events,
-            })
-            .unwrap();
-        });
+        driver.step_feed(&cmd, &mut feed);
         msgs.clear();
         feed.poll(id, usize::MAX, &mut msgs).unwrap();
         for m in &msgs {

@@ -55,16 +55,7 @@ fn run(
     let mut driver = Driver::new(gen.rules(), &table);
     for i in 0..commands {
         let cmd = gen.next_command();
-        driver.step(&cmd, |seq, time, security, command, events| {
-            feed.apply(Completed {
-                seq,
-                time,
-                security,
-                command,
-                events,
-            })
-            .unwrap();
-        });
+        driver.step_feed(&cmd, feed);
         after(i, feed, driver.engine());
     }
     (driver, table)
@@ -152,16 +143,7 @@ fn a_lost_tail_is_noticed_by_the_heartbeat() {
     let mut lost = 0;
     while lost == 0 {
         let cmd = gen.next_command();
-        driver.step(&cmd, |seq, time, security, command, events| {
-            feed.apply(Completed {
-                seq,
-                time,
-                security,
-                command,
-                events,
-            })
-            .unwrap();
-        });
+        driver.step_feed(&cmd, &mut feed);
         msgs.clear();
         feed.poll(id, usize::MAX, &mut msgs).unwrap();
         lost += msgs.len();
@@ -512,16 +494,7 @@ fn fanout_totals_count_every_message_produced_and_delivered() {
     let mut read = 0u64;
     for _ in 0..3_000 {
         let cmd = gen.next_command();
-        driver.step(&cmd, |seq, time, security, command, events| {
-            feed.apply(Completed {
-                seq,
-                time,
-                security,
-                command,
-                events,
-            })
-            .unwrap();
-        });
+        driver.step_feed(&cmd, &mut feed);
         msgs.clear();
         feed.poll(reader, usize::MAX, &mut msgs).unwrap();
         read += msgs.len() as u64;
@@ -579,16 +552,7 @@ fn shared_log_readers_get_exactly_what_a_queue_of_their_own_would_hold() {
     let mut largest_log = 0;
     for i in 0..15_000 {
         let cmd = gen.next_command();
-        driver.step(&cmd, |seq, time, security, command, events| {
-            feed.apply(Completed {
-                seq,
-                time,
-                security,
-                command,
-                events,
-            })
-            .unwrap();
-        });
+        driver.step_feed(&cmd, &mut feed);
         if i == 4_000 {
             pairs.push((subscribe_pair(&mut feed), (2, 1)));
         }
@@ -648,16 +612,7 @@ fn shared_log_readers_get_exactly_what_a_queue_of_their_own_would_hold() {
     }
     for _ in 0..500 {
         let cmd = gen.next_command();
-        driver.step(&cmd, |seq, time, security, command, events| {
-            feed.apply(Completed {
-                seq,
-                time,
-                security,
-                command,
-                events,
-            })
-            .unwrap();
-        });
+        driver.step_feed(&cmd, &mut feed);
     }
     assert_eq!(feed.fanout().shared_log_len(), 0);
 }

@@ -202,7 +202,6 @@ fn run_core(
         .collect();
     let mut stages = Stages::default();
     let mut groups = Vec::new();
-    let mut finals = 0usize;
     // Settle the shard map before measuring.
     deliver(
         &mut core,
@@ -210,31 +209,16 @@ fn run_core(
         &mut groups,
         now,
         &mut Stages::default(),
-        &mut 0,
     );
     for batch in cmds.chunks(BATCH) {
         let t = cpu_now();
         core.submit(GATEWAY, batch, now, 0).unwrap();
         stages.submit += cpu_since(t);
-        deliver(
-            &mut core,
-            &mut execs,
-            &mut groups,
-            now,
-            &mut stages,
-            &mut finals,
-        );
+        deliver(&mut core, &mut execs, &mut groups, now, &mut stages);
     }
     // Whatever is still travelling.
     for _ in 0..8 {
-        deliver(
-            &mut core,
-            &mut execs,
-            &mut groups,
-            now,
-            &mut stages,
-            &mut finals,
-        );
+        deliver(&mut core, &mut execs, &mut groups, now, &mut stages);
     }
     assert_eq!(core.in_flight(), 0, "every command must be final");
     stages
@@ -247,15 +231,10 @@ fn deliver(
     groups: &mut Vec<proto::EventGroup>,
     now: Instant,
     stages: &mut Stages,
-    finals: &mut usize,
 ) {
     let t = cpu_now();
     let out = core.flush(now).unwrap();
     stages.flush += cpu_since(t);
-    *finals += out
-        .reports
-        .get(&GATEWAY)
-        .map_or(0, |r| r.iter().filter(|r| r.last && !r.passive).count());
     for (node, msgs) in out.executors {
         let Some((_, exec)) = execs.iter_mut().find(|(id, _)| *id == node) else {
             continue;

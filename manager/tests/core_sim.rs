@@ -1046,6 +1046,55 @@ fn a_forged_image_is_refused_and_its_executor_replaced() {
     }
 }
 
+/// The commands from `from` on, numbered again from 0 (a restarted client's references).
+fn renumbered(cmds: &[ClientCommand], from: usize) -> Vec<ClientCommand> {
+    cmds[from..]
+        .iter()
+        .enumerate()
+        .map(|(i, c)| ClientCommand {
+            client_ref: i as u64,
+            ..*c
+        })
+        .collect()
+}
+
+/// What a restarted manager must answer exactly as before the crash.
+struct Observed {
+    orders: Vec<proto::OrderStatus>,
+    totals: Vec<(SecurityId, matching::Qty, matching::Qty)>,
+    next_seq: u64,
+    max_id: u64,
+    tape: Vec<String>,
+}
+
+impl Observed {
+    fn of(core: &Core, persist: &SharedPersist) -> Observed {
+        Observed {
+            orders: core.query_orders(GATEWAY, &[]).unwrap(),
+            totals: core.totals(),
+            next_seq: core.next_seq(),
+            max_id: core.max_order_id(GATEWAY),
+            tape: tape_multiset(persist),
+        }
+    }
+
+    fn assert_same(&self, core: &Core, persist: &SharedPersist, label: &str) {
+        assert_eq!(
+            core.query_orders(GATEWAY, &[]).unwrap(),
+            self.orders,
+            "{label}"
+        );
+        assert_eq!(core.totals(), self.totals, "{label}");
+        assert_eq!(core.next_seq(), self.next_seq, "{label}");
+        assert_eq!(core.max_order_id(GATEWAY), self.max_id, "{label}");
+        assert_eq!(
+            tape_multiset(persist),
+            self.tape,
+            "{label}: nothing re-taped"
+        );
+    }
+}
+
 /// Every trade of the journal on the tape exactly once, as a sorted list.
 fn tape_multiset(persist: &SharedPersist) -> Vec<String> {
     let mut v: Vec<String> = persist
@@ -1157,11 +1206,7 @@ fn a_restart_from_a_checkpoint_rebuilds_the_same_state() {
         }
         sim.run_dry();
         sim.run_dry();
-        let before = sim.core.query_orders(GATEWAY, &[]).unwrap();
-        let totals = sim.core.totals();
-        let next_seq = sim.core.next_seq();
-        let max_id = sim.core.max_order_id(GATEWAY);
-        let tape = tape_multiset(&persist);
+        let before = Observed::of(&sim.core, &persist);
         let resume = archive.inner().manifest.as_ref().unwrap().resume_seq;
         assert!(
             resume > 1,
@@ -1175,24 +1220,9 @@ fn a_restart_from_a_checkpoint_rebuilds_the_same_state() {
             cmds.len() - cut,
             &names,
         );
-        assert_eq!(
-            sim.core.query_orders(GATEWAY, &[]).unwrap(),
-            before,
-            "seed {seed}"
-        );
-        assert_eq!(sim.core.totals(), totals);
-        assert_eq!(sim.core.next_seq(), next_seq);
-        assert_eq!(sim.core.max_order_id(GATEWAY), max_id);
-        assert_eq!(tape_multiset(&persist), tape, "nothing re-taped");
+        before.assert_same(&sim.core, &persist, &format!("seed {seed}"));
         // The rest of the day on the restarted manager: the tape ends up the sequential one's.
-        let rest: Vec<ClientCommand> = cmds[cut..]
-            .iter()
-            .enumerate()
-            .map(|(i, c)| ClientCommand {
-                client_ref: i as u64,
-                ..*c
-            })
-            .collect();
+        let rest = renumbered(&cmds, cut);
         sim.core.submit(GATEWAY, &rest, sim.now, 0).unwrap();
         sim.settle();
         sim.drain(rest.len());
@@ -1282,11 +1312,7 @@ proptest! {
         if after_manifest {
             archive.complete().unwrap();
         }
-        let rest: Vec<ClientCommand> = cmds[sent..]
-            .iter()
-            .enumerate()
-            .map(|(i, c)| ClientCommand { client_ref: i as u64, ..*c })
-            .collect();
+        let rest = renumbered(&cmds, sent);
         let mut sim = restart(sim, &persist, &archive, config(every), rest.len(), &names);
         sim.core.submit(GATEWAY, &rest, sim.now, 0).unwrap();
         sim.settle();
@@ -1399,11 +1425,7 @@ fn a_crash_at_any_step_of_a_checkpoint_write_recovers_exactly() {
             assert_eq!(crashed, crash.is_some(), "{label}");
             sim.run_dry();
             sim.run_dry();
-            let before = sim.core.query_orders(GATEWAY, &[]).unwrap();
-            let totals = sim.core.totals();
-            let next_seq = sim.core.next_seq();
-            let max_id = sim.core.max_order_id(GATEWAY);
-            let tape = tape_multiset(&persist);
+            let before = Observed::of(&sim.core, &persist);
             let files_at_crash = dir_files(tmp.path());
             drop(sim);
             // Restart from the disk.
@@ -1459,24 +1481,9 @@ fn a_crash_at_any_step_of_a_checkpoint_write_recovers_exactly() {
             let mut sim = Sim::around(core, &securities, &names, rest_n, now);
             sim.join();
             sim.settle();
-            assert_eq!(
-                sim.core.query_orders(GATEWAY, &[]).unwrap(),
-                before,
-                "{label}"
-            );
-            assert_eq!(sim.core.totals(), totals, "{label}");
-            assert_eq!(sim.core.next_seq(), next_seq, "{label}");
-            assert_eq!(sim.core.max_order_id(GATEWAY), max_id, "{label}");
-            assert_eq!(tape_multiset(&persist), tape, "{label}: nothing re-taped");
+            before.assert_same(&sim.core, &persist, &label);
             // The rest of the day, with checkpoints on the restarted writer.
-            let rest: Vec<ClientCommand> = cmds[sent..]
-                .iter()
-                .enumerate()
-                .map(|(i, c)| ClientCommand {
-                    client_ref: i as u64,
-                    ..*c
-                })
-                .collect();
+            let rest = renumbered(&cmds, sent);
             sim.core.submit(GATEWAY, &rest, sim.now, 0).unwrap();
             sim.settle();
             sim.settle_snapshots();

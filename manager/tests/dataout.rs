@@ -4,7 +4,6 @@
 //! during a load (prometheus_client's OpenMetrics parser; the counters must add up to what
 //! user-sim reports). The Python tools live in .venv (scripts/venv.sh; CI creates it).
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -124,22 +123,6 @@ fn exported_tables_bars_and_qlib_are_read_back_by_pyarrow_and_qlib() {
     eprintln!("dataout: qlib read back: {checked}");
 }
 
-/// A plain HTTP/1.1 GET of /metrics (the scrape a Prometheus server makes).
-fn scrape(addr: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_string()
-}
-
 #[test]
 fn metrics_scraped_during_a_load_parse_and_add_up() {
     let tmp = tempfile::tempdir().unwrap();
@@ -179,7 +162,7 @@ fn metrics_scraped_during_a_load_parse_and_add_up() {
     let mut scrapes = Vec::new();
     while load.running() {
         let p = dir.join(format!("scrape-{}.txt", scrapes.len()));
-        std::fs::write(&p, scrape(&addr)).unwrap();
+        std::fs::write(&p, testkit::scrape_metrics(&addr)).unwrap();
         scrapes.push(p);
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -187,7 +170,7 @@ fn metrics_scraped_during_a_load_parse_and_add_up() {
     // The last commands' metrics are recorded when their reports go out: scrape after.
     std::thread::sleep(Duration::from_millis(300));
     let p = dir.join("scrape-last.txt");
-    std::fs::write(&p, scrape(&addr)).unwrap();
+    std::fs::write(&p, testkit::scrape_metrics(&addr)).unwrap();
     scrapes.push(p);
     assert!(scrapes.len() >= 3, "scraped during the load");
     let mut args: Vec<&Path> = vec![&json];

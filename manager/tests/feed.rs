@@ -874,23 +874,6 @@ fn feed_sessions_authenticate_carry_no_order_entry_and_check_subscriptions() {
     }
 }
 
-/// A plain HTTP/1.1 GET of /metrics.
-fn scrape(addr: &str) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    body.to_string()
-}
-
 /// The value of the sample named exactly `name` (with its labels).
 fn sample(text: &str, name: &str) -> u64 {
     text.lines()
@@ -1022,7 +1005,7 @@ fn the_feed_counters_in_the_metrics_equal_what_the_subscribers_received() {
         // Consistent when nothing arrived while the metrics were read (heartbeats keep
         // coming, once a second, so retry until a quiet moment matches).
         let before = snapshot();
-        let text = scrape(&addr);
+        let text = testkit::scrape_metrics(&addr);
         let after = snapshot();
         let sum = |k: usize| after.iter().map(|r| r[k]).sum::<u64>();
         let got = [

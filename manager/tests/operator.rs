@@ -19,23 +19,6 @@ fn stderr(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// `user-sim orders --broker B` against the grid.
-fn orders_of(grid: &Grid, broker: &str) -> String {
-    let out = grid.user_sim(&[
-        "orders",
-        "--manager",
-        &grid.addr,
-        "--ca",
-        grid.ca().to_str().unwrap(),
-        "--credentials",
-        grid.credentials().to_str().unwrap(),
-        "--broker",
-        broker,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 fn segments(dir: &Path, prefix: &str) -> Vec<std::path::PathBuf> {
     let mut v: Vec<_> = std::fs::read_dir(dir)
         .unwrap()
@@ -67,7 +50,7 @@ fn a_restarted_manager_remembers_rejected_ids_and_answers_the_same() {
     // A load leaves filled, cancelled, resting and rejected orders of every broker.
     let out = grid.load(&["--orders", "3000", "--brokers", "2", "--quiet"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let before = orders_of(&grid, "B01");
+    let before = grid.orders_of("B01");
     assert!(
         before.contains("REJECTED") && before.contains("FILLED"),
         "{before}"
@@ -84,7 +67,7 @@ fn a_restarted_manager_remembers_rejected_ids_and_answers_the_same() {
         e.wait_log("executor joined the grid", 2, Duration::from_secs(30));
     }
     assert_eq!(
-        orders_of(&grid, "B01"),
+        grid.orders_of("B01"),
         before,
         "the same answer after a restart"
     );

@@ -128,23 +128,6 @@ fn failover_from_images_equals_the_sequential_engine() {
     );
 }
 
-/// `user-sim orders --broker B` against the grid.
-fn orders_of(grid: &Grid, broker: &str) -> String {
-    let out = grid.user_sim(&[
-        "orders",
-        "--manager",
-        &grid.addr,
-        "--ca",
-        grid.ca().to_str().unwrap(),
-        "--credentials",
-        grid.credentials().to_str().unwrap(),
-        "--broker",
-        broker,
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    String::from_utf8(out.stdout).unwrap()
-}
-
 /// Finished orders leave memory for run files; `user-sim orders` answers byte for byte the
 /// same before and after a kill -9 and restart (from the checkpoint and the journal tail),
 /// and the restarted grid refuses a re-used old id exactly.
@@ -175,7 +158,7 @@ fn user_sim_orders_answers_the_same_after_a_restart_with_finished_orders_on_disk
         .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
         .sum();
     assert!(archived > 1000, "only {archived} orders left memory");
-    let before: Vec<String> = ["B01", "B02"].iter().map(|b| orders_of(&grid, b)).collect();
+    let before: Vec<String> = ["B01", "B02"].iter().map(|b| grid.orders_of(b)).collect();
     assert!(
         before[0].contains("FILLED") && before[0].contains("REJECTED"),
         "{}",
@@ -193,7 +176,7 @@ fn user_sim_orders_answers_the_same_after_a_restart_with_finished_orders_on_disk
         !line.contains("resume_seq=1 "),
         "the restart read the whole journal: {line}"
     );
-    let after: Vec<String> = ["B01", "B02"].iter().map(|b| orders_of(&grid, b)).collect();
+    let after: Vec<String> = ["B01", "B02"].iter().map(|b| grid.orders_of(b)).collect();
     assert_eq!(before, after);
     // Still serving, with the archived orders' ids burnt: a second load completes.
     let out = grid.load(&["--orders", "1000", "--brokers", "2", "--quiet"]);

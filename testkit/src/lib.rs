@@ -378,6 +378,21 @@ impl Grid {
             .expect("run user-sim")
     }
 
+    /// `user-sim orders --broker B` against the grid: its output (the run must succeed).
+    pub fn orders_of(&self, broker: &str) -> String {
+        let mut args = vec!["orders".to_string()];
+        args.extend(self.load_args());
+        args.extend(["--broker".to_string(), broker.to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = self.user_sim(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
     /// The arguments that point a user-sim load at this grid (address, CA, credentials).
     pub fn load_args(&self) -> Vec<String> {
         let (ca, credentials) = (self.ca(), self.credentials());
@@ -567,4 +582,22 @@ pub fn assert_same_outputs(dir: &Path, a: &str, b: &str) {
             &dir.join(format!("{b}-{kind}.csv")),
         );
     }
+}
+
+/// A plain HTTP/1.1 GET of `/metrics` at `addr` (the scrape a Prometheus server makes): the
+/// body of a 200 answer.
+pub fn scrape_metrics(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_string()
 }

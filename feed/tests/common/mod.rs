@@ -265,6 +265,20 @@ impl Driver {
         self.exchange.engine()
     }
 
+    /// Steps `cmd` and applies every group it completes to `feed`.
+    pub fn step_feed(&mut self, cmd: &Command, feed: &mut feed::Feed) {
+        self.step(cmd, |seq, time, security, command, events| {
+            feed.apply(feed::Completed {
+                seq,
+                time,
+                security,
+                command,
+                events,
+            })
+            .unwrap();
+        });
+    }
+
     /// Sequences one command; calls `f(seq, time, security, command, events)` for each
     /// per-security batch (none for a gateway reject).
     pub fn step(
