@@ -12,6 +12,10 @@ use rustc_hash::FxHashMap;
 use crate::message::{LevelInfo, OrderInfo};
 
 const NIL: u32 = u32::MAX;
+/// A slab smaller than this is never compacted (not worth the copy).
+const COMPACT_MIN: usize = 1024;
+/// An undo log that grew past this many entries is freed at commit rather than kept.
+const UNDO_KEEP: usize = 4096;
 
 /// Why an update does not fit the book.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
@@ -236,6 +240,15 @@ impl L3Book {
 
     /// The orders of `side` in priority order, under their public ids.
     pub fn orders(&self, side: Side) -> impl Iterator<Item = OrderInfo> + '_ {
+        self.nodes(side).map(|n| OrderInfo {
+            id: OrderId(n.public),
+            price: n.price,
+            qty: n.qty,
+        })
+    }
+
+    /// The nodes of `side` in priority order.
+    fn nodes(&self, side: Side) -> impl Iterator<Item = &Node> + '_ {
         let s = &self.sides[side_ix(side)];
         std::iter::once(&s.market)
             .chain(s.levels.iter().rev())
@@ -247,13 +260,49 @@ impl L3Book {
                     }
                     let n = &self.slots[cur as usize];
                     cur = n.next;
-                    Some(OrderInfo {
-                        id: OrderId(n.public),
-                        price: n.price,
-                        qty: n.qty,
-                    })
+                    Some(n)
                 })
             })
+    }
+
+    /// Rebuilds the book at the size of what rests now, in the same priority order, when its
+    /// slab is at least four times that (a busy hour or a close that expired the book would
+    /// otherwise keep its peak's memory for the rest of the run). Amortised O(1) per order:
+    /// the slab only grows past its peak one order at a time.
+    fn compact_if_sparse(&mut self) {
+        if self.slots.len() < COMPACT_MIN || self.index.len() * 4 > self.slots.len() {
+            return;
+        }
+        let mut fresh = L3Book::new();
+        for side in [Side::Buy, Side::Sell] {
+            for n in self.nodes(side) {
+                fresh.link(n.id, n.public, n.side, n.price, n.qty, Place::Tail);
+            }
+        }
+        *self = fresh;
+    }
+
+    /// After `node` (a copy taken before it was unlinked) left the book: logs it for rollback
+    /// while recording, else trims the slab.
+    fn after_removal(&mut self, node: Node) {
+        if self.recording {
+            let prev = (node.prev != NIL).then(|| self.slots[node.prev as usize].id);
+            self.undo.push(Undo::Removed {
+                id: node.id,
+                public: node.public,
+                side: node.side,
+                price: node.price,
+                qty: node.qty,
+                prev,
+            });
+        } else {
+            self.compact_if_sparse();
+        }
+    }
+
+    /// Slots in the slab (live and free): what [`L3Book::compact_if_sparse`] bounds.
+    pub fn slab_len(&self) -> usize {
+        self.slots.len()
     }
 
     /// Drops every order (and any undo log).
@@ -269,8 +318,14 @@ impl L3Book {
 
     /// Keeps every change since [`L3Book::begin`].
     pub fn commit(&mut self) {
-        self.undo.clear();
+        if self.undo.capacity() > UNDO_KEEP {
+            // One huge command (a close expiring the book) must not pin its undo log.
+            self.undo = Vec::new();
+        } else {
+            self.undo.clear();
+        }
         self.recording = false;
+        self.compact_if_sparse();
     }
 
     /// Undoes every change since [`L3Book::begin`], restoring the exact FIFO order.
@@ -358,17 +413,7 @@ impl L3Book {
         if left == 0 {
             self.index.remove(&id.0);
             self.unlink_slot(slot, at);
-            if self.recording {
-                let prev = (node.prev != NIL).then(|| self.slots[node.prev as usize].id);
-                self.undo.push(Undo::Removed {
-                    id: node.id,
-                    public: node.public,
-                    side: node.side,
-                    price: node.price,
-                    qty: node.qty,
-                    prev,
-                });
-            }
+            self.after_removal(node);
         } else {
             self.adjust(slot, at, left);
             if self.recording {
@@ -415,16 +460,8 @@ impl L3Book {
         if qty == node.qty {
             self.index.remove(&id.0);
             self.unlink_slot(slot, at);
-            if self.recording {
-                self.undo.push(Undo::Removed {
-                    id: node.id,
-                    public: node.public,
-                    side,
-                    price: node.price,
-                    qty: node.qty,
-                    prev: None,
-                });
-            }
+            // The head: no order before it.
+            self.after_removal(node);
         } else {
             self.adjust(slot, at, node.qty - qty);
             if self.recording {
@@ -450,17 +487,7 @@ impl L3Book {
     /// Removes order `id`. Returns its level's rank before the removal.
     pub fn delete(&mut self, id: OrderId) -> Result<Rank, BookError> {
         let (node, rank) = self.unlink(id.0)?;
-        if self.recording {
-            let prev = (node.prev != NIL).then(|| self.slots[node.prev as usize].id);
-            self.undo.push(Undo::Removed {
-                id: node.id,
-                public: node.public,
-                side: node.side,
-                price: node.price,
-                qty: node.qty,
-                prev,
-            });
-        }
+        self.after_removal(node);
         Ok(rank)
     }
 
@@ -820,6 +847,139 @@ mod tests {
         assert_eq!(b.depth(10), depth);
         assert_eq!(b.totals(), (60, 0));
         assert_eq!(b.len(), 6);
+    }
+
+    /// A reference book: every resting order with its arrival number, priority by sorting.
+    #[derive(Clone, Default)]
+    struct Model {
+        orders: Vec<(u64, Side, Price, Qty, u64)>,
+        arrivals: u64,
+    }
+
+    impl Model {
+        fn add(&mut self, id: u64, side: Side, price: Price, qty: Qty) {
+            self.arrivals += 1;
+            self.orders.push((id, side, price, qty, self.arrivals));
+        }
+        fn take(&mut self, id: u64, qty: Qty) {
+            let i = self.orders.iter().position(|o| o.0 == id).unwrap();
+            self.orders[i].3 -= qty;
+            if self.orders[i].3 == 0 {
+                self.orders.remove(i);
+            }
+        }
+        fn side(&self, side: Side) -> Vec<(u64, Price, Qty)> {
+            let mut v: Vec<_> = self.orders.iter().filter(|o| o.1 == side).collect();
+            v.sort_by_key(|o| (o.2 != 0, -key(side, o.2), o.4));
+            v.iter().map(|o| (o.0, o.2, o.3)).collect()
+        }
+    }
+
+    fn assert_same(b: &L3Book, m: &Model) {
+        for side in [Side::Buy, Side::Sell] {
+            let got: Vec<_> = b.orders(side).map(|o| (o.id.0, o.price, o.qty)).collect();
+            assert_eq!(got, m.side(side), "{side:?}");
+        }
+        let total = |side| {
+            m.orders
+                .iter()
+                .filter(|o| o.1 == side)
+                .map(|o| o.3)
+                .sum::<Qty>()
+        };
+        assert_eq!(b.totals(), (total(Side::Buy), total(Side::Sell)));
+        assert_eq!(b.len(), m.orders.len());
+        assert!(
+            b.slab_len() < COMPACT_MIN || b.slab_len() <= 4 * b.len().max(1),
+            "slab {} for {} orders",
+            b.slab_len(),
+            b.len()
+        );
+    }
+
+    #[test]
+    fn a_book_that_empties_out_gives_its_memory_back_in_priority_order() {
+        // Thousands of orders rest, then most leave by every path (delete, execute, execute at
+        // the head; outside and inside a recorded command, committed or rolled back); the slab
+        // is rebuilt as it goes and the book stays exactly the reference book.
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+        let mut b = L3Book::new();
+        let mut m = Model::default();
+        let mut next_id = 1u64;
+        let mut add = |b: &mut L3Book, m: &mut Model, rng: &mut rand_chacha::ChaCha8Rng| {
+            let side = if rng.gen_bool(0.5) {
+                Side::Buy
+            } else {
+                Side::Sell
+            };
+            let price = if rng.gen_ratio(1, 20) {
+                0
+            } else {
+                rng.gen_range(95..=105)
+            };
+            let qty = rng.gen_range(1..=5);
+            b.add(OrderId(next_id), side, price, qty).unwrap();
+            m.add(next_id, side, price, qty);
+            next_id += 1;
+        };
+        for _ in 0..6000 {
+            add(&mut b, &mut m, &mut rng);
+        }
+        assert_same(&b, &m);
+        let peak = b.slab_len();
+        let remove = |b: &mut L3Book, m: &mut Model, rng: &mut rand_chacha::ChaCha8Rng| {
+            let o = m.orders[rng.gen_range(0..m.orders.len())];
+            match rng.gen_range(0..3) {
+                0 => {
+                    b.delete(OrderId(o.0)).unwrap();
+                    m.take(o.0, o.3);
+                }
+                1 => {
+                    let qty = rng.gen_range(1..=o.3);
+                    b.execute(OrderId(o.0), qty).unwrap();
+                    m.take(o.0, qty);
+                }
+                _ => {
+                    let (id, _, qty) = m.side(o.1)[0];
+                    b.execute_head(o.1, OrderId(id), qty).unwrap();
+                    m.take(id, qty);
+                }
+            }
+        };
+        let mut step = 0;
+        while m.orders.len() > 50 {
+            step += 1;
+            if step % 50 == 0 {
+                // A recorded command: compaction waits for its commit, a rollback restores.
+                let keep = rng.gen_bool(0.5);
+                let before = m.clone();
+                b.begin();
+                for _ in 0..rng.gen_range(1..200).min(m.orders.len() - 1) {
+                    remove(&mut b, &mut m, &mut rng);
+                }
+                add(&mut b, &mut m, &mut rng);
+                if keep {
+                    b.commit();
+                } else {
+                    b.rollback();
+                    m = before;
+                }
+            } else {
+                remove(&mut b, &mut m, &mut rng);
+            }
+            assert_same(&b, &m);
+        }
+        assert!(
+            b.slab_len() < peak / 10,
+            "slab {} after a peak of {peak}",
+            b.slab_len()
+        );
+        // The rebuilt book works as before.
+        for _ in 0..3000 {
+            add(&mut b, &mut m, &mut rng);
+        }
+        assert_same(&b, &m);
     }
 
     #[test]

@@ -921,6 +921,13 @@ fn a_command_of_300000_fills_is_reported_whole() {
     assert_eq!(sim.client.tracker.fills, n);
     assert_eq!(sim.client.collector.trade_count() as u64, n);
     assert_eq!(sim.core.totals(), vec![(SecurityId(0), 0, 0)]);
+    // The book's history held every command; once an image covers them the memory is given
+    // back, not kept at the peak for the rest of the day.
+    assert!(sim.core.memory_figures().history_capacity > n as usize);
+    sim.settle_snapshots();
+    let m = sim.core.memory_figures();
+    assert_eq!(m.history, 0, "{m:?}");
+    assert!(m.history_capacity <= 1024, "{m:?}");
 }
 
 #[test]

@@ -294,6 +294,9 @@ pub struct MemoryFigures {
     pub gateway_ids: usize,
     /// Commands kept for failover.
     pub history: usize,
+    /// Commands the failover histories have room for (bounded after each image whatever the
+    /// peak was).
+    pub history_capacity: usize,
     /// Resting orders in the trusted book images.
     pub image_orders: usize,
     /// Finished orders waiting for the next checkpoint.
@@ -468,6 +471,7 @@ impl Core {
             records = m.records,
             gateway_ids = m.gateway_ids,
             history = m.history,
+            history_capacity = m.history_capacity,
             image_orders = m.image_orders,
             delayed = m.checkpoints_delayed,
             core_us = w.core_us,
@@ -518,6 +522,7 @@ impl Core {
             records: self.projection.len(),
             gateway_ids: self.gateway.ids_in_memory(),
             history: self.shards.history_len(),
+            history_capacity: self.shards.history_capacity(),
             image_orders: self
                 .shards
                 .secs

@@ -29,6 +29,8 @@ pub type NodeId = u32;
 /// The pseudo-node that matches in-process in `--local` mode.
 pub const LOCAL_NODE: NodeId = 0;
 
+/// Commands of history a book keeps capacity for after an image, whatever its peak.
+const HISTORY_KEEP: usize = 256;
 /// Commands sent per frame when routing, replaying or re-sending history (keeps frames well
 /// under the codec's size limit).
 pub(crate) const CHUNK: usize = 20_000;
@@ -220,6 +222,12 @@ impl Shards {
     pub fn accept_image(&mut self, snap: BookSnapshot) {
         let st = &mut self.secs[snap.security.0 as usize];
         st.history.drain(..st.completed);
+        // A book busy for a while (or waiting out a barrier) must not keep that peak's
+        // capacity for the rest of the run: over a day every book has its busy moment.
+        let keep = 2 * st.history.len().max(HISTORY_KEEP);
+        if st.history.capacity() > 2 * keep {
+            st.history.shrink_to(keep);
+        }
         st.sent -= st.completed;
         st.completed = 0;
         st.base = Some(Arc::new(snap));
@@ -261,6 +269,11 @@ impl Shards {
     /// Commands kept for failover, over all securities.
     pub fn history_len(&self) -> usize {
         self.secs.iter().map(|s| s.history.len()).sum()
+    }
+
+    /// Room for commands in the histories, over all securities.
+    pub fn history_capacity(&self) -> usize {
+        self.secs.iter().map(|s| s.history.capacity()).sum()
     }
 
     /// Queues one command for `node`, batching consecutive commands into one frame.
