@@ -162,7 +162,7 @@ pub use lock::{DataDirLock, LockError};
 pub use orders::{read_journal, JournalContents, JournalReader, OrderJournal};
 pub use records::{Entry, JournalItem, JournalRecord, RejectedNew, TapeFill};
 pub use recover::{
-    recover, Cut, Hole as LostHole, Loss, Recovery, RecoveryReport, Store, TailLoss,
+    recover, recover_from, Cut, Hole as LostHole, Loss, Recovery, RecoveryReport, Store, TailLoss,
 };
 pub use segment::WriterStats;
 pub use snapshots::{BookRef, BookSnapshot, BrokerRef, LiveOrder, Manifest, RunRef, SnapshotDir};

@@ -58,22 +58,30 @@ pub struct JournalReader {
     failed: bool,
 }
 
+/// The index of the journal segment to read from for records from `from_seq` on: the earliest
+/// segment starting at the largest first seq <= from_seq - 1 (it holds the record before
+/// from_seq, so also the rejected NEWs that followed it).
+pub(crate) fn journal_start(
+    segments: &[(crate::segment::SegmentId, std::path::PathBuf)],
+    from_seq: u64,
+) -> usize {
+    let before = from_seq.saturating_sub(1);
+    match segments.iter().rposition(|(id, _)| id.first <= before) {
+        Some(i) => {
+            let first = segments[i].0.first;
+            segments
+                .iter()
+                .position(|(id, _)| id.first == first)
+                .unwrap_or(i)
+        }
+        None => 0,
+    }
+}
+
 impl JournalReader {
     pub fn open(dir: &Path, from_seq: u64) -> Result<JournalReader, JournalError> {
         let segments = crate::segment::list_segments(dir, JOURNAL)?;
-        // The earliest segment starting at the largest first seq <= from_seq - 1: it holds
-        // the record before from_seq, so also the rejected NEWs that followed it.
-        let before = from_seq.saturating_sub(1);
-        let start = match segments.iter().rposition(|(id, _)| id.first <= before) {
-            Some(i) => {
-                let first = segments[i].0.first;
-                segments
-                    .iter()
-                    .position(|(id, _)| id.first == first)
-                    .unwrap_or(i)
-            }
-            None => 0,
-        };
+        let start = journal_start(&segments, from_seq);
         Ok(JournalReader {
             scanner: Scanner::new(dir, JOURNAL, start, false)?,
             from_seq,

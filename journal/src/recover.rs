@@ -246,11 +246,37 @@ fn check_meta(
 /// listing or rules preset is an error), cross-checks them with each other and the high-water
 /// mark, and reports. Changes nothing: [`Recovery::open`] or [`Recovery::accept_loss`] do.
 pub fn recover(cfg: &StoreConfig, binding: &Binding) -> Result<Recovery, JournalError> {
+    recover_from(cfg, binding, 1)
+}
+
+/// [`recover`] for a store whose state before seq `verify_from` is kept elsewhere (a
+/// checkpoint's book snapshots and finished-order index): records are decoded and checked from
+/// the segment holding `verify_from - 1` on, so a restart late in a long day does not read the
+/// whole day. Earlier segments are only checked to belong to this listing (their META);
+/// holes among them are not looked for (readers of the whole journal, such as `export`, report
+/// them). `verify_from` 1 checks everything.
+pub fn recover_from(
+    cfg: &StoreConfig,
+    binding: &Binding,
+    verify_from: u64,
+) -> Result<Recovery, JournalError> {
     cfg.validate()?;
     let jdir = &cfg.journal_dir;
     let copy_missing = binding.check_copy(jdir)?;
 
-    let mut scan = Scanner::new(jdir, JOURNAL, 0, true)?;
+    let segments = crate::segment::list_segments(jdir, JOURNAL)?;
+    let start = crate::orders::journal_start(&segments, verify_from);
+    for (id, path) in &segments[..start] {
+        let meta = crate::segment::read_meta(path, JOURNAL, *id)?;
+        check_meta(
+            binding,
+            &meta,
+            Some(&(*id, path.clone())),
+            copy_missing,
+            jdir,
+        )?;
+    }
+    let mut scan = Scanner::new(jdir, JOURNAL, start, true)?;
     let mut names = Names::default();
     while let Some(item) = scan.next_item()? {
         match &item.decoded {
@@ -282,8 +308,10 @@ pub fn recover(cfg: &StoreConfig, binding: &Binding) -> Result<Recovery, Journal
         .collect();
     let hwm = HighWaterMark::read(jdir)?;
 
-    let mut tscan = Scanner::new(&cfg.tape_dir, TAPE, 0, false)?;
-    let (mut tape_fills, mut tape_max, mut beyond) = (0u64, 0u64, 0u64);
+    let tape_segments = crate::segment::list_segments(&cfg.tape_dir, TAPE)?;
+    let (tape_start, skipped_max) = crate::tape::tape_start(&tape_segments, verify_from)?;
+    let mut tscan = Scanner::new(&cfg.tape_dir, TAPE, tape_start, false)?;
+    let (mut tape_fills, mut tape_max, mut beyond) = (0u64, skipped_max, 0u64);
     while let Some(item) = tscan.next_item()? {
         match &item.decoded {
             Decoded::Meta(m) => check_meta(binding, m, item.segment.as_ref(), copy_missing, jdir)?,

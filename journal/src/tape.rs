@@ -21,21 +21,28 @@ pub struct TapeReader {
     failed: bool,
 }
 
+/// Where to read the tape for fills of seq `from_seq` on: the index of the last segment whose
+/// earlier segments hold no fill of a seq >= from_seq (from their META's `prior_max_seq`), and
+/// the highest seq of the segments skipped.
+pub(crate) fn tape_start(
+    segments: &[(crate::segment::SegmentId, std::path::PathBuf)],
+    from_seq: u64,
+) -> Result<(usize, u64), JournalError> {
+    let skippable = if from_seq > 1 { segments.len() } else { 0 };
+    for i in (1..skippable).rev() {
+        let (id, path) = &segments[i];
+        let prior = read_meta(path, TAPE, *id)?.prior_max_seq;
+        if prior < from_seq {
+            return Ok((i, prior));
+        }
+    }
+    Ok((0, 0))
+}
+
 impl TapeReader {
     pub fn open(dir: &Path, from_seq: u64) -> Result<TapeReader, JournalError> {
         let segments = crate::segment::list_segments(dir, TAPE)?;
-        let mut start = 0;
-        let mut max_seq = 0;
-        let skippable = if from_seq > 1 { segments.len() } else { 0 };
-        for i in (1..skippable).rev() {
-            let (id, path) = &segments[i];
-            let prior = read_meta(path, TAPE, *id)?.prior_max_seq;
-            if prior < from_seq {
-                start = i;
-                max_seq = prior;
-                break;
-            }
-        }
+        let (start, max_seq) = tape_start(&segments, from_seq)?;
         Ok(TapeReader {
             scanner: Scanner::new(dir, TAPE, start, false)?,
             from_seq,

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use common::*;
 use journal::{
-    read_journal, read_tape, recover, Durability, Entry, JournalError, JournalItem, JournalRecord,
+    read_journal, read_tape, recover, recover_from, Durability, Entry, JournalError, JournalItem, JournalRecord,
     StoreConfig, TapeFill,
 };
 use matching::{Aggressor, BrokerId, Command, Fill, OrderId, Phase, SecurityId};
@@ -491,6 +491,73 @@ fn corrupt_record_in_the_middle_is_an_error_naming_file_and_offset() {
         other => panic!("expected Corrupt, got {other}"),
     }
     assert_eq!(dir_snapshot(&c.journal_dir), before);
+}
+
+#[test]
+fn recovery_from_a_checkpoint_reads_only_the_tail() {
+    // A long day in small segments; a checkpoint covers everything before `from`. Recovery
+    // from it decodes nothing before the segment holding `from - 1`: damage to an earlier
+    // segment's records (which a full recovery finds) goes unread, while the tail is checked
+    // exactly as before, and the store continues where the journal ends.
+    let tmp = tempfile::tempdir().unwrap();
+    let c = cfg(tmp.path(), 4 << 10, Durability::Never);
+    let (items, fills) = write_day(&c, 3_000);
+    let end = last_seq(&items);
+    let segs = segments(&c.journal_dir, "orders-");
+    assert!(segs.len() > 8, "{} segments", segs.len());
+    let from = end - 200;
+    let full = recover(&c, &binding()).unwrap();
+    let tail = recover_from(&c, &binding(), from).unwrap();
+    assert_eq!(tail.report().loss, None);
+    assert_eq!(
+        tail.report().journal_next_seq,
+        full.report().journal_next_seq
+    );
+    assert_eq!(tail.report().tape_max_seq, full.report().tape_max_seq);
+    assert!(tail.report().tape_fills < fills.len() as u64);
+    drop((full, tail));
+
+    // Damage the body of the second segment (its META header intact).
+    let mut data = fs::read(&segs[1]).unwrap();
+    let at = data.len() - 100;
+    data[at] ^= 0x10;
+    fs::write(&segs[1], &data).unwrap();
+    assert!(matches!(
+        recover(&c, &binding()).err().unwrap(),
+        JournalError::Corrupt { .. }
+    ));
+    let mut store = recover_from(&c, &binding(), from).unwrap().open().unwrap();
+    assert_eq!(store.journal.next_seq(), end + 1);
+    store
+        .journal
+        .append(end + 1, T0, 0, &Command::Phase(Phase::Closed), "")
+        .unwrap();
+    store.journal.commit().unwrap();
+    drop(store);
+    let mut reader = journal::JournalReader::open(&c.journal_dir, from).unwrap();
+    let read: Vec<u64> = reader
+        .by_ref()
+        .filter_map(|i| match i.unwrap() {
+            JournalItem::Record(r) if r.seq >= from => Some(r.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(read, (from..=end + 1).collect::<Vec<_>>());
+
+    // A hole in the tail is still a loss.
+    let last = segs.last().unwrap();
+    let k = segs.len() - 2;
+    fs::remove_file(&segs[k]).unwrap();
+    let hole_from = recover_from(&c, &binding(), from)
+        .unwrap()
+        .report()
+        .loss
+        .clone();
+    assert!(
+        hole_from.is_some_and(|l| !l.holes.is_empty()),
+        "a segment missing before {} goes unnoticed",
+        last.display()
+    );
 }
 
 #[test]

@@ -5,8 +5,12 @@
 //! so time the bench spends descheduled by other processes is not counted.
 //!
 //! ```sh
-//! cargo bench -p manager --bench core [-- ORDERS [EXECUTORS]]
+//! cargo bench -p manager --bench core [-- ORDERS [EXECUTORS] [--brokers]]
 //! ```
+//!
+//! Commands enter through one gateway session (raw ids), or with `--brokers` through one
+//! session per broker, as user-sim and FIX clients send them: each batch is split by broker,
+//! and ids are the brokers' own (so every id lives in its broker's namespace).
 //!
 //! Persistence runs twice: in memory ([`MemoryPersist`], as the tests use) and the real journal
 //! and finished-order archive writing to tmpfs (`/dev/shm`) without fsync, which is the
@@ -66,6 +70,11 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let executors: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(4);
+    let entry = if std::env::args().any(|a| a == "--brokers") {
+        Entry::Brokers
+    } else {
+        Entry::Gateway
+    };
     let rules = MarketRules::hose();
     let securities = SecurityTable::synthetic(200).unwrap();
     let rows = generate(
@@ -87,9 +96,13 @@ fn main() {
         })
         .collect();
     println!(
-        "manager core bench: {} commands, {} securities, {executors} in-process executors",
+        "manager core bench: {} commands, {} securities, {executors} in-process executors, {}",
         cmds.len(),
-        securities.len()
+        securities.len(),
+        match entry {
+            Entry::Gateway => "one gateway session",
+            Entry::Brokers => "one session per broker",
+        }
     );
 
     // Baseline: the sequential exchange (gateway + engine) on the same commands.
@@ -104,9 +117,16 @@ fn main() {
 
     let n = cmds.len() as f64;
     for persistence in [Persistence::Memory, Persistence::Journal] {
-        let stages = run_core(&cmds, &names, &securities, executors, persistence);
+        let stages = run_core(&cmds, &names, &securities, executors, persistence, entry);
         report(&stages, baseline, n, persistence);
     }
+}
+
+/// How commands reach the core.
+#[derive(Clone, Copy, Debug)]
+enum Entry {
+    Gateway,
+    Brokers,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -153,6 +173,7 @@ fn run_core(
     securities: &SecurityTable,
     executors: usize,
     persistence: Persistence,
+    entry: Entry,
 ) -> Stages {
     let now = Instant::now();
     let gateway = Gateway::new(MarketRules::hose(), securities.clone());
@@ -194,6 +215,11 @@ fn run_core(
         core.broker_id(names.name(BrokerId(i)).unwrap());
     }
     core.open_session(GATEWAY, SessionKind::Gateway);
+    // Broker b's session is GATEWAY + 1 + b.
+    for b in 0..names.len() as u32 {
+        core.open_session(GATEWAY + 1 + b, SessionKind::Broker(BrokerId(b)));
+    }
+    let mut per_broker: Vec<Vec<ClientCommand>> = vec![Vec::new(); names.len()];
     let mut execs: Vec<(NodeId, ExecutorCore)> = (0..executors)
         .map(|i| {
             let id = core.executor_joined(&format!("e{i}"), "bench", now);
@@ -211,9 +237,30 @@ fn run_core(
         &mut Stages::default(),
     );
     for batch in cmds.chunks(BATCH) {
-        let t = cpu_now();
-        core.submit(GATEWAY, batch, now, 0).unwrap();
-        stages.submit += cpu_since(t);
+        match entry {
+            Entry::Gateway => {
+                let t = cpu_now();
+                core.submit(GATEWAY, batch, now, 0).unwrap();
+                stages.submit += cpu_since(t);
+            }
+            Entry::Brokers => {
+                for c in batch {
+                    let b = c
+                        .command
+                        .broker()
+                        .expect("generated commands name a broker");
+                    per_broker[b.0 as usize].push(*c);
+                }
+                let t = cpu_now();
+                for (b, cmds) in per_broker.iter().enumerate() {
+                    if !cmds.is_empty() {
+                        core.submit(GATEWAY + 1 + b as u32, cmds, now, 0).unwrap();
+                    }
+                }
+                stages.submit += cpu_since(t);
+                per_broker.iter_mut().for_each(Vec::clear);
+            }
+        }
         deliver(&mut core, &mut execs, &mut groups, now, &mut stages);
     }
     // Whatever is still travelling.

@@ -349,7 +349,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         cfg.segment_bytes = args.segment_bytes;
         cfg.durability = args.fsync;
         let binding = journal::Binding::new(&securities, args.rules);
-        let recovery = journal::recover(&cfg, &binding)?;
+        // What a checkpoint holds need not be read again: the journal is checked from its
+        // resume seq on (a restart late in a day costs what the tail costs).
+        let checkpointed = journal::SnapshotDir::open(&args.data_dir.join("snapshots"))?
+            .read_manifest()?
+            .map_or(1, |m| m.resume_seq);
+        let recovery = journal::recover_from(&cfg, &binding, checkpointed)?;
         let store = match &recovery.report().loss {
             None => recovery.open()?,
             Some(loss) if args.accept_journal_loss => {
