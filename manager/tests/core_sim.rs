@@ -1244,6 +1244,74 @@ fn a_restart_from_a_checkpoint_rebuilds_the_same_state() {
     }
 }
 
+/// A command whose events come back in several parts (a sweep of more resting orders than one
+/// event group holds) is in the journal's tail: recovery replays it whole, as the live path
+/// assembled it, and rebuilds the same state.
+#[test]
+fn a_restart_replays_a_command_of_many_event_groups() {
+    let securities = SecurityTable::synthetic(1).unwrap();
+    let reference = securities.reference(SecurityId(0)).unwrap();
+    let n = 2 * executor::MAX_GROUP_EVENTS as u64 + 100;
+    let mut names = BrokerRegistry::new();
+    names.intern("B01");
+    names.intern("B02");
+    let order = |i: u64, broker: u32, side, kind, price, qty| ClientCommand {
+        client_ref: i,
+        command: Command::New(matching::NewOrder {
+            id: OrderId(i + 1),
+            broker: BrokerId(broker),
+            security: SecurityId(0),
+            side,
+            kind,
+            price,
+            qty,
+        }),
+    };
+    let mut cmds: Vec<ClientCommand> = (0..n)
+        .map(|i| {
+            order(
+                i,
+                0,
+                matching::Side::Sell,
+                matching::OrderType::Limit,
+                reference,
+                100,
+            )
+        })
+        .collect();
+    // Sweeps all but 10 of them: more than two groups' worth of fills.
+    cmds.push(order(
+        n,
+        1,
+        matching::Side::Buy,
+        matching::OrderType::Market,
+        0,
+        100 * (n - 10),
+    ));
+    let persist = SharedPersist::default();
+    let archive = MemoryArchive::default();
+    let mut sim = Sim::with(
+        &securities,
+        &names,
+        cmds.len(),
+        config(0),
+        persist.clone(),
+        archive.clone(),
+    );
+    sim.join();
+    sim.settle();
+    for chunk in cmds.chunks(4096) {
+        sim.core.submit(GATEWAY, chunk, sim.now, 0).unwrap();
+        sim.settle();
+    }
+    sim.drain(cmds.len());
+    assert_eq!(sim.client.tracker.fills, n - 10);
+    let before = Observed::of(&sim.core, &persist);
+    let sim = restart(sim, &persist, &archive, config(0), 0, &names);
+    before.assert_same(&sim.core, &persist, "after the restart");
+    assert_eq!(sim.core.totals(), vec![(SecurityId(0), 0, 1_000)]);
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
     /// A crash at any moment (commands in flight, images half received, checkpoints at random

@@ -135,6 +135,7 @@ impl Core {
             st.base_durable = true;
         }
         let mut restored = 0u64;
+        let mut parts: Vec<Event> = Vec::new();
         for item in items {
             let rec = match item? {
                 JournalItem::Rejected(r) => {
@@ -209,6 +210,18 @@ impl Core {
                 self.shards.secs[r.security.0 as usize].history.push(*r);
             }
             for g in groups.drain(..) {
+                // A command with more events than one group holds comes in parts (as from an
+                // executor): applied whole, once its last part is here.
+                if !g.last {
+                    parts.extend(g.events);
+                    continue;
+                }
+                let events = if parts.is_empty() {
+                    g.events
+                } else {
+                    parts.extend(g.events);
+                    std::mem::take(&mut parts)
+                };
                 let routed = Routed {
                     seq: rec.seq,
                     security: g.security,
@@ -216,7 +229,7 @@ impl Core {
                 };
                 let outcome = self
                     .projection
-                    .apply_group(&routed, rec.client_ref, &g.events)
+                    .apply_group(&routed, rec.client_ref, &events)
                     .map_err(|e| {
                         anyhow::anyhow!("journal replay of seq {} is inconsistent: {e}", rec.seq)
                     })?;
@@ -224,7 +237,7 @@ impl Core {
                     self.gateway.set_reference(sec, price);
                 }
                 let mut fill_index = 0u32;
-                for ev in &g.events {
+                for ev in &events {
                     if let Event::Fill(f) = ev {
                         if !taped.contains(&(rec.seq, g.security.0, fill_index)) {
                             self.persist.append_trade(&TapeEntry {
