@@ -456,6 +456,20 @@ impl FinishedRun {
     }
 
     fn block(&self, i: usize) -> Result<Vec<FinishedOrder>, JournalError> {
+        let mut out = Vec::new();
+        self.decode_block(i, None, &mut out)?;
+        Ok(out)
+    }
+
+    /// Reads block `i` (length and CRC checked) and decodes its records into `out`, in id
+    /// order; with `until`, stops after the first record with an id at or above it (a lookup
+    /// decodes half a block on average). A whole decode is checked against the fence.
+    fn decode_block(
+        &self,
+        i: usize,
+        until: Option<u64>,
+        out: &mut Vec<FinishedOrder>,
+    ) -> Result<(), JournalError> {
         let f = self.fences[i];
         let mut buf = vec![0u8; f.len as usize + 8];
         read_at(&self.file, &mut buf, f.offset).map_err(|e| io_err(&self.path, e))?;
@@ -477,17 +491,20 @@ impl FinishedRun {
         if n == 0 || n > payload.len() as u64 {
             return Err(corrupt(format!("{n} records cannot fit the block")));
         }
-        let mut out = Vec::with_capacity(n as usize);
+        out.reserve(n as usize);
         let mut prev = None;
         for _ in 0..n {
             let r = decode_record(prev, &mut rd).map_err(&corrupt)?;
             prev = Some(r.id.0);
             out.push(r);
+            if until.is_some_and(|u| r.id.0 >= u) {
+                return Ok(());
+            }
         }
         if !rd.is_empty() || out.first().map(|r| r.id.0) != Some(f.first) || prev != Some(f.last) {
             return Err(corrupt("block does not match its fence".into()));
         }
-        Ok(out)
+        Ok(())
     }
 
     /// The record of `id`, reading at most one block.
@@ -495,11 +512,9 @@ impl FinishedRun {
         let i = self.fences.partition_point(|f| f.last < id.0);
         match self.fences.get(i) {
             Some(f) if f.first <= id.0 => {
-                let block = self.block(i)?;
-                Ok(block
-                    .binary_search_by_key(&id.0, |r| r.id.0)
-                    .ok()
-                    .map(|k| block[k]))
+                let mut decoded = Vec::new();
+                self.decode_block(i, Some(id.0), &mut decoded)?;
+                Ok(decoded.last().filter(|r| r.id == id).copied())
             }
             _ => Ok(None),
         }

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use common::*;
 use journal::{
-    read_journal, read_tape, recover, recover_from, Durability, Entry, JournalError, JournalItem, JournalRecord,
-    StoreConfig, TapeFill,
+    read_journal, read_tape, recover, recover_from, Durability, Entry, JournalError, JournalItem,
+    JournalRecord, StoreConfig, TapeFill,
 };
 use matching::{Aggressor, BrokerId, Command, Fill, OrderId, Phase, SecurityId};
 use proptest::prelude::*;
