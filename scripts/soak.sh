@@ -7,8 +7,7 @@
 # DAY=2m runs HOSE trading days compressed to 2 minutes: every close expires the day's resting
 # orders, so the live book is bounded by one day's flow, as on a real exchange (the default,
 # DAY=none, is one continuous session: this load leaves orders resting, so the live book and
-# RSS grow with the run). NOTE: under --schedule hose this load ran ~20x slower (core thread
-# busy, ~240 commands/s); not yet understood.
+# RSS grow with the run).
 # Usage: scripts/soak.sh [MINUTES=12] [RATE=20000] [extra manager flags...]   (KEEP=1 keeps logs)
 # e.g.   scripts/soak.sh 15 30000 --snapshot-every 20000 --snapshot-secs 5
 MINUTES=${1:-12}

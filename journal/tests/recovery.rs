@@ -59,6 +59,42 @@ fn write_day(c: &StoreConfig, n: u64) -> (Vec<JournalItem>, Vec<TapeFill>) {
     (items, fills)
 }
 
+/// A day of `n` commands written in segments of `segment_bytes`, without fsyncs.
+struct SegmentedDay {
+    _tmp: tempfile::TempDir,
+    c: StoreConfig,
+    fills: Vec<TapeFill>,
+    /// The last journaled seq.
+    end: u64,
+    /// The journal's segment files, in order.
+    segs: Vec<std::path::PathBuf>,
+}
+
+/// A recovered store takes seq `end + 1` next, and commits a record there.
+fn continues_after(mut store: journal::Store, end: u64) {
+    assert_eq!(store.journal.next_seq(), end + 1);
+    store
+        .journal
+        .append(end + 1, T0, 0, &Command::Phase(Phase::Closed), "")
+        .unwrap();
+    store.journal.commit().unwrap();
+}
+
+fn segmented_day(segment_bytes: u64, n: u64) -> SegmentedDay {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = cfg(tmp.path(), segment_bytes, Durability::Never);
+    let (items, fills) = write_day(&c, n);
+    let end = last_seq(&items);
+    let segs = segments(&c.journal_dir, "orders-");
+    SegmentedDay {
+        _tmp: tmp,
+        c,
+        fills,
+        end,
+        segs,
+    }
+}
+
 fn write_ops_no_commit(j: &mut journal::OrderJournal, op: &Op) -> Vec<JournalItem> {
     match op {
         Op::Cmd {
@@ -171,11 +207,14 @@ fn torn_tail_after_the_high_water_mark_is_cut_with_a_warning() {
 #[test]
 fn truncated_newest_segment_is_a_loss_with_an_exact_report_and_nothing_is_cut() {
     // Fault 2: this used to be cut as a 9-byte "torn tail" while committed orders vanished.
-    let tmp = tempfile::tempdir().unwrap();
-    let c = cfg(tmp.path(), 64 << 10, Durability::Never);
-    let (items, fills) = write_day(&c, 6_000);
-    let end = last_seq(&items);
-    let segs = segments(&c.journal_dir, "orders-");
+    let SegmentedDay {
+        _tmp,
+        c,
+        fills,
+        end,
+        segs,
+        ..
+    } = segmented_day(64 << 10, 6_000);
     assert!(segs.len() >= 2);
     let last = segs.last().unwrap();
     let len = fs::metadata(last).unwrap().len();
@@ -254,11 +293,14 @@ fn truncated_newest_segment_is_a_loss_with_an_exact_report_and_nothing_is_cut() 
 
 #[test]
 fn deleted_newest_segment_is_a_loss() {
-    let tmp = tempfile::tempdir().unwrap();
-    let c = cfg(tmp.path(), 16 << 10, Durability::Never);
-    let (items, fills) = write_day(&c, 3_000);
-    let end = last_seq(&items);
-    let segs = segments(&c.journal_dir, "orders-");
+    let SegmentedDay {
+        _tmp,
+        c,
+        fills,
+        end,
+        segs,
+        ..
+    } = segmented_day(16 << 10, 3_000);
     let last = segs.last().unwrap();
     fs::remove_file(last).unwrap();
     let loss = recover(&c, &binding())
@@ -321,11 +363,14 @@ fn tape_beyond_the_journal_is_a_loss_even_without_a_high_water_mark() {
 
 #[test]
 fn missing_first_and_middle_segments_become_gap_segments_when_accepted() {
-    let tmp = tempfile::tempdir().unwrap();
-    let c = cfg(tmp.path(), 4 << 10, Durability::Never);
-    let (items, fills) = write_day(&c, 3_000);
-    let end = last_seq(&items);
-    let segs = segments(&c.journal_dir, "orders-");
+    let SegmentedDay {
+        _tmp,
+        c,
+        fills,
+        end,
+        segs,
+        ..
+    } = segmented_day(4 << 10, 3_000);
     assert!(segs.len() > 6);
     fs::remove_file(&segs[0]).unwrap();
     fs::remove_file(&segs[3]).unwrap();
@@ -360,14 +405,10 @@ fn missing_first_and_middle_segments_become_gap_segments_when_accepted() {
             thousands(n)
         )));
     }
-    let mut store = recover(&c, &binding()).unwrap().accept_loss(T0).unwrap();
-    assert_eq!(store.journal.next_seq(), end + 1);
-    store
-        .journal
-        .append(end + 1, T0, 0, &Command::Phase(Phase::Closed), "")
-        .unwrap();
-    store.journal.commit().unwrap();
-    drop(store);
+    continues_after(
+        recover(&c, &binding()).unwrap().accept_loss(T0).unwrap(),
+        end,
+    );
     let all = read_journal(&c.journal_dir).unwrap();
     let seqs: Vec<u64> = all.records.iter().map(|r| r.seq).collect();
     let gaps: Vec<(u64, u64)> = all
@@ -499,15 +540,12 @@ fn recovery_from_a_checkpoint_reads_only_the_tail() {
     // from it decodes nothing before the segment holding `from - 1`: damage to an earlier
     // segment's records (which a full recovery finds) goes unread, while the tail is checked
     // exactly as before, and the store continues where the journal ends.
-    let tmp = tempfile::tempdir().unwrap();
-    let c = cfg(tmp.path(), 4 << 10, Durability::Never);
-    let (items, fills) = write_day(&c, 3_000);
-    let end = last_seq(&items);
-    let segs = segments(&c.journal_dir, "orders-");
+    let day = segmented_day(4 << 10, 3_000);
+    let (c, fills, end, segs) = (&day.c, &day.fills, day.end, &day.segs);
     assert!(segs.len() > 8, "{} segments", segs.len());
     let from = end - 200;
-    let full = recover(&c, &binding()).unwrap();
-    let tail = recover_from(&c, &binding(), from).unwrap();
+    let full = recover(c, &binding()).unwrap();
+    let tail = recover_from(c, &binding(), from).unwrap();
     assert_eq!(tail.report().loss, None);
     assert_eq!(
         tail.report().journal_next_seq,
@@ -523,17 +561,13 @@ fn recovery_from_a_checkpoint_reads_only_the_tail() {
     data[at] ^= 0x10;
     fs::write(&segs[1], &data).unwrap();
     assert!(matches!(
-        recover(&c, &binding()).err().unwrap(),
+        recover(c, &binding()).err().unwrap(),
         JournalError::Corrupt { .. }
     ));
-    let mut store = recover_from(&c, &binding(), from).unwrap().open().unwrap();
-    assert_eq!(store.journal.next_seq(), end + 1);
-    store
-        .journal
-        .append(end + 1, T0, 0, &Command::Phase(Phase::Closed), "")
-        .unwrap();
-    store.journal.commit().unwrap();
-    drop(store);
+    continues_after(
+        recover_from(c, &binding(), from).unwrap().open().unwrap(),
+        end,
+    );
     let mut reader = journal::JournalReader::open(&c.journal_dir, from).unwrap();
     let read: Vec<u64> = reader
         .by_ref()
@@ -548,7 +582,7 @@ fn recovery_from_a_checkpoint_reads_only_the_tail() {
     let last = segs.last().unwrap();
     let k = segs.len() - 2;
     fs::remove_file(&segs[k]).unwrap();
-    let hole_from = recover_from(&c, &binding(), from)
+    let hole_from = recover_from(c, &binding(), from)
         .unwrap()
         .report()
         .loss

@@ -351,6 +351,29 @@ impl Sim {
     }
 
     /// Every image still asked for answered, then a checkpoint: all that can leave memory has.
+    /// A sim whose journal and archive are kept (in memory) for a restart.
+    fn stored(
+        securities: &SecurityTable,
+        names: &BrokerRegistry,
+        n: usize,
+        cfg: CoreConfig,
+    ) -> (Sim, SharedPersist, MemoryArchive) {
+        let persist = SharedPersist::default();
+        let archive = MemoryArchive::default();
+        let sim = Sim::with(securities, names, n, cfg, persist.clone(), archive.clone());
+        (sim, persist, archive)
+    }
+
+    /// Submits `cmds` from the gateway session in frames of 4,096, settling after each, and
+    /// runs until all of them are final.
+    fn submit_all(&mut self, cmds: &[ClientCommand]) {
+        for chunk in cmds.chunks(4096) {
+            self.core.submit(GATEWAY, chunk, self.now, 0).unwrap();
+            self.settle();
+        }
+        self.drain(cmds.len());
+    }
+
     fn settle_snapshots(&mut self) {
         for _ in 0..4 {
             if self.execs.is_empty() {
@@ -874,50 +897,59 @@ fn broker_sessions_see_only_their_own_orders_and_anonymous_fills() {
     assert_eq!(core.totals(), vec![(SecurityId(0), 0, 300)]);
 }
 
+/// One security: `resting` sells of 100 from the first broker at the reference price, then a
+/// market buy from the second for `swept` of them (one command with that many fills).
+fn a_sweep(resting: u64, swept: u64) -> (SecurityTable, BrokerRegistry, Vec<ClientCommand>) {
+    let securities = SecurityTable::synthetic(1).unwrap();
+    let reference = securities.reference(SecurityId(0)).unwrap();
+    let mut names = BrokerRegistry::new();
+    names.intern("B01");
+    names.intern("B02");
+    let order = |i: u64, broker: u32, side, kind, price, qty| ClientCommand {
+        client_ref: i,
+        command: Command::New(matching::NewOrder {
+            id: OrderId(i + 1),
+            broker: BrokerId(broker),
+            security: SecurityId(0),
+            side,
+            kind,
+            price,
+            qty,
+        }),
+    };
+    let mut cmds: Vec<ClientCommand> = (0..resting)
+        .map(|i| {
+            order(
+                i,
+                0,
+                matching::Side::Sell,
+                matching::OrderType::Limit,
+                reference,
+                100,
+            )
+        })
+        .collect();
+    cmds.push(order(
+        resting,
+        1,
+        matching::Side::Buy,
+        matching::OrderType::Market,
+        0,
+        100 * swept,
+    ));
+    (securities, names, cmds)
+}
+
 #[test]
 fn a_command_of_300000_fills_is_reported_whole() {
     // One order sweeps a book of 300,000 resting orders: its events span many groups, the
     // manager collects them and reports every fill once.
-    let securities = SecurityTable::synthetic(1).unwrap();
-    let reference = securities.reference(SecurityId(0)).unwrap();
     let n = 300_000u64;
-    let mut names = BrokerRegistry::new();
-    names.intern("B01");
-    names.intern("B02");
-    let mut cmds: Vec<ClientCommand> = (1..=n)
-        .map(|i| ClientCommand {
-            client_ref: i - 1,
-            command: Command::New(matching::NewOrder {
-                id: OrderId(i),
-                broker: BrokerId(0),
-                security: SecurityId(0),
-                side: matching::Side::Sell,
-                kind: matching::OrderType::Limit,
-                price: reference,
-                qty: 100,
-            }),
-        })
-        .collect();
-    cmds.push(ClientCommand {
-        client_ref: n,
-        command: Command::New(matching::NewOrder {
-            id: OrderId(n + 1),
-            broker: BrokerId(1),
-            security: SecurityId(0),
-            side: matching::Side::Buy,
-            kind: matching::OrderType::Market,
-            price: 0,
-            qty: 100 * n,
-        }),
-    });
+    let (securities, names, cmds) = a_sweep(n, n);
     let mut sim = Sim::new(&securities, &names, cmds.len());
     sim.join();
     sim.settle();
-    for chunk in cmds.chunks(4096) {
-        sim.core.submit(GATEWAY, chunk, sim.now, 0).unwrap();
-        sim.settle();
-    }
-    sim.drain(cmds.len());
+    sim.submit_all(&cmds);
     assert_eq!(sim.client.tracker.fills, n);
     assert_eq!(sim.client.collector.trade_count() as u64, n);
     assert_eq!(sim.core.totals(), vec![(SecurityId(0), 0, 0)]);
@@ -1188,16 +1220,8 @@ fn a_restart_from_a_checkpoint_rebuilds_the_same_state() {
             sweep_every: 89,
         };
         let (cmds, names, expected) = commands(&securities, &cfg);
-        let persist = SharedPersist::default();
-        let archive = MemoryArchive::default();
-        let mut sim = Sim::with(
-            &securities,
-            &names,
-            cmds.len(),
-            config(every),
-            persist.clone(),
-            archive.clone(),
-        );
+        let (mut sim, persist, archive) =
+            Sim::stored(&securities, &names, cmds.len(), config(every));
         sim.join();
         sim.join();
         sim.settle();
@@ -1249,62 +1273,13 @@ fn a_restart_from_a_checkpoint_rebuilds_the_same_state() {
 /// assembled it, and rebuilds the same state.
 #[test]
 fn a_restart_replays_a_command_of_many_event_groups() {
-    let securities = SecurityTable::synthetic(1).unwrap();
-    let reference = securities.reference(SecurityId(0)).unwrap();
+    // Sweeps all but 10 of the resting orders: more than two groups' worth of fills.
     let n = 2 * executor::MAX_GROUP_EVENTS as u64 + 100;
-    let mut names = BrokerRegistry::new();
-    names.intern("B01");
-    names.intern("B02");
-    let order = |i: u64, broker: u32, side, kind, price, qty| ClientCommand {
-        client_ref: i,
-        command: Command::New(matching::NewOrder {
-            id: OrderId(i + 1),
-            broker: BrokerId(broker),
-            security: SecurityId(0),
-            side,
-            kind,
-            price,
-            qty,
-        }),
-    };
-    let mut cmds: Vec<ClientCommand> = (0..n)
-        .map(|i| {
-            order(
-                i,
-                0,
-                matching::Side::Sell,
-                matching::OrderType::Limit,
-                reference,
-                100,
-            )
-        })
-        .collect();
-    // Sweeps all but 10 of them: more than two groups' worth of fills.
-    cmds.push(order(
-        n,
-        1,
-        matching::Side::Buy,
-        matching::OrderType::Market,
-        0,
-        100 * (n - 10),
-    ));
-    let persist = SharedPersist::default();
-    let archive = MemoryArchive::default();
-    let mut sim = Sim::with(
-        &securities,
-        &names,
-        cmds.len(),
-        config(0),
-        persist.clone(),
-        archive.clone(),
-    );
+    let (securities, names, cmds) = a_sweep(n, n - 10);
+    let (mut sim, persist, archive) = Sim::stored(&securities, &names, cmds.len(), config(0));
     sim.join();
     sim.settle();
-    for chunk in cmds.chunks(4096) {
-        sim.core.submit(GATEWAY, chunk, sim.now, 0).unwrap();
-        sim.settle();
-    }
-    sim.drain(cmds.len());
+    sim.submit_all(&cmds);
     assert_eq!(sim.client.tracker.fills, n - 10);
     let before = Observed::of(&sim.core, &persist);
     let sim = restart(sim, &persist, &archive, config(0), 0, &names);
