@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 
 use common::{Driver, Gen, GenConfig};
 use feed::{
-    Completed, Feed, FeedBuilder, FeedClient, FeedLevel, QueuePolicy, Securities, SubscriberId,
-    Subscription,
+    Feed, FeedBuilder, FeedClient, FeedLevel, QueuePolicy, Securities, SubscriberId, Subscription,
 };
 use matching::{Command, SecurityId, SecurityTable};
 
@@ -86,7 +85,7 @@ fn main() {
         let mut d = Driver::new(rules, &table);
         let mut n = 0u64;
         for c in &cmds {
-            d.step(c, |_, _, _, _, ev| n += black_box(ev.len()) as u64);
+            d.step(c, |c| n += black_box(c.events.len()) as u64);
         }
         (n, 0)
     });
@@ -101,17 +100,8 @@ fn main() {
         let mut b = FeedBuilder::new(&table);
         let mut n = 0u64;
         for c in &cmds {
-            d.step(c, |seq, time, security, command, events| {
-                let batch = b
-                    .apply(Completed {
-                        seq,
-                        time,
-                        security,
-                        command,
-                        events,
-                    })
-                    .unwrap();
-                n += batch.messages.len() as u64;
+            d.step(c, |c| {
+                n += b.apply(c).unwrap().messages.len() as u64;
             });
         }
         (n, 0)
@@ -137,16 +127,7 @@ fn main() {
         // Per subscriber: time spent in its client, messages applied.
         let mut client_cost = vec![(Duration::ZERO, 0u64); subs.len()];
         for (i, c) in cmds.iter().enumerate() {
-            d.step(c, |seq, time, security, command, events| {
-                feed.apply(Completed {
-                    seq,
-                    time,
-                    security,
-                    command,
-                    events,
-                })
-                .unwrap();
-            });
+            d.step_feed(c, &mut feed);
             if i % 64 == 63 || i + 1 == cmds.len() {
                 for (k, &id) in ids.iter().enumerate() {
                     out.clear();
@@ -230,16 +211,7 @@ fn main() {
         let id = feed.subscribe(&all).unwrap();
         let mut msgs = Vec::new();
         for c in &cmds {
-            d.step(c, |seq, time, security, command, events| {
-                feed.apply(Completed {
-                    seq,
-                    time,
-                    security,
-                    command,
-                    events,
-                })
-                .unwrap();
-            });
+            d.step_feed(c, &mut feed);
             feed.poll(id, usize::MAX, &mut msgs).unwrap();
             if msgs.len() >= 2_000_000 {
                 break;

@@ -267,8 +267,8 @@ impl L3Book {
 
     /// Rebuilds the book at the size of what rests now, in the same priority order, when its
     /// slab is at least four times that (a busy hour or a close that expired the book would
-    /// otherwise keep its peak's memory for the rest of the run). Amortised O(1) per order:
-    /// the slab only grows past its peak one order at a time.
+    /// otherwise keep its peak's memory for the rest of the run). Amortised O(1) per removal:
+    /// a rebuild of k orders comes after at least 3k removals since the previous one.
     fn compact_if_sparse(&mut self) {
         if self.slots.len() < COMPACT_MIN || self.index.len() * 4 > self.slots.len() {
             return;
@@ -301,7 +301,8 @@ impl L3Book {
     }
 
     /// Slots in the slab (live and free): what [`L3Book::compact_if_sparse`] bounds.
-    pub fn slab_len(&self) -> usize {
+    #[cfg(test)]
+    fn slab_len(&self) -> usize {
         self.slots.len()
     }
 

@@ -166,8 +166,8 @@ fn run(seed: u64, commands: usize, cfg: GenConfig, sample: usize) {
     for i in 0..commands {
         let cmd = gen.next_command();
         let mut touched = Vec::new();
-        driver.step(&cmd, |seq, time, security, command, events| {
-            for e in events {
+        driver.step(&cmd, |c| {
+            for e in c.events {
                 let k = match e {
                     Event::Accepted { .. } => "accepted",
                     Event::Rejected { .. } => "rejected",
@@ -181,17 +181,13 @@ fn run(seed: u64, commands: usize, cfg: GenConfig, sample: usize) {
                 };
                 *events_seen.entry(k).or_default() += 1;
             }
-            let c = Completed {
-                seq,
-                time,
-                security,
-                command,
-                events,
-            };
             if let Err(e) = feed.apply(c) {
-                panic!("seed {seed} command {seq} ({command:?}): {e}\nevents: {events:?}");
+                panic!(
+                    "seed {seed} command {} ({:?}): {e}\nevents: {:?}",
+                    c.seq, c.command, c.events
+                );
             }
-            touched.push(security);
+            touched.push(c.security);
         });
         drain(&mut feed, &mut subs, &mut kinds);
         let full = i % sample == 0;
@@ -278,9 +274,9 @@ fn out_of_order_securities_and_replayed_batches() {
     let mut in_order: Vec<Batch> = Vec::new();
     for _ in 0..20_000 {
         let cmd = gen.next_command();
-        driver.step(&cmd, |seq, time, sec, command, events| {
-            let b = (seq, time, sec, *command, events.to_vec());
-            per_security[sec.0 as usize].push_back(b.clone());
+        driver.step(&cmd, |c| {
+            let b = (c.seq, c.time, c.security, *c.command, c.events.to_vec());
+            per_security[c.security.0 as usize].push_back(b.clone());
             in_order.push(b);
         });
     }

@@ -5,8 +5,8 @@ mod common;
 
 use common::{Driver, Gen, GenConfig};
 use feed::{
-    Applied, Body, ClientBook, Completed, Feed, FeedClient, FeedLevel, Message, QueuePolicy,
-    Securities, SubscriberId, SubscriberState, Subscription,
+    Applied, Body, ClientBook, Feed, FeedClient, FeedLevel, Message, QueuePolicy, Securities,
+    SubscriberId, SubscriberState, Subscription,
 };
 use matching::{Engine, SecurityId, SecurityTable, Side};
 use rand::{Rng, SeedableRng};
@@ -422,15 +422,8 @@ fn fanout_totals_count_every_message_produced_and_delivered() {
     let mut msgs = Vec::new();
     for i in 0..12_000 {
         let cmd = gen.next_command();
-        driver.step(&cmd, |seq, time, security, command, events| {
-            feed.apply(Completed {
-                seq,
-                time,
-                security,
-                command,
-                events,
-            })
-            .unwrap();
+        driver.step(&cmd, |c| {
+            feed.apply(c).unwrap();
             canonical += feed.builder().last_batch().messages.len() as u64;
         });
         match i {

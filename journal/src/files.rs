@@ -166,12 +166,17 @@ pub(crate) struct Sealed {
 }
 
 /// Opens `path` and checks its header and footer (magic, CRCs, version, lengths).
-pub(crate) fn open_sealed(path: &Path, kind: &SealedKind<'_>) -> Result<Sealed, JournalError> {
-    let corrupt = |offset: u64, detail: String| JournalError::Corrupt {
+/// A `Corrupt` error at an offset of `path`.
+pub(crate) fn corrupt_in(path: &Path) -> impl Fn(u64, String) -> JournalError + '_ {
+    move |offset, detail| JournalError::Corrupt {
         segment: path.to_owned(),
         offset,
         detail,
-    };
+    }
+}
+
+pub(crate) fn open_sealed(path: &Path, kind: &SealedKind<'_>) -> Result<Sealed, JournalError> {
+    let corrupt = corrupt_in(path);
     let file = File::open(path).map_err(|e| io_err(path, e))?;
     let bytes = file.metadata().map_err(|e| io_err(path, e))?.len();
     if bytes < kind.header_len + TAIL_LEN + kind.min_footer {

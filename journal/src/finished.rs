@@ -29,7 +29,7 @@ use matching::{
     ArchivedId, BrokerId, OrderId, OrderType, Price, Qty, RejectReason, SecurityId, Side,
 };
 
-use crate::files::{open_sealed, read_at, SealedKind, SealedWriter};
+use crate::files::{corrupt_in, open_sealed, read_at, SealedKind, SealedWriter};
 use crate::varint::{put_uint, zigzag, Reader};
 use crate::{io_err, JournalError};
 
@@ -338,11 +338,7 @@ pub struct FinishedRun {
 impl FinishedRun {
     /// Opens a run and reads its header and footer (not its blocks).
     pub fn open(path: &Path) -> Result<FinishedRun, JournalError> {
-        let corrupt = |offset: u64, detail: String| JournalError::Corrupt {
-            segment: path.to_owned(),
-            offset,
-            detail,
-        };
+        let corrupt = corrupt_in(path);
         let sealed = open_sealed(
             path,
             &SealedKind {
@@ -457,32 +453,37 @@ impl FinishedRun {
 
     fn block(&self, i: usize) -> Result<Vec<FinishedOrder>, JournalError> {
         let mut out = Vec::new();
-        self.decode_block(i, None, &mut out)?;
+        self.visit_block(i, &mut |r| {
+            out.push(r);
+            true
+        })?;
         Ok(out)
     }
 
-    /// Reads block `i` (length and CRC checked) and decodes its records into `out`, in id
-    /// order; with `until`, stops after the first record with an id at or above it (a lookup
-    /// decodes half a block on average). A whole decode is checked against the fence.
-    fn decode_block(
+    /// Reads block `i` (length and CRC checked) and hands its records to `f` in id order until
+    /// `f` returns false (a lookup decodes half a block on average). A block decoded to its
+    /// end is checked against its fence.
+    fn visit_block(
         &self,
         i: usize,
-        until: Option<u64>,
-        out: &mut Vec<FinishedOrder>,
+        f: &mut dyn FnMut(FinishedOrder) -> bool,
     ) -> Result<(), JournalError> {
-        let f = self.fences[i];
-        let mut buf = vec![0u8; f.len as usize + 8];
-        read_at(&self.file, &mut buf, f.offset).map_err(|e| io_err(&self.path, e))?;
+        let fence = self.fences[i];
+        let mut buf = vec![0u8; fence.len as usize + 8];
+        read_at(&self.file, &mut buf, fence.offset).map_err(|e| io_err(&self.path, e))?;
         let corrupt = |detail: String| JournalError::Corrupt {
             segment: self.path.clone(),
-            offset: f.offset,
+            offset: fence.offset,
             detail,
         };
         let len = u32::from_le_bytes(buf[..4].try_into().expect("4"));
-        if len != f.len {
-            return Err(corrupt(format!("block length {len}, fence says {}", f.len)));
+        if len != fence.len {
+            return Err(corrupt(format!(
+                "block length {len}, fence says {}",
+                fence.len
+            )));
         }
-        let (payload, crc) = buf[4..].split_at(f.len as usize);
+        let (payload, crc) = buf[4..].split_at(fence.len as usize);
         if crc32fast::hash(payload) != u32::from_le_bytes(crc.try_into().expect("4")) {
             return Err(corrupt("block CRC mismatch".into()));
         }
@@ -491,17 +492,16 @@ impl FinishedRun {
         if n == 0 || n > payload.len() as u64 {
             return Err(corrupt(format!("{n} records cannot fit the block")));
         }
-        out.reserve(n as usize);
-        let mut prev = None;
+        let (mut first, mut prev) = (None, None);
         for _ in 0..n {
             let r = decode_record(prev, &mut rd).map_err(&corrupt)?;
+            first = first.or(Some(r.id.0));
             prev = Some(r.id.0);
-            out.push(r);
-            if until.is_some_and(|u| r.id.0 >= u) {
+            if !f(r) {
                 return Ok(());
             }
         }
-        if !rd.is_empty() || out.first().map(|r| r.id.0) != Some(f.first) || prev != Some(f.last) {
+        if !rd.is_empty() || first != Some(fence.first) || prev != Some(fence.last) {
             return Err(corrupt("block does not match its fence".into()));
         }
         Ok(())
@@ -510,14 +510,17 @@ impl FinishedRun {
     /// The record of `id`, reading at most one block.
     pub fn get(&self, id: OrderId) -> Result<Option<FinishedOrder>, JournalError> {
         let i = self.fences.partition_point(|f| f.last < id.0);
-        match self.fences.get(i) {
-            Some(f) if f.first <= id.0 => {
-                let mut decoded = Vec::new();
-                self.decode_block(i, Some(id.0), &mut decoded)?;
-                Ok(decoded.last().filter(|r| r.id == id).copied())
-            }
-            _ => Ok(None),
+        let mut found = None;
+        if self.fences.get(i).is_some_and(|f| f.first <= id.0) {
+            self.visit_block(i, &mut |r| {
+                if r.id.0 < id.0 {
+                    return true;
+                }
+                found = (r.id == id).then_some(r);
+                false
+            })?;
         }
+        Ok(found)
     }
 
     /// Calls `f` for every record with `lo <= id <= hi`, in id order.
@@ -532,11 +535,12 @@ impl FinishedRun {
             if self.fences[i].first > hi {
                 break;
             }
-            for r in self.block(i)? {
+            self.visit_block(i, &mut |r| {
                 if (lo..=hi).contains(&r.id.0) {
                     f(&r);
                 }
-            }
+                true
+            })?;
         }
         Ok(())
     }

@@ -20,7 +20,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use crate::files::{open_sealed, read_at, SealedKind, SealedWriter};
+use crate::files::{corrupt_in, open_sealed, read_at, SealedKind, SealedWriter};
 use crate::snapshots::BookSnapshot;
 use crate::varint::{put_uint, Reader};
 use crate::{io_err, JournalError};
@@ -139,11 +139,7 @@ pub struct Pack {
 impl Pack {
     /// Opens a pack and checks its header and index (not its books).
     pub fn open(path: &Path) -> Result<Pack, JournalError> {
-        let corrupt = |offset: u64, detail: String| JournalError::Corrupt {
-            segment: path.to_owned(),
-            offset,
-            detail,
-        };
+        let corrupt = corrupt_in(path);
         let sealed = open_sealed(
             path,
             &SealedKind {

@@ -1176,6 +1176,28 @@ fn restart(
         (inner.manifest.clone(), books)
     };
     let restart = Restart { manifest, books };
+    recovered(
+        restart,
+        persist,
+        Box::new(archive.clone()),
+        cfg,
+        &securities,
+        names,
+        n,
+    )
+}
+
+/// A new core recovered from `restart` plus the journal and tape in `persist` from its resume
+/// seq, with fresh executors joined and settled.
+fn recovered(
+    restart: Restart,
+    persist: &SharedPersist,
+    archive: Box<dyn Archive>,
+    cfg: CoreConfig,
+    securities: &SecurityTable,
+    names: &BrokerRegistry,
+    n: usize,
+) -> Sim {
     let resume = restart.resume_seq();
     let items = persist.get().items_from(resume);
     let taped: rustc_hash::FxHashSet<(u64, u32, u32)> = persist
@@ -1192,10 +1214,10 @@ fn restart(
         Box::new(persist.clone()),
         now,
     )
-    .with_archive(Box::new(archive.clone()));
+    .with_archive(archive);
     core.recover(restart, items.into_iter().map(Ok), &taped)
         .unwrap();
-    let mut sim = Sim::around(core, &securities, names, n, now);
+    let mut sim = Sim::around(core, securities, names, n, now);
     sim.join();
     sim.settle();
     sim
@@ -1508,29 +1530,15 @@ fn a_crash_at_any_step_of_a_checkpoint_write_recovers_exactly() {
                     "{label}: the unnamed pack and run are removed: {files_at_crash:?}"
                 );
             }
-            let resume = restart.resume_seq();
-            let items = persist.get().items_from(resume);
-            let taped: rustc_hash::FxHashSet<(u64, u32, u32)> = persist
-                .get()
-                .trades
-                .iter()
-                .filter(|t| t.seq >= resume)
-                .map(|t| (t.seq, t.fill.security.0, t.fill_index))
-                .collect();
-            let now = Instant::now();
-            let mut core = Core::new(
+            let mut sim = recovered(
+                restart,
+                &persist,
+                Box::new(archive),
                 config(every),
-                Gateway::new(MarketRules::hose(), securities.clone()),
-                Box::new(persist.clone()),
-                now,
-            )
-            .with_archive(Box::new(archive));
-            core.recover(restart, items.into_iter().map(Ok), &taped)
-                .unwrap();
-            let rest_n = cmds.len() - sent;
-            let mut sim = Sim::around(core, &securities, &names, rest_n, now);
-            sim.join();
-            sim.settle();
+                &securities,
+                &names,
+                cmds.len() - sent,
+            );
             before.assert_same(&sim.core, &persist, &label);
             // The rest of the day, with checkpoints on the restarted writer.
             let rest = renumbered(&cmds, sent);

@@ -267,25 +267,12 @@ impl Driver {
 
     /// Steps `cmd` and applies every group it completes to `feed`.
     pub fn step_feed(&mut self, cmd: &Command, feed: &mut feed::Feed) {
-        self.step(cmd, |seq, time, security, command, events| {
-            feed.apply(feed::Completed {
-                seq,
-                time,
-                security,
-                command,
-                events,
-            })
-            .unwrap();
-        });
+        self.step(cmd, |c| feed.apply(c).unwrap());
     }
 
-    /// Sequences one command; calls `f(seq, time, security, command, events)` for each
-    /// per-security batch (none for a gateway reject).
-    pub fn step(
-        &mut self,
-        cmd: &Command,
-        mut f: impl FnMut(u64, Timestamp, SecurityId, &Command, &[Event]),
-    ) {
+    /// Sequences one command; calls `f` with each per-security batch it completes (none for a
+    /// gateway reject).
+    pub fn step(&mut self, cmd: &Command, mut f: impl FnMut(feed::Completed<'_>)) {
         self.seq += 1;
         self.time += self.rng.gen_range(0..2_000_000);
         self.events.clear();
@@ -294,7 +281,13 @@ impl Driver {
             Some(sec) => {
                 let gateway_reject = matches!(self.events.as_slice(), [Event::Rejected { .. }]);
                 if !gateway_reject {
-                    f(self.seq, self.time, sec, cmd, &self.events);
+                    f(feed::Completed {
+                        seq: self.seq,
+                        time: self.time,
+                        security: sec,
+                        command: cmd,
+                        events: &self.events,
+                    });
                 }
             }
             None => {
@@ -313,7 +306,13 @@ impl Driver {
                 for i in 0..self.by_code.len() {
                     let sec = self.by_code[i];
                     let group = std::mem::take(&mut self.groups[sec.0 as usize]);
-                    f(self.seq, self.time, sec, cmd, &group);
+                    f(feed::Completed {
+                        seq: self.seq,
+                        time: self.time,
+                        security: sec,
+                        command: cmd,
+                        events: &group,
+                    });
                 }
             }
         }
