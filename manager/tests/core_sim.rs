@@ -1223,6 +1223,23 @@ fn recovered(
     sim
 }
 
+/// The day so far left the sequential engine's tape (each trade once) and totals.
+fn assert_day_is_sequential(
+    sim: &Sim,
+    persist: &SharedPersist,
+    expected: &ReplayCollector,
+    label: &str,
+) {
+    assert_eq!(
+        tape_multiset(persist),
+        expected_multiset(expected),
+        "{label}"
+    );
+    let mut totals = ReplayCollector::new(&sim.securities);
+    totals.set_final_totals(&sim.core.totals());
+    assert_eq!(totals.totals_csv(), expected.totals_csv(), "{label}");
+}
+
 /// A restart at a quiet moment (nothing in flight) rebuilds exactly the state that was: every
 /// order's state (live and archived), totals, ids, and the tape gains nothing.
 #[test]
@@ -1279,14 +1296,7 @@ fn a_restart_from_a_checkpoint_rebuilds_the_same_state() {
         sim.core.submit(GATEWAY, &rest, sim.now, 0).unwrap();
         sim.settle();
         sim.drain(rest.len());
-        assert_eq!(
-            tape_multiset(&persist),
-            expected_multiset(&expected),
-            "seed {seed}"
-        );
-        let mut totals = ReplayCollector::new(&securities);
-        totals.set_final_totals(&sim.core.totals());
-        assert_eq!(totals.totals_csv(), expected.totals_csv());
+        assert_day_is_sequential(&sim, &persist, &expected, &format!("seed {seed}"));
     }
 }
 
@@ -1547,14 +1557,7 @@ fn a_crash_at_any_step_of_a_checkpoint_write_recovers_exactly() {
             sim.settle_snapshots();
             sim.core.wait_checkpoint(sim.now).unwrap();
             sim.drain(rest.len());
-            assert_eq!(
-                tape_multiset(&persist),
-                expected_multiset(&expected),
-                "{label}"
-            );
-            let mut t = ReplayCollector::new(&securities);
-            t.set_final_totals(&sim.core.totals());
-            assert_eq!(t.totals_csv(), expected.totals_csv(), "{label}");
+            assert_day_is_sequential(&sim, &persist, &expected, &label);
         }
     }
     assert!(
