@@ -87,6 +87,10 @@ restart_manager() { # restart_manager LABEL
   sleep 8
   t2=$(logtime last "$t0" "executor ready" "$work/${EXNAME[1]}.log" "$work/${EXNAME[2]}.log" "$work/${EXNAME[3]}.log")
   events+=("$(python3 -c "nan=float('nan'); print(f'$1 manager restart: kill->listening {1000*($t1-$t0):.0f} ms, kill->executors ready again {1000*($t2-$t0):.0f} ms;')") $(grep "recovered from the journal" "$work/manager.log" | tail -1 | grep -o 'resume_seq=[0-9]* books=[0-9]* records=[0-9]* rejected=[0-9]* next_seq=[0-9]* .*elapsed_ms=[0-9]*')") || true
+  # The market-data feed rebuilds on a thread of its own (from its checkpoint) after the start.
+  local fed
+  fed=$(grep "feed: rebuilt from the journal" "$work/manager.log" | tail -1 | grep -o 'commands=[0-9]* from_checkpoint_seq=[0-9]* .*elapsed_ms=[0-9]*' || true)
+  events+=("$1 feed rebuild: ${fed:-not finished 8 s after the start}")
 }
 
 # Per minute: RSS of each process; from the latest checkpoint: order records in the projection

@@ -6,7 +6,7 @@
 //! last; orders at market (price 0, resting ATO/ATC) sit in a separate FIFO ahead of every limit
 //! level. It can record an undo log so a whole command is applied or nothing is.
 
-use matching::{OrderId, Price, Qty, Side};
+use matching::{BrokerId, OrderId, Price, Qty, Side};
 use rustc_hash::FxHashMap;
 
 use crate::message::{LevelInfo, OrderInfo};
@@ -38,6 +38,9 @@ struct Node {
     id: u64,
     /// The id published for the order (see [`L3Book::add_public`]).
     public: u64,
+    /// The broker that owns it: kept for the manager's feed checkpoint (the engine's book needs
+    /// it), never published. 0 where unknown (a subscriber's copy).
+    owner: u32,
     price: Price,
     qty: Qty,
     side: Side,
@@ -121,12 +124,9 @@ pub fn better(side: Side, a: Price, b: Price) -> bool {
 enum Undo {
     Added(u64),
     Qty(u64, Qty),
+    /// The node as it was, and the order it followed in its level.
     Removed {
-        id: u64,
-        public: u64,
-        side: Side,
-        price: Price,
-        qty: Qty,
+        node: Node,
         prev: Option<u64>,
     },
 }
@@ -139,6 +139,16 @@ pub struct Resting {
     pub qty: Qty,
     /// The id published for it.
     pub public: OrderId,
+}
+
+/// A resting order with its private id and owner ([`L3Book::owned_orders`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OwnedOrder {
+    pub id: OrderId,
+    pub public: OrderId,
+    pub owner: BrokerId,
+    pub price: Price,
+    pub qty: Qty,
 }
 
 /// An order-by-order book. Quantities add and subtract with wrapping arithmetic like the
@@ -247,6 +257,18 @@ impl L3Book {
         })
     }
 
+    /// The orders of `side` in priority order with their private ids and owners (what the
+    /// engine's book holds): for the manager's feed checkpoint, never for subscribers.
+    pub fn owned_orders(&self, side: Side) -> impl Iterator<Item = OwnedOrder> + '_ {
+        self.nodes(side).map(|n| OwnedOrder {
+            id: OrderId(n.id),
+            public: OrderId(n.public),
+            owner: BrokerId(n.owner),
+            price: n.price,
+            qty: n.qty,
+        })
+    }
+
     /// The nodes of `side` in priority order.
     fn nodes(&self, side: Side) -> impl Iterator<Item = &Node> + '_ {
         let s = &self.sides[side_ix(side)];
@@ -276,7 +298,7 @@ impl L3Book {
         let mut fresh = L3Book::new();
         for side in [Side::Buy, Side::Sell] {
             for n in self.nodes(side) {
-                fresh.link(n.id, n.public, n.side, n.price, n.qty, Place::Tail);
+                fresh.link(*n, Place::Tail);
             }
         }
         *self = fresh;
@@ -287,14 +309,7 @@ impl L3Book {
     fn after_removal(&mut self, node: Node) {
         if self.recording {
             let prev = (node.prev != NIL).then(|| self.slots[node.prev as usize].id);
-            self.undo.push(Undo::Removed {
-                id: node.id,
-                public: node.public,
-                side: node.side,
-                price: node.price,
-                qty: node.qty,
-                prev,
-            });
+            self.undo.push(Undo::Removed { node, prev });
         } else {
             self.compact_if_sparse();
         }
@@ -341,16 +356,8 @@ impl L3Book {
                 Undo::Qty(id, qty) => {
                     let _ = self.set_qty(id, qty);
                 }
-                Undo::Removed {
-                    id,
-                    public,
-                    side,
-                    price,
-                    qty,
-                    prev,
-                } => {
-                    let place = prev.map_or(Place::Head, Place::After);
-                    self.link(id, public, side, price, qty, place);
+                Undo::Removed { node, prev } => {
+                    self.link(node, prev.map_or(Place::Head, Place::After));
                 }
             }
         }
@@ -365,15 +372,16 @@ impl L3Book {
         price: Price,
         qty: Qty,
     ) -> Result<Rank, BookError> {
-        self.add_public(id, id, side, price, qty)
+        self.add_public(id, id, BrokerId(0), side, price, qty)
     }
 
-    /// Adds order `id` at the back of its level, published as `public` ([`L3Book::orders`]
-    /// lists it under that id; every other call names it by `id`).
+    /// Adds order `id` of broker `owner` at the back of its level, published as `public`
+    /// ([`L3Book::orders`] lists it under that id; every other call names it by `id`).
     pub fn add_public(
         &mut self,
         id: OrderId,
         public: OrderId,
+        owner: BrokerId,
         side: Side,
         price: Price,
         qty: Qty,
@@ -387,7 +395,17 @@ impl L3Book {
         if price < 0 {
             return Err(BookError::BadPrice(id));
         }
-        let rank = self.link(id.0, public.0, side, price, qty, Place::Tail);
+        let node = Node {
+            id: id.0,
+            public: public.0,
+            owner: owner.0,
+            price,
+            qty,
+            side,
+            prev: NIL,
+            next: NIL,
+        };
+        let rank = self.link(node, Place::Tail);
         if self.recording {
             self.undo.push(Undo::Added(id.0));
         }
@@ -548,31 +566,24 @@ impl L3Book {
         }
     }
 
-    /// Inserts a node into its level at `place`; returns the level's rank afterwards.
-    fn link(
-        &mut self,
-        id: u64,
-        public: u64,
-        side: Side,
-        price: Price,
-        qty: Qty,
-        place: Place,
-    ) -> Rank {
+    /// Inserts `node` (its links are set here) into its level at `place`; returns the level's
+    /// rank afterwards.
+    fn link(&mut self, mut node: Node, place: Place) -> Rank {
+        let Node {
+            id,
+            side,
+            price,
+            qty,
+            ..
+        } = node;
         let at = self.find_or_insert(side, price);
-        let prev = match place {
+        node.prev = match place {
             Place::Tail => self.fifo(side, at).tail,
             Place::After(p) => self.index.get(&p).copied().unwrap_or(NIL),
             Place::Head => NIL,
         };
-        let node = Node {
-            id,
-            public,
-            price,
-            qty,
-            side,
-            prev,
-            next: NIL,
-        };
+        node.next = NIL;
+        let prev = node.prev;
         let slot = match self.free.pop() {
             Some(s) => {
                 self.slots[s as usize] = node;

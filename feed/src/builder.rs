@@ -6,12 +6,14 @@
 //! first in line, at its price; `Totals` must equal the mirror's totals; ...). A batch that does
 //! not fit is refused with a [`FeedError`] and changes nothing: the mirror is rolled back.
 
+use matching::image::{RestingKind, RestingOrder};
 use matching::{
-    Aggressor, CancelReason, Command, Event, OrderId, Phase, Price, Qty, SecurityId, SecurityTable,
-    Side, Timestamp,
+    Aggressor, BrokerId, CancelReason, Command, Event, OrderId, Phase, Price, Qty, SecurityId,
+    SecurityTable, Side, Timestamp,
 };
+use serde::{Deserialize, Serialize};
 
-use crate::book::{BookError, HeadError, L3Book, Rank};
+use crate::book::{BookError, HeadError, L3Book, OwnedOrder, Rank};
 use crate::message::{
     Body, BookImage, DeleteReason, FeedLevel, LastTrade, Message, Snapshot, Trade, TradeId, Uncross,
 };
@@ -122,6 +124,82 @@ struct SecurityState {
     traded_since_close: bool,
     indicative: Option<Uncross>,
     last_seq: Option<u64>,
+}
+
+/// One security's whole feed state ([`FeedBuilder::state`]): its scalars and its mirror book
+/// with private ids and owners, each side in priority order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityMirror {
+    pub phase: Phase,
+    pub reference: Price,
+    pub last_trade: Option<LastTrade>,
+    pub traded_since_close: bool,
+    pub indicative: Option<Uncross>,
+    pub last_seq: Option<u64>,
+    pub bids: Vec<OwnedOrder>,
+    pub asks: Vec<OwnedOrder>,
+}
+
+impl SecurityMirror {
+    /// The engine's book this state mirrors: the same orders, owners and priority, phase,
+    /// reference and auction anchor (the last trade since the last CLOSED). At-market orders
+    /// rest only in their own call phase, so their kind is the phase's.
+    pub fn engine_image(&self, security: SecurityId) -> matching::image::BookImage {
+        let at_market = match self.phase {
+            Phase::Atc => RestingKind::Atc,
+            _ => RestingKind::Ato,
+        };
+        let side = |orders: &[OwnedOrder]| {
+            orders
+                .iter()
+                .map(|o| RestingOrder {
+                    id: o.id,
+                    broker: o.owner,
+                    qty: o.qty,
+                    kind: if o.price == 0 {
+                        at_market
+                    } else {
+                        RestingKind::Limit
+                    },
+                    price: o.price,
+                })
+                .collect()
+        };
+        matching::image::BookImage {
+            security,
+            phase: self.phase,
+            reference: self.reference,
+            last_trade: self
+                .last_trade
+                .filter(|_| self.traded_since_close)
+                .map(|t| t.price),
+            bids: side(&self.bids),
+            asks: side(&self.asks),
+        }
+    }
+}
+
+/// A builder's whole state: what the manager checkpoints so a restarted feed replays only the
+/// journal after it. Ids are private: it never goes to a subscriber.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BuilderState {
+    /// Canonical sequence number of the last message emitted.
+    pub feed_seq: u64,
+    pub clock: Timestamp,
+    /// Indexed by security id.
+    pub securities: Vec<SecurityMirror>,
+}
+
+/// Why [`FeedBuilder::from_state`] refused a state.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StateError {
+    #[error("the state has {state} securities, the listing {listing}")]
+    Listing { state: usize, listing: usize },
+    #[error("security {security:?}: {source}")]
+    Book {
+        security: SecurityId,
+        source: BookError,
+    },
 }
 
 /// The scalar part of a security's state, saved to roll a refused batch back.
@@ -239,6 +317,65 @@ impl FeedBuilder {
             indicative: s.indicative,
             book,
         })
+    }
+
+    /// The whole state, for a checkpoint (a copy of every resting order: O(book)).
+    pub fn state(&self) -> BuilderState {
+        BuilderState {
+            feed_seq: self.seq,
+            clock: self.clock,
+            securities: self
+                .securities
+                .iter()
+                .map(|s| SecurityMirror {
+                    phase: s.phase,
+                    reference: s.reference,
+                    last_trade: s.last_trade,
+                    traded_since_close: s.traded_since_close,
+                    indicative: s.indicative,
+                    last_seq: s.last_seq,
+                    bids: s.book.owned_orders(Side::Buy).collect(),
+                    asks: s.book.owned_orders(Side::Sell).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// A builder in `state` (from [`FeedBuilder::state`]) for the listing `securities`; plug
+    /// the indicative rule in again with [`FeedBuilder::with_indicative`].
+    pub fn from_state(
+        securities: &SecurityTable,
+        state: &BuilderState,
+    ) -> Result<Self, StateError> {
+        if state.securities.len() != securities.len() {
+            return Err(StateError::Listing {
+                state: state.securities.len(),
+                listing: securities.len(),
+            });
+        }
+        let mut b = FeedBuilder::new(securities);
+        b.seq = state.feed_seq;
+        b.clock = state.clock;
+        for (i, (st, m)) in b.securities.iter_mut().zip(&state.securities).enumerate() {
+            let fail = |source| StateError::Book {
+                security: SecurityId(i as u32),
+                source,
+            };
+            for (side, orders) in [(Side::Buy, &m.bids), (Side::Sell, &m.asks)] {
+                for o in orders {
+                    st.book
+                        .add_public(o.id, o.public, o.owner, side, o.price, o.qty)
+                        .map_err(fail)?;
+                }
+            }
+            st.phase = m.phase;
+            st.reference = m.reference;
+            st.last_trade = m.last_trade;
+            st.traded_since_close = m.traded_since_close;
+            st.indicative = m.indicative;
+            st.last_seq = m.last_seq;
+        }
+        Ok(b)
     }
 
     /// Applies one command's events for one security; on success [`FeedBuilder::last_batch`]
@@ -428,9 +565,11 @@ fn apply_events(
                     .iter()
                     .find(|(a, _)| *a == id)
                     .map_or(OrderId(seq), |&(_, p)| p);
+                // Only a NEW or an AMEND rests an order, and only its broker's.
+                let owner = c.command.broker().unwrap_or(BrokerId(0));
                 let rank = st
                     .book
-                    .add_public(id, public, side, price, qty)
+                    .add_public(id, public, owner, side, price, qty)
                     .map_err(book_err)?;
                 touch(touched, side, rank);
                 emit.push(Body::Add {

@@ -63,8 +63,11 @@ pub mod lobster;
 pub mod message;
 pub mod view;
 
-pub use book::{L3Book, LevelBook};
-pub use builder::{engine_indicative, Batch, Completed, FeedBuilder, FeedError, IndicativeFn};
+pub use book::{L3Book, LevelBook, OwnedOrder};
+pub use builder::{
+    engine_indicative, Batch, BuilderState, Completed, FeedBuilder, FeedError, IndicativeFn,
+    SecurityMirror, StateError,
+};
 pub use client::{Applied, ClientBook, FeedClient, ResyncGate, SecurityView};
 pub use fanout::{
     Fanout, FanoutTotals, QueuePolicy, SubscriberId, SubscriberState, SubscriberStats,

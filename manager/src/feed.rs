@@ -18,7 +18,9 @@
 //! item reaches the feed only after its command was journaled and committed, and the lagged
 //! flag is cleared before the journal is read, so every item dropped before that is in the
 //! replay, and any dropped after it sets the flag again (another rebuild). A manager restarted
-//! on a journal starts the same way, so its feed resumes where the day is.
+//! on a journal starts the same way, so its feed resumes where the day is. With a checkpoint
+//! ([`crate::feed_checkpoint`], written on the snapshot timer at the core's completed-through
+//! mark) a rebuild starts from it and reads only the journal after it.
 //!
 //! Pure parts ([`FeedState`], [`rebuild`]) are tested without sockets; the task and the
 //! sessions are thin tokio shells around them.
@@ -34,6 +36,8 @@ use feed::{
     Subscription,
 };
 use journal::{Entry, JournalItem, JournalRecord};
+
+use crate::feed_checkpoint::FeedCheckpoint;
 use matching::{Engine, Event, MarketRules, SecurityId, SecurityTable};
 use proto::{FeedRequest, FeedUpdate};
 use tokio::sync::{mpsc, oneshot};
@@ -74,6 +78,9 @@ pub struct FeedOptions {
     pub max_subscribers: usize,
     /// The journal to rebuild from; `None` (`--no-journal`): a lagged feed stops for good.
     pub journal_dir: Option<PathBuf>,
+    /// Where the feed keeps its checkpoint ([`crate::feed_checkpoint`]) and how often it
+    /// writes it; `None`: never (a rebuild then reads the whole journal).
+    pub checkpoint: Option<(PathBuf, Duration)>,
 }
 
 impl Default for FeedOptions {
@@ -85,6 +92,7 @@ impl Default for FeedOptions {
             heartbeat: Duration::from_secs(1),
             max_subscribers: 256,
             journal_dir: None,
+            checkpoint: None,
         }
     }
 }
@@ -100,6 +108,8 @@ pub struct FeedCounters {
     pub applied: AtomicU64,
     /// Rebuilds from the journal completed.
     pub rebuilds: AtomicU64,
+    /// Checkpoints written.
+    pub checkpoints: AtomicU64,
     /// Messages handed to subscriber sessions.
     pub delivered: AtomicU64,
     /// Canonical messages published (each once, whoever subscribes).
@@ -126,6 +136,7 @@ impl Default for FeedCounters {
             dropped: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             rebuilds: AtomicU64::new(0),
+            checkpoints: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             canonical: AtomicU64::new(0),
             produced: Default::default(),
@@ -186,10 +197,18 @@ impl FeedCounters {
 
 // ------------------------------------------------------------------------------- core side
 
+/// One flush's items, and the core's mark that every command up to `through` has had all its
+/// items handed out ([`crate::core::Outbox::feed_through`]).
+#[derive(Debug, Default)]
+pub struct FeedBatch {
+    pub items: Vec<FeedItem>,
+    pub through: Option<u64>,
+}
+
 /// The core thread's end of the feed queue.
 #[derive(Clone)]
 pub struct FeedSender {
-    tx: mpsc::Sender<Vec<FeedItem>>,
+    tx: mpsc::Sender<FeedBatch>,
     queued: Arc<AtomicUsize>,
     limit: usize,
     lagged: Arc<AtomicBool>,
@@ -199,15 +218,15 @@ pub struct FeedSender {
 impl FeedSender {
     /// Hands a flush's items to the feed task. Never waits: over the bound they are dropped
     /// and the feed is marked lagged (it rebuilds from the journal).
-    pub fn offer(&self, items: Vec<FeedItem>) {
-        if items.is_empty() {
+    pub fn offer(&self, batch: FeedBatch) {
+        if batch.items.is_empty() && batch.through.is_none() {
             return;
         }
-        let n = items.len();
+        let n = batch.items.len();
         let over = self.queued.load(Ordering::Relaxed) + n > self.limit;
         if !over {
             self.queued.fetch_add(n, Ordering::Relaxed);
-            match self.tx.try_send(items) {
+            match self.tx.try_send(batch) {
                 Ok(()) => {
                     self.counters.offered.fetch_add(n as u64, Ordering::Relaxed);
                     return;
@@ -234,7 +253,10 @@ impl FeedSender {
 pub struct Rebuilt {
     pub builder: FeedBuilder,
     pub through: u64,
+    /// Commands replayed.
     pub commands: u64,
+    /// The seq of the checkpoint it started from (`None`: the day's first command).
+    pub from_checkpoint: Option<u64>,
 }
 
 /// Why a rebuild failed.
@@ -259,33 +281,77 @@ pub fn new_builder(table: &SecurityTable) -> FeedBuilder {
     FeedBuilder::new(table).with_indicative(feed::engine_indicative)
 }
 
-/// Replays journaled commands (in seq order) through a local engine into a fresh builder:
+/// Where a replay starts: a local engine and a builder in the same state, and the seq through
+/// which they hold every command.
+pub struct ReplayStart {
+    engine: Engine,
+    builder: FeedBuilder,
+    through: u64,
+    from_checkpoint: Option<u64>,
+}
+
+impl ReplayStart {
+    /// Before the day's first command: every book open and empty.
+    pub fn fresh(rules: MarketRules, table: &SecurityTable) -> Self {
+        let mut engine = Engine::new(rules, table);
+        for (id, _, _) in table.iter() {
+            engine.open_book(id);
+        }
+        ReplayStart {
+            engine,
+            builder: new_builder(table),
+            through: 0,
+            from_checkpoint: None,
+        }
+    }
+
+    /// At a feed checkpoint: its builder, and the engine its mirror books describe.
+    pub fn checkpoint(
+        cp: &FeedCheckpoint,
+        rules: MarketRules,
+        table: &SecurityTable,
+    ) -> anyhow::Result<Self> {
+        let (engine, builder) = crate::feed_checkpoint::restore(cp, rules, table)?;
+        Ok(ReplayStart {
+            engine,
+            builder: builder.with_indicative(feed::engine_indicative),
+            through: cp.through,
+            from_checkpoint: Some(cp.through),
+        })
+    }
+}
+
+/// Replays journaled commands (in seq order) through the start's engine into its builder:
 /// exactly what the executors produced for them (the engine is deterministic, and a PHASE
-/// reaches every book).
-pub fn rebuild<E>(
+/// reaches every book). A book skips the commands its builder already holds (a checkpoint's
+/// book may be ahead of the checkpoint's seq).
+pub fn replay<E>(
+    start: ReplayStart,
     records: impl IntoIterator<Item = Result<JournalRecord, E>>,
-    rules: MarketRules,
-    table: &SecurityTable,
 ) -> Result<Rebuilt, RebuildError>
 where
     RebuildError: From<E>,
 {
-    let mut engine = Engine::new(rules, table);
-    for (id, _, _) in table.iter() {
-        engine.open_book(id);
-    }
-    let mut builder = new_builder(table);
-    let (mut through, mut commands) = (0u64, 0u64);
+    let ReplayStart {
+        mut engine,
+        mut builder,
+        mut through,
+        from_checkpoint,
+    } = start;
+    let mut commands = 0u64;
     let mut events: Vec<Event> = Vec::new();
-    let n = table.len() as u32;
+    let n = builder.security_count() as u32;
     for rec in records {
         let rec = rec?;
-        through = rec.next_seq() - 1;
+        through = through.max(rec.next_seq() - 1);
         let Entry::Command(cmd) = rec.entry else {
             continue;
         };
         commands += 1;
         let mut one = |security: SecurityId| -> Result<(), RebuildError> {
+            if builder.last_seq(security).is_some_and(|l| rec.seq <= l) {
+                return Ok(());
+            }
             events.clear();
             engine.process_for(security, &cmd, &mut events);
             builder
@@ -311,23 +377,71 @@ where
         builder,
         through,
         commands,
+        from_checkpoint,
     })
 }
 
-/// [`rebuild`] from a journal directory (read while the manager appends to it: a record being
-/// written is a torn tail the reader stops before).
+/// [`replay`] from the day's first command.
+pub fn rebuild<E>(
+    records: impl IntoIterator<Item = Result<JournalRecord, E>>,
+    rules: MarketRules,
+    table: &SecurityTable,
+) -> Result<Rebuilt, RebuildError>
+where
+    RebuildError: From<E>,
+{
+    replay(ReplayStart::fresh(rules, table), records)
+}
+
+/// The journal's records from `from_seq` on, and the reader (for where it stopped).
+fn journal_records(
+    reader: &mut journal::JournalReader,
+) -> impl Iterator<Item = Result<JournalRecord, journal::JournalError>> + '_ {
+    reader.filter_map(|item| match item {
+        Ok(JournalItem::Record(r)) => Some(Ok(r)),
+        Ok(JournalItem::Rejected(_)) => None,
+        Err(e) => Some(Err(e)),
+    })
+}
+
+/// Rebuilds from a journal directory (read while the manager appends to it: a record being
+/// written is a torn tail the reader stops before): from the feed checkpoint at `checkpoint`
+/// when there is a usable one, else from the day's first command. A checkpoint is not used
+/// when it is damaged, does not fit the listing, or is ahead of the journal (a journal tail
+/// lost in a crash): each is logged.
 pub fn rebuild_from_journal(
     dir: &std::path::Path,
     rules: MarketRules,
     table: &SecurityTable,
+    checkpoint: Option<&std::path::Path>,
 ) -> Result<Rebuilt, RebuildError> {
-    let reader = journal::JournalReader::open(dir, 0)?;
-    let records = reader.filter_map(|item| match item {
-        Ok(JournalItem::Record(r)) => Some(Ok(r)),
-        Ok(JournalItem::Rejected(_)) => None,
-        Err(e) => Some(Err(e)),
+    let start = checkpoint.map(|path| -> anyhow::Result<Option<ReplayStart>> {
+        let Some(cp) = crate::feed_checkpoint::read(path)? else {
+            return Ok(None);
+        };
+        ReplayStart::checkpoint(&cp, rules, table).map(Some)
     });
-    rebuild(records, rules, table)
+    match start {
+        Some(Ok(Some(start))) => {
+            let through = start.through;
+            let mut reader = journal::JournalReader::open(dir, through + 1)?;
+            let rebuilt = replay(start, journal_records(&mut reader))?;
+            if reader.next_seq() > through {
+                return Ok(rebuilt);
+            }
+            tracing::warn!(
+                checkpoint_seq = through,
+                journal_next_seq = reader.next_seq(),
+                "feed: the checkpoint is ahead of the journal; rebuilding from the day's first command"
+            );
+        }
+        Some(Err(e)) => tracing::warn!(
+            "feed: the checkpoint cannot be used ({e:#}); rebuilding from the day's first command"
+        ),
+        Some(Ok(None)) | None => {}
+    }
+    let mut reader = journal::JournalReader::open(dir, 0)?;
+    rebuild(journal_records(&mut reader), rules, table)
 }
 
 /// What [`FeedState::apply`] did with an item.
@@ -442,6 +556,9 @@ struct Task {
     /// What was last added to the metrics (they take increments).
     reported: Reported,
     scratch: Vec<Message>,
+    /// When the last checkpoint was taken, and whether its writer thread is still at it.
+    last_checkpoint: Option<Instant>,
+    checkpoint_writing: Arc<AtomicBool>,
 }
 
 #[derive(Default)]
@@ -460,7 +577,15 @@ pub fn spawn(
     rebuild_first: bool,
     metrics: Arc<metrics::Metrics>,
 ) -> std::io::Result<(FeedSender, FeedHandle)> {
-    let (tx, items) = mpsc::channel::<Vec<FeedItem>>(opts.queue.clamp(1, 1 << 16));
+    if let (false, Some((path, _))) = (rebuild_first, &opts.checkpoint) {
+        // An empty journal: a checkpoint left beside it belongs to another day.
+        match std::fs::remove_file(path) {
+            Ok(()) => tracing::info!("feed: removed a checkpoint of an earlier journal"),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let (tx, items) = mpsc::channel::<FeedBatch>(opts.queue.clamp(1, 1 << 16));
     let (control_tx, control) = mpsc::channel(CONTROL_QUEUE);
     let lagged = Arc::new(AtomicBool::new(rebuild_first));
     let queued = Arc::new(AtomicUsize::new(0));
@@ -488,6 +613,8 @@ pub fn spawn(
         metrics: metrics.clone(),
         reported: Reported::default(),
         scratch: Vec::new(),
+        last_checkpoint: None,
+        checkpoint_writing: Arc::new(AtomicBool::new(false)),
     };
     std::thread::Builder::new()
         .name("feed".into())
@@ -512,7 +639,7 @@ pub fn spawn(
 
 enum Wake {
     Control(Option<FeedControl>),
-    Items(Option<Vec<FeedItem>>),
+    Items(Option<FeedBatch>),
     Rebuilt(Result<Rebuilt, RebuildError>),
     Tick,
 }
@@ -529,7 +656,7 @@ async fn rebuilt(
 impl Task {
     async fn run(
         mut self,
-        mut items: mpsc::Receiver<Vec<FeedItem>>,
+        mut items: mpsc::Receiver<FeedBatch>,
         mut control: mpsc::Receiver<FeedControl>,
     ) {
         let mut tick = tokio::time::interval(PUMP_INTERVAL);
@@ -619,13 +746,68 @@ impl Task {
     }
 
     /// A batch taken off the core's queue.
-    fn receive(&mut self, batch: Vec<FeedItem>) {
+    fn receive(&mut self, batch: FeedBatch) {
         self.queued.fetch_sub(
-            batch.len().min(self.queued.load(Ordering::Relaxed)),
+            batch.items.len().min(self.queued.load(Ordering::Relaxed)),
             Ordering::Relaxed,
         );
-        self.counters.mark_item();
-        self.apply_items(batch);
+        if !batch.items.is_empty() {
+            self.counters.mark_item();
+        }
+        self.apply_items(batch.items);
+        if let Some(through) = batch.through {
+            self.maybe_checkpoint(through);
+        }
+    }
+
+    /// Every command up to `through` is applied (if no input was lost): when a checkpoint is
+    /// due, copies the builder's state here and has a thread of its own write it.
+    fn maybe_checkpoint(&mut self, through: u64) {
+        let Some((path, every)) = &self.opts.checkpoint else {
+            return;
+        };
+        let healthy = self.broken.is_none()
+            && self.rebuilding.is_none()
+            && !self.lagged.load(Ordering::SeqCst);
+        let due = self.last_checkpoint.is_none_or(|t| t.elapsed() >= *every);
+        if !healthy || !due || self.checkpoint_writing.load(Ordering::Acquire) {
+            return;
+        }
+        self.last_checkpoint = Some(Instant::now());
+        let started = Instant::now();
+        let cp = FeedCheckpoint {
+            through,
+            state: self.state.feed().builder().state(),
+        };
+        let copied_us = started.elapsed().as_micros() as u64;
+        let (path, busy, counters) = (
+            path.clone(),
+            self.checkpoint_writing.clone(),
+            self.counters.clone(),
+        );
+        busy.store(true, Ordering::Release);
+        let spawned = std::thread::Builder::new()
+            .name("feed-checkpoint".into())
+            .spawn(move || {
+                let started = Instant::now();
+                match crate::feed_checkpoint::write(&path, &cp) {
+                    Ok(()) => {
+                        counters.checkpoints.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(
+                            through_seq = cp.through,
+                            copied_us,
+                            write_ms = started.elapsed().as_millis() as u64,
+                            "feed: checkpoint written"
+                        );
+                    }
+                    Err(e) => tracing::warn!("feed: writing the checkpoint failed: {e:#}"),
+                }
+                busy.store(false, Ordering::Release);
+            });
+        if let Err(e) = spawned {
+            self.checkpoint_writing.store(false, Ordering::Release);
+            tracing::warn!("feed: cannot start the checkpoint writer: {e}");
+        }
     }
 
     fn apply_items(&mut self, batch: Vec<FeedItem>) {
@@ -707,12 +889,18 @@ impl Task {
         tracing::warn!("feed: {why}; rebuilding the feed from the journal");
         let (tx, rx) = oneshot::channel();
         let (rules, table) = (self.rules, self.table.clone());
+        let checkpoint = self.opts.checkpoint.as_ref().map(|(p, _)| p.clone());
         let delay = REBUILD_RETRY * self.failures;
         let spawned = std::thread::Builder::new()
             .name("feed-rebuild".into())
             .spawn(move || {
                 std::thread::sleep(delay);
-                let _ = tx.send(rebuild_from_journal(&dir, rules, &table));
+                let _ = tx.send(rebuild_from_journal(
+                    &dir,
+                    rules,
+                    &table,
+                    checkpoint.as_deref(),
+                ));
             });
         if let Err(e) = spawned {
             self.fail(format!("cannot start the feed rebuild: {e}"));
@@ -754,6 +942,7 @@ impl Task {
         }
         tracing::info!(
             commands = rebuilt.commands,
+            from_checkpoint_seq = rebuilt.from_checkpoint.unwrap_or(0),
             through_seq = rebuilt.through,
             pending = r.pending.len(),
             elapsed_ms = r.started.elapsed().as_millis() as u64,
@@ -1084,7 +1273,7 @@ mod tests {
         }
     }
 
-    fn sender(limit: usize, slots: usize) -> (FeedSender, mpsc::Receiver<Vec<FeedItem>>) {
+    fn sender(limit: usize, slots: usize) -> (FeedSender, mpsc::Receiver<FeedBatch>) {
         let (tx, rx) = mpsc::channel(slots);
         let s = FeedSender {
             tx,
@@ -1096,26 +1285,39 @@ mod tests {
         (s, rx)
     }
 
+    fn batch(items: Vec<FeedItem>) -> FeedBatch {
+        FeedBatch {
+            items,
+            through: None,
+        }
+    }
+
     #[test]
     fn the_core_never_waits_past_the_bound_it_drops_and_marks_the_feed_lagged() {
         let (s, mut rx) = sender(5, 100);
-        s.offer(vec![item(1), item(2), item(3)]);
-        s.offer(Vec::new());
+        s.offer(batch(vec![item(1), item(2), item(3)]));
+        s.offer(batch(Vec::new()));
         assert!(!s.lagged.load(Ordering::SeqCst));
         // 3 queued + 3 > 5: dropped whole, flagged.
-        s.offer(vec![item(4), item(5), item(6)]);
+        s.offer(batch(vec![item(4), item(5), item(6)]));
         assert!(s.lagged.load(Ordering::SeqCst));
         assert_eq!(s.counters.dropped.load(Ordering::Relaxed), 3);
         assert_eq!(s.counters.offered.load(Ordering::Relaxed), 3);
-        assert_eq!(rx.try_recv().unwrap().len(), 3);
+        assert_eq!(rx.try_recv().unwrap().items.len(), 3);
         assert!(
             rx.try_recv().is_err(),
             "the dropped batch never reached the task"
         );
+        // A mark with no items still goes (the feed checkpoints on it).
+        s.offer(FeedBatch {
+            items: Vec::new(),
+            through: Some(9),
+        });
+        assert_eq!(rx.try_recv().unwrap().through, Some(9));
         // A full channel (in batches) drops too, and un-counts what it could not queue.
         let (s, _rx) = sender(1000, 1);
-        s.offer(vec![item(1)]);
-        s.offer(vec![item(2)]);
+        s.offer(batch(vec![item(1)]));
+        s.offer(batch(vec![item(2)]));
         assert_eq!(s.queued.load(Ordering::Relaxed), 1);
         assert!(s.lagged.load(Ordering::SeqCst));
     }

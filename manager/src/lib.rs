@@ -7,6 +7,7 @@
 //!
 //! Layout: [`core`] (the sans-I/O state machine), [`server`] (the tokio/quinn shell),
 //! [`feed`] (the market-data feed task and its subscriber sessions, off the sequencing path),
+//! [`feed_checkpoint`] (the feed's own checkpoint file, so its rebuild reads only the tail),
 //! [`setup`] (the data directory and recovery), [`archive`] (finished orders and book
 //! snapshots on disk), [`schedule`] (the exchange clock and the HOSE day),
 //! [`export`] (`manager journal export`: replay formats, CSV/Parquet tables, bars, Qlib).
@@ -17,6 +18,7 @@ pub mod archive;
 pub mod core;
 pub mod export;
 pub mod feed;
+pub mod feed_checkpoint;
 pub mod schedule;
 pub mod server;
 pub mod setup;

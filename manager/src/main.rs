@@ -178,7 +178,8 @@ struct RunArgs {
     snapshot_every: usize,
     /// Every this many seconds: write a checkpoint (the book images received, the finished
     /// orders they let go to the on-disk index, a manifest), then ask for an image of every book
-    /// that changed. Bounds memory and restart time; 0 turns snapshots and the index off (the
+    /// that changed; the market-data feed checkpoints its own state as often (so a restarted
+    /// feed replays only the journal after it). Bounds memory and restart time; 0 turns snapshots and the index off (the
     /// manager then keeps every order and command of the day in memory). A checkpoint is
     /// written by a thread of its own (one pack of all changed books, a run of finished
     /// orders, the manifest: four fsyncs whatever the number of books); the core never waits
@@ -335,6 +336,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         max_subscribers: args.feed.feed_max_subscribers,
         journal_dir: (!args.no_journal)
             .then(|| journal::StoreConfig::in_data_dir(&args.data_dir).journal_dir),
+        // With the journal and checkpoints on, the feed checkpoints on the same timer, so a
+        // restart replays only the journal after it.
+        checkpoint: (!args.no_journal && snapshots_on).then(|| {
+            (
+                manager::feed_checkpoint::path_in(&args.data_dir),
+                Duration::from_secs_f64(args.snapshot_secs),
+            )
+        }),
         ..manager::feed::FeedOptions::default()
     });
     // One manager per data dir: a second one would overwrite the first one's journal.

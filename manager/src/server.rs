@@ -572,7 +572,10 @@ async fn run_core(
         // Before the reports: a client that saw its command final finds it in the feed queue.
         let items = std::mem::take(&mut out.feed);
         if let Some(md) = &market_data {
-            md.offer(items);
+            md.offer(crate::feed::FeedBatch {
+                items,
+                through: out.feed_through,
+            });
         }
         phase.store(phase_code(core.phase()), Ordering::Relaxed);
         sequenced.store(core.next_seq() - 1, Ordering::Relaxed);

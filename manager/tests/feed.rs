@@ -376,21 +376,50 @@ fn overflowing_the_feed_queue_rebuilds_the_feed_from_the_journal() {
 }
 
 #[test]
-fn a_restarted_manager_rebuilds_its_feed_and_the_recorder_carries_on() {
+fn a_restarted_manager_rebuilds_its_feed_from_its_checkpoint_and_the_recorder_carries_on() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let mut grid = grid(dir, 2, 4, &[]);
+    // Checkpoints (the manager's and the feed's) twice a second.
+    let mut grid = grid(dir, 2, 4, &["--snapshot-secs", "0.5"]);
     let table = table(&grid);
     let stream = dir.join("orders.csv");
-    generate(&grid.securities(), 30_000, 10, &stream);
+    generate(&grid.securities(), 100_000, 10, &stream);
     let out = dir.join("rec");
     let mut rec = record(&grid, "record", &out, &[]);
     let mut replay = grid.spawn_replay(&stream, "grid", &[]);
-    grid.wait_journal(&mut replay, 30_000 * 11 / 2);
+    // A quarter of the way: one more feed checkpoint; halfway: the restart.
+    grid.wait_journal(&mut replay, 100_000 * 11 / 4);
+    let written = "feed: checkpoint written";
+    let so_far = grid.manager.log_text().matches(written).count();
+    grid.manager
+        .wait_log(written, so_far + 1, Duration::from_secs(30));
+    grid.wait_journal(&mut replay, 100_000 * 11 / 2);
+    let before = grid.manager.log_text();
     grid.restart_manager();
     assert!(!replay.child.wait().unwrap().success());
     grid.manager
         .wait_log("rebuilt from the journal", 1, Duration::from_secs(30));
+    // The rebuild started from the feed's checkpoint, not from the day's first command.
+    let log = grid.manager.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains("rebuilt from the journal"))
+        .unwrap();
+    let from: u64 = line
+        .split_once("from_checkpoint_seq=")
+        .and_then(|(_, rest)| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no checkpoint seq in {line}"));
+    assert!(
+        from > 0,
+        "the rebuild read the whole journal: {}",
+        before
+            .lines()
+            .chain(log.lines())
+            .filter(|l| l.contains("feed:"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     for e in &mut grid.executors {
         e.wait_log("executor joined the grid", 2, Duration::from_secs(30));
     }

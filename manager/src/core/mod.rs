@@ -59,6 +59,8 @@ pub type SessionId = u32;
 
 /// The manager's own session: it submits the schedule's phase changes; its reports go nowhere.
 pub const EXCHANGE_SESSION: SessionId = 0;
+/// How often [`Outbox::feed_through`] is set.
+const FEED_MARK_EVERY: Duration = Duration::from_millis(100);
 
 /// One sequenced command as the journal stores it.
 #[derive(Clone, Copy, Debug)]
@@ -208,6 +210,9 @@ pub struct Outbox {
     /// With [`CoreConfig::feed`]: every validated group, per security in sequence order,
     /// deduplicated across failover (the shell hands them to the feed task; never waits).
     pub feed: Vec<FeedItem>,
+    /// With [`CoreConfig::feed`], about ten times a second: every command up to this seq has had
+    /// all its feed items handed out (in this outbox or before). The feed checkpoints there.
+    pub feed_through: Option<u64>,
 }
 
 /// One command's events for one security, as the market-data feed consumes them.
@@ -352,6 +357,8 @@ pub struct Core {
     /// Image parts being received, per executor.
     images_in: FxHashMap<NodeId, ImageAssembly>,
     last_checkpoint: Instant,
+    /// When [`Outbox::feed_through`] was last set.
+    last_feed_mark: Option<Instant>,
     /// Recent phase changes (seq, new phase), bounded, and the phase before the oldest: the
     /// phase in effect at a checkpoint's resume seq.
     phase_log: VecDeque<(u64, Phase)>,
@@ -415,6 +422,7 @@ impl Core {
             due: Vec::new(),
             images_in: FxHashMap::default(),
             last_checkpoint: now,
+            last_feed_mark: None,
             phase_log: VecDeque::new(),
             phase_floor: Phase::Continuous,
             images_accepted: 0,
@@ -838,6 +846,15 @@ impl Core {
         self.drain_news(now);
         self.out.log.append(&mut self.stats.log);
         self.out.trades.append(&mut self.stats.trades);
+        if self.config.feed
+            && self
+                .last_feed_mark
+                .is_none_or(|t| now.saturating_duration_since(t) >= FEED_MARK_EVERY)
+        {
+            // O(securities): ten times a second, not per flush.
+            self.last_feed_mark = Some(now);
+            self.out.feed_through = Some(self.shards.completed_through(self.next_seq));
+        }
         Ok(std::mem::take(&mut self.out))
     }
 

@@ -246,6 +246,18 @@ impl Shards {
             .min(next_seq)
     }
 
+    /// The highest seq through which every command is completed (its events taken) in every
+    /// book: one below the oldest command some owner has still to complete.
+    pub fn completed_through(&self, next_seq: u64) -> u64 {
+        self.secs
+            .iter()
+            .filter_map(|st| st.history.get(st.completed).map(|r| r.seq))
+            .min()
+            .unwrap_or(next_seq)
+            .min(next_seq)
+            .saturating_sub(1)
+    }
+
     /// Bases not yet in a durable checkpoint.
     pub fn fresh_bases(&self) -> Vec<Arc<BookSnapshot>> {
         self.secs
