@@ -797,7 +797,7 @@ impl Task {
                             through_seq = cp.through,
                             copied_us,
                             write_ms = started.elapsed().as_millis() as u64,
-                            "feed: checkpoint written"
+                            "feed: state saved"
                         );
                     }
                     Err(e) => tracing::warn!("feed: writing the checkpoint failed: {e:#}"),
