@@ -102,6 +102,9 @@ impl Engine {
                         book.set_phase(*phase, index, out);
                     }
                 }
+                if *phase == Phase::Closed {
+                    index.shrink_if_sparse();
+                }
             }
             (_, Some(sec)) => self.process_for(sec, cmd, out),
             (_, None) => {}
@@ -137,7 +140,12 @@ impl Engine {
                 Some(slot) => book.amend(a, slot, index, out),
                 None => book.reject(a.id, RejectReason::OrderNotLive, out),
             },
-            Command::Phase(phase) => book.set_phase(*phase, index, out),
+            Command::Phase(phase) => {
+                book.set_phase(*phase, index, out);
+                if *phase == Phase::Closed {
+                    index.shrink_if_sparse();
+                }
+            }
         }
     }
 
@@ -214,5 +222,61 @@ impl Engine {
         }
         self.books[i] = Some(book);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{BrokerId, NewOrder, OrderType, Side};
+
+    /// A close gives a busy day's memory back: the books' slabs and the id index shrink, so a
+    /// run of many days does not keep every book's busiest moment allocated.
+    #[test]
+    fn a_close_gives_the_days_memory_back() {
+        let mut table = SecurityTable::new();
+        table.add("AAA", 10_000).unwrap();
+        table.add("BBB", 20_000).unwrap();
+        let mut engine = Engine::new(MarketRules::hose(), &table);
+        let mut out = Vec::new();
+        for day in 0..3u64 {
+            engine.process(&Command::Phase(Phase::Continuous), &mut out);
+            for sec in [SecurityId(0), SecurityId(1)] {
+                engine.open_book(sec);
+                for i in 0..20_000u64 {
+                    // Broker-namespaced ids (far apart): they live in the index's hash map.
+                    let id = (u64::from(sec.0) + 1) << 40 | (day * 1_000_000 + i);
+                    engine.process(
+                        &Command::New(NewOrder {
+                            id: OrderId(id),
+                            broker: BrokerId(1),
+                            security: sec,
+                            side: Side::Buy,
+                            kind: OrderType::Limit,
+                            price: [9_500, 19_000][sec.0 as usize],
+                            qty: 100,
+                        }),
+                        &mut out,
+                    );
+                }
+            }
+            assert_eq!(engine.index.len(), 40_000);
+            assert!(engine.index.far_capacity() >= 40_000);
+            out.clear();
+            engine.process(&Command::Phase(Phase::Closed), &mut out);
+            let expired = out
+                .iter()
+                .filter(|e| matches!(e, Event::Cancelled { .. }))
+                .count();
+            assert_eq!(expired, 40_000, "day {day}");
+            assert_eq!(engine.index.len(), 0);
+            assert!(engine.index.far_capacity() <= 1024, "day {day}: index kept");
+            for sec in [SecurityId(0), SecurityId(1)] {
+                let book = engine.book(sec).unwrap();
+                assert_eq!(book.slab_capacity(), 0, "day {day}: {sec:?} kept its slab");
+                assert_eq!(book.totals(), (0, 0));
+            }
+            out.clear();
+        }
     }
 }

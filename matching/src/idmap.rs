@@ -19,6 +19,8 @@ const SLACK: u64 = 1 << 20;
 const MAX_SPARE: usize = 8;
 /// A page below the newest whose live entries fall to this many moves them to the hash map.
 const SPARSE: u32 = (PAGE / 64) as u32;
+/// A hash map this small is never shrunk (not worth the rehash).
+const FAR_KEEP: usize = 1024;
 
 #[derive(Clone, Debug)]
 struct Page<V> {
@@ -168,6 +170,24 @@ impl<V: Copy + PartialEq> IdMap<V> {
             self.len -= 1;
         }
         v
+    }
+}
+
+impl<V: Copy + PartialEq> IdMap<V> {
+    /// Gives the hash map's memory back once it holds a quarter of its capacity or less (a
+    /// close expired most orders): otherwise the day's busiest moment stays allocated for the
+    /// rest of the run. O(len) when it shrinks, which it does only after len quartered.
+    pub(crate) fn shrink_if_sparse(&mut self) {
+        let cap = self.far.capacity();
+        if cap > FAR_KEEP && self.far.len() * 4 <= cap {
+            self.far.shrink_to(self.far.len() * 2);
+        }
+    }
+
+    /// Slots the hash map has room for.
+    #[cfg(test)]
+    pub(crate) fn far_capacity(&self) -> usize {
+        self.far.capacity()
     }
 }
 

@@ -1,7 +1,7 @@
 //! Phase changes: the call auction's uncross, the cancellation of unfilled ATO/ATC orders, and
 //! the close (expiry, next day's reference).
 
-use super::{price_of, Book, Ladder, OrderIndex, NIL};
+use super::{price_of, Book, Ladder, OrderIndex, NIL, SLAB_KEEP};
 use crate::auction;
 use crate::types::{
     Aggressor, BrokerId, CancelReason, Event, Fill, OrderId, Phase, Price, Qty, Side,
@@ -132,7 +132,12 @@ impl Book {
         }
         self.bids = Ladder::default();
         self.asks = Ladder::default();
-        self.slots.clear();
+        if self.slots.capacity() > SLAB_KEEP {
+            // Tomorrow starts empty: a busy day's slab is not kept for the rest of the run.
+            self.slots = Vec::new();
+        } else {
+            self.slots.clear();
+        }
         self.free = NIL;
         self.live = 0;
     }

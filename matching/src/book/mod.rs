@@ -30,6 +30,8 @@ use crate::rules::MarketRules;
 use crate::types::{Event, OrderId, Phase, Price, Qty, RejectReason, SecurityId, Side};
 
 const NIL: u32 = u32::MAX;
+/// A slab this small is kept across a close (not worth freeing).
+const SLAB_KEEP: usize = 1024;
 
 /// Where a resting order lives: its book and its slab slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,6 +202,12 @@ pub struct Book {
 }
 
 impl Book {
+    /// Slots the slab has room for.
+    #[cfg(test)]
+    pub(crate) fn slab_capacity(&self) -> usize {
+        self.slots.capacity()
+    }
+
     /// An empty book in CONTINUOUS with `reference` as today's reference price.
     pub(crate) fn new(security: SecurityId, rules: MarketRules, reference: Price) -> Self {
         Self {
