@@ -305,6 +305,10 @@ pub struct Manifest {
     /// Exchange time of the last sequenced command (a restarted schedule resumes after it).
     pub last_time: i64,
     pub max_order_id: u64,
+    /// How many NEWs refused after seq `next_seq - 1` were journaled before the checkpoint:
+    /// all of them are in its runs (like every refusal journaled before that seq). `None` in
+    /// manifests written before it was recorded.
+    pub refusals_at_next_seq: Option<u64>,
     pub next_run: u64,
     pub brokers: Vec<BrokerRef>,
     pub runs: Vec<RunRef>,
@@ -321,6 +325,9 @@ impl Manifest {
         let _ = writeln!(s, "phase {}", self.phase.as_str());
         let _ = writeln!(s, "last_time {}", self.last_time);
         let _ = writeln!(s, "max_order_id {}", self.max_order_id);
+        if let Some(k) = self.refusals_at_next_seq {
+            let _ = writeln!(s, "refusals_at_next_seq {k}");
+        }
         let _ = writeln!(s, "next_run {}", self.next_run);
         for b in &self.brokers {
             let hex: String = b.name.bytes().map(|x| format!("{x:02x}")).collect();
@@ -369,6 +376,7 @@ impl Manifest {
             phase: Phase::Continuous,
             last_time: 0,
             max_order_id: 0,
+            refusals_at_next_seq: None,
             next_run: 1,
             brokers: Vec::new(),
             runs: Vec::new(),
@@ -395,6 +403,7 @@ impl Manifest {
                     m.last_time = f[1].parse().map_err(|_| format!("bad line {line:?}"))?
                 }
                 ("max_order_id", 2) => m.max_order_id = num(1)?,
+                ("refusals_at_next_seq", 2) => m.refusals_at_next_seq = Some(num(1)?),
                 ("next_run", 2) => m.next_run = num(1)?,
                 ("broker", 4) => {
                     let hex = f[2];
@@ -654,6 +663,7 @@ mod tests {
             phase: Phase::Continuous,
             last_time: 0,
             max_order_id: 0,
+            refusals_at_next_seq: None,
             next_run: 4,
             brokers: vec![],
             runs: vec![],
@@ -696,6 +706,7 @@ mod tests {
             phase: Phase::Break,
             last_time: -17,
             max_order_id: u64::MAX,
+            refusals_at_next_seq: Some(3),
             next_run: 12,
             brokers: vec![BrokerRef {
                 id: BrokerId(3),

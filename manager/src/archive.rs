@@ -604,6 +604,7 @@ mod tests {
             phase: Phase::Continuous,
             last_time: 0,
             max_order_id: 0,
+            refusals_at_next_seq: None,
             next_run: 0,
             brokers: vec![BrokerRef {
                 id: BrokerId(0),

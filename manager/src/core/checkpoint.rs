@@ -509,6 +509,7 @@ impl Core {
             phase: self.phase_at(resume_seq.saturating_sub(1)),
             last_time: self.last_time,
             max_order_id: self.gateway.max_order_id(),
+            refusals_at_next_seq: Some(self.refusals_at_next_seq),
             next_run: 0,
             brokers,
             runs: Vec::new(),

@@ -357,6 +357,9 @@ pub struct Core {
     /// Image parts being received, per executor.
     images_in: FxHashMap<NodeId, ImageAssembly>,
     last_checkpoint: Instant,
+    /// Refusals journaled since the last sequenced command (a checkpoint records it: recovery
+    /// then knows which refusals at the manifest's `next_seq` its runs hold).
+    refusals_at_next_seq: u64,
     /// When [`Outbox::feed_through`] was last set.
     last_feed_mark: Option<Instant>,
     /// Recent phase changes (seq, new phase), bounded, and the phase before the oldest: the
@@ -422,6 +425,7 @@ impl Core {
             due: Vec::new(),
             images_in: FxHashMap::default(),
             last_checkpoint: now,
+            refusals_at_next_seq: 0,
             last_feed_mark: None,
             phase_log: VecDeque::new(),
             phase_floor: Phase::Continuous,
@@ -654,6 +658,7 @@ impl Core {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.refusals_at_next_seq = 0;
         let time = time.max(self.last_time);
         self.last_time = time;
         let broker_name = cmd
@@ -759,6 +764,7 @@ impl Core {
                 })?;
                 self.projection.insert_rejected(o, client_ref, reason);
                 self.note_max_id(o);
+                self.refusals_at_next_seq += 1;
             }
         }
         if let Some(m) = &self.metrics {

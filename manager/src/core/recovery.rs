@@ -134,19 +134,35 @@ impl Core {
             st.base = Some(Arc::new(snap));
             st.base_durable = true;
         }
-        // Every checkpoint archives all the NEWs refused before it, and the manifest's
-        // `next_seq` is the journal's position then: a refusal journaled below it is in the
-        // archive (or, refused as a duplicate, never had a record of its own) and needs no
-        // lookup, which late in a day would read a block in several runs.
-        let archived_rejects_below = restart.manifest.as_ref().map_or(0, |m| m.next_seq);
+        // Every checkpoint archives all the NEWs refused before it, and the manifest says
+        // where the journal was then: its `next_seq`, and how many refusals came after seq
+        // `next_seq - 1`. So whether a refusal is in the archive is known without a lookup
+        // (late in a day one reads a block in several runs); only manifests written before
+        // the count was recorded leave the refusals at `next_seq` to a lookup.
+        let (checkpoint_seq, refusals_at) = restart
+            .manifest
+            .as_ref()
+            .map_or((0, Some(0)), |m| (m.next_seq, m.refusals_at_next_seq));
+        let mut seen_at_checkpoint_seq = 0u64;
+        self.refusals_at_next_seq = 0;
         let mut restored = 0u64;
         let mut parts: Vec<Event> = Vec::new();
         for item in items {
             let rec = match item? {
                 JournalItem::Rejected(r) => {
-                    if r.next_seq >= archived_rejects_below
-                        && self.archive.get(r.order.id)?.is_none()
-                    {
+                    self.refusals_at_next_seq += 1;
+                    let archived = if r.next_seq < checkpoint_seq {
+                        true
+                    } else if r.next_seq > checkpoint_seq {
+                        false
+                    } else {
+                        seen_at_checkpoint_seq += 1;
+                        match refusals_at {
+                            Some(k) => seen_at_checkpoint_seq <= k,
+                            None => self.archive.get(r.order.id)?.is_some(),
+                        }
+                    };
+                    if !archived {
                         self.gateway.restore_rejected(&r.order);
                         self.projection
                             .insert_rejected(&r.order, r.client_ref, r.reason);
@@ -158,6 +174,7 @@ impl Core {
                 JournalItem::Record(rec) => rec,
             };
             self.last_time = self.last_time.max(rec.time);
+            self.refusals_at_next_seq = 0;
             let command = match rec.entry {
                 journal::Entry::Gap { .. } => {
                     // Seqs an operator accepted as lost: never reused.
