@@ -114,28 +114,31 @@ pub struct Batch<'a> {
     pub touched: [Option<Rank>; 2],
 }
 
-#[derive(Clone, Debug)]
-struct SecurityState {
-    book: L3Book,
-    phase: Phase,
-    reference: Price,
-    last_trade: Option<LastTrade>,
-    /// A trade happened since the last CLOSED (the auction anchor is then the last trade).
-    traded_since_close: bool,
-    indicative: Option<Uncross>,
-    last_seq: Option<u64>,
-}
-
-/// One security's whole feed state ([`FeedBuilder::state`]): its scalars and its mirror book
-/// with private ids and owners, each side in priority order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SecurityMirror {
+/// A security's feed state besides its book: what a checkpoint carries with the book, and what
+/// a refused batch rolls back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityStatus {
     pub phase: Phase,
     pub reference: Price,
     pub last_trade: Option<LastTrade>,
+    /// A trade happened since the last CLOSED (the auction anchor is then the last trade).
     pub traded_since_close: bool,
     pub indicative: Option<Uncross>,
+    /// Sequence number of the last command applied (`None`: none yet).
     pub last_seq: Option<u64>,
+}
+
+#[derive(Clone, Debug)]
+struct SecurityState {
+    book: L3Book,
+    status: SecurityStatus,
+}
+
+/// One security's whole feed state ([`FeedBuilder::state`]): its status and its mirror book
+/// with private ids and owners, each side in priority order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityMirror {
+    pub status: SecurityStatus,
     pub bids: Vec<OwnedOrder>,
     pub asks: Vec<OwnedOrder>,
 }
@@ -145,7 +148,7 @@ impl SecurityMirror {
     /// reference and auction anchor (the last trade since the last CLOSED). At-market orders
     /// rest only in their own call phase, so their kind is the phase's.
     pub fn engine_image(&self, security: SecurityId) -> matching::image::BookImage {
-        let at_market = match self.phase {
+        let at_market = match self.status.phase {
             Phase::Atc => RestingKind::Atc,
             _ => RestingKind::Ato,
         };
@@ -167,11 +170,12 @@ impl SecurityMirror {
         };
         matching::image::BookImage {
             security,
-            phase: self.phase,
-            reference: self.reference,
+            phase: self.status.phase,
+            reference: self.status.reference,
             last_trade: self
+                .status
                 .last_trade
-                .filter(|_| self.traded_since_close)
+                .filter(|_| self.status.traded_since_close)
                 .map(|t| t.price),
             bids: side(&self.bids),
             asks: side(&self.asks),
@@ -202,9 +206,6 @@ pub enum StateError {
     },
 }
 
-/// The scalar part of a security's state, saved to roll a refused batch back.
-type Saved = (Phase, Price, Option<LastTrade>, bool, Option<Uncross>);
-
 /// The canonical feed and its L3 mirror books.
 #[derive(Clone, Debug)]
 pub struct FeedBuilder {
@@ -233,12 +234,14 @@ impl FeedBuilder {
                 .iter()
                 .map(|(_, _, reference)| SecurityState {
                     book: L3Book::new(),
-                    phase: Phase::Continuous,
-                    reference,
-                    last_trade: None,
-                    traded_since_close: false,
-                    indicative: None,
-                    last_seq: None,
+                    status: SecurityStatus {
+                        phase: Phase::Continuous,
+                        reference,
+                        last_trade: None,
+                        traded_since_close: false,
+                        indicative: None,
+                        last_seq: None,
+                    },
                 })
                 .collect(),
             seq: 0,
@@ -279,11 +282,13 @@ impl FeedBuilder {
 
     /// Sequence number of the last command applied to `security` (`None`: none yet).
     pub fn last_seq(&self, security: SecurityId) -> Option<u64> {
-        self.securities.get(security.0 as usize)?.last_seq
+        self.securities.get(security.0 as usize)?.status.last_seq
     }
 
     pub fn phase(&self, security: SecurityId) -> Option<Phase> {
-        self.securities.get(security.0 as usize).map(|s| s.phase)
+        self.securities
+            .get(security.0 as usize)
+            .map(|s| s.status.phase)
     }
 
     /// The batch [`FeedBuilder::apply`] last accepted (empty after a refused one).
@@ -311,10 +316,10 @@ impl FeedBuilder {
         };
         Some(Snapshot {
             security,
-            phase: s.phase,
-            reference: s.reference,
-            last_trade: s.last_trade,
-            indicative: s.indicative,
+            phase: s.status.phase,
+            reference: s.status.reference,
+            last_trade: s.status.last_trade,
+            indicative: s.status.indicative,
             book,
         })
     }
@@ -328,12 +333,7 @@ impl FeedBuilder {
                 .securities
                 .iter()
                 .map(|s| SecurityMirror {
-                    phase: s.phase,
-                    reference: s.reference,
-                    last_trade: s.last_trade,
-                    traded_since_close: s.traded_since_close,
-                    indicative: s.indicative,
-                    last_seq: s.last_seq,
+                    status: s.status,
                     bids: s.book.owned_orders(Side::Buy).collect(),
                     asks: s.book.owned_orders(Side::Sell).collect(),
                 })
@@ -368,12 +368,7 @@ impl FeedBuilder {
                         .map_err(fail)?;
                 }
             }
-            st.phase = m.phase;
-            st.reference = m.reference;
-            st.last_trade = m.last_trade;
-            st.traded_since_close = m.traded_since_close;
-            st.indicative = m.indicative;
-            st.last_seq = m.last_seq;
+            st.status = m.status;
         }
         Ok(b)
     }
@@ -390,20 +385,14 @@ impl FeedBuilder {
         let Some(st) = self.securities.get_mut(c.security.0 as usize) else {
             return Err(FeedError::UnknownSecurity(c.security));
         };
-        if let Some(last) = st.last_seq.filter(|&l| c.seq <= l) {
+        if let Some(last) = st.status.last_seq.filter(|&l| c.seq <= l) {
             return Err(FeedError::Stale {
                 security: c.security,
                 seq: c.seq,
                 last,
             });
         }
-        let saved: Saved = (
-            st.phase,
-            st.reference,
-            st.last_trade,
-            st.traded_since_close,
-            st.indicative,
-        );
+        let saved = st.status;
         st.book.begin();
         let mut emit = Emitter {
             seq: &mut self.seq,
@@ -413,19 +402,13 @@ impl FeedBuilder {
         match apply_events(st, &c, &mut emit, &mut self.touched, indicative) {
             Ok(()) => {
                 st.book.commit();
-                st.last_seq = Some(c.seq);
+                st.status.last_seq = Some(c.seq);
                 self.clock = self.clock.max(c.time);
                 Ok(self.last_batch())
             }
             Err(e) => {
                 st.book.rollback();
-                (
-                    st.phase,
-                    st.reference,
-                    st.last_trade,
-                    st.traded_since_close,
-                    st.indicative,
-                ) = saved;
+                st.status = saved;
                 self.seq = seq_before;
                 self.out.clear();
                 self.touched = [None; 2];
@@ -475,8 +458,8 @@ fn apply_events(
     };
     let mut phase_changed = false;
     if let Command::Phase(p) = *c.command {
-        if p != st.phase {
-            st.phase = p;
+        if p != st.status.phase {
+            st.status.phase = p;
             phase_changed = true;
             emit.push(Body::Phase {
                 security: sec,
@@ -542,13 +525,13 @@ fn apply_events(
                 if f.aggressor == Aggressor::Auction {
                     auction_traded = auction_traded.wrapping_add(f.qty);
                 }
-                st.last_trade = Some(LastTrade {
+                st.status.last_trade = Some(LastTrade {
                     id,
                     price: f.price,
                     qty: f.qty,
                     time: c.time,
                 });
-                st.traded_since_close = true;
+                st.status.traded_since_close = true;
                 emit.push(Body::Trade(trade));
             }
             Event::Rested {
@@ -672,7 +655,7 @@ fn apply_events(
             }
             Event::Reference { security, price } => {
                 same(security)?;
-                st.reference = price;
+                st.status.reference = price;
                 emit.push(Body::Reference { security, price });
             }
             Event::Totals {
@@ -692,26 +675,26 @@ fn apply_events(
             }
         }
     }
-    if phase_changed && st.phase == Phase::Closed {
-        st.traded_since_close = false;
+    if phase_changed && st.status.phase == Phase::Closed {
+        st.status.traded_since_close = false;
     }
     let changed = touched.iter().any(Option::is_some);
     let now = match indicative {
-        Some(f) if st.phase.is_call() => {
+        Some(f) if st.status.phase.is_call() => {
             if changed || phase_changed {
-                let anchor = match st.last_trade {
-                    Some(t) if st.traded_since_close => t.price,
-                    _ => st.reference,
+                let anchor = match st.status.last_trade {
+                    Some(t) if st.status.traded_since_close => t.price,
+                    _ => st.status.reference,
                 };
                 f(&st.book, anchor)
             } else {
-                st.indicative
+                st.status.indicative
             }
         }
         _ => None,
     };
-    if now != st.indicative {
-        st.indicative = now;
+    if now != st.status.indicative {
+        st.status.indicative = now;
         emit.push(Body::Indicative {
             security: sec,
             uncross: now,

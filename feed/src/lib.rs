@@ -66,7 +66,7 @@ pub mod view;
 pub use book::{L3Book, LevelBook, OwnedOrder};
 pub use builder::{
     engine_indicative, Batch, BuilderState, Completed, FeedBuilder, FeedError, IndicativeFn,
-    SecurityMirror, StateError,
+    SecurityMirror, SecurityStatus, StateError,
 };
 pub use client::{Applied, ClientBook, FeedClient, ResyncGate, SecurityView};
 pub use fanout::{

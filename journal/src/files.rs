@@ -52,7 +52,7 @@ pub fn sync_dir(dir: &Path) -> Result<(), JournalError> {
 
 /// Writes `bytes` to `tmp`, fsyncs it and renames it to `path`: the file exists whole or not
 /// at all. Its directory entry is durable after the next [`sync_dir`].
-pub(crate) fn write_aside(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
+pub fn write_aside(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
     (|| {
         let mut f = File::create(tmp)?;
         f.write_all(bytes)?;

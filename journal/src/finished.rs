@@ -33,8 +33,6 @@ use crate::files::{corrupt_in, open_sealed, read_at, SealedKind, SealedWriter};
 use crate::varint::{put_uint, zigzag, Reader};
 use crate::{io_err, JournalError};
 
-pub use crate::files::sync_dir;
-
 const MAGIC: &[u8; 4] = b"GMFI";
 const END_MAGIC: &[u8; 4] = b"GMFE";
 const VERSION: u8 = 1;
@@ -290,7 +288,7 @@ impl RunWriter {
     }
 
     /// Writes the footer, fsyncs, renames the file in and returns its reader. The directory
-    /// entry is made durable by the caller's next [`sync_dir`] (a manifest write does it).
+    /// entry is made durable by the caller's next [`crate::sync_dir`] (a manifest write does it).
     pub fn finish(mut self) -> Result<FinishedRun, JournalError> {
         self.end_block()?;
         let mut footer = Vec::with_capacity(16 + self.fences.len() * 28);

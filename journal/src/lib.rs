@@ -155,6 +155,7 @@ use std::time::Duration;
 
 pub use codec::{Meta, FORMAT_VERSION, MAX_BROKER_NAME, MAX_RULES_NAME};
 pub use export::{export_csv, ExportOptions, ExportSummary};
+pub use files::{sync_dir, write_aside};
 pub use finished::{FinalState, FinishedOrder, FinishedRun};
 pub use hwm::HighWaterMark;
 pub use listing::{journal_listing, listing_fingerprint, Binding};

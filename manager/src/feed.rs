@@ -108,8 +108,6 @@ pub struct FeedCounters {
     pub applied: AtomicU64,
     /// Rebuilds from the journal completed.
     pub rebuilds: AtomicU64,
-    /// Checkpoints written.
-    pub checkpoints: AtomicU64,
     /// Messages handed to subscriber sessions.
     pub delivered: AtomicU64,
     /// Canonical messages published (each once, whoever subscribes).
@@ -136,7 +134,6 @@ impl Default for FeedCounters {
             dropped: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             rebuilds: AtomicU64::new(0),
-            checkpoints: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             canonical: AtomicU64::new(0),
             produced: Default::default(),
@@ -393,7 +390,8 @@ where
     replay(ReplayStart::fresh(rules, table), records)
 }
 
-/// The journal's records from `from_seq` on, and the reader (for where it stopped).
+/// The journal records `reader` yields (refused NEWs are not the feed's business); the reader
+/// stays borrowed, so the caller can ask where it stopped.
 fn journal_records(
     reader: &mut journal::JournalReader,
 ) -> impl Iterator<Item = Result<JournalRecord, journal::JournalError>> + '_ {
@@ -773,33 +771,26 @@ impl Task {
         if !healthy || !due || self.checkpoint_writing.load(Ordering::Acquire) {
             return;
         }
-        self.last_checkpoint = Some(Instant::now());
         let started = Instant::now();
+        self.last_checkpoint = Some(started);
         let cp = FeedCheckpoint {
             through,
             state: self.state.feed().builder().state(),
         };
         let copied_us = started.elapsed().as_micros() as u64;
-        let (path, busy, counters) = (
-            path.clone(),
-            self.checkpoint_writing.clone(),
-            self.counters.clone(),
-        );
+        let (path, busy) = (path.clone(), self.checkpoint_writing.clone());
         busy.store(true, Ordering::Release);
         let spawned = std::thread::Builder::new()
             .name("feed-checkpoint".into())
             .spawn(move || {
                 let started = Instant::now();
                 match crate::feed_checkpoint::write(&path, &cp) {
-                    Ok(()) => {
-                        counters.checkpoints.fetch_add(1, Ordering::Relaxed);
-                        tracing::info!(
-                            through_seq = cp.through,
-                            copied_us,
-                            write_ms = started.elapsed().as_millis() as u64,
-                            "feed: state saved"
-                        );
-                    }
+                    Ok(()) => tracing::info!(
+                        through_seq = cp.through,
+                        copied_us,
+                        write_ms = started.elapsed().as_millis() as u64,
+                        "feed: state saved"
+                    ),
                     Err(e) => tracing::warn!("feed: writing the checkpoint failed: {e:#}"),
                 }
                 busy.store(false, Ordering::Release);

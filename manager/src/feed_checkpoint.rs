@@ -15,7 +15,6 @@
 //! `last_seq` may be later (its items arrived before others' earlier ones). Written aside,
 //! fsynced and renamed in, so it is whole or absent. Private: never sent to anyone.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -96,16 +95,8 @@ pub fn write(path: &Path, cp: &FeedCheckpoint) -> anyhow::Result<()> {
         .parent()
         .context("a feed checkpoint path has a directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let bytes = encode(cp)?;
-    let tmp = path.with_extension("tmp");
-    (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_all()
-    })()
-    .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
-    journal::finished::sync_dir(dir)?;
+    journal::write_aside(&path.with_extension("tmp"), path, &encode(cp)?)?;
+    journal::sync_dir(dir)?;
     Ok(())
 }
 
@@ -148,7 +139,7 @@ mod tests {
         table.add("BBB", 20_000).unwrap();
         let mut state = FeedBuilder::new(&table).state();
         state.feed_seq = 77;
-        state.securities[1].last_seq = Some(41);
+        state.securities[1].status.last_seq = Some(41);
         FeedCheckpoint { through: 40, state }
     }
 

@@ -316,7 +316,7 @@ fn a_replay_from_a_checkpoint_taken_mid_interleaving_equals_the_live_feed() {
                     .state
                     .securities
                     .iter()
-                    .filter(|m| m.last_seq.is_some_and(|l| l > through))
+                    .filter(|m| m.status.last_seq.is_some_and(|l| l > through))
                     .count();
                 manager::feed_checkpoint::write(&path, &cp).unwrap();
                 let read = manager::feed_checkpoint::read(&path).unwrap().unwrap();

@@ -171,9 +171,7 @@ impl<V: Copy + PartialEq> IdMap<V> {
         }
         v
     }
-}
 
-impl<V: Copy + PartialEq> IdMap<V> {
     /// Gives the hash map's memory back once it holds a quarter of its capacity or less (a
     /// close expired most orders): otherwise the day's busiest moment stays allocated for the
     /// rest of the run. O(len) when it shrinks, which it does only after len quartered.

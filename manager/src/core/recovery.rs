@@ -143,7 +143,7 @@ impl Core {
             .manifest
             .as_ref()
             .map_or((0, Some(0)), |m| (m.next_seq, m.refusals_at_next_seq));
-        let mut seen_at_checkpoint_seq = 0u64;
+        // Refusals since the last record: at the checkpoint's seq, which of them it holds.
         self.refusals_at_next_seq = 0;
         let mut restored = 0u64;
         let mut parts: Vec<Event> = Vec::new();
@@ -156,9 +156,8 @@ impl Core {
                     } else if r.next_seq > checkpoint_seq {
                         false
                     } else {
-                        seen_at_checkpoint_seq += 1;
                         match refusals_at {
-                            Some(k) => seen_at_checkpoint_seq <= k,
+                            Some(k) => self.refusals_at_next_seq <= k,
                             None => self.archive.get(r.order.id)?.is_some(),
                         }
                     };
@@ -225,10 +224,7 @@ impl Core {
             // several runs per id.
             let checked = match command {
                 Command::Cancel(_) | Command::Amend(_) => Ok(()),
-                Command::New(_) | Command::Phase(_) => self
-                    .gateway
-                    .check_with(&command, |_| Ok::<_, std::convert::Infallible>(None))
-                    .unwrap_or_else(|never| match never {}),
+                Command::New(_) | Command::Phase(_) => self.gateway.check(&command),
             };
             if let Err(reason) = checked {
                 anyhow::bail!(
