@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use executor::ExecutorCore;
 use manager::core::{Core, CoreConfig, MemoryPersist, NodeId, SessionKind};
-use manager::setup::{recover_core, DiskPersist};
+use manager::setup::{disk_persist, recover_core};
 use matching::stream::{to_command, BrokerRegistry};
 use matching::{BrokerId, Exchange, Gateway, MarketRules, SecurityTable};
 use proto::ClientCommand;
@@ -186,12 +186,9 @@ fn run_core(
         })
         .expect("a scratch directory");
     let mut core = match persistence {
-        Persistence::Memory => Core::new(
-            CoreConfig::default(),
-            gateway,
-            Box::new(MemoryPersist::default()),
-            now,
-        ),
+        Persistence::Memory => {
+            Core::new(CoreConfig::default(), gateway, MemoryPersist::pair(), now)
+        }
         Persistence::Journal => {
             let mut cfg = journal::StoreConfig::in_data_dir(scratch.path());
             cfg.durability = journal::Durability::Never;
@@ -200,12 +197,7 @@ fn run_core(
                 .and_then(|r| r.open())
                 .expect("a fresh journal");
             let next = store.journal.next_seq();
-            let core = Core::new(
-                CoreConfig::default(),
-                gateway,
-                Box::new(DiskPersist::new(store)),
-                now,
-            );
+            let core = Core::new(CoreConfig::default(), gateway, disk_persist(store), now);
             recover_core(core, scratch.path(), &cfg, next)
                 .expect("a fresh archive")
                 .0

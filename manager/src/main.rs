@@ -352,7 +352,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let core = if args.no_journal {
         setup::save_listing(&args.data_dir, &securities)?;
         let gateway = Gateway::new(args.rules, securities);
-        Core::new(config, gateway, Box::new(MemoryPersist::default()), started)
+        Core::new(config, gateway, MemoryPersist::pair(), started)
     } else {
         let mut cfg = journal::StoreConfig::in_data_dir(&args.data_dir);
         cfg.segment_bytes = args.segment_bytes;
@@ -378,12 +378,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         let gateway = Gateway::new(args.rules, securities);
         let t = Instant::now();
         let journal_next_seq = store.journal.next_seq();
-        let core = Core::new(
-            config,
-            gateway,
-            Box::new(setup::DiskPersist::new(store)),
-            started,
-        );
+        let core = Core::new(config, gateway, setup::disk_persist(store), started);
         let (core, r) = setup::recover_core(core, &args.data_dir, &cfg, journal_next_seq)?;
         if r.records > 0 || r.rejected > 0 || r.books > 0 {
             tracing::info!(

@@ -37,7 +37,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 use transport::quic::accept_hello;
 use transport::{FrameReader, FrameWriter};
 
-use crate::core::{check_submit, Core, NodeId, SessionId, SessionKind, EXCHANGE_SESSION};
+use crate::core::{
+    check_submit, Core, Feedback, NodeId, Sequencer, SessionId, SessionKind, EXCHANGE_SESSION,
+};
 use crate::schedule::Schedule;
 
 /// Submit batches queued towards the core before senders wait.
@@ -105,7 +107,9 @@ pub struct ServerConfig {
     pub limits: ServerLimits,
 }
 
-enum Control {
+/// To the sequencing thread: what changes sessions and brokers, and what must reach the core
+/// thread in order with the commands sequenced before it (queries).
+enum SessionControl {
     /// Answered with the session's free-id hint, or why it cannot open (session cap).
     OpenSession {
         session: SessionId,
@@ -125,6 +129,12 @@ enum Control {
         name: String,
         reply: oneshot::Sender<BrokerId>,
     },
+    /// Passed on to the core thread behind what was sequenced before it.
+    Forward(Control),
+}
+
+/// To the core thread (routing, events, projection, reports).
+enum Control {
     QueryOrders {
         session: SessionId,
         ids: Vec<OrderId>,
@@ -146,6 +156,16 @@ enum Control {
     },
     ExecutorClosed {
         node: NodeId,
+    },
+    /// What the sequencing thread committed, in journal order.
+    Sequenced(Vec<crate::core::Sequenced>),
+    /// Where a session's reports go (before anything of the session is sequenced).
+    SessionOut {
+        session: SessionId,
+        out: SessionOut,
+    },
+    SessionGone {
+        session: SessionId,
     },
 }
 
@@ -241,7 +261,10 @@ struct Shared {
     securities: Vec<SecurityInfo>,
     rules: String,
     local: bool,
+    /// To the core thread (executors).
     control: mpsc::Sender<Control>,
+    /// To the sequencing thread (sessions, brokers, queries).
+    sessions: mpsc::Sender<SessionControl>,
     submits: mpsc::Sender<Submit>,
     snapshot: watch::Receiver<Option<GridSnapshot>>,
     feed: broadcast::Sender<MonitorMsg>,
@@ -330,8 +353,7 @@ pub async fn serve(
     }
     let monitors = Arc::new(AtomicU64::new(0));
     let securities = core
-        .gateway()
-        .securities()
+        .listing()
         .iter()
         .map(|(id, code, reference_price)| SecurityInfo {
             id,
@@ -340,6 +362,8 @@ pub async fn serve(
         })
         .collect();
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let (sessions_tx, sessions_rx) = mpsc::channel(CONTROL_QUEUE);
+    let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
     let (submit_tx, submit_rx) = mpsc::channel(SUBMIT_QUEUE);
     let (snap_tx, snap_rx) = watch::channel(None);
     let (feed_tx, _) = broadcast::channel(1024);
@@ -350,8 +374,8 @@ pub async fn serve(
         Some(opts) => {
             let (sender, handle) = crate::feed::spawn(
                 opts.clone(),
-                *core.gateway().rules(),
-                core.gateway().securities().clone(),
+                *core.rules(),
+                core.listing().clone(),
                 core.next_seq() > 1,
                 metrics.clone(),
             )
@@ -361,10 +385,11 @@ pub async fn serve(
         None => (None, None),
     };
     let shared = Arc::new(Shared {
-        rules: core.gateway().rules().name().to_string(),
+        rules: core.rules().name().to_string(),
         local: core.is_local(),
         securities,
-        control: control_tx,
+        control: control_tx.clone(),
+        sessions: sessions_tx,
         submits: submit_tx,
         snapshot: snap_rx,
         feed: feed_tx.clone(),
@@ -378,30 +403,37 @@ pub async fn serve(
         config,
     });
     let schedule = shared.config.schedule.clone();
-    // The core on its own thread: its journal commits block that thread only.
+    // Two threads, each with a runtime of its own: the sequencing stage (its journal commits
+    // block that thread only) and the rest of the core behind it.
+    let front = core
+        .split()
+        .context("the sequencing stage was taken out already")?;
+    let room = Arc::new(AtomicBool::new(true));
+    let (front_done_tx, front_done_rx) = oneshot::channel();
+    let front_stopping = stopping.clone();
+    let front_room = room.clone();
+    spawn_stage("sequencer", front_done_tx, move || {
+        run_sequencer(
+            front,
+            schedule,
+            (sessions_rx, submit_rx, feedback_rx),
+            control_tx,
+            front_room,
+            (phase, sequenced),
+            front_stopping,
+        )
+    })?;
     let (done_tx, done_rx) = oneshot::channel();
     let core_stopping = stopping.clone();
-    std::thread::Builder::new()
-        .name("core".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            let result = match rt {
-                Ok(rt) => rt.block_on(run_core(
-                    core,
-                    schedule,
-                    (control_rx, submit_rx),
-                    snap_tx,
-                    (feed_tx, feed_sender),
-                    (phase, sequenced),
-                    (metrics, monitors, core_stopping),
-                )),
-                Err(e) => Err(e.into()),
-            };
-            let _ = done_tx.send(result);
-        })
-        .context("starting the core thread")?;
+    spawn_stage("core", done_tx, move || {
+        run_core(
+            core,
+            control_rx,
+            (snap_tx, feedback_tx, room),
+            (feed_tx, feed_sender),
+            (metrics, monitors, core_stopping),
+        )
+    })?;
     if let Some(path) = &shared.config.ready_file {
         // An unspecified bind address is not dialable: name loopback instead.
         let mut dial = local_addr;
@@ -440,11 +472,17 @@ pub async fn serve(
             });
         }
     };
+    let stage_failed = async {
+        tokio::select! {
+            r = front_done_rx => r.context("sequencing thread ended without a result"),
+            r = done_rx => r.context("core thread ended without a result"),
+        }
+    };
     let result = tokio::select! {
         _ = accept => Ok(()),
         _ = shutdown => Ok(()),
-        r = done_rx => {
-            let r = r.context("core thread ended without a result")?;
+        r = stage_failed => {
+            let r = r?;
             match r {
                 Ok(()) => Ok(()),
                 Err(e) => {
@@ -496,50 +534,200 @@ fn wall_ns() -> i64 {
         .map_or(0, |d| d.as_nanos() as i64)
 }
 
+/// Runs a stage on an OS thread of its own with a single-threaded runtime; its result goes to
+/// `done`.
+fn spawn_stage<F, Fut>(
+    name: &str,
+    done: oneshot::Sender<anyhow::Result<()>>,
+    stage: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let result = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(stage()),
+                Err(e) => Err(e.into()),
+            };
+            let _ = done.send(result);
+        })
+        .with_context(|| format!("starting the {name} thread"))?;
+    Ok(())
+}
+
+/// Offers reports to their sessions; a session that does not read is cut off (its orders
+/// stay). Returns the sessions cut off.
+fn deliver(
+    sessions: &mut Sessions,
+    by_session: impl IntoIterator<Item = (SessionId, Vec<proto::Report>)>,
+) -> Vec<SessionId> {
+    let mut cut = Vec::new();
+    for (session, mut reports) in by_session {
+        let Some(out) = sessions.get(&session) else {
+            continue;
+        };
+        let mut ok = true;
+        while ok && !reports.is_empty() {
+            let rest = if reports.len() > REPORTS_PER_FRAME {
+                reports.split_off(REPORTS_PER_FRAME)
+            } else {
+                Vec::new()
+            };
+            ok = out.offer(ManagerToClient::Reports(reports));
+            reports = rest;
+        }
+        if !ok {
+            // A client that does not read: cut it off rather than hold its backlog.
+            tracing::warn!(
+                session,
+                "client not reading its reports; disconnecting it (its orders stay)"
+            );
+            if let Some(out) = sessions.remove(&session) {
+                out.conn.close(5u32.into(), b"not reading its reports");
+            }
+            cut.push(session);
+        }
+    }
+    cut
+}
+
+/// The sequencing thread: checks, sequences, journals and acknowledges, then hands what it
+/// committed to the core thread. It reads order entry only while the core has room and no
+/// CLOSED is completing.
+async fn run_sequencer(
+    mut front: Sequencer,
+    schedule: Schedule,
+    (mut control, mut submits, mut feedback): (
+        mpsc::Receiver<SessionControl>,
+        mpsc::Receiver<Submit>,
+        mpsc::UnboundedReceiver<Feedback>,
+    ),
+    core: mpsc::Sender<Control>,
+    room: Arc<AtomicBool>,
+    (phase, sequenced): (Arc<AtomicU32>, Arc<AtomicU64>),
+    stopping: Arc<StopSignal>,
+) -> anyhow::Result<()> {
+    let mut sessions: Sessions = FxHashMap::default();
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    // The last schedule boundary sequenced: phases in the journal say where the day is.
+    let mut issued: Option<matching::Timestamp> = None;
+    if schedule.kind == crate::schedule::ScheduleKind::Hose && front.next_seq() > 1 {
+        issued = schedule
+            .boundaries()
+            .map(|(t, _)| t)
+            .filter(|t| *t <= front.last_time())
+            .last();
+    }
+    let gone = || anyhow::anyhow!("the core thread stopped");
+    let result: anyhow::Result<()> = async {
+        loop {
+            let accepting = front.accepting() && room.load(Ordering::Acquire);
+            tokio::select! {
+                biased;
+                fb = feedback.recv() => match fb {
+                    Some(fb) => front.feedback(fb, Instant::now())?,
+                    None => return Err(gone()),
+                },
+                msg = control.recv() => match msg {
+                    Some(c) => handle_session_control(&mut front, c, &mut sessions, &core).await?,
+                    None => return Ok(()),
+                },
+                msg = submits.recv(), if accepting => match msg {
+                    Some(s) => submit(&mut front, s, &schedule, &mut issued)?,
+                    None => return Ok(()),
+                },
+                _ = tick.tick() => {
+                    issue_due_phases(&mut front, &schedule, &mut issued, wall_ns(), Instant::now())?;
+                    front.idle()?;
+                }
+            }
+            while let Ok(fb) = feedback.try_recv() {
+                front.feedback(fb, Instant::now())?;
+            }
+            for _ in 0..4096 {
+                match control.try_recv() {
+                    Ok(c) => handle_session_control(&mut front, c, &mut sessions, &core).await?,
+                    Err(_) => break,
+                }
+            }
+            // Bounded, so acknowledgements are not delayed behind a huge backlog.
+            let mut budget = GROUP_COMMIT_BUDGET;
+            while budget > 0 && front.accepting() && room.load(Ordering::Acquire) {
+                match submits.try_recv() {
+                    Ok(s) => {
+                        budget = budget.saturating_sub(s.cmds.len());
+                        submit(&mut front, s, &schedule, &mut issued)?;
+                    }
+                    Err(_) => break,
+                }
+            }
+            let released = front.commit()?;
+            phase.store(phase_code(front.phase()), Ordering::Relaxed);
+            sequenced.store(front.next_seq() - 1, Ordering::Relaxed);
+            // Acknowledgements are queued to their sessions before the core thread gets the
+            // commands, so no report of a command's outcome can overtake its acknowledgement.
+            // Whatever a session asks after an acknowledgement still reaches the core thread
+            // behind the command: it is read here, after this send.
+            let mut by_session: FxHashMap<SessionId, Vec<proto::Report>> = FxHashMap::default();
+            for (session, report) in released.reports {
+                by_session.entry(session).or_default().push(report);
+            }
+            let cut = deliver(&mut sessions, by_session);
+            if !released.items.is_empty() {
+                core.send(Control::Sequenced(released.items))
+                    .await
+                    .map_err(|_| gone())?;
+            }
+            for session in cut {
+                close_session(&mut front, session, &core).await?;
+            }
+        }
+    }
+    .await;
+    if let Err(e) = &result {
+        // Say why while the sessions are still open: their writers end when this returns.
+        stopping.stop(format!("manager stopping: {e:#}"));
+    }
+    result
+}
+
+/// The core thread: routes what was sequenced, takes the executors' events, keeps the
+/// projection, reports fills, checkpoints.
 async fn run_core(
     mut core: Core,
-    schedule: Schedule,
-    (mut control, mut submits): (mpsc::Receiver<Control>, mpsc::Receiver<Submit>),
-    snapshot: watch::Sender<Option<GridSnapshot>>,
+    mut control: mpsc::Receiver<Control>,
+    (snapshot, feedback, room): (
+        watch::Sender<Option<GridSnapshot>>,
+        mpsc::UnboundedSender<Feedback>,
+        Arc<AtomicBool>,
+    ),
     (feed, market_data): (
         broadcast::Sender<MonitorMsg>,
         Option<crate::feed::FeedSender>,
     ),
-    (phase, sequenced): (Arc<AtomicU32>, Arc<AtomicU64>),
     (metrics, monitors, stopping): (Arc<metrics::Metrics>, Arc<AtomicU64>, Arc<StopSignal>),
 ) -> anyhow::Result<()> {
     let mut sessions: Sessions = FxHashMap::default();
     let mut executors: Executors = BTreeMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let mut last_snapshot = Instant::now();
-    // The last schedule boundary sequenced: phases in the journal say where the day is.
-    let mut issued: Option<matching::Timestamp> = None;
-    if schedule.kind == crate::schedule::ScheduleKind::Hose && core.next_seq() > 1 {
-        issued = schedule
-            .boundaries()
-            .map(|(t, _)| t)
-            .filter(|t| *t <= core.last_time())
-            .last();
-    }
     let result: anyhow::Result<()> = async {
     loop {
-        let accepting = core.accepting();
         tokio::select! {
-            biased;
             msg = control.recv() => match msg {
                 Some(c) => handle_control(&mut core, c, &mut sessions, &mut executors)?,
-                None => return Ok(()),
-            },
-            msg = submits.recv(), if accepting => match msg {
-                Some(s) => submit(&mut core, s, &schedule, &mut issued)?,
                 None => return Ok(()),
             },
             _ = tick.tick() => {
                 let now = Instant::now();
                 core.tick(now);
                 core.maintain(now)?;
-                core.persist_idle()?;
-                issue_due_phases(&mut core, &schedule, &mut issued, wall_ns(), now)?;
                 if now.duration_since(last_snapshot) >= MONITOR_INTERVAL {
                     last_snapshot = now;
                     metrics.set_sessions(metrics::SessionKind::Broker, sessions.len() as u64);
@@ -550,25 +738,19 @@ async fn run_core(
                 }
             }
         }
-        // Drain what is already queued so one journal commit covers many commands.
+        // Drain what is already queued, bounded, so reports and routing go out in time.
         for _ in 0..4096 {
             match control.try_recv() {
                 Ok(c) => handle_control(&mut core, c, &mut sessions, &mut executors)?,
                 Err(_) => break,
             }
         }
-        // Bounded, so acknowledgements and routing are not delayed behind a huge backlog.
-        let mut budget = GROUP_COMMIT_BUDGET;
-        while budget > 0 && core.accepting() {
-            match submits.try_recv() {
-                Ok(s) => {
-                    budget = budget.saturating_sub(s.cmds.len());
-                    submit(&mut core, s, &schedule, &mut issued)?;
-                }
-                Err(_) => break,
-            }
-        }
         let mut out = core.flush(Instant::now())?;
+        room.store(core.routing_room(), Ordering::Release);
+        for fb in out.feedback.drain(..) {
+            // The sequencing thread gone means the manager is stopping.
+            let _ = feedback.send(fb);
+        }
         // Before the reports: a client that saw its command final finds it in the feed queue.
         let items = std::mem::take(&mut out.feed);
         if let Some(md) = &market_data {
@@ -577,34 +759,8 @@ async fn run_core(
                 through: out.feed_through,
             });
         }
-        phase.store(phase_code(core.phase()), Ordering::Relaxed);
-        sequenced.store(core.next_seq() - 1, Ordering::Relaxed);
-        for (session, mut reports) in out.reports {
-            let Some(out) = sessions.get(&session) else {
-                continue;
-            };
-            let mut ok = true;
-            while ok && !reports.is_empty() {
-                let rest = if reports.len() > REPORTS_PER_FRAME {
-                    reports.split_off(REPORTS_PER_FRAME)
-                } else {
-                    Vec::new()
-                };
-                ok = out.offer(ManagerToClient::Reports(reports));
-                reports = rest;
-            }
-            if !ok {
-                // A client that does not read: cut it off rather than hold its backlog.
-                tracing::warn!(
-                    session,
-                    "client not reading its reports; disconnecting it (its orders stay)"
-                );
-                if let Some(out) = sessions.remove(&session) {
-                    out.conn.close(5u32.into(), b"not reading its reports");
-                }
-                core.close_session(session);
-            }
-        }
+        // A session cut off here ends its connection; its task then closes it in sequencing.
+        deliver(&mut sessions, out.reports);
         for (node, msgs) in out.executors {
             let mut stuck = false;
             if let Some((tx, _)) = executors.get(&node) {
@@ -640,7 +796,6 @@ async fn run_core(
     // An orderly stop leaves the checkpoint being written durable (the writer thread's).
     let result = result.and_then(|()| core.wait_checkpoint(Instant::now()));
     if let Err(e) = &result {
-        // Say why while the sessions are still open: their writers end when this returns.
         stopping.stop(format!("manager stopping: {e:#}"));
     }
     result
@@ -649,7 +804,7 @@ async fn run_core(
 /// Sequences the schedule's phase changes due at wall-clock `wall` (ns) that come after
 /// `issued`, each stamped with its exact boundary time.
 fn issue_due_phases(
-    core: &mut Core,
+    front: &mut Sequencer,
     schedule: &Schedule,
     issued: &mut Option<matching::Timestamp>,
     wall: i64,
@@ -661,19 +816,19 @@ fn issue_due_phases(
             client_ref: 0,
             command: Command::Phase(p),
         };
-        core.submit(EXCHANGE_SESSION, &[cmd], now, t)?;
+        front.submit(EXCHANGE_SESSION, &[cmd], now, t)?;
         tracing::info!(phase = p.as_str(), "schedule: phase change");
     }
     Ok(())
 }
 
 fn submit(
-    core: &mut Core,
+    front: &mut Sequencer,
     s: Submit,
     schedule: &Schedule,
     issued: &mut Option<matching::Timestamp>,
 ) -> anyhow::Result<()> {
-    if let Err(e) = core.check_batch(s.session, &s.cmds) {
+    if let Err(e) = front.check_batch(s.session, &s.cmds) {
         // The session checked the frame already; this one's session is gone (or a bug).
         tracing::warn!(session = s.session, "dropping a submit: {e}");
         return Ok(());
@@ -683,8 +838,68 @@ fn submit(
     // backwards along the sequence, and a BREAK refuses what is stamped inside it).
     let wall = wall_ns();
     let now = Instant::now();
-    issue_due_phases(core, schedule, issued, wall, now)?;
-    core.submit(s.session, &s.cmds, now, schedule.time_at(wall))?;
+    issue_due_phases(front, schedule, issued, wall, now)?;
+    front.submit(s.session, &s.cmds, now, schedule.time_at(wall))?;
+    Ok(())
+}
+
+/// A session ends in sequencing; the core thread stops reporting to it.
+async fn close_session(
+    front: &mut Sequencer,
+    session: SessionId,
+    core: &mpsc::Sender<Control>,
+) -> anyhow::Result<()> {
+    front.close_session(session);
+    core.send(Control::SessionGone { session })
+        .await
+        .map_err(|_| anyhow::anyhow!("the core thread stopped"))
+}
+
+async fn handle_session_control(
+    front: &mut Sequencer,
+    c: SessionControl,
+    sessions: &mut Sessions,
+    core: &mpsc::Sender<Control>,
+) -> anyhow::Result<()> {
+    let gone = || anyhow::anyhow!("the core thread stopped");
+    match c {
+        SessionControl::OpenSession {
+            session,
+            kind,
+            out,
+            max_per_broker,
+            reply,
+        } => {
+            if let SessionKind::Broker(b) = kind {
+                if front.sessions_of(b) >= max_per_broker {
+                    let _ = reply.send(Err(format!(
+                        "this broker already has {max_per_broker} sessions open"
+                    )));
+                    return Ok(());
+                }
+            }
+            core.send(Control::SessionOut {
+                session,
+                out: out.clone(),
+            })
+            .await
+            .map_err(|_| gone())?;
+            sessions.insert(session, out);
+            front.open_session(session, kind);
+            let _ = reply.send(Ok(front.max_order_id(session)));
+        }
+        SessionControl::CloseSession { session } => {
+            sessions.remove(&session);
+            close_session(front, session, core).await?;
+        }
+        SessionControl::DeclareBrokers { names, reply } => {
+            let _ = reply.send(front.declare_brokers(&names));
+        }
+        SessionControl::BrokerId { name, reply } => {
+            let _ = reply.send(front.broker_id(&name));
+        }
+        SessionControl::Forward(c) => core.send(c).await.map_err(|_| gone())?,
+    }
     Ok(())
 }
 
@@ -696,34 +911,12 @@ fn handle_control(
 ) -> anyhow::Result<()> {
     let now = Instant::now();
     match c {
-        Control::OpenSession {
-            session,
-            kind,
-            out,
-            max_per_broker,
-            reply,
-        } => {
-            if let SessionKind::Broker(b) = kind {
-                if core.sessions_of(b) >= max_per_broker {
-                    let _ = reply.send(Err(format!(
-                        "this broker already has {max_per_broker} sessions open"
-                    )));
-                    return Ok(());
-                }
-            }
+        Control::Sequenced(items) => core.apply_sequenced(items),
+        Control::SessionOut { session, out } => {
             sessions.insert(session, out);
-            core.open_session(session, kind);
-            let _ = reply.send(Ok(core.max_order_id(session)));
         }
-        Control::CloseSession { session } => {
+        Control::SessionGone { session } => {
             sessions.remove(&session);
-            core.close_session(session);
-        }
-        Control::DeclareBrokers { names, reply } => {
-            let _ = reply.send(core.declare_brokers(&names));
-        }
-        Control::BrokerId { name, reply } => {
-            let _ = reply.send(core.broker_id(&name));
         }
         Control::QueryOrders {
             session,
@@ -861,8 +1054,8 @@ async fn handle_connection(conn: Connection, shared: &Arc<Shared>) -> anyhow::Re
         Role::Broker(name) => {
             let (reply, rx) = oneshot::channel();
             shared
-                .control
-                .send(Control::BrokerId {
+                .sessions
+                .send(SessionControl::BrokerId {
                     name: name.clone(),
                     reply,
                 })
@@ -961,8 +1154,8 @@ async fn client_session(
     let out = SessionOut::new(conn.clone(), tx);
     let (reply, opened) = oneshot::channel();
     shared
-        .control
-        .send(Control::OpenSession {
+        .sessions
+        .send(SessionControl::OpenSession {
             session,
             kind,
             out: out.clone(),
@@ -1082,8 +1275,8 @@ async fn client_session(
                     }
                     let (reply, rx) = oneshot::channel();
                     shared
-                        .control
-                        .send(Control::DeclareBrokers { names, reply })
+                        .sessions
+                        .send(SessionControl::DeclareBrokers { names, reply })
                         .await?;
                     match rx.await? {
                         Ok(ids) => {
@@ -1104,12 +1297,12 @@ async fn client_session(
                     }
                     let (reply, rx) = oneshot::channel();
                     shared
-                        .control
-                        .send(Control::QueryOrders {
+                        .sessions
+                        .send(SessionControl::Forward(Control::QueryOrders {
                             session,
                             ids,
                             reply,
-                        })
+                        }))
                         .await?;
                     let orders = rx.await?;
                     let answer = |orders, last| ManagerToClient::Orders {
@@ -1123,7 +1316,10 @@ async fn client_session(
                 }
                 ClientMsg::QueryTotals { query } => {
                     let (reply, rx) = oneshot::channel();
-                    shared.control.send(Control::QueryTotals { reply }).await?;
+                    shared
+                        .sessions
+                        .send(SessionControl::Forward(Control::QueryTotals { reply }))
+                        .await?;
                     let totals = rx.await?;
                     let answer = |totals, last| ManagerToClient::Totals {
                         query,
@@ -1138,7 +1334,10 @@ async fn client_session(
         }
     }
     .await;
-    let _ = shared.control.send(Control::CloseSession { session }).await;
+    let _ = shared
+        .sessions
+        .send(SessionControl::CloseSession { session })
+        .await;
     drop(out);
     drop(writer_gone);
     let _ = tokio::time::timeout(Duration::from_secs(5), write_task).await;

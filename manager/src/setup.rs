@@ -10,7 +10,7 @@ use anyhow::{bail, Context};
 use matching::SecurityTable;
 use rand::Rng;
 
-use crate::core::{Core, JournalEntry, Persist, RejectedEntry, Restart, TapeEntry};
+use crate::core::{Core, JournalEntry, Persist, RejectedEntry, Restart, Tape, TapeEntry};
 
 /// The wall clock, ns since the Unix epoch.
 pub fn wall_ns() -> i64 {
@@ -160,54 +160,57 @@ pub fn load_schedule(
     Ok(fresh)
 }
 
-/// The journal and the trade tape on disk.
-pub struct DiskPersist {
-    store: journal::Store,
-    tape_dirty: bool,
+/// The journal and the trade tape on disk, as the core takes them: the journal for its
+/// sequencing stage, the tape for the rest (they may run on two threads).
+pub fn disk_persist(store: journal::Store) -> (Box<dyn Persist>, Box<dyn Tape>) {
+    (
+        Box::new(DiskJournal(store.journal)),
+        Box::new(DiskTape {
+            tape: store.tape,
+            dirty: false,
+        }),
+    )
 }
 
-impl DiskPersist {
-    pub fn new(store: journal::Store) -> Self {
-        DiskPersist {
-            store,
-            tape_dirty: false,
-        }
-    }
-}
+/// The order journal on disk.
+pub struct DiskJournal(journal::OrderJournal);
 
-impl Persist for DiskPersist {
+impl Persist for DiskJournal {
     fn append(&mut self, e: &JournalEntry<'_>) -> anyhow::Result<()> {
         Ok(self
-            .store
-            .journal
+            .0
             .append(e.seq, e.time, e.client_ref, e.command, e.broker_name)?)
     }
     fn append_rejected(&mut self, e: &RejectedEntry<'_>) -> anyhow::Result<()> {
-        Ok(self.store.journal.append_rejected(
-            e.time,
-            e.client_ref,
-            e.order,
-            e.reason,
-            e.broker_name,
-        )?)
-    }
-    fn append_trade(&mut self, e: &TapeEntry) -> anyhow::Result<()> {
-        self.tape_dirty = true;
         Ok(self
-            .store
-            .tape
-            .append(e.seq, e.time, e.fill_index, &e.fill)?)
+            .0
+            .append_rejected(e.time, e.client_ref, e.order, e.reason, e.broker_name)?)
     }
     fn commit(&mut self) -> anyhow::Result<()> {
-        self.store.journal.commit()?;
-        if self.tape_dirty {
-            self.store.tape.commit()?;
-            self.tape_dirty = false;
-        }
-        Ok(())
+        Ok(self.0.commit()?)
     }
     fn idle(&mut self) -> anyhow::Result<()> {
-        Ok(self.store.journal.refresh_mark()?)
+        Ok(self.0.refresh_mark()?)
+    }
+}
+
+/// The trade tape on disk.
+pub struct DiskTape {
+    tape: journal::TradeTape,
+    dirty: bool,
+}
+
+impl Tape for DiskTape {
+    fn append_trade(&mut self, e: &TapeEntry) -> anyhow::Result<()> {
+        self.dirty = true;
+        Ok(self.tape.append(e.seq, e.time, e.fill_index, &e.fill)?)
+    }
+    fn commit(&mut self) -> anyhow::Result<()> {
+        if self.dirty {
+            self.tape.commit()?;
+            self.dirty = false;
+        }
+        Ok(())
     }
 }
 

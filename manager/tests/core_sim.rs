@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use executor::ExecutorCore;
 use manager::archive::CrashPoint;
 use manager::core::{
-    Archive, Core, CoreConfig, JournalEntry, MemoryArchive, MemoryPersist, NodeId, Persist,
-    RejectedEntry, Restart, SessionKind, TapeEntry,
+    Archive, Core, CoreConfig, Feedback, JournalEntry, MemoryArchive, MemoryPersist, NodeId,
+    Persist, RejectedEntry, Restart, Sequenced, Sequencer, SessionKind, Tape, TapeEntry,
 };
 use matching::stream::{replay_local, to_command, BrokerRegistry, ReplayCollector};
 use matching::{
@@ -164,6 +164,9 @@ enum Action {
     Snapshot,
     /// The checkpoint being written becomes durable (when the archive holds it).
     Durable,
+    /// With the sequencing stage split off: it commits, and only the first `k % (lagging + 1)`
+    /// of the items it released so far reach the rest of the core.
+    Lag(usize),
 }
 
 fn action() -> impl Strategy<Value = Action> {
@@ -177,13 +180,23 @@ fn action() -> impl Strategy<Value = Action> {
         5 => Just(Action::Flush),
         1 => Just(Action::Snapshot),
         1 => Just(Action::Durable),
+        3 => (0usize..64).prop_map(Action::Lag),
     ]
 }
 
 const GATEWAY: u32 = 1;
 
+/// The sequencing stage split off, as on its own thread: what it commits reaches the core late,
+/// in order, and the core's feedback reaches it only at the next flush.
+struct Pipe {
+    front: Sequencer,
+    lagging: VecDeque<Sequenced>,
+    feedback: Vec<Feedback>,
+}
+
 struct Sim {
     core: Core,
+    pipe: Option<Pipe>,
     execs: BTreeMap<NodeId, SimExecutor>,
     client: Client,
     securities: SecurityTable,
@@ -207,11 +220,24 @@ impl Persist for SharedPersist {
     fn append_rejected(&mut self, e: &RejectedEntry<'_>) -> anyhow::Result<()> {
         self.get().append_rejected(e)
     }
+    fn commit(&mut self) -> anyhow::Result<()> {
+        Persist::commit(&mut *self.get())
+    }
+}
+
+impl Tape for SharedPersist {
     fn append_trade(&mut self, e: &TapeEntry) -> anyhow::Result<()> {
         self.get().append_trade(e)
     }
     fn commit(&mut self) -> anyhow::Result<()> {
-        self.get().commit()
+        Tape::commit(&mut *self.get())
+    }
+}
+
+impl SharedPersist {
+    /// The journal and the tape of one shared store, as a core takes them.
+    fn halves(&self) -> (Box<dyn Persist>, Box<dyn Tape>) {
+        (Box::new(self.clone()), Box::new(self.clone()))
     }
 }
 
@@ -257,7 +283,7 @@ impl Sim {
         let core = Core::new(
             config,
             Gateway::new(MarketRules::hose(), securities.clone()),
-            Box::new(persist),
+            persist.halves(),
             now,
         )
         .with_archive(archive);
@@ -277,6 +303,7 @@ impl Sim {
         core.open_session(GATEWAY, SessionKind::Gateway);
         Sim {
             core,
+            pipe: None,
             execs: BTreeMap::new(),
             client: Client {
                 tracker: Tracker::new(n),
@@ -288,8 +315,60 @@ impl Sim {
         }
     }
 
+    /// Runs the sequencing stage apart from the rest of the core from now on.
+    fn split(&mut self) {
+        self.pipe = Some(Pipe {
+            front: self.core.split().unwrap(),
+            lagging: VecDeque::new(),
+            feedback: Vec::new(),
+        });
+    }
+
+    fn submit(&mut self, cmds: &[ClientCommand]) {
+        match &mut self.pipe {
+            Some(p) => p.front.submit(GATEWAY, cmds, self.now, 0).unwrap(),
+            None => self.core.submit(GATEWAY, cmds, self.now, 0).unwrap(),
+        }
+    }
+
+    /// The split stage commits: its acknowledgements go out, then the first `k` of what it
+    /// released so far (all with `None`) reaches the core.
+    fn pass_on(&mut self, k: Option<usize>) {
+        let Some(p) = &mut self.pipe else { return };
+        for fb in p.feedback.drain(..) {
+            p.front.feedback(fb, self.now).unwrap();
+        }
+        let released = p.front.commit().unwrap();
+        p.lagging.extend(released.items);
+        let n = k.map_or(p.lagging.len(), |k| k % (p.lagging.len() + 1));
+        let items: Vec<Sequenced> = p.lagging.drain(..n).collect();
+        for (session, r) in released.reports {
+            if session == GATEWAY {
+                self.on_report(&r);
+            }
+        }
+        self.core.apply_sequenced(items);
+    }
+
+    fn on_report(&mut self, r: &proto::Report) {
+        let (progress, pos) = self.client.tracker.on_report(r).unwrap();
+        if let Some(pos) = pos {
+            if let Some(ev) = r.event.to_engine_event(r.order) {
+                self.client.pending.entry(pos).or_default().push(ev);
+            }
+        }
+        if let Progress::Final { pos } = progress {
+            let events = self.client.pending.remove(&pos).unwrap_or_default();
+            self.client.collector.record(pos as u64, &events);
+        }
+    }
+
     fn settle(&mut self) {
-        let out = self.core.flush(self.now).unwrap();
+        self.pass_on(None);
+        let mut out = self.core.flush(self.now).unwrap();
+        if let Some(p) = &mut self.pipe {
+            p.feedback.append(&mut out.feedback);
+        }
         for (node, msgs) in out.executors {
             if let Some(e) = self.execs.get_mut(&node) {
                 e.inbox.extend(msgs);
@@ -304,16 +383,7 @@ impl Sim {
             }
         }
         for r in out.reports.get(&GATEWAY).into_iter().flatten() {
-            let (progress, pos) = self.client.tracker.on_report(r).unwrap();
-            if let Some(pos) = pos {
-                if let Some(ev) = r.event.to_engine_event(r.order) {
-                    self.client.pending.entry(pos).or_default().push(ev);
-                }
-            }
-            if let Progress::Final { pos } = progress {
-                let events = self.client.pending.remove(&pos).unwrap_or_default();
-                self.client.collector.record(pos as u64, &events);
-            }
+            self.on_report(r);
         }
     }
 
@@ -389,6 +459,9 @@ impl Sim {
             }
         }
         self.core.checkpoint(self.now).unwrap();
+        // A split sequencing stage hears of the archived ids at the flush after the next.
+        self.settle();
+        self.settle();
     }
 
     /// Runs every executor dry once.
@@ -461,15 +534,15 @@ fn commands(
 }
 
 fn run(seed: u64, day: bool, actions: &[Action]) {
-    run_with(seed, day, 0, actions);
+    run_with(seed, day, 0, false, actions);
 }
 
 /// Images trusted during a run, before the final settling round (which asks every book once).
 fn images_during(seed: u64, day: bool, every: usize, actions: &[Action]) -> u64 {
-    run_with(seed, day, every, actions)
+    run_with(seed, day, every, false, actions)
 }
 
-fn run_with(seed: u64, day: bool, snapshot_every: usize, actions: &[Action]) -> u64 {
+fn run_with(seed: u64, day: bool, snapshot_every: usize, split: bool, actions: &[Action]) -> u64 {
     let securities = SecurityTable::synthetic(6).unwrap();
     let cfg = Nasty {
         rows: 400,
@@ -488,6 +561,9 @@ fn run_with(seed: u64, day: bool, snapshot_every: usize, actions: &[Action]) -> 
         MemoryArchive::default(),
     );
     let mut sent = 0;
+    if split {
+        sim.split();
+    }
     sim.join();
     sim.settle();
     // The scripted part, then drain with at least one executor alive.
@@ -496,9 +572,7 @@ fn run_with(seed: u64, day: bool, snapshot_every: usize, actions: &[Action]) -> 
         match a {
             Action::Submit(k) => {
                 let end = (sent + k).min(cmds.len());
-                sim.core
-                    .submit(GATEWAY, &cmds[sent..end], sim.now, 0)
-                    .unwrap();
+                sim.submit(&cmds[sent..end]);
                 sent = end;
             }
             Action::Step(k) => {
@@ -526,10 +600,11 @@ fn run_with(seed: u64, day: bool, snapshot_every: usize, actions: &[Action]) -> 
             Action::Flush => sim.settle(),
             Action::Snapshot => sim.core.snapshot_round(sim.now).unwrap(),
             Action::Durable => {}
+            Action::Lag(k) => sim.pass_on(Some(k)),
         }
     }
     sim.settle();
-    sim.core.submit(GATEWAY, &cmds[sent..], sim.now, 0).unwrap();
+    sim.submit(&cmds[sent..]);
     sim.settle();
     sim.drain(cmds.len());
     let collector = &mut sim.client.collector;
@@ -578,8 +653,9 @@ proptest! {
         day in proptest::bool::ANY,
         actions in proptest::collection::vec(action(), 0..120),
         snapshot_every in prop_oneof![Just(0usize), 1usize..4, 5usize..60],
+        split in proptest::bool::ANY,
     ) {
-        run_with(seed, day, snapshot_every, &actions);
+        run_with(seed, day, snapshot_every, split, &actions);
     }
 }
 
@@ -822,7 +898,7 @@ fn broker_sessions_see_only_their_own_orders_and_anonymous_fills() {
             ..CoreConfig::default()
         },
         Gateway::new(MarketRules::hose(), securities.clone()),
-        Box::new(MemoryPersist::default()),
+        MemoryPersist::pair(),
         now,
     );
     let (a, b) = (core.broker_id("A"), core.broker_id("B"));
@@ -1211,7 +1287,7 @@ fn recovered(
     let mut core = Core::new(
         cfg,
         Gateway::new(MarketRules::hose(), securities.clone()),
-        Box::new(persist.clone()),
+        persist.halves(),
         now,
     )
     .with_archive(archive);
@@ -1379,6 +1455,7 @@ proptest! {
                 Action::Flush => sim.settle(),
                 Action::Snapshot => sim.core.snapshot_round(sim.now).unwrap(),
                 Action::Durable => archive.complete().unwrap(),
+                Action::Lag(k) => sim.pass_on(Some(k)),
             }
         }
         // Commands waiting unsequenced behind a CLOSED would be resent by their client after

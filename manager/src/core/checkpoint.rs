@@ -397,14 +397,16 @@ impl Core {
     /// the core answers for those orders itself. See the module doc for the invariant.
     pub fn checkpoint(&mut self, now: Instant) -> anyhow::Result<bool> {
         self.collect_checkpoint(now)?;
-        if self.archive.writing.is_some() {
+        if self.archive.lock().expect("archive lock").writing.is_some() {
             self.checkpoints_delayed += 1;
             return Ok(false);
         }
         let started = Instant::now();
         self.last_checkpoint = now;
-        // Every fill of every completed command, and every journaled command, durable first.
-        self.persist.commit()?;
+        // Every fill of every completed command, and every journaled command, durable first
+        // (a sequencing stage on its own thread hands over only what it committed).
+        self.commit_front()?;
+        self.tape.commit()?;
         let commit_us = started.elapsed().as_micros() as u64;
         let mut ids = std::mem::take(&mut self.due);
         ids.extend(self.projection.take_rejected());
@@ -413,34 +415,43 @@ impl Core {
         let written: Vec<(SecurityId, u64)> = books.iter().map(|b| (b.security, b.seq)).collect();
         let manifest = self.manifest_core();
         let (next_seq, resume_seq) = (manifest.next_seq, manifest.resume_seq);
-        self.archive.store.begin(Checkpoint {
-            finished: finished.clone(),
-            books,
-            manifest,
-        })?;
-        for f in finished.iter() {
-            self.gateway.forget(f.id);
+        {
+            let mut archive = self.archive.lock().expect("archive lock");
+            archive.store.begin(Checkpoint {
+                finished: finished.clone(),
+                books,
+                manifest,
+            })?;
+            archive.writing = Some(Writing {
+                finished: finished.clone(),
+                written,
+                began: now,
+                core_us: 0,
+                commit_us,
+                next_seq,
+                resume_seq,
+            });
         }
+        // The archive answers for these ids now: the gateway's memory may let them go.
+        self.feed_back(super::Feedback::Archived(finished), now)?;
         self.projection.shrink();
-        self.archive.writing = Some(Writing {
-            finished,
-            written,
-            began: now,
-            core_us: started.elapsed().as_micros() as u64,
-            commit_us,
-            next_seq,
-            resume_seq,
-        });
+        if let Some(w) = &mut self.archive.lock().expect("archive lock").writing {
+            w.core_us = started.elapsed().as_micros() as u64;
+        }
         Ok(true)
     }
 
     /// Collects the checkpoint being written if the archive says it is durable: its bases
     /// count as durable, and its orders are answered by the archive from now on.
     fn collect_checkpoint(&mut self, now: Instant) -> anyhow::Result<()> {
-        if self.archive.writing.is_none() {
-            return Ok(());
-        }
-        if let WriteState::Durable { write_time } = self.archive.store.poll()? {
+        let done = {
+            let mut archive = self.archive.lock().expect("archive lock");
+            if archive.writing.is_none() {
+                return Ok(());
+            }
+            archive.store.poll()?
+        };
+        if let WriteState::Durable { write_time } = done {
             self.checkpoint_durable(now, write_time);
         }
         Ok(())
@@ -448,17 +459,21 @@ impl Core {
 
     /// Waits until the checkpoint being written is durable (an orderly stop; tests).
     pub fn wait_checkpoint(&mut self, now: Instant) -> anyhow::Result<()> {
-        if self.archive.writing.is_none() {
-            return Ok(());
-        }
-        if let WriteState::Durable { write_time } = self.archive.store.wait()? {
+        let done = {
+            let mut archive = self.archive.lock().expect("archive lock");
+            if archive.writing.is_none() {
+                return Ok(());
+            }
+            archive.store.wait()?
+        };
+        if let WriteState::Durable { write_time } = done {
             self.checkpoint_durable(now, write_time);
         }
         Ok(())
     }
 
     fn checkpoint_durable(&mut self, now: Instant, write_time: Duration) {
-        let Some(w) = self.archive.writing.take() else {
+        let Some(w) = self.archive.lock().expect("archive lock").writing.take() else {
             return;
         };
         self.shards.bases_durable(&w.written);
@@ -508,7 +523,7 @@ impl Core {
             resume_seq,
             phase: self.phase_at(resume_seq.saturating_sub(1)),
             last_time: self.last_time,
-            max_order_id: self.gateway.max_order_id(),
+            max_order_id: self.max_order_id,
             refusals_at_next_seq: Some(self.refusals_at_next_seq),
             next_run: 0,
             brokers,
@@ -521,7 +536,7 @@ impl Core {
     pub fn memory_figures(&self) -> MemoryFigures {
         MemoryFigures {
             records: self.projection.len(),
-            gateway_ids: self.gateway.ids_in_memory(),
+            gateway_ids: self.gateway_ids.load(std::sync::atomic::Ordering::Relaxed) as usize,
             history: self.shards.history_len(),
             history_capacity: self.shards.history_capacity(),
             image_orders: self
@@ -533,7 +548,7 @@ impl Core {
                 .sum(),
             due: self.due.len(),
             in_flight: self.inflight.len(),
-            archiving: self.archive.in_flight().len(),
+            archiving: self.archive.lock().expect("archive lock").in_flight().len(),
             checkpoints_delayed: self.checkpoints_delayed,
             images_accepted: self.images_accepted,
             images_stale: self.images_stale,
@@ -541,7 +556,7 @@ impl Core {
     }
 
     pub fn archive_stats(&self) -> ArchiveStats {
-        self.archive.stats()
+        self.archive.lock().expect("archive lock").stats()
     }
 
     /// The finished order `id` from the archive, as the gateway needs it.

@@ -27,19 +27,23 @@
 pub mod checkpoint;
 pub mod orders;
 mod recovery;
+pub mod sequencer;
 pub mod shards;
 mod stats;
 
 pub use checkpoint::{Archive, ArchiveStats, Checkpoint, MemoryArchive, MemoryFigures, WriteState};
 pub use recovery::Restart;
+pub use sequencer::{Feedback, Released, Sequenced, Sequencer};
 
 use std::collections::VecDeque;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use matching::stream::BrokerRegistry;
 use matching::{
-    BrokerId, Command, Event, Fill, Gateway, NewOrder, OrderId, Phase, RejectReason, SecurityId,
-    Side, Timestamp,
+    BrokerId, Command, Event, Fill, Gateway, MarketRules, NewOrder, OrderId, Phase, Price,
+    RejectReason, SecurityId, SecurityTable, Side, Timestamp,
 };
 use proto::limits::MAX_BROKER_ORDER_ID;
 use proto::{
@@ -93,18 +97,25 @@ pub struct TapeEntry {
     pub fill: Fill,
 }
 
-/// Where sequenced commands are made durable. The disk implementation wraps the journal and the
-/// trade tape; tests use [`MemoryPersist`].
+/// Where sequenced commands are made durable: the journal on disk; tests use [`MemoryPersist`].
+/// Written by the sequencing stage only.
 pub trait Persist: Send {
     fn append(&mut self, entry: &JournalEntry<'_>) -> anyhow::Result<()>;
     fn append_rejected(&mut self, entry: &RejectedEntry<'_>) -> anyhow::Result<()>;
-    fn append_trade(&mut self, entry: &TapeEntry) -> anyhow::Result<()>;
     /// Makes everything appended so far durable (group commit).
     fn commit(&mut self) -> anyhow::Result<()>;
     /// Called while idle: housekeeping that must not wait for the next commit.
     fn idle(&mut self) -> anyhow::Result<()> {
         Ok(())
     }
+}
+
+/// Where fills are made durable: the trade tape on disk; tests use [`MemoryPersist`]. Written by
+/// the rest of the core, which may run on another thread than the journal's writer.
+pub trait Tape: Send {
+    fn append_trade(&mut self, entry: &TapeEntry) -> anyhow::Result<()>;
+    /// Makes every fill appended so far durable.
+    fn commit(&mut self) -> anyhow::Result<()>;
 }
 
 /// Keeps everything in memory (tests and the `--no-journal` experiments).
@@ -117,6 +128,14 @@ pub struct MemoryPersist {
 }
 
 impl MemoryPersist {
+    /// A journal and a tape kept in memory, nobody reading them back.
+    pub fn pair() -> (Box<dyn Persist>, Box<dyn Tape>) {
+        (
+            Box::new(MemoryPersist::default()),
+            Box::new(MemoryPersist::default()),
+        )
+    }
+
     /// The items a journal reader from `from_seq` yields (see `journal::JournalReader`).
     pub fn items_from(&self, from_seq: u64) -> Vec<JournalItem> {
         self.items
@@ -151,6 +170,12 @@ impl Persist for MemoryPersist {
         }));
         Ok(())
     }
+    fn commit(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+impl Tape for MemoryPersist {
     fn append_trade(&mut self, e: &TapeEntry) -> anyhow::Result<()> {
         self.trades.push(*e);
         Ok(())
@@ -213,6 +238,8 @@ pub struct Outbox {
     /// With [`CoreConfig::feed`], about ten times a second: every command up to this seq has had
     /// all its feed items handed out (in this outbox or before). The feed checkpoints there.
     pub feed_through: Option<u64>,
+    /// For the sequencing stage, when it runs on its own thread ([`Core::split`]).
+    pub feedback: Vec<Feedback>,
 }
 
 /// One command's events for one security, as the market-data feed consumes them.
@@ -321,36 +348,47 @@ pub fn in_namespace(broker: BrokerId, id: OrderId) -> bool {
 /// Most brokers the id namespaces leave room for.
 pub const MAX_BROKERS: usize = 1 << 20;
 
+/// The manager's core. It holds the sequencing stage ([`Sequencer`]) and applies what that
+/// sequences at once, unless [`Core::split`] took the stage out to run it on another thread;
+/// then what it sequenced comes in through [`Core::apply_sequenced`].
 pub struct Core {
     config: CoreConfig,
-    gateway: Gateway,
-    persist: Box<dyn Persist>,
+    /// The sequencing stage, while it runs in this thread.
+    front: Option<Box<Sequencer>>,
+    /// The listing and rules the gateway checks against.
+    listing: SecurityTable,
+    rules: MarketRules,
+    tape: Box<dyn Tape>,
+    // What the sequencing stage knew, as of the last item applied here (a checkpoint's
+    // manifest records it: it must match the journal up to that item).
     brokers: BrokerRegistry,
-    sessions: FxHashMap<SessionId, SessionKind>,
-    broker_sessions: FxHashMap<BrokerId, Vec<SessionId>>,
     /// Per broker: the highest of its own order ids used by a NEW.
     broker_max_id: FxHashMap<BrokerId, u64>,
+    max_order_id: u64,
     next_seq: u64,
     last_time: Timestamp,
     phase: Phase,
+    /// Ids in the gateway's memory (written by the sequencing stage).
+    gateway_ids: Arc<AtomicU64>,
+    sessions: FxHashMap<SessionId, SessionKind>,
+    broker_sessions: FxHashMap<BrokerId, Vec<SessionId>>,
     inflight: InFlightRing,
     projection: Projection,
     shards: Shards,
     stats: Stats,
-    /// Reports waiting for the journal commit (acceptances, and rejects that burnt an id).
-    unacked: Vec<(SessionId, Report)>,
     partial: FxHashMap<NodeId, Partial>,
-    /// While a CLOSED is completing: the submissions that arrived meanwhile, in order.
-    barrier: Option<u64>,
-    deferred: VecDeque<(SessionId, Vec<ClientCommand>, Timestamp)>,
+    /// A CLOSED being completed, and the reference prices its books reported so far.
+    closing: Option<(u64, Vec<(SecurityId, Price)>)>,
+    /// Items taken from the in-thread sequencing stage (kept to reuse its allocation).
+    items: Vec<Sequenced>,
     /// `--local`: the executor core matching in-process.
     local: Option<executor::ExecutorCore>,
     out: Outbox,
     /// Schedule name for monitors.
     schedule: String,
     /// Finished orders and book snapshots leave memory for it (see [`checkpoint`]), with the
-    /// checkpoint being written.
-    archive: checkpoint::Archived,
+    /// checkpoint being written. Shared with the sequencing stage, which looks ids up in it.
+    archive: sequencer::SharedArchive,
     checkpoints_delayed: u64,
     /// Finished orders of books whose image was trusted: due for the next checkpoint.
     due: Vec<OrderId>,
@@ -373,10 +411,11 @@ pub struct Core {
 }
 
 impl Core {
+    /// A core on `gateway`, journaling into `journal` and writing fills to `tape`.
     pub fn new(
         config: CoreConfig,
         gateway: Gateway,
-        persist: Box<dyn Persist>,
+        (journal, tape): (Box<dyn Persist>, Box<dyn Tape>),
         now: Instant,
     ) -> Self {
         let n = gateway.securities().len();
@@ -397,30 +436,46 @@ impl Core {
         sessions.insert(EXCHANGE_SESSION, SessionKind::Exchange);
         let mut shards = Shards::new(n, config.local);
         shards.snapshot_every = config.snapshot_every;
+        let archive = Arc::new(Mutex::new(checkpoint::Archived::new(Box::new(
+            MemoryArchive::default(),
+        ))));
+        let gateway_ids = Arc::new(AtomicU64::new(0));
+        let listing = gateway.securities().clone();
+        let rules = *gateway.rules();
+        let front = Sequencer::new(
+            gateway,
+            journal,
+            archive.clone(),
+            config.commit_each,
+            gateway_ids.clone(),
+        );
         Core {
             shards,
             projection: Projection::new(references),
             stats: Stats::new(n, now),
-            gateway,
-            persist,
+            front: Some(Box::new(front)),
+            listing,
+            rules,
+            tape,
             brokers: BrokerRegistry::new(),
             sessions,
             broker_sessions: FxHashMap::default(),
             broker_max_id: FxHashMap::default(),
+            max_order_id: 0,
             next_seq: 1,
             last_time: 0,
             phase: Phase::Continuous,
+            gateway_ids,
             inflight: InFlightRing::default(),
-            unacked: Vec::new(),
             partial: FxHashMap::default(),
-            barrier: None,
-            deferred: VecDeque::new(),
+            closing: None,
+            items: Vec::new(),
             local,
             out: Outbox::default(),
             schedule: "continuous".into(),
             metrics: None,
             config,
-            archive: checkpoint::Archived::new(Box::new(MemoryArchive::default())),
+            archive,
             checkpoints_delayed: 0,
             due: Vec::new(),
             images_in: FxHashMap::default(),
@@ -435,8 +490,8 @@ impl Core {
     }
 
     /// Replaces the archive (the disk index in production; memory by default).
-    pub fn with_archive(mut self, archive: Box<dyn Archive>) -> Self {
-        self.archive = checkpoint::Archived::new(archive);
+    pub fn with_archive(self, archive: Box<dyn Archive>) -> Self {
+        *self.archive.lock().expect("archive lock") = checkpoint::Archived::new(archive);
         self
     }
 
@@ -461,6 +516,9 @@ impl Core {
 
     /// Records into these metrics from now on.
     pub fn set_metrics(&mut self, m: std::sync::Arc<metrics::Metrics>) {
+        if let Some(front) = &mut self.front {
+            front.set_metrics(m.clone());
+        }
         self.metrics = Some(m);
     }
 
@@ -468,105 +526,110 @@ impl Core {
         self.schedule = name.into();
     }
 
+    /// Takes the sequencing stage out, to run it on a thread of its own: from now on this core
+    /// is the rest of the pipeline. Feed it what the stage releases with
+    /// [`Self::apply_sequenced`] (after the commit that covers it, in order), and hand the
+    /// stage what [`Outbox::feedback`] holds. `None` if it was taken already.
+    pub fn split(&mut self) -> Option<Sequencer> {
+        self.front.take().map(|f| *f)
+    }
+
+    /// The in-thread sequencing stage (every call that sequences needs it).
+    fn front(&mut self) -> &mut Sequencer {
+        self.front
+            .as_mut()
+            .expect("the sequencing stage runs on its own thread: send it there")
+    }
+
+    /// The seq the next command gets (as far as this core has seen).
     pub fn next_seq(&self) -> u64 {
-        self.next_seq
+        self.front.as_ref().map_or(self.next_seq, |f| f.next_seq())
     }
 
     pub fn is_local(&self) -> bool {
         self.config.local
     }
 
-    pub fn gateway(&self) -> &Gateway {
-        &self.gateway
+    /// The listing the gateway checks against.
+    pub fn listing(&self) -> &SecurityTable {
+        &self.listing
+    }
+
+    pub fn rules(&self) -> &MarketRules {
+        &self.rules
+    }
+
+    /// The gateway, while the sequencing stage runs in this thread.
+    pub fn gateway(&self) -> Option<&Gateway> {
+        self.front.as_ref().map(|f| f.gateway())
     }
 
     /// The market's phase as sequenced (the books reach it as they process the command).
     pub fn phase(&self) -> Phase {
-        self.phase
+        self.front.as_ref().map_or(self.phase, |f| f.phase())
     }
 
     /// The exchange time of the last sequenced command.
     pub fn last_time(&self) -> Timestamp {
-        self.last_time
+        self.front
+            .as_ref()
+            .map_or(self.last_time, |f| f.last_time())
     }
 
     /// False while order entry must wait: too many commands held without an owner, or a CLOSED
     /// completing.
     pub fn accepting(&self) -> bool {
-        self.barrier.is_none() && self.shards.held() < self.config.max_held
+        self.front.as_ref().is_none_or(|f| f.accepting()) && self.routing_room()
+    }
+
+    /// Whether fewer commands than the limit are held without an owner (the sequencing stage
+    /// on its own thread pauses order entry while not).
+    pub fn routing_room(&self) -> bool {
+        self.shards.held() < self.config.max_held
     }
 
     /// Interns a broker name (from the credentials file or a gateway's declaration).
     pub fn broker_id(&mut self, name: &str) -> BrokerId {
-        self.brokers.intern(name)
+        let id = self.front().broker_id(name);
+        self.pump();
+        id
     }
 
     /// A gateway declares the brokers it acts for: names are checked like credentials.
     pub fn declare_brokers(&mut self, names: &[String]) -> Result<Vec<(String, BrokerId)>, String> {
-        if names.len() > proto::limits::MAX_DECLARED {
-            return Err(format!(
-                "at most {} brokers per declaration",
-                proto::limits::MAX_DECLARED
-            ));
-        }
-        for n in names {
-            proto::limits::check_name(n).map_err(|e| format!("broker name {n:?}: {e}"))?;
-        }
-        if self.brokers.len() + names.len() > MAX_BROKERS {
-            return Err(format!("at most {MAX_BROKERS} brokers"));
-        }
-        Ok(names
-            .iter()
-            .map(|n| (n.clone(), self.brokers.intern(n)))
-            .collect())
+        let r = self.front().declare_brokers(names);
+        self.pump();
+        r
     }
 
     /// Every order id above this one is unused, in the session's own namespace.
     pub fn max_order_id(&self, session: SessionId) -> u64 {
-        match self.sessions.get(&session) {
-            Some(SessionKind::Broker(b)) => self.broker_max_id.get(b).copied().unwrap_or(0),
-            _ => self.gateway.max_order_id(),
-        }
-    }
-
-    // ------------------------------------------------------------------------------ recovery
-
-    fn note_max_id(&mut self, o: &NewOrder) {
-        if o.id.0 >> 40 == u64::from(o.broker.0) + 1 {
-            let m = self.broker_max_id.entry(o.broker).or_default();
-            *m = (*m).max(local_order_id(o.id).0);
-        }
+        self.front.as_ref().map_or(0, |f| f.max_order_id(session))
     }
 
     // ------------------------------------------------------------------------------ sessions
 
     pub fn open_session(&mut self, session: SessionId, kind: SessionKind) {
-        self.sessions.insert(session, kind);
-        if let SessionKind::Broker(b) = kind {
-            self.broker_sessions.entry(b).or_default().push(session);
-        }
+        self.front().open_session(session, kind);
+        self.pump();
     }
 
     pub fn close_session(&mut self, session: SessionId) {
-        if let Some(SessionKind::Broker(b)) = self.sessions.remove(&session) {
-            if let Some(list) = self.broker_sessions.get_mut(&b) {
-                list.retain(|x| *x != session);
-            }
-        }
-        self.out.reports.remove(&session);
+        self.front().close_session(session);
+        self.pump();
     }
 
     /// Open sessions of a broker.
     pub fn sessions_of(&self, broker: BrokerId) -> usize {
-        self.broker_sessions.get(&broker).map_or(0, Vec::len)
+        self.front.as_ref().map_or(0, |f| f.sessions_of(broker))
     }
 
     /// Checks a submit frame as a whole before anything of it is processed (see
     /// [`check_submit`]); the core checks again what a session already checked.
     pub fn check_batch(&self, session: SessionId, cmds: &[ClientCommand]) -> Result<(), String> {
-        match self.sessions.get(&session) {
-            Some(kind) => check_submit(*kind, cmds),
-            None => Err("no such session".into()),
+        match &self.front {
+            Some(f) => f.check_batch(session, cmds),
+            None => Err("the sequencing stage runs on its own thread".into()),
         }
     }
 
@@ -581,143 +644,109 @@ impl Core {
         now: Instant,
         time: Timestamp,
     ) -> anyhow::Result<()> {
-        if self.barrier.is_some() || !self.deferred.is_empty() {
-            self.deferred.push_back((session, cmds.to_vec(), time));
-            return Ok(());
-        }
-        if let Some(rest) = self.submit_until_barrier(session, cmds, now, time)? {
-            self.deferred.push_front((session, rest, time));
-        }
-        Ok(())
+        let r = self.front().submit(session, cmds, now, time);
+        self.pump();
+        r
     }
 
-    /// Sequences commands in order until one of them raises a barrier; returns the commands
-    /// left after it.
-    fn submit_until_barrier(
-        &mut self,
-        session: SessionId,
-        cmds: &[ClientCommand],
-        now: Instant,
-        time: Timestamp,
-    ) -> anyhow::Result<Option<Vec<ClientCommand>>> {
-        let Some(kind) = self.sessions.get(&session).copied() else {
-            return Ok(None);
-        };
-        for (k, cc) in cmds.iter().enumerate() {
-            self.submit_one(session, kind, cc, now, time)?;
-            if self.barrier.is_some() {
-                let rest = &cmds[k + 1..];
-                return Ok((!rest.is_empty()).then(|| rest.to_vec()));
-            }
+    /// Applies what the in-thread sequencing stage did since the last call (routing happens at
+    /// once; nothing routed leaves before the commit, see [`Self::flush`]).
+    fn pump(&mut self) {
+        let Some(front) = &mut self.front else { return };
+        let mut items = std::mem::take(&mut self.items);
+        items.extend(front.take_uncommitted());
+        for item in items.drain(..) {
+            self.apply(item);
         }
-        Ok(None)
+        self.items = items;
     }
 
-    fn submit_one(
-        &mut self,
-        session: SessionId,
-        kind: SessionKind,
-        cc: &ClientCommand,
-        now: Instant,
-        time: Timestamp,
-    ) -> anyhow::Result<()> {
-        let mut cmd = cc.command;
-        self.stats.counters.received += 1;
-        match kind {
-            SessionKind::Broker(b) => {
-                // A broker session can only act for itself, in its own id namespace.
-                cmd.set_broker(b);
-                if let Some(local) = cmd.order_id() {
-                    let global = global_order_id(b, local.0).expect("checked by check_batch");
-                    set_order_id(&mut cmd, global);
+    /// What the sequencing stage released (on its own thread: after the commit that covers
+    /// it), in order.
+    pub fn apply_sequenced(&mut self, items: Vec<Sequenced>) {
+        for item in items {
+            self.apply(item);
+        }
+    }
+
+    fn apply(&mut self, item: Sequenced) {
+        match item {
+            Sequenced::Command {
+                seq,
+                session,
+                client_ref,
+                command,
+                time,
+                received,
+                max_order_id,
+            } => {
+                self.stats.counters.received += 1;
+                self.stats.counters.accepted += 1;
+                self.next_seq = seq + 1;
+                self.refusals_at_next_seq = 0;
+                self.last_time = time;
+                self.max_order_id = max_order_id;
+                let new = match command {
+                    Command::New(o) => {
+                        sequencer::note_max_id(&mut self.broker_max_id, &o);
+                        Some(o)
+                    }
+                    _ => None,
+                };
+                let routed = self.fan_out(seq, &command);
+                self.inflight.insert(
+                    seq,
+                    InFlight {
+                        session,
+                        client_ref,
+                        new,
+                        received,
+                        time,
+                        remaining: routed.len() as u32,
+                    },
+                );
+                for r in routed {
+                    self.shards.route(r);
                 }
-            }
-            SessionKind::Gateway => {
-                if let Some(b) = cmd.broker() {
-                    if self.brokers.name(b).is_none() {
-                        self.reject(
-                            session,
-                            cc.client_ref,
-                            &cmd,
-                            RejectReason::NotOwner,
-                            now,
-                            time,
-                        )?;
-                        return Ok(());
+                if let Command::Phase(p) = command {
+                    self.phase = p;
+                    self.note_phase(seq, p);
+                    if p == Phase::Closed {
+                        self.closing = Some((seq, Vec::new()));
                     }
                 }
             }
-            SessionKind::Exchange => {}
-        }
-        let archive = &self.archive;
-        let checked = self
-            .gateway
-            .check_with(&cmd, |id| Core::archived_id(archive, id))?;
-        if let Err(reason) = checked {
-            return self.reject(session, cc.client_ref, &cmd, reason, now, time);
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        self.refusals_at_next_seq = 0;
-        let time = time.max(self.last_time);
-        self.last_time = time;
-        let broker_name = cmd
-            .broker()
-            .and_then(|b| self.brokers.name(b))
-            .unwrap_or("");
-        self.persist.append(&JournalEntry {
-            seq,
-            time,
-            client_ref: cc.client_ref,
-            command: &cmd,
-            broker_name,
-        })?;
-        self.stats.counters.accepted += 1;
-        let new = match cmd {
-            Command::New(o) => {
-                self.note_max_id(&o);
-                Some(o)
+            Sequenced::Refused {
+                client_ref,
+                command,
+                reason,
+                burnt,
+                at,
+                max_order_id,
+            } => {
+                self.stats.counters.received += 1;
+                self.refused(client_ref, &command, reason, burnt, at);
+                self.max_order_id = max_order_id;
             }
-            _ => None,
-        };
-        let routed = self.fan_out(seq, &cmd);
-        self.inflight.insert(
-            seq,
-            InFlight {
-                session,
-                client_ref: cc.client_ref,
-                new,
-                received: now,
-                time,
-                remaining: routed.len() as u32,
-            },
-        );
-        self.unacked.push((
-            session,
-            Report {
-                client_ref: cc.client_ref,
-                seq,
-                time,
-                order: self.visible_id(session, cmd.order_id().unwrap_or(OrderId(0))),
-                event: ReportEvent::Accepted,
-                last: false,
-                passive: false,
-            },
-        ));
-        for r in routed {
-            self.shards.route(r);
-        }
-        if let Command::Phase(p) = cmd {
-            self.phase = p;
-            self.note_phase(seq, p);
-            if p == Phase::Closed {
-                self.barrier = Some(seq);
+            Sequenced::SessionOpened { session, kind } => {
+                self.sessions.insert(session, kind);
+                if let SessionKind::Broker(b) = kind {
+                    self.broker_sessions.entry(b).or_default().push(session);
+                }
+            }
+            Sequenced::SessionClosed { session } => {
+                if let Some(SessionKind::Broker(b)) = self.sessions.remove(&session) {
+                    if let Some(list) = self.broker_sessions.get_mut(&b) {
+                        list.retain(|x| *x != session);
+                    }
+                }
+                self.out.reports.remove(&session);
+            }
+            Sequenced::Broker { id, name } => {
+                let got = self.brokers.intern(&name);
+                debug_assert_eq!(got, id, "brokers are interned in the same order");
             }
         }
-        if self.config.commit_each {
-            self.persist.commit()?;
-        }
-        Ok(())
     }
 
     /// The per-security commands a sequenced command becomes: one, or one per listed security
@@ -729,7 +758,7 @@ impl Core {
                 security,
                 command: *cmd,
             }],
-            None => (0..self.gateway.securities().len() as u32)
+            None => (0..self.listing.len() as u32)
                 .map(|i| Routed {
                     seq,
                     security: SecurityId(i),
@@ -739,33 +768,21 @@ impl Core {
         }
     }
 
-    fn reject(
+    /// A command the gateway refused: counted, logged, and a burnt NEW listed as rejected.
+    fn refused(
         &mut self,
-        session: SessionId,
         client_ref: u64,
         cmd: &Command,
         reason: RejectReason,
+        burnt: bool,
         now: Instant,
-        time: Timestamp,
-    ) -> anyhow::Result<()> {
+    ) {
         self.stats.counters.rejected += 1;
         let id = cmd.order_id().unwrap_or(OrderId(0));
-        if let Command::New(o) = cmd {
-            // A rejected NEW burns its id (unless the id was taken already): journaled, so a
-            // restarted manager still refuses the id and still lists the order as rejected.
-            if reason != RejectReason::DuplicateOrderId {
-                let broker_name = self.brokers.name(o.broker).unwrap_or("");
-                self.persist.append_rejected(&RejectedEntry {
-                    time,
-                    client_ref,
-                    order: o,
-                    reason,
-                    broker_name,
-                })?;
-                self.projection.insert_rejected(o, client_ref, reason);
-                self.note_max_id(o);
-                self.refusals_at_next_seq += 1;
-            }
+        if let (Command::New(o), true) = (cmd, burnt) {
+            self.projection.insert_rejected(o, client_ref, reason);
+            sequencer::note_max_id(&mut self.broker_max_id, o);
+            self.refusals_at_next_seq += 1;
         }
         if let Some(m) = &self.metrics {
             match cmd {
@@ -787,45 +804,40 @@ impl Core {
             LogKind::Reject,
             format!("order {} rejected: {}", id.0, reason.code()),
         );
-        self.unacked.push((
-            session,
-            Report {
-                client_ref,
-                seq: 0,
-                time: 0,
-                order: self.visible_id(session, id),
-                event: ReportEvent::Rejected { reason },
-                last: true,
-                passive: false,
-            },
-        ));
+    }
+
+    /// Hands the sequencing stage what it must know: at once if it runs in this thread.
+    fn feed_back(&mut self, fb: Feedback, now: Instant) -> anyhow::Result<()> {
+        match &mut self.front {
+            Some(front) => {
+                front.feedback(fb, now)?;
+                self.pump();
+            }
+            None => self.out.feedback.push(fb),
+        }
         Ok(())
     }
 
-    /// The id a session knows an order by.
-    fn visible_id(&self, session: SessionId, id: OrderId) -> OrderId {
-        match self.sessions.get(&session) {
-            Some(SessionKind::Broker(_)) => local_order_id(id),
-            _ => id,
+    /// Commits the journal (in-thread stage) and queues what the commit released.
+    fn commit_front(&mut self) -> anyhow::Result<()> {
+        let Some(front) = &mut self.front else {
+            return Ok(());
+        };
+        let released = front.commit()?;
+        for (session, report) in released.reports {
+            self.out.reports.entry(session).or_default().push(report);
         }
+        debug_assert!(released.items.is_empty(), "the core took them at once");
+        Ok(())
     }
 
     /// Commits the journal, then releases acknowledgements and rejects and the commands routed
-    /// to executors. In local mode the routed commands are matched here.
+    /// to executors. In local mode the routed commands are matched here. (With the sequencing
+    /// stage on its own thread, everything applied here was committed already.)
     pub fn flush(&mut self, now: Instant) -> anyhow::Result<Outbox> {
-        if !self.unacked.is_empty() {
-            let started = Instant::now();
-            self.persist.commit()?;
-            if let Some(m) = &self.metrics {
-                m.journal_commit(started.elapsed(), self.unacked.len() as u64);
-            }
-            for (session, report) in std::mem::take(&mut self.unacked) {
-                if self.sessions.contains_key(&session) && session != EXCHANGE_SESSION {
-                    self.out.reports.entry(session).or_default().push(report);
-                }
-            }
-        }
         loop {
+            // Also what a barrier that fell let through (deferred submissions).
+            self.commit_front()?;
             let outgoing = std::mem::take(&mut self.shards.outgoing);
             if outgoing.is_empty() {
                 break;
@@ -837,17 +849,8 @@ impl Core {
                     self.out.executors.entry(node).or_default().extend(msgs);
                 }
             }
-            if !self.unacked.is_empty() {
-                // Deferred submissions sequenced when a barrier cleared.
-                self.persist.commit()?;
-                for (session, report) in std::mem::take(&mut self.unacked) {
-                    if self.sessions.contains_key(&session) && session != EXCHANGE_SESSION {
-                        self.out.reports.entry(session).or_default().push(report);
-                    }
-                }
-            }
         }
-        self.persist.commit()?;
+        self.tape.commit()?;
         self.out.disconnect.append(&mut self.shards.disconnect);
         self.drain_news(now);
         self.out.log.append(&mut self.stats.log);
@@ -944,7 +947,10 @@ impl Core {
     /// Periodic check: heartbeat ages, node status, rates.
     /// Persistence housekeeping while idle (the journal's high-water mark catches up).
     pub fn persist_idle(&mut self) -> anyhow::Result<()> {
-        self.persist.idle()
+        match &mut self.front {
+            Some(front) => front.idle(),
+            None => Ok(()),
+        }
     }
 
     pub fn tick(&mut self, now: Instant) {
@@ -1115,8 +1121,8 @@ impl Core {
                 return Ok(());
             }
         };
-        for &(sec, price) in &outcome.references {
-            self.gateway.set_reference(sec, price);
+        if let Some((_, refs)) = &mut self.closing {
+            refs.extend_from_slice(&outcome.references);
         }
         if let Some(result) = outcome.auction {
             self.stats.auction(security, result);
@@ -1165,15 +1171,14 @@ impl Core {
                     format!("phase {} complete in every book (seq {seq})", p.as_str()),
                 );
             }
-            if self.barrier == Some(seq) {
-                self.barrier = None;
-                self.resume_deferred(now)?;
+            if self.closing.as_ref().is_some_and(|(s, _)| *s == seq) {
+                let (seq, references) = self.closing.take().expect("checked");
+                self.feed_back(Feedback::Closed { seq, references }, now)?;
             }
         }
         Ok(())
     }
 
-    /// Sequences what waited behind a barrier, in arrival order, until the next barrier.
     /// How a completed command ended, for the metrics.
     fn record_final(&self, cmd: &Command, events: &[Event], latency: Duration) {
         let Some(m) = &self.metrics else { return };
@@ -1207,18 +1212,6 @@ impl Core {
             }
             Command::Phase(p) => m.set_phase(*p),
         }
-    }
-
-    fn resume_deferred(&mut self, now: Instant) -> anyhow::Result<()> {
-        while self.barrier.is_none() {
-            let Some((session, cmds, time)) = self.deferred.pop_front() else {
-                break;
-            };
-            if let Some(rest) = self.submit_until_barrier(session, &cmds, now, time)? {
-                self.deferred.push_front((session, rest, time));
-            }
-        }
-        Ok(())
     }
 
     fn push_report(&mut self, session: SessionId, report: Report) {
@@ -1276,7 +1269,7 @@ impl Core {
                         index: fill_index,
                     };
                     fill_index += 1;
-                    self.persist.append_trade(&TapeEntry {
+                    self.tape.append_trade(&TapeEntry {
                         seq,
                         time,
                         fill_index: trade.index,
@@ -1457,6 +1450,7 @@ impl Core {
             |b: BrokerId, id: OrderId| broker.is_none_or(|x| x == b && in_namespace(x, id));
         let mut out: Vec<OrderStatus> = Vec::new();
         let pending = |f: &InFlight| f.new.filter(|o| visible(o.broker, o.id));
+        let archive = self.archive.lock().expect("archive lock");
         if ids.is_empty() {
             out.extend(
                 self.projection
@@ -1471,7 +1465,7 @@ impl Core {
                 ),
                 None => (0, u64::MAX),
             };
-            self.archive.scan(lo, hi, &mut |f| {
+            archive.scan(lo, hi, &mut |f| {
                 if visible(f.broker, f.id) {
                     out.push(orders::finished_status(f));
                 }
@@ -1483,7 +1477,7 @@ impl Core {
                     Some(r) if visible(r.broker, id) => out.push(r.status(id)),
                     Some(_) => {}
                     None => {
-                        if let Some(f) = self.archive.get(id)? {
+                        if let Some(f) = archive.get(id)? {
                             if visible(f.broker, id) {
                                 out.push(orders::finished_status(&f));
                             }
@@ -1520,7 +1514,7 @@ impl Core {
 
     /// Submissions waiting, unsequenced, for a CLOSED to complete.
     pub fn deferred(&self) -> usize {
-        self.deferred.iter().map(|(_, c, _)| c.len()).sum()
+        self.front.as_ref().map_or(0, |f| f.deferred())
     }
 
     /// Commands sequenced and not yet completed.
@@ -1556,8 +1550,7 @@ impl Core {
             })
             .collect();
         let securities = self
-            .gateway
-            .securities()
+            .listing
             .iter()
             .map(|(id, code, reference)| {
                 let i = id.0 as usize;
@@ -1592,8 +1585,8 @@ impl Core {
             orders_per_sec: self.stats.rate,
             latency: self.stats.latency_summary(),
             securities,
-            phase: self.phase,
-            exchange_time: self.last_time,
+            phase: self.phase(),
+            exchange_time: self.last_time(),
             schedule: self.schedule.clone(),
         }
     }
@@ -1645,15 +1638,6 @@ pub fn check_submit(kind: SessionKind, cmds: &[ClientCommand]) -> Result<(), Str
                 Err("the exchange session only changes phases".into())
             }
         }
-    }
-}
-
-fn set_order_id(cmd: &mut Command, id: OrderId) {
-    match cmd {
-        Command::New(o) => o.id = id,
-        Command::Cancel(c) => c.id = id,
-        Command::Amend(a) => a.id = id,
-        Command::Phase(_) => {}
     }
 }
 

@@ -63,6 +63,7 @@ impl Core {
                 got.0
             );
         }
+        self.sync_front();
         Ok(())
     }
 
@@ -81,9 +82,8 @@ impl Core {
         items: impl IntoIterator<Item = anyhow::Result<JournalItem>>,
         taped: &rustc_hash::FxHashSet<(u64, u32, u32)>,
     ) -> anyhow::Result<u64> {
-        let n = self.gateway.securities().len();
-        let mut engine =
-            executor::ExecutorCore::new(*self.gateway.rules(), self.gateway.securities());
+        let n = self.listing.len();
+        let mut engine = executor::ExecutorCore::new(self.rules, &self.listing);
         let mut groups = Vec::new();
         engine.apply(
             ToExecutor::Assign {
@@ -103,10 +103,10 @@ impl Core {
                     self.broker_max_id.insert(b.id, b.max_own_id);
                 }
             }
-            self.gateway.restore(&Command::Phase(m.phase));
+            self.gw().restore(&Command::Phase(m.phase));
             self.phase = m.phase;
             self.note_phase(m.resume_seq.saturating_sub(1), m.phase);
-            self.gateway.restore_max_id(m.max_order_id);
+            self.gw().restore_max_id(m.max_order_id);
             self.last_time = m.last_time;
             self.next_seq = m.resume_seq;
         }
@@ -121,9 +121,9 @@ impl Core {
                 .restore_book(&snap)
                 .map_err(|e| anyhow::anyhow!("snapshot {}: {e}", snap.file_name()))?;
             for o in snap.bids.iter().chain(&snap.asks) {
-                self.gateway.restore_accepted(o.id, o.broker, snap.security);
+                self.gw().restore_accepted(o.id, o.broker, snap.security);
             }
-            self.gateway.set_reference(snap.security, snap.reference);
+            self.gw().set_reference(snap.security, snap.reference);
             for part in ImagePart::split(&snap.image(), snap.seq, IMAGE_PART_ORDERS) {
                 if let Some(Err(e)) = engine.apply(ToExecutor::Image(part), &mut groups).installed {
                     anyhow::bail!("snapshot {} does not install: {e}", snap.file_name());
@@ -158,14 +158,19 @@ impl Core {
                     } else {
                         match refusals_at {
                             Some(k) => self.refusals_at_next_seq <= k,
-                            None => self.archive.get(r.order.id)?.is_some(),
+                            None => self
+                                .archive
+                                .lock()
+                                .expect("archive lock")
+                                .get(r.order.id)?
+                                .is_some(),
                         }
                     };
                     if !archived {
-                        self.gateway.restore_rejected(&r.order);
+                        self.gw().restore_rejected(&r.order);
                         self.projection
                             .insert_rejected(&r.order, r.client_ref, r.reason);
-                        self.note_max_id(&r.order);
+                        super::sequencer::note_max_id(&mut self.broker_max_id, &r.order);
                     }
                     self.last_time = self.last_time.max(r.time);
                     continue;
@@ -196,7 +201,7 @@ impl Core {
             );
             self.next_seq += 1;
             if let Command::New(o) = &command {
-                self.note_max_id(o);
+                super::sequencer::note_max_id(&mut self.broker_max_id, o);
             }
             let routed: Vec<Routed> = self
                 .fan_out(rec.seq, &command)
@@ -210,8 +215,8 @@ impl Core {
             if routed.is_empty() {
                 // Wholly in the snapshots: its ids are live there or in the archive.
                 match command {
-                    Command::New(o) => self.gateway.restore_max_id(o.id.0),
-                    Command::Phase(_) => self.gateway.restore(&command),
+                    Command::New(o) => self.gw().restore_max_id(o.id.0),
+                    Command::Phase(_) => self.gw().restore(&command),
                     Command::Cancel(_) | Command::Amend(_) => {}
                 }
                 continue;
@@ -224,7 +229,7 @@ impl Core {
             // several runs per id.
             let checked = match command {
                 Command::Cancel(_) | Command::Amend(_) => Ok(()),
-                Command::New(_) | Command::Phase(_) => self.gateway.check(&command),
+                Command::New(_) | Command::Phase(_) => self.gw().check(&command),
             };
             if let Err(reason) = checked {
                 anyhow::bail!(
@@ -263,13 +268,13 @@ impl Core {
                         anyhow::anyhow!("journal replay of seq {} is inconsistent: {e}", rec.seq)
                     })?;
                 for (sec, price) in outcome.references {
-                    self.gateway.set_reference(sec, price);
+                    self.gw().set_reference(sec, price);
                 }
                 let mut fill_index = 0u32;
                 for ev in &events {
                     if let Event::Fill(f) = ev {
                         if !taped.contains(&(rec.seq, g.security.0, fill_index)) {
-                            self.persist.append_trade(&TapeEntry {
+                            self.tape.append_trade(&TapeEntry {
                                 seq: rec.seq,
                                 time: rec.time,
                                 fill_index,
@@ -286,10 +291,25 @@ impl Core {
             st.completed = st.history.len();
             st.sent = if self.config.local { st.completed } else { 0 };
         }
-        self.persist.commit()?;
+        self.tape.commit()?;
         if self.config.local {
             self.local = Some(engine);
         }
+        self.max_order_id = self.gw().max_order_id();
+        self.sync_front();
         Ok(restored)
+    }
+
+    /// The gateway of the in-thread sequencing stage (recovery runs before any split).
+    fn gw(&mut self) -> &mut matching::Gateway {
+        &mut self.front().gateway
+    }
+
+    /// Recovery rebuilt the sequencing state here: the stage continues from it.
+    fn sync_front(&mut self) {
+        let (next_seq, last_time, phase) = (self.next_seq, self.last_time, self.phase);
+        let (brokers, max_ids) = (self.brokers.clone(), self.broker_max_id.clone());
+        self.front()
+            .restore(next_seq, last_time, phase, &brokers, &max_ids);
     }
 }
