@@ -16,16 +16,24 @@
 //! and finished-order archive writing to tmpfs (`/dev/shm`) without fsync, which is the
 //! production code path minus the disk.
 //!
-//! Stages, per batch of 4,096 commands (the server's group-commit budget):
-//! - `submit`: gateway checks, sequencing, journal append (memory), per-security queues;
-//! - `flush`: group commit (memory) and routing into executor messages, reports to the client;
-//! - `events`: the executors' groups validated against the projection, reports built;
+//! The core runs as the manager runs it: the sequencing stage split off ([`Core::split`]), the
+//! rest fed what it committed. Stages, per batch of 4,096 commands (the server's group-commit
+//! budget):
+//! - `sequencing`: gateway checks, sequence numbers, journal append and group commit, the
+//!   acknowledgements: all an acknowledgement waits for (the sequencing thread);
+//! - `route`: what was sequenced applied to the routing state, and flushed into executor
+//!   messages (the core thread);
+//! - `events`: the executors' groups validated against the projection, reports built (the
+//!   core thread);
 //! - `executor`: the executors' matching (not the manager's cost; shown for scale).
+//!
+//! The two threads work in parallel where there are cores for them, so the manager's capacity
+//! is set by the slower of the two; both in one thread is what a one-core host gets.
 
 use std::time::{Duration, Instant};
 
 use executor::ExecutorCore;
-use manager::core::{Core, CoreConfig, MemoryPersist, NodeId, SessionKind};
+use manager::core::{Core, CoreConfig, MemoryPersist, NodeId, Sequencer, SessionKind};
 use manager::setup::{disk_persist, recover_core};
 use matching::stream::{to_command, BrokerRegistry};
 use matching::{BrokerId, Exchange, Gateway, MarketRules, SecurityTable};
@@ -37,8 +45,8 @@ const BATCH: usize = 4096;
 
 #[derive(Default)]
 struct Stages {
-    submit: Duration,
-    flush: Duration,
+    sequencing: Duration,
+    route: Duration,
     events: Duration,
     executor: Duration,
 }
@@ -139,7 +147,9 @@ enum Persistence {
 
 fn report(stages: &Stages, baseline: Duration, n: f64, persistence: Persistence) {
     let ns = |d: Duration| d.as_nanos() as f64 / n;
-    let manager = stages.submit + stages.flush + stages.events;
+    let core = stages.route + stages.events;
+    let both = stages.sequencing + core;
+    let slower = stages.sequencing.max(core);
     println!(
         "\npersistence: {}",
         match persistence {
@@ -156,14 +166,19 @@ fn report(stages: &Stages, baseline: Duration, n: f64, persistence: Persistence)
         )
     };
     line("sequential Exchange (baseline)", baseline);
-    line("manager: submit (check, seq, journal)", stages.submit);
-    line("manager: flush (commit, route)", stages.flush);
-    line("manager: events (validate, report)", stages.events);
-    line("manager serial path, total", manager);
+    line("sequencing: check, seq, journal, ack", stages.sequencing);
+    line("core: route", stages.route);
+    line("core: events (validate, report)", stages.events);
+    line("core thread, total", core);
+    line("both stages in one thread", both);
+    line("pipeline (the slower stage)", slower);
     line("executors' matching (for scale)", stages.executor);
+    let x = |d: Duration| d.as_secs_f64() / baseline.as_secs_f64();
     println!(
-        "manager serial path / sequential exchange: {:.2}x the time per order",
-        manager.as_secs_f64() / baseline.as_secs_f64()
+        "per order, against the sequential exchange: acknowledgement path {:.2}x, core thread {:.2}x, both in one thread {:.2}x",
+        x(stages.sequencing),
+        x(core),
+        x(both)
     );
 }
 
@@ -211,6 +226,7 @@ fn run_core(
     for b in 0..names.len() as u32 {
         core.open_session(GATEWAY + 1 + b, SessionKind::Broker(BrokerId(b)));
     }
+    let mut front = core.split().expect("the sequencing stage");
     let mut per_broker: Vec<Vec<ClientCommand>> = vec![Vec::new(); names.len()];
     let mut execs: Vec<(NodeId, ExecutorCore)> = (0..executors)
         .map(|i| {
@@ -222,7 +238,7 @@ fn run_core(
     let mut groups = Vec::new();
     // Settle the shard map before measuring.
     deliver(
-        &mut core,
+        (&mut front, &mut core),
         &mut execs,
         &mut groups,
         now,
@@ -232,8 +248,8 @@ fn run_core(
         match entry {
             Entry::Gateway => {
                 let t = cpu_now();
-                core.submit(GATEWAY, batch, now, 0).unwrap();
-                stages.submit += cpu_since(t);
+                front.submit(GATEWAY, batch, now, 0).unwrap();
+                stages.sequencing += cpu_since(t);
             }
             Entry::Brokers => {
                 for c in batch {
@@ -246,34 +262,54 @@ fn run_core(
                 let t = cpu_now();
                 for (b, cmds) in per_broker.iter().enumerate() {
                     if !cmds.is_empty() {
-                        core.submit(GATEWAY + 1 + b as u32, cmds, now, 0).unwrap();
+                        front.submit(GATEWAY + 1 + b as u32, cmds, now, 0).unwrap();
                     }
                 }
-                stages.submit += cpu_since(t);
+                stages.sequencing += cpu_since(t);
                 per_broker.iter_mut().for_each(Vec::clear);
             }
         }
-        deliver(&mut core, &mut execs, &mut groups, now, &mut stages);
+        deliver(
+            (&mut front, &mut core),
+            &mut execs,
+            &mut groups,
+            now,
+            &mut stages,
+        );
     }
     // Whatever is still travelling.
     for _ in 0..8 {
-        deliver(&mut core, &mut execs, &mut groups, now, &mut stages);
+        deliver(
+            (&mut front, &mut core),
+            &mut execs,
+            &mut groups,
+            now,
+            &mut stages,
+        );
     }
     assert_eq!(core.in_flight(), 0, "every command must be final");
     stages
 }
 
-/// One loop of the core: flush, executors process, their groups come back.
+/// One loop of both stages: the sequencing stage commits and hands over, the core routes and
+/// flushes, executors process, their groups come back.
 fn deliver(
-    core: &mut Core,
+    (front, core): (&mut Sequencer, &mut Core),
     execs: &mut [(NodeId, ExecutorCore)],
     groups: &mut Vec<proto::EventGroup>,
     now: Instant,
     stages: &mut Stages,
 ) {
     let t = cpu_now();
-    let out = core.flush(now).unwrap();
-    stages.flush += cpu_since(t);
+    let released = front.commit().unwrap();
+    stages.sequencing += cpu_since(t);
+    let t = cpu_now();
+    core.apply_sequenced(released.items);
+    let mut out = core.flush(now).unwrap();
+    stages.route += cpu_since(t);
+    for fb in out.feedback.drain(..) {
+        front.feedback(fb, now).unwrap();
+    }
     for (node, msgs) in out.executors {
         let Some((_, exec)) = execs.iter_mut().find(|(id, _)| *id == node) else {
             continue;

@@ -1,12 +1,19 @@
-//! The manager's I/O shell: QUIC accept loop, one task per connection, and the core thread that
-//! owns [`Core`] and is the only place state changes.
+//! The manager's I/O shell: QUIC accept loop, one task per connection, and the two threads of the
+//! core pipeline, the only places state changes: the sequencing thread owns the [`Sequencer`]
+//! (check, sequence, journal, acknowledge) and the core thread the [`Core`] behind it (routing,
+//! executors' events, projection, reports, checkpoints).
 //!
-//! The core runs on its own OS thread (a single-threaded runtime), so a journal commit (fsync)
-//! never blocks the runtime that serves connections. Queues, all bounded:
-//! - submissions travel on a bounded channel that the core stops reading while it is not
-//!   accepting (too many commands held without an owner, or a CLOSED completing);
-//! - executor messages and control requests on a bounded channel read first, so failover is
-//!   never stuck behind order entry;
+//! Each runs on its own OS thread (a single-threaded runtime), so a journal commit (fsync)
+//! blocks the sequencing thread only, and routing and validation run on another core than
+//! sequencing where the host has one. Queues, all bounded:
+//! - submissions travel on a bounded channel that the sequencing thread stops reading while
+//!   order entry must wait (too many commands held without an owner, or a CLOSED completing);
+//! - session changes and queries go to the sequencing thread, which passes queries on behind
+//!   what it sequenced before them;
+//! - what the sequencing thread committed goes to the core thread on a short queue
+//!   ([`HANDOVER_QUEUE`]): sequencing never runs far ahead of routing;
+//! - executor messages on a bounded channel the core thread reads first, so failover is never
+//!   stuck behind order entry;
 //! - each session's outgoing messages on a bounded queue: a client that does not read is
 //!   disconnected (its orders stay), it never slows anyone else;
 //! - each session may have at most `max_in_flight` commands not yet final: beyond it the
@@ -44,8 +51,12 @@ use crate::schedule::Schedule;
 
 /// Submit batches queued towards the core before senders wait.
 const SUBMIT_QUEUE: usize = 256;
-/// Control messages (executor events, session changes, queries) queued towards the core.
+/// Control messages (executor events, session changes, queries) queued towards a stage.
 const CONTROL_QUEUE: usize = 16_384;
+/// Hand-overs from the sequencing thread queued towards the core thread before the sequencing
+/// thread waits (each at most a group commit's worth of commands): how far sequencing may run
+/// ahead of routing.
+const HANDOVER_QUEUE: usize = 16;
 /// Messages queued to one client (also bounded in bytes by `SESSION_BYTES`).
 const SESSION_QUEUE: usize = 1024;
 /// Bytes of reports and answers queued to one client before it counts as not reading and is
@@ -362,6 +373,7 @@ pub async fn serve(
         })
         .collect();
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
+    let (handover_tx, handover_rx) = mpsc::channel(HANDOVER_QUEUE);
     let (sessions_tx, sessions_rx) = mpsc::channel(CONTROL_QUEUE);
     let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
     let (submit_tx, submit_rx) = mpsc::channel(SUBMIT_QUEUE);
@@ -388,7 +400,7 @@ pub async fn serve(
         rules: core.rules().name().to_string(),
         local: core.is_local(),
         securities,
-        control: control_tx.clone(),
+        control: control_tx,
         sessions: sessions_tx,
         submits: submit_tx,
         snapshot: snap_rx,
@@ -417,7 +429,7 @@ pub async fn serve(
             front,
             schedule,
             (sessions_rx, submit_rx, feedback_rx),
-            control_tx,
+            handover_tx,
             front_room,
             (phase, sequenced),
             front_stopping,
@@ -428,7 +440,7 @@ pub async fn serve(
     spawn_stage("core", done_tx, move || {
         run_core(
             core,
-            control_rx,
+            (control_rx, handover_rx),
             (snap_tx, feedback_tx, room),
             (feed_tx, feed_sender),
             (metrics, monitors, core_stopping),
@@ -701,7 +713,7 @@ async fn run_sequencer(
 /// projection, reports fills, checkpoints.
 async fn run_core(
     mut core: Core,
-    mut control: mpsc::Receiver<Control>,
+    (mut control, mut handover): (mpsc::Receiver<Control>, mpsc::Receiver<Control>),
     (snapshot, feedback, room): (
         watch::Sender<Option<GridSnapshot>>,
         mpsc::UnboundedSender<Feedback>,
@@ -720,7 +732,13 @@ async fn run_core(
     let result: anyhow::Result<()> = async {
     loop {
         tokio::select! {
+            // Executors first: failover is never stuck behind order entry.
+            biased;
             msg = control.recv() => match msg {
+                Some(c) => handle_control(&mut core, c, &mut sessions, &mut executors)?,
+                None => return Ok(()),
+            },
+            msg = handover.recv() => match msg {
                 Some(c) => handle_control(&mut core, c, &mut sessions, &mut executors)?,
                 None => return Ok(()),
             },
@@ -741,6 +759,12 @@ async fn run_core(
         // Drain what is already queued, bounded, so reports and routing go out in time.
         for _ in 0..4096 {
             match control.try_recv() {
+                Ok(c) => handle_control(&mut core, c, &mut sessions, &mut executors)?,
+                Err(_) => break,
+            }
+        }
+        for _ in 0..HANDOVER_QUEUE {
+            match handover.try_recv() {
                 Ok(c) => handle_control(&mut core, c, &mut sessions, &mut executors)?,
                 Err(_) => break,
             }
