@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # BIN_DIR=target/debug: use binaries already built (no release build; figures then say so).
 # NO_BUILD=1: use target/release as it is.
+# MANAGER_FLAGS="...": extra flags for every manager started (e.g. --stage-threads 2).
 if [ -n "${BIN_DIR:-}" ]; then
   B=$BIN_DIR
 else
@@ -25,7 +26,7 @@ start_manager() {
   local port=${1:-0}; shift || true
   rm -f "$work/addr"
   NO_COLOR=1 RUST_LOG=${MANAGER_LOG:-warn} $B/manager --port "$port" --bind 127.0.0.1 --data-dir "$work/data" \
-      --ready-file "$work/addr" "$@" 2>>"$work/manager.log" & pids+=($!)
+      --ready-file "$work/addr" ${MANAGER_FLAGS:-} "$@" 2>>"$work/manager.log" & pids+=($!)
   MPID=$!
   for _ in $(seq 600); do [ -f "$work/addr" ] && break; sleep 0.05; done
   ADDR=$(cat "$work/addr")

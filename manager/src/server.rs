@@ -5,7 +5,10 @@
 //!
 //! Each runs on its own OS thread (a single-threaded runtime), so a journal commit (fsync)
 //! blocks the sequencing thread only, and routing and validation run on another core than
-//! sequencing where the host has one. Queues, all bounded:
+//! sequencing where the host has one (`--stage-threads 1`: both on one thread, as two tasks).
+//! The core thread flushes after at most about a group commit's worth of sequenced commands
+//! and of executor event groups, so reports and feed batches go out in group-sized pieces.
+//! Queues, all bounded:
 //! - submissions travel on a bounded channel that the sequencing thread stops reading while
 //!   order entry must wait (too many commands held without an owner, or a CLOSED completing);
 //! - session changes and queries go to the sequencing thread, which passes queries on behind
@@ -115,6 +118,9 @@ pub struct ServerConfig {
     pub heartbeat_ms: u32,
     pub ready_file: Option<PathBuf>,
     pub schedule: Schedule,
+    /// 2: the sequencing and core stages each on a thread of its own; 1: both on one thread
+    /// (`--stage-threads`).
+    pub stage_threads: u8,
     pub limits: ServerLimits,
 }
 
@@ -178,6 +184,20 @@ enum Control {
     SessionGone {
         session: SessionId,
     },
+}
+
+impl Control {
+    /// Commands it carries: sequenced ones (and refusals), or an executor's event groups.
+    fn commands(&self) -> usize {
+        match self {
+            Control::Sequenced(items) => items.len(),
+            Control::Executor {
+                msg: FromExecutor::Events(groups),
+                ..
+            } => groups.len(),
+            _ => 0,
+        }
+    }
 }
 
 /// The way to one client: its bounded queue, with the bytes queued and the commands in flight
@@ -415,16 +435,15 @@ pub async fn serve(
         config,
     });
     let schedule = shared.config.schedule.clone();
-    // Two threads, each with a runtime of its own: the sequencing stage (its journal commits
-    // block that thread only) and the rest of the core behind it.
+    // The sequencing stage (its journal commits block only its thread when it has one) and
+    // the rest of the core behind it, on two threads or sharing one.
     let front = core
         .split()
         .context("the sequencing stage was taken out already")?;
     let room = Arc::new(AtomicBool::new(true));
-    let (front_done_tx, front_done_rx) = oneshot::channel();
     let front_stopping = stopping.clone();
     let front_room = room.clone();
-    spawn_stage("sequencer", front_done_tx, move || {
+    let sequencing = move || {
         run_sequencer(
             front,
             schedule,
@@ -434,10 +453,10 @@ pub async fn serve(
             (phase, sequenced),
             front_stopping,
         )
-    })?;
+    };
     let (done_tx, done_rx) = oneshot::channel();
     let core_stopping = stopping.clone();
-    spawn_stage("core", done_tx, move || {
+    let core_stage = move || {
         run_core(
             core,
             (control_rx, handover_rx),
@@ -445,7 +464,21 @@ pub async fn serve(
             (feed_tx, feed_sender),
             (metrics, monitors, core_stopping),
         )
-    })?;
+    };
+    // The sequencing thread's result, when it has a thread of its own.
+    let front_done_rx = if shared.config.stage_threads >= 2 {
+        let (front_done_tx, front_done_rx) = oneshot::channel();
+        spawn_stage("sequencer", front_done_tx, sequencing)?;
+        spawn_stage("core", done_tx, core_stage)?;
+        Some(front_done_rx)
+    } else {
+        // Either stage ending ends the other: the channels between them close.
+        spawn_stage("core", done_tx, move || async move {
+            let (front, core) = tokio::join!(sequencing(), core_stage());
+            front.and(core)
+        })?;
+        None
+    };
     if let Some(path) = &shared.config.ready_file {
         // An unspecified bind address is not dialable: name loopback instead.
         let mut dial = local_addr;
@@ -485,8 +518,14 @@ pub async fn serve(
         }
     };
     let stage_failed = async {
+        let front_done = async {
+            match front_done_rx {
+                Some(rx) => rx.await.context("sequencing thread ended without a result"),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            r = front_done_rx => r.context("sequencing thread ended without a result"),
+            r = front_done => r,
             r = done_rx => r.context("core thread ended without a result"),
         }
     };
@@ -731,15 +770,24 @@ async fn run_core(
     let mut last_snapshot = Instant::now();
     let result: anyhow::Result<()> = async {
     loop {
+        // Sequenced commands and executors' event groups taken since the last flush: a flush
+        // routes, reports and feeds about a group commit's worth of each, not a backlog.
+        let (mut taken, mut events) = (0, 0);
         tokio::select! {
             // Executors first: failover is never stuck behind order entry.
             biased;
             msg = control.recv() => match msg {
-                Some(c) => handle_control(&mut core, c, &mut sessions, &mut executors)?,
+                Some(c) => {
+                    events = c.commands();
+                    handle_control(&mut core, c, &mut sessions, &mut executors)?
+                }
                 None => return Ok(()),
             },
             msg = handover.recv() => match msg {
-                Some(c) => handle_control(&mut core, c, &mut sessions, &mut executors)?,
+                Some(c) => {
+                    taken = c.commands();
+                    handle_control(&mut core, c, &mut sessions, &mut executors)?
+                }
                 None => return Ok(()),
             },
             _ = tick.tick() => {
@@ -758,14 +806,23 @@ async fn run_core(
         }
         // Drain what is already queued, bounded, so reports and routing go out in time.
         for _ in 0..4096 {
+            if events >= GROUP_COMMIT_BUDGET {
+                break;
+            }
             match control.try_recv() {
-                Ok(c) => handle_control(&mut core, c, &mut sessions, &mut executors)?,
+                Ok(c) => {
+                    events += c.commands();
+                    handle_control(&mut core, c, &mut sessions, &mut executors)?
+                }
                 Err(_) => break,
             }
         }
-        for _ in 0..HANDOVER_QUEUE {
+        while taken < GROUP_COMMIT_BUDGET {
             match handover.try_recv() {
-                Ok(c) => handle_control(&mut core, c, &mut sessions, &mut executors)?,
+                Ok(c) => {
+                    taken += c.commands().max(1);
+                    handle_control(&mut core, c, &mut sessions, &mut executors)?
+                }
                 Err(_) => break,
             }
         }

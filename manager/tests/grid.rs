@@ -5,6 +5,16 @@
 use testkit::{assert_same_outputs, generate, local_reference, Grid, GridOptions};
 
 fn grid_equals_local(executors: usize, local: bool, orders: u64, seed: u64) {
+    grid_with_flags_equals_local(executors, local, orders, seed, &[]);
+}
+
+fn grid_with_flags_equals_local(
+    executors: usize,
+    local: bool,
+    orders: u64,
+    seed: u64,
+    manager_args: &[&str],
+) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let mut grid = Grid::start(
@@ -12,6 +22,7 @@ fn grid_equals_local(executors: usize, local: bool, orders: u64, seed: u64) {
         GridOptions {
             executors,
             local,
+            manager_args: manager_args.iter().map(|a| a.to_string()).collect(),
             ..GridOptions::default()
         },
     );
@@ -52,6 +63,11 @@ fn two_executors_equal_local_replay() {
 #[test]
 fn three_executors_equal_local_replay() {
     grid_equals_local(3, false, 20_000, 13);
+}
+
+#[test]
+fn a_manager_whose_stages_share_a_thread_equals_local_replay() {
+    grid_with_flags_equals_local(3, false, 20_000, 16, &["--stage-threads", "1"]);
 }
 
 #[test]

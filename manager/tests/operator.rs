@@ -297,9 +297,20 @@ fn testkit_journal_files(data_dir: &Path) -> Vec<(String, u64)> {
 }
 
 /// A full disk (simulated by a file-size limit: writes fail as they would with ENOSPC): the
-/// manager stops, and its clients hear why at once instead of timing out after 10 s.
+/// manager stops, and its clients hear why at once instead of timing out after 10 s. The
+/// sequencing and core stages on threads of their own (the default) or sharing one: either
+/// stage failing stops both.
 #[test]
 fn a_full_disk_stops_the_manager_and_clients_hear_why() {
+    full_disk_stops_the_manager("2");
+}
+
+#[test]
+fn a_full_disk_stops_a_manager_whose_stages_share_a_thread() {
+    full_disk_stops_the_manager("1");
+}
+
+fn full_disk_stops_the_manager(stage_threads: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let grid = Grid::start(dir, GridOptions::default());
@@ -312,7 +323,7 @@ fn a_full_disk_stops_the_manager_and_clients_hear_why() {
     // Files of 1 MiB at most (segments could grow to 8 MiB); SIGXFSZ ignored so the write
     // fails (EFBIG) instead of killing the process.
     let script = format!(
-        "trap '' XFSZ; ulimit -f 1024; exec {} --port 0 --bind 127.0.0.1 --data-dir {} --ready-file {} --segment-bytes 8388608",
+        "trap '' XFSZ; ulimit -f 1024; exec {} --port 0 --bind 127.0.0.1 --data-dir {} --ready-file {} --segment-bytes 8388608 --stage-threads {stage_threads}",
         bin("manager").display(),
         data.display(),
         ready.display()
@@ -374,7 +385,7 @@ fn a_full_disk_stops_the_manager_and_clients_hear_why() {
         "{}",
         manager.log_text()
     );
-    eprintln!("operator: full disk -> client told in {took:?} from the load's start");
+    eprintln!("operator: full disk ({stage_threads} stage threads) -> client told in {took:?} from the load's start");
 }
 
 #[test]
@@ -391,6 +402,20 @@ fn absurd_limits_are_clear_errors() {
         "{}",
         stderr(&out)
     );
+    for stages in ["0", "3"] {
+        let out = std::process::Command::new(bin("manager"))
+            .args(["--stage-threads", stages, "--data-dir"])
+            .arg(tmp.path().join("d"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            stderr(&out).contains("--stage-threads") && stderr(&out).contains("1..=2"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(!tmp.path().join("d").exists(), "a refused flag made files");
     let out = std::process::Command::new(bin("user-sim"))
         .args([
             "generate",
