@@ -3,13 +3,13 @@
 //! Ids are client-chosen, but generators and brokers almost always hand them out in increasing
 //! order. Those ids go into a paged direct table: an insert touches the newest (cache-hot) page,
 //! there is no hashing and no rehash pause, and a page is recycled once all its entries are
-//! gone. Ids far beyond what has been seen (sparse or random ids) go to an `FxHashMap`, so memory
+//! gone. Ids far beyond what has been seen (sparse or random ids) go to a hash map ([`crate::splitmap::SplitMap`]), so memory
 //! stays proportional to the number of ids stored, whatever the ids look like. A page left
 //! nearly empty by removals (a few long-resting orders among thousands of finished ones) moves
 //! its last entries to the hash map and is freed: a long day does not keep a 4096-slot page
 //! alive per straggler.
 
-use rustc_hash::FxHashMap;
+use crate::splitmap::SplitMap;
 
 const PAGE_BITS: u32 = 12;
 const PAGE: usize = 1 << PAGE_BITS;
@@ -37,7 +37,7 @@ pub(crate) struct IdMap<V: Copy + PartialEq> {
     limit: u64,
     /// Number of inserts into the direct table, ever: bounds how far `limit` may grow.
     direct_inserts: u64,
-    far: FxHashMap<u64, V>,
+    far: SplitMap<V>,
     len: usize,
 }
 
@@ -50,7 +50,7 @@ impl<V: Copy + PartialEq> IdMap<V> {
             spare: Vec::new(),
             limit: 0,
             direct_inserts: 0,
-            far: FxHashMap::default(),
+            far: SplitMap::default(),
             len: 0,
         }
     }
@@ -78,7 +78,7 @@ impl<V: Copy + PartialEq> IdMap<V> {
                 return None;
             }
         }
-        self.far.get(&id).copied()
+        self.far.get(id).copied()
     }
 
     #[inline]
@@ -126,7 +126,7 @@ impl<V: Copy + PartialEq> IdMap<V> {
                 }
             }
         }
-        if let Some(old) = self.far.get_mut(&id) {
+        if let Some(old) = self.far.get_mut(id) {
             *old = v;
             return;
         }
@@ -165,7 +165,7 @@ impl<V: Copy + PartialEq> IdMap<V> {
                 }
             }
         }
-        let v = self.far.remove(&id);
+        let v = self.far.remove(id);
         if v.is_some() {
             self.len -= 1;
         }

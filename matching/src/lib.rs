@@ -25,6 +25,8 @@
 //!   collector that turns events into those files.
 //! - `idmap` (private): order id -> value table, paged and direct for increasing ids, hashed
 //!   for sparse ones; used by the engine's order index and the gateway's id registry.
+//! - [`splitmap`]: a `u64`-keyed hash map in parts that grow on their own, so no insert waits
+//!   for a whole big table to rehash (the id tables' sparse half, the manager's projection).
 //! - `reference` (feature `reference`): the naive reference exchange the tests compare against,
 //!   exposed as a benchmark baseline.
 //!
@@ -44,6 +46,7 @@ pub mod image;
 pub mod phase;
 pub mod rules;
 pub mod securities;
+pub mod splitmap;
 pub mod stream;
 pub mod types;
 

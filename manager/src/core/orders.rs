@@ -18,12 +18,13 @@
 //! and time priority (the seq it last rested at), the totals, phase, reference and last trade.
 
 use journal::{BookSnapshot, FinalState, FinishedOrder, LiveOrder};
+use matching::splitmap::SplitMap;
 use matching::{
     Aggressor, BookImage, BrokerId, CancelReason, Command, Event, Fill, OrderId, OrderType, Phase,
     Price, Qty, RejectReason, RestingKind, RestingOrder, SecurityId, Side,
 };
 use proto::{OrderState, OrderStatus, Routed};
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashSet;
 
 /// One order as the manager knows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,7 +147,8 @@ pub(crate) struct BookState {
 
 /// Orders and books as the executors' events have left them.
 pub(crate) struct Projection {
-    records: FxHashMap<OrderId, OrderRecord>,
+    /// Keyed by order id; in parts, so the table of a busy day never rehashes all at once.
+    records: SplitMap<OrderRecord>,
     books: Vec<BookState>,
     undo: Vec<Undo>,
     /// Per security: orders that reached a final state, in the order they did.
@@ -189,7 +191,7 @@ struct Incoming {
 impl Projection {
     pub fn new(references: impl IntoIterator<Item = Price>) -> Self {
         Projection {
-            records: FxHashMap::default(),
+            records: SplitMap::default(),
             books: references
                 .into_iter()
                 .map(|reference| BookState {
@@ -205,7 +207,7 @@ impl Projection {
     }
 
     pub fn get(&self, id: OrderId) -> Option<&OrderRecord> {
-        self.records.get(&id)
+        self.records.get(id.0)
     }
 
     /// Order records in memory (live, finished but not yet archived, rejected).
@@ -233,8 +235,8 @@ impl Projection {
         let mut out: Vec<FinishedOrder> = ids
             .iter()
             .filter_map(|id| {
-                let f = self.records.get(id)?.finished(*id)?;
-                self.records.remove(id);
+                let f = self.records.get(id.0)?.finished(*id)?;
+                self.records.remove(id.0);
                 Some(f)
             })
             .collect();
@@ -305,7 +307,7 @@ impl Projection {
                     ensure(seen.insert(o.id), || format!("order {} twice", o.id.0))?;
                     let r = self
                         .records
-                        .get(&o.id)
+                        .get(o.id.0)
                         .ok_or_else(|| format!("order {} is unknown", o.id.0))?;
                     let kind_ok = match o.kind {
                         RestingKind::Limit => matches!(r.kind, OrderType::Limit | OrderType::Mtl),
@@ -379,14 +381,14 @@ impl Projection {
             ..BookState::default()
         };
         for o in snap.bids.iter().chain(&snap.asks) {
-            ensure(!self.records.contains_key(&o.id), || {
+            ensure(!self.records.contains_key(o.id.0), || {
                 format!("order {} rests in two snapshots", o.id.0)
             })?;
             let open = o.open();
             *Self::side_total(&mut book, o.side) += open;
             book.live += 1;
             self.records.insert(
-                o.id,
+                o.id.0,
                 OrderRecord {
                     broker: o.broker,
                     client_ref: o.client_ref,
@@ -426,7 +428,7 @@ impl Projection {
         self.records
             .iter()
             .filter(move |(_, r)| broker.is_none_or(|b| r.broker == b))
-            .map(|(id, r)| (*id, r))
+            .map(|(id, r)| (OrderId(id), r))
     }
 
     /// Records a NEW refused before sequencing (its id is burnt; its broker can query it).
@@ -436,13 +438,13 @@ impl Projection {
         client_ref: u64,
         reason: RejectReason,
     ) {
-        if let std::collections::hash_map::Entry::Vacant(e) = self.records.entry(o.id) {
-            e.insert(OrderRecord {
-                open: 0,
-                state: OrderState::Rejected,
-                reject: Some(reason),
-                ..OrderRecord::pending(o, client_ref)
-            });
+        let fresh = self.records.insert_new(o.id.0, || OrderRecord {
+            open: 0,
+            state: OrderState::Rejected,
+            reject: Some(reason),
+            ..OrderRecord::pending(o, client_ref)
+        });
+        if fresh {
             self.rejected.push(o.id);
         }
     }
@@ -469,10 +471,10 @@ impl Projection {
             while let Some(u) = self.undo.pop() {
                 match u {
                     Undo::Record(id, Some(r)) => {
-                        self.records.insert(id, r);
+                        self.records.insert(id.0, r);
                     }
                     Undo::Record(id, None) => {
-                        self.records.remove(&id);
+                        self.records.remove(id.0);
                     }
                     Undo::Book(i, b) => self.books[i] = b,
                 }
@@ -484,7 +486,7 @@ impl Projection {
 
     /// A known order, mutably, after saving it for rollback (one lookup).
     fn touch(&mut self, id: OrderId) -> Option<&mut OrderRecord> {
-        let r = self.records.get_mut(&id)?;
+        let r = self.records.get_mut(id.0)?;
         self.undo.push(Undo::Record(id, Some(r.clone())));
         Some(r)
     }
@@ -495,7 +497,7 @@ impl Projection {
 
     /// A live (resting) order of security `sec`, mutably, after saving it for rollback.
     fn resting(&mut self, id: OrderId, sec: SecurityId) -> Result<&mut OrderRecord, String> {
-        match self.records.get_mut(&id) {
+        match self.records.get_mut(id.0) {
             Some(r) if r.security == sec && r.state == OrderState::Resting => {
                 self.undo.push(Undo::Record(id, Some(r.clone())));
                 Ok(r)
@@ -562,12 +564,13 @@ impl Projection {
         let mut incoming = None;
         match routed.command {
             Command::New(o) => {
-                let std::collections::hash_map::Entry::Vacant(slot) = self.records.entry(o.id)
-                else {
+                if !self
+                    .records
+                    .insert_new(o.id.0, || OrderRecord::pending(&o, client_ref))
+                {
                     return Err(format!("order {} already exists", o.id.0));
-                };
+                }
                 self.undo.push(Undo::Record(o.id, None));
-                slot.insert(OrderRecord::pending(&o, client_ref));
                 incoming = Some(Incoming {
                     id: o.id,
                     side: o.side,
@@ -838,7 +841,7 @@ impl Projection {
 
     fn is_live(&self, id: OrderId) -> bool {
         self.records
-            .get(&id)
+            .get(id.0)
             .is_some_and(|r| r.state == OrderState::Resting)
     }
 
@@ -862,7 +865,7 @@ impl Projection {
             .checked_sub(f.qty)
             .ok_or_else(|| format!("order {} fills more than its quantity", inc.id.0))?;
         inc.last_fill = Some(f.price);
-        let agg = self.records.get(&agg_id).ok_or("aggressor unknown")?;
+        let agg = self.records.get(agg_id.0).ok_or("aggressor unknown")?;
         ensure(agg.broker == agg_broker, || {
             "fill names the wrong broker".into()
         })?;
