@@ -76,6 +76,8 @@ const ORDERS_PER_FRAME: usize = 4096;
 /// Commands taken into one group commit, at most (plus one batch).
 const GROUP_COMMIT_BUDGET: usize = 8192;
 const MONITOR_INTERVAL: Duration = Duration::from_millis(250);
+/// How long a stopped stage waits for the other to stop and say why.
+const STAGE_STOP: Duration = Duration::from_secs(5);
 
 /// Limits of the server, with defaults that suit one exchange host.
 #[derive(Clone, Debug)]
@@ -518,16 +520,23 @@ pub async fn serve(
         }
     };
     let stage_failed = async {
-        let front_done = async {
-            match front_done_rx {
-                Some(rx) => rx.await.context("sequencing thread ended without a result"),
-                None => std::future::pending().await,
-            }
+        let Some(mut front_rx) = front_done_rx else {
+            return done_rx.await.context("core thread ended without a result");
         };
-        tokio::select! {
-            r = front_done => r,
-            r = done_rx => r.context("core thread ended without a result"),
-        }
+        let mut core_rx = done_rx;
+        let (first, front_first) = tokio::select! {
+            r = &mut front_rx => (r.context("sequencing thread ended without a result")?, true),
+            r = &mut core_rx => (r.context("core thread ended without a result")?, false),
+        };
+        // The stages stop together (each stops when the other's channels close), and the one
+        // that failed is not always the first to finish: wait a little for the other, so its
+        // error is the one reported.
+        let second = if front_first {
+            tokio::time::timeout(STAGE_STOP, core_rx).await
+        } else {
+            tokio::time::timeout(STAGE_STOP, front_rx).await
+        };
+        Ok(first.and(second.ok().and_then(Result::ok).unwrap_or(Ok(()))))
     };
     let result = tokio::select! {
         _ = accept => Ok(()),
