@@ -453,7 +453,7 @@ impl FrameReader {
                 let len = codec::frame_len(self.header, self.limit)?;
                 let p = (len, tokio::time::Instant::now() + self.frame_timeout);
                 self.payload = Some(p);
-                self.buf.clear();
+                // The buffer's bytes are overwritten as the payload arrives: not zeroed again.
                 self.filled = 0;
                 p
             }
@@ -470,8 +470,11 @@ impl FrameReader {
         self.header_len = 0;
         self.payload = None;
         let msg = codec::decode_payload(&self.buf[..len]);
-        // Do not keep a large buffer alive for a session that sent one large frame.
-        if self.buf.capacity() > 4 * READ_CHUNK {
+        // Keep the buffer for the next frame (a busy stream's frames are alike in size), but
+        // not one far larger than this frame needed: a stream that sent one large frame and
+        // then small ones gives the memory back. What a stream can hold is bounded by its
+        // stage's frame limit either way (a frame in progress holds as much).
+        if self.buf.capacity() > 4 * READ_CHUNK && len * 4 < self.buf.capacity() {
             self.buf = Vec::new();
         }
         Ok(Some(msg?))

@@ -718,13 +718,16 @@ async fn broker_session(
     };
     // Per command: whether it was rejected (for the timeline).
     let mut rejected = vec![false; if keep_samples { n } else { 0 }];
-    let since = |pos: usize| {
-        let now = start.elapsed();
+    // Reports of one frame arrived together: one clock reading serves them all (and the
+    // decoding of the first does not count against the last).
+    let since = |now: Duration, pos: usize| {
         let sent = Duration::from_nanos(due_at[pos].load(Ordering::Relaxed));
         (now, now.saturating_sub(sent).as_micros() as u64)
     };
     while !result.tracker.finished() {
-        for r in &next_reports(&mut reader).await? {
+        let reports = next_reports(&mut reader).await?;
+        let arrived = start.elapsed();
+        for r in &reports {
             let (progress, pos) = result.tracker.on_report(r)?;
             if let (Some(pos), ReportEvent::Rejected { .. }) = (pos, r.event) {
                 if let Some(flag) = rejected.get_mut(pos) {
@@ -733,10 +736,10 @@ async fn broker_session(
             }
             match progress {
                 Progress::Accepted { pos } => {
-                    result.accept.record(since(pos).1.max(1))?;
+                    result.accept.record(since(arrived, pos).1.max(1))?;
                 }
                 Progress::Final { pos } => {
-                    let (now, us) = since(pos);
+                    let (now, us) = since(arrived, pos);
                     result.fin.record(us.max(1))?;
                     result.last_final = now;
                     if keep_samples {
