@@ -397,6 +397,9 @@ pub async fn serve(
     let (control_tx, control_rx) = mpsc::channel(CONTROL_QUEUE);
     let (handover_tx, handover_rx) = mpsc::channel(HANDOVER_QUEUE);
     let (sessions_tx, sessions_rx) = mpsc::channel(CONTROL_QUEUE);
+    // Unbounded on purpose: the core thread must never wait on the sequencing thread (which
+    // may be waiting on it for hand-over room), and feedback is one message per CLOSED and per
+    // checkpoint.
     let (feedback_tx, feedback_rx) = mpsc::unbounded_channel();
     let (submit_tx, submit_rx) = mpsc::channel(SUBMIT_QUEUE);
     let (snap_tx, snap_rx) = watch::channel(None);

@@ -3,11 +3,11 @@
 //! Ids are client-chosen, but generators and brokers almost always hand them out in increasing
 //! order. Those ids go into a paged direct table: an insert touches the newest (cache-hot) page,
 //! there is no hashing and no rehash pause, and a page is recycled once all its entries are
-//! gone. Ids far beyond what has been seen (sparse or random ids) go to a hash map ([`crate::splitmap::SplitMap`]), so memory
-//! stays proportional to the number of ids stored, whatever the ids look like. A page left
-//! nearly empty by removals (a few long-resting orders among thousands of finished ones) moves
-//! its last entries to the hash map and is freed: a long day does not keep a 4096-slot page
-//! alive per straggler.
+//! gone. Ids far beyond what has been seen (sparse or random ids) go to a hash map
+//! ([`crate::splitmap::SplitMap`]), so memory stays proportional to the number of ids stored,
+//! whatever the ids look like. A page left nearly empty by removals (a few long-resting orders
+//! among thousands of finished ones) moves its last entries to the hash map and is freed: a long
+//! day does not keep a 4096-slot page alive per straggler.
 
 use crate::splitmap::SplitMap;
 

@@ -444,29 +444,29 @@ impl Core {
     /// Collects the checkpoint being written if the archive says it is durable: its bases
     /// count as durable, and its orders are answered by the archive from now on.
     fn collect_checkpoint(&mut self, now: Instant) -> anyhow::Result<()> {
-        let done = {
-            let mut archive = self.archive.lock().expect("archive lock");
-            if archive.writing.is_none() {
-                return Ok(());
-            }
-            archive.store.poll()?
-        };
-        if let WriteState::Durable { write_time } = done {
-            self.checkpoint_durable(now, write_time);
-        }
-        Ok(())
+        self.settle_checkpoint(now, false)
     }
 
     /// Waits until the checkpoint being written is durable (an orderly stop; tests).
     pub fn wait_checkpoint(&mut self, now: Instant) -> anyhow::Result<()> {
-        let done = {
+        self.settle_checkpoint(now, true)
+    }
+
+    /// Asks the archive about the checkpoint being written (`wait`: until it is durable) and
+    /// collects it if it is.
+    fn settle_checkpoint(&mut self, now: Instant, wait: bool) -> anyhow::Result<()> {
+        let state = {
             let mut archive = self.archive.lock().expect("archive lock");
             if archive.writing.is_none() {
                 return Ok(());
             }
-            archive.store.wait()?
+            if wait {
+                archive.store.wait()?
+            } else {
+                archive.store.poll()?
+            }
         };
-        if let WriteState::Durable { write_time } = done {
+        if let WriteState::Durable { write_time } = state {
             self.checkpoint_durable(now, write_time);
         }
         Ok(())

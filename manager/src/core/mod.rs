@@ -541,9 +541,10 @@ impl Core {
             .expect("the sequencing stage runs on its own thread: send it there")
     }
 
-    /// The seq the next command gets (as far as this core has seen).
+    /// The seq the next command gets (as far as this core has seen: with the sequencing stage
+    /// in this thread, everything it sequenced).
     pub fn next_seq(&self) -> u64 {
-        self.front.as_ref().map_or(self.next_seq, |f| f.next_seq())
+        self.next_seq
     }
 
     pub fn is_local(&self) -> bool {
@@ -566,14 +567,12 @@ impl Core {
 
     /// The market's phase as sequenced (the books reach it as they process the command).
     pub fn phase(&self) -> Phase {
-        self.front.as_ref().map_or(self.phase, |f| f.phase())
+        self.phase
     }
 
     /// The exchange time of the last sequenced command.
     pub fn last_time(&self) -> Timestamp {
-        self.front
-            .as_ref()
-            .map_or(self.last_time, |f| f.last_time())
+        self.last_time
     }
 
     /// False while order entry must wait: too many commands held without an owner, or a CLOSED
@@ -1450,7 +1449,8 @@ impl Core {
             |b: BrokerId, id: OrderId| broker.is_none_or(|x| x == b && in_namespace(x, id));
         let mut out: Vec<OrderStatus> = Vec::new();
         let pending = |f: &InFlight| f.new.filter(|o| visible(o.broker, o.id));
-        let archive = self.archive.lock().expect("archive lock");
+        // Held only while the archive is read: the sequencing stage looks ids up in it.
+        let archive = || self.archive.lock().expect("archive lock");
         if ids.is_empty() {
             out.extend(
                 self.projection
@@ -1465,7 +1465,7 @@ impl Core {
                 ),
                 None => (0, u64::MAX),
             };
-            archive.scan(lo, hi, &mut |f| {
+            archive().scan(lo, hi, &mut |f| {
                 if visible(f.broker, f.id) {
                     out.push(orders::finished_status(f));
                 }
@@ -1477,7 +1477,8 @@ impl Core {
                     Some(r) if visible(r.broker, id) => out.push(r.status(id)),
                     Some(_) => {}
                     None => {
-                        if let Some(f) = archive.get(id)? {
+                        let archived = archive().get(id)?;
+                        if let Some(f) = archived {
                             if visible(f.broker, id) {
                                 out.push(orders::finished_status(&f));
                             }
@@ -1585,8 +1586,8 @@ impl Core {
             orders_per_sec: self.stats.rate,
             latency: self.stats.latency_summary(),
             securities,
-            phase: self.phase(),
-            exchange_time: self.last_time(),
+            phase: self.phase,
+            exchange_time: self.last_time,
             schedule: self.schedule.clone(),
         }
     }

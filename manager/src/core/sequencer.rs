@@ -336,11 +336,11 @@ impl Sequencer {
             }
             SessionKind::Exchange => {}
         }
-        let checked = {
-            let archive = self.archive.lock().expect("archive lock");
-            self.gateway
-                .check_with(&cmd, |id| super::Core::archived_id(&archive, id))?
-        };
+        // The archive is locked only for an id memory does not hold.
+        let archive = &self.archive;
+        let checked = self.gateway.check_with(&cmd, |id| {
+            super::Core::archived_id(&archive.lock().expect("archive lock"), id)
+        })?;
         if let Err(reason) = checked {
             return self.reject(session, cc.client_ref, &cmd, reason, now, time);
         }
