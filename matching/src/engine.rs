@@ -244,8 +244,13 @@ mod tests {
             for sec in [SecurityId(0), SecurityId(1)] {
                 engine.open_book(sec);
                 for i in 0..20_000u64 {
-                    // Broker-namespaced ids (far apart): they live in the index's hash map.
-                    let id = (u64::from(sec.0) + 1) << 40 | (day * 1_000_000 + i);
+                    // AAA: a broker's increasing ids (the index's direct pages); BBB: ids
+                    // scattered over the whole range (its hash map).
+                    let local = day * 1_000_000 + i + 1;
+                    let id = match sec.0 {
+                        0 => 1 << 40 | local,
+                        _ => local.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1 << 63,
+                    };
                     engine.process(
                         &Command::New(NewOrder {
                             id: OrderId(id),
@@ -261,7 +266,8 @@ mod tests {
                 }
             }
             assert_eq!(engine.index.len(), 40_000);
-            assert!(engine.index.far_capacity() >= 40_000);
+            assert!(engine.index.far_capacity() >= 20_000);
+            assert!(engine.index.pages() >= 20_000 / 4096);
             out.clear();
             engine.process(&Command::Phase(Phase::Closed), &mut out);
             let expired = out
@@ -271,6 +277,7 @@ mod tests {
             assert_eq!(expired, 40_000, "day {day}");
             assert_eq!(engine.index.len(), 0);
             assert!(engine.index.far_capacity() <= 1024, "day {day}: index kept");
+            assert_eq!(engine.index.pages(), 0, "day {day}: direct pages kept");
             for sec in [SecurityId(0), SecurityId(1)] {
                 let book = engine.book(sec).unwrap();
                 assert_eq!(book.slab_capacity(), 0, "day {day}: {sec:?} kept its slab");

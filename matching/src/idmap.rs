@@ -1,24 +1,36 @@
-//! `u64` order id -> small `Copy` value, tuned for the common case of (roughly) increasing ids.
+//! `u64` order id -> `Copy` value, tuned for the common case of (roughly) increasing ids in
+//! each id namespace.
 //!
 //! Ids are client-chosen, but generators and brokers almost always hand them out in increasing
-//! order. Those ids go into a paged direct table: an insert touches the newest (cache-hot) page,
-//! there is no hashing and no rehash pause, and a page is recycled once all its entries are
-//! gone. Ids far beyond what has been seen (sparse or random ids) go to a hash map
-//! ([`crate::splitmap::SplitMap`]), so memory stays proportional to the number of ids stored,
-//! whatever the ids look like. A page left nearly empty by removals (a few long-resting orders
-//! among thousands of finished ones) moves its last entries to the hash map and is freed: a long
-//! day does not keep a 4096-slot page alive per straggler.
+//! order. The manager gives each broker a namespace (the id's top bits, see
+//! `manager::core::global_order_id`), so the ids of a grid run are a few increasing runs, one
+//! per broker, 2^40 apart. Each namespace's ids go into a paged direct table of its own: an
+//! insert touches the namespace's newest (cache-hot) page, a lookup is one indexed load, there
+//! is no hashing and no rehash pause, and a page is recycled once all its entries are gone.
+//! Ids far beyond what a namespace has seen (sparse or random ids), and ids of namespaces past
+//! the first [`MAX_SPACES`], go to a hash map ([`crate::splitmap::SplitMap`]), so memory stays
+//! proportional to the number of ids stored, whatever the ids look like. A page left nearly
+//! empty by removals (a few long-resting orders among thousands of finished ones) moves its
+//! last entries to the hash map and is freed: a long day does not keep a 4096-slot page alive
+//! per straggler.
 
 use crate::splitmap::SplitMap;
 
 const PAGE_BITS: u32 = 12;
 const PAGE: usize = 1 << PAGE_BITS;
-/// How far past the current direct range a new id may land and still extend it.
+/// An id's namespace is its bits from this one up (a broker's, or 0 for exchange-wide ids).
+const SPACE_BITS: u32 = 40;
+const LOCAL_MASK: u64 = (1 << SPACE_BITS) - 1;
+/// Namespaces with direct tables; ids of higher ones are hashed.
+pub const MAX_SPACES: usize = 1024;
+/// How far past a namespace's current direct range a new id may land and still extend it.
 const SLACK: u64 = 1 << 20;
 /// Spare pages kept for reuse instead of being freed and reallocated.
 const MAX_SPARE: usize = 8;
 /// A page below the newest whose live entries fall to this many moves them to the hash map.
 const SPARSE: u32 = (PAGE / 64) as u32;
+/// Pages a namespace may have beyond one per `SPARSE` entries.
+const FREE_PAGES: u64 = 8;
 /// A hash map this small is never shrunk (not worth the rehash).
 const FAR_KEEP: usize = 1024;
 
@@ -28,142 +40,263 @@ struct Page<V> {
     live: u32,
 }
 
+/// One namespace's direct table.
 #[derive(Clone, Debug)]
-pub(crate) struct IdMap<V: Copy + PartialEq> {
-    empty: V,
+struct Space<V> {
     pages: Vec<Option<Page<V>>>,
-    spare: Vec<Box<[V]>>,
-    /// Ids below this are stored in `pages`; only grows.
+    /// Local ids below this are stored in `pages`; only grows.
     limit: u64,
-    /// Number of inserts into the direct table, ever: bounds how far `limit` may grow.
-    direct_inserts: u64,
+    /// Number of inserts into this direct table, ever: bounds how far `limit` may grow.
+    inserts: u64,
+    /// Entries in `pages`, and pages allocated: a new page is allocated only while pages hold
+    /// 64 entries each on average (plus a few), so ids scattered one per page go to the hash
+    /// map instead of costing a page each.
+    live: u64,
+    allocated: u64,
+    /// Lowest and highest local id of this namespace ever put in the hash map (`far_low >
+    /// far_high`: none). A lookup outside that range that misses the direct table is a miss,
+    /// without hashing: a new id (above every id a page retired) costs no hash probe.
+    far_low: u64,
+    far_high: u64,
+}
+
+impl<V> Space<V> {
+    fn note_far(&mut self, local: u64) {
+        self.far_low = self.far_low.min(local);
+        self.far_high = self.far_high.max(local);
+    }
+
+    fn may_be_far(&self, local: u64) -> bool {
+        (self.far_low..=self.far_high).contains(&local)
+    }
+}
+
+impl<V> Default for Space<V> {
+    fn default() -> Self {
+        Space {
+            pages: Vec::new(),
+            limit: 0,
+            inserts: 0,
+            live: 0,
+            allocated: 0,
+            far_low: u64::MAX,
+            far_high: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct IdMap<V: Copy + PartialEq> {
+    empty: V,
+    /// Indexed by namespace.
+    spaces: Vec<Space<V>>,
+    spare: Vec<Box<[V]>>,
     far: SplitMap<V>,
     len: usize,
 }
 
+/// Where an id lives: its namespace, page and slot.
+#[derive(Clone, Copy)]
+struct Place {
+    space: usize,
+    page: usize,
+    slot: usize,
+    local: u64,
+}
+
 impl<V: Copy + PartialEq> IdMap<V> {
     /// `empty` is a sentinel value that is never stored.
-    pub(crate) fn new(empty: V) -> Self {
+    pub fn new(empty: V) -> Self {
         Self {
             empty,
-            pages: Vec::new(),
+            spaces: Vec::new(),
             spare: Vec::new(),
-            limit: 0,
-            direct_inserts: 0,
             far: SplitMap::default(),
             len: 0,
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.len
     }
 
-    #[inline]
-    fn split(id: u64) -> (usize, usize) {
-        ((id >> PAGE_BITS) as usize, (id as usize) & (PAGE - 1))
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     #[inline]
-    pub(crate) fn get(&self, id: u64) -> Option<V> {
-        if id < self.limit {
-            let (p, i) = Self::split(id);
-            if let Some(Some(page)) = self.pages.get(p) {
-                let v = page.slots[i];
-                if v != self.empty {
-                    return Some(v);
-                }
-            }
-            if self.far.is_empty() {
-                return None;
+    fn place(id: u64) -> Place {
+        let local = id & LOCAL_MASK;
+        Place {
+            space: (id >> SPACE_BITS) as usize,
+            page: (local >> PAGE_BITS) as usize,
+            slot: (local as usize) & (PAGE - 1),
+            local,
+        }
+    }
+
+    /// The direct slot of `id` if its page exists (it may hold `empty`).
+    #[inline]
+    fn direct(&self, at: Place) -> Option<&V> {
+        let space = self.spaces.get(at.space)?;
+        if at.local >= space.limit {
+            return None;
+        }
+        Some(&space.pages.get(at.page)?.as_ref()?.slots[at.slot])
+    }
+
+    #[inline]
+    fn direct_mut(&mut self, at: Place) -> Option<&mut V> {
+        let space = self.spaces.get_mut(at.space)?;
+        if at.local >= space.limit {
+            return None;
+        }
+        Some(&mut space.pages.get_mut(at.page)?.as_mut()?.slots[at.slot])
+    }
+
+    #[inline]
+    pub fn get(&self, id: u64) -> Option<V> {
+        self.get_ref(id).copied()
+    }
+
+    /// Whether `id`, absent from the direct table, may be in the hash map.
+    #[inline]
+    fn may_be_far(&self, at: Place) -> bool {
+        if self.far.is_empty() {
+            return false;
+        }
+        if at.space >= MAX_SPACES {
+            return true;
+        }
+        self.spaces
+            .get(at.space)
+            .is_some_and(|s| s.may_be_far(at.local))
+    }
+
+    #[inline]
+    pub fn get_ref(&self, id: u64) -> Option<&V> {
+        let at = Self::place(id);
+        if let Some(v) = self.direct(at) {
+            if *v != self.empty {
+                return Some(v);
             }
         }
-        self.far.get(id).copied()
+        if !self.may_be_far(at) {
+            return None;
+        }
+        self.far.get(id)
     }
 
     #[inline]
-    pub(crate) fn contains(&self, id: u64) -> bool {
-        self.get(id).is_some()
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut V> {
+        let empty = self.empty;
+        let at = Self::place(id);
+        // Two lookups of the slot keep the borrow checker content (one page index each).
+        if self.direct(at).is_some_and(|v| *v != empty) {
+            return self.direct_mut(at);
+        }
+        if !self.may_be_far(at) {
+            return None;
+        }
+        self.far.get_mut(id)
+    }
+
+    #[inline]
+    pub fn contains(&self, id: u64) -> bool {
+        self.get_ref(id).is_some()
     }
 
     /// Inserts `id -> v` for an id that is not present (callers check first).
     #[inline]
-    pub(crate) fn insert_new(&mut self, id: u64, v: V) {
+    pub fn insert_new(&mut self, id: u64, v: V) {
         debug_assert!(v != self.empty && !self.contains(id));
         self.len += 1;
-        if id >= self.limit {
-            if id - self.limit < SLACK.max(self.direct_inserts) {
-                self.limit = id + 1;
-            } else {
-                self.far.insert(id, v);
-                return;
+        let at = Self::place(id);
+        if at.space >= MAX_SPACES {
+            self.far.insert(id, v);
+            return;
+        }
+        if self.spaces.len() <= at.space {
+            self.spaces.resize_with(at.space + 1, Space::default);
+        }
+        let space = &mut self.spaces[at.space];
+        let in_range = at.local < space.limit || at.local - space.limit < SLACK.max(space.inserts);
+        let has_page = space.pages.get(at.page).is_some_and(Option::is_some);
+        let page_allowed = space.allocated < FREE_PAGES + space.live / u64::from(SPARSE);
+        if !in_range || !(has_page || page_allowed) {
+            space.note_far(at.local);
+            self.far.insert(id, v);
+            return;
+        }
+        space.limit = space.limit.max(at.local + 1);
+        space.inserts += 1;
+        space.live += 1;
+        if space.pages.len() <= at.page {
+            space.pages.resize_with(at.page + 1, || None);
+        }
+        let empty = self.empty;
+        let spare = &mut self.spare;
+        let allocated = &mut space.allocated;
+        let page = space.pages[at.page].get_or_insert_with(|| {
+            *allocated += 1;
+            Page {
+                slots: match spare.pop() {
+                    Some(s) => s,
+                    None => vec![empty; PAGE].into_boxed_slice(),
+                },
+                live: 0,
             }
-        }
-        self.direct_inserts += 1;
-        let (p, i) = Self::split(id);
-        if self.pages.len() <= p {
-            self.pages.resize_with(p + 1, || None);
-        }
-        let page = self.pages[p].get_or_insert_with(|| Page {
-            slots: match self.spare.pop() {
-                Some(s) => s,
-                None => vec![self.empty; PAGE].into_boxed_slice(),
-            },
-            live: 0,
         });
-        page.slots[i] = v;
+        page.slots[at.slot] = v;
         page.live += 1;
     }
 
+    /// Inserts `id -> make()` unless `id` is present; returns whether it did.
+    pub fn insert_if_absent(&mut self, id: u64, make: impl FnOnce() -> V) -> bool {
+        if self.contains(id) {
+            return false;
+        }
+        self.insert_new(id, make());
+        true
+    }
+
     /// Overwrites the value of a present id, or inserts it.
-    pub(crate) fn set(&mut self, id: u64, v: V) {
-        if id < self.limit {
-            let (p, i) = Self::split(id);
-            if let Some(Some(page)) = self.pages.get_mut(p) {
-                if page.slots[i] != self.empty {
-                    page.slots[i] = v;
-                    return;
-                }
-            }
+    pub fn set(&mut self, id: u64, v: V) {
+        match self.get_mut(id) {
+            Some(old) => *old = v,
+            None => self.insert_new(id, v),
         }
-        if let Some(old) = self.far.get_mut(id) {
-            *old = v;
-            return;
-        }
-        self.insert_new(id, v);
     }
 
     #[inline]
-    pub(crate) fn remove(&mut self, id: u64) -> Option<V> {
-        if id < self.limit {
-            let (p, i) = Self::split(id);
-            if let Some(slot) = self.pages.get_mut(p) {
+    pub fn remove(&mut self, id: u64) -> Option<V> {
+        let at = Self::place(id);
+        let empty = self.empty;
+        if let Some(space) = self.spaces.get_mut(at.space) {
+            let limit = space.limit;
+            if let Some(slot) = space.pages.get_mut(at.page).filter(|_| at.local < limit) {
                 if let Some(page) = slot {
-                    let v = page.slots[i];
-                    if v != self.empty {
-                        page.slots[i] = self.empty;
+                    let v = page.slots[at.slot];
+                    if v != empty {
+                        page.slots[at.slot] = empty;
                         page.live -= 1;
+                        space.live -= 1;
                         self.len -= 1;
-                        let newest = (p + 1) << PAGE_BITS >= self.limit as usize;
+                        let newest = ((at.page as u64 + 1) << PAGE_BITS) >= limit;
                         if page.live == 0 || (page.live <= SPARSE && !newest) {
                             if let Some(page) = slot.take() {
-                                let base = (p as u64) << PAGE_BITS;
-                                for (k, &x) in page.slots.iter().enumerate() {
-                                    if x != self.empty {
-                                        self.far.insert(base + k as u64, x);
-                                    }
-                                }
-                                if self.spare.len() < MAX_SPARE {
-                                    let mut slots = page.slots;
-                                    slots.fill(self.empty);
-                                    self.spare.push(slots);
-                                }
+                                space.live -= u64::from(page.live);
+                                space.allocated -= 1;
+                                self.retire(at, page);
                             }
                         }
                         return Some(v);
                     }
                 }
             }
+        }
+        if !self.may_be_far(at) {
+            return None;
         }
         let v = self.far.remove(id);
         if v.is_some() {
@@ -172,20 +305,69 @@ impl<V: Copy + PartialEq> IdMap<V> {
         v
     }
 
+    /// A page leaves the direct table: its last entries move to the hash map, its slots are
+    /// kept for reuse (a few) or freed.
+    fn retire(&mut self, at: Place, page: Page<V>) {
+        let local_base = (at.page as u64) << PAGE_BITS;
+        let base = ((at.space as u64) << SPACE_BITS) | local_base;
+        for (k, &x) in page.slots.iter().enumerate() {
+            if x != self.empty {
+                self.spaces[at.space].note_far(local_base + k as u64);
+                self.far.insert(base + k as u64, x);
+            }
+        }
+        if self.spare.len() < MAX_SPARE {
+            let mut slots = page.slots;
+            slots.fill(self.empty);
+            self.spare.push(slots);
+        }
+    }
+
     /// Gives the hash map's memory back once it holds a quarter of its capacity or less (a
     /// close expired most orders): otherwise the day's busiest moment stays allocated for the
     /// rest of the run. O(len) when it shrinks, which it does only after len quartered.
-    pub(crate) fn shrink_if_sparse(&mut self) {
+    pub fn shrink_if_sparse(&mut self) {
         let cap = self.far.capacity();
         if cap > FAR_KEEP && self.far.len() * 4 <= cap {
             self.far.shrink_to(self.far.len() * 2);
         }
     }
 
+    /// Every entry: the direct tables namespace by namespace in id order, then the hash map
+    /// (no particular order).
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
+        let empty = self.empty;
+        let direct = self.spaces.iter().enumerate().flat_map(move |(s, space)| {
+            space
+                .pages
+                .iter()
+                .enumerate()
+                .filter_map(|(p, page)| Some((p, page.as_ref()?)))
+                .flat_map(move |(p, page)| {
+                    let base = ((s as u64) << SPACE_BITS) | ((p as u64) << PAGE_BITS);
+                    page.slots
+                        .iter()
+                        .enumerate()
+                        .filter(move |(_, v)| **v != empty)
+                        .map(move |(k, v)| (base + k as u64, v))
+                })
+        });
+        direct.chain(self.far.iter())
+    }
+
     /// Slots the hash map has room for.
     #[cfg(test)]
     pub(crate) fn far_capacity(&self) -> usize {
         self.far.capacity()
+    }
+
+    /// Pages in the direct tables.
+    #[cfg(test)]
+    pub(crate) fn pages(&self) -> usize {
+        self.spaces
+            .iter()
+            .map(|s| s.pages.iter().filter(|p| p.is_some()).count())
+            .sum()
     }
 }
 
@@ -203,13 +385,27 @@ mod tests {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            // Mostly increasing ids, some small, some huge, some reused.
-            let id = match x % 10 {
+            // Mostly increasing ids in a few namespaces (as brokers' ids are), some small,
+            // some huge, some scattered a page apart, some in namespaces past the direct ones,
+            // some reused.
+            let space = (x >> 20) % 5
+                + if x.is_multiple_of(97) {
+                    MAX_SPACES as u64
+                } else {
+                    0
+                };
+            let local = match x % 10 {
                 0 => x >> 3,
                 1 => x % 5_000,
+                2 => (x % 64) * (PAGE as u64 + 1),
                 _ => u64::from(step) * 3 + (x % 7),
             };
-            match (x >> 40) % 4 {
+            let id = if x.is_multiple_of(10) {
+                local
+            } else {
+                (space << SPACE_BITS) | (local & LOCAL_MASK)
+            };
+            match (x >> 40) % 5 {
                 0 | 1 => {
                     if let std::collections::hash_map::Entry::Vacant(e) = h.entry(id) {
                         e.insert(step);
@@ -217,17 +413,70 @@ mod tests {
                     }
                 }
                 2 => assert_eq!(m.remove(id), h.remove(&id)),
+                3 => {
+                    let fresh = m.insert_if_absent(id, || step);
+                    assert_eq!(fresh, !h.contains_key(&id));
+                    h.entry(id).or_insert(step);
+                }
                 _ => {
-                    m.set(id, step);
-                    h.insert(id, step);
+                    if let Some(v) = m.get_mut(id) {
+                        *v = step;
+                    }
+                    if let Some(v) = h.get_mut(&id) {
+                        *v = step;
+                    }
+                    m.set(id ^ 1, step);
+                    h.insert(id ^ 1, step);
                 }
             }
             assert_eq!(m.get(id), h.get(&id).copied());
+            assert_eq!(m.get_ref(id ^ 1), h.get(&(id ^ 1)));
             assert_eq!(m.len(), h.len());
+            assert_eq!(m.is_empty(), h.is_empty());
         }
         for (&k, &v) in &h {
             assert_eq!(m.get(k), Some(v));
         }
+        let mut listed: Vec<(u64, u32)> = m.iter().map(|(k, v)| (k, *v)).collect();
+        let mut expected: Vec<(u64, u32)> = h.into_iter().collect();
+        listed.sort_unstable();
+        expected.sort_unstable();
+        assert_eq!(listed, expected, "iter lists every entry once");
+    }
+
+    #[test]
+    fn each_namespace_has_a_direct_table() {
+        // Four brokers' increasing ids, 2^40 apart: all direct, a page per 4096 ids each.
+        let mut m = IdMap::new(0u32);
+        for local in 1..=20_000u64 {
+            for space in 1..=4u64 {
+                m.insert_new((space << SPACE_BITS) | local, local as u32);
+            }
+        }
+        assert_eq!(m.far.len(), 0, "no id was hashed");
+        assert_eq!(m.pages(), 4 * 20_001usize.div_ceil(PAGE));
+        assert_eq!(m.get((3 << SPACE_BITS) | 777), Some(777));
+        assert_eq!(m.get((5 << SPACE_BITS) | 777), None);
+    }
+
+    #[test]
+    fn ids_scattered_a_page_apart_do_not_cost_a_page_each() {
+        // A hostile client spacing its ids just over a page apart, within the slack: after a
+        // few pages its ids are hashed, so memory stays proportional to the ids stored.
+        let mut m = IdMap::new(0u8);
+        for k in 0..10_000u64 {
+            m.insert_new((1 << SPACE_BITS) | (k * (PAGE as u64 + 1)), 1);
+        }
+        assert!(
+            m.pages() as u64 <= FREE_PAGES + 1,
+            "{} pages for 10,000 scattered ids",
+            m.pages()
+        );
+        assert_eq!(m.len(), 10_000);
+        assert_eq!(
+            m.get((1 << SPACE_BITS) | (9_999 * (PAGE as u64 + 1))),
+            Some(1)
+        );
     }
 
     #[test]
@@ -244,7 +493,7 @@ mod tests {
                 assert_eq!(m.remove(id), Some(id as u32 + 1));
             }
         }
-        let pages = m.pages.iter().filter(|p| p.is_some()).count();
+        let pages = m.pages();
         assert!(pages <= 1, "{pages} pages kept for {} ids", m.len());
         assert_eq!(m.len(), (n / 5_000) as usize);
         for id in (0..n).step_by(2_500) {
@@ -264,7 +513,7 @@ mod tests {
         for i in 0..1000u64 {
             m.insert_new(i.wrapping_mul(0x9e37_79b9_7f4a_7c15), 1);
         }
-        assert!(m.pages.len() <= 2, "{} pages", m.pages.len());
+        assert!(m.pages() <= 2, "{} pages", m.pages());
         assert_eq!(m.len(), 1000);
     }
 }

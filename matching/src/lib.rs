@@ -23,10 +23,11 @@
 //! - [`exchange`]: gateway + engine: the sequential reference exchange.
 //! - [`stream`]: CSV formats (securities, orders, trades, totals, rejects) and the replay
 //!   collector that turns events into those files.
-//! - `idmap` (private): order id -> value table, paged and direct for increasing ids, hashed
-//!   for sparse ones; used by the engine's order index and the gateway's id registry.
+//! - [`idmap`]: order id -> value table, paged and direct for increasing ids (per id
+//!   namespace), hashed for sparse ones; used by the engine's order index, the gateway's id
+//!   registry and the manager's order projection.
 //! - [`splitmap`]: a `u64`-keyed hash map in parts that grow on their own, so no insert waits
-//!   for a whole big table to rehash (the id tables' sparse half, the manager's projection).
+//!   for a whole big table to rehash (the id tables' sparse half).
 //! - `reference` (feature `reference`): the naive reference exchange the tests compare against,
 //!   exposed as a benchmark baseline.
 //!
@@ -41,7 +42,7 @@ pub mod book;
 pub mod engine;
 pub mod exchange;
 pub mod gateway;
-mod idmap;
+pub mod idmap;
 pub mod image;
 pub mod phase;
 pub mod rules;

@@ -26,6 +26,7 @@
 
 pub mod checkpoint;
 pub mod orders;
+mod records;
 mod recovery;
 pub mod sequencer;
 pub mod shards;

@@ -18,7 +18,6 @@
 //! and time priority (the seq it last rested at), the totals, phase, reference and last trade.
 
 use journal::{BookSnapshot, FinalState, FinishedOrder, LiveOrder};
-use matching::splitmap::SplitMap;
 use matching::{
     Aggressor, BookImage, BrokerId, CancelReason, Command, Event, Fill, OrderId, OrderType, Phase,
     Price, Qty, RejectReason, RestingKind, RestingOrder, SecurityId, Side,
@@ -26,8 +25,10 @@ use matching::{
 use proto::{OrderState, OrderStatus, Routed};
 use rustc_hash::FxHashSet;
 
+use super::records::RecordTable;
+
 /// One order as the manager knows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct OrderRecord {
     pub broker: BrokerId,
     pub client_ref: u64,
@@ -50,6 +51,22 @@ pub(crate) struct OrderRecord {
 }
 
 impl OrderRecord {
+    /// What fresh slab chunks are filled with (never read as an order's record).
+    const FILLER: OrderRecord = OrderRecord {
+        broker: BrokerId(u32::MAX),
+        client_ref: 0,
+        security: SecurityId(0),
+        side: Side::Buy,
+        kind: OrderType::Limit,
+        price: 0,
+        qty: 0,
+        filled: 0,
+        open: 0,
+        state: OrderState::Pending,
+        reject: None,
+        since: 0,
+    };
+
     /// A NEW as it is before its events: all of it open.
     pub fn pending(o: &matching::NewOrder, client_ref: u64) -> OrderRecord {
         OrderRecord {
@@ -147,8 +164,9 @@ pub(crate) struct BookState {
 
 /// Orders and books as the executors' events have left them.
 pub(crate) struct Projection {
-    /// Keyed by order id; in parts, so the table of a busy day never rehashes all at once.
-    records: SplitMap<OrderRecord>,
+    /// Keyed by order id: a dense slab behind a direct table of each broker's increasing ids,
+    /// so the next NEW's slot is cache-hot and the table never rehashes or moves all at once.
+    records: RecordTable<OrderRecord>,
     books: Vec<BookState>,
     undo: Vec<Undo>,
     /// Per security: orders that reached a final state, in the order they did.
@@ -191,7 +209,7 @@ struct Incoming {
 impl Projection {
     pub fn new(references: impl IntoIterator<Item = Price>) -> Self {
         Projection {
-            records: SplitMap::default(),
+            records: RecordTable::new(OrderRecord::FILLER),
             books: references
                 .into_iter()
                 .map(|reference| BookState {
@@ -207,7 +225,7 @@ impl Projection {
     }
 
     pub fn get(&self, id: OrderId) -> Option<&OrderRecord> {
-        self.records.get(id.0)
+        self.records.get_ref(id.0)
     }
 
     /// Order records in memory (live, finished but not yet archived, rejected).
@@ -235,7 +253,7 @@ impl Projection {
         let mut out: Vec<FinishedOrder> = ids
             .iter()
             .filter_map(|id| {
-                let f = self.records.get(id.0)?.finished(*id)?;
+                let f = self.records.get_ref(id.0)?.finished(*id)?;
                 self.records.remove(id.0);
                 Some(f)
             })
@@ -244,11 +262,9 @@ impl Projection {
         out
     }
 
-    /// Trims the record table after archiving shrank it well below its capacity.
+    /// Gives the record table's memory back after archiving emptied most of it.
     pub fn shrink(&mut self) {
-        if self.records.capacity() > 4 * self.records.len().max(1 << 16) {
-            self.records.shrink_to(2 * self.records.len());
-        }
+        self.records.shrink_if_sparse();
     }
 
     /// Checks an executor's image of `sec`'s book (taken right after command `seq`, which the
@@ -307,7 +323,7 @@ impl Projection {
                     ensure(seen.insert(o.id), || format!("order {} twice", o.id.0))?;
                     let r = self
                         .records
-                        .get(o.id.0)
+                        .get_ref(o.id.0)
                         .ok_or_else(|| format!("order {} is unknown", o.id.0))?;
                     let kind_ok = match o.kind {
                         RestingKind::Limit => matches!(r.kind, OrderType::Limit | OrderType::Mtl),
@@ -381,13 +397,13 @@ impl Projection {
             ..BookState::default()
         };
         for o in snap.bids.iter().chain(&snap.asks) {
-            ensure(!self.records.contains_key(o.id.0), || {
+            ensure(!self.records.contains(o.id.0), || {
                 format!("order {} rests in two snapshots", o.id.0)
             })?;
             let open = o.open();
             *Self::side_total(&mut book, o.side) += open;
             book.live += 1;
-            self.records.insert(
+            self.records.insert_new(
                 o.id.0,
                 OrderRecord {
                     broker: o.broker,
@@ -438,7 +454,7 @@ impl Projection {
         client_ref: u64,
         reason: RejectReason,
     ) {
-        let fresh = self.records.insert_new(o.id.0, || OrderRecord {
+        let fresh = self.records.insert_if_absent(o.id.0, || OrderRecord {
             open: 0,
             state: OrderState::Rejected,
             reject: Some(reason),
@@ -470,9 +486,7 @@ impl Projection {
             self.finishing.clear();
             while let Some(u) = self.undo.pop() {
                 match u {
-                    Undo::Record(id, Some(r)) => {
-                        self.records.insert(id.0, r);
-                    }
+                    Undo::Record(id, Some(r)) => self.records.set(id.0, r),
                     Undo::Record(id, None) => {
                         self.records.remove(id.0);
                     }
@@ -487,7 +501,7 @@ impl Projection {
     /// A known order, mutably, after saving it for rollback (one lookup).
     fn touch(&mut self, id: OrderId) -> Option<&mut OrderRecord> {
         let r = self.records.get_mut(id.0)?;
-        self.undo.push(Undo::Record(id, Some(r.clone())));
+        self.undo.push(Undo::Record(id, Some(*r)));
         Some(r)
     }
 
@@ -499,7 +513,7 @@ impl Projection {
     fn resting(&mut self, id: OrderId, sec: SecurityId) -> Result<&mut OrderRecord, String> {
         match self.records.get_mut(id.0) {
             Some(r) if r.security == sec && r.state == OrderState::Resting => {
-                self.undo.push(Undo::Record(id, Some(r.clone())));
+                self.undo.push(Undo::Record(id, Some(*r)));
                 Ok(r)
             }
             Some(r) => Err(format!(
@@ -566,7 +580,7 @@ impl Projection {
             Command::New(o) => {
                 if !self
                     .records
-                    .insert_new(o.id.0, || OrderRecord::pending(&o, client_ref))
+                    .insert_if_absent(o.id.0, || OrderRecord::pending(&o, client_ref))
                 {
                     return Err(format!("order {} already exists", o.id.0));
                 }
@@ -841,7 +855,7 @@ impl Projection {
 
     fn is_live(&self, id: OrderId) -> bool {
         self.records
-            .get(id.0)
+            .get_ref(id.0)
             .is_some_and(|r| r.state == OrderState::Resting)
     }
 
@@ -865,7 +879,7 @@ impl Projection {
             .checked_sub(f.qty)
             .ok_or_else(|| format!("order {} fills more than its quantity", inc.id.0))?;
         inc.last_fill = Some(f.price);
-        let agg = self.records.get(agg_id.0).ok_or("aggressor unknown")?;
+        let agg = self.records.get_ref(agg_id.0).ok_or("aggressor unknown")?;
         ensure(agg.broker == agg_broker, || {
             "fill names the wrong broker".into()
         })?;
