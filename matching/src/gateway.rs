@@ -9,7 +9,7 @@
 //! asks the caller's archive about an id only when memory does not know it, so a day of fresh,
 //! increasing ids never leaves memory, and memory holds only the ids not yet archived.
 
-use crate::idmap::IdMap;
+use crate::idmap::{IdMap, IdTable};
 use crate::rules::MarketRules;
 use crate::securities::SecurityTable;
 use crate::types::{BrokerId, Command, NewOrder, OrderId, Phase, Price, RejectReason, SecurityId};

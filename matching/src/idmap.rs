@@ -104,6 +104,46 @@ struct Place {
     local: u64,
 }
 
+/// What an id table provides, and what it derives from that (shared by [`IdMap`] and the
+/// tables built on it).
+pub trait IdTable<V> {
+    fn contains(&self, id: u64) -> bool;
+    fn get_mut(&mut self, id: u64) -> Option<&mut V>;
+    /// Inserts `id -> v` for an id that is not present (callers check first).
+    fn insert_new(&mut self, id: u64, v: V);
+
+    /// Inserts `id -> make()` unless `id` is present; returns whether it did.
+    fn insert_if_absent(&mut self, id: u64, make: impl FnOnce() -> V) -> bool {
+        if self.contains(id) {
+            return false;
+        }
+        self.insert_new(id, make());
+        true
+    }
+
+    /// Overwrites the value of a present id, or inserts it.
+    fn set(&mut self, id: u64, v: V) {
+        match self.get_mut(id) {
+            Some(old) => *old = v,
+            None => self.insert_new(id, v),
+        }
+    }
+}
+
+impl<V: Copy + PartialEq> IdTable<V> for IdMap<V> {
+    fn contains(&self, id: u64) -> bool {
+        IdMap::contains(self, id)
+    }
+
+    fn get_mut(&mut self, id: u64) -> Option<&mut V> {
+        IdMap::get_mut(self, id)
+    }
+
+    fn insert_new(&mut self, id: u64, v: V) {
+        IdMap::insert_new(self, id, v)
+    }
+}
+
 impl<V: Copy + PartialEq> IdMap<V> {
     /// `empty` is a sentinel value that is never stored.
     pub fn new(empty: V) -> Self {
@@ -249,23 +289,6 @@ impl<V: Copy + PartialEq> IdMap<V> {
         });
         page.slots[at.slot] = v;
         page.live += 1;
-    }
-
-    /// Inserts `id -> make()` unless `id` is present; returns whether it did.
-    pub fn insert_if_absent(&mut self, id: u64, make: impl FnOnce() -> V) -> bool {
-        if self.contains(id) {
-            return false;
-        }
-        self.insert_new(id, make());
-        true
-    }
-
-    /// Overwrites the value of a present id, or inserts it.
-    pub fn set(&mut self, id: u64, v: V) {
-        match self.get_mut(id) {
-            Some(old) => *old = v,
-            None => self.insert_new(id, v),
-        }
     }
 
     #[inline]

@@ -26,6 +26,7 @@ use proto::{OrderState, OrderStatus, Routed};
 use rustc_hash::FxHashSet;
 
 use super::records::RecordTable;
+use matching::idmap::IdTable;
 
 /// One order as the manager knows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

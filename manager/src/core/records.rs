@@ -8,7 +8,7 @@
 //! freed, or at the end of the newest chunk: both cache-warm. Chunks never move, so no insert
 //! copies the table (the latency tail a doubling `Vec` would bring back).
 
-use matching::idmap::IdMap;
+use matching::idmap::{IdMap, IdTable};
 
 /// Records per chunk.
 const CHUNK: usize = 4096;
@@ -57,16 +57,6 @@ impl<V: Copy> RecordTable<V> {
         self.index.get(id).map(|slot| self.at(slot))
     }
 
-    #[inline]
-    pub fn get_mut(&mut self, id: u64) -> Option<&mut V> {
-        let slot = self.index.get(id)?;
-        Some(self.at_mut(slot))
-    }
-
-    pub fn contains(&self, id: u64) -> bool {
-        self.index.contains(id)
-    }
-
     fn alloc(&mut self, v: V) -> u32 {
         if let Some(slot) = self.free.pop() {
             *self.at_mut(slot) = v;
@@ -81,29 +71,6 @@ impl<V: Copy> RecordTable<V> {
         self.used += 1;
         *self.at_mut(slot) = v;
         slot
-    }
-
-    /// Inserts a record for an id that is not present (callers check first).
-    pub fn insert_new(&mut self, id: u64, v: V) {
-        let slot = self.alloc(v);
-        self.index.insert_new(id, slot);
-    }
-
-    /// Inserts `id -> make()` unless `id` is present; returns whether it did.
-    pub fn insert_if_absent(&mut self, id: u64, make: impl FnOnce() -> V) -> bool {
-        if self.index.contains(id) {
-            return false;
-        }
-        self.insert_new(id, make());
-        true
-    }
-
-    /// Overwrites the record of a present id, or inserts it.
-    pub fn set(&mut self, id: u64, v: V) {
-        match self.get_mut(id) {
-            Some(r) => *r = v,
-            None => self.insert_new(id, v),
-        }
     }
 
     pub fn remove(&mut self, id: u64) -> Option<V> {
@@ -140,6 +107,23 @@ impl<V: Copy> RecordTable<V> {
     #[cfg(test)]
     pub fn slots(&self) -> usize {
         self.chunks.len() * CHUNK
+    }
+}
+
+impl<V: Copy> IdTable<V> for RecordTable<V> {
+    fn contains(&self, id: u64) -> bool {
+        self.index.contains(id)
+    }
+
+    #[inline]
+    fn get_mut(&mut self, id: u64) -> Option<&mut V> {
+        let slot = self.index.get(id)?;
+        Some(self.at_mut(slot))
+    }
+
+    fn insert_new(&mut self, id: u64, v: V) {
+        let slot = self.alloc(v);
+        self.index.insert_new(id, slot);
     }
 }
 
