@@ -527,18 +527,14 @@ pub async fn serve(
             return done_rx.await.context("core thread ended without a result");
         };
         let mut core_rx = done_rx;
-        let (first, front_first) = tokio::select! {
-            r = &mut front_rx => (r.context("sequencing thread ended without a result")?, true),
-            r = &mut core_rx => (r.context("core thread ended without a result")?, false),
+        let (first, other) = tokio::select! {
+            r = &mut front_rx => (r.context("sequencing thread ended without a result")?, core_rx),
+            r = &mut core_rx => (r.context("core thread ended without a result")?, front_rx),
         };
         // The stages stop together (each stops when the other's channels close), and the one
         // that failed is not always the first to finish: wait a little for the other, so its
         // error is the one reported.
-        let second = if front_first {
-            tokio::time::timeout(STAGE_STOP, core_rx).await
-        } else {
-            tokio::time::timeout(STAGE_STOP, front_rx).await
-        };
+        let second = tokio::time::timeout(STAGE_STOP, other).await;
         Ok(first.and(second.ok().and_then(Result::ok).unwrap_or(Ok(()))))
     };
     let result = tokio::select! {
@@ -817,27 +813,8 @@ async fn run_core(
             }
         }
         // Drain what is already queued, bounded, so reports and routing go out in time.
-        for _ in 0..4096 {
-            if events >= GROUP_COMMIT_BUDGET {
-                break;
-            }
-            match control.try_recv() {
-                Ok(c) => {
-                    events += c.commands();
-                    handle_control(&mut core, c, &mut sessions, &mut executors)?
-                }
-                Err(_) => break,
-            }
-        }
-        while taken < GROUP_COMMIT_BUDGET {
-            match handover.try_recv() {
-                Ok(c) => {
-                    taken += c.commands().max(1);
-                    handle_control(&mut core, c, &mut sessions, &mut executors)?
-                }
-                Err(_) => break,
-            }
-        }
+        drain_queued(&mut control, events, &mut core, &mut sessions, &mut executors)?;
+        drain_queued(&mut handover, taken, &mut core, &mut sessions, &mut executors)?;
         let mut out = core.flush(Instant::now())?;
         room.store(core.routing_room(), Ordering::Release);
         for fb in out.feedback.drain(..) {
@@ -992,6 +969,30 @@ async fn handle_session_control(
             let _ = reply.send(front.broker_id(&name));
         }
         SessionControl::Forward(c) => core.send(c).await.map_err(|_| gone())?,
+    }
+    Ok(())
+}
+
+/// Handles what is already queued on `rx` (4096 messages at most) until `taken` commands
+/// reach a group commit's worth; a message without commands counts as one.
+fn drain_queued(
+    rx: &mut mpsc::Receiver<Control>,
+    mut taken: usize,
+    core: &mut Core,
+    sessions: &mut Sessions,
+    executors: &mut Executors,
+) -> anyhow::Result<()> {
+    for _ in 0..4096 {
+        if taken >= GROUP_COMMIT_BUDGET {
+            break;
+        }
+        match rx.try_recv() {
+            Ok(c) => {
+                taken += c.commands().max(1);
+                handle_control(core, c, sessions, executors)?
+            }
+            Err(_) => break,
+        }
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use rustc_hash::FxHashSet;
 
 use crate::book::Loc;
 use crate::book::{Book, Depth, OrderIndex};
+use crate::idmap::IdTable;
 use crate::image::{BookImage, ImportError};
 use crate::rules::MarketRules;
 use crate::securities::SecurityTable;

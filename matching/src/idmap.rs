@@ -104,6 +104,11 @@ struct Place {
     local: u64,
 }
 
+/// The first id of page `page` of namespace `space`.
+fn page_base(space: usize, page: usize) -> u64 {
+    ((space as u64) << SPACE_BITS) | ((page as u64) << PAGE_BITS)
+}
+
 /// What an id table provides, and what it derives from that (shared by [`IdMap`] and the
 /// tables built on it).
 pub trait IdTable<V> {
@@ -127,20 +132,6 @@ pub trait IdTable<V> {
             Some(old) => *old = v,
             None => self.insert_new(id, v),
         }
-    }
-}
-
-impl<V: Copy + PartialEq> IdTable<V> for IdMap<V> {
-    fn contains(&self, id: u64) -> bool {
-        IdMap::contains(self, id)
-    }
-
-    fn get_mut(&mut self, id: u64) -> Option<&mut V> {
-        IdMap::get_mut(self, id)
-    }
-
-    fn insert_new(&mut self, id: u64, v: V) {
-        IdMap::insert_new(self, id, v)
     }
 }
 
@@ -175,22 +166,17 @@ impl<V: Copy + PartialEq> IdMap<V> {
         }
     }
 
-    /// The direct slot of `id` if its page exists (it may hold `empty`).
+    /// The direct slot of `id` if its page exists (it may hold `empty`; every id stored in a
+    /// page is below the namespace's `limit`, so no separate check against it is needed).
     #[inline]
     fn direct(&self, at: Place) -> Option<&V> {
         let space = self.spaces.get(at.space)?;
-        if at.local >= space.limit {
-            return None;
-        }
         Some(&space.pages.get(at.page)?.as_ref()?.slots[at.slot])
     }
 
     #[inline]
     fn direct_mut(&mut self, at: Place) -> Option<&mut V> {
         let space = self.spaces.get_mut(at.space)?;
-        if at.local >= space.limit {
-            return None;
-        }
         Some(&mut space.pages.get_mut(at.page)?.as_mut()?.slots[at.slot])
     }
 
@@ -228,76 +214,12 @@ impl<V: Copy + PartialEq> IdMap<V> {
     }
 
     #[inline]
-    pub fn get_mut(&mut self, id: u64) -> Option<&mut V> {
-        let empty = self.empty;
-        let at = Self::place(id);
-        // Two lookups of the slot keep the borrow checker content (one page index each).
-        if self.direct(at).is_some_and(|v| *v != empty) {
-            return self.direct_mut(at);
-        }
-        if !self.may_be_far(at) {
-            return None;
-        }
-        self.far.get_mut(id)
-    }
-
-    #[inline]
-    pub fn contains(&self, id: u64) -> bool {
-        self.get_ref(id).is_some()
-    }
-
-    /// Inserts `id -> v` for an id that is not present (callers check first).
-    #[inline]
-    pub fn insert_new(&mut self, id: u64, v: V) {
-        debug_assert!(v != self.empty && !self.contains(id));
-        self.len += 1;
-        let at = Self::place(id);
-        if at.space >= MAX_SPACES {
-            self.far.insert(id, v);
-            return;
-        }
-        if self.spaces.len() <= at.space {
-            self.spaces.resize_with(at.space + 1, Space::default);
-        }
-        let space = &mut self.spaces[at.space];
-        let in_range = at.local < space.limit || at.local - space.limit < SLACK.max(space.inserts);
-        let has_page = space.pages.get(at.page).is_some_and(Option::is_some);
-        let page_allowed = space.allocated < FREE_PAGES + space.live / u64::from(SPARSE);
-        if !in_range || !(has_page || page_allowed) {
-            space.note_far(at.local);
-            self.far.insert(id, v);
-            return;
-        }
-        space.limit = space.limit.max(at.local + 1);
-        space.inserts += 1;
-        space.live += 1;
-        if space.pages.len() <= at.page {
-            space.pages.resize_with(at.page + 1, || None);
-        }
-        let empty = self.empty;
-        let spare = &mut self.spare;
-        let allocated = &mut space.allocated;
-        let page = space.pages[at.page].get_or_insert_with(|| {
-            *allocated += 1;
-            Page {
-                slots: match spare.pop() {
-                    Some(s) => s,
-                    None => vec![empty; PAGE].into_boxed_slice(),
-                },
-                live: 0,
-            }
-        });
-        page.slots[at.slot] = v;
-        page.live += 1;
-    }
-
-    #[inline]
     pub fn remove(&mut self, id: u64) -> Option<V> {
         let at = Self::place(id);
         let empty = self.empty;
         if let Some(space) = self.spaces.get_mut(at.space) {
             let limit = space.limit;
-            if let Some(slot) = space.pages.get_mut(at.page).filter(|_| at.local < limit) {
+            if let Some(slot) = space.pages.get_mut(at.page) {
                 if let Some(page) = slot {
                     let v = page.slots[at.slot];
                     if v != empty {
@@ -331,12 +253,12 @@ impl<V: Copy + PartialEq> IdMap<V> {
     /// A page leaves the direct table: its last entries move to the hash map, its slots are
     /// kept for reuse (a few) or freed.
     fn retire(&mut self, at: Place, page: Page<V>) {
-        let local_base = (at.page as u64) << PAGE_BITS;
-        let base = ((at.space as u64) << SPACE_BITS) | local_base;
+        let base = page_base(at.space, at.page);
         for (k, &x) in page.slots.iter().enumerate() {
             if x != self.empty {
-                self.spaces[at.space].note_far(local_base + k as u64);
-                self.far.insert(base + k as u64, x);
+                let id = base + k as u64;
+                self.spaces[at.space].note_far(id & LOCAL_MASK);
+                self.far.insert(id, x);
             }
         }
         if self.spare.len() < MAX_SPARE {
@@ -367,7 +289,7 @@ impl<V: Copy + PartialEq> IdMap<V> {
                 .enumerate()
                 .filter_map(|(p, page)| Some((p, page.as_ref()?)))
                 .flat_map(move |(p, page)| {
-                    let base = ((s as u64) << SPACE_BITS) | ((p as u64) << PAGE_BITS);
+                    let base = page_base(s, p);
                     page.slots
                         .iter()
                         .enumerate()
@@ -391,6 +313,72 @@ impl<V: Copy + PartialEq> IdMap<V> {
             .iter()
             .map(|s| s.pages.iter().filter(|p| p.is_some()).count())
             .sum()
+    }
+}
+
+impl<V: Copy + PartialEq> IdTable<V> for IdMap<V> {
+    #[inline]
+    fn contains(&self, id: u64) -> bool {
+        self.get_ref(id).is_some()
+    }
+
+    #[inline]
+    fn get_mut(&mut self, id: u64) -> Option<&mut V> {
+        let empty = self.empty;
+        let at = Self::place(id);
+        // Two lookups of the slot keep the borrow checker content (one page index each).
+        if self.direct(at).is_some_and(|v| *v != empty) {
+            return self.direct_mut(at);
+        }
+        if !self.may_be_far(at) {
+            return None;
+        }
+        self.far.get_mut(id)
+    }
+
+    #[inline]
+    fn insert_new(&mut self, id: u64, v: V) {
+        debug_assert!(v != self.empty && !self.contains(id));
+        self.len += 1;
+        let at = Self::place(id);
+        if at.space >= MAX_SPACES {
+            self.far.insert(id, v);
+            return;
+        }
+        if self.spaces.len() <= at.space {
+            self.spaces.resize_with(at.space + 1, Space::default);
+        }
+        let space = &mut self.spaces[at.space];
+        let in_range = at.local < space.limit || at.local - space.limit < SLACK.max(space.inserts);
+        let direct = in_range
+            && (space.pages.get(at.page).is_some_and(Option::is_some)
+                || space.allocated < FREE_PAGES + space.live / u64::from(SPARSE));
+        if !direct {
+            space.note_far(at.local);
+            self.far.insert(id, v);
+            return;
+        }
+        space.limit = space.limit.max(at.local + 1);
+        space.inserts += 1;
+        space.live += 1;
+        if space.pages.len() <= at.page {
+            space.pages.resize_with(at.page + 1, || None);
+        }
+        let empty = self.empty;
+        let spare = &mut self.spare;
+        let allocated = &mut space.allocated;
+        let page = space.pages[at.page].get_or_insert_with(|| {
+            *allocated += 1;
+            Page {
+                slots: match spare.pop() {
+                    Some(s) => s,
+                    None => vec![empty; PAGE].into_boxed_slice(),
+                },
+                live: 0,
+            }
+        });
+        page.slots[at.slot] = v;
+        page.live += 1;
     }
 }
 

@@ -722,7 +722,7 @@ async fn broker_session(
     // decoding of the first does not count against the last).
     let since = |now: Duration, pos: usize| {
         let sent = Duration::from_nanos(due_at[pos].load(Ordering::Relaxed));
-        (now, now.saturating_sub(sent).as_micros() as u64)
+        now.saturating_sub(sent).as_micros() as u64
     };
     while !result.tracker.finished() {
         let reports = next_reports(&mut reader).await?;
@@ -736,15 +736,15 @@ async fn broker_session(
             }
             match progress {
                 Progress::Accepted { pos } => {
-                    result.accept.record(since(arrived, pos).1.max(1))?;
+                    result.accept.record(since(arrived, pos).max(1))?;
                 }
                 Progress::Final { pos } => {
-                    let (now, us) = since(arrived, pos);
+                    let us = since(arrived, pos);
                     result.fin.record(us.max(1))?;
-                    result.last_final = now;
+                    result.last_final = arrived;
                     if keep_samples {
                         result.samples.push(FinalSample {
-                            at: now,
+                            at: arrived,
                             latency_us: us,
                             rejected: rejected.get(pos).copied().unwrap_or(false),
                             exchange_time: r.time,

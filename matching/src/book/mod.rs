@@ -24,7 +24,7 @@ mod day;
 mod orders;
 mod snapshot;
 
-use crate::idmap::IdMap;
+use crate::idmap::{IdMap, IdTable};
 use crate::image::RestingKind;
 use crate::rules::MarketRules;
 use crate::types::{Event, OrderId, Phase, Price, Qty, RejectReason, SecurityId, Side};
