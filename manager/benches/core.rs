@@ -288,7 +288,59 @@ fn run_core(
         );
     }
     assert_eq!(core.in_flight(), 0, "every command must be final");
+    if matches!(persistence, Persistence::Memory) {
+        query_costs((&mut front, &mut core), cmds, now);
+    }
     stages
+}
+
+/// What a broker's order queries cost the core thread with the whole run's orders in memory
+/// and many commands in flight: the core answers queries between batches, so a query that
+/// walks every order in memory (or every command in flight, per id asked) is a stall one
+/// client can cause at will.
+fn query_costs((front, core): (&mut Sequencer, &mut Core), cmds: &[ClientCommand], now: Instant) {
+    const IN_FLIGHT: usize = 20_000;
+    const ASKED: u64 = 65_536;
+    // Fresh NEWs (the run's, their ids moved up) sequenced and routed, never answered by an
+    // executor: they stay in flight.
+    let fresh: Vec<ClientCommand> = cmds
+        .iter()
+        .filter_map(|c| match c.command {
+            matching::Command::New(mut o) => {
+                o.id.0 += 1 << 36;
+                Some(ClientCommand {
+                    client_ref: c.client_ref,
+                    command: matching::Command::New(o),
+                })
+            }
+            _ => None,
+        })
+        .take(IN_FLIGHT)
+        .collect();
+    for batch in fresh.chunks(BATCH) {
+        front.submit(GATEWAY, batch, now, 0).unwrap();
+        core.apply_sequenced(front.commit().unwrap().items);
+        drop(core.flush(now).unwrap());
+    }
+    let broker_session = GATEWAY + 1;
+    let t = cpu_now();
+    let own = core.query_orders(broker_session, &[]).unwrap();
+    let all_mine = cpu_since(t);
+    let unknown: Vec<matching::OrderId> = (0..ASKED)
+        .map(|k| matching::OrderId((1 << 30) + k))
+        .collect();
+    let t = cpu_now();
+    let found = core.query_orders(broker_session, &unknown).unwrap();
+    let by_id = cpu_since(t);
+    assert!(found.is_empty(), "ids never used cannot be found");
+    println!(
+        "\nqueries ({} orders in memory, {} in flight): one broker's \"all my orders\" ({} found) {:.3} ms; {ASKED} unknown ids {:.3} ms",
+        core.memory_figures().records,
+        core.in_flight(),
+        own.len(),
+        all_mine.as_secs_f64() * 1e3,
+        by_id.as_secs_f64() * 1e3,
+    );
 }
 
 /// One loop of both stages: the sequencing stage commits and hands over, the core routes and

@@ -26,7 +26,7 @@ use matching::{
     SecurityTable,
 };
 use proptest::prelude::*;
-use proto::{ClientCommand, EventGroup, ImagePart, ReportEvent, ToExecutor};
+use proto::{ClientCommand, EventGroup, ImagePart, OrderState, ReportEvent, ToExecutor};
 use testkit::nasty::{nasty_stream, Nasty};
 use user_sim::client::{Progress, Tracker};
 
@@ -971,6 +971,130 @@ fn broker_sessions_see_only_their_own_orders_and_anonymous_fills() {
     assert_eq!(core.query_orders(1, &[OrderId(8)]).unwrap(), vec![]);
     assert_eq!(core.max_order_id(1), 7);
     assert_eq!(core.totals(), vec![(SecurityId(0), 0, 300)]);
+}
+
+/// Brokers' order queries, resting and in flight, over ids in and out of each broker's direct
+/// table (scattered ids are hashed): a broker gets exactly its own orders, under its own ids,
+/// and asking many ids it never used finds nothing.
+#[test]
+fn broker_queries_list_exactly_their_own_orders_resting_or_in_flight() {
+    let securities = SecurityTable::synthetic(2).unwrap();
+    let now = Instant::now();
+    let mut core = Core::new(
+        CoreConfig::default(),
+        Gateway::new(MarketRules::hose(), securities.clone()),
+        MemoryPersist::pair(),
+        now,
+    );
+    let (a, b) = (core.broker_id("A"), core.broker_id("B"));
+    core.open_session(1, SessionKind::Broker(a));
+    core.open_session(2, SessionKind::Broker(b));
+    let node = core.executor_joined("e", "e", now);
+    let mut exec = ExecutorCore::new(MarketRules::hose(), &securities);
+    let rules = MarketRules::hose();
+    let new = |id: u64, side, security: u32| {
+        let reference = securities.reference(SecurityId(security)).unwrap();
+        let tick = rules.tick(reference);
+        ClientCommand {
+            client_ref: id,
+            command: Command::New(matching::NewOrder {
+                id: OrderId(id),
+                broker: BrokerId(0),
+                security: SecurityId(security),
+                side,
+                kind: matching::OrderType::Limit,
+                // Sells above buys: nothing trades, everything rests.
+                price: match side {
+                    matching::Side::Sell => reference + tick,
+                    matching::Side::Buy => reference - tick,
+                },
+                qty: 100,
+            }),
+        }
+    };
+    // Increasing ids (direct), ids pages apart and one near the top (hashed); B reuses some
+    // of A's ids in its own namespace.
+    let a_ids: Vec<u64> = (1..=300)
+        .chain((1..=40).map(|k| k * 70_001))
+        .chain([1 << 39])
+        .collect();
+    let b_ids: Vec<u64> = (1..=200).chain([70_001, 5 << 30]).collect();
+    let a_cmds: Vec<_> = a_ids
+        .iter()
+        .map(|&i| new(i, matching::Side::Sell, (i % 2) as u32))
+        .collect();
+    let b_cmds: Vec<_> = b_ids
+        .iter()
+        .map(|&i| new(i, matching::Side::Buy, (i % 2) as u32))
+        .collect();
+    // Orders at even positions rest (the executor answers); the others stay in flight.
+    let half = |cmds: &[ClientCommand], parity: usize| -> Vec<ClientCommand> {
+        cmds.iter().skip(parity).step_by(2).copied().collect()
+    };
+    core.submit(1, &half(&a_cmds, 0), now, 0).unwrap();
+    core.submit(2, &half(&b_cmds, 0), now, 0).unwrap();
+    for _ in 0..4 {
+        let out = core.flush(now).unwrap();
+        let mut groups = Vec::new();
+        for m in out.executors.into_values().flatten() {
+            exec.apply(m, &mut groups);
+        }
+        core.executor_events(node, groups, now).unwrap();
+    }
+    assert_eq!(core.in_flight(), 0);
+    core.submit(1, &half(&a_cmds, 1), now, 0).unwrap();
+    core.submit(2, &half(&b_cmds, 1), now, 0).unwrap();
+    core.flush(now).unwrap();
+    assert_eq!(core.in_flight(), a_ids.len() / 2 + b_ids.len() / 2);
+    let listed = |session, ids: &[OrderId]| -> Vec<(u64, matching::Side, OrderState)> {
+        core.query_orders(session, ids)
+            .unwrap()
+            .iter()
+            .map(|s| (s.id.0, s.side, s.state))
+            .collect()
+    };
+    let expected = |ids: &[u64], side| -> Vec<(u64, matching::Side, OrderState)> {
+        let mut v: Vec<_> = ids
+            .iter()
+            .enumerate()
+            .map(|(k, &i)| {
+                let state = if k % 2 == 0 {
+                    OrderState::Resting
+                } else {
+                    OrderState::Pending
+                };
+                (i, side, state)
+            })
+            .collect();
+        v.sort_unstable_by_key(|x| x.0);
+        v
+    };
+    let a_all = expected(&a_ids, matching::Side::Sell);
+    let b_all = expected(&b_ids, matching::Side::Buy);
+    assert_eq!(listed(1, &[]), a_all);
+    assert_eq!(listed(2, &[]), b_all);
+    // By id: every id each broker used, plus thousands it never used.
+    let asked = |ids: &[u64]| -> Vec<OrderId> {
+        ids.iter()
+            .copied()
+            .chain((0..5_000).map(|k| (1 << 30) + k))
+            .map(OrderId)
+            .collect()
+    };
+    assert_eq!(listed(1, &asked(&a_ids)), a_all);
+    assert_eq!(listed(2, &asked(&b_ids)), b_all);
+    // Each asking the other's ids: only the ids both used, each its own order.
+    let shared: Vec<u64> = b_ids
+        .iter()
+        .copied()
+        .filter(|i| a_ids.contains(i))
+        .collect();
+    let a_shared: Vec<_> = a_all
+        .iter()
+        .copied()
+        .filter(|x| shared.contains(&x.0))
+        .collect();
+    assert_eq!(listed(1, &asked(&b_ids)), a_shared);
 }
 
 /// One security: `resting` sells of 100 from the first broker at the reference price, then a

@@ -281,23 +281,42 @@ impl<V: Copy + PartialEq> IdMap<V> {
     /// Every entry: the direct tables namespace by namespace in id order, then the hash map
     /// (no particular order).
     pub fn iter(&self) -> impl Iterator<Item = (u64, &V)> {
+        (0..self.spaces.len())
+            .flat_map(|s| self.direct_entries(s))
+            .chain(self.far.iter())
+    }
+
+    /// Every entry of namespace `space` (an id's bits from 40 up): its direct table in id
+    /// order, then its hashed entries. Costs that namespace's pages, plus one pass over the
+    /// hash map only if the namespace ever had an id hashed; the other namespaces' direct
+    /// tables are not read.
+    pub fn iter_space(&self, space: u64) -> impl Iterator<Item = (u64, &V)> {
+        let s = usize::try_from(space).unwrap_or(usize::MAX);
+        let hashed = match self.spaces.get(s) {
+            Some(sp) => sp.far_low <= sp.far_high,
+            None => s >= MAX_SPACES,
+        };
+        let far = hashed.then(|| self.far.iter()).into_iter().flatten();
+        self.direct_entries(s)
+            .chain(far.filter(move |(id, _)| id >> SPACE_BITS == space))
+    }
+
+    /// The entries in namespace `s`'s direct table, in id order (none past the table).
+    fn direct_entries(&self, s: usize) -> impl Iterator<Item = (u64, &V)> {
         let empty = self.empty;
-        let direct = self.spaces.iter().enumerate().flat_map(move |(s, space)| {
-            space
-                .pages
-                .iter()
-                .enumerate()
-                .filter_map(|(p, page)| Some((p, page.as_ref()?)))
-                .flat_map(move |(p, page)| {
-                    let base = page_base(s, p);
-                    page.slots
-                        .iter()
-                        .enumerate()
-                        .filter(move |(_, v)| **v != empty)
-                        .map(move |(k, v)| (base + k as u64, v))
-                })
-        });
-        direct.chain(self.far.iter())
+        let pages = self.spaces.get(s).map_or(&[][..], |sp| &sp.pages[..]);
+        pages
+            .iter()
+            .enumerate()
+            .filter_map(|(p, page)| Some((p, page.as_ref()?)))
+            .flat_map(move |(p, page)| {
+                let base = page_base(s, p);
+                page.slots
+                    .iter()
+                    .enumerate()
+                    .filter(move |(_, v)| **v != empty)
+                    .map(move |(k, v)| (base + k as u64, v))
+            })
     }
 
     /// Slots the hash map has room for.
@@ -453,6 +472,24 @@ mod tests {
         listed.sort_unstable();
         expected.sort_unstable();
         assert_eq!(listed, expected, "iter lists every entry once");
+        // Namespace by namespace (direct ones, hashed-only ones, one never used): each lists
+        // exactly its own entries.
+        let mut spaces: Vec<u64> = expected.iter().map(|(k, _)| k >> SPACE_BITS).collect();
+        spaces.dedup();
+        spaces.push(MAX_SPACES as u64 - 1);
+        for space in spaces {
+            let mut listed: Vec<(u64, u32)> = m.iter_space(space).map(|(k, v)| (k, *v)).collect();
+            listed.sort_unstable();
+            let own: Vec<(u64, u32)> = expected
+                .iter()
+                .copied()
+                .filter(|(k, _)| k >> SPACE_BITS == space)
+                .collect();
+            assert_eq!(
+                listed, own,
+                "iter_space({space}) lists its namespace's entries once"
+            );
+        }
     }
 
     #[test]
@@ -468,6 +505,13 @@ mod tests {
         assert_eq!(m.pages(), 4 * 20_001usize.div_ceil(PAGE));
         assert_eq!(m.get((3 << SPACE_BITS) | 777), Some(777));
         assert_eq!(m.get((5 << SPACE_BITS) | 777), None);
+        let third: Vec<u64> = m.iter_space(3).map(|(k, _)| k & LOCAL_MASK).collect();
+        assert_eq!(
+            third,
+            (1..=20_000).collect::<Vec<_>>(),
+            "in id order, its own only"
+        );
+        assert_eq!(m.iter_space(5).count(), 0);
     }
 
     #[test]

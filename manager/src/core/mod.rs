@@ -329,9 +329,15 @@ struct Partial {
     events: Vec<Event>,
 }
 
+/// The namespace of a broker's own order ids: an exchange-wide id's bits from 40 up (0 is
+/// the gateways' exchange-wide ids).
+pub fn namespace(broker: BrokerId) -> u64 {
+    u64::from(broker.0) + 1
+}
+
 /// The exchange-wide id of a broker's own order id (a broker's ids are its own namespace).
 pub fn global_order_id(broker: BrokerId, local: u64) -> Option<OrderId> {
-    (local <= MAX_BROKER_ORDER_ID).then(|| OrderId(((u64::from(broker.0) + 1) << 40) | local))
+    (local <= MAX_BROKER_ORDER_ID).then(|| OrderId((namespace(broker) << 40) | local))
 }
 
 /// The broker's own id of an exchange-wide order id of that broker.
@@ -343,7 +349,7 @@ pub fn local_order_id(id: OrderId) -> OrderId {
 /// gateway placed on a broker's behalf carry exchange-wide ids: they are the operator's to
 /// follow, and a broker session never sees them (their ids could collide with its own).
 pub fn in_namespace(broker: BrokerId, id: OrderId) -> bool {
-    id.0 >> 40 == u64::from(broker.0) + 1
+    id.0 >> 40 == namespace(broker)
 }
 
 /// Most brokers the id namespaces leave room for.
@@ -1453,9 +1459,12 @@ impl Core {
         // Held only while the archive is read: the sequencing stage looks ids up in it.
         let archive = || self.archive.lock().expect("archive lock");
         if ids.is_empty() {
+            let records: Box<dyn Iterator<Item = (OrderId, &orders::OrderRecord)>> = match broker {
+                Some(b) => Box::new(self.projection.of_broker(b)),
+                None => Box::new(self.projection.iter()),
+            };
             out.extend(
-                self.projection
-                    .of_broker(broker)
+                records
                     .filter(|(id, r)| visible(r.broker, *id))
                     .map(|(id, r)| r.status(id)),
             );
@@ -1473,6 +1482,9 @@ impl Core {
             })?;
             out.extend(self.inflight.iter().filter_map(pending).map(pending_status));
         } else {
+            // The visible orders still in flight, indexed once for the whole query (found
+            // one scan per id asked, a query of many unknown ids stalled the core).
+            let mut in_flight: Option<FxHashMap<OrderId, NewOrder>> = None;
             for id in ids.iter().filter_map(|i| to_global(*i)) {
                 match self.projection.get(id) {
                     Some(r) if visible(r.broker, id) => out.push(r.status(id)),
@@ -1483,13 +1495,17 @@ impl Core {
                             if visible(f.broker, id) {
                                 out.push(orders::finished_status(&f));
                             }
-                        } else if let Some(o) = self
-                            .inflight
-                            .iter()
-                            .filter_map(pending)
-                            .find(|o| o.id == id)
+                        } else if let Some(o) = in_flight
+                            .get_or_insert_with(|| {
+                                self.inflight
+                                    .iter()
+                                    .filter_map(pending)
+                                    .map(|o| (o.id, o))
+                                    .collect()
+                            })
+                            .get(&id)
                         {
-                            out.push(pending_status(o));
+                            out.push(pending_status(*o));
                         }
                     }
                 }

@@ -437,14 +437,20 @@ impl Projection {
             .map(|(i, b)| (SecurityId(i as u32), b.bid_total, b.ask_total))
     }
 
-    /// Every record of `broker` (all brokers if `None`).
+    /// Every record in memory.
+    pub fn iter(&self) -> impl Iterator<Item = (OrderId, &OrderRecord)> + '_ {
+        self.records.iter().map(|(id, r)| (OrderId(id), r))
+    }
+
+    /// The records of the orders `broker` placed itself (ids in its own namespace): the cost
+    /// is its own orders', not every broker's.
     pub fn of_broker(
         &self,
-        broker: Option<BrokerId>,
+        broker: BrokerId,
     ) -> impl Iterator<Item = (OrderId, &OrderRecord)> + '_ {
         self.records
-            .iter()
-            .filter(move |(_, r)| broker.is_none_or(|b| r.broker == b))
+            .iter_space(super::namespace(broker))
+            .filter(move |(_, r)| r.broker == broker)
             .map(|(id, r)| (OrderId(id), r))
     }
 

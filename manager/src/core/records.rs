@@ -84,6 +84,14 @@ impl<V: Copy> RecordTable<V> {
         self.index.iter().map(|(id, &slot)| (id, self.at(slot)))
     }
 
+    /// The records whose ids are in namespace `space` ([`IdMap::iter_space`]: the other
+    /// namespaces' ids are not walked).
+    pub fn iter_space(&self, space: u64) -> impl Iterator<Item = (u64, &V)> {
+        self.index
+            .iter_space(space)
+            .map(|(id, &slot)| (id, self.at(slot)))
+    }
+
     /// Gives memory back once a quarter or less of the slots hold records (archiving emptied
     /// the table): the records move to a fresh, dense slab. O(len), and only after len fell to
     /// a quarter of the slots, so amortised O(1) per removal.
