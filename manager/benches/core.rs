@@ -362,6 +362,11 @@ fn deliver(
     for fb in out.feedback.drain(..) {
         front.feedback(fb, now).unwrap();
     }
+    // As the session writers do once they encoded them.
+    let pool = core.report_pool();
+    for (_, reports) in out.reports.drain() {
+        pool.give(reports);
+    }
     for (node, msgs) in out.executors {
         let Some((_, exec)) = execs.iter_mut().find(|(id, _)| *id == node) else {
             continue;

@@ -47,8 +47,10 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 use transport::quic::accept_hello;
 use transport::{FrameReader, FrameWriter};
 
+use crate::core::pool::VecPool;
 use crate::core::{
     check_submit, Core, Feedback, NodeId, Sequencer, SessionId, SessionKind, EXCHANGE_SESSION,
+    REPORTS_PER_FRAME,
 };
 use crate::schedule::Schedule;
 
@@ -69,8 +71,6 @@ const SESSION_BYTES: usize = 32 << 20;
 const ANSWER_BYTES: usize = 4 << 20;
 /// Messages queued to one executor before it counts as stuck and is disconnected.
 const EXECUTOR_QUEUE: usize = 65_536;
-/// Reports per frame to a client.
-const REPORTS_PER_FRAME: usize = 8192;
 /// Order states per answer frame.
 const ORDERS_PER_FRAME: usize = 4096;
 /// Commands taken into one group commit, at most (plus one batch).
@@ -312,6 +312,9 @@ struct Shared {
     feed_handle: Option<crate::feed::FeedHandle>,
     /// Open monitor sessions (the core thread publishes session counts as metrics).
     monitors: Arc<AtomicU64>,
+    /// Session writers give their report vectors back here once encoded; the stages fill
+    /// them again.
+    report_pool: VecPool<proto::Report>,
 }
 
 /// Why the manager is stopping, once it is.
@@ -437,6 +440,7 @@ pub async fn serve(
         stopping: stopping.clone(),
         feed_handle,
         monitors: monitors.clone(),
+        report_pool: core.report_pool(),
         config,
     });
     let schedule = shared.config.schedule.clone();
@@ -448,6 +452,7 @@ pub async fn serve(
     let room = Arc::new(AtomicBool::new(true));
     let front_stopping = stopping.clone();
     let front_room = room.clone();
+    let front_pool = shared.report_pool.clone();
     let sequencing = move || {
         run_sequencer(
             front,
@@ -455,7 +460,7 @@ pub async fn serve(
             (sessions_rx, submit_rx, feedback_rx),
             handover_tx,
             front_room,
-            (phase, sequenced),
+            (phase, sequenced, front_pool),
             front_stopping,
         )
     };
@@ -669,7 +674,7 @@ async fn run_sequencer(
     ),
     core: mpsc::Sender<Control>,
     room: Arc<AtomicBool>,
-    (phase, sequenced): (Arc<AtomicU32>, Arc<AtomicU64>),
+    (phase, sequenced, report_pool): (Arc<AtomicU32>, Arc<AtomicU64>, VecPool<proto::Report>),
     stopping: Arc<StopSignal>,
 ) -> anyhow::Result<()> {
     let mut sessions: Sessions = FxHashMap::default();
@@ -735,7 +740,7 @@ async fn run_sequencer(
             // behind the command: it is read here, after this send.
             let mut by_session: FxHashMap<SessionId, Vec<proto::Report>> = FxHashMap::default();
             for (session, report) in released.reports {
-                by_session.entry(session).or_default().push(report);
+                report_pool.vec_in(&mut by_session, session).push(report);
             }
             let cut = deliver(&mut sessions, by_session);
             if !released.items.is_empty() {
@@ -1276,6 +1281,7 @@ async fn client_session(
     // Commands count as in flight until their final report is written to the client.
     let written = out.inflight.clone();
     let slow = shared.config.limits.slow_consumer_timeout;
+    let report_pool = shared.report_pool.clone();
     let remote = conn.remote_address();
     let write_task = tokio::spawn(async move {
         loop {
@@ -1296,6 +1302,9 @@ async fn client_session(
                                 tracing::warn!(%remote, session, "client read nothing for {slow:?}; disconnecting it (its orders stay)");
                                 break;
                             }
+                        }
+                        if let ManagerToClient::Reports(r) = m {
+                            report_pool.give(r);
                         }
                         queued.fetch_sub(n.min(queued.load(Ordering::Relaxed)), Ordering::Relaxed);
                         written.fetch_sub(finals.min(written.load(Ordering::Relaxed)), Ordering::Relaxed);

@@ -26,6 +26,7 @@
 
 pub mod checkpoint;
 pub mod orders;
+pub mod pool;
 mod records;
 mod recovery;
 pub mod sequencer;
@@ -352,6 +353,9 @@ pub fn in_namespace(broker: BrokerId, id: OrderId) -> bool {
     id.0 >> 40 == namespace(broker)
 }
 
+/// Reports per frame to a client; report vectors are taken with room for this many.
+pub const REPORTS_PER_FRAME: usize = 8192;
+
 /// Most brokers the id namespaces leave room for.
 pub const MAX_BROKERS: usize = 1 << 20;
 
@@ -391,6 +395,8 @@ pub struct Core {
     /// `--local`: the executor core matching in-process.
     local: Option<executor::ExecutorCore>,
     out: Outbox,
+    /// Report vectors the session writers gave back ([`Core::report_pool`]).
+    report_pool: pool::VecPool<Report>,
     /// Schedule name for monitors.
     schedule: String,
     /// Finished orders and book snapshots leave memory for it (see [`checkpoint`]), with the
@@ -479,6 +485,7 @@ impl Core {
             items: Vec::new(),
             local,
             out: Outbox::default(),
+            report_pool: pool::VecPool::new(REPORTS_PER_FRAME),
             schedule: "continuous".into(),
             metrics: None,
             config,
@@ -527,6 +534,12 @@ impl Core {
             front.set_metrics(m.clone());
         }
         self.metrics = Some(m);
+    }
+
+    /// Where the shell gives back report vectors it is done with (after encoding them): the
+    /// next flushes fill them again instead of fresh memory (see [`pool`]).
+    pub fn report_pool(&self) -> pool::VecPool<Report> {
+        self.report_pool.clone()
     }
 
     pub fn set_schedule_name(&mut self, name: impl Into<String>) {
@@ -746,7 +759,9 @@ impl Core {
                         list.retain(|x| *x != session);
                     }
                 }
-                self.out.reports.remove(&session);
+                if let Some(v) = self.out.reports.remove(&session) {
+                    self.report_pool.give(v);
+                }
             }
             Sequenced::Broker { id, name } => {
                 let got = self.brokers.intern(&name);
@@ -831,7 +846,9 @@ impl Core {
         };
         let released = front.commit()?;
         for (session, report) in released.reports {
-            self.out.reports.entry(session).or_default().push(report);
+            self.report_pool
+                .vec_in(&mut self.out.reports, session)
+                .push(report);
         }
         debug_assert!(released.items.is_empty(), "the core took them at once");
         Ok(())
@@ -1222,7 +1239,9 @@ impl Core {
 
     fn push_report(&mut self, session: SessionId, report: Report) {
         if session != EXCHANGE_SESSION && self.sessions.contains_key(&session) {
-            self.out.reports.entry(session).or_default().push(report);
+            self.report_pool
+                .vec_in(&mut self.out.reports, session)
+                .push(report);
         }
     }
 
@@ -1421,15 +1440,17 @@ impl Core {
         };
         let client_ref = self.projection.get(id).map_or(0, |r| r.client_ref);
         for &s in list {
-            self.out.reports.entry(s).or_default().push(Report {
-                client_ref,
-                seq,
-                time,
-                order: local_order_id(id),
-                event,
-                last: false,
-                passive: true,
-            });
+            self.report_pool
+                .vec_in(&mut self.out.reports, s)
+                .push(Report {
+                    client_ref,
+                    seq,
+                    time,
+                    order: local_order_id(id),
+                    event,
+                    last: false,
+                    passive: true,
+                });
         }
     }
 
@@ -1620,9 +1641,6 @@ impl Core {
     }
 }
 
-/// Checks a submit frame of a session of `kind` as a whole: the session refuses the frame (and
-/// ends) on an error, so a malformed batch changes nothing. It depends on the session's kind
-/// alone, so a session checks its frames itself and never waits for the core to read on.
 pub fn check_submit(kind: SessionKind, cmds: &[ClientCommand]) -> Result<(), String> {
     if cmds.len() > proto::limits::MAX_BATCH {
         return Err(format!(
