@@ -354,6 +354,8 @@ fn deliver(
 ) {
     let t = cpu_now();
     let released = front.commit().unwrap();
+    // The server takes the acknowledgements out and gives their vector back.
+    front.recycle_acks(released.reports);
     stages.sequencing += cpu_since(t);
     let t = cpu_now();
     core.apply_sequenced(released.items);

@@ -397,6 +397,8 @@ pub struct Core {
     out: Outbox,
     /// Report vectors the session writers gave back ([`Core::report_pool`]).
     report_pool: pool::VecPool<Report>,
+    /// Where the sequencing stage on its own thread takes its released items' vectors from.
+    items_pool: pool::VecPool<Sequenced>,
     /// Schedule name for monitors.
     schedule: String,
     /// Finished orders and book snapshots leave memory for it (see [`checkpoint`]), with the
@@ -455,12 +457,14 @@ impl Core {
         let gateway_ids = Arc::new(AtomicU64::new(0));
         let listing = gateway.securities().clone();
         let rules = *gateway.rules();
+        let items_pool = pool::VecPool::new(sequencer::ITEMS_PER_COMMIT);
         let front = Sequencer::new(
             gateway,
             journal,
             archive.clone(),
             config.commit_each,
             gateway_ids.clone(),
+            items_pool.clone(),
         );
         Core {
             shards,
@@ -486,6 +490,7 @@ impl Core {
             local,
             out: Outbox::default(),
             report_pool: pool::VecPool::new(REPORTS_PER_FRAME),
+            items_pool,
             schedule: "continuous".into(),
             metrics: None,
             config,
@@ -682,10 +687,11 @@ impl Core {
 
     /// What the sequencing stage released (on its own thread: after the commit that covers
     /// it), in order.
-    pub fn apply_sequenced(&mut self, items: Vec<Sequenced>) {
-        for item in items {
+    pub fn apply_sequenced(&mut self, mut items: Vec<Sequenced>) {
+        for item in items.drain(..) {
             self.apply(item);
         }
+        self.items_pool.give(items);
     }
 
     fn apply(&mut self, item: Sequenced) {
@@ -844,12 +850,13 @@ impl Core {
         let Some(front) = &mut self.front else {
             return Ok(());
         };
-        let released = front.commit()?;
-        for (session, report) in released.reports {
+        let mut released = front.commit()?;
+        for (session, report) in released.reports.drain(..) {
             self.report_pool
                 .vec_in(&mut self.out.reports, session)
                 .push(report);
         }
+        front.recycle_acks(released.reports);
         debug_assert!(released.items.is_empty(), "the core took them at once");
         Ok(())
     }

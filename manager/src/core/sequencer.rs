@@ -29,10 +29,16 @@ use proto::{ClientCommand, Report, ReportEvent};
 use rustc_hash::FxHashMap;
 
 use super::checkpoint::Archived;
+use super::pool::VecPool;
 use super::{
     check_submit, global_order_id, local_order_id, JournalEntry, Persist, RejectedEntry, SessionId,
     SessionKind, EXCHANGE_SESSION, MAX_BROKERS,
 };
+
+/// Most room an acknowledgements' vector kept for reuse may have (a few group commits' worth).
+const ACKS_KEPT: usize = 1 << 16;
+/// Room each released items' vector has from the start: a group commit's worth.
+pub const ITEMS_PER_COMMIT: usize = 16_384;
 
 /// One thing the sequencing stage did, for the rest of the core, in journal order.
 #[derive(Clone, Debug)]
@@ -117,6 +123,10 @@ pub struct Sequencer {
     unacked: Vec<(SessionId, Report)>,
     /// Items since the last commit (released with it, unless the in-thread core took them).
     pending: Vec<Sequenced>,
+    /// Where the next `pending` comes from: the core thread gives the released ones back.
+    items_pool: VecPool<Sequenced>,
+    /// The acknowledgements' vector the caller gave back ([`Sequencer::recycle_acks`]).
+    spare_acks: Vec<(SessionId, Report)>,
     archive: SharedArchive,
     commit_each: bool,
     /// Ids in the gateway's memory, for the memory figures of the other stage.
@@ -131,6 +141,7 @@ impl Sequencer {
         archive: SharedArchive,
         commit_each: bool,
         ids_in_memory: Arc<AtomicU64>,
+        items_pool: VecPool<Sequenced>,
     ) -> Self {
         let mut sessions = FxHashMap::default();
         sessions.insert(EXCHANGE_SESSION, SessionKind::Exchange);
@@ -148,6 +159,8 @@ impl Sequencer {
             deferred: VecDeque::new(),
             unacked: Vec::new(),
             pending: Vec::new(),
+            items_pool,
+            spare_acks: Vec::new(),
             archive,
             commit_each,
             ids_in_memory,
@@ -470,12 +483,25 @@ impl Sequencer {
         self.ids_in_memory
             .store(self.gateway.ids_in_memory() as u64, Ordering::Relaxed);
         let sessions = &self.sessions;
-        let mut reports = std::mem::take(&mut self.unacked);
+        let mut reports =
+            std::mem::replace(&mut self.unacked, std::mem::take(&mut self.spare_acks));
         reports.retain(|(s, _)| *s != EXCHANGE_SESSION && sessions.contains_key(s));
-        Ok(Released {
-            reports,
-            items: std::mem::take(&mut self.pending),
-        })
+        // Vectors that go round instead of fresh memory each commit (see `super::pool`).
+        let items = if self.pending.is_empty() {
+            Vec::new()
+        } else {
+            std::mem::replace(&mut self.pending, self.items_pool.take())
+        };
+        Ok(Released { reports, items })
+    }
+
+    /// Gives back a commit's acknowledgements once the caller took them out: the next commits
+    /// fill that vector again (one kept, of up to [`ACKS_KEPT`] entries' room).
+    pub fn recycle_acks(&mut self, mut acks: Vec<(SessionId, Report)>) {
+        if acks.capacity() <= ACKS_KEPT && acks.capacity() > self.spare_acks.capacity() {
+            acks.clear();
+            self.spare_acks = acks;
+        }
     }
 
     /// What the rest of the core reports back. A fallen barrier lets what waited behind it be
