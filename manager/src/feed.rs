@@ -43,6 +43,7 @@ use proto::{FeedRequest, FeedUpdate};
 use tokio::sync::{mpsc, oneshot};
 use transport::{FrameReader, FrameWriter};
 
+use crate::core::pool::VecPool;
 pub use crate::core::FeedItem;
 
 /// Messages moved to a session's channel at a time (one channel slot).
@@ -554,6 +555,8 @@ struct Task {
     /// What was last added to the metrics (they take increments).
     reported: Reported,
     scratch: Vec<Message>,
+    /// Batches' vectors go back to the core thread here once applied.
+    items_pool: VecPool<FeedItem>,
     /// When the last checkpoint was taken, and whether its writer thread is still at it.
     last_checkpoint: Option<Instant>,
     checkpoint_writing: Arc<AtomicBool>,
@@ -574,6 +577,7 @@ pub fn spawn(
     table: SecurityTable,
     rebuild_first: bool,
     metrics: Arc<metrics::Metrics>,
+    items_pool: VecPool<FeedItem>,
 ) -> std::io::Result<(FeedSender, FeedHandle)> {
     if let (false, Some((path, _))) = (rebuild_first, &opts.checkpoint) {
         // An empty journal: a checkpoint left beside it belongs to another day.
@@ -611,6 +615,7 @@ pub fn spawn(
         metrics: metrics.clone(),
         reported: Reported::default(),
         scratch: Vec::new(),
+        items_pool,
         last_checkpoint: None,
         checkpoint_writing: Arc::new(AtomicBool::new(false)),
     };
@@ -801,15 +806,15 @@ impl Task {
         }
     }
 
-    fn apply_items(&mut self, batch: Vec<FeedItem>) {
+    fn apply_items(&mut self, mut items: Vec<FeedItem>) {
         if self.broken.is_some() {
             return;
         }
         self.check_lagged("the core dropped items: the feed queue was full");
-        let mut batch = batch.into_iter();
+        let mut batch = items.drain(..);
         let mut since_pump = 0usize;
         while self.rebuilding.is_none() {
-            let Some(item) = batch.next() else { return };
+            let Some(item) = batch.next() else { break };
             since_pump += 1;
             if since_pump == PUMP_EVERY {
                 // A large batch: move what subscribers can take before their queues fill.
@@ -833,6 +838,7 @@ impl Task {
             }
         }
         self.keep_pending(batch);
+        self.items_pool.give(items);
     }
 
     /// While a rebuild runs: keeps items for after it (bounded; past the bound, the rebuild

@@ -315,6 +315,8 @@ struct Shared {
     /// Session writers give their report vectors back here once encoded; the stages fill
     /// them again.
     report_pool: VecPool<proto::Report>,
+    /// Executors' writers give their order batches' vectors back here once sent.
+    routed_pool: VecPool<proto::Routed>,
 }
 
 /// Why the manager is stopping, once it is.
@@ -418,6 +420,7 @@ pub async fn serve(
                 core.listing().clone(),
                 core.next_seq() > 1,
                 metrics.clone(),
+                core.feed_pool(),
             )
             .context("starting the feed task")?;
             (Some(sender), Some(handle))
@@ -441,6 +444,7 @@ pub async fn serve(
         feed_handle,
         monitors: monitors.clone(),
         report_pool: core.report_pool(),
+        routed_pool: core.routed_pool(),
         config,
     });
     let schedule = shared.config.schedule.clone();
@@ -1456,6 +1460,7 @@ async fn executor_session(
     mut rx: mpsc::Receiver<ToExecutor>,
 ) -> anyhow::Result<()> {
     let stopping = shared.stopping.clone();
+    let routed_pool = shared.routed_pool.clone();
     let write_task = tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -1463,6 +1468,9 @@ async fn executor_session(
                     Some(m) => {
                         if writer.send(&m).await.is_err() {
                             break;
+                        }
+                        if let ToExecutor::Orders(batch) = m {
+                            routed_pool.give(batch);
                         }
                     }
                     None => break,

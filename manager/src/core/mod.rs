@@ -356,6 +356,9 @@ pub fn in_namespace(broker: BrokerId, id: OrderId) -> bool {
 /// Reports per frame to a client; report vectors are taken with room for this many.
 pub const REPORTS_PER_FRAME: usize = 8192;
 
+/// Room each feed batch's vector has from the start (about a flush's event groups).
+const FEED_ITEMS_PER_FLUSH: usize = 8192;
+
 /// Most brokers the id namespaces leave room for.
 pub const MAX_BROKERS: usize = 1 << 20;
 
@@ -399,6 +402,8 @@ pub struct Core {
     report_pool: pool::VecPool<Report>,
     /// Where the sequencing stage on its own thread takes its released items' vectors from.
     items_pool: pool::VecPool<Sequenced>,
+    /// Feed batches' vectors the feed task gave back ([`Core::feed_pool`]).
+    feed_pool: pool::VecPool<FeedItem>,
     /// Schedule name for monitors.
     schedule: String,
     /// Finished orders and book snapshots leave memory for it (see [`checkpoint`]), with the
@@ -491,6 +496,7 @@ impl Core {
             out: Outbox::default(),
             report_pool: pool::VecPool::new(REPORTS_PER_FRAME),
             items_pool,
+            feed_pool: pool::VecPool::new(FEED_ITEMS_PER_FLUSH),
             schedule: "continuous".into(),
             metrics: None,
             config,
@@ -545,6 +551,16 @@ impl Core {
     /// next flushes fill them again instead of fresh memory (see [`pool`]).
     pub fn report_pool(&self) -> pool::VecPool<Report> {
         self.report_pool.clone()
+    }
+
+    /// Where the executors' writers give back order batches' vectors once they sent them.
+    pub fn routed_pool(&self) -> pool::VecPool<Routed> {
+        self.shards.routed_pool.clone()
+    }
+
+    /// Where the feed task gives back the batches' vectors once it applied them.
+    pub fn feed_pool(&self) -> pool::VecPool<FeedItem> {
+        self.feed_pool.clone()
     }
 
     pub fn set_schedule_name(&mut self, name: impl Into<String>) {
@@ -1172,6 +1188,9 @@ impl Core {
             );
         }
         if self.config.feed {
+            if self.out.feed.capacity() == 0 {
+                self.out.feed = self.feed_pool.take();
+            }
             self.out.feed.push(FeedItem {
                 seq,
                 time,

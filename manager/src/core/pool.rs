@@ -1,16 +1,18 @@
 //! [`VecPool`]: emptied vectors handed back across threads to be filled again.
 //!
-//! Each flush builds every session's reports in a vector of its own, which the session's
-//! writer task drops once it has encoded them, on another thread. Allocated afresh each
-//! flush, those vectors were fresh memory: the core thread spent a third of its page faults
-//! pushing reports, the sequencing thread most of its own on acknowledgements. Writers give
-//! the emptied vectors back here and the next flush fills them again, their pages still mapped.
+//! The core's output leaves in vectors that another thread consumes and used to free: each
+//! session's reports (encoded by the session's writer), each batch of orders to an executor
+//! (encoded by the executor's writer), each feed batch (applied by the feed task), and the
+//! commands the sequencing thread hands to the core thread. Allocated afresh each flush, those
+//! vectors grew by doubling into fresh memory: copies and page faults on the two threads every
+//! acknowledgement waits for. The consumers give the emptied vectors back to a pool and the
+//! producer fills them again, their pages still mapped.
 //!
-//! Every vector taken has room for at least the pool's `min_capacity` items (a client frame's
-//! worth of reports), so a flush's pushes land in pages already mapped instead of growing the
-//! vector into fresh ones; room never written costs no memory. Bounded both ways, so a burst
-//! does not stay pinned for the rest of the day: at most [`KEPT`] vectors are kept, none with
-//! room for more than twice `min_capacity`.
+//! Every vector taken has room for at least the pool's `min_capacity` items (about a flush's
+//! worth), so pushes land in memory already mapped instead of growing the vector; room never
+//! written costs no memory. Bounded both ways, so a burst does not stay pinned for the rest
+//! of the day: at most [`KEPT`] vectors are kept, none with room for more than twice
+//! `min_capacity`.
 
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};

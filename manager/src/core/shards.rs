@@ -24,6 +24,8 @@ use journal::BookSnapshot;
 use matching::SecurityId;
 use proto::{ExecutorStats, ImagePart, NodeStatus, Routed, ToExecutor, IMAGE_PART_ORDERS};
 
+use super::pool::VecPool;
+
 pub type NodeId = u32;
 
 /// The pseudo-node that matches in-process in `--local` mode.
@@ -34,6 +36,8 @@ const HISTORY_KEEP: usize = 256;
 /// Commands sent per frame when routing, replaying or re-sending history (keeps frames well
 /// under the codec's size limit).
 pub(crate) const CHUNK: usize = 20_000;
+/// Room each batch of orders to an executor has from the start (a flush's share, commonly).
+const ROUTED_PER_BATCH: usize = 4096;
 
 pub(crate) struct SecState {
     pub owner: Option<NodeId>,
@@ -114,6 +118,8 @@ pub(crate) struct Shards {
     pub news: Vec<ShardNews>,
     /// Ask for an image once a security's history holds this many commands (0: never).
     pub snapshot_every: usize,
+    /// Where order batches' vectors come from; the executors' writers give them back.
+    pub routed_pool: VecPool<Routed>,
 }
 
 impl Shards {
@@ -140,6 +146,7 @@ impl Shards {
             disconnect: Vec::new(),
             news: Vec::new(),
             snapshot_every: 0,
+            routed_pool: VecPool::new(ROUTED_PER_BATCH),
         }
     }
 
@@ -150,7 +157,7 @@ impl Shards {
         st.history.push(routed);
         if let (Some(owner), None) = (st.owner, st.target) {
             st.sent += 1;
-            Self::enqueue(&mut self.outgoing, owner, routed);
+            Self::enqueue(&mut self.outgoing, &self.routed_pool, owner, routed);
             if self.snapshot_every > 0
                 && st.asked.is_none()
                 && st.sent == st.history.len()
@@ -289,11 +296,20 @@ impl Shards {
     }
 
     /// Queues one command for `node`, batching consecutive commands into one frame.
-    fn enqueue(outgoing: &mut BTreeMap<NodeId, Vec<ToExecutor>>, node: NodeId, cmd: Routed) {
+    fn enqueue(
+        outgoing: &mut BTreeMap<NodeId, Vec<ToExecutor>>,
+        pool: &VecPool<Routed>,
+        node: NodeId,
+        cmd: Routed,
+    ) {
         let q = outgoing.entry(node).or_default();
         match q.last_mut() {
             Some(ToExecutor::Orders(batch)) if batch.len() < CHUNK => batch.push(cmd),
-            _ => q.push(ToExecutor::Orders(vec![cmd])),
+            _ => {
+                let mut batch = pool.take();
+                batch.push(cmd);
+                q.push(ToExecutor::Orders(batch));
+            }
         }
     }
 
@@ -525,7 +541,7 @@ impl Shards {
         self.outgoing.entry(node).or_default().extend(msgs);
         live.sort_by_key(|r| (r.seq, r.security));
         for cmd in live {
-            Self::enqueue(&mut self.outgoing, node, cmd);
+            Self::enqueue(&mut self.outgoing, &self.routed_pool, node, cmd);
         }
     }
 
