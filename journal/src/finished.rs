@@ -521,6 +521,43 @@ impl FinishedRun {
         Ok(found)
     }
 
+    /// Calls `f` for the records of `ids` (sorted, no duplicates) this run holds, in id order,
+    /// reading each block at most once: many ids cost the blocks they fall in, not a block
+    /// read per id.
+    pub fn get_many(
+        &self,
+        ids: &[u64],
+        f: &mut dyn FnMut(FinishedOrder),
+    ) -> Result<(), JournalError> {
+        let mut k = 0;
+        while k < ids.len() {
+            let i = self.fences.partition_point(|x| x.last < ids[k]);
+            let Some(fence) = self.fences.get(i) else {
+                break;
+            };
+            if ids[k] < fence.first {
+                // Between two blocks: not in the run.
+                k += ids[k..].partition_point(|&id| id < fence.first);
+                continue;
+            }
+            let end = k + ids[k..].partition_point(|&id| id <= fence.last);
+            let wanted = &ids[k..end];
+            let mut w = 0;
+            self.visit_block(i, &mut |r| {
+                while w < wanted.len() && wanted[w] < r.id.0 {
+                    w += 1;
+                }
+                if wanted.get(w) == Some(&r.id.0) {
+                    f(r);
+                    w += 1;
+                }
+                w < wanted.len()
+            })?;
+            k = end;
+        }
+        Ok(())
+    }
+
     /// Calls `f` for every record with `lo <= id <= hi`, in id order.
     pub fn scan(
         &self,
@@ -690,6 +727,53 @@ mod tests {
         let again = FinishedRun::open(m.path()).unwrap();
         assert_eq!(again.records(), m.records());
         assert_eq!(again.get(OrderId(u64::MAX - 1)).unwrap(), b.last().copied());
+    }
+
+    #[test]
+    fn get_many_finds_exactly_what_get_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let records: Vec<_> = (0..30_000u64)
+            .map(|k| rec(k * 3 + 1, k))
+            .chain((0..3_000u64).map(|k| rec((2 << 40) + k * 5, k)))
+            .collect();
+        let run = write_run(dir.path(), 1, 0, &records).unwrap();
+        // Present and absent ids mixed: dense runs, strays, ids before, between and after the
+        // blocks, one block's first and last, a lone id far out.
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut ids: Vec<u64> = (0..40_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                match x % 4 {
+                    0 => x % 95_000,
+                    1 => (2 << 40) + x % 16_000,
+                    2 => x % 400,
+                    _ => x,
+                }
+            })
+            .chain(
+                run.fences
+                    .iter()
+                    .flat_map(|f| [f.first, f.last, f.last + 1]),
+            )
+            .chain([0, 1, u64::MAX])
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut found = Vec::new();
+        run.get_many(&ids, &mut |r| found.push(r)).unwrap();
+        let expected: Vec<_> = ids
+            .iter()
+            .filter_map(|&id| run.get(OrderId(id)).unwrap())
+            .collect();
+        assert!(expected.len() > 3_000, "many of the ids are present");
+        assert_eq!(found, expected, "the same records, in id order");
+        let mut none = Vec::new();
+        run.get_many(&[], &mut |r| none.push(r)).unwrap();
+        run.get_many(&[2, 3, 95_000, 1 << 40], &mut |r| none.push(r))
+            .unwrap();
+        assert!(none.is_empty());
     }
 
     #[test]

@@ -181,6 +181,42 @@ impl Archive for DiskArchive {
         Ok(None)
     }
 
+    fn get_many(&self, ids: &[OrderId], f: &mut dyn FnMut(FinishedOrder)) -> anyhow::Result<()> {
+        self.lookups.fetch_add(ids.len() as u64, Ordering::Relaxed);
+        let mut left: Vec<u64> = ids
+            .iter()
+            .map(|id| id.0)
+            .filter(|&id| {
+                self.prefix_max
+                    .get(&prefix_of(id))
+                    .is_some_and(|max| id <= *max)
+            })
+            .collect();
+        self.disk_lookups
+            .fetch_add(left.len() as u64, Ordering::Relaxed);
+        // Newest run first, as `get`; an id found is not looked for in older runs.
+        for run in self.runs.iter().rev() {
+            let Some((lo, hi)) = run.id_range() else {
+                continue;
+            };
+            let from = left.partition_point(|&id| id < lo);
+            let to = left.partition_point(|&id| id <= hi);
+            let mut found = Vec::new();
+            run.get_many(&left[from..to], &mut |r| {
+                found.push(r.id.0);
+                f(r);
+            })?;
+            if !found.is_empty() {
+                // `found` is in id order.
+                left.retain(|id| found.binary_search(id).is_err());
+            }
+            if left.is_empty() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     fn scan(&self, lo: u64, hi: u64, f: &mut dyn FnMut(&FinishedOrder)) -> anyhow::Result<()> {
         for run in &self.runs {
             run.scan(lo, hi, f)?;
@@ -624,6 +660,56 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    /// Many ids at once over several runs with overlapping id ranges, ids of other prefixes,
+    /// past a prefix's highest id and never archived: exactly what one `get` per id finds.
+    #[test]
+    fn get_many_answers_as_get_does_over_several_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SnapshotDir::open(tmp.path()).unwrap();
+        let mut a = DiskArchive::open(dir, None).unwrap();
+        let spread = |ids: Vec<u64>| -> Arc<[FinishedOrder]> {
+            let mut v: Vec<FinishedOrder> = ids
+                .into_iter()
+                .map(|id| finished(id..id + 1)[0])
+                .collect();
+            v.sort_by_key(|f| f.id);
+            v.into()
+        };
+        let runs: [Vec<u64>; 4] = [
+            (1..20_000).step_by(3).collect(),
+            (2..20_000).step_by(3).chain((1 << 40)..(1 << 40) + 500).collect(),
+            (30_000..31_000).chain(((2 << 40) + 7)..((2 << 40) + 9)).collect(),
+            (20_000..20_100).collect(),
+        ];
+        for (k, ids) in runs.iter().enumerate() {
+            a.begin(Checkpoint {
+                finished: spread(ids.clone()),
+                books: vec![],
+                manifest: manifest(k as u64 + 2),
+            })
+            .unwrap();
+            a.wait().unwrap();
+        }
+        assert!(a.stats().runs >= 2, "lookups cross runs");
+        let mut asked: Vec<OrderId> = (0..32_000)
+            .step_by(2)
+            .chain((1 << 40) - 3..(1 << 40) + 600)
+            .chain([(2 << 40) + 8, (2 << 40) + 9, (3 << 40) + 1, u64::MAX])
+            .map(OrderId)
+            .collect();
+        asked.sort_unstable();
+        let mut found = Vec::new();
+        a.get_many(&asked, &mut |f| found.push(f.id)).unwrap();
+        found.sort_unstable();
+        let expected: Vec<OrderId> = asked
+            .iter()
+            .filter(|&&id| a.get(id).unwrap().is_some())
+            .copied()
+            .collect();
+        assert!(expected.len() > 7_000, "{} found", expected.len());
+        assert_eq!(found, expected);
     }
 
     /// Checkpoints through the writer thread: a pack per checkpoint, lookups answer a run only

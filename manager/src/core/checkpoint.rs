@@ -74,6 +74,16 @@ pub trait Archive: Send {
     fn get(&self, id: OrderId) -> anyhow::Result<Option<FinishedOrder>>;
     /// Every indexed order with `lo <= id <= hi`, in id order.
     fn scan(&self, lo: u64, hi: u64, f: &mut dyn FnMut(&FinishedOrder)) -> anyhow::Result<()>;
+    /// The indexed orders among `ids` (sorted, no duplicates), in no particular order. An
+    /// archive on disk reads each block at most once per run for the whole set.
+    fn get_many(&self, ids: &[OrderId], f: &mut dyn FnMut(FinishedOrder)) -> anyhow::Result<()> {
+        for &id in ids {
+            if let Some(r) = self.get(id)? {
+                f(r);
+            }
+        }
+        Ok(())
+    }
     /// Starts making `cp` durable (records and books first, then the manifest that names
     /// them), off the caller's thread where the archive has one. One at a time: called only
     /// when [`Self::poll`] has nothing being written. Never waits for the disk.
@@ -125,6 +135,23 @@ impl Archived {
             Ok(i) => Ok(Some(fl[i])),
             Err(_) => self.store.get(id),
         }
+    }
+
+    /// The finished orders among `ids` (sorted, no duplicates), in no particular order.
+    pub fn get_many(
+        &self,
+        ids: &[OrderId],
+        f: &mut dyn FnMut(FinishedOrder),
+    ) -> anyhow::Result<()> {
+        let fl = self.in_flight();
+        let mut rest = Vec::new();
+        for &id in ids {
+            match fl.binary_search_by_key(&id.0, |r| r.id.0) {
+                Ok(i) => f(fl[i]),
+                Err(_) => rest.push(id),
+            }
+        }
+        self.store.get_many(&rest, f)
     }
 
     /// Every finished order with `lo <= id <= hi` (the archive's, then those in flight).

@@ -1529,29 +1529,36 @@ impl Core {
             })?;
             out.extend(self.inflight.iter().filter_map(pending).map(pending_status));
         } else {
-            // The visible orders still in flight, indexed once for the whole query (found
-            // one scan per id asked, a query of many unknown ids stalled the core).
-            let mut in_flight: Option<FxHashMap<OrderId, NewOrder>> = None;
+            // In memory first; then the archive, all at once (each block read once, not once
+            // per id); what neither holds may still be in flight: indexed once for the query.
+            let mut missing: Vec<OrderId> = Vec::new();
             for id in ids.iter().filter_map(|i| to_global(*i)) {
                 match self.projection.get(id) {
                     Some(r) if visible(r.broker, id) => out.push(r.status(id)),
                     Some(_) => {}
-                    None => {
-                        let archived = archive().get(id)?;
-                        if let Some(f) = archived {
-                            if visible(f.broker, id) {
-                                out.push(orders::finished_status(&f));
-                            }
-                        } else if let Some(o) = in_flight
-                            .get_or_insert_with(|| {
-                                self.inflight
-                                    .iter()
-                                    .filter_map(pending)
-                                    .map(|o| (o.id, o))
-                                    .collect()
-                            })
-                            .get(&id)
-                        {
+                    None => missing.push(id),
+                }
+            }
+            missing.sort_unstable();
+            missing.dedup();
+            let mut archived: Vec<OrderId> = Vec::new();
+            archive().get_many(&missing, &mut |f| {
+                archived.push(f.id);
+                if visible(f.broker, f.id) {
+                    out.push(orders::finished_status(&f));
+                }
+            })?;
+            if archived.len() < missing.len() {
+                archived.sort_unstable();
+                let in_flight: FxHashMap<OrderId, NewOrder> = self
+                    .inflight
+                    .iter()
+                    .filter_map(pending)
+                    .map(|o| (o.id, o))
+                    .collect();
+                for id in missing {
+                    if archived.binary_search(&id).is_err() {
+                        if let Some(o) = in_flight.get(&id) {
                             out.push(pending_status(*o));
                         }
                     }
