@@ -670,17 +670,20 @@ mod tests {
         let dir = SnapshotDir::open(tmp.path()).unwrap();
         let mut a = DiskArchive::open(dir, None).unwrap();
         let spread = |ids: Vec<u64>| -> Arc<[FinishedOrder]> {
-            let mut v: Vec<FinishedOrder> = ids
-                .into_iter()
-                .map(|id| finished(id..id + 1)[0])
-                .collect();
+            let mut v: Vec<FinishedOrder> =
+                ids.into_iter().map(|id| finished(id..id + 1)[0]).collect();
             v.sort_by_key(|f| f.id);
             v.into()
         };
         let runs: [Vec<u64>; 4] = [
             (1..20_000).step_by(3).collect(),
-            (2..20_000).step_by(3).chain((1 << 40)..(1 << 40) + 500).collect(),
-            (30_000..31_000).chain(((2 << 40) + 7)..((2 << 40) + 9)).collect(),
+            (2..20_000)
+                .step_by(3)
+                .chain((1 << 40)..(1 << 40) + 500)
+                .collect(),
+            (30_000..31_000)
+                .chain(((2 << 40) + 7)..((2 << 40) + 9))
+                .collect(),
             (20_000..20_100).collect(),
         ];
         for (k, ids) in runs.iter().enumerate() {

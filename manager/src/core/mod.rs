@@ -358,6 +358,11 @@ pub const REPORTS_PER_FRAME: usize = 8192;
 
 /// Room each feed batch's vector has from the start (about a flush's event groups).
 const FEED_ITEMS_PER_FLUSH: usize = 8192;
+/// Report vectors kept for reuse: a busy grid's sessions each have one or two in circulation.
+const REPORT_VECS_KEPT: usize = 32;
+/// Vectors kept for reuse per hand-over between two threads (commands, feed batches, order
+/// batches to an executor): a few are in circulation at a time.
+pub(crate) const HANDOVERS_KEPT: usize = 8;
 
 /// Most brokers the id namespaces leave room for.
 pub const MAX_BROKERS: usize = 1 << 20;
@@ -462,7 +467,7 @@ impl Core {
         let gateway_ids = Arc::new(AtomicU64::new(0));
         let listing = gateway.securities().clone();
         let rules = *gateway.rules();
-        let items_pool = pool::VecPool::new(sequencer::ITEMS_PER_COMMIT);
+        let items_pool = pool::VecPool::new(sequencer::ITEMS_PER_COMMIT, HANDOVERS_KEPT);
         let front = Sequencer::new(
             gateway,
             journal,
@@ -494,9 +499,9 @@ impl Core {
             items: Vec::new(),
             local,
             out: Outbox::default(),
-            report_pool: pool::VecPool::new(REPORTS_PER_FRAME),
+            report_pool: pool::VecPool::new(REPORTS_PER_FRAME, REPORT_VECS_KEPT),
             items_pool,
-            feed_pool: pool::VecPool::new(FEED_ITEMS_PER_FLUSH),
+            feed_pool: pool::VecPool::new(FEED_ITEMS_PER_FLUSH, HANDOVERS_KEPT),
             schedule: "continuous".into(),
             metrics: None,
             config,
@@ -1674,6 +1679,9 @@ impl Core {
     }
 }
 
+/// Checks a submit frame of a session of `kind` as a whole: the session refuses the frame (and
+/// ends) on an error, so a malformed batch changes nothing. It depends on the session's kind
+/// alone, so a session checks its frames itself and never waits for the core to read on.
 pub fn check_submit(kind: SessionKind, cmds: &[ClientCommand]) -> Result<(), String> {
     if cmds.len() > proto::limits::MAX_BATCH {
         return Err(format!(

@@ -11,21 +11,19 @@
 //! Every vector taken has room for at least the pool's `min_capacity` items (about a flush's
 //! worth), so pushes land in memory already mapped instead of growing the vector; room never
 //! written costs no memory. Bounded both ways, so a burst does not stay pinned for the rest
-//! of the day: at most [`KEPT`] vectors are kept, none with room for more than twice
-//! `min_capacity`.
+//! of the day: at most `kept` vectors are kept (about as many as circulate: one per session
+//! for reports, a few for the hand-overs), none with room for more than twice `min_capacity`.
 
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
 use rustc_hash::FxHashMap;
 
-/// Vectors kept, at most (a few per session of a busy grid).
-pub const KEPT: usize = 32;
-
 /// A shared stack of empty vectors (cloning shares it).
 pub struct VecPool<T> {
     kept: Arc<Mutex<Vec<Vec<T>>>>,
     min_capacity: usize,
+    max_kept: usize,
 }
 
 impl<T> Clone for VecPool<T> {
@@ -33,16 +31,19 @@ impl<T> Clone for VecPool<T> {
         VecPool {
             kept: self.kept.clone(),
             min_capacity: self.min_capacity,
+            max_kept: self.max_kept,
         }
     }
 }
 
 impl<T> VecPool<T> {
-    /// A pool whose vectors have room for at least `min_capacity` items.
-    pub fn new(min_capacity: usize) -> Self {
+    /// A pool whose vectors have room for at least `min_capacity` items, keeping at most
+    /// `max_kept` of them.
+    pub fn new(min_capacity: usize, max_kept: usize) -> Self {
         VecPool {
             kept: Arc::new(Mutex::new(Vec::new())),
             min_capacity,
+            max_kept,
         }
     }
 
@@ -62,7 +63,7 @@ impl<T> VecPool<T> {
         }
         v.clear();
         let mut kept = self.lock();
-        if kept.len() < KEPT {
+        if kept.len() < self.max_kept {
             kept.push(v);
         }
     }
@@ -97,7 +98,7 @@ mod tests {
 
     #[test]
     fn a_vector_given_back_is_taken_again_empty_with_its_capacity() {
-        let pool = VecPool::new(1000);
+        let pool = VecPool::new(1000, 4);
         let fresh: Vec<u64> = pool.take();
         assert!(
             fresh.is_empty() && fresh.capacity() >= 1000,
@@ -116,14 +117,14 @@ mod tests {
 
     #[test]
     fn the_pool_keeps_neither_too_many_nor_too_small_nor_too_big_vectors() {
-        let pool = VecPool::new(64);
+        let pool = VecPool::new(64, 5);
         pool.give(Vec::<u8>::with_capacity(129));
         pool.give(Vec::<u8>::with_capacity(63));
         pool.give(Vec::new());
         assert!(pool.is_empty(), "such vectors are freed");
-        for _ in 0..KEPT + 5 {
+        for _ in 0..9 {
             pool.give(Vec::<u8>::with_capacity(128));
         }
-        assert_eq!(pool.len(), KEPT);
+        assert_eq!(pool.len(), 5);
     }
 }

@@ -146,7 +146,7 @@ impl Shards {
             disconnect: Vec::new(),
             news: Vec::new(),
             snapshot_every: 0,
-            routed_pool: VecPool::new(ROUTED_PER_BATCH),
+            routed_pool: VecPool::new(ROUTED_PER_BATCH, super::HANDOVERS_KEPT),
         }
     }
 
