@@ -888,15 +888,10 @@ fn an_owner_lying_about_its_own_book_is_replaced() {
     assert_eq!(collector.totals_csv(), expected.totals_csv());
 }
 
-#[test]
-fn broker_sessions_see_only_their_own_orders_and_anonymous_fills() {
-    let securities = SecurityTable::synthetic(1).unwrap();
-    let now = Instant::now();
+/// A core with two brokers, A (session 1) and B (session 2), each with a session open.
+fn two_broker_core(config: CoreConfig, securities: &SecurityTable, now: Instant) -> Core {
     let mut core = Core::new(
-        CoreConfig {
-            local: true,
-            ..CoreConfig::default()
-        },
+        config,
         Gateway::new(MarketRules::hose(), securities.clone()),
         MemoryPersist::pair(),
         now,
@@ -904,6 +899,18 @@ fn broker_sessions_see_only_their_own_orders_and_anonymous_fills() {
     let (a, b) = (core.broker_id("A"), core.broker_id("B"));
     core.open_session(1, SessionKind::Broker(a));
     core.open_session(2, SessionKind::Broker(b));
+    core
+}
+
+#[test]
+fn broker_sessions_see_only_their_own_orders_and_anonymous_fills() {
+    let securities = SecurityTable::synthetic(1).unwrap();
+    let now = Instant::now();
+    let config = CoreConfig {
+        local: true,
+        ..CoreConfig::default()
+    };
+    let mut core = two_broker_core(config, &securities, now);
     let reference = securities.reference(SecurityId(0)).unwrap();
     let new = |id: u64, side, qty| ClientCommand {
         client_ref: id,
@@ -980,15 +987,7 @@ fn broker_sessions_see_only_their_own_orders_and_anonymous_fills() {
 fn broker_queries_list_exactly_their_own_orders_resting_or_in_flight() {
     let securities = SecurityTable::synthetic(2).unwrap();
     let now = Instant::now();
-    let mut core = Core::new(
-        CoreConfig::default(),
-        Gateway::new(MarketRules::hose(), securities.clone()),
-        MemoryPersist::pair(),
-        now,
-    );
-    let (a, b) = (core.broker_id("A"), core.broker_id("B"));
-    core.open_session(1, SessionKind::Broker(a));
-    core.open_session(2, SessionKind::Broker(b));
+    let mut core = two_broker_core(CoreConfig::default(), &securities, now);
     let node = core.executor_joined("e", "e", now);
     let mut exec = ExecutorCore::new(MarketRules::hose(), &securities);
     let rules = MarketRules::hose();
