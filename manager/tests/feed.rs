@@ -339,10 +339,16 @@ fn a_lossy_subscriber_recovers_by_resync_while_a_lossless_one_stays_exact() {
         summary_number(&log, "snapshots"),
     );
     // How many discarded messages fall while it is in sync (a gap) rather than while it waits
-    // for a snapshot depends on timing; at least the first one is a gap, and each gap is
-    // repaired by a snapshot before the recorder is caught up.
+    // for a snapshot depends on timing; at least the first one is a gap, and it is repaired by
+    // a snapshot. Gaps and snapshots need not pair up one to one: a heartbeat that arrives
+    // while the snapshot is still on its way counts as another gap (and asks again), and a
+    // discarded message may be a snapshot's own first one. On a loaded machine both happen.
+    // That every gap was repaired is the exact final books below.
     assert!(gaps >= 1, "the lossy subscriber saw gaps: {log}");
-    assert!(snapshots > gaps, "and was resynced after each: {log}");
+    assert!(
+        snapshots >= 2,
+        "and was resynced after the first (besides its first snapshot): {log}"
+    );
     assert!(log.contains("discarded on purpose"), "{log}");
     assert_final_books(&lossy, &table, &s.engine);
 }
