@@ -32,7 +32,7 @@ use journal::{BookRef, BookSnapshot, FinishedOrder, FinishedRun, Manifest, RunRe
 use matching::OrderId;
 use rustc_hash::FxHashMap;
 
-use crate::core::{Archive, ArchiveStats, Checkpoint, WriteState};
+use crate::core::{Archive, ArchiveStats, ArchiveView, Checkpoint, WriteState};
 
 /// Runs of one level merged into one of the next.
 const FANOUT: usize = 8;
@@ -157,6 +157,19 @@ impl Drop for DiskArchive {
     }
 }
 
+/// [`DiskArchive::view`]: the runs of one moment (their files stay readable while open, even
+/// once a merge replaced them).
+struct RunsView(Vec<Arc<FinishedRun>>);
+
+impl ArchiveView for RunsView {
+    fn scan(&self, lo: u64, hi: u64, f: &mut dyn FnMut(&FinishedOrder)) -> anyhow::Result<()> {
+        for run in &self.0 {
+            run.scan(lo, hi, f)?;
+        }
+        Ok(())
+    }
+}
+
 impl Archive for DiskArchive {
     fn get(&self, id: OrderId) -> anyhow::Result<Option<FinishedOrder>> {
         self.lookups.fetch_add(1, Ordering::Relaxed);
@@ -217,11 +230,8 @@ impl Archive for DiskArchive {
         Ok(())
     }
 
-    fn scan(&self, lo: u64, hi: u64, f: &mut dyn FnMut(&FinishedOrder)) -> anyhow::Result<()> {
-        for run in &self.runs {
-            run.scan(lo, hi, f)?;
-        }
-        Ok(())
+    fn view(&self) -> Box<dyn ArchiveView> {
+        Box::new(RunsView(self.runs.clone()))
     }
 
     fn begin(&mut self, cp: Checkpoint) -> anyhow::Result<()> {
@@ -663,9 +673,10 @@ mod tests {
     }
 
     /// Many ids at once over several runs with overlapping id ranges, ids of other prefixes,
-    /// past a prefix's highest id and never archived: exactly what one `get` per id finds.
+    /// past a prefix's highest id and never archived: exactly what one `get` per id finds. A
+    /// view taken after two checkpoints scans exactly those two, whatever came after.
     #[test]
-    fn get_many_answers_as_get_does_over_several_runs() {
+    fn get_many_answers_as_get_does_and_a_view_keeps_its_moment() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = SnapshotDir::open(tmp.path()).unwrap();
         let mut a = DiskArchive::open(dir, None).unwrap();
@@ -686,7 +697,11 @@ mod tests {
                 .collect(),
             (20_000..20_100).collect(),
         ];
+        let mut first_two = None;
         for (k, ids) in runs.iter().enumerate() {
+            if k == 2 {
+                first_two = Some(a.view());
+            }
             a.begin(Checkpoint {
                 finished: spread(ids.clone()),
                 books: vec![],
@@ -696,6 +711,16 @@ mod tests {
             a.wait().unwrap();
         }
         assert!(a.stats().runs >= 2, "lookups cross runs");
+        // A view is the archive of its moment: later checkpoints (and merges) do not show.
+        let mut seen = Vec::new();
+        first_two
+            .unwrap()
+            .scan(0, u64::MAX, &mut |f| seen.push(f.id.0))
+            .unwrap();
+        seen.sort_unstable();
+        let mut expected: Vec<u64> = runs[..2].concat();
+        expected.sort_unstable();
+        assert_eq!(seen, expected);
         let mut asked: Vec<OrderId> = (0..32_000)
             .step_by(2)
             .chain((1 << 40) - 3..(1 << 40) + 600)

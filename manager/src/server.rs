@@ -38,8 +38,7 @@ use matching::{BrokerId, Command, OrderId, Phase, Qty, SecurityId};
 use proto::limits::{CLIENT_MAX_FRAME, MAX_BATCH, MAX_BROKER_ORDER_ID, MAX_QUERY_IDS};
 use proto::{
     ClientCommand, ClientMsg, Credentials, FromExecutor, GridSnapshot, HelloReply, ManagerToClient,
-    MonitorMsg, OrderStatus, SecurityInfo, SessionLimits, ToExecutor, Welcome, MAX_FRAME,
-    PROTOCOL_VERSION,
+    MonitorMsg, SecurityInfo, SessionLimits, ToExecutor, Welcome, MAX_FRAME, PROTOCOL_VERSION,
 };
 use quinn::{Connection, Endpoint};
 use rustc_hash::FxHashMap;
@@ -49,8 +48,8 @@ use transport::{FrameReader, FrameWriter};
 
 use crate::core::pool::VecPool;
 use crate::core::{
-    check_submit, Core, Feedback, NodeId, Sequencer, SessionId, SessionKind, EXCHANGE_SESSION,
-    REPORTS_PER_FRAME,
+    check_submit, Core, Feedback, NodeId, OrdersAnswer, Sequencer, SessionId, SessionKind,
+    EXCHANGE_SESSION, REPORTS_PER_FRAME,
 };
 use crate::schedule::Schedule;
 
@@ -157,7 +156,8 @@ enum Control {
     QueryOrders {
         session: SessionId,
         ids: Vec<OrderId>,
-        reply: oneshot::Sender<Vec<OrderStatus>>,
+        /// The session's task finishes the answer (reads the archive), off the core thread.
+        reply: oneshot::Sender<anyhow::Result<OrdersAnswer>>,
     },
     QueryTotals {
         reply: oneshot::Sender<Vec<(SecurityId, Qty, Qty)>>,
@@ -1027,7 +1027,8 @@ fn handle_control(
             ids,
             reply,
         } => {
-            let _ = reply.send(core.query_orders(session, &ids)?);
+            // A failed archive read fails the query, not the core.
+            let _ = reply.send(core.query_orders_begin(session, &ids));
         }
         Control::QueryTotals { reply } => {
             let _ = reply.send(core.totals());
@@ -1412,7 +1413,21 @@ async fn client_session(
                             reply,
                         }))
                         .await?;
-                    let orders = rx.await?;
+                    let finished = match rx.await? {
+                        // A broker's whole history may be read here: not on the core thread.
+                        Ok(answer) => tokio::task::spawn_blocking(move || answer.finish()).await?,
+                        Err(e) => Err(e),
+                    };
+                    let orders = match finished {
+                        Ok(orders) => orders,
+                        Err(e) => {
+                            tracing::warn!(session, "order query failed: {e:#}");
+                            out.offer(ManagerToClient::Error(format!(
+                                "the order query failed: {e:#}"
+                            )));
+                            continue;
+                        }
+                    };
                     let answer = |orders, last| ManagerToClient::Orders {
                         query,
                         orders,

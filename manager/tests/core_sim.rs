@@ -963,6 +963,9 @@ fn broker_sessions_see_only_their_own_orders_and_anonymous_fills() {
     assert_eq!((a_orders[0].id, a_orders[0].filled), (OrderId(7), 200));
     let b7 = core.query_orders(2, &[OrderId(7)]).unwrap();
     assert_eq!(b7[0].filled, 200);
+    // An answer begun now and finished after the checkpoint (as the server finishes it, off
+    // the core thread) is the answer of now.
+    let begun = core.query_orders_begin(2, &[]).unwrap();
     // After a checkpoint B's filled order 7 lives in the archive: same answers, still B's only.
     core.snapshot_round(now).unwrap();
     core.flush(now).unwrap();
@@ -972,6 +975,7 @@ fn broker_sessions_see_only_their_own_orders_and_anonymous_fills() {
         1,
         "only A's resting order stays"
     );
+    assert_eq!(begun.finish().unwrap(), b7);
     assert_eq!(core.query_orders(2, &[OrderId(7)]).unwrap(), b7);
     assert_eq!(core.query_orders(2, &[]).unwrap(), b7);
     assert_eq!(core.query_orders(1, &[]).unwrap(), a_orders);

@@ -72,8 +72,9 @@ pub enum WriteState {
 pub trait Archive: Send {
     /// The finished order `id`, if indexed.
     fn get(&self, id: OrderId) -> anyhow::Result<Option<FinishedOrder>>;
-    /// Every indexed order with `lo <= id <= hi`, in id order.
-    fn scan(&self, lo: u64, hi: u64, f: &mut dyn FnMut(&FinishedOrder)) -> anyhow::Result<()>;
+    /// The orders indexed now, to be scanned later on another thread (a query's archived
+    /// part, off the core thread): what is added or merged afterwards does not change it.
+    fn view(&self) -> Box<dyn ArchiveView>;
     /// The indexed orders among `ids` (sorted, no duplicates), in no particular order. An
     /// archive on disk reads each block at most once per run for the whole set.
     fn get_many(&self, ids: &[OrderId], f: &mut dyn FnMut(FinishedOrder)) -> anyhow::Result<()> {
@@ -94,6 +95,43 @@ pub trait Archive: Send {
     /// Waits until the checkpoint begun last is durable (shutdown, tests).
     fn wait(&mut self) -> anyhow::Result<WriteState>;
     fn stats(&self) -> ArchiveStats;
+}
+
+/// The finished orders an archive held at one moment ([`Archive::view`]).
+pub trait ArchiveView: Send {
+    /// Every order with `lo <= id <= hi` (in id order per run or part).
+    fn scan(&self, lo: u64, hi: u64, f: &mut dyn FnMut(&FinishedOrder)) -> anyhow::Result<()>;
+}
+
+/// [`MemoryArchive::view`].
+struct MemoryView(MemoryArchive);
+
+impl ArchiveView for MemoryView {
+    fn scan(&self, lo: u64, hi: u64, f: &mut dyn FnMut(&FinishedOrder)) -> anyhow::Result<()> {
+        for r in self.0.inner().records.range(lo..=hi).map(|(_, r)| r) {
+            f(r);
+        }
+        Ok(())
+    }
+}
+
+/// [`Archived::view`]: the archive's view plus the checkpoint being written.
+pub struct ArchivedView {
+    store: Box<dyn ArchiveView>,
+    writing: Option<Arc<[FinishedOrder]>>,
+}
+
+impl ArchivedView {
+    /// Every finished order with `lo <= id <= hi` (the archive's, then those in flight).
+    pub fn scan(&self, lo: u64, hi: u64, f: &mut dyn FnMut(&FinishedOrder)) -> anyhow::Result<()> {
+        self.store.scan(lo, hi, f)?;
+        let writing = self.writing.as_deref().unwrap_or(&[]);
+        let start = writing.partition_point(|r| r.id.0 < lo);
+        for r in writing[start..].iter().take_while(|r| r.id.0 <= hi) {
+            f(r);
+        }
+        Ok(())
+    }
 }
 
 /// The checkpoint being written: its orders left the projection and the gateway's memory but
@@ -154,15 +192,13 @@ impl Archived {
         self.store.get_many(&rest, f)
     }
 
-    /// Every finished order with `lo <= id <= hi` (the archive's, then those in flight).
-    pub fn scan(&self, lo: u64, hi: u64, f: &mut dyn FnMut(&FinishedOrder)) -> anyhow::Result<()> {
-        self.store.scan(lo, hi, f)?;
-        let fl = self.in_flight();
-        let start = fl.partition_point(|r| r.id.0 < lo);
-        for r in fl[start..].iter().take_while(|r| r.id.0 <= hi) {
-            f(r);
+    /// The finished orders as of now (the archive's and those in flight), to scan on
+    /// another thread.
+    pub fn view(&self) -> ArchivedView {
+        ArchivedView {
+            store: self.store.view(),
+            writing: self.writing.as_ref().map(|w| w.finished.clone()),
         }
-        Ok(())
     }
 
     pub fn stats(&self) -> ArchiveStats {
@@ -262,11 +298,10 @@ impl Archive for MemoryArchive {
         Ok(inner.records.get(&id.0).copied())
     }
 
-    fn scan(&self, lo: u64, hi: u64, f: &mut dyn FnMut(&FinishedOrder)) -> anyhow::Result<()> {
-        for r in self.inner().records.range(lo..=hi).map(|(_, r)| r) {
-            f(r);
-        }
-        Ok(())
+    /// The shared records themselves (this archive serves tests and `--no-journal`): a later
+    /// scan may also see orders archived since the view was taken, a newer word on them.
+    fn view(&self) -> Box<dyn ArchiveView> {
+        Box::new(MemoryView(self.clone()))
     }
 
     fn begin(&mut self, cp: Checkpoint) -> anyhow::Result<()> {

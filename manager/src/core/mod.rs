@@ -33,7 +33,9 @@ pub mod sequencer;
 pub mod shards;
 mod stats;
 
-pub use checkpoint::{Archive, ArchiveStats, Checkpoint, MemoryArchive, MemoryFigures, WriteState};
+pub use checkpoint::{
+    Archive, ArchiveStats, ArchiveView, Checkpoint, MemoryArchive, MemoryFigures, WriteState,
+};
 pub use recovery::Restart;
 pub use sequencer::{Feedback, Released, Sequenced, Sequencer};
 
@@ -1495,18 +1497,32 @@ impl Core {
         session: SessionId,
         ids: &[OrderId],
     ) -> anyhow::Result<Vec<OrderStatus>> {
+        self.query_orders_begin(session, ids)?.finish()
+    }
+
+    /// [`Self::query_orders`] up to what must be read here; the rest (scanning the archive for
+    /// "all my orders", as long as the asker's history) is [`OrdersAnswer::finish`], which the
+    /// server runs off the core thread.
+    pub fn query_orders_begin(
+        &self,
+        session: SessionId,
+        ids: &[OrderId],
+    ) -> anyhow::Result<OrdersAnswer> {
         let broker = match self.sessions.get(&session) {
             Some(SessionKind::Broker(b)) => Some(*b),
             Some(_) => None,
-            None => return Ok(Vec::new()),
+            None => return Ok(OrdersAnswer::default()),
         };
         let to_global = |id: OrderId| match broker {
             Some(b) => global_order_id(b, id.0),
             None => Some(id),
         };
-        let visible =
-            |b: BrokerId, id: OrderId| broker.is_none_or(|x| x == b && in_namespace(x, id));
-        let mut out: Vec<OrderStatus> = Vec::new();
+        let visible = |b: BrokerId, id: OrderId| visible_to(broker, b, id);
+        let mut answer = OrdersAnswer {
+            broker,
+            ..OrdersAnswer::default()
+        };
+        let held = &mut answer.held;
         let pending = |f: &InFlight| f.new.filter(|o| visible(o.broker, o.id));
         // Held only while the archive is read: the sequencing stage looks ids up in it.
         let archive = || self.archive.lock().expect("archive lock");
@@ -1515,7 +1531,7 @@ impl Core {
                 Some(b) => Box::new(self.projection.of_broker(b)),
                 None => Box::new(self.projection.iter()),
             };
-            out.extend(
+            held.extend(
                 records
                     .filter(|(id, r)| visible(r.broker, *id))
                     .map(|(id, r)| r.status(id)),
@@ -1527,19 +1543,20 @@ impl Core {
                 ),
                 None => (0, u64::MAX),
             };
-            archive().scan(lo, hi, &mut |f| {
-                if visible(f.broker, f.id) {
-                    out.push(orders::finished_status(f));
-                }
-            })?;
-            out.extend(self.inflight.iter().filter_map(pending).map(pending_status));
+            answer.archived = Some((archive().view(), lo, hi));
+            answer.pending = self
+                .inflight
+                .iter()
+                .filter_map(pending)
+                .map(pending_status)
+                .collect();
         } else {
             // In memory first; then the archive, all at once (each block read once, not once
             // per id); what neither holds may still be in flight: indexed once for the query.
             let mut missing: Vec<OrderId> = Vec::new();
             for id in ids.iter().filter_map(|i| to_global(*i)) {
                 match self.projection.get(id) {
-                    Some(r) if visible(r.broker, id) => out.push(r.status(id)),
+                    Some(r) if visible(r.broker, id) => held.push(r.status(id)),
                     Some(_) => {}
                     None => missing.push(id),
                 }
@@ -1550,7 +1567,7 @@ impl Core {
             archive().get_many(&missing, &mut |f| {
                 archived.push(f.id);
                 if visible(f.broker, f.id) {
-                    out.push(orders::finished_status(&f));
+                    held.push(orders::finished_status(&f));
                 }
             })?;
             if archived.len() < missing.len() {
@@ -1564,20 +1581,13 @@ impl Core {
                 for id in missing {
                     if archived.binary_search(&id).is_err() {
                         if let Some(o) = in_flight.get(&id) {
-                            out.push(pending_status(*o));
+                            answer.pending.push(pending_status(*o));
                         }
                     }
                 }
             }
         }
-        if broker.is_some() {
-            for s in &mut out {
-                s.id = local_order_id(s.id);
-            }
-        }
-        out.sort_by_key(|s| s.id);
-        out.dedup_by_key(|s| s.id);
-        Ok(out)
+        Ok(answer)
     }
 
     pub fn totals(&self) -> Vec<(SecurityId, matching::Qty, matching::Qty)> {
@@ -1677,6 +1687,55 @@ impl Core {
             }
         }
     }
+}
+
+/// An order query's answer as the core thread leaves it ([`Core::query_orders_begin`]): what
+/// it read, and for "all my orders" the archive as of the query, to scan elsewhere.
+#[derive(Default)]
+pub struct OrdersAnswer {
+    /// The asking broker (`None`: a gateway, which sees every order).
+    broker: Option<BrokerId>,
+    /// From the projection (and, for ids, the archive): these win over the rest.
+    held: Vec<OrderStatus>,
+    /// The archive of the moment of the query, and the id range to scan in it.
+    archived: Option<(checkpoint::ArchivedView, u64, u64)>,
+    /// Orders in flight (accepted, no events yet): the least recent word on an order.
+    pending: Vec<OrderStatus>,
+}
+
+impl OrdersAnswer {
+    /// Scans the archive's part, if any, then lists each order once (the most recent word on
+    /// it), in id order, under the ids the asker knows.
+    pub fn finish(self) -> anyhow::Result<Vec<OrderStatus>> {
+        let OrdersAnswer {
+            broker,
+            mut held,
+            archived,
+            pending,
+        } = self;
+        if let Some((view, lo, hi)) = archived {
+            view.scan(lo, hi, &mut |f| {
+                if visible_to(broker, f.broker, f.id) {
+                    held.push(orders::finished_status(f));
+                }
+            })?;
+        }
+        held.extend(pending);
+        if broker.is_some() {
+            for s in &mut held {
+                s.id = local_order_id(s.id);
+            }
+        }
+        // Stable: of the same id, the first pushed (the most recent word) stays.
+        held.sort_by_key(|s| s.id);
+        held.dedup_by_key(|s| s.id);
+        Ok(held)
+    }
+}
+
+/// Whether an order of broker `owner` with id `id` is visible to `asker` (`None`: a gateway).
+fn visible_to(asker: Option<BrokerId>, owner: BrokerId, id: OrderId) -> bool {
+    asker.is_none_or(|x| x == owner && in_namespace(x, id))
 }
 
 /// Checks a submit frame of a session of `kind` as a whole: the session refuses the frame (and
