@@ -333,9 +333,12 @@ fn query_costs((front, core): (&mut Sequencer, &mut Core), cmds: &[ClientCommand
         .map(|k| matching::OrderId((1 << 30) + k))
         .collect();
     let t = cpu_now();
-    let found = core.query_orders(broker_session, &unknown).unwrap();
+    let begun = core.query_orders_begin(broker_session, &unknown).unwrap();
     let by_id = cpu_since(t);
-    assert!(found.is_empty(), "ids never used cannot be found");
+    assert!(
+        begun.finish().unwrap().is_empty(),
+        "ids never used cannot be found"
+    );
     println!(
         "\nqueries ({} orders in memory, {} in flight), on the core thread: one broker's \"all my orders\" ({} found) {:.3} ms (then {:.3} ms reading the archive and sorting, off it); {ASKED} unknown ids {:.3} ms",
         core.memory_figures().records,

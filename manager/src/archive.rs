@@ -66,14 +66,15 @@ pub struct DiskArchive {
     dir: PathBuf,
     /// The runs the latest durable manifest names.
     runs: Vec<Arc<FinishedRun>>,
-    /// Per id namespace: the highest archived id.
-    prefix_max: FxHashMap<u32, u64>,
+    /// Per id namespace: the highest archived id (shared with views; rebuilt on each adopt).
+    prefix_max: Arc<FxHashMap<u32, u64>>,
     jobs: Option<SyncSender<Checkpoint>>,
     done: Receiver<anyhow::Result<Written>>,
     writer: Option<JoinHandle<()>>,
     writing: bool,
-    lookups: AtomicU64,
-    disk_lookups: AtomicU64,
+    /// Ids looked for in the runs (their prefix's highest archived id is not below them),
+    /// here and in views.
+    disk_lookups: Arc<AtomicU64>,
     checkpoints: u64,
     merges: u64,
 }
@@ -105,13 +106,12 @@ impl DiskArchive {
         let mut a = DiskArchive {
             dir: path,
             runs: Vec::new(),
-            prefix_max: FxHashMap::default(),
+            prefix_max: Arc::default(),
             jobs: Some(jobs),
             done,
             writer: Some(handle),
             writing: false,
-            lookups: AtomicU64::new(0),
-            disk_lookups: AtomicU64::new(0),
+            disk_lookups: Arc::default(),
             checkpoints: 0,
             merges: 0,
         };
@@ -125,13 +125,14 @@ impl DiskArchive {
     }
 
     fn adopt(&mut self, runs: Vec<Arc<FinishedRun>>) {
-        self.prefix_max.clear();
+        let mut prefix_max = FxHashMap::default();
         for run in &runs {
             for &(p, max) in run.prefix_max() {
-                let m = self.prefix_max.entry(p).or_insert(max);
+                let m = prefix_max.entry(p).or_insert(max);
                 *m = (*m).max(max);
             }
         }
+        self.prefix_max = Arc::new(prefix_max);
         self.runs = runs;
     }
 
@@ -159,43 +160,21 @@ impl Drop for DiskArchive {
 
 /// [`DiskArchive::view`]: the runs of one moment (their files stay readable while open, even
 /// once a merge replaced them).
-struct RunsView(Vec<Arc<FinishedRun>>);
+struct RunsView {
+    runs: Vec<Arc<FinishedRun>>,
+    prefix_max: Arc<FxHashMap<u32, u64>>,
+    disk_lookups: Arc<AtomicU64>,
+}
 
 impl ArchiveView for RunsView {
     fn scan(&self, lo: u64, hi: u64, f: &mut dyn FnMut(&FinishedOrder)) -> anyhow::Result<()> {
-        for run in &self.0 {
+        for run in &self.runs {
             run.scan(lo, hi, f)?;
         }
         Ok(())
     }
-}
-
-impl Archive for DiskArchive {
-    fn get(&self, id: OrderId) -> anyhow::Result<Option<FinishedOrder>> {
-        self.lookups.fetch_add(1, Ordering::Relaxed);
-        if self
-            .prefix_max
-            .get(&prefix_of(id.0))
-            .is_none_or(|max| id.0 > *max)
-        {
-            return Ok(None);
-        }
-        self.disk_lookups.fetch_add(1, Ordering::Relaxed);
-        for run in self.runs.iter().rev() {
-            if run
-                .id_range()
-                .is_some_and(|(lo, hi)| (lo..=hi).contains(&id.0))
-            {
-                if let Some(r) = run.get(id)? {
-                    return Ok(Some(r));
-                }
-            }
-        }
-        Ok(None)
-    }
 
     fn get_many(&self, ids: &[OrderId], f: &mut dyn FnMut(FinishedOrder)) -> anyhow::Result<()> {
-        self.lookups.fetch_add(ids.len() as u64, Ordering::Relaxed);
         let mut left: Vec<u64> = ids
             .iter()
             .map(|id| id.0)
@@ -229,9 +208,37 @@ impl Archive for DiskArchive {
         }
         Ok(())
     }
+}
+
+impl Archive for DiskArchive {
+    fn get(&self, id: OrderId) -> anyhow::Result<Option<FinishedOrder>> {
+        if self
+            .prefix_max
+            .get(&prefix_of(id.0))
+            .is_none_or(|max| id.0 > *max)
+        {
+            return Ok(None);
+        }
+        self.disk_lookups.fetch_add(1, Ordering::Relaxed);
+        for run in self.runs.iter().rev() {
+            if run
+                .id_range()
+                .is_some_and(|(lo, hi)| (lo..=hi).contains(&id.0))
+            {
+                if let Some(r) = run.get(id)? {
+                    return Ok(Some(r));
+                }
+            }
+        }
+        Ok(None)
+    }
 
     fn view(&self) -> Box<dyn ArchiveView> {
-        Box::new(RunsView(self.runs.clone()))
+        Box::new(RunsView {
+            runs: self.runs.clone(),
+            prefix_max: self.prefix_max.clone(),
+            disk_lookups: self.disk_lookups.clone(),
+        })
     }
 
     fn begin(&mut self, cp: Checkpoint) -> anyhow::Result<()> {
@@ -729,7 +736,9 @@ mod tests {
             .collect();
         asked.sort_unstable();
         let mut found = Vec::new();
-        a.get_many(&asked, &mut |f| found.push(f.id)).unwrap();
+        a.view()
+            .get_many(&asked, &mut |f| found.push(f.id))
+            .unwrap();
         found.sort_unstable();
         let expected: Vec<OrderId> = asked
             .iter()

@@ -75,16 +75,6 @@ pub trait Archive: Send {
     /// The orders indexed now, to be scanned later on another thread (a query's archived
     /// part, off the core thread): what is added or merged afterwards does not change it.
     fn view(&self) -> Box<dyn ArchiveView>;
-    /// The indexed orders among `ids` (sorted, no duplicates), in no particular order. An
-    /// archive on disk reads each block at most once per run for the whole set.
-    fn get_many(&self, ids: &[OrderId], f: &mut dyn FnMut(FinishedOrder)) -> anyhow::Result<()> {
-        for &id in ids {
-            if let Some(r) = self.get(id)? {
-                f(r);
-            }
-        }
-        Ok(())
-    }
     /// Starts making `cp` durable (records and books first, then the manifest that names
     /// them), off the caller's thread where the archive has one. One at a time: called only
     /// when [`Self::poll`] has nothing being written. Never waits for the disk.
@@ -101,6 +91,9 @@ pub trait Archive: Send {
 pub trait ArchiveView: Send {
     /// Every order with `lo <= id <= hi` (in id order per run or part).
     fn scan(&self, lo: u64, hi: u64, f: &mut dyn FnMut(&FinishedOrder)) -> anyhow::Result<()>;
+    /// The orders among `ids` (sorted, no duplicates), in no particular order. On disk each
+    /// block is read at most once per run for the whole set.
+    fn get_many(&self, ids: &[OrderId], f: &mut dyn FnMut(FinishedOrder)) -> anyhow::Result<()>;
 }
 
 /// [`MemoryArchive::view`].
@@ -113,6 +106,16 @@ impl ArchiveView for MemoryView {
         }
         Ok(())
     }
+
+    fn get_many(&self, ids: &[OrderId], f: &mut dyn FnMut(FinishedOrder)) -> anyhow::Result<()> {
+        let inner = self.0.inner();
+        for id in ids {
+            if let Some(r) = inner.records.get(&id.0) {
+                f(*r);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// [`Archived::view`]: the archive's view plus the checkpoint being written.
@@ -122,6 +125,23 @@ pub struct ArchivedView {
 }
 
 impl ArchivedView {
+    /// The finished orders among `ids` (sorted, no duplicates), in no particular order.
+    pub fn get_many(
+        &self,
+        ids: &[OrderId],
+        f: &mut dyn FnMut(FinishedOrder),
+    ) -> anyhow::Result<()> {
+        let writing = self.writing.as_deref().unwrap_or(&[]);
+        let mut rest = Vec::new();
+        for &id in ids {
+            match writing.binary_search_by_key(&id.0, |r| r.id.0) {
+                Ok(i) => f(writing[i]),
+                Err(_) => rest.push(id),
+            }
+        }
+        self.store.get_many(&rest, f)
+    }
+
     /// Every finished order with `lo <= id <= hi` (the archive's, then those in flight).
     pub fn scan(&self, lo: u64, hi: u64, f: &mut dyn FnMut(&FinishedOrder)) -> anyhow::Result<()> {
         self.store.scan(lo, hi, f)?;
@@ -173,23 +193,6 @@ impl Archived {
             Ok(i) => Ok(Some(fl[i])),
             Err(_) => self.store.get(id),
         }
-    }
-
-    /// The finished orders among `ids` (sorted, no duplicates), in no particular order.
-    pub fn get_many(
-        &self,
-        ids: &[OrderId],
-        f: &mut dyn FnMut(FinishedOrder),
-    ) -> anyhow::Result<()> {
-        let fl = self.in_flight();
-        let mut rest = Vec::new();
-        for &id in ids {
-            match fl.binary_search_by_key(&id.0, |r| r.id.0) {
-                Ok(i) => f(fl[i]),
-                Err(_) => rest.push(id),
-            }
-        }
-        self.store.get_many(&rest, f)
     }
 
     /// The finished orders as of now (the archive's and those in flight), to scan on

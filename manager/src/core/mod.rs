@@ -1543,7 +1543,7 @@ impl Core {
                 ),
                 None => (0, u64::MAX),
             };
-            answer.archived = Some((archive().view(), lo, hi));
+            answer.archived = Some((archive().view(), ArchivedPart::Range(lo, hi)));
             answer.pending = self
                 .inflight
                 .iter()
@@ -1551,8 +1551,9 @@ impl Core {
                 .map(pending_status)
                 .collect();
         } else {
-            // In memory first; then the archive, all at once (each block read once, not once
-            // per id); what neither holds may still be in flight: indexed once for the query.
+            // In memory here; the rest is looked up in the archive by `finish`, all at once
+            // (each block read once, not once per id), and what it does not hold may still be
+            // in flight: those are taken here, from one index built for the query.
             let mut missing: Vec<OrderId> = Vec::new();
             for id in ids.iter().filter_map(|i| to_global(*i)) {
                 match self.projection.get(id) {
@@ -1563,28 +1564,19 @@ impl Core {
             }
             missing.sort_unstable();
             missing.dedup();
-            let mut archived: Vec<OrderId> = Vec::new();
-            archive().get_many(&missing, &mut |f| {
-                archived.push(f.id);
-                if visible(f.broker, f.id) {
-                    held.push(orders::finished_status(&f));
-                }
-            })?;
-            if archived.len() < missing.len() {
-                archived.sort_unstable();
+            if !missing.is_empty() {
                 let in_flight: FxHashMap<OrderId, NewOrder> = self
                     .inflight
                     .iter()
                     .filter_map(pending)
                     .map(|o| (o.id, o))
                     .collect();
-                for id in missing {
-                    if archived.binary_search(&id).is_err() {
-                        if let Some(o) = in_flight.get(&id) {
-                            answer.pending.push(pending_status(*o));
-                        }
-                    }
-                }
+                answer.pending = missing
+                    .iter()
+                    .filter_map(|id| in_flight.get(id))
+                    .map(|o| pending_status(*o))
+                    .collect();
+                answer.archived = Some((archive().view(), ArchivedPart::Ids(missing)));
             }
         }
         Ok(answer)
@@ -1697,8 +1689,8 @@ pub struct OrdersAnswer {
     broker: Option<BrokerId>,
     /// From the projection (and, for ids, the archive): these win over the rest.
     held: Vec<OrderStatus>,
-    /// The archive of the moment of the query, and the id range to scan in it.
-    archived: Option<(checkpoint::ArchivedView, u64, u64)>,
+    /// The archive of the moment of the query, and what to read in it.
+    archived: Option<(checkpoint::ArchivedView, ArchivedPart)>,
     /// Orders in flight (accepted, no events yet): the least recent word on an order.
     pending: Vec<OrderStatus>,
 }
@@ -1713,12 +1705,26 @@ impl OrdersAnswer {
             archived,
             pending,
         } = self;
-        if let Some((view, lo, hi)) = archived {
-            view.scan(lo, hi, &mut |f| {
+        let mut pending = pending;
+        match archived {
+            Some((view, ArchivedPart::Range(lo, hi))) => view.scan(lo, hi, &mut |f| {
                 if visible_to(broker, f.broker, f.id) {
                     held.push(orders::finished_status(f));
                 }
-            })?;
+            })?,
+            Some((view, ArchivedPart::Ids(ids))) => {
+                let mut archived = Vec::new();
+                view.get_many(&ids, &mut |f| {
+                    archived.push(f.id);
+                    if visible_to(broker, f.broker, f.id) {
+                        held.push(orders::finished_status(&f));
+                    }
+                })?;
+                // An id the archive holds (whoever's) is not looked for in flight.
+                archived.sort_unstable();
+                pending.retain(|s| archived.binary_search(&s.id).is_err());
+            }
+            None => {}
         }
         held.extend(pending);
         if broker.is_some() {
@@ -1731,6 +1737,14 @@ impl OrdersAnswer {
         held.dedup_by_key(|s| s.id);
         Ok(held)
     }
+}
+
+/// What an order query reads in the archive, off the core thread.
+enum ArchivedPart {
+    /// Every order in this id range ("all my orders").
+    Range(u64, u64),
+    /// These ids (sorted, no duplicates): those a query named that memory does not hold.
+    Ids(Vec<OrderId>),
 }
 
 /// Whether an order of broker `owner` with id `id` is visible to `asker` (`None`: a gateway).
