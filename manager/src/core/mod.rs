@@ -360,11 +360,12 @@ pub const REPORTS_PER_FRAME: usize = 8192;
 
 /// Room each feed batch's vector has from the start (about a flush's event groups).
 const FEED_ITEMS_PER_FLUSH: usize = 8192;
-/// Report vectors kept for reuse: a busy grid's sessions each have one or two in circulation.
-const REPORT_VECS_KEPT: usize = 32;
+/// Report vectors kept for reuse (about a megabyte each): a grid's busy sessions each have one
+/// or two in circulation; more are freed.
+const REPORT_VECS_KEPT: usize = 8;
 /// Vectors kept for reuse per hand-over between two threads (commands, feed batches, order
 /// batches to an executor): a few are in circulation at a time.
-pub(crate) const HANDOVERS_KEPT: usize = 8;
+pub(crate) const HANDOVERS_KEPT: usize = 4;
 
 /// Most brokers the id namespaces leave room for.
 pub const MAX_BROKERS: usize = 1 << 20;

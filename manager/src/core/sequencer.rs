@@ -38,7 +38,7 @@ use super::{
 /// Most room an acknowledgements' vector kept for reuse may have (a few group commits' worth).
 const ACKS_KEPT: usize = 1 << 16;
 /// Room each released items' vector has from the start: a group commit's worth.
-pub const ITEMS_PER_COMMIT: usize = 16_384;
+pub const ITEMS_PER_COMMIT: usize = 8192;
 
 /// One thing the sequencing stage did, for the rest of the core, in journal order.
 #[derive(Clone, Debug)]
