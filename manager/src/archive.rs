@@ -158,6 +158,12 @@ impl Drop for DiskArchive {
     }
 }
 
+/// Whether the runs may hold `id`: not above the highest archived id of its prefix (a client's
+/// new ids, the common case, are answered without a disk read).
+fn may_hold(prefix_max: &FxHashMap<u32, u64>, id: u64) -> bool {
+    prefix_max.get(&prefix_of(id)).is_some_and(|max| id <= *max)
+}
+
 /// [`DiskArchive::view`]: the runs of one moment (their files stay readable while open, even
 /// once a merge replaced them).
 struct RunsView {
@@ -178,11 +184,7 @@ impl ArchiveView for RunsView {
         let mut left: Vec<u64> = ids
             .iter()
             .map(|id| id.0)
-            .filter(|&id| {
-                self.prefix_max
-                    .get(&prefix_of(id))
-                    .is_some_and(|max| id <= *max)
-            })
+            .filter(|&id| may_hold(&self.prefix_max, id))
             .collect();
         self.disk_lookups
             .fetch_add(left.len() as u64, Ordering::Relaxed);
@@ -212,11 +214,7 @@ impl ArchiveView for RunsView {
 
 impl Archive for DiskArchive {
     fn get(&self, id: OrderId) -> anyhow::Result<Option<FinishedOrder>> {
-        if self
-            .prefix_max
-            .get(&prefix_of(id.0))
-            .is_none_or(|max| id.0 > *max)
-        {
+        if !may_hold(&self.prefix_max, id.0) {
             return Ok(None);
         }
         self.disk_lookups.fetch_add(1, Ordering::Relaxed);

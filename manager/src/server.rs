@@ -735,7 +735,7 @@ async fn run_sequencer(
                     Err(_) => break,
                 }
             }
-            let mut released = front.commit()?;
+            let released = front.commit()?;
             phase.store(phase_code(front.phase()), Ordering::Relaxed);
             sequenced.store(front.next_seq() - 1, Ordering::Relaxed);
             // Acknowledgements are queued to their sessions before the core thread gets the
@@ -743,10 +743,7 @@ async fn run_sequencer(
             // Whatever a session asks after an acknowledgement still reaches the core thread
             // behind the command: it is read here, after this send.
             let mut by_session: FxHashMap<SessionId, Vec<proto::Report>> = FxHashMap::default();
-            for (session, report) in released.reports.drain(..) {
-                report_pool.vec_in(&mut by_session, session).push(report);
-            }
-            front.recycle_acks(released.reports);
+            front.queue_acks(released.reports, &report_pool, &mut by_session);
             let cut = deliver(&mut sessions, by_session);
             if !released.items.is_empty() {
                 core.send(Control::Sequenced(released.items))

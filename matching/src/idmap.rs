@@ -65,10 +65,6 @@ impl<V> Space<V> {
         self.far_low = self.far_low.min(local);
         self.far_high = self.far_high.max(local);
     }
-
-    fn may_be_far(&self, local: u64) -> bool {
-        (self.far_low..=self.far_high).contains(&local)
-    }
 }
 
 impl<V> Default for Space<V> {
@@ -185,18 +181,23 @@ impl<V: Copy + PartialEq> IdMap<V> {
         self.get_ref(id).copied()
     }
 
+    /// The local ids namespace `space` may have in the hash map: all of them past the direct
+    /// namespaces, none for a namespace never seen (an empty range if none was ever hashed).
+    #[inline]
+    fn far_range(&self, space: usize) -> Option<std::ops::RangeInclusive<u64>> {
+        match self.spaces.get(space) {
+            Some(s) => Some(s.far_low..=s.far_high),
+            None => (space >= MAX_SPACES).then_some(0..=u64::MAX),
+        }
+    }
+
     /// Whether `id`, absent from the direct table, may be in the hash map.
     #[inline]
     fn may_be_far(&self, at: Place) -> bool {
-        if self.far.is_empty() {
-            return false;
-        }
-        if at.space >= MAX_SPACES {
-            return true;
-        }
-        self.spaces
-            .get(at.space)
-            .is_some_and(|s| s.may_be_far(at.local))
+        !self.far.is_empty()
+            && self
+                .far_range(at.space)
+                .is_some_and(|r| r.contains(&at.local))
     }
 
     #[inline]
@@ -292,10 +293,7 @@ impl<V: Copy + PartialEq> IdMap<V> {
     /// tables are not read.
     pub fn iter_space(&self, space: u64) -> impl Iterator<Item = (u64, &V)> {
         let s = usize::try_from(space).unwrap_or(usize::MAX);
-        let hashed = match self.spaces.get(s) {
-            Some(sp) => sp.far_low <= sp.far_high,
-            None => s >= MAX_SPACES,
-        };
+        let hashed = self.far_range(s).is_some_and(|r| !r.is_empty());
         let far = hashed.then(|| self.far.iter()).into_iter().flatten();
         self.direct_entries(s)
             .chain(far.filter(move |(id, _)| id >> SPACE_BITS == space))

@@ -125,13 +125,18 @@ pub struct ArchivedView {
 }
 
 impl ArchivedView {
+    /// The orders of the checkpoint being written at the view's moment, sorted by id.
+    fn writing(&self) -> &[FinishedOrder] {
+        self.writing.as_deref().unwrap_or(&[])
+    }
+
     /// The finished orders among `ids` (sorted, no duplicates), in no particular order.
     pub fn get_many(
         &self,
         ids: &[OrderId],
         f: &mut dyn FnMut(FinishedOrder),
     ) -> anyhow::Result<()> {
-        let writing = self.writing.as_deref().unwrap_or(&[]);
+        let writing = self.writing();
         let mut rest = Vec::new();
         for &id in ids {
             match writing.binary_search_by_key(&id.0, |r| r.id.0) {
@@ -145,7 +150,7 @@ impl ArchivedView {
     /// Every finished order with `lo <= id <= hi` (the archive's, then those in flight).
     pub fn scan(&self, lo: u64, hi: u64, f: &mut dyn FnMut(&FinishedOrder)) -> anyhow::Result<()> {
         self.store.scan(lo, hi, f)?;
-        let writing = self.writing.as_deref().unwrap_or(&[]);
+        let writing = self.writing();
         let start = writing.partition_point(|r| r.id.0 < lo);
         for r in writing[start..].iter().take_while(|r| r.id.0 <= hi) {
             f(r);

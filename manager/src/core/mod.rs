@@ -874,13 +874,8 @@ impl Core {
         let Some(front) = &mut self.front else {
             return Ok(());
         };
-        let mut released = front.commit()?;
-        for (session, report) in released.reports.drain(..) {
-            self.report_pool
-                .vec_in(&mut self.out.reports, session)
-                .push(report);
-        }
-        front.recycle_acks(released.reports);
+        let released = front.commit()?;
+        front.queue_acks(released.reports, &self.report_pool, &mut self.out.reports);
         debug_assert!(released.items.is_empty(), "the core took them at once");
         Ok(())
     }
@@ -1704,9 +1699,8 @@ impl OrdersAnswer {
             broker,
             mut held,
             archived,
-            pending,
+            mut pending,
         } = self;
-        let mut pending = pending;
         match archived {
             Some((view, ArchivedPart::Range(lo, hi))) => view.scan(lo, hi, &mut |f| {
                 if visible_to(broker, f.broker, f.id) {

@@ -495,6 +495,21 @@ impl Sequencer {
         Ok(Released { reports, items })
     }
 
+    /// Queues a commit's acknowledgements to their sessions' vectors in `by_session` (taken
+    /// from `pool` as each session gets its first), then keeps the emptied vector for the next
+    /// commit.
+    pub fn queue_acks(
+        &mut self,
+        mut acks: Vec<(SessionId, Report)>,
+        pool: &VecPool<Report>,
+        by_session: &mut FxHashMap<SessionId, Vec<Report>>,
+    ) {
+        for (session, report) in acks.drain(..) {
+            pool.vec_in(by_session, session).push(report);
+        }
+        self.recycle_acks(acks);
+    }
+
     /// Gives back a commit's acknowledgements once the caller took them out: the next commits
     /// fill that vector again (one kept, of up to [`ACKS_KEPT`] entries' room).
     pub fn recycle_acks(&mut self, mut acks: Vec<(SessionId, Report)>) {
