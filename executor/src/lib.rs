@@ -10,8 +10,8 @@
 
 use matching::{Engine, Event, MarketRules, SecurityId, SecurityTable, MAX_ORDER_QTY};
 use proto::{
-    BookDepth, EventGroup, ExecutorStats, ImageAssembly, ImagePart, Routed, ToExecutor,
-    IMAGE_PART_ORDERS,
+    BookDepth, EventGroup, ExecutorStats, GroupEvents, ImageAssembly, ImagePart, Routed,
+    ToExecutor, IMAGE_PART_ORDERS,
 };
 use rustc_hash::FxHashSet;
 
@@ -164,7 +164,7 @@ impl ExecutorCore {
             self.applied(r);
             self.touched.insert(r.security);
             // The manager acknowledged acceptance already.
-            let events: Vec<Event> = self
+            let events: GroupEvents = self
                 .scratch
                 .iter()
                 .filter(|e| !matches!(e, Event::Accepted { .. }))
@@ -205,7 +205,7 @@ impl ExecutorCore {
 
 /// Splits one command's events into groups of at most [`MAX_GROUP_EVENTS`]; a command with no
 /// event still yields one (empty, final) group, which marks it complete.
-fn push_groups(r: &Routed, mut events: Vec<Event>, out: &mut Vec<EventGroup>) {
+fn push_groups(r: &Routed, mut events: GroupEvents, out: &mut Vec<EventGroup>) {
     if events.len() <= MAX_GROUP_EVENTS {
         out.push(EventGroup {
             seq: r.seq,
@@ -226,7 +226,7 @@ fn push_groups(r: &Routed, mut events: Vec<Event>, out: &mut Vec<EventGroup>) {
         let tail = if rest.len() > MAX_GROUP_EVENTS {
             rest.split_off(MAX_GROUP_EVENTS)
         } else {
-            Vec::new()
+            GroupEvents::new()
         };
         out.push(EventGroup {
             seq: r.seq,
@@ -329,5 +329,46 @@ mod tests {
         assert!(frames
             .iter()
             .all(|f| f.iter().map(|g| g.events.len()).sum::<usize>() <= 2 * MAX_GROUP_EVENTS));
+    }
+
+    #[test]
+    fn the_common_groups_hold_their_events_inline() {
+        let mut core = ExecutorCore::new(MarketRules::none(), &listing());
+        let mut out = Vec::new();
+        core.apply(
+            ToExecutor::Assign {
+                map_version: 1,
+                securities: vec![SecurityId(0)],
+            },
+            &mut out,
+        );
+        let cancel = Routed {
+            seq: 4,
+            security: SecurityId(0),
+            command: Command::Cancel(matching::CancelOrder {
+                id: OrderId(2),
+                broker: BrokerId(0),
+                security: SecurityId(0),
+            }),
+        };
+        out.clear();
+        core.apply(
+            ToExecutor::Orders(vec![
+                // Each rests: [Rested, Totals].
+                order(1, Side::Sell, OrderType::Limit, 10_000, 5),
+                order(2, Side::Sell, OrderType::Limit, 10_100, 5),
+                // Takes all of 1, the rest rests: [Fill, Rested, Totals].
+                order(3, Side::Buy, OrderType::Limit, 10_000, 7),
+                // [Cancelled, Totals].
+                cancel,
+            ]),
+            &mut out,
+        );
+        let sizes: Vec<usize> = out.iter().map(|g| g.events.len()).collect();
+        assert_eq!(sizes, [2, 2, 3, 2]);
+        for g in &out {
+            assert!(matches!(g.events.last(), Some(Event::Totals { .. })));
+            assert!(!g.events.spilled(), "seq {}: {:?}", g.seq, g.events);
+        }
     }
 }

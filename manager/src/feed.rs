@@ -1266,7 +1266,7 @@ mod tests {
             time: 0,
             security: SecurityId(0),
             command: matching::Command::Phase(matching::Phase::Continuous),
-            events: Vec::new(),
+            events: proto::GroupEvents::new(),
         }
     }
 

@@ -810,7 +810,8 @@ fn a_forged_fill_is_caught_and_the_forger_replaced() {
                 bid_total: 0,
                 ask_total: 0,
             },
-        ],
+        ]
+        .into(),
         last: true,
     };
     sim.core

@@ -434,7 +434,8 @@ fn a_forging_executor_is_dropped_and_nothing_forged_is_delivered() {
                 buy_broker: BrokerId(0),
                 sell_broker: BrokerId(1),
                 aggressor: matching::Aggressor::Buy,
-            })],
+            })]
+            .into(),
             last: true,
         };
         w.send(&FromExecutor::Events(vec![forged(not_mine)]))

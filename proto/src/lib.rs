@@ -9,8 +9,10 @@
 //! network and TLS setup (`transport`). Only this crate derives serde for the wire.
 
 pub mod codec;
+pub mod group_events;
 pub mod limits;
 pub mod messages;
 
 pub use codec::{CodecError, HELLO_MAX_FRAME, MAX_FRAME};
+pub use group_events::GroupEvents;
 pub use messages::*;

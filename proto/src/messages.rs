@@ -501,7 +501,7 @@ impl ImageAssembly {
 pub struct EventGroup {
     pub seq: u64,
     pub security: SecurityId,
-    pub events: Vec<Event>,
+    pub events: crate::GroupEvents,
     pub last: bool,
 }
 

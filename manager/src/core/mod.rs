@@ -51,9 +51,9 @@ use matching::{
 };
 use proto::limits::MAX_BROKER_ORDER_ID;
 use proto::{
-    ClientCommand, EventGroup, ExecutorStats, GridSnapshot, ImageAssembly, ImagePart, Liquidity,
-    LogEntry, LogKind, NodeInfo, NodeStatus, OrderState, OrderStatus, OwnFill, Report, ReportEvent,
-    Routed, SecurityView, ToExecutor, TradeId, TradeTick,
+    ClientCommand, EventGroup, ExecutorStats, GridSnapshot, GroupEvents, ImageAssembly, ImagePart,
+    Liquidity, LogEntry, LogKind, NodeInfo, NodeStatus, OrderState, OrderStatus, OwnFill, Report,
+    ReportEvent, Routed, SecurityView, ToExecutor, TradeId, TradeTick,
 };
 use rustc_hash::FxHashMap;
 
@@ -253,7 +253,7 @@ pub struct FeedItem {
     pub time: Timestamp,
     pub security: SecurityId,
     pub command: Command,
-    pub events: Vec<Event>,
+    pub events: GroupEvents,
 }
 
 /// Who a session acts for.
@@ -329,7 +329,7 @@ impl InFlightRing {
 struct Partial {
     seq: u64,
     security: SecurityId,
-    events: Vec<Event>,
+    events: GroupEvents,
 }
 
 /// The namespace of a broker's own order ids: an exchange-wide id's bits from 40 up (0 is
@@ -801,22 +801,18 @@ impl Core {
     }
 
     /// The per-security commands a sequenced command becomes: one, or one per listed security
-    /// for a phase change.
-    fn fan_out(&self, seq: u64, cmd: &Command) -> Vec<Routed> {
-        match cmd.security() {
-            Some(security) => vec![Routed {
-                seq,
-                security,
-                command: *cmd,
-            }],
-            None => (0..self.listing.len() as u32)
-                .map(|i| Routed {
-                    seq,
-                    security: SecurityId(i),
-                    command: *cmd,
-                })
-                .collect(),
-        }
+    /// for a phase change. An iterator, not a vector: one allocation per order otherwise.
+    fn fan_out(&self, seq: u64, cmd: &Command) -> impl ExactSizeIterator<Item = Routed> {
+        let securities = match cmd.security() {
+            Some(security) => security.0..security.0 + 1,
+            None => 0..self.listing.len() as u32,
+        };
+        let command = *cmd;
+        securities.map(move |i| Routed {
+            seq,
+            security: SecurityId(i),
+            command,
+        })
     }
 
     /// A command the gateway refused: counted, logged, and a burnt NEW listed as rejected.
@@ -1135,7 +1131,7 @@ impl Core {
         node: NodeId,
         seq: u64,
         security: SecurityId,
-        events: Vec<Event>,
+        events: GroupEvents,
         now: Instant,
     ) -> anyhow::Result<()> {
         let Some(routed) = self.shards.next_expected(security).copied() else {

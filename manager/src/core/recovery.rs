@@ -146,7 +146,7 @@ impl Core {
         // Refusals since the last record: at the checkpoint's seq, which of them it holds.
         self.refusals_at_next_seq = 0;
         let mut restored = 0u64;
-        let mut parts: Vec<Event> = Vec::new();
+        let mut parts = proto::GroupEvents::new();
         for item in items {
             let rec = match item? {
                 JournalItem::Rejected(r) => {
@@ -205,7 +205,6 @@ impl Core {
             }
             let routed: Vec<Routed> = self
                 .fan_out(rec.seq, &command)
-                .into_iter()
                 .filter(|r| rec.seq > covered[r.security.0 as usize])
                 .collect();
             if let Command::Phase(p) = command {

@@ -63,7 +63,7 @@ pub fn sequence(rows: &[OrderRow], table: &SecurityTable, rules: MarketRules) ->
                 time,
                 security,
                 command: cmd,
-                events,
+                events: events.into(),
             });
         }
     }
