@@ -376,6 +376,7 @@ fn deliver(
     for (_, reports) in out.reports.drain() {
         pool.give(reports);
     }
+    let routed_pool = core.routed_pool();
     for (node, msgs) in out.executors {
         let Some((_, exec)) = execs.iter_mut().find(|(id, _)| *id == node) else {
             continue;
@@ -383,7 +384,17 @@ fn deliver(
         groups.clear();
         let t = cpu_now();
         for m in msgs {
-            exec.apply(m, groups);
+            // The executor's writer encodes a batch and gives its vector back to the pool;
+            // here the in-process executor takes a copy in the encoding's place.
+            match m {
+                proto::ToExecutor::Orders(batch) => {
+                    exec.apply(proto::ToExecutor::Orders(batch.clone()), groups);
+                    routed_pool.give(batch);
+                }
+                m => {
+                    exec.apply(m, groups);
+                }
+            }
         }
         stages.executor += cpu_since(t);
         let t = cpu_now();
