@@ -1033,7 +1033,17 @@ impl Core {
         groups: Vec<EventGroup>,
         now: Instant,
     ) -> anyhow::Result<()> {
-        for g in groups {
+        let mut groups = groups.into_iter();
+        while let Some(g) = groups.next() {
+            // While this group is validated, the next ones' order records start loading.
+            let ahead = groups.as_slice();
+            if let Some(next) = ahead.get(1) {
+                self.projection.prefetch(&next.events, orders::Ahead::Slots);
+            }
+            if let Some(next) = ahead.first() {
+                self.projection
+                    .prefetch(&next.events, orders::Ahead::Records);
+            }
             if self.shards.owner(g.security) != Some(node) {
                 if !self.shards.ever_owned(node, g.security) {
                     self.fail_executor(

@@ -57,6 +57,20 @@ impl<V: Copy> RecordTable<V> {
         self.index.get(id).map(|slot| self.at(slot))
     }
 
+    /// Starts loading where `id`'s slot number is (the first of a lookup's two reads).
+    #[inline]
+    pub fn prefetch_slot(&self, id: u64) {
+        self.index.prefetch(id);
+    }
+
+    /// Starts loading `id`'s record (the second read; the slot number is read now).
+    #[inline]
+    pub fn prefetch_record(&self, id: u64) {
+        if let Some(slot) = self.index.get(id) {
+            matching::idmap::prefetch(self.at(slot));
+        }
+    }
+
     fn alloc(&mut self, v: V) -> u32 {
         if let Some(slot) = self.free.pop() {
             *self.at_mut(slot) = v;
@@ -160,6 +174,12 @@ mod tests {
                 ((space as u64 + 1) << 40) | ((x >> 24) % (next[space] + 1))
             };
             let v = (id, step);
+            // Prefetch hints for this id and for any u64 (absent, in no page, far out of every
+            // namespace): they must neither panic nor change what the table holds.
+            t.prefetch_slot(id);
+            t.prefetch_record(id);
+            t.prefetch_slot(x);
+            t.prefetch_record(x.rotate_left(23));
             match op {
                 0..=4 => {
                     assert_eq!(t.insert_if_absent(id, || v), !h.contains_key(&id));
