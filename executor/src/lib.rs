@@ -285,8 +285,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_deep_sweep_is_split_into_bounded_groups_in_order() {
+    /// An executor core (no price rules) that owns security 0, and its output vector.
+    fn assigned_core() -> (ExecutorCore, Vec<EventGroup>) {
         let mut core = ExecutorCore::new(MarketRules::none(), &listing());
         let mut out = Vec::new();
         core.apply(
@@ -296,6 +296,12 @@ mod tests {
             },
             &mut out,
         );
+        (core, out)
+    }
+
+    #[test]
+    fn a_deep_sweep_is_split_into_bounded_groups_in_order() {
+        let (mut core, mut out) = assigned_core();
         let n = 3 * MAX_GROUP_EVENTS as u64 + 17;
         let resting: Vec<Routed> = (1..=n)
             .map(|i| order(i, Side::Sell, OrderType::Limit, 10_000, 1))
@@ -333,15 +339,7 @@ mod tests {
 
     #[test]
     fn the_common_groups_hold_their_events_inline() {
-        let mut core = ExecutorCore::new(MarketRules::none(), &listing());
-        let mut out = Vec::new();
-        core.apply(
-            ToExecutor::Assign {
-                map_version: 1,
-                securities: vec![SecurityId(0)],
-            },
-            &mut out,
-        );
+        let (mut core, mut out) = assigned_core();
         let cancel = Routed {
             seq: 4,
             security: SecurityId(0),
