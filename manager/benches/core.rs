@@ -324,7 +324,7 @@ fn query_costs((front, core): (&mut Sequencer, &mut Core), cmds: &[ClientCommand
     }
     let broker_session = GATEWAY + 1;
     let t = cpu_now();
-    let begun = core.query_orders_begin(broker_session, &[]).unwrap();
+    let begun = core.query_orders_begin(broker_session, &[]);
     let all_mine = cpu_since(t);
     let t = cpu_now();
     let own = begun.finish().unwrap();
@@ -333,7 +333,7 @@ fn query_costs((front, core): (&mut Sequencer, &mut Core), cmds: &[ClientCommand
         .map(|k| matching::OrderId((1 << 30) + k))
         .collect();
     let t = cpu_now();
-    let begun = core.query_orders_begin(broker_session, &unknown).unwrap();
+    let begun = core.query_orders_begin(broker_session, &unknown);
     let by_id = cpu_since(t);
     assert!(
         begun.finish().unwrap().is_empty(),

@@ -157,7 +157,7 @@ enum Control {
         session: SessionId,
         ids: Vec<OrderId>,
         /// The session's task finishes the answer (reads the archive), off the core thread.
-        reply: oneshot::Sender<anyhow::Result<OrdersAnswer>>,
+        reply: oneshot::Sender<OrdersAnswer>,
     },
     QueryTotals {
         reply: oneshot::Sender<Vec<(SecurityId, Qty, Qty)>>,
@@ -1024,7 +1024,6 @@ fn handle_control(
             ids,
             reply,
         } => {
-            // A failed archive read fails the query, not the core.
             let _ = reply.send(core.query_orders_begin(session, &ids));
         }
         Control::QueryTotals { reply } => {
@@ -1410,11 +1409,10 @@ async fn client_session(
                             reply,
                         }))
                         .await?;
-                    let finished = match rx.await? {
-                        // A broker's whole history may be read here: not on the core thread.
-                        Ok(answer) => tokio::task::spawn_blocking(move || answer.finish()).await?,
-                        Err(e) => Err(e),
-                    };
+                    let answer = rx.await?;
+                    // A broker's whole history may be read here: not on the core thread. A
+                    // failed archive read fails the query, not the core.
+                    let finished = tokio::task::spawn_blocking(move || answer.finish()).await?;
                     let orders = match finished {
                         Ok(orders) => orders,
                         Err(e) => {

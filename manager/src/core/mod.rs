@@ -1499,21 +1499,17 @@ impl Core {
         session: SessionId,
         ids: &[OrderId],
     ) -> anyhow::Result<Vec<OrderStatus>> {
-        self.query_orders_begin(session, ids)?.finish()
+        self.query_orders_begin(session, ids).finish()
     }
 
     /// [`Self::query_orders`] up to what must be read here; the rest (scanning the archive for
     /// "all my orders", as long as the asker's history) is [`OrdersAnswer::finish`], which the
     /// server runs off the core thread.
-    pub fn query_orders_begin(
-        &self,
-        session: SessionId,
-        ids: &[OrderId],
-    ) -> anyhow::Result<OrdersAnswer> {
+    pub fn query_orders_begin(&self, session: SessionId, ids: &[OrderId]) -> OrdersAnswer {
         let broker = match self.sessions.get(&session) {
             Some(SessionKind::Broker(b)) => Some(*b),
             Some(_) => None,
-            None => return Ok(OrdersAnswer::default()),
+            None => return OrdersAnswer::default(),
         };
         let to_global = |id: OrderId| match broker {
             Some(b) => global_order_id(b, id.0),
@@ -1526,7 +1522,7 @@ impl Core {
         };
         let held = &mut answer.held;
         let pending = |f: &InFlight| f.new.filter(|o| visible(o.broker, o.id));
-        // Held only while the archive is read: the sequencing stage looks ids up in it.
+        // Held only to take a view: the sequencing stage looks ids up in the archive.
         let archive = || self.archive.lock().expect("archive lock");
         if ids.is_empty() {
             let records: Box<dyn Iterator<Item = (OrderId, &orders::OrderRecord)>> = match broker {
@@ -1581,7 +1577,7 @@ impl Core {
                 answer.archived = Some((archive().view(), ArchivedPart::Ids(missing)));
             }
         }
-        Ok(answer)
+        answer
     }
 
     pub fn totals(&self) -> Vec<(SecurityId, matching::Qty, matching::Qty)> {

@@ -18,6 +18,7 @@
 //! and time priority (the seq it last rested at), the totals, phase, reference and last trade.
 
 use journal::{BookSnapshot, FinalState, FinishedOrder, LiveOrder};
+use matching::idmap::IdTable;
 use matching::{
     Aggressor, BookImage, BrokerId, CancelReason, Command, Event, Fill, OrderId, OrderType, Phase,
     Price, Qty, RejectReason, RestingKind, RestingOrder, SecurityId, Side,
@@ -38,7 +39,6 @@ pub enum Ahead {
     /// The orders' records (their slot numbers are read now).
     Records,
 }
-use matching::idmap::IdTable;
 
 /// One order as the manager knows it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
