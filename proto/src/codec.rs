@@ -41,7 +41,7 @@ pub enum CodecError {
 pub fn encode_frame<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
-    if let Err(e) = bincode::serde::encode_into_std_write(msg, out, config()) {
+    if let Err(e) = bincode::serde::encode_into_writer(msg, VecWriter(out), config()) {
         out.truncate(start);
         return Err(CodecError::Encode(e.to_string()));
     }
@@ -55,6 +55,18 @@ pub fn encode_frame<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), Code
     }
     out[start..start + HEADER_LEN].copy_from_slice(&(len as u32).to_le_bytes());
     Ok(())
+}
+
+/// Appends to a vector directly: bincode's `std::io::Write` adapter maps an I/O error (that a
+/// vector never returns) around every byte written, and the encoder writes field by field.
+struct VecWriter<'a>(&'a mut Vec<u8>);
+
+impl bincode::enc::write::Writer for VecWriter<'_> {
+    #[inline(always)]
+    fn write(&mut self, bytes: &[u8]) -> Result<(), bincode::error::EncodeError> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
 }
 
 /// Reads the payload length from a frame header, checking it against `limit` (itself capped at
