@@ -373,7 +373,7 @@ fn deliver(
     }
     // As the session writers do once they encoded them.
     let pool = core.report_pool();
-    for (_, reports) in out.reports.drain() {
+    for (_, reports) in std::mem::take(&mut out.reports) {
         pool.give(reports);
     }
     let routed_pool = core.routed_pool();

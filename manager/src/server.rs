@@ -46,10 +46,10 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 use transport::quic::accept_hello;
 use transport::{FrameReader, FrameWriter};
 
-use crate::core::pool::VecPool;
+use crate::core::pool::{Frames, VecPool};
 use crate::core::{
     check_submit, Core, Feedback, NodeId, OrdersAnswer, Sequencer, SessionId, SessionKind,
-    EXCHANGE_SESSION, REPORTS_PER_FRAME,
+    EXCHANGE_SESSION,
 };
 use crate::schedule::Schedule;
 
@@ -636,21 +636,13 @@ fn deliver(
     by_session: impl IntoIterator<Item = (SessionId, Vec<proto::Report>)>,
 ) -> Vec<SessionId> {
     let mut cut = Vec::new();
-    for (session, mut reports) in by_session {
+    for (session, reports) in by_session {
         let Some(out) = sessions.get(&session) else {
             continue;
         };
-        let mut ok = true;
-        while ok && !reports.is_empty() {
-            let rest = if reports.len() > REPORTS_PER_FRAME {
-                reports.split_off(REPORTS_PER_FRAME)
-            } else {
-                Vec::new()
-            };
-            ok = out.offer(ManagerToClient::Reports(reports));
-            reports = rest;
-        }
-        if !ok {
+        // Each vector is one frame already (the core's frames hold at most
+        // REPORTS_PER_FRAME); a session cut off below is gone for its later frames.
+        if !out.offer(ManagerToClient::Reports(reports)) {
             // A client that does not read: cut it off rather than hold its backlog.
             tracing::warn!(
                 session,
@@ -742,7 +734,7 @@ async fn run_sequencer(
             // commands, so no report of a command's outcome can overtake its acknowledgement.
             // Whatever a session asks after an acknowledgement still reaches the core thread
             // behind the command: it is read here, after this send.
-            let mut by_session: FxHashMap<SessionId, Vec<proto::Report>> = FxHashMap::default();
+            let mut by_session = Frames::default();
             front.queue_acks(released.reports, &report_pool, &mut by_session);
             let cut = deliver(&mut sessions, by_session);
             if !released.items.is_empty() {

@@ -19,6 +19,7 @@ use manager::archive::CrashPoint;
 use manager::core::{
     Archive, Core, CoreConfig, Feedback, JournalEntry, MemoryArchive, MemoryPersist, NodeId,
     Persist, RejectedEntry, Restart, Sequenced, Sequencer, SessionKind, Tape, TapeEntry,
+    REPORTS_PER_FRAME,
 };
 use matching::stream::{replay_local, to_command, BrokerRegistry, ReplayCollector};
 use matching::{
@@ -201,6 +202,8 @@ struct Sim {
     client: Client,
     securities: SecurityTable,
     now: Instant,
+    /// Report frames the core handed out (each checked to fit a frame).
+    report_frames: usize,
 }
 
 /// A journal and tape that outlive a core (the disk, for a restart).
@@ -312,6 +315,7 @@ impl Sim {
             },
             securities: securities.clone(),
             now,
+            report_frames: 0,
         }
     }
 
@@ -382,9 +386,22 @@ impl Sim {
                 eprintln!("{}", l.text);
             }
         }
-        for r in out.reports.get(&GATEWAY).into_iter().flatten() {
-            self.on_report(r);
+        let mut frames = 0;
+        for (session, frame) in std::mem::take(&mut out.reports) {
+            assert!(
+                frame.len() <= REPORTS_PER_FRAME && frame.capacity() <= 2 * REPORTS_PER_FRAME,
+                "a frame of {} reports, room for {}",
+                frame.len(),
+                frame.capacity()
+            );
+            frames += 1;
+            if session == GATEWAY {
+                for r in &frame {
+                    self.on_report(r);
+                }
+            }
         }
+        self.report_frames += frames;
     }
 
     fn join(&mut self) -> NodeId {
@@ -824,8 +841,7 @@ fn a_forged_fill_is_caught_and_the_forger_replaced() {
     );
     assert!(out
         .reports
-        .values()
-        .flatten()
+        .items()
         .all(|r| !matches!(r.event, ReportEvent::Trade { fill, .. } if fill.qty == 1_000_000_000)));
     sim.execs.remove(&rogue);
     sim.core.submit(GATEWAY, &cmds[100..], sim.now, 0).unwrap();
@@ -941,15 +957,15 @@ fn broker_sessions_see_only_their_own_orders_and_anonymous_fills() {
     };
     core.submit(2, &[cancel], now, 0).unwrap();
     let out = core.flush(now).unwrap();
-    let a_reports = &out.reports[&1];
-    let b_reports = &out.reports[&2];
+    let a_reports: Vec<_> = out.reports.of(1).copied().collect();
+    let b_reports: Vec<_> = out.reports.of(2).copied().collect();
     // A hears of its passive fill: own id, maker, no counterparty anywhere.
     assert!(a_reports.iter().any(|r| r.passive
         && r.order == OrderId(7)
         && matches!(r.event, ReportEvent::Fill(f) if f.qty == 200 && f.liquidity == proto::Liquidity::Maker)));
     assert!(b_reports.iter().any(|r| r.client_ref == 7
         && matches!(r.event, ReportEvent::Fill(f) if f.qty == 200 && f.liquidity == proto::Liquidity::Taker)));
-    for r in a_reports.iter().chain(b_reports) {
+    for r in a_reports.iter().chain(&b_reports) {
         assert!(
             !matches!(r.event, ReportEvent::Trade { .. }),
             "brokers never see whole trades"
@@ -1156,6 +1172,8 @@ fn a_command_of_300000_fills_is_reported_whole() {
     sim.submit_all(&cmds);
     assert_eq!(sim.client.tracker.fills, n);
     assert_eq!(sim.client.collector.trade_count() as u64, n);
+    // Every report went out in a frame of at most REPORTS_PER_FRAME (checked in `settle`).
+    assert!(sim.report_frames as u64 >= n / REPORTS_PER_FRAME as u64);
     assert_eq!(sim.core.totals(), vec![(SecurityId(0), 0, 0)]);
     // The book's history held every command; once an image covers them the memory is given
     // back, not kept at the peak for the rest of the day.

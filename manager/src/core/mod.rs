@@ -228,7 +228,8 @@ impl Default for CoreConfig {
 /// What the shell must send after a call into the core.
 #[derive(Default)]
 pub struct Outbox {
-    pub reports: FxHashMap<SessionId, Vec<Report>>,
+    /// Each session's reports, in frames of at most [`REPORTS_PER_FRAME`].
+    pub reports: pool::Frames<SessionId, Report>,
     pub executors: std::collections::BTreeMap<NodeId, Vec<ToExecutor>>,
     /// Executors declared down or inconsistent: the shell closes their connections.
     pub disconnect: Vec<NodeId>,
@@ -789,7 +790,7 @@ impl Core {
                         list.retain(|x| *x != session);
                     }
                 }
-                if let Some(v) = self.out.reports.remove(&session) {
+                for v in self.out.reports.remove(session) {
                     self.report_pool.give(v);
                 }
             }
@@ -1274,9 +1275,7 @@ impl Core {
 
     fn push_report(&mut self, session: SessionId, report: Report) {
         if session != EXCHANGE_SESSION && self.sessions.contains_key(&session) {
-            self.report_pool
-                .vec_in(&mut self.out.reports, session)
-                .push(report);
+            self.out.reports.push(&self.report_pool, session, report);
         }
     }
 
@@ -1474,18 +1473,17 @@ impl Core {
             return;
         };
         let client_ref = self.projection.get(id).map_or(0, |r| r.client_ref);
+        let report = Report {
+            client_ref,
+            seq,
+            time,
+            order: local_order_id(id),
+            event,
+            last: false,
+            passive: true,
+        };
         for &s in list {
-            self.report_pool
-                .vec_in(&mut self.out.reports, s)
-                .push(Report {
-                    client_ref,
-                    seq,
-                    time,
-                    order: local_order_id(id),
-                    event,
-                    last: false,
-                    passive: true,
-                });
+            self.out.reports.push(&self.report_pool, s, report);
         }
     }
 

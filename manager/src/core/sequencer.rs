@@ -29,7 +29,7 @@ use proto::{ClientCommand, Report, ReportEvent};
 use rustc_hash::FxHashMap;
 
 use super::checkpoint::Archived;
-use super::pool::VecPool;
+use super::pool::{Frames, VecPool};
 use super::{
     check_submit, global_order_id, local_order_id, JournalEntry, Persist, RejectedEntry, SessionId,
     SessionKind, EXCHANGE_SESSION, MAX_BROKERS,
@@ -502,10 +502,10 @@ impl Sequencer {
         &mut self,
         mut acks: Vec<(SessionId, Report)>,
         pool: &VecPool<Report>,
-        by_session: &mut FxHashMap<SessionId, Vec<Report>>,
+        by_session: &mut Frames<SessionId, Report>,
     ) {
         for (session, report) in acks.drain(..) {
-            pool.vec_in(by_session, session).push(report);
+            by_session.push(pool, session, report);
         }
         self.recycle_acks(acks);
     }
