@@ -68,15 +68,6 @@ impl<T> VecPool<T> {
         }
     }
 
-    /// `key`'s vector in `map`, taken from the pool when `key` gets its first item.
-    pub fn vec_in<'a, K: Hash + Eq>(
-        &self,
-        map: &'a mut FxHashMap<K, Vec<T>>,
-        key: K,
-    ) -> &'a mut Vec<T> {
-        map.entry(key).or_insert_with(|| self.take())
-    }
-
     /// Room every vector taken has: also the most items a [`Frames`] vector holds.
     pub fn min_capacity(&self) -> usize {
         self.min_capacity
@@ -121,7 +112,7 @@ impl<K, T> Default for Frames<K, T> {
 impl<K: Hash + Eq + Copy, T> Frames<K, T> {
     /// Appends `item` to `key`'s frames, taking vectors from `pool`.
     pub fn push(&mut self, pool: &VecPool<T>, key: K, item: T) {
-        let frame = pool.vec_in(&mut self.filling, key);
+        let frame = self.filling.entry(key).or_insert_with(|| pool.take());
         frame.push(item);
         if frame.len() >= pool.min_capacity() {
             if let Some(full) = self.filling.remove(&key) {

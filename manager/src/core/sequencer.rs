@@ -495,9 +495,8 @@ impl Sequencer {
         Ok(Released { reports, items })
     }
 
-    /// Queues a commit's acknowledgements to their sessions' vectors in `by_session` (taken
-    /// from `pool` as each session gets its first), then keeps the emptied vector for the next
-    /// commit.
+    /// Queues a commit's acknowledgements to their sessions' frames in `by_session` (vectors
+    /// taken from `pool`), then keeps the emptied vector for the next commit.
     pub fn queue_acks(
         &mut self,
         mut acks: Vec<(SessionId, Report)>,
