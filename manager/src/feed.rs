@@ -560,6 +560,8 @@ struct Task {
     /// When the last checkpoint was taken, and whether its writer thread is still at it.
     last_checkpoint: Option<Instant>,
     checkpoint_writing: Arc<AtomicBool>,
+    /// The `through` of the last checkpoint taken (0: none yet).
+    checkpoint_through: u64,
 }
 
 #[derive(Default)]
@@ -618,6 +620,7 @@ pub fn spawn(
         items_pool,
         last_checkpoint: None,
         checkpoint_writing: Arc::new(AtomicBool::new(false)),
+        checkpoint_through: 0,
     };
     std::thread::Builder::new()
         .name("feed".into())
@@ -773,11 +776,15 @@ impl Task {
             && self.rebuilding.is_none()
             && !self.lagged.load(Ordering::SeqCst);
         let due = self.last_checkpoint.is_none_or(|t| t.elapsed() >= *every);
-        if !healthy || !due || self.checkpoint_writing.load(Ordering::Acquire) {
+        // Nothing completed since the last one (an idle grid, or the day's start): the file
+        // on disk, or the journal from its first command, already says as much.
+        let news = through > self.checkpoint_through;
+        if !healthy || !due || !news || self.checkpoint_writing.load(Ordering::Acquire) {
             return;
         }
         let started = Instant::now();
         self.last_checkpoint = Some(started);
+        self.checkpoint_through = through;
         let cp = FeedCheckpoint {
             through,
             state: self.state.feed().builder().state(),
