@@ -132,9 +132,12 @@ def main():
     root, bars = os.path.abspath(sys.argv[1]), sys.argv[2]
     expected = expected_from_bars(bars)
     calendar = check_with_numpy(root, expected)
-    # Qlib may create run directories (mlruns) in the working directory: keep them out.
-    os.chdir(tempfile.mkdtemp(prefix="qlib-check-"))
-    check_with_qlib(root, expected, calendar)
+    # Qlib may create run directories (mlruns) in the working directory: keep them out, and
+    # leave nothing behind.
+    with tempfile.TemporaryDirectory(prefix="qlib-check-") as scratch:
+        os.chdir(scratch)
+        check_with_qlib(root, expected, calendar)
+        os.chdir(root)
     print(len(calendar), len(expected))
 
 
