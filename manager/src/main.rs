@@ -190,7 +190,8 @@ struct RunArgs {
     /// manager then keeps every order and command of the day in memory). A checkpoint is
     /// written by a thread of its own (one pack of all changed books, a run of finished
     /// orders, the manifest: four fsyncs whatever the number of books); the core never waits
-    /// for it, and while one is still being written the next is put off.
+    /// for it, and while one is still being written the next is put off. An idle grid writes
+    /// none that would repeat the last (nor does the feed).
     #[arg(long, default_value_t = 30.0)]
     snapshot_secs: f64,
     #[command(flatten)]

@@ -260,3 +260,59 @@ fn a_manager_restart_after_snapshots_equals_the_sequential_engine() {
     );
     assert_same_file(&dir.join("journal-trades.csv"), &export.join("trades.csv"));
 }
+
+/// Checkpoints the manager's core logged.
+fn checkpoints(log: &str) -> Vec<&str> {
+    log.lines()
+        .filter(|l| l.contains(": checkpoint next_seq="))
+        .collect()
+}
+
+/// An idle grid writes no checkpoint that would repeat the last one: one at the start, then
+/// none while nothing happens; a load brings new ones, and once its orders are all
+/// archived and its images trusted, the grid is quiet again.
+#[test]
+fn an_idle_grid_writes_no_checkpoint_that_repeats_the_last() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut grid = grid(tmp.path(), 1, 0);
+    // The timer runs every 0.2 s: 1.5 s idle gave 7 identical checkpoints before.
+    grid.manager
+        .wait_log(": checkpoint next_seq=", 1, Duration::from_secs(30));
+    std::thread::sleep(Duration::from_millis(1500));
+    let log = grid.manager.log_text();
+    assert_eq!(checkpoints(&log).len(), 1, "{log}");
+
+    let load = grid.load(&["--orders", "3000", "--quiet"]);
+    assert!(load.status.success(), "{}", stderr(&load));
+    // Settled: no new checkpoint for a second (five timer periods).
+    let start = Instant::now();
+    let (mut seen, mut since) = (0, Instant::now());
+    loop {
+        let n = checkpoints(&grid.manager.log_text()).len();
+        if n != seen {
+            (seen, since) = (n, Instant::now());
+        } else if since.elapsed() > Duration::from_secs(1) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "checkpoints never stopped:\n{}",
+            grid.manager.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = grid.manager.log_text();
+    let all = checkpoints(&log);
+    assert!(all.len() >= 2, "the load was checkpointed:\n{log}");
+    // The last one holds the whole day so far: every book's image covers every command, so
+    // a restart would read no journal at all.
+    let last = all.last().unwrap();
+    let field = |key: &str| -> u64 {
+        last.split(&format!("{key}="))
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next()?.parse().ok())
+            .unwrap_or_else(|| panic!("no {key} in {last}"))
+    };
+    assert!(field("next_seq") > 1, "{last}");
+    assert_eq!(field("resume_seq"), field("next_seq"), "{last}");
+}

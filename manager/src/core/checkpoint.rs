@@ -447,7 +447,25 @@ impl Core {
         if now.saturating_duration_since(self.last_checkpoint) < interval {
             return Ok(());
         }
+        if self.checkpoint_would_repeat() {
+            // An idle grid (a quiet hour, a night): the last checkpoint holds all there is.
+            self.last_checkpoint = now;
+            return Ok(());
+        }
         self.snapshot_round(now)
+    }
+
+    /// Whether a checkpoint now would write what the last one holds: nothing sequenced or
+    /// refused (the manifest's core part is the same), no order finished and no image trusted
+    /// since. A hint for the timer only: the last one may still be being written.
+    fn checkpoint_would_repeat(&self) -> bool {
+        self.due.is_empty()
+            && !self.projection.has_rejected()
+            && !self.shards.has_fresh_bases()
+            && self
+                .last_manifest
+                .as_ref()
+                .is_some_and(|m| *m == self.manifest_core())
     }
 
     /// A checkpoint of what is ready, then a request for an image of every book that changed
@@ -484,6 +502,7 @@ impl Core {
         let books = self.shards.fresh_bases();
         let written: Vec<(SecurityId, u64)> = books.iter().map(|b| (b.security, b.seq)).collect();
         let manifest = self.manifest_core();
+        self.last_manifest = Some(manifest.clone());
         let (next_seq, resume_seq) = (manifest.next_seq, manifest.resume_seq);
         {
             let mut archive = self.archive.lock().expect("archive lock");

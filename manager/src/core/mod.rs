@@ -424,6 +424,8 @@ pub struct Core {
     /// Image parts being received, per executor.
     images_in: FxHashMap<NodeId, ImageAssembly>,
     last_checkpoint: Instant,
+    /// The core's part of the last checkpoint's manifest (`None`: none since the start).
+    last_manifest: Option<journal::Manifest>,
     /// Refusals journaled since the last sequenced command (a checkpoint records it: recovery
     /// then knows which refusals at the manifest's `next_seq` its runs hold).
     refusals_at_next_seq: u64,
@@ -514,6 +516,7 @@ impl Core {
             due: Vec::new(),
             images_in: FxHashMap::default(),
             last_checkpoint: now,
+            last_manifest: None,
             refusals_at_next_seq: 0,
             last_feed_mark: None,
             phase_log: VecDeque::new(),

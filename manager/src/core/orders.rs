@@ -278,6 +278,11 @@ impl Projection {
             .unwrap_or_default()
     }
 
+    /// Whether NEWs were refused before sequencing since the last [`Projection::take_rejected`].
+    pub fn has_rejected(&self) -> bool {
+        !self.rejected.is_empty()
+    }
+
     /// NEWs refused before sequencing since the last call.
     pub fn take_rejected(&mut self) -> Vec<OrderId> {
         std::mem::take(&mut self.rejected)

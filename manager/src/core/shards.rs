@@ -266,6 +266,12 @@ impl Shards {
     }
 
     /// Bases not yet in a durable checkpoint.
+    pub fn has_fresh_bases(&self) -> bool {
+        self.secs
+            .iter()
+            .any(|st| !st.base_durable && st.base.is_some())
+    }
+
     pub fn fresh_bases(&self) -> Vec<Arc<BookSnapshot>> {
         self.secs
             .iter()
