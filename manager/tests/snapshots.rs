@@ -275,7 +275,7 @@ fn checkpoints(log: &str) -> Vec<&str> {
 fn an_idle_grid_writes_no_checkpoint_that_repeats_the_last() {
     let tmp = tempfile::tempdir().unwrap();
     let mut grid = grid(tmp.path(), 1, 0);
-    // The timer runs every 0.2 s: 1.5 s idle gave 7 identical checkpoints before.
+    // The timer runs every 0.2 s: before, 1.5 s idle gave 8 identical checkpoints.
     grid.manager
         .wait_log(": checkpoint next_seq=", 1, Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(1500));
