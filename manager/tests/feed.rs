@@ -461,10 +461,7 @@ fn a_restarted_manager_rebuilds_its_feed_from_its_checkpoint_and_the_recorder_ca
 
 /// The number a log line gives as `key=N`.
 fn logged_number(line: &str, key: &str) -> u64 {
-    line.split_once(&format!("{key}="))
-        .and_then(|(_, rest)| rest.split(' ').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no {key} in {line}"))
+    testkit::logged_u64(line, key).unwrap_or_else(|| panic!("no {key} in {line}"))
 }
 
 /// The benchmark's subscribers: `record --count-only --sessions 3` (three subscriptions in one

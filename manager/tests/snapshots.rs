@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use testkit::{
-    assert_same_file, assert_same_outputs, bin, generate, local_reference, Grid, GridOptions, Proc,
+    assert_same_file, assert_same_outputs, bin, generate, local_reference, logged_u64, Grid,
+    GridOptions, Proc,
 };
 
 /// Images often enough that a run of a few ten thousand orders takes many of them.
@@ -86,8 +87,7 @@ fn last_resume_seq(log: &str) -> u64 {
     log.lines()
         .rev()
         .filter(|l| l.contains(" checkpoint "))
-        .filter_map(|l| l.split("resume_seq=").nth(1))
-        .find_map(|s| s.split_whitespace().next()?.parse().ok())
+        .find_map(|l| logged_u64(l, "resume_seq"))
         .unwrap_or(0)
 }
 
@@ -154,8 +154,7 @@ fn user_sim_orders_answers_the_same_after_a_restart_with_finished_orders_on_disk
         .log_text()
         .lines()
         .filter(|l| l.contains("checkpoint"))
-        .filter_map(|l| l.split("archived=").nth(1))
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .filter_map(|l| logged_u64(l, "archived"))
         .sum();
     assert!(archived > 1000, "only {archived} orders left memory");
     let before: Vec<String> = ["B01", "B02"].iter().map(|b| grid.orders_of(b)).collect();
@@ -307,12 +306,7 @@ fn an_idle_grid_writes_no_checkpoint_that_repeats_the_last() {
     // The last one holds the whole day so far: every book's image covers every command, so
     // a restart would read no journal at all.
     let last = all.last().unwrap();
-    let field = |key: &str| -> u64 {
-        last.split(&format!("{key}="))
-            .nth(1)
-            .and_then(|s| s.split_whitespace().next()?.parse().ok())
-            .unwrap_or_else(|| panic!("no {key} in {last}"))
-    };
+    let field = |key: &str| logged_u64(last, key).unwrap_or_else(|| panic!("no {key} in {last}"));
     assert!(field("next_seq") > 1, "{last}");
     assert_eq!(field("resume_seq"), field("next_seq"), "{last}");
 }

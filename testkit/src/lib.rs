@@ -534,6 +534,16 @@ pub fn local_reference(dir: &Path, securities: &Path, orders: &Path, rules: &str
     assert!(status.success(), "local replay failed");
 }
 
+/// The number a log line gives as `key=N` (its first `key=`), if any.
+pub fn logged_u64(line: &str, key: &str) -> Option<u64> {
+    line.split_once(&format!("{key}="))?
+        .1
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 /// Generates `n` orders with `seed` over `securities` into `out`.
 pub fn generate(securities: &Path, n: u64, seed: u64, out: &Path) {
     let status = Command::new(bin("user-sim"))

@@ -266,18 +266,20 @@ impl Shards {
     }
 
     /// Bases not yet in a durable checkpoint.
-    pub fn has_fresh_bases(&self) -> bool {
-        self.secs
-            .iter()
-            .any(|st| !st.base_durable && st.base.is_some())
+    pub fn fresh_bases(&self) -> Vec<Arc<BookSnapshot>> {
+        self.fresh().cloned().collect()
     }
 
-    pub fn fresh_bases(&self) -> Vec<Arc<BookSnapshot>> {
+    /// Whether there is any [`Shards::fresh_bases`].
+    pub fn has_fresh_bases(&self) -> bool {
+        self.fresh().next().is_some()
+    }
+
+    fn fresh(&self) -> impl Iterator<Item = &Arc<BookSnapshot>> {
         self.secs
             .iter()
             .filter(|st| !st.base_durable)
-            .filter_map(|st| st.base.clone())
-            .collect()
+            .filter_map(|st| st.base.as_ref())
     }
 
     /// The bases of `written` (securities and seqs) are durable now.
