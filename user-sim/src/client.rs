@@ -820,27 +820,36 @@ pub async fn next_reports(reader: &mut transport::FrameReader) -> anyhow::Result
     .await
 }
 
+/// Collects a split answer: the items of every frame `part` picks (with whether it is the
+/// answer's last frame), until the last.
+async fn collect_parts<T>(
+    reader: &mut transport::FrameReader,
+    mut part: impl FnMut(ManagerToClient) -> Option<(Vec<T>, bool)>,
+) -> anyhow::Result<Vec<T>> {
+    let mut all = Vec::new();
+    loop {
+        let (items, last) = await_reply(reader, &mut part).await?;
+        all.extend(items);
+        if last {
+            return Ok(all);
+        }
+    }
+}
+
 /// Collects a split answer: every `Orders` frame of query `query` until the last.
 pub async fn collect_orders(
     reader: &mut transport::FrameReader,
     query: u64,
 ) -> anyhow::Result<Vec<OrderStatus>> {
-    let mut all = Vec::new();
-    loop {
-        let (part, last) = await_reply(reader, |m| match m {
-            ManagerToClient::Orders {
-                query: q,
-                orders,
-                last,
-            } if q == query => Some((orders, last)),
-            _ => None,
-        })
-        .await?;
-        all.extend(part);
-        if last {
-            return Ok(all);
-        }
-    }
+    collect_parts(reader, |m| match m {
+        ManagerToClient::Orders {
+            query: q,
+            orders,
+            last,
+        } if q == query => Some((orders, last)),
+        _ => None,
+    })
+    .await
 }
 
 /// Collects a split answer: every `Totals` frame of query `query` until the last.
@@ -848,22 +857,15 @@ pub async fn collect_totals(
     reader: &mut transport::FrameReader,
     query: u64,
 ) -> anyhow::Result<Vec<(matching::SecurityId, matching::Qty, matching::Qty)>> {
-    let mut all = Vec::new();
-    loop {
-        let (part, last) = await_reply(reader, |m| match m {
-            ManagerToClient::Totals {
-                query: q,
-                totals,
-                last,
-            } if q == query => Some((totals, last)),
-            _ => None,
-        })
-        .await?;
-        all.extend(part);
-        if last {
-            return Ok(all);
-        }
-    }
+    collect_parts(reader, |m| match m {
+        ManagerToClient::Totals {
+            query: q,
+            totals,
+            last,
+        } if q == query => Some((totals, last)),
+        _ => None,
+    })
+    .await
 }
 
 /// Replays `rows` through the grid as one gateway session, in file order (so the file order is
