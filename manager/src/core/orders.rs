@@ -80,6 +80,17 @@ impl OrderRecord {
         since: 0,
     };
 
+    /// `qty` of this resting order traded. Returns whether that filled it.
+    fn fill_resting(&mut self, qty: Qty) -> bool {
+        self.open -= qty;
+        self.filled += qty;
+        let gone = self.open == 0;
+        if gone {
+            self.state = OrderState::Filled;
+        }
+        gone
+    }
+
     /// A NEW as it is before its events: all of it open.
     pub fn pending(o: &matching::NewOrder, client_ref: u64) -> OrderRecord {
         OrderRecord {
@@ -599,6 +610,43 @@ impl Projection {
         Ok(())
     }
 
+    /// `qty` of resting order `id` traded: taken from its book's depth, and the order from
+    /// the book once `gone` (all of it filled).
+    fn traded_from_book(
+        &mut self,
+        id: OrderId,
+        sec: SecurityId,
+        side: Side,
+        qty: Qty,
+        gone: bool,
+    ) -> Check {
+        if gone {
+            self.finishing.push(id);
+            self.leave_book(sec.0 as usize, side, qty)
+        } else {
+            self.take_from_book(sec.0 as usize, side, qty)
+        }
+    }
+
+    /// Takes resting order `id` (its `qty` open) out of its book as `state`, once `check`
+    /// accepts the record.
+    fn end_resting(
+        &mut self,
+        id: OrderId,
+        sec: SecurityId,
+        qty: Qty,
+        state: OrderState,
+        check: impl FnOnce(&OrderRecord) -> Check,
+    ) -> Check {
+        let r = self.resting(id, sec)?;
+        check(r)?;
+        let side = r.side;
+        r.open = 0;
+        r.state = state;
+        self.finishing.push(id);
+        self.leave_book(sec.0 as usize, side, qty)
+    }
+
     fn add_to_book(&mut self, i: usize, side: Side, qty: Qty) -> Check {
         let total = Self::side_total(self.book_mut(i), side);
         *total = total
@@ -941,20 +989,9 @@ impl Projection {
                 && r.kind != OrderType::Atc,
             || format!("fill against order {} does not match it", rest_id.0),
         )?;
-        r.open -= f.qty;
-        r.filled += f.qty;
-        let gone = r.open == 0;
-        if gone {
-            r.state = OrderState::Filled;
-        }
+        let gone = r.fill_resting(f.qty);
         let rest_side = r.side;
-        if gone {
-            self.finishing.push(rest_id);
-        }
-        self.take_from_book(sec.0 as usize, rest_side, f.qty)?;
-        if gone {
-            self.book_mut(sec.0 as usize).live -= 1;
-        }
+        self.traded_from_book(rest_id, sec, rest_side, f.qty, gone)?;
         let a = self.touch(agg_id).expect("checked above");
         a.filled += f.qty;
         a.open = a.open.saturating_sub(f.qty);
@@ -981,18 +1018,8 @@ impl Projection {
             r.side == side && r.broker == broker && r.open >= f.qty && executable,
             || format!("auction fill of order {} does not match it", id.0),
         )?;
-        r.open -= f.qty;
-        r.filled += f.qty;
-        let gone = r.open == 0;
-        if gone {
-            r.state = OrderState::Filled;
-            self.finishing.push(id);
-        }
-        self.take_from_book(f.security.0 as usize, side, f.qty)?;
-        if gone {
-            self.book_mut(f.security.0 as usize).live -= 1;
-        }
-        Ok(())
+        let gone = r.fill_resting(f.qty);
+        self.traded_from_book(id, f.security, side, f.qty, gone)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1006,18 +1033,13 @@ impl Projection {
         sec: SecurityId,
         incoming: Option<&mut Incoming>,
     ) -> Check {
-        let i = sec.0 as usize;
         match (reason, cmd) {
             (CancelReason::Requested, Command::Cancel(c)) if c.id == id => {
-                let r = self.resting(id, sec)?;
-                ensure(r.open == qty, || {
-                    format!("cancel of {qty} but {} rest", r.open)
-                })?;
-                let side = r.side;
-                r.open = 0;
-                r.state = OrderState::Cancelled;
-                self.finishing.push(id);
-                self.leave_book(i, side, qty)
+                self.end_resting(id, sec, qty, OrderState::Cancelled, |r| {
+                    ensure(r.open == qty, || {
+                        format!("cancel of {qty} but {} rest", r.open)
+                    })
+                })
             }
             (CancelReason::Unfilled, Command::New(o)) if o.id == id => {
                 ensure(
@@ -1038,27 +1060,18 @@ impl Projection {
                 self.finishing.push(id);
                 Ok(())
             }
-            (CancelReason::Unfilled, Command::Phase(p)) if phase.is_call() && *p != phase => {
-                let r = self.resting(id, sec)?;
-                ensure(r.kind.is_auction() && r.open == qty, || {
-                    "only ATO/ATC orders are cancelled by an uncross".into()
-                })?;
-                let side = r.side;
-                r.open = 0;
-                r.state = OrderState::Cancelled;
-                self.finishing.push(id);
-                self.leave_book(i, side, qty)
-            }
+            (CancelReason::Unfilled, Command::Phase(p)) if phase.is_call() && *p != phase => self
+                .end_resting(id, sec, qty, OrderState::Cancelled, |r| {
+                    ensure(r.kind.is_auction() && r.open == qty, || {
+                        "only ATO/ATC orders are cancelled by an uncross".into()
+                    })
+                }),
             (CancelReason::Expired, Command::Phase(Phase::Closed)) if phase != Phase::Closed => {
-                let r = self.resting(id, sec)?;
-                ensure(r.open == qty, || {
-                    format!("expired {qty} but {} rest", r.open)
-                })?;
-                let side = r.side;
-                r.open = 0;
-                r.state = OrderState::Expired;
-                self.finishing.push(id);
-                self.leave_book(i, side, qty)
+                self.end_resting(id, sec, qty, OrderState::Expired, |r| {
+                    ensure(r.open == qty, || {
+                        format!("expired {qty} but {} rest", r.open)
+                    })
+                })
             }
             _ => Err(format!(
                 "cancel ({reason:?}) of order {} does not fit the command",
