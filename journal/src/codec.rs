@@ -225,6 +225,17 @@ fn kind_of(code: u8) -> Result<OrderType, String> {
         .ok_or_else(|| format!("unknown order type code {code}"))
 }
 
+/// The low four bits of a finished-order or book-image record's flags: bit 0 the side (0 BUY,
+/// 1 SELL), bits 1-3 the type's index in `OrderType::ALL`.
+pub(crate) fn side_kind_bits(side: Side, kind: OrderType) -> u8 {
+    side_bit(side) | kind_code(kind) << 1
+}
+
+/// The side and type [`side_kind_bits`] put in `flags`.
+pub(crate) fn side_kind_of(flags: u8) -> Result<(Side, OrderType), String> {
+    Ok((side_of(flags & 1), kind_of(flags >> 1 & 7)?))
+}
+
 fn phase_code(phase: Phase) -> u8 {
     Phase::ALL
         .iter()

@@ -96,6 +96,19 @@ pub fn export_csv(
                 .map(str::to_owned)
                 .ok_or(JournalError::UnknownBroker(id.0))
         };
+        // A NEW's cells, sequenced or refused.
+        let new_cells = |o: &matching::NewOrder| -> Result<[String; 8], JournalError> {
+            Ok([
+                "NEW".into(),
+                o.id.0.to_string(),
+                broker(o.broker)?,
+                code(listing, o.security)?.into(),
+                o.side.as_str().into(),
+                o.kind.as_str().into(),
+                o.price.to_string(),
+                o.qty.to_string(),
+            ])
+        };
         let (seq, time, client_ref, reason) = match item {
             JournalItem::Record(r) => {
                 let cmd = match r.entry {
@@ -107,16 +120,7 @@ pub fn export_csv(
                 };
                 summary.commands += 1;
                 match cmd {
-                    Command::New(o) => row.extend([
-                        "NEW".into(),
-                        o.id.0.to_string(),
-                        broker(o.broker)?,
-                        code(listing, o.security)?.into(),
-                        o.side.as_str().into(),
-                        o.kind.as_str().into(),
-                        o.price.to_string(),
-                        o.qty.to_string(),
-                    ]),
+                    Command::New(o) => row.extend(new_cells(&o)?),
                     Command::Cancel(c) => row.extend([
                         "CANCEL".into(),
                         c.id.0.to_string(),
@@ -148,17 +152,7 @@ pub fn export_csv(
             }
             JournalItem::Rejected(r) => {
                 summary.rejected += 1;
-                let o = r.order;
-                row.extend([
-                    "NEW".into(),
-                    o.id.0.to_string(),
-                    broker(o.broker)?,
-                    code(listing, o.security)?.into(),
-                    o.side.as_str().into(),
-                    o.kind.as_str().into(),
-                    o.price.to_string(),
-                    o.qty.to_string(),
-                ]);
+                row.extend(new_cells(&r.order)?);
                 (String::new(), r.time, r.client_ref, r.reason.code())
             }
         };

@@ -29,6 +29,7 @@ use matching::{
     ArchivedId, BrokerId, OrderId, OrderType, Price, Qty, RejectReason, SecurityId, Side,
 };
 
+use crate::codec::{side_kind_bits, side_kind_of};
 use crate::files::{corrupt_in, open_sealed, read_at, SealedKind, SealedWriter};
 use crate::varint::{put_uint, zigzag, Reader};
 use crate::{io_err, JournalError};
@@ -90,10 +91,6 @@ fn encode_record(prev: Option<u64>, r: &FinishedOrder, out: &mut Vec<u8>) {
     put_uint(out, u128::from(r.id.0 - prev.unwrap_or(0)));
     put_uint(out, u128::from(r.broker.0));
     put_uint(out, u128::from(r.security.0));
-    let kind = OrderType::ALL
-        .iter()
-        .position(|k| *k == r.kind)
-        .unwrap_or(0) as u8;
     let (state, reason) = match r.state {
         FinalState::Filled => (0u8, None),
         FinalState::Cancelled => (1, None),
@@ -108,8 +105,7 @@ fn encode_record(prev: Option<u64>, r: &FinishedOrder, out: &mut Vec<u8>) {
             ),
         ),
     };
-    let side = u8::from(r.side == Side::Sell);
-    out.push(side | kind << 1 | state << 4);
+    out.push(side_kind_bits(r.side, r.kind) | state << 4);
     if let Some(reason) = reason {
         put_uint(out, reason as u128);
     }
@@ -135,14 +131,7 @@ fn decode_record(prev: Option<u64>, rd: &mut Reader<'_>) -> Result<FinishedOrder
     if flags & 0xc0 != 0 {
         return Err(format!("unknown flags {flags:#04x}"));
     }
-    let side = if flags & 1 == 0 {
-        Side::Buy
-    } else {
-        Side::Sell
-    };
-    let kind = *OrderType::ALL
-        .get(usize::from(flags >> 1 & 7))
-        .ok_or("unknown order type")?;
+    let (side, kind) = side_kind_of(flags)?;
     let state = match flags >> 4 & 3 {
         0 => FinalState::Filled,
         1 => FinalState::Cancelled,

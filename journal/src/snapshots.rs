@@ -47,6 +47,7 @@ use matching::{
     SecurityId, Side,
 };
 
+use crate::codec::{side_kind_bits, side_kind_of};
 use crate::files::{sync_dir, write_aside};
 use crate::packs::{parse_pack_file_name, Pack};
 use crate::varint::{put_uint, zigzag, Reader};
@@ -155,11 +156,7 @@ impl BookSnapshot {
         for o in self.bids.iter().chain(&self.asks) {
             put_uint(&mut out, u128::from(o.id.0));
             put_uint(&mut out, u128::from(o.broker.0));
-            let kind = OrderType::ALL
-                .iter()
-                .position(|k| *k == o.kind)
-                .unwrap_or(0) as u8;
-            out.push(u8::from(o.side == Side::Sell) | kind << 1);
+            out.push(side_kind_bits(o.side, o.kind));
             put_uint(&mut out, zigzag(i128::from(o.price)));
             put_uint(&mut out, u128::from(o.qty));
             put_uint(&mut out, u128::from(o.filled));
@@ -214,14 +211,7 @@ impl BookSnapshot {
             if flags & 0xf0 != 0 {
                 return Err(format!("unknown order flags {flags:#04x}"));
             }
-            let side = if flags & 1 == 0 {
-                Side::Buy
-            } else {
-                Side::Sell
-            };
-            let kind = *OrderType::ALL
-                .get(usize::from(flags >> 1 & 7))
-                .ok_or("unknown order type")?;
+            let (side, kind) = side_kind_of(flags)?;
             let price = price(rd)?;
             let qty = rd.u64()?;
             let filled = rd.u64()?;
