@@ -70,14 +70,11 @@ fn main() -> std::process::ExitCode {
             }
         })
     })();
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("executor: error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+    if let Err(e) = &result {
+        // Also in the log, which is often all an operator of a grid PC looks at.
+        tracing::error!("{e:#}");
     }
+    transport::runtime::exit_code("executor", result)
 }
 
 fn default_name() -> String {

@@ -61,18 +61,14 @@ struct Args {
     loopback_credentials: Option<PathBuf>,
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+fn main() -> std::process::ExitCode {
+    transport::runtime::init_tracing();
     let args = Args::parse();
+    transport::runtime::exit_code("fix-gateway", run(args))
+}
 
+#[tokio::main(flavor = "current_thread")]
+async fn run(args: Args) -> anyhow::Result<()> {
     let mut cfg = GatewayConfig::new(&args.comp_id, &args.data_dir);
     cfg.fsync = args.fsync;
     cfg.session.max_clock_skew_ms =
@@ -105,12 +101,7 @@ async fn main() -> anyhow::Result<()> {
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        transport::runtime::shutdown_signal().await;
         tracing::info!("shutting down: logging every session out");
         let _ = stop_tx.send(true);
     });

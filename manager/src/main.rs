@@ -276,14 +276,7 @@ fn main() -> std::process::ExitCode {
         .map(|r| eprint!("{r}")),
         None => run(cli.run),
     };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            // `{:#}`: the whole chain on one line, no backtrace for an operator's mistake.
-            eprintln!("manager: error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    transport::runtime::exit_code("manager", result)
 }
 
 fn run(args: RunArgs) -> anyhow::Result<()> {

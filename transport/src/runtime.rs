@@ -1,4 +1,4 @@
-//! Process plumbing shared by the binaries: tracing setup and shutdown signals.
+//! Process plumbing shared by the binaries: tracing setup, shutdown signals, the exit status.
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`); colours only on a terminal and
 /// never with `NO_COLOR` set, so log files stay greppable.
@@ -38,5 +38,21 @@ pub async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => tracing::info!("Ctrl-C received, shutting down"),
         _ = term => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
+
+/// A binary's exit status from what its run returned. An error is printed as
+/// `BINARY: error: ...`, its whole context chain on one line (`{:#}`) and no backtrace: at a
+/// binary's edge it is mostly an operator's mistake (a flag, a file, an address).
+pub fn exit_code<E: std::fmt::Display>(
+    binary: &str,
+    result: Result<(), E>,
+) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{binary}: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
 }

@@ -133,13 +133,7 @@ fn run_ui(
 }
 
 fn main() -> std::process::ExitCode {
-    match run() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tui: error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    transport::runtime::exit_code("tui", run())
 }
 
 fn run() -> anyhow::Result<()> {

@@ -306,14 +306,7 @@ fn main() -> std::process::ExitCode {
         Some(Command::Agents(a)) => run_agents(a),
         None => run_load(cli.run),
     };
-    match result {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            // `{:#}` prints the whole context chain on one line, without a backtrace.
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    transport::runtime::exit_code("user-sim", result)
 }
 
 fn run_generate(a: GenerateArgs) -> anyhow::Result<()> {

@@ -423,6 +423,15 @@ fn bad_flags_are_clap_errors() {
         ],
         dir.path(),
     );
-    assert!(!o.status.success());
-    assert!(stderr(&o).contains("--brokers"), "{}", stderr(&o));
+    // Exit status 1, and the error's whole chain on one line named for the binary.
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let line = stderr(&o)
+        .lines()
+        .find(|l| l.starts_with("user-sim: error: "))
+        .map(str::to_owned);
+    assert!(
+        line.as_deref().is_some_and(|l| l.contains("--brokers")),
+        "{}",
+        stderr(&o)
+    );
 }

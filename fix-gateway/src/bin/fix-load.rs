@@ -150,9 +150,13 @@ fn secret(password: &str, sender: &str) -> anyhow::Result<String> {
         .with_context(|| format!("{sender} is not in {path}"))
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     let args = Args::parse();
+    transport::runtime::exit_code("fix-load", run(args))
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn run(args: Args) -> anyhow::Result<()> {
     if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         bail!("--rate must be a positive number");
     }
