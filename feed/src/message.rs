@@ -14,14 +14,38 @@ use serde::{Deserialize, Serialize};
 
 /// Identity of a trade, the same on every replay: the sequence number of the command that made
 /// it and the fill's position (from 0) among that command's fills in this security.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    bincode::Encode,
+    bincode::Decode,
+)]
 pub struct TradeId {
     pub seq: u64,
     pub index: u32,
 }
 
 /// Why an order left the book without trading.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    bincode::Encode,
+    bincode::Decode,
+)]
 pub enum DeleteReason {
     /// Cancelled by its owner.
     Cancelled,
@@ -35,7 +59,18 @@ pub enum DeleteReason {
 }
 
 /// One aggregated price level. `qty == 0` in a [`Body::Level`] update means the level is gone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    bincode::Encode,
+    bincode::Decode,
+)]
 pub struct LevelInfo {
     pub price: Price,
     pub qty: Qty,
@@ -44,7 +79,18 @@ pub struct LevelInfo {
 }
 
 /// One resting order as a snapshot lists it (side given by the list it is in).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    bincode::Encode,
+    bincode::Decode,
+)]
 pub struct OrderInfo {
     pub id: OrderId,
     pub price: Price,
@@ -54,7 +100,9 @@ pub struct OrderInfo {
 /// A trade as the public sees it: no broker. `buy`/`sell` name the RESTING orders it executed
 /// (ids already public on L3): one side for a continuous trade, both for an auction trade. They
 /// are present on L3 views only; L1/L2 views carry `None`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub struct Trade {
     pub security: SecurityId,
     pub id: TradeId,
@@ -66,14 +114,27 @@ pub struct Trade {
 }
 
 /// A call auction's (actual or indicative) uncross.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    bincode::Encode,
+    bincode::Decode,
+)]
 pub struct Uncross {
     pub price: Price,
     pub volume: Qty,
 }
 
 /// The last trade of a security, as snapshots report it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub struct LastTrade {
     pub id: TradeId,
     pub price: Price,
@@ -82,7 +143,7 @@ pub struct LastTrade {
 }
 
 /// A book as a snapshot carries it, best first on each side.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum BookImage {
     /// L1 (one limit level per side at most) or L2 (up to the subscribed number of limit
     /// levels), each side led by its at-market level (price 0) when orders rest at market.
@@ -98,7 +159,7 @@ pub enum BookImage {
 }
 
 /// Everything a subscriber needs to start (or restart) one security.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct Snapshot {
     pub security: SecurityId,
     pub phase: Phase,
@@ -111,7 +172,7 @@ pub struct Snapshot {
 }
 
 /// The body of a feed message. Every body except the snapshot pair names its security.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum Body {
     /// L3: order `id` now rests at the back of its level (`price` 0: at market).
     Add {
@@ -209,7 +270,7 @@ impl Body {
 
 /// One feed message: a sequence number (the canonical feed's, or a subscriber view's own, gap
 /// free from 1), the exchange time of the command that caused it, and the body.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct Message {
     pub seq: u64,
     pub time: Timestamp,
@@ -220,7 +281,18 @@ pub struct Message {
 pub const MAX_L2_LEVELS: u32 = 1_000;
 
 /// How much of each book a subscriber wants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    bincode::Encode,
+    bincode::Decode,
+)]
 pub enum FeedLevel {
     /// Top of book: best bid and ask (price, size, orders) and the quantity at market, trades,
     /// phases, auctions.
@@ -257,14 +329,14 @@ impl FeedLevel {
 }
 
 /// Which securities a subscriber wants.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum Securities {
     All,
     Only(Vec<SecurityId>),
 }
 
 /// A subscription request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct Subscription {
     pub level: FeedLevel,
     pub securities: Securities,

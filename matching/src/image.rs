@@ -11,7 +11,10 @@ use crate::types::{BrokerId, OrderId, Phase, Price, Qty, SecurityId};
 /// What kind of order rests: a limit order (LO, or the rested part of an MTL) or a call-auction
 /// market order, which only rests in its own call phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub enum RestingKind {
     Limit,
     Ato,
@@ -20,7 +23,10 @@ pub enum RestingKind {
 
 /// One resting order of a [`BookImage`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub struct RestingOrder {
     pub id: OrderId,
     pub broker: BrokerId,
@@ -33,7 +39,10 @@ pub struct RestingOrder {
 
 /// A book's exact state.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub struct BookImage {
     pub security: SecurityId,
     pub phase: Phase,

@@ -30,17 +30,26 @@ pub const MAX_ORDER_QTY: Qty = 1_000_000_000;
 
 /// Client-chosen order identifier, unique across the whole exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub struct OrderId(pub u64);
 
 /// Interned broker identity (index into the broker registry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub struct BrokerId(pub u32);
 
 /// Interned security (index into the [`crate::SecurityTable`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub struct SecurityId(pub u32);
 
 impl SecurityId {
@@ -49,7 +58,10 @@ impl SecurityId {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub enum Side {
     Buy,
     Sell,
@@ -72,7 +84,10 @@ impl Side {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub enum OrderType {
     /// LO: limit order; the unfilled remainder rests in the book.
     Limit,
@@ -137,7 +152,10 @@ impl OrderType {
 
 /// A phase of the trading day (DESIGN.md, "The trading day").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub enum Phase {
     /// Opening call auction: LO and ATO rest, nothing matches.
     Ato,
@@ -183,7 +201,10 @@ impl Phase {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub struct NewOrder {
     pub id: OrderId,
     pub broker: BrokerId,
@@ -195,7 +216,10 @@ pub struct NewOrder {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub struct CancelOrder {
     /// The order to cancel.
     pub id: OrderId,
@@ -206,7 +230,10 @@ pub struct CancelOrder {
 
 /// Cancel/replace of a resting limit order (DESIGN.md, "Amend").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub struct AmendOrder {
     /// The order to amend; it keeps its id.
     pub id: OrderId,
@@ -221,7 +248,10 @@ pub struct AmendOrder {
 
 /// One incoming instruction, in sequence order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub enum Command {
     New(NewOrder),
     Cancel(CancelOrder),
@@ -280,7 +310,10 @@ impl Command {
 /// - AMEND: `unknown_order`, `not_owner`, `order_not_live`, the rules for the new price and
 ///   quantity, then the phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub enum RejectReason {
     #[error("quantity must be positive")]
     ZeroQuantity,
@@ -359,7 +392,10 @@ impl RejectReason {
 
 /// Who took liquidity in a trade.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub enum Aggressor {
     Buy,
     Sell,
@@ -399,7 +435,10 @@ impl From<Side> for Aggressor {
 /// One execution. A continuous trade is at the resting order's price; an auction trade at the
 /// auction price.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub struct Fill {
     pub security: SecurityId,
     pub price: Price,
@@ -428,7 +467,10 @@ impl Fill {
 
 /// Why resting or incoming quantity left without trading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub enum CancelReason {
     /// A CANCEL command by the owner.
     Requested,
@@ -442,7 +484,10 @@ pub enum CancelReason {
 /// What the engine says about one incoming command (the order of events per command is
 /// described in the module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(feature = "serde", derive(Serialize, Deserialize))]
+#[cfg_attr(
+    feature = "serde",
+    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
+)]
 pub enum Event {
     Accepted {
         id: OrderId,

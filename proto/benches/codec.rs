@@ -1,7 +1,8 @@
 //! The wire codec on the frames of the order path, as a busy grid carries them: orders routed
 //! to an executor, its event groups back, a broker's submissions and its reports. Prints ns per
-//! item (a command, a group or a report) for encoding and decoding, and a byte copy of the
-//! same frame as the baseline measured in the same run (the machine is shared and noisy).
+//! item (a command, a group or a report) for encoding and decoding, next to the same through
+//! bincode's serde layer (the codec's former path, checked to give the same bytes) and a byte
+//! copy of the frame, the baselines measured in the same run (the machine is shared and noisy).
 //!
 //! `cargo bench -p proto --bench codec -- [ITEMS_PER_FRAME] [ROUNDS]`
 
@@ -123,41 +124,85 @@ fn reports(n: u64) -> ManagerToClient {
     ManagerToClient::Reports(out)
 }
 
-/// Best of `rounds` rounds: ns per item to encode, to decode, and to copy the frame's bytes.
-fn measure<T: Serialize + DeserializeOwned>(
+/// One round's figures, ns per item.
+#[derive(Clone, Copy)]
+struct Figures {
+    encode: f64,
+    decode: f64,
+    serde_encode: f64,
+    serde_decode: f64,
+    copy: f64,
+}
+
+/// Best of `rounds` rounds: ns per item to encode and decode with the codec (bincode's own
+/// derives), the same through bincode's serde layer (what the codec used before; the bytes are
+/// checked to be identical), and to copy the frame's bytes.
+fn measure<T: bincode::Encode + bincode::Decode<()> + Serialize + DeserializeOwned>(
     msg: &T,
     items: u64,
     rounds: u32,
-) -> (f64, f64, f64, usize) {
+) -> (Figures, usize) {
+    let config = bincode::config::standard().with_limit::<{ proto::codec::MAX_FRAME }>();
     let mut buf = Vec::with_capacity(1 << 20);
     encode_frame(msg, &mut buf).expect("encodes");
     let frame = buf.clone();
+    let payload = &frame[proto::codec::HEADER_LEN..];
+    let through_serde = bincode::serde::encode_to_vec(msg, config).expect("serde encodes");
+    assert_eq!(
+        through_serde, payload,
+        "the serde layer must encode the same bytes"
+    );
     let reps = (200_000 / items).max(1);
     let per_item = |start: Instant| start.elapsed().as_nanos() as f64 / (reps * items) as f64;
-    let (mut enc, mut dec, mut copy) = (f64::MAX, f64::MAX, f64::MAX);
-    let mut sink = vec![0u8; frame.len()];
-    for _ in 0..rounds {
+    let time = |f: &mut dyn FnMut()| {
         let start = Instant::now();
         for _ in 0..reps {
+            f();
+        }
+        per_item(start)
+    };
+    let mut best = Figures {
+        encode: f64::MAX,
+        decode: f64::MAX,
+        serde_encode: f64::MAX,
+        serde_decode: f64::MAX,
+        copy: f64::MAX,
+    };
+    let mut sink = vec![0u8; frame.len()];
+    for _ in 0..rounds {
+        let encode = time(&mut || {
             buf.clear();
             encode_frame(black_box(msg), &mut buf).expect("encodes");
             black_box(&buf);
-        }
-        enc = enc.min(per_item(start));
-        let start = Instant::now();
-        for _ in 0..reps {
+        });
+        let decode = time(&mut || {
             let decoded: Option<(T, usize)> = decode_frame(black_box(&frame)).expect("decodes");
             black_box(decoded);
-        }
-        dec = dec.min(per_item(start));
-        let start = Instant::now();
-        for _ in 0..reps {
+        });
+        let serde_encode = time(&mut || {
+            buf.clear();
+            bincode::serde::encode_into_std_write(black_box(msg), &mut buf, config)
+                .expect("encodes");
+            black_box(&buf);
+        });
+        let serde_decode = time(&mut || {
+            let decoded: (T, usize) =
+                bincode::serde::decode_from_slice(black_box(payload), config).expect("decodes");
+            black_box(decoded);
+        });
+        let copy = time(&mut || {
             sink.copy_from_slice(black_box(&frame));
             black_box(&sink);
-        }
-        copy = copy.min(per_item(start));
+        });
+        best = Figures {
+            encode: best.encode.min(encode),
+            decode: best.decode.min(decode),
+            serde_encode: best.serde_encode.min(serde_encode),
+            serde_decode: best.serde_decode.min(serde_decode),
+            copy: best.copy.min(copy),
+        };
     }
-    (enc, dec, copy, frame.len())
+    (best, frame.len())
 }
 
 fn main() {
@@ -167,14 +212,19 @@ fn main() {
         .collect();
     let items: u64 = args.first().and_then(|a| a.parse().ok()).unwrap_or(96);
     let rounds: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(15);
-    println!("wire codec bench: {items} items per frame, best of {rounds} rounds");
+    println!("wire codec bench: {items} items per frame, best of {rounds} rounds, ns per item");
     println!(
-        "{:<34} {:>10} {:>10} {:>10} {:>12}",
-        "frame", "encode ns", "decode ns", "copy ns", "bytes/item"
+        "{:<30} {:>9} {:>9} {:>9} {:>9} {:>8} {:>10}",
+        "frame", "encode", "serde enc", "decode", "serde dec", "copy", "bytes/item"
     );
-    let row = |name: &str, (enc, dec, copy, len): (f64, f64, f64, usize)| {
+    let row = |name: &str, (f, len): (Figures, usize)| {
         println!(
-            "{name:<34} {enc:>10.1} {dec:>10.1} {copy:>10.2} {:>12.1}",
+            "{name:<30} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.2} {:>10.1}",
+            f.encode,
+            f.serde_encode,
+            f.decode,
+            f.serde_decode,
+            f.copy,
             len as f64 / items as f64
         );
     };

@@ -1,14 +1,12 @@
 //! Length-prefixed bincode frames: `u32` little-endian payload length, then the payload.
 //!
-//! Pure functions over byte slices. Decoding never panics: a frame longer than the limit, a
-//! truncated frame or bytes that are not a valid message are errors, and a hostile length field
-//! inside the payload cannot make the decoder allocate more than the frame (bincode's limit and
-//! serde's cautious preallocation).
+//! Pure functions over byte slices, through bincode's own derives (`Encode`, `Decode`) in its
+//! standard layout. Decoding never panics: a frame longer than the limit, a truncated frame or
+//! bytes that are not a valid message are errors, and a hostile length field inside the
+//! payload cannot make the decoder reserve more than [`DECODE_CLAIM_LIMIT`].
 //!
 //! Limits are per stage: [`HELLO_MAX_FRAME`] before a peer has authenticated, the session's own
 //! limit after (see `SessionLimits`), and [`MAX_FRAME`] as the absolute ceiling.
-
-use serde::{de::DeserializeOwned, Serialize};
 
 /// Largest payload accepted or produced by anyone (16 MiB).
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -17,14 +15,24 @@ pub const HELLO_MAX_FRAME: usize = 4 * 1024;
 /// Bytes of the length prefix.
 pub const HEADER_LEN: usize = 4;
 
-type Config = bincode::config::Configuration<
+/// What decoding one payload may claim for containers (`Vec`, `String`) before their items
+/// arrive. bincode reserves a container's announced length, times its item's size in memory,
+/// against this before reading the items (and releases it as they arrive), so a false length
+/// costs an error and never more than this in allocation. Items take more room in memory than
+/// on the wire (an L3 book image's order: 24 bytes against 3 or more), so the limit is a
+/// multiple of the largest frame: a book image that fills a frame still decodes.
+pub const DECODE_CLAIM_LIMIT: usize = 8 * MAX_FRAME;
+
+type Config<const LIMIT: usize> = bincode::config::Configuration<
     bincode::config::LittleEndian,
     bincode::config::Varint,
-    bincode::config::Limit<MAX_FRAME>,
+    bincode::config::Limit<LIMIT>,
 >;
 
-fn config() -> Config {
-    bincode::config::standard().with_limit::<MAX_FRAME>()
+/// bincode's standard layout (little-endian, varints): the bytes serde's bincode layer gives
+/// for the same types, so frames and recordings read the same either way.
+fn config<const LIMIT: usize>() -> Config<LIMIT> {
+    bincode::config::standard().with_limit::<LIMIT>()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,10 +46,10 @@ pub enum CodecError {
 }
 
 /// Appends one frame holding `msg` to `out`.
-pub fn encode_frame<T: Serialize>(msg: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
+pub fn encode_frame<T: bincode::Encode>(msg: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER_LEN]);
-    if let Err(e) = bincode::serde::encode_into_writer(msg, VecWriter(out), config()) {
+    if let Err(e) = bincode::encode_into_writer(msg, VecWriter(out), config::<MAX_FRAME>()) {
         out.truncate(start);
         return Err(CodecError::Encode(e.to_string()));
     }
@@ -81,8 +89,8 @@ pub fn frame_len(header: [u8; HEADER_LEN], limit: usize) -> Result<usize, CodecE
 }
 
 /// Decodes one payload (without its header); trailing bytes are an error.
-pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecError> {
-    let (msg, used) = bincode::serde::decode_from_slice(payload, config())
+pub fn decode_payload<T: bincode::Decode<()>>(payload: &[u8]) -> Result<T, CodecError> {
+    let (msg, used) = bincode::decode_from_slice(payload, config::<DECODE_CLAIM_LIMIT>())
         .map_err(|e| CodecError::Malformed(e.to_string()))?;
     if used != payload.len() {
         return Err(CodecError::Malformed(format!(
@@ -95,7 +103,7 @@ pub fn decode_payload<T: DeserializeOwned>(payload: &[u8]) -> Result<T, CodecErr
 
 /// Decodes the first complete frame in `buf`: `Ok(None)` if more bytes are needed, else the
 /// message and the number of bytes it used.
-pub fn decode_frame<T: DeserializeOwned>(buf: &[u8]) -> Result<Option<(T, usize)>, CodecError> {
+pub fn decode_frame<T: bincode::Decode<()>>(buf: &[u8]) -> Result<Option<(T, usize)>, CodecError> {
     let Some(header) = buf.get(..HEADER_LEN) else {
         return Ok(None);
     };
@@ -221,7 +229,265 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_false_length_within_the_claim_limit_is_an_error() {
+        // Submit (variant 0) announcing as many commands as the claim limit allows, then one
+        // command's bytes: the decoder reserves the claim, runs out of bytes and says so.
+        let mut one = Vec::new();
+        encode_frame(&sample(), &mut one).unwrap();
+        let claimed = (DECODE_CLAIM_LIMIT / std::mem::size_of::<ClientCommand>() - 1) as u32;
+        let mut payload = vec![0u8, 252];
+        payload.extend_from_slice(&claimed.to_le_bytes());
+        payload.extend_from_slice(&one[HEADER_LEN + 2..]);
+        assert!(matches!(
+            decode_payload::<ClientMsg>(&payload),
+            Err(CodecError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn a_book_image_that_fills_a_frame_decodes() {
+        // An L3 snapshot of a side of 1.2M orders: under the frame limit on the wire, above it
+        // in memory (24 bytes an order), so a claim limit of one frame would refuse it.
+        let orders: Vec<feed::OrderInfo> = (0..1_200_000u64)
+            .map(|i| feed::OrderInfo {
+                id: OrderId(1 + i),
+                price: 25_000 + (i % 40) as i64 * 50,
+                qty: 100 * (1 + i % 5),
+            })
+            .collect();
+        let update = FeedUpdate::Messages(vec![feed::Message {
+            seq: 1,
+            time: 0,
+            body: feed::Body::Snapshot(Box::new(feed::Snapshot {
+                security: SecurityId(0),
+                phase: Phase::Continuous,
+                reference: 25_000,
+                last_trade: None,
+                indicative: None,
+                book: feed::BookImage::Orders {
+                    bids: orders,
+                    asks: Vec::new(),
+                },
+            })),
+        }]);
+        let mut frame = Vec::new();
+        encode_frame(&update, &mut frame).unwrap();
+        assert!(frame.len() < MAX_FRAME);
+        assert!(1_200_000 * std::mem::size_of::<feed::OrderInfo>() > MAX_FRAME);
+        let (back, used) = decode_frame::<FeedUpdate>(&frame).unwrap().unwrap();
+        assert_eq!(used, frame.len());
+        assert_eq!(back, update);
+    }
+
+    /// Frames of every kind on the order path and the feed, to mutate.
+    fn seeds() -> Vec<(&'static str, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut push = |kind, frame: Vec<u8>| out.push((kind, frame[HEADER_LEN..].to_vec()));
+        let frame = |m: &dyn Fn(&mut Vec<u8>)| {
+            let mut b = Vec::new();
+            m(&mut b);
+            b
+        };
+        let ClientMsg::Submit(cmds) = sample() else {
+            unreachable!()
+        };
+        let routed: Vec<Routed> = cmds
+            .iter()
+            .enumerate()
+            .map(|(i, c)| Routed {
+                seq: 1 + i as u64,
+                security: SecurityId(3),
+                command: c.command,
+            })
+            .collect();
+        let fill = Fill {
+            security: SecurityId(3),
+            price: 65_000,
+            qty: 300,
+            buy: OrderId(7),
+            sell: OrderId(2),
+            buy_broker: BrokerId(1),
+            sell_broker: BrokerId(2),
+            aggressor: Aggressor::Buy,
+        };
+        let events: crate::GroupEvents = vec![
+            Event::Fill(fill),
+            Event::Cancelled {
+                id: OrderId(7),
+                qty: 100,
+                reason: CancelReason::Unfilled,
+            },
+            Event::Totals {
+                security: SecurityId(3),
+                bid_total: 1_000,
+                ask_total: 0,
+            },
+        ]
+        .into();
+        let report = |event, last| Report {
+            client_ref: 9,
+            seq: 4,
+            time: 1_795_560_121_629_263_241,
+            order: OrderId(7),
+            event,
+            last,
+            passive: !last,
+        };
+        let trade = TradeId {
+            seq: 4,
+            security: SecurityId(3),
+            index: 0,
+        };
+        push("client", frame(&|b| encode_frame(&sample(), b).unwrap()));
+        push(
+            "to executor",
+            frame(&|b| encode_frame(&ToExecutor::Orders(routed.clone()), b).unwrap()),
+        );
+        push(
+            "from executor",
+            frame(&|b| {
+                let g = EventGroup {
+                    seq: 4,
+                    security: SecurityId(3),
+                    events: events.clone(),
+                    last: true,
+                };
+                encode_frame(&FromExecutor::Events(vec![g]), b).unwrap()
+            }),
+        );
+        push(
+            "to client",
+            frame(&|b| {
+                let reports = vec![
+                    report(ReportEvent::Accepted, false),
+                    report(ReportEvent::Trade { fill, trade }, false),
+                    report(
+                        ReportEvent::Rejected {
+                            reason: RejectReason::OffTick,
+                        },
+                        true,
+                    ),
+                ];
+                encode_frame(&ManagerToClient::Reports(reports), b).unwrap()
+            }),
+        );
+        push(
+            "feed",
+            frame(&|b| {
+                let msg = |seq, body| feed::Message { seq, time: 5, body };
+                let update = FeedUpdate::Messages(vec![
+                    msg(
+                        1,
+                        feed::Body::Add {
+                            security: SecurityId(3),
+                            id: OrderId(7),
+                            side: Side::Buy,
+                            price: 65_000,
+                            qty: 300,
+                        },
+                    ),
+                    msg(
+                        2,
+                        feed::Body::Quote {
+                            security: SecurityId(3),
+                            bid: Some(feed::LevelInfo {
+                                price: 65_000,
+                                qty: 300,
+                                orders: 1,
+                            }),
+                            ask: None,
+                        },
+                    ),
+                ]);
+                encode_frame(&update, b).unwrap()
+            }),
+        );
+        out
+    }
+
+    /// Decodes `bytes` as a `T` natively and through bincode's serde layer (the codec's former
+    /// path, and what other tools may use): both fail, or both give the same message from the
+    /// same bytes, which encodes back to the same bytes either way.
+    fn native_and_serde_agree<T>(bytes: &[u8])
+    where
+        T: bincode::Encode
+            + bincode::Decode<()>
+            + serde::Serialize
+            + serde::de::DeserializeOwned
+            + PartialEq
+            + std::fmt::Debug,
+    {
+        let native = bincode::decode_from_slice::<T, _>(bytes, config::<DECODE_CLAIM_LIMIT>());
+        let serde =
+            bincode::serde::decode_from_slice::<T, _>(bytes, config::<DECODE_CLAIM_LIMIT>());
+        match (native, serde) {
+            (Ok((a, used_a)), Ok((b, used_b))) => {
+                assert_eq!(a, b);
+                assert_eq!(used_a, used_b);
+                let mut frame = Vec::new();
+                encode_frame(&a, &mut frame).unwrap();
+                let through_serde =
+                    bincode::serde::encode_to_vec(&a, config::<MAX_FRAME>()).unwrap();
+                assert_eq!(&frame[HEADER_LEN..], &through_serde[..]);
+            }
+            (Err(_), Err(_)) => {}
+            (a, b) => panic!(
+                "native decoding {:?} but serde {:?}",
+                a.map(|(_, n)| n),
+                b.map(|(_, n)| n)
+            ),
+        }
+    }
+
+    fn all_agree(bytes: &[u8]) {
+        native_and_serde_agree::<ClientMsg>(bytes);
+        native_and_serde_agree::<ManagerToClient>(bytes);
+        native_and_serde_agree::<ToExecutor>(bytes);
+        native_and_serde_agree::<FromExecutor>(bytes);
+        native_and_serde_agree::<FeedUpdate>(bytes);
+        native_and_serde_agree::<MonitorMsg>(bytes);
+        native_and_serde_agree::<Hello>(bytes);
+        native_and_serde_agree::<HelloReply>(bytes);
+    }
+
+    #[test]
+    fn every_seed_frame_reads_the_same_through_serde() {
+        for (kind, payload) in seeds() {
+            all_agree(&payload);
+            // And each decodes as what it was encoded from.
+            let ok = match kind {
+                "client" => decode_payload::<ClientMsg>(&payload).is_ok(),
+                "to executor" => decode_payload::<ToExecutor>(&payload).is_ok(),
+                "from executor" => decode_payload::<FromExecutor>(&payload).is_ok(),
+                "to client" => decode_payload::<ManagerToClient>(&payload).is_ok(),
+                _ => decode_payload::<FeedUpdate>(&payload).is_ok(),
+            };
+            assert!(ok, "{kind}");
+        }
+    }
+
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+        /// Damaged frames (bytes changed, cut off or inserted): native decoding and serde's
+        /// agree on each, message for message and error for error.
+        #[test]
+        fn damaged_frames_read_the_same_natively_and_through_serde(
+            seed in 0usize..5,
+            edits in proptest::collection::vec((proptest::num::usize::ANY, proptest::num::u8::ANY, 0u8..3), 1..4),
+        ) {
+            let mut bytes = seeds()[seed].1.clone();
+            for (at, byte, how) in edits {
+                let i = at % (bytes.len() + 1);
+                match how {
+                    0 if i < bytes.len() => bytes[i] = byte,
+                    1 => bytes.truncate(i),
+                    _ => bytes.insert(i, byte),
+                }
+            }
+            all_agree(&bytes);
+        }
+
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
             let _ = decode_frame::<ClientMsg>(&bytes);

@@ -13,6 +13,7 @@
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 
+use bincode::{Decode, Encode};
 use matching::Event;
 use serde::de::{SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -135,6 +136,37 @@ impl<'de> Deserialize<'de> for GroupEvents {
         deserializer.deserialize_seq(Events)
     }
 }
+
+impl Encode for GroupEvents {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> Result<(), bincode::error::EncodeError> {
+        // A sequence: its length as a u64, then the events (what a `Vec<Event>` encodes to).
+        (self.0.len() as u64).encode(encoder)?;
+        self.0.iter().try_for_each(|e| e.encode(encoder))
+    }
+}
+
+impl<Context> Decode<Context> for GroupEvents {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> Result<Self, bincode::error::DecodeError> {
+        let claimed = u64::decode(decoder)?;
+        let len = usize::try_from(claimed)
+            .map_err(|_| bincode::error::DecodeError::OutsideUsizeRange(claimed))?;
+        // Room for what the peer claims only up to RESERVE_CAP: the rest grows as events
+        // actually arrive, so a false length costs an error, not an allocation.
+        let mut events = SmallVec::new();
+        events.reserve(len.min(RESERVE_CAP));
+        for _ in 0..len {
+            events.push(Event::decode(decoder)?);
+        }
+        Ok(GroupEvents(events))
+    }
+}
+
+bincode::impl_borrow_decode!(GroupEvents);
 
 #[cfg(test)]
 mod tests {

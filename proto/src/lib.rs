@@ -6,7 +6,8 @@
 //! sockets, no runtime, and decoding never panics on any bytes.
 //!
 //! Must not: hold grid logic (sequencing, routing, matching: the binaries and `matching`), or
-//! network and TLS setup (`transport`). Only this crate derives serde for the wire.
+//! network and TLS setup (`transport`). Only this crate (with the `feed` and `matching` types it
+//! carries) derives the wire codec: bincode's `Encode`/`Decode`, beside serde for JSON and files.
 
 pub mod codec;
 pub mod group_events;

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Who the client is and the secret that proves it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum Credentials {
     /// A broker trading for itself; sees and acts on only its own orders.
     Broker { name: String, secret: String },
@@ -52,13 +52,13 @@ impl Credentials {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct Hello {
     pub version: u16,
     pub credentials: Credentials,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum HelloReply {
     Welcome(Welcome),
     /// Authentication or version failure: final, retrying with the same hello cannot succeed.
@@ -72,7 +72,7 @@ pub enum HelloReply {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct Welcome {
     /// Manager-assigned id for this session (executor node id for executors).
     pub session: u32,
@@ -98,7 +98,9 @@ pub struct Welcome {
 }
 
 /// Limits a session must respect; exceeding them is a protocol error.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub struct SessionLimits {
     /// Largest frame payload the manager reads from this session, in bytes.
     pub max_frame: u32,
@@ -111,7 +113,7 @@ pub struct SessionLimits {
     pub max_order_id: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct SecurityInfo {
     pub id: SecurityId,
     pub code: String,
@@ -121,13 +123,15 @@ pub struct SecurityInfo {
 // ---------------------------------------------------------------- broker / gateway <-> manager
 
 /// A command with the client's own reference for it, echoed by every report about it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub struct ClientCommand {
     pub client_ref: u64,
     pub command: Command,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum ClientMsg {
     /// Commands in the order they must be sequenced. A broker session's broker field is
     /// overwritten with the session's own id. At most [`SessionLimits::max_batch`] commands.
@@ -142,7 +146,7 @@ pub enum ClientMsg {
     QueryTotals { query: u64 },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum ManagerToClient {
     Reports(Vec<Report>),
     Brokers(Vec<(String, BrokerId)>),
@@ -165,7 +169,9 @@ pub enum ManagerToClient {
 
 /// One event about a command, as delivered to the session that sent it (or, for a passive
 /// fill, to every session of the resting order's broker).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub struct Report {
     /// The client's reference of the command (for a passive fill: of the resting order's NEW).
     pub client_ref: u64,
@@ -184,7 +190,20 @@ pub struct Report {
 
 /// Identity of one trade: the command that caused it, the security and the fill's index
 /// within (seq, security). Stable across failover and replay.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    bincode::Encode,
+    bincode::Decode,
+)]
 pub struct TradeId {
     pub seq: u64,
     pub security: SecurityId,
@@ -192,7 +211,18 @@ pub struct TradeId {
 }
 
 /// Whether a fill took or provided liquidity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    bincode::Encode,
+    bincode::Decode,
+)]
 pub enum Liquidity {
     /// The order was resting.
     Maker,
@@ -203,7 +233,9 @@ pub enum Liquidity {
 }
 
 /// A broker's view of one of its own order's fills: no counterparty order or broker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub struct OwnFill {
     pub security: SecurityId,
     pub side: Side,
@@ -214,7 +246,9 @@ pub struct OwnFill {
 }
 
 /// What happened, as a client sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub enum ReportEvent {
     /// Sequenced and journaled.
     Accepted,
@@ -301,7 +335,9 @@ impl ReportEvent {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub enum OrderState {
     /// Sequenced and journaled, not yet processed by its executor.
     Pending,
@@ -313,7 +349,7 @@ pub enum OrderState {
     Rejected,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct OrderStatus {
     pub id: OrderId,
     pub security: SecurityId,
@@ -333,14 +369,16 @@ pub struct OrderStatus {
 
 /// A sequenced command as routed to the owner of `security`: a PHASE is routed once per
 /// security (with the same seq) and applies to that book only.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub struct Routed {
     pub seq: u64,
     pub security: SecurityId,
     pub command: Command,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum ToExecutor {
     /// Take ownership of these securities: open empty books (a following `Replay` rebuilds
     /// them).
@@ -373,7 +411,7 @@ pub const IMAGE_PART_ORDERS: usize = 32_768;
 /// One part of a book image: the book's exact state right after command `seq` of its
 /// security (0: before any). Every part repeats the header; orders are in priority order,
 /// the parts' bids and asks concatenated in part order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct ImagePart {
     pub security: SecurityId,
     pub seq: u64,
@@ -497,7 +535,7 @@ impl ImageAssembly {
 /// The events of one routed command, or of one part of them: a command whose events do not
 /// fit one group (a sweep of 275,000 resting orders) is sent as several groups, `last` on the
 /// final one. The engine's `Accepted` is not sent (the manager acknowledged already).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct EventGroup {
     pub seq: u64,
     pub security: SecurityId,
@@ -505,7 +543,7 @@ pub struct EventGroup {
     pub last: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum FromExecutor {
     /// Groups in the order the executor processed the commands; the parts of one command are
     /// consecutive.
@@ -516,7 +554,9 @@ pub enum FromExecutor {
     Image(ImagePart),
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub struct ExecutorStats {
     pub orders_handled: u64,
     pub queue_depth: u32,
@@ -526,7 +566,7 @@ pub struct ExecutorStats {
     pub books: Vec<BookDepth>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct BookDepth {
     pub security: SecurityId,
     /// Best first.
@@ -542,7 +582,7 @@ pub struct BookDepth {
 /// What a market-data subscriber sends after the handshake. The feed's own types
 /// ([`feed::Subscription`], [`feed::Message`]) are the wire format: they are plain serde data
 /// with no logic, owned by the `feed` crate that builds and checks them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum FeedRequest {
     /// The session's first message, and only once: what to receive. Answered by a snapshot
     /// (`SnapshotBegin`, then one `Snapshot` per security) and incrementals from then on.
@@ -554,7 +594,7 @@ pub enum FeedRequest {
 }
 
 /// What the manager sends a market-data subscriber.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum FeedUpdate {
     /// Messages of the subscriber's view, in its sequence order (a frame holds many).
     Messages(Vec<feed::Message>),
@@ -564,7 +604,7 @@ pub enum FeedUpdate {
 
 // ------------------------------------------------------------------------ manager -> monitor
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub enum MonitorMsg {
     Snapshot(GridSnapshot),
     /// Sampled recent trades (bounded per tick).
@@ -572,7 +612,9 @@ pub enum MonitorMsg {
     Log(Vec<LogEntry>),
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub enum NodeStatus {
     Up,
     /// Missed a heartbeat, not yet declared down.
@@ -580,7 +622,7 @@ pub enum NodeStatus {
     Down,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct NodeInfo {
     pub id: u32,
     pub name: String,
@@ -593,7 +635,18 @@ pub struct NodeInfo {
     pub heartbeat_age_ms: u64,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    bincode::Encode,
+    bincode::Decode,
+)]
 pub struct Counters {
     pub received: u64,
     pub accepted: u64,
@@ -602,7 +655,18 @@ pub struct Counters {
     pub cancelled: u64,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    bincode::Encode,
+    bincode::Decode,
+)]
 pub struct LatencySummary {
     pub p50_us: u64,
     pub p90_us: u64,
@@ -611,7 +675,7 @@ pub struct LatencySummary {
     pub max_us: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct SecurityView {
     pub id: SecurityId,
     pub code: String,
@@ -631,7 +695,7 @@ pub struct SecurityView {
     pub last_auction: Option<(Price, Qty)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct GridSnapshot {
     /// Milliseconds since the manager started.
     pub uptime_ms: u64,
@@ -650,7 +714,9 @@ pub struct GridSnapshot {
     pub schedule: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub struct TradeTick {
     pub uptime_ms: u64,
     pub security: SecurityId,
@@ -660,7 +726,9 @@ pub struct TradeTick {
     pub sell: OrderId,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
+)]
 pub enum LogKind {
     NodeJoined,
     NodeLost,
@@ -669,7 +737,7 @@ pub enum LogKind {
     Info,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
 pub struct LogEntry {
     pub uptime_ms: u64,
     pub kind: LogKind,

@@ -14,7 +14,6 @@ use std::time::Duration;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{Connection, Endpoint, RecvStream, SendStream, TransportConfig, VarInt};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use serde::{de::DeserializeOwned, Serialize};
 
 use proto::codec::{self, CodecError, HEADER_LEN, HELLO_MAX_FRAME, MAX_FRAME};
 use proto::messages::{Credentials, Hello, HelloReply, Welcome, PROTOCOL_VERSION};
@@ -362,7 +361,7 @@ impl FrameWriter {
             buf: Vec::with_capacity(64 * 1024),
         }
     }
-    pub async fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), WireError> {
+    pub async fn send<T: bincode::Encode>(&mut self, msg: &T) -> Result<(), WireError> {
         self.buf.clear();
         codec::encode_frame(msg, &mut self.buf)?;
         self.stream.write_all(&self.buf).await?;
@@ -438,7 +437,7 @@ impl FrameReader {
 
     /// Next message; `Ok(None)` when the peer finished the stream cleanly between frames.
     /// Cancel-safe (see the type's doc).
-    pub async fn recv<T: DeserializeOwned>(&mut self) -> Result<Option<T>, WireError> {
+    pub async fn recv<T: bincode::Decode<()>>(&mut self) -> Result<Option<T>, WireError> {
         while self.header_len < HEADER_LEN {
             match self.stream.read(&mut self.header[self.header_len..]).await {
                 Ok(Some(n)) => self.header_len += n,
