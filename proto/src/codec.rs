@@ -67,7 +67,7 @@ pub fn encode_frame<T: bincode::Encode>(msg: &T, out: &mut Vec<u8>) -> Result<()
 
 /// Appends to a vector directly: bincode's `std::io::Write` adapter maps an I/O error (that a
 /// vector never returns) around every byte written, and the encoder writes field by field.
-struct VecWriter<'a>(&'a mut Vec<u8>);
+pub struct VecWriter<'a>(pub &'a mut Vec<u8>);
 
 impl bincode::enc::write::Writer for VecWriter<'_> {
     #[inline(always)]
