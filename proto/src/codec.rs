@@ -3,10 +3,13 @@
 //! Pure functions over byte slices, through bincode's own derives (`Encode`, `Decode`) in its
 //! standard layout. Decoding never panics: a frame longer than the limit, a truncated frame or
 //! bytes that are not a valid message are errors, and a hostile length field inside the
-//! payload cannot make the decoder reserve more than [`DECODE_CLAIM_LIMIT`].
+//! payload cannot make the decoder reserve more than [`DECODE_CLAIM_LIMIT`], or than its
+//! stage's share of it ([`decode_payload_within`]).
 //!
 //! Limits are per stage: [`HELLO_MAX_FRAME`] before a peer has authenticated, the session's own
 //! limit after (see `SessionLimits`), and [`MAX_FRAME`] as the absolute ceiling.
+
+use crate::limits::CLIENT_MAX_FRAME;
 
 /// Largest payload accepted or produced by anyone (16 MiB).
 pub const MAX_FRAME: usize = 16 * 1024 * 1024;
@@ -21,7 +24,9 @@ pub const HEADER_LEN: usize = 4;
 /// costs an error and never more than this in allocation. Items take more room in memory than
 /// on the wire (an L3 book image's order: 24 bytes against 3 or more), so the limit is a
 /// multiple of the largest frame: a book image that fills a frame still decodes.
-pub const DECODE_CLAIM_LIMIT: usize = 8 * MAX_FRAME;
+pub const DECODE_CLAIM_LIMIT: usize = CLAIM_PER_FRAME_BYTE * MAX_FRAME;
+/// How many bytes decoding may claim per byte a frame may have (see [`DECODE_CLAIM_LIMIT`]).
+pub const CLAIM_PER_FRAME_BYTE: usize = 8;
 
 type Config<const LIMIT: usize> = bincode::config::Configuration<
     bincode::config::LittleEndian,
@@ -90,7 +95,30 @@ pub fn frame_len(header: [u8; HEADER_LEN], limit: usize) -> Result<usize, CodecE
 
 /// Decodes one payload (without its header); trailing bytes are an error.
 pub fn decode_payload<T: bincode::Decode<()>>(payload: &[u8]) -> Result<T, CodecError> {
-    let (msg, used) = bincode::decode_from_slice(payload, config::<DECODE_CLAIM_LIMIT>())
+    decode_claiming::<T, DECODE_CLAIM_LIMIT>(payload)
+}
+
+/// [`decode_payload`] for a payload read under a stage's frame limit (`FrameReader`): what
+/// decoding may claim scales with that limit, [`CLAIM_PER_FRAME_BYTE`] times it. So a peer
+/// that has not authenticated can make the decoder reserve at most 32 KiB whatever lengths its
+/// hello announces, and a client at most 8 MiB.
+pub fn decode_payload_within<T: bincode::Decode<()>>(
+    payload: &[u8],
+    frame_limit: usize,
+) -> Result<T, CodecError> {
+    if frame_limit <= HELLO_MAX_FRAME {
+        decode_claiming::<T, { CLAIM_PER_FRAME_BYTE * HELLO_MAX_FRAME }>(payload)
+    } else if frame_limit <= CLIENT_MAX_FRAME {
+        decode_claiming::<T, { CLAIM_PER_FRAME_BYTE * CLIENT_MAX_FRAME }>(payload)
+    } else {
+        decode_claiming::<T, DECODE_CLAIM_LIMIT>(payload)
+    }
+}
+
+fn decode_claiming<T: bincode::Decode<()>, const CLAIM: usize>(
+    payload: &[u8],
+) -> Result<T, CodecError> {
+    let (msg, used) = bincode::decode_from_slice(payload, config::<CLAIM>())
         .map_err(|e| CodecError::Malformed(e.to_string()))?;
     if used != payload.len() {
         return Err(CodecError::Malformed(format!(
@@ -278,6 +306,37 @@ mod tests {
         let (back, used) = decode_frame::<FeedUpdate>(&frame).unwrap().unwrap();
         assert_eq!(used, frame.len());
         assert_eq!(back, update);
+    }
+
+    #[test]
+    fn what_a_payload_may_claim_follows_its_stage() {
+        // A hello-sized payload announcing a 100 KiB name: under the stage's claim (32 KiB for
+        // a hello) it is refused for the claim, before anything is reserved; with a client's
+        // or the full claim it gets as far as running out of bytes.
+        // Version 0, then `Credentials::Broker` (variant 0) whose name claims 100 KiB.
+        let mut payload = vec![0u8, 0];
+        payload.push(252);
+        payload.extend_from_slice(&(100u32 << 10).to_le_bytes());
+        payload.extend_from_slice(b"B01");
+        let claimed = |r: Result<Hello, CodecError>| match r {
+            Err(CodecError::Malformed(why)) => why.contains("LimitExceeded"),
+            other => panic!("{other:?}"),
+        };
+        assert!(claimed(decode_payload_within(&payload, HELLO_MAX_FRAME)));
+        assert!(!claimed(decode_payload_within(&payload, CLIENT_MAX_FRAME)));
+        assert!(!claimed(decode_payload(&payload)));
+        // An honest hello decodes under the hello stage's claim.
+        let hello = Hello {
+            version: 1,
+            credentials: Credentials::Broker {
+                name: "B01".into(),
+                secret: "s3cret".into(),
+            },
+        };
+        let mut frame = Vec::new();
+        encode_frame(&hello, &mut frame).unwrap();
+        let back: Hello = decode_payload_within(&frame[HEADER_LEN..], HELLO_MAX_FRAME).unwrap();
+        assert_eq!(back, hello);
     }
 
     /// Frames of every kind on the order path and the feed, to mutate.

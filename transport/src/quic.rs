@@ -468,7 +468,8 @@ impl FrameReader {
         // The frame is whole: the next recv starts a new one.
         self.header_len = 0;
         self.payload = None;
-        let msg = codec::decode_payload(&self.buf[..len]);
+        // What decoding may reserve follows this stage's limit, not the largest frame's.
+        let msg = codec::decode_payload_within(&self.buf[..len], self.limit);
         // Keep the buffer for the next frame (a busy stream's frames are alike in size), but
         // not one far larger than this frame needed: a stream that sent one large frame and
         // then small ones gives the memory back. What a stream can hold is bounded by its
