@@ -727,6 +727,8 @@ async fn broker_session(
     while !result.tracker.finished() {
         let reports = next_reports(&mut reader).await?;
         let arrived = start.elapsed();
+        // Counted once per frame: the progress bar reads the clock on every update.
+        let mut finals = 0;
         for r in &reports {
             let (progress, pos) = result.tracker.on_report(r)?;
             if let (Some(pos), ReportEvent::Rejected { .. }) = (pos, r.event) {
@@ -750,12 +752,13 @@ async fn broker_session(
                             exchange_time: r.time,
                         });
                     }
-                    completed.fetch_add(1, Ordering::Relaxed);
-                    bar.inc(1);
+                    finals += 1;
                 }
                 Progress::Nothing => {}
             }
         }
+        completed.fetch_add(finals, Ordering::Relaxed);
+        bar.inc(finals as u64);
     }
     let _writer = sender.await.context("sender panicked")??;
     Ok(result)
@@ -964,6 +967,8 @@ pub async fn replay_grid(
     let mut tracker = Tracker::new(n);
     let mut pending: rustc_hash::FxHashMap<usize, Vec<Event>> = rustc_hash::FxHashMap::default();
     while !tracker.finished() {
+        // Counted once per frame: the progress bar reads the clock on every update.
+        let mut finals = 0;
         for r in &next_reports(&mut reader).await? {
             let (progress, pos) = tracker.on_report(r)?;
             if let (Progress::Accepted { .. }, Some(w)) = (progress, acks.as_mut()) {
@@ -976,10 +981,11 @@ pub async fn replay_grid(
             if let Progress::Final { pos } = progress {
                 let events = pending.remove(&pos).unwrap_or_default();
                 collector.record(pos as u64, &events);
-                completed.fetch_add(1, Ordering::Relaxed);
-                bar.inc(1);
+                finals += 1;
             }
         }
+        completed.fetch_add(finals, Ordering::Relaxed);
+        bar.inc(finals as u64);
         if let Some(w) = acks.as_mut() {
             w.flush()?;
         }
