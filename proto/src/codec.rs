@@ -18,12 +18,13 @@ pub const HELLO_MAX_FRAME: usize = 4 * 1024;
 /// Bytes of the length prefix.
 pub const HEADER_LEN: usize = 4;
 
-/// What decoding one payload may claim for containers (`Vec`, `String`) before their items
-/// arrive. bincode reserves a container's announced length, times its item's size in memory,
-/// against this before reading the items (and releases it as they arrive), so a false length
-/// costs an error and never more than this in allocation. Items take more room in memory than
-/// on the wire (an L3 book image's order: 24 bytes against 3 or more), so the limit is a
-/// multiple of the largest frame: a book image that fills a frame still decodes.
+/// What decoding one payload may claim. bincode counts what it decodes against this in memory
+/// terms: 8 bytes for each `u64` read whatever its varint took, and a container's announced
+/// length times its item's size before the items arrive (released as they do). So a false
+/// length costs an error and never more than this in allocation. Decoded data takes more room
+/// than the wire (an L3 book image's order: 24 bytes against 3 or more), so the limit is a
+/// multiple of the largest frame: a book image that fills a frame still decodes (with one
+/// frame's worth, the serde path refused any of more than about 700k orders).
 pub const DECODE_CLAIM_LIMIT: usize = CLAIM_PER_FRAME_BYTE * MAX_FRAME;
 /// How many bytes decoding may claim per byte a frame may have (see [`DECODE_CLAIM_LIMIT`]).
 pub const CLAIM_PER_FRAME_BYTE: usize = 8;
