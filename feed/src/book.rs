@@ -142,17 +142,7 @@ pub struct Resting {
 }
 
 /// A resting order with its private id and owner ([`L3Book::owned_orders`]).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    serde::Serialize,
-    serde::Deserialize,
-    bincode::Encode,
-    bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OwnedOrder {
     pub id: OrderId,
     pub public: OrderId,

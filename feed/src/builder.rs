@@ -116,9 +116,7 @@ pub struct Batch<'a> {
 
 /// A security's feed state besides its book: what a checkpoint carries with the book, and what
 /// a refused batch rolls back.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecurityStatus {
     pub phase: Phase,
     pub reference: Price,
@@ -138,7 +136,7 @@ struct SecurityState {
 
 /// One security's whole feed state ([`FeedBuilder::state`]): its status and its mirror book
 /// with private ids and owners, each side in priority order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SecurityMirror {
     pub status: SecurityStatus,
     pub bids: Vec<OwnedOrder>,
@@ -187,7 +185,7 @@ impl SecurityMirror {
 
 /// A builder's whole state: what the manager checkpoints so a restarted feed replays only the
 /// journal after it. Ids are private: it never goes to a subscriber.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuilderState {
     /// Canonical sequence number of the last message emitted.
     pub feed_seq: u64,

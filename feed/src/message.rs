@@ -9,24 +9,14 @@
 //! that first rested it, kept across amends that cost it its priority. Deterministic, so the
 //! same on every replay; a broker learns its own order's sequence number from its `Accepted`.
 
+use bincode::{Decode, Encode};
 use matching::{Aggressor, OrderId, Phase, Price, Qty, SecurityId, Side, Timestamp};
 use serde::{Deserialize, Serialize};
 
 /// Identity of a trade, the same on every replay: the sequence number of the command that made
 /// it and the fill's position (from 0) among that command's fills in this security.
 #[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    bincode::Encode,
-    bincode::Decode,
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Encode, Decode,
 )]
 pub struct TradeId {
     pub seq: u64,
@@ -34,18 +24,7 @@ pub struct TradeId {
 }
 
 /// Why an order left the book without trading.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    bincode::Encode,
-    bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
 pub enum DeleteReason {
     /// Cancelled by its owner.
     Cancelled,
@@ -59,18 +38,7 @@ pub enum DeleteReason {
 }
 
 /// One aggregated price level. `qty == 0` in a [`Body::Level`] update means the level is gone.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    bincode::Encode,
-    bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
 pub struct LevelInfo {
     pub price: Price,
     pub qty: Qty,
@@ -79,18 +47,7 @@ pub struct LevelInfo {
 }
 
 /// One resting order as a snapshot lists it (side given by the list it is in).
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    bincode::Encode,
-    bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
 pub struct OrderInfo {
     pub id: OrderId,
     pub price: Price,
@@ -100,9 +57,7 @@ pub struct OrderInfo {
 /// A trade as the public sees it: no broker. `buy`/`sell` name the RESTING orders it executed
 /// (ids already public on L3): one side for a continuous trade, both for an auction trade. They
 /// are present on L3 views only; L1/L2 views carry `None`.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct Trade {
     pub security: SecurityId,
     pub id: TradeId,
@@ -114,27 +69,14 @@ pub struct Trade {
 }
 
 /// A call auction's (actual or indicative) uncross.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    bincode::Encode,
-    bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
 pub struct Uncross {
     pub price: Price,
     pub volume: Qty,
 }
 
 /// The last trade of a security, as snapshots report it.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct LastTrade {
     pub id: TradeId,
     pub price: Price,
@@ -143,7 +85,7 @@ pub struct LastTrade {
 }
 
 /// A book as a snapshot carries it, best first on each side.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub enum BookImage {
     /// L1 (one limit level per side at most) or L2 (up to the subscribed number of limit
     /// levels), each side led by its at-market level (price 0) when orders rest at market.
@@ -159,7 +101,7 @@ pub enum BookImage {
 }
 
 /// Everything a subscriber needs to start (or restart) one security.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct Snapshot {
     pub security: SecurityId,
     pub phase: Phase,
@@ -172,7 +114,7 @@ pub struct Snapshot {
 }
 
 /// The body of a feed message. Every body except the snapshot pair names its security.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub enum Body {
     /// L3: order `id` now rests at the back of its level (`price` 0: at market).
     Add {
@@ -270,7 +212,7 @@ impl Body {
 
 /// One feed message: a sequence number (the canonical feed's, or a subscriber view's own, gap
 /// free from 1), the exchange time of the command that caused it, and the body.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct Message {
     pub seq: u64,
     pub time: Timestamp,
@@ -281,18 +223,7 @@ pub struct Message {
 pub const MAX_L2_LEVELS: u32 = 1_000;
 
 /// How much of each book a subscriber wants.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    bincode::Encode,
-    bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
 pub enum FeedLevel {
     /// Top of book: best bid and ask (price, size, orders) and the quantity at market, trades,
     /// phases, auctions.
@@ -329,14 +260,14 @@ impl FeedLevel {
 }
 
 /// Which securities a subscriber wants.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub enum Securities {
     All,
     Only(Vec<SecurityId>),
 }
 
 /// A subscription request.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct Subscription {
     pub level: FeedLevel,
     pub securities: Securities,

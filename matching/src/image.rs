@@ -4,6 +4,8 @@
 //! the history: same phase, reference, anchor and priority order.
 
 #[cfg(feature = "serde")]
+use bincode::{Decode, Encode};
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
 
 use crate::types::{BrokerId, OrderId, Phase, Price, Qty, SecurityId};
@@ -11,10 +13,7 @@ use crate::types::{BrokerId, OrderId, Phase, Price, Qty, SecurityId};
 /// What kind of order rests: a limit order (LO, or the rested part of an MTL) or a call-auction
 /// market order, which only rests in its own call phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub enum RestingKind {
     Limit,
     Ato,
@@ -23,10 +22,7 @@ pub enum RestingKind {
 
 /// One resting order of a [`BookImage`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub struct RestingOrder {
     pub id: OrderId,
     pub broker: BrokerId,
@@ -39,10 +35,7 @@ pub struct RestingOrder {
 
 /// A book's exact state.
 #[derive(Clone, Debug, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub struct BookImage {
     pub security: SecurityId,
     pub phase: Phase,

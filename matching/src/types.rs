@@ -14,6 +14,8 @@
 //!   `Totals` of every book. A PHASE naming the current phase produces no event at all.
 
 #[cfg(feature = "serde")]
+use bincode::{Decode, Encode};
+#[cfg(feature = "serde")]
 use serde::{Deserialize, Serialize};
 
 /// Price in the smallest currency unit (VND). Market-type orders (MP, MTL, ATO, ATC) carry 0.
@@ -30,26 +32,17 @@ pub const MAX_ORDER_QTY: Qty = 1_000_000_000;
 
 /// Client-chosen order identifier, unique across the whole exchange.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub struct OrderId(pub u64);
 
 /// Interned broker identity (index into the broker registry).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub struct BrokerId(pub u32);
 
 /// Interned security (index into the [`crate::SecurityTable`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub struct SecurityId(pub u32);
 
 impl SecurityId {
@@ -58,10 +51,7 @@ impl SecurityId {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub enum Side {
     Buy,
     Sell,
@@ -84,10 +74,7 @@ impl Side {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub enum OrderType {
     /// LO: limit order; the unfilled remainder rests in the book.
     Limit,
@@ -152,10 +139,7 @@ impl OrderType {
 
 /// A phase of the trading day (DESIGN.md, "The trading day").
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub enum Phase {
     /// Opening call auction: LO and ATO rest, nothing matches.
     Ato,
@@ -201,10 +185,7 @@ impl Phase {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub struct NewOrder {
     pub id: OrderId,
     pub broker: BrokerId,
@@ -216,10 +197,7 @@ pub struct NewOrder {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub struct CancelOrder {
     /// The order to cancel.
     pub id: OrderId,
@@ -230,10 +208,7 @@ pub struct CancelOrder {
 
 /// Cancel/replace of a resting limit order (DESIGN.md, "Amend").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub struct AmendOrder {
     /// The order to amend; it keeps its id.
     pub id: OrderId,
@@ -248,10 +223,7 @@ pub struct AmendOrder {
 
 /// One incoming instruction, in sequence order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub enum Command {
     New(NewOrder),
     Cancel(CancelOrder),
@@ -310,10 +282,7 @@ impl Command {
 /// - AMEND: `unknown_order`, `not_owner`, `order_not_live`, the rules for the new price and
 ///   quantity, then the phase.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, thiserror::Error)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub enum RejectReason {
     #[error("quantity must be positive")]
     ZeroQuantity,
@@ -392,10 +361,7 @@ impl RejectReason {
 
 /// Who took liquidity in a trade.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub enum Aggressor {
     Buy,
     Sell,
@@ -435,10 +401,7 @@ impl From<Side> for Aggressor {
 /// One execution. A continuous trade is at the resting order's price; an auction trade at the
 /// auction price.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub struct Fill {
     pub security: SecurityId,
     pub price: Price,
@@ -467,10 +430,7 @@ impl Fill {
 
 /// Why resting or incoming quantity left without trading.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub enum CancelReason {
     /// A CANCEL command by the owner.
     Requested,
@@ -484,10 +444,7 @@ pub enum CancelReason {
 /// What the engine says about one incoming command (the order of events per command is
 /// described in the module documentation).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(Serialize, Deserialize, bincode::Encode, bincode::Decode)
-)]
+#[cfg_attr(feature = "serde", derive(Serialize, Deserialize, Encode, Decode))]
 pub enum Event {
     Accepted {
         id: OrderId,

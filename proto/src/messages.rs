@@ -10,6 +10,7 @@
 //! every report echoes it, and every query carries a query reference its answer echoes. Clients
 //! correlate by these references, never by arrival order.
 
+use bincode::{Decode, Encode};
 use matching::{
     BookImage, BrokerId, CancelReason, Command, Event, OrderId, Phase, Price, Qty, RejectReason,
     RestingOrder, SecurityId, Side, Timestamp,
@@ -20,7 +21,7 @@ use serde::{Deserialize, Serialize};
 pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Who the client is and the secret that proves it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub enum Credentials {
     /// A broker trading for itself; sees and acts on only its own orders.
     Broker { name: String, secret: String },
@@ -52,13 +53,13 @@ impl Credentials {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct Hello {
     pub version: u16,
     pub credentials: Credentials,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub enum HelloReply {
     Welcome(Welcome),
     /// Authentication or version failure: final, retrying with the same hello cannot succeed.
@@ -72,7 +73,7 @@ pub enum HelloReply {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct Welcome {
     /// Manager-assigned id for this session (executor node id for executors).
     pub session: u32,
@@ -98,9 +99,7 @@ pub struct Welcome {
 }
 
 /// Limits a session must respect; exceeding them is a protocol error.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct SessionLimits {
     /// Largest frame payload the manager reads from this session, in bytes.
     pub max_frame: u32,
@@ -113,7 +112,7 @@ pub struct SessionLimits {
     pub max_order_id: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct SecurityInfo {
     pub id: SecurityId,
     pub code: String,
@@ -123,15 +122,13 @@ pub struct SecurityInfo {
 // ---------------------------------------------------------------- broker / gateway <-> manager
 
 /// A command with the client's own reference for it, echoed by every report about it.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct ClientCommand {
     pub client_ref: u64,
     pub command: Command,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub enum ClientMsg {
     /// Commands in the order they must be sequenced. A broker session's broker field is
     /// overwritten with the session's own id. At most [`SessionLimits::max_batch`] commands.
@@ -146,7 +143,7 @@ pub enum ClientMsg {
     QueryTotals { query: u64 },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub enum ManagerToClient {
     Reports(Vec<Report>),
     Brokers(Vec<(String, BrokerId)>),
@@ -169,9 +166,7 @@ pub enum ManagerToClient {
 
 /// One event about a command, as delivered to the session that sent it (or, for a passive
 /// fill, to every session of the resting order's broker).
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct Report {
     /// The client's reference of the command (for a passive fill: of the resting order's NEW).
     pub client_ref: u64,
@@ -191,18 +186,7 @@ pub struct Report {
 /// Identity of one trade: the command that caused it, the security and the fill's index
 /// within (seq, security). Stable across failover and replay.
 #[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    bincode::Encode,
-    bincode::Decode,
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Encode, Decode,
 )]
 pub struct TradeId {
     pub seq: u64,
@@ -211,18 +195,7 @@ pub struct TradeId {
 }
 
 /// Whether a fill took or provided liquidity.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    bincode::Encode,
-    bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, Encode, Decode)]
 pub enum Liquidity {
     /// The order was resting.
     Maker,
@@ -233,9 +206,7 @@ pub enum Liquidity {
 }
 
 /// A broker's view of one of its own order's fills: no counterparty order or broker.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct OwnFill {
     pub security: SecurityId,
     pub side: Side,
@@ -246,9 +217,7 @@ pub struct OwnFill {
 }
 
 /// What happened, as a client sees it.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub enum ReportEvent {
     /// Sequenced and journaled.
     Accepted,
@@ -335,9 +304,7 @@ impl ReportEvent {
     }
 }
 
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub enum OrderState {
     /// Sequenced and journaled, not yet processed by its executor.
     Pending,
@@ -349,7 +316,7 @@ pub enum OrderState {
     Rejected,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct OrderStatus {
     pub id: OrderId,
     pub security: SecurityId,
@@ -369,16 +336,14 @@ pub struct OrderStatus {
 
 /// A sequenced command as routed to the owner of `security`: a PHASE is routed once per
 /// security (with the same seq) and applies to that book only.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct Routed {
     pub seq: u64,
     pub security: SecurityId,
     pub command: Command,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub enum ToExecutor {
     /// Take ownership of these securities: open empty books (a following `Replay` rebuilds
     /// them).
@@ -411,7 +376,7 @@ pub const IMAGE_PART_ORDERS: usize = 32_768;
 /// One part of a book image: the book's exact state right after command `seq` of its
 /// security (0: before any). Every part repeats the header; orders are in priority order,
 /// the parts' bids and asks concatenated in part order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct ImagePart {
     pub security: SecurityId,
     pub seq: u64,
@@ -535,7 +500,7 @@ impl ImageAssembly {
 /// The events of one routed command, or of one part of them: a command whose events do not
 /// fit one group (a sweep of 275,000 resting orders) is sent as several groups, `last` on the
 /// final one. The engine's `Accepted` is not sent (the manager acknowledged already).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct EventGroup {
     pub seq: u64,
     pub security: SecurityId,
@@ -543,7 +508,7 @@ pub struct EventGroup {
     pub last: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub enum FromExecutor {
     /// Groups in the order the executor processed the commands; the parts of one command are
     /// consecutive.
@@ -554,9 +519,7 @@ pub enum FromExecutor {
     Image(ImagePart),
 }
 
-#[derive(
-    Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct ExecutorStats {
     pub orders_handled: u64,
     pub queue_depth: u32,
@@ -566,7 +529,7 @@ pub struct ExecutorStats {
     pub books: Vec<BookDepth>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct BookDepth {
     pub security: SecurityId,
     /// Best first.
@@ -582,7 +545,7 @@ pub struct BookDepth {
 /// What a market-data subscriber sends after the handshake. The feed's own types
 /// ([`feed::Subscription`], [`feed::Message`]) are the wire format: they are plain serde data
 /// with no logic, owned by the `feed` crate that builds and checks them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub enum FeedRequest {
     /// The session's first message, and only once: what to receive. Answered by a snapshot
     /// (`SnapshotBegin`, then one `Snapshot` per security) and incrementals from then on.
@@ -594,7 +557,7 @@ pub enum FeedRequest {
 }
 
 /// What the manager sends a market-data subscriber.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub enum FeedUpdate {
     /// Messages of the subscriber's view, in its sequence order (a frame holds many).
     Messages(Vec<feed::Message>),
@@ -604,7 +567,7 @@ pub enum FeedUpdate {
 
 // ------------------------------------------------------------------------ manager -> monitor
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Encode, Decode)]
 pub enum MonitorMsg {
     Snapshot(GridSnapshot),
     /// Sampled recent trades (bounded per tick).
@@ -612,9 +575,7 @@ pub enum MonitorMsg {
     Log(Vec<LogEntry>),
 }
 
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub enum NodeStatus {
     Up,
     /// Missed a heartbeat, not yet declared down.
@@ -622,7 +583,7 @@ pub enum NodeStatus {
     Down,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Encode, Decode)]
 pub struct NodeInfo {
     pub id: u32,
     pub name: String,
@@ -635,18 +596,7 @@ pub struct NodeInfo {
     pub heartbeat_age_ms: u64,
 }
 
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    bincode::Encode,
-    bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct Counters {
     pub received: u64,
     pub accepted: u64,
@@ -655,18 +605,7 @@ pub struct Counters {
     pub cancelled: u64,
 }
 
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    bincode::Encode,
-    bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct LatencySummary {
     pub p50_us: u64,
     pub p90_us: u64,
@@ -675,7 +614,7 @@ pub struct LatencySummary {
     pub max_us: u64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Encode, Decode)]
 pub struct SecurityView {
     pub id: SecurityId,
     pub code: String,
@@ -695,7 +634,7 @@ pub struct SecurityView {
     pub last_auction: Option<(Price, Qty)>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Encode, Decode)]
 pub struct GridSnapshot {
     /// Milliseconds since the manager started.
     pub uptime_ms: u64,
@@ -714,9 +653,7 @@ pub struct GridSnapshot {
     pub schedule: String,
 }
 
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct TradeTick {
     pub uptime_ms: u64,
     pub security: SecurityId,
@@ -726,9 +663,7 @@ pub struct TradeTick {
     pub sell: OrderId,
 }
 
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub enum LogKind {
     NodeJoined,
     NodeLost,
@@ -737,7 +672,7 @@ pub enum LogKind {
     Info,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, bincode::Encode, bincode::Decode)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Encode, Decode)]
 pub struct LogEntry {
     pub uptime_ms: u64,
     pub kind: LogKind,
