@@ -96,7 +96,7 @@ pub fn frame_len(header: [u8; HEADER_LEN], limit: usize) -> Result<usize, CodecE
 
 /// Decodes one payload (without its header); trailing bytes are an error.
 pub fn decode_payload<T: bincode::Decode<()>>(payload: &[u8]) -> Result<T, CodecError> {
-    decode_claiming::<T, DECODE_CLAIM_LIMIT>(payload)
+    decode_payload_within(payload, MAX_FRAME)
 }
 
 /// [`decode_payload`] for a payload read under a stage's frame limit (`FrameReader`): what
