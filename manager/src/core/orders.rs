@@ -610,9 +610,9 @@ impl Projection {
         Ok(())
     }
 
-    /// `qty` of resting order `id` traded: taken from its book's depth, and the order from
-    /// the book once `gone` (all of it filled).
-    fn traded_from_book(
+    /// `qty` of resting order `id` left its book's depth (traded, or all of its rest cancelled
+    /// or expired), and the order left the book if `gone` (nothing of it rests any more).
+    fn out_of_book(
         &mut self,
         id: OrderId,
         sec: SecurityId,
@@ -643,8 +643,7 @@ impl Projection {
         let side = r.side;
         r.open = 0;
         r.state = state;
-        self.finishing.push(id);
-        self.leave_book(sec.0 as usize, side, qty)
+        self.out_of_book(id, sec, side, qty, true)
     }
 
     fn add_to_book(&mut self, i: usize, side: Side, qty: Qty) -> Check {
@@ -991,7 +990,7 @@ impl Projection {
         )?;
         let gone = r.fill_resting(f.qty);
         let rest_side = r.side;
-        self.traded_from_book(rest_id, sec, rest_side, f.qty, gone)?;
+        self.out_of_book(rest_id, sec, rest_side, f.qty, gone)?;
         let a = self.touch(agg_id).expect("checked above");
         a.filled += f.qty;
         a.open = a.open.saturating_sub(f.qty);
@@ -1019,7 +1018,7 @@ impl Projection {
             || format!("auction fill of order {} does not match it", id.0),
         )?;
         let gone = r.fill_resting(f.qty);
-        self.traded_from_book(id, f.security, side, f.qty, gone)
+        self.out_of_book(id, f.security, side, f.qty, gone)
     }
 
     #[allow(clippy::too_many_arguments)]
