@@ -342,13 +342,12 @@ mod tests {
 
     /// Frames of every kind on the order path and the feed, to mutate.
     fn seeds() -> Vec<(&'static str, Vec<u8>)> {
-        let mut out = Vec::new();
-        let mut push = |kind, frame: Vec<u8>| out.push((kind, frame[HEADER_LEN..].to_vec()));
-        let frame = |m: &dyn Fn(&mut Vec<u8>)| {
-            let mut b = Vec::new();
-            m(&mut b);
-            b
-        };
+        // A message's payload: its frame without the header.
+        fn payload<T: bincode::Encode>(msg: &T) -> Vec<u8> {
+            let mut frame = Vec::new();
+            encode_frame(msg, &mut frame).unwrap();
+            frame.split_off(HEADER_LEN)
+        }
         let ClientMsg::Submit(cmds) = sample() else {
             unreachable!()
         };
@@ -399,71 +398,54 @@ mod tests {
             security: SecurityId(3),
             index: 0,
         };
-        push("client", frame(&|b| encode_frame(&sample(), b).unwrap()));
-        push(
-            "to executor",
-            frame(&|b| encode_frame(&ToExecutor::Orders(routed.clone()), b).unwrap()),
-        );
-        push(
-            "from executor",
-            frame(&|b| {
-                let g = EventGroup {
-                    seq: 4,
+        let group = EventGroup {
+            seq: 4,
+            security: SecurityId(3),
+            events,
+            last: true,
+        };
+        let reports = vec![
+            report(ReportEvent::Accepted, false),
+            report(ReportEvent::Trade { fill, trade }, false),
+            report(
+                ReportEvent::Rejected {
+                    reason: RejectReason::OffTick,
+                },
+                true,
+            ),
+        ];
+        let msg = |seq, body| feed::Message { seq, time: 5, body };
+        let update = FeedUpdate::Messages(vec![
+            msg(
+                1,
+                feed::Body::Add {
                     security: SecurityId(3),
-                    events: events.clone(),
-                    last: true,
-                };
-                encode_frame(&FromExecutor::Events(vec![g]), b).unwrap()
-            }),
-        );
-        push(
-            "to client",
-            frame(&|b| {
-                let reports = vec![
-                    report(ReportEvent::Accepted, false),
-                    report(ReportEvent::Trade { fill, trade }, false),
-                    report(
-                        ReportEvent::Rejected {
-                            reason: RejectReason::OffTick,
-                        },
-                        true,
-                    ),
-                ];
-                encode_frame(&ManagerToClient::Reports(reports), b).unwrap()
-            }),
-        );
-        push(
-            "feed",
-            frame(&|b| {
-                let msg = |seq, body| feed::Message { seq, time: 5, body };
-                let update = FeedUpdate::Messages(vec![
-                    msg(
-                        1,
-                        feed::Body::Add {
-                            security: SecurityId(3),
-                            id: OrderId(7),
-                            side: Side::Buy,
-                            price: 65_000,
-                            qty: 300,
-                        },
-                    ),
-                    msg(
-                        2,
-                        feed::Body::Quote {
-                            security: SecurityId(3),
-                            bid: Some(feed::LevelInfo {
-                                price: 65_000,
-                                qty: 300,
-                                orders: 1,
-                            }),
-                            ask: None,
-                        },
-                    ),
-                ]);
-                encode_frame(&update, b).unwrap()
-            }),
-        );
-        out
+                    id: OrderId(7),
+                    side: Side::Buy,
+                    price: 65_000,
+                    qty: 300,
+                },
+            ),
+            msg(
+                2,
+                feed::Body::Quote {
+                    security: SecurityId(3),
+                    bid: Some(feed::LevelInfo {
+                        price: 65_000,
+                        qty: 300,
+                        orders: 1,
+                    }),
+                    ask: None,
+                },
+            ),
+        ]);
+        vec![
+            ("client", payload(&sample())),
+            ("to executor", payload(&ToExecutor::Orders(routed))),
+            ("from executor", payload(&FromExecutor::Events(vec![group]))),
+            ("to client", payload(&ManagerToClient::Reports(reports))),
+            ("feed", payload(&update)),
+        ]
     }
 
     /// Decodes `bytes` as a `T` natively and through bincode's serde layer (the codec's former
