@@ -5,8 +5,14 @@
 //! so time the bench spends descheduled by other processes is not counted.
 //!
 //! ```sh
-//! cargo bench -p manager --bench core [-- ORDERS [EXECUTORS] [--brokers]]
+//! cargo bench -p manager --bench core [-- ORDERS [EXECUTORS] [--brokers] [--batch=N]]
 //! ```
+//!
+//! `--batch=N` (default 4,096, the server's group-commit budget) sets how many commands each
+//! round carries: a paced load reaches the core in small batches, and what a batch costs
+//! whatever its size shows there. Each round also reads the thread's CPU clock a few times (a
+//! system call each, a few hundred ns in a VM), which below some 64 commands a round is a
+//! visible share of the figures.
 //!
 //! Commands enter through one gateway session (raw ids), or with `--brokers` through one
 //! session per broker, as user-sim and FIX clients send them: each batch is split by broker,
@@ -41,6 +47,7 @@ use proto::ClientCommand;
 use user_sim::generate::{generate, GenConfig};
 
 const GATEWAY: u32 = 1;
+/// Commands per round unless `--batch=N` says otherwise: the server's group-commit budget.
 const BATCH: usize = 4096;
 
 #[derive(Default)]
@@ -78,6 +85,11 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let executors: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(4);
+    let batch: usize = std::env::args()
+        .find_map(|a| a.strip_prefix("--batch=").map(str::to_owned))
+        .map(|b| b.parse().expect("--batch=N takes a positive number"))
+        .unwrap_or(BATCH);
+    assert!(batch > 0, "--batch=N takes a positive number");
     let entry = if std::env::args().any(|a| a == "--brokers") {
         Entry::Brokers
     } else {
@@ -104,7 +116,7 @@ fn main() {
         })
         .collect();
     println!(
-        "manager core bench: {} commands, {} securities, {executors} in-process executors, {}",
+        "manager core bench: {} commands in rounds of {batch}, {} securities, {executors} in-process executors, {}",
         cmds.len(),
         securities.len(),
         match entry {
@@ -125,7 +137,15 @@ fn main() {
 
     let n = cmds.len() as f64;
     for persistence in [Persistence::Memory, Persistence::Journal] {
-        let stages = run_core(&cmds, &names, &securities, executors, persistence, entry);
+        let stages = run_core(
+            &cmds,
+            &names,
+            &securities,
+            executors,
+            persistence,
+            entry,
+            batch,
+        );
         report(&stages, baseline, n, persistence);
     }
 }
@@ -189,6 +209,7 @@ fn run_core(
     executors: usize,
     persistence: Persistence,
     entry: Entry,
+    batch_size: usize,
 ) -> Stages {
     let now = Instant::now();
     let gateway = Gateway::new(MarketRules::hose(), securities.clone());
@@ -244,7 +265,7 @@ fn run_core(
         now,
         &mut Stages::default(),
     );
-    for batch in cmds.chunks(BATCH) {
+    for batch in cmds.chunks(batch_size) {
         match entry {
             Entry::Gateway => {
                 let t = cpu_now();

@@ -22,8 +22,8 @@ use testkit::{
 
 /// Commands the replay may have sent beyond the ones that reached their final state, with
 /// the manager's `--max-in-flight` at [`STOPPABLE_IN_FLIGHT`]: `user-sim replay` keeps at most
-/// `max(max_in_flight, batch)` = 2,048 commands unfinished (batches of up to 2,048).
-const REPLAY_AHEAD: usize = 2048;
+/// `max_in_flight` commands unfinished (it sends what the window has room for).
+const REPLAY_AHEAD: usize = 1024;
 /// The manager's `--max-in-flight` for tests that stop a replay inside a phase.
 const STOPPABLE_IN_FLIGHT: &str = "1024";
 
@@ -400,7 +400,7 @@ fn a_manager_killed_in_the_opening_call_recovers_it_and_keeps_everything_acknowl
         &["--acks-out", acks_path.to_str().unwrap()],
     );
     let mut acks = Acks::new(&acks_path);
-    acks.stop_inside_phase(&mut first, 0, 1_000, parts[0].1);
+    acks.stop_inside_phase(&mut first, 0, 2_000, parts[0].1);
     grid.restart_manager();
     signal(&first, "CONT");
     let status = first.child.wait().unwrap();
@@ -433,7 +433,7 @@ fn a_manager_killed_in_the_opening_call_recovers_it_and_keeps_everything_acknowl
         );
         checked += 1;
     }
-    assert!(checked > 2_000, "only {checked} acknowledgements checked");
+    assert!(checked >= 2_000, "only {checked} acknowledgements checked");
     // The journal ends inside the opening call: its one PHASE is the ATO.
     let phases: Vec<&str> = rows
         .iter()

@@ -10,7 +10,6 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +22,8 @@ use proto::{
     SessionLimits, Welcome,
 };
 use serde::Serialize;
+
+use crate::pace::Lane;
 
 /// Where the manager is and how to trust it.
 #[derive(Clone, Debug)]
@@ -461,8 +462,14 @@ pub async fn run_load(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
     let start = Instant::now();
     let mut tasks = Vec::new();
     let keep_samples = cfg.timeline_s.is_some();
-    for (s, cmds) in sessions.into_iter().zip(per_broker) {
-        let rate = cfg.rate.map(|r| r / cfg.brokers as f64);
+    let rate = cfg.rate.map(|r| r / cfg.brokers as f64);
+    let lanes: Vec<Arc<Lane>> = sessions
+        .iter()
+        .zip(&per_broker)
+        .map(|(s, cmds)| Lane::new(cmds.len(), s.welcome.limits.max_in_flight as usize, rate))
+        .collect();
+    crate::pace::spawn_pacer(lanes.clone(), start).context("starting the pacer thread")?;
+    for ((s, cmds), lane) in sessions.into_iter().zip(per_broker).zip(lanes) {
         let bar = bar.clone();
         tasks.push(tokio::spawn(async move {
             let Session {
@@ -473,11 +480,10 @@ pub async fn run_load(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
                 endpoint,
             } = s;
             let pacing = Pacing {
-                rate,
                 start,
                 keep_samples,
             };
-            let r = broker_session(writer, reader, welcome.limits, cmds, pacing, bar).await;
+            let r = broker_session(writer, reader, welcome.limits, cmds, lane, pacing, bar).await;
             conn.close(0u32.into(), b"done");
             drop(endpoint);
             r
@@ -585,11 +591,9 @@ struct SessionResult {
     samples: Vec<FinalSample>,
 }
 
-/// How a broker session sends: its share of the rate (`None`: as fast as the window allows),
-/// the run's common start, and whether to keep per-order samples for a timeline.
+/// The run's common start, and whether to keep per-order samples for a timeline.
 #[derive(Clone, Copy)]
 struct Pacing {
-    rate: Option<f64>,
     start: Instant,
     keep_samples: bool,
 }
@@ -608,122 +612,97 @@ fn submit_of(cmds: &[Command], indices: impl IntoIterator<Item = usize>) -> Clie
     )
 }
 
-/// Even pacing: order `i` is due at `start + i / rate`. A thread of its own keeps the time
-/// (an OS sleep wakes within tens of microseconds, and spinning a runtime worker would steal
-/// a core from the grid it measures) and hands each order over when it is due; the writer
-/// sends whatever is due in one frame. Latency is counted from each order's due time, so a
-/// late sender shows up in the figures (coordinated omission corrected).
-#[allow(clippy::too_many_arguments)]
+/// Sends the lane's orders as the pacer releases them: whatever was released since the last
+/// frame goes in one (or a few, `batch` at most each).
 fn paced_sender(
     mut writer: transport::FrameWriter,
     cmds: Vec<Command>,
-    rate: f64,
-    start: Instant,
-    window: usize,
+    lane: Arc<Lane>,
     batch: usize,
-    due_at: &Arc<Vec<AtomicU64>>,
-    completed: &Arc<AtomicUsize>,
-) -> anyhow::Result<tokio::task::JoinHandle<anyhow::Result<transport::FrameWriter>>> {
-    let n = cmds.len();
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<usize>(window.clamp(1, 1 << 16));
-    let (due_at, completed) = (due_at.clone(), completed.clone());
-    std::thread::Builder::new()
-        .name("pacer".into())
-        .spawn(move || {
-            for pos in 0..n {
-                // Stay inside the manager's in-flight window.
-                while pos - completed.load(Ordering::Relaxed) >= window {
-                    std::thread::sleep(Duration::from_micros(200));
-                }
-                let due = start + Duration::from_secs_f64(pos as f64 / rate);
-                let now = Instant::now();
-                if due > now {
-                    std::thread::sleep(due - now);
-                }
-                due_at[pos].store((due - start).as_nanos().max(1) as u64, Ordering::Relaxed);
-                if tx.blocking_send(pos).is_err() {
-                    return;
-                }
+) -> tokio::task::JoinHandle<anyhow::Result<transport::FrameWriter>> {
+    tokio::spawn(async move {
+        let mut sent = 0;
+        while sent < cmds.len() {
+            let released = lane.released_beyond(sent).await;
+            while sent < released {
+                let end = (sent + batch).min(released);
+                writer.send(&submit_of(&cmds, sent..end)).await?;
+                sent = end;
             }
-        })
-        .context("starting the pacer thread")?;
-    Ok(tokio::spawn(async move {
-        let mut due = Vec::with_capacity(batch);
-        while let Some(first) = rx.recv().await {
-            due.clear();
-            due.push(first);
-            while due.len() < batch {
-                match rx.try_recv() {
-                    Ok(p) => due.push(p),
-                    Err(_) => break,
-                }
-            }
-            writer.send(&submit_of(&cmds, due.iter().copied())).await?;
         }
         Ok(writer)
-    }))
+    })
+}
+
+/// Sends the lane's orders as fast as the in-flight window allows, `batch` at most per frame.
+fn max_sender(
+    mut writer: transport::FrameWriter,
+    cmds: Vec<Command>,
+    lane: Arc<Lane>,
+    start: Instant,
+    batch: usize,
+) -> tokio::task::JoinHandle<anyhow::Result<transport::FrameWriter>> {
+    tokio::spawn(async move {
+        let mut sent = 0;
+        while sent < cmds.len() {
+            let room = lane.room(sent);
+            if room == 0 {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+                continue;
+            }
+            let end = (sent + batch.min(room)).min(cmds.len());
+            lane.mark_sent(sent, end, start.elapsed().as_nanos() as u64);
+            writer.send(&submit_of(&cmds, sent..end)).await?;
+            sent = end;
+        }
+        Ok(writer)
+    })
+}
+
+/// Closes a lane when its session ends, however it ends, so the pacer stops serving it.
+struct CloseOnDrop(Arc<Lane>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.close();
+    }
 }
 
 async fn broker_session(
-    mut writer: transport::FrameWriter,
+    writer: transport::FrameWriter,
     mut reader: transport::FrameReader,
     limits: SessionLimits,
     cmds: Vec<Command>,
+    lane: Arc<Lane>,
     pacing: Pacing,
     bar: indicatif::ProgressBar,
 ) -> anyhow::Result<SessionResult> {
     let Pacing {
-        rate,
         start,
         keep_samples,
     } = pacing;
     let n = cmds.len();
-    // When each command was due (paced) or sent (--max), ns since `start`.
-    let due_at: Arc<Vec<AtomicU64>> = Arc::new((0..n).map(|_| AtomicU64::new(0)).collect());
-    let completed = Arc::new(AtomicUsize::new(0));
+    let _close = CloseOnDrop(lane.clone());
     let batch = (limits.max_batch as usize).clamp(1, 512);
-    let window = (limits.max_in_flight as usize).max(1);
-    let sender = match rate {
-        Some(r) => paced_sender(writer, cmds, r, start, window, batch, &due_at, &completed)?,
-        None => {
-            let due_at = due_at.clone();
-            let completed = completed.clone();
-            tokio::spawn(async move {
-                let mut pos = 0;
-                while pos < n {
-                    // Stay inside the manager's in-flight window.
-                    while pos - completed.load(Ordering::Relaxed) >= window {
-                        tokio::time::sleep(Duration::from_micros(200)).await;
-                    }
-                    let end = (pos + batch)
-                        .min(n)
-                        .min(completed.load(Ordering::Relaxed) + window);
-                    let now = start.elapsed().as_nanos().max(1) as u64;
-                    for d in &due_at[pos..end] {
-                        d.store(now, Ordering::Relaxed);
-                    }
-                    writer.send(&submit_of(&cmds, pos..end)).await?;
-                    pos = end;
-                }
-                Ok::<_, anyhow::Error>(writer)
-            })
-        }
+    let sender = if lane.is_paced() {
+        paced_sender(writer, cmds, lane.clone(), batch)
+    } else {
+        max_sender(writer, cmds, lane.clone(), start, batch)
     };
     let mut result = SessionResult {
         tracker: Tracker::new(n),
         accept: histogram(),
         fin: histogram(),
         last_final: Duration::ZERO,
-        samples: Vec::new(),
+        // Reserved whole: doubling a vector of a million samples mid-run is a pause of
+        // milliseconds in the reader, which the figures would blame on the grid.
+        samples: Vec::with_capacity(if keep_samples { n } else { 0 }),
     };
     // Per command: whether it was rejected (for the timeline).
     let mut rejected = vec![false; if keep_samples { n } else { 0 }];
     // Reports of one frame arrived together: one clock reading serves them all (and the
     // decoding of the first does not count against the last).
-    let since = |now: Duration, pos: usize| {
-        let sent = Duration::from_nanos(due_at[pos].load(Ordering::Relaxed));
-        now.saturating_sub(sent).as_micros() as u64
-    };
+    let since = |now: Duration, pos: usize| now.saturating_sub(lane.due(pos)).as_micros() as u64;
     while !result.tracker.finished() {
         let reports = next_reports(&mut reader).await?;
         let arrived = start.elapsed();
@@ -757,7 +736,7 @@ async fn broker_session(
                 Progress::Nothing => {}
             }
         }
-        completed.fetch_add(finals, Ordering::Relaxed);
+        lane.complete(finals);
         bar.inc(finals as u64);
     }
     let _writer = sender.await.context("sender panicked")??;
@@ -944,24 +923,9 @@ pub async fn replay_grid(
         })
         .collect();
     let n = cmds.len();
-    let completed = Arc::new(AtomicUsize::new(0));
     let batch = (welcome.limits.max_batch as usize).clamp(1, 2048);
-    let window = (welcome.limits.max_in_flight as usize).max(batch);
-    let sender = {
-        let completed = completed.clone();
-        tokio::spawn(async move {
-            let mut pos = 0;
-            while pos < n {
-                while pos + batch > completed.load(Ordering::Relaxed) + window {
-                    tokio::time::sleep(Duration::from_micros(200)).await;
-                }
-                let end = (pos + batch).min(n);
-                writer.send(&submit_of(&cmds, pos..end)).await?;
-                pos = end;
-            }
-            Ok::<_, anyhow::Error>(writer)
-        })
-    };
+    let lane = Lane::new(n, welcome.limits.max_in_flight as usize, None);
+    let sender = max_sender(writer, cmds, lane.clone(), Instant::now(), batch);
     let bar = progress_bar(progress && n >= 20_000, n as u64);
     let mut collector = ReplayCollector::new(&securities);
     let mut tracker = Tracker::new(n);
@@ -984,7 +948,7 @@ pub async fn replay_grid(
                 finals += 1;
             }
         }
-        completed.fetch_add(finals, Ordering::Relaxed);
+        lane.complete(finals);
         bar.inc(finals as u64);
         if let Some(w) = acks.as_mut() {
             w.flush()?;

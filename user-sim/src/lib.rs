@@ -12,6 +12,7 @@
 //! - [`generate`]: pure generator: config + securities + rules in, order rows out.
 //! - [`agents`]: `user-sim agents`: a strategy-agent population through the local exchange
 //!   or, in lockstep, through the grid ([`agents::GridVenue`]).
+//! - [`pace`]: the send schedule of a load run: one pacer thread for every broker session.
 //! - [`replay`]: read securities and orders files, run [`matching::Exchange`], write trades,
 //!   totals and rejects files.
 //! - [`record`]: an L3 market-data subscriber writing LOBSTER files and a trades CSV.
@@ -19,5 +20,6 @@
 pub mod agents;
 pub mod client;
 pub mod generate;
+pub mod pace;
 pub mod record;
 pub mod replay;

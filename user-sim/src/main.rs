@@ -47,8 +47,10 @@ struct RunArgs {
     /// Concurrent broker sessions (the first K brokers of the credentials file).
     #[arg(long, default_value_t = 4)]
     brokers: u32,
-    /// Paced sending: orders per second over all brokers, evenly spaced; latency is counted
-    /// from each order's due time (coordinated omission corrected).
+    /// Paced sending: orders per second over all brokers, evenly spaced (each broker's share on
+    /// its own schedule; one pacer thread releases what is due every 20 us or more, the OS
+    /// timer slack on top); latency is counted from each order's due time (coordinated
+    /// omission corrected), so a late release shows in the figures.
     #[arg(long, conflicts_with = "max")]
     rate: Option<f64>,
     /// Send as fast as possible (the default when --rate is not given).
