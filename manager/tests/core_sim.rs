@@ -51,6 +51,9 @@ enum Tamper {
     Reference,
     /// An order twice.
     Duplicate,
+    /// An order listed again in place of another of the same quantity, so the count and the
+    /// totals hold (only the priority order can tell).
+    DuplicateInPlace,
     /// Claim another seq than the book's.
     Seq,
 }
@@ -137,6 +140,15 @@ fn tamper(p: &mut ImagePart, t: Tamper) -> bool {
             Some(o) => side.push(o),
             None => return false,
         },
+        Tamper::DuplicateInPlace => {
+            let pair = (0..side.len()).find_map(|i| {
+                (i + 1..side.len())
+                    .find(|&j| side[j].qty == side[i].qty)
+                    .map(|j| (i, j))
+            });
+            let Some((i, j)) = pair else { return false };
+            side[j] = side[i];
+        }
         Tamper::Seq => p.seq += 1,
     }
     true
@@ -1248,6 +1260,7 @@ fn a_forged_image_is_refused_and_its_executor_replaced() {
         Tamper::DropOrder,
         Tamper::Reference,
         Tamper::Duplicate,
+        Tamper::DuplicateInPlace,
         Tamper::Seq,
     ]
     .into_iter()

@@ -24,12 +24,14 @@ use matching::{
     Price, Qty, RejectReason, RestingKind, RestingOrder, SecurityId, Side,
 };
 use proto::{OrderState, OrderStatus, Routed};
-use rustc_hash::FxHashSet;
 
 use super::records::RecordTable;
 
 /// Events of a group whose orders [`Projection::prefetch`] asks for (a sweep's first ones).
 const PREFETCH_EVENTS: usize = 4;
+/// How far ahead [`Projection::verify_image`] fetches an image's records (and twice as far,
+/// their slots).
+const IMAGE_AHEAD: usize = 8;
 
 /// What [`Projection::prefetch`] starts loading.
 #[derive(Clone, Copy, Debug)]
@@ -364,15 +366,24 @@ impl Projection {
                 )
             },
         )?;
-        let mut seen = FxHashSet::default();
-        let mut side_orders =
+        // No set of the ids seen: a side's ranks must rise strictly, and an order's rank is
+        // its record's (its price and kind are checked equal to the record's, its time is
+        // the record's), so an order listed twice breaks the rise; and the record's side
+        // must be the list's, so no order is on both. That walk costs a lookup per order, and
+        // a book can hold tens of thousands: the records are fetched a few orders ahead.
+        let side_orders =
             |side: Side, orders: &[RestingOrder]| -> Result<(Vec<LiveOrder>, Qty), String> {
                 let mut out = Vec::with_capacity(orders.len());
                 let mut total: Qty = 0;
                 // Priority: ATO/ATC first, then the better price, then the earlier time.
                 let mut previous: Option<(u8, i64, u64)> = None;
-                for o in orders {
-                    ensure(seen.insert(o.id), || format!("order {} twice", o.id.0))?;
+                for (i, o) in orders.iter().enumerate() {
+                    if let Some(ahead) = orders.get(i + 2 * IMAGE_AHEAD) {
+                        self.records.prefetch_slot(ahead.id.0);
+                    }
+                    if let Some(ahead) = orders.get(i + IMAGE_AHEAD) {
+                        self.records.prefetch_record(ahead.id.0);
+                    }
                     let r = self
                         .records
                         .get_ref(o.id.0)
