@@ -48,9 +48,9 @@ struct RunArgs {
     #[arg(long, default_value_t = 4)]
     brokers: u32,
     /// Paced sending: orders per second over all brokers, evenly spaced (each broker's share on
-    /// its own schedule; one pacer thread releases what is due every 20 us or more, the OS
-    /// timer slack on top); latency is counted from each order's due time (coordinated
-    /// omission corrected), so a late release shows in the figures.
+    /// its own schedule; one pacer thread releases what is due, sleeping 50 us at least
+    /// between releases); latency is counted from each order's due time (coordinated omission
+    /// corrected), so a late release shows in the figures.
     #[arg(long, conflicts_with = "max")]
     rate: Option<f64>,
     /// Send as fast as possible (the default when --rate is not given).

@@ -18,10 +18,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The shortest sleep between two releases. The OS adds its timer slack (50 us by default) to
-/// it, so a lane is released every 70 us or so at high rates: at most that late, and a few
-/// orders per frame.
-pub const MIN_TICK: Duration = Duration::from_micros(20);
+/// The shortest sleep between two releases: at high rates a lane is released every 50 us or
+/// so (an order is at most that late, and a frame carries a few orders).
+pub const MIN_TICK: Duration = Duration::from_micros(50);
+
+/// The pacer's timer slack. Linux lets a sleep end up to 50 us late by default (to batch
+/// wake-ups), which at low rates would make every order that late and the figures say so.
+const TIMER_SLACK_NS: u64 = 1_000;
 
 /// How often a lane stalled on the in-flight window is looked at again.
 const WINDOW_POLL: Duration = Duration::from_micros(200);
@@ -169,16 +172,36 @@ pub fn spawn_pacer(lanes: Vec<Arc<Lane>>, start: Instant) -> std::io::Result<()>
     }
     std::thread::Builder::new()
         .name("pacer".into())
-        .spawn(move || loop {
-            let elapsed = start.elapsed();
-            let next = paced
-                .iter()
-                .filter_map(|(rate, lane)| lane.release(*rate, elapsed))
-                .min();
-            let Some(next) = next else { return };
-            std::thread::sleep(next.saturating_sub(start.elapsed()).max(MIN_TICK));
+        .spawn(move || {
+            set_timer_slack(TIMER_SLACK_NS);
+            pace(&paced, start)
         })
         .map(drop)
+}
+
+/// The pacer thread's loop: release what is due, sleep until the next order of any lane.
+fn pace(paced: &[(f64, Arc<Lane>)], start: Instant) {
+    loop {
+        let elapsed = start.elapsed();
+        let next = paced
+            .iter()
+            .filter_map(|(rate, lane)| lane.release(*rate, elapsed))
+            .min();
+        let Some(next) = next else { return };
+        std::thread::sleep(next.saturating_sub(start.elapsed()).max(MIN_TICK));
+    }
+}
+
+/// Sets this thread's timer slack (how late the kernel may end its sleeps), where Linux has it.
+fn set_timer_slack(ns: u64) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: PR_SET_TIMERSLACK takes a value and changes only this thread's timer slack; it
+    // reads and writes no memory of ours. A refusal leaves the default slack, which is harmless.
+    unsafe {
+        libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = ns;
 }
 
 #[cfg(test)]
