@@ -135,13 +135,7 @@ pub async fn totals_csv(grid: &Grid) -> String {
 fn bad_input_is_refused_and_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let grid = Grid::start(
-        dir,
-        GridOptions {
-            executors: 2,
-            ..GridOptions::default()
-        },
-    );
+    let grid = Grid::start(dir, GridOptions::default());
     // First a replay through the fresh grid, equal to the sequential engine.
     let stream = dir.join("orders.csv");
     generate(&grid.securities(), 5_000, 21, &stream);

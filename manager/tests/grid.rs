@@ -84,13 +84,7 @@ fn manager_local_mode_equals_local_replay() {
 fn load_run_reports_every_order_and_writes_json() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let grid = Grid::start(
-        dir,
-        GridOptions {
-            executors: 2,
-            ..GridOptions::default()
-        },
-    );
+    let grid = Grid::start(dir, GridOptions::default());
     let json = dir.join("report.json");
     let out = grid.load(&[
         "--orders",
@@ -145,36 +139,22 @@ fn load_run_reports_every_order_and_writes_json() {
 fn a_paced_load_keeps_to_its_schedule_across_sessions() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let grid = Grid::start(
-        dir,
-        GridOptions {
-            executors: 2,
-            ..GridOptions::default()
-        },
-    );
-    let json = dir.join("paced.json");
+    let grid = Grid::start(dir, GridOptions::default());
     // Three sessions at 2,000/s each: each session's last order is due at 999/2000 s, so the
     // run cannot end sooner, and with one pacer serving all three, none may run ahead.
-    let out = grid.load(&[
-        "--orders",
-        "3000",
-        "--rate",
-        "6000",
-        "--brokers",
-        "3",
-        "--timeline",
-        "0.1",
-        "--quiet",
-        "--json",
-        json.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let v = grid.load_json(
+        "paced",
+        &[
+            "--orders",
+            "3000",
+            "--rate",
+            "6000",
+            "--brokers",
+            "3",
+            "--timeline",
+            "0.1",
+        ],
     );
-    let v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     assert_eq!(v["mode"], "rate");
     let elapsed = v["elapsed_s"].as_f64().unwrap();
     assert!(elapsed >= 0.4995, "ran ahead of the schedule: {v}");

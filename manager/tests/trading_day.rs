@@ -359,20 +359,6 @@ fn journaled(grid: &Grid, dir: &Path) -> Vec<Journaled> {
 }
 
 /// A load's `--json` report.
-fn load_json(grid: &Grid, dir: &Path, name: &str, extra: &[&str]) -> serde_json::Value {
-    let json = dir.join(format!("{name}.json"));
-    let mut args = vec!["--quiet", "--json", json.to_str().unwrap()];
-    args.extend(extra);
-    let out = grid.load(&args);
-    assert!(
-        out.status.success(),
-        "load {name} failed: {}\nmanager:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        grid.manager.log_text()
-    );
-    serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap()
-}
-
 fn rejects(v: &serde_json::Value, reason: &str) -> u64 {
     v["rejects_by_reason"][reason].as_u64().unwrap_or(0)
 }
@@ -445,7 +431,7 @@ fn a_manager_killed_in_the_opening_call_recovers_it_and_keeps_everything_acknowl
 
     // The restarted manager is still in the opening call: limit orders rest, market orders,
     // IOC/FOK and cancels are refused by the phase, nothing trades.
-    let v = load_json(&grid, dir, "after", &["--orders", "2000", "--brokers", "2"]);
+    let v = grid.load_json("after", &["--orders", "2000", "--brokers", "2"]);
     assert_eq!(v["phase_at_start"], "ATO", "{v}");
     assert_eq!(v["phase_at_end"], "ATO", "{v}");
     assert!(rejects(&v, "phase_forbids") > 100, "{v}");
@@ -562,9 +548,7 @@ fn the_hose_schedule_runs_two_compressed_days_under_load() {
     let dir = tmp.path();
     let grid = schedule_grid(dir);
     // 5,200 orders at 400/s: about 13 s, across both days and into the close.
-    let v = load_json(
-        &grid,
-        dir,
+    let v = grid.load_json(
         "day",
         &[
             "--orders",
@@ -606,9 +590,7 @@ fn a_manager_restarted_mid_day_resumes_the_schedule_where_it_stands() {
     let dir = tmp.path();
     let mut grid = schedule_grid(dir);
     // Trade into the first morning, then kill -9 the manager in the middle of day 1.
-    let v = load_json(
-        &grid,
-        dir,
+    let v = grid.load_json(
         "before",
         &["--orders", "600", "--rate", "400", "--brokers", "2"],
     );
@@ -617,9 +599,7 @@ fn a_manager_restarted_mid_day_resumes_the_schedule_where_it_stands() {
     grid.manager
         .wait_log("recovered from the journal", 1, Duration::from_secs(30));
     // The restarted manager keeps serving through the rest of the two days.
-    let v = load_json(
-        &grid,
-        dir,
+    let v = grid.load_json(
         "after",
         &["--orders", "3000", "--rate", "400", "--brokers", "2"],
     );

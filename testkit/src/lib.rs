@@ -419,6 +419,23 @@ impl Grid {
             .expect("run user-sim")
     }
 
+    /// Runs `user-sim` load with `extra` flags, quietly, its JSON report in `<name>.json` in the
+    /// grid's directory; asserts it succeeded and returns the report.
+    pub fn load_json(&self, name: &str, extra: &[&str]) -> serde_json::Value {
+        let json = self.dir.join(format!("{name}.json"));
+        let mut args = vec!["--quiet", "--json", json.to_str().expect("a UTF-8 path")];
+        args.extend(extra);
+        let out = self.load(&args);
+        assert!(
+            out.status.success(),
+            "load {name} failed: {}\nmanager:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.manager.log_text()
+        );
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("the load's JSON report"))
+            .expect("a JSON report")
+    }
+
     /// Starts `user-sim replay --manager` over `orders`, writing `<prefix>-{trades,totals,rejects}.csv`.
     pub fn spawn_replay(&self, orders: &Path, prefix: &str, extra: &[&str]) -> Proc {
         let mut args = self.replay_args(orders, prefix);
