@@ -8,8 +8,8 @@
 //! Paced, order `i` of a lane is due at `start + i / rate`. One thread keeps the time for every
 //! lane: it sleeps until the next order of any lane is due, but never less than [`MIN_TICK`],
 //! and each wake releases to every lane what has come due with one notification. Waking once
-//! per order (a thread per session did) cost more CPU at a few hundred thousand orders a second
-//! than the orders cost the grid it measures: each wake is a context switch on the same cores.
+//! per order (a thread per session did) more than doubled the load generator's CPU at a few
+//! hundred thousand orders a second, CPU taken from the grid it measures on the same cores.
 //! Latency is counted from each order's own due time, so a late wake shows up in the figures
 //! (coordinated omission corrected). An OS sleep rather than a runtime timer: tokio's timer
 //! wheel has 1 ms slots, which would send in 1 ms bursts.
