@@ -442,51 +442,62 @@ pub struct ImageAssembly {
 }
 
 impl ImageAssembly {
-    /// Adds a part; returns the whole image and its seq at the last part.
+    /// Adds a part; returns the whole image and its seq at the last part. The first part's
+    /// orders are moved in, not copied: most books fit one part, and a big one is copied once
+    /// less.
     pub fn push(
         &mut self,
         part: ImagePart,
         max_orders: usize,
     ) -> Result<Option<(u64, BookImage)>, ImagePartError> {
-        let (seq, image) = self.image.get_or_insert_with(|| {
-            (
-                part.seq,
-                BookImage {
-                    security: part.security,
-                    phase: part.phase,
-                    reference: part.reference,
-                    last_trade: part.last_trade,
-                    bids: Vec::new(),
-                    asks: Vec::new(),
-                },
-            )
-        });
-        let result = if image.security != part.security || *seq != part.seq {
-            Err(ImagePartError::Interleaved {
-                expected: image.security,
-                expected_seq: *seq,
-                got: part.security,
-                got_seq: part.seq,
-            })
-        } else if (image.phase, image.reference, image.last_trade)
-            != (part.phase, part.reference, part.last_trade)
-        {
-            Err(ImagePartError::HeaderChanged)
-        } else if image.bids.len() + image.asks.len() + part.bids.len() + part.asks.len()
-            > max_orders
-        {
-            Err(ImagePartError::TooLarge(max_orders))
-        } else {
-            image.bids.extend_from_slice(&part.bids);
-            image.asks.extend_from_slice(&part.asks);
-            Ok(())
+        let last = part.last;
+        let result = match &mut self.image {
+            None if part.bids.len() + part.asks.len() > max_orders => {
+                Err(ImagePartError::TooLarge(max_orders))
+            }
+            None => {
+                self.image = Some((
+                    part.seq,
+                    BookImage {
+                        security: part.security,
+                        phase: part.phase,
+                        reference: part.reference,
+                        last_trade: part.last_trade,
+                        bids: part.bids,
+                        asks: part.asks,
+                    },
+                ));
+                Ok(())
+            }
+            Some((seq, image)) => {
+                if image.security != part.security || *seq != part.seq {
+                    Err(ImagePartError::Interleaved {
+                        expected: image.security,
+                        expected_seq: *seq,
+                        got: part.security,
+                        got_seq: part.seq,
+                    })
+                } else if (image.phase, image.reference, image.last_trade)
+                    != (part.phase, part.reference, part.last_trade)
+                {
+                    Err(ImagePartError::HeaderChanged)
+                } else if image.bids.len() + image.asks.len() + part.bids.len() + part.asks.len()
+                    > max_orders
+                {
+                    Err(ImagePartError::TooLarge(max_orders))
+                } else {
+                    image.bids.extend_from_slice(&part.bids);
+                    image.asks.extend_from_slice(&part.asks);
+                    Ok(())
+                }
+            }
         };
         match result {
             Err(e) => {
                 self.image = None;
                 Err(e)
             }
-            Ok(()) if part.last => Ok(self.image.take()),
+            Ok(()) if last => Ok(self.image.take()),
             Ok(()) => Ok(None),
         }
     }
@@ -677,4 +688,105 @@ pub struct LogEntry {
     pub uptime_ms: u64,
     pub kind: LogKind,
     pub text: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use matching::{BrokerId, OrderId, Phase, RestingKind};
+
+    fn image(bids: u64, asks: u64) -> BookImage {
+        let order = |id: u64| RestingOrder {
+            id: OrderId(id),
+            broker: BrokerId(1),
+            qty: 100 * id,
+            kind: RestingKind::Limit,
+            price: 10_000 + id as i64,
+        };
+        BookImage {
+            security: SecurityId(3),
+            phase: Phase::Continuous,
+            reference: 10_000,
+            last_trade: Some(10_050),
+            bids: (1..=bids).map(order).collect(),
+            asks: (bids + 1..=bids + asks).map(order).collect(),
+        }
+    }
+
+    /// Feeds every part; the assembled image at the last one.
+    fn assemble(
+        parts: Vec<ImagePart>,
+        max_orders: usize,
+    ) -> Result<(u64, BookImage), ImagePartError> {
+        let mut assembly = ImageAssembly::default();
+        let n = parts.len();
+        for (i, part) in parts.into_iter().enumerate() {
+            let done = assembly.push(part, max_orders)?;
+            assert_eq!(
+                done.is_some(),
+                i + 1 == n,
+                "complete exactly at the last part"
+            );
+            if let Some(done) = done {
+                assert!(!assembly.in_progress());
+                return Ok(done);
+            }
+            assert!(assembly.in_progress());
+        }
+        unreachable!("the last part completes the image")
+    }
+
+    #[test]
+    fn split_parts_assemble_to_the_image() {
+        for (bids, asks, per_part) in [(0, 0, 4), (3, 2, 100), (7, 5, 3), (0, 9, 2), (6, 0, 6)] {
+            let img = image(bids, asks);
+            let parts = ImagePart::split(&img, 42, per_part);
+            assert!(parts
+                .iter()
+                .all(|p| p.bids.len() + p.asks.len() <= per_part));
+            let total = (bids + asks) as usize;
+            assert_eq!(
+                assemble(parts, total),
+                Ok((42, img)),
+                "{bids}/{asks} by {per_part}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_part_is_refused_and_the_assembly_starts_over() {
+        let img = image(4, 4);
+        // More orders than the book holds, in the first part or over several.
+        assert_eq!(
+            assemble(ImagePart::split(&img, 1, 100), 7),
+            Err(ImagePartError::TooLarge(7))
+        );
+        assert_eq!(
+            assemble(ImagePart::split(&img, 1, 3), 7),
+            Err(ImagePartError::TooLarge(7))
+        );
+        // Another seq, or another book, inside an image.
+        let mut parts = ImagePart::split(&img, 1, 3);
+        parts[1].seq = 2;
+        assert!(matches!(
+            assemble(parts, 8),
+            Err(ImagePartError::Interleaved { got_seq: 2, .. })
+        ));
+        let mut parts = ImagePart::split(&img, 1, 3);
+        parts[2].reference += 1;
+        assert_eq!(assemble(parts, 8), Err(ImagePartError::HeaderChanged));
+        // After a refusal the next image assembles from scratch.
+        let mut assembly = ImageAssembly::default();
+        let mut parts = ImagePart::split(&img, 1, 3).into_iter();
+        assembly.push(parts.next().unwrap(), 8).unwrap();
+        let mut stray = parts.next().unwrap();
+        stray.security = SecurityId(4);
+        assert!(assembly.push(stray, 8).is_err());
+        assert!(!assembly.in_progress());
+        let mut done = None;
+        for part in ImagePart::split(&img, 5, 3) {
+            done = assembly.push(part, 8).unwrap();
+        }
+        assert_eq!(done, Some((5, img)));
+    }
 }
