@@ -413,6 +413,16 @@ pub async fn run_load(cfg: LoadConfig) -> anyhow::Result<LoadReport> {
     if cfg.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         bail!("--rate must be a positive number of orders per second");
     }
+    if let Some(rate) = cfg.rate {
+        let span = cfg.orders as f64 / rate;
+        if span > crate::pace::MAX_SCHEDULE.as_secs_f64() {
+            bail!(
+                "--rate {rate} would spread {} orders over {span:.0} s; a paced run may last at most {} s",
+                cfg.orders,
+                crate::pace::MAX_SCHEDULE.as_secs()
+            );
+        }
+    }
     let creds: Vec<(String, String)> = creds.into_iter().take(cfg.brokers as usize).collect();
     let mut sessions = Vec::new();
     for (name, secret) in &creds {

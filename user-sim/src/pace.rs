@@ -26,6 +26,10 @@ pub const MIN_TICK: Duration = Duration::from_micros(50);
 /// wake-ups), which at low rates would make every order that late and the figures say so.
 const TIMER_SLACK_NS: u64 = 1_000;
 
+/// The longest schedule a paced run may have (a week): a rate so low that the last order
+/// would be due later is refused up front rather than run for ever.
+pub const MAX_SCHEDULE: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// How often a lane stalled on the in-flight window is looked at again.
 const WINDOW_POLL: Duration = Duration::from_micros(200);
 
@@ -118,7 +122,8 @@ impl Lane {
 
     /// Order `pos`'s slot in the schedule, since the run's start.
     fn slot(rate: f64, pos: usize) -> Duration {
-        Duration::from_secs_f64(pos as f64 / rate)
+        // Saturates rather than panics: `run_load` refuses schedules anywhere near this long.
+        Duration::try_from_secs_f64(pos as f64 / rate).unwrap_or(Duration::MAX)
     }
 
     /// Releases what is due at `elapsed` (within the window) and returns when this lane next

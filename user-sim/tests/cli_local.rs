@@ -435,3 +435,44 @@ fn bad_flags_are_clap_errors() {
         stderr(&o)
     );
 }
+
+#[test]
+fn a_rate_that_cannot_be_scheduled_is_a_clear_error() {
+    // Refused before any connection is tried: no manager is needed to see the error.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("brokers.csv"), "broker,secret\nb1,s1\n").unwrap();
+    for (rate, says) in [
+        ("0", "positive number"),
+        ("-5", "positive number"),
+        ("NaN", "positive number"),
+        ("inf", "positive number"),
+        ("1e-12", "may last at most"),
+    ] {
+        let o = run(
+            &[
+                "--manager",
+                "127.0.0.1:9",
+                "--ca",
+                "missing.pem",
+                "--credentials",
+                "brokers.csv",
+                "--orders",
+                "1000",
+                "--brokers",
+                "1",
+                &format!("--rate={rate}"),
+            ],
+            dir.path(),
+        );
+        assert_eq!(o.status.code(), Some(1), "--rate {rate}: {}", stderr(&o));
+        let line = stderr(&o)
+            .lines()
+            .find(|l| l.starts_with("user-sim: error: "))
+            .map(str::to_owned);
+        assert!(
+            line.as_deref().is_some_and(|l| l.contains(says)),
+            "--rate {rate}: {}",
+            stderr(&o)
+        );
+    }
+}
