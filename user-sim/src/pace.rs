@@ -72,12 +72,8 @@ impl Lane {
         self.rate.is_some()
     }
 
-    pub fn len(&self) -> usize {
+    fn len(&self) -> usize {
         self.due_at.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.due_at.is_empty()
     }
 
     /// How many more orders may be sent now that `sent` have been, under the in-flight window.
@@ -127,8 +123,9 @@ impl Lane {
     }
 
     /// Releases what is due at `elapsed` (within the window) and returns when this lane next
-    /// needs the pacer (`None`: never again).
-    fn release(&self, rate: f64, elapsed: Duration) -> Option<Duration> {
+    /// needs the pacer (`None`: never again, or not paced).
+    fn release(&self, elapsed: Duration) -> Option<Duration> {
+        let rate = self.rate?;
         let len = self.len();
         let released = self.released.load(Ordering::Relaxed);
         if released >= len || self.closed.load(Ordering::Acquire) {
@@ -168,10 +165,7 @@ pub fn due_count(elapsed: Duration, rate: f64, len: usize) -> usize {
 /// Starts the pacer thread for the paced lanes among `lanes`; it ends when every one is
 /// released in full or closed.
 pub fn spawn_pacer(lanes: Vec<Arc<Lane>>, start: Instant) -> std::io::Result<()> {
-    let paced: Vec<(f64, Arc<Lane>)> = lanes
-        .into_iter()
-        .filter_map(|l| l.rate.map(|r| (r, l)))
-        .collect();
+    let paced: Vec<Arc<Lane>> = lanes.into_iter().filter(|l| l.is_paced()).collect();
     if paced.is_empty() {
         return Ok(());
     }
@@ -185,13 +179,10 @@ pub fn spawn_pacer(lanes: Vec<Arc<Lane>>, start: Instant) -> std::io::Result<()>
 }
 
 /// The pacer thread's loop: release what is due, sleep until the next order of any lane.
-fn pace(paced: &[(f64, Arc<Lane>)], start: Instant) {
+fn pace(paced: &[Arc<Lane>], start: Instant) {
     loop {
         let elapsed = start.elapsed();
-        let next = paced
-            .iter()
-            .filter_map(|(rate, lane)| lane.release(*rate, elapsed))
-            .min();
+        let next = paced.iter().filter_map(|lane| lane.release(elapsed)).min();
         let Some(next) = next else { return };
         std::thread::sleep(next.saturating_sub(start.elapsed()).max(MIN_TICK));
     }
@@ -227,7 +218,7 @@ mod tests {
     fn a_release_stamps_each_order_with_its_own_slot_and_keeps_to_the_window() {
         let lane = Lane::new(100, 8, Some(1000.0));
         // 20 ms in, 21 orders are due, but only 8 may be in flight.
-        let next = lane.release(1000.0, Duration::from_millis(20));
+        let next = lane.release(Duration::from_millis(20));
         assert_eq!(lane.released.load(Ordering::Relaxed), 8);
         assert_eq!(next, Some(Duration::from_millis(20) + WINDOW_POLL));
         assert_eq!(lane.due(0), Duration::from_nanos(1));
@@ -235,22 +226,22 @@ mod tests {
         assert_eq!(lane.due(8), Duration::ZERO, "not released");
         // Three final: three more go, each stamped with its slot (not the release time).
         lane.complete(3);
-        let next = lane.release(1000.0, Duration::from_millis(30));
+        let next = lane.release(Duration::from_millis(30));
         assert_eq!(lane.released.load(Ordering::Relaxed), 11);
         assert_eq!(lane.due(10), Duration::from_millis(10));
         assert_eq!(next, Some(Duration::from_millis(30) + WINDOW_POLL));
         // An open window: the next wake is the next order's slot.
         lane.complete(100);
         assert_eq!(
-            lane.release(1000.0, Duration::from_millis(30)),
+            lane.release(Duration::from_millis(30)),
             Some(Duration::from_millis(31))
         );
         assert_eq!(lane.released.load(Ordering::Relaxed), 31);
         // All released: the lane needs the pacer no more; a closed lane neither.
-        assert_eq!(lane.release(1000.0, Duration::from_secs(1)), None);
+        assert_eq!(lane.release(Duration::from_secs(1)), None);
         let closed = Lane::new(10, 8, Some(1000.0));
         closed.close();
-        assert_eq!(closed.release(1000.0, Duration::from_secs(1)), None);
+        assert_eq!(closed.release(Duration::from_secs(1)), None);
         assert_eq!(closed.released.load(Ordering::Relaxed), 0);
     }
 
